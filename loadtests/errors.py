@@ -1,0 +1,24 @@
+"""Exceptions that carry their exit code (the Click way), so the CLI turns any of them into one line.
+
+    SurgeError            exit 3 unless a subclass says otherwise
+     ├── UsageError       exit 2: a bad argument, scenario or config; nothing was started
+     └── HarnessError     exit 3: the harness itself failed (gateway did not start, Locust died)
+"""
+
+
+class SurgeError(Exception):
+    """Base of every error the `surge` command reports as one line instead of a traceback."""
+
+    exit_code = 3
+
+
+class UsageError(SurgeError):
+    """The user asked for something impossible; CONTRACT §2 says exit 2 and nothing started."""
+
+    exit_code = 2
+
+
+class HarnessError(SurgeError):
+    """surge's own machinery broke; the gateway under test is not to blame."""
+
+    exit_code = 3
