@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from loadtests.errors import SurgeError
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "gateway": ("loadtests.cmd_gateway", "start the mock gateway cluster (router + replicas) in the foreground"),
+    "gateway": (
+        "loadtests.cmd_gateway",
+        "start the mock gateway cluster (router + replicas) in the foreground",
+    ),
     "run": ("loadtests.cmd_run", "run one load test: cluster, Locust, faults, verdicts, report"),
     "report": ("loadtests.cmd_report", "(re)build report.html from a run folder"),
     "compare": ("loadtests.cmd_compare", "compare two runs; exit 1 when the candidate regresses"),
@@ -25,7 +28,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surge", description="Load-testing and capacity harness for repayments.")
+    parser = argparse.ArgumentParser(
+        prog="surge", description="Load-testing and capacity harness for repayments."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

@@ -1,8 +1,8 @@
 """Exceptions that carry their exit code (the Click way), so the CLI turns any of them into one line.
 
-    SurgeError            exit 3 unless a subclass says otherwise
-     ├── UsageError       exit 2: a bad argument, scenario or config; nothing was started
-     └── HarnessError     exit 3: the harness itself failed (gateway did not start, Locust died)
+SurgeError            exit 3 unless a subclass says otherwise
+ ├── UsageError       exit 2: a bad argument, scenario or config; nothing was started
+ └── HarnessError     exit 3: the harness itself failed (gateway did not start, Locust died)
 """
 
 

@@ -1,0 +1,126 @@
+"""Writes the parts of a run folder (CONTRACT §6) that belong to the orchestrator, not to Locust or reports:
+meta.json before the load, events.csv and the ledger copy after it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import sqlite3
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loadtests.errors import UsageError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One row of events.csv; `unix` is turned into `t_s` against the run's start when written."""
+
+    unix: float
+    source: str
+    kind: str
+    target: str
+    detail: str
+
+
+def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) -> Path:
+    """`--out DIR` exactly, else runs/<UTC timestamp>-<scenario>; a folder that already holds a run is refused
+    so that no earlier result is overwritten."""
+    if out:
+        path = Path(out)
+        if (path / "summary.json").exists() or (path / "meta.json").exists():
+            raise UsageError(f"--out {out} already holds a run; choose an empty folder")
+    else:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in scenario_name)[:60] or "scenario"
+        path = root / f"{stamp}-{safe}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the run folder {path}: {exc.strerror}") from None
+    return path
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("surge", "locust", "aiohttp", "pandas", "plotly", "hdrhistogram"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the surge checkout that ran, or None when it is not a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
+
+
+def read_cluster_events(path: Path) -> list[Event]:
+    """The cluster's JSON-lines events (docs/internals.md §3); a torn last line from a kill is skipped."""
+    events: list[Event] = []
+    if not path.exists():
+        return events
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        events.append(
+            Event(
+                float(raw["unix"]),
+                "cluster",
+                str(raw["kind"]),
+                str(raw.get("replica") or ""),
+                str(raw.get("detail") or ""),
+            )
+        )
+    return events
+
+
+def write_events_csv(path: Path, start_unix: float, events: Iterable[Event]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["t_s", "unix", "source", "kind", "target", "detail"])
+        for event in sorted(events, key=lambda e: e.unix):
+            writer.writerow(
+                [
+                    f"{event.unix - start_unix:.3f}",
+                    f"{event.unix:.6f}",
+                    event.source,
+                    event.kind,
+                    event.target,
+                    event.detail,
+                ]
+            )
+
+
+def copy_ledger(source: Path, target: Path) -> bool:
+    """A consistent snapshot through SQLite's backup API: the live file may have WAL frames not yet
+    checkpointed, so a plain file copy could miss acknowledged repayments."""
+    if not source.exists():
+        return False
+    with (
+        sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10) as src,
+        sqlite3.connect(target) as dst,
+    ):
+        src.backup(dst)
+    return True
