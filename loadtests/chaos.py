@@ -128,7 +128,7 @@ def _fault_body(action: str, target: str, fault: FaultLike) -> dict[str, Any]:
             body[name] = value
     body.setdefault("ratio", 1.0)
     if action == "channel_outage":
-        body["channel"] = target
+        body["channel"] = getattr(fault, "channel", None) or target
     elif target not in {"", "all"}:
         body["target"] = target
     return body
