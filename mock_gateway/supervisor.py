@@ -1,0 +1,212 @@
+"""Starts, watches, kills, pauses and restarts the replica processes of one cluster.
+
+Orphans are the failure this module exists to prevent. Each replica runs in a session of its own (so a
+terminal's Ctrl-C reaches only the router, which then stops the replicas in order) and with
+`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it). The death signal is set
+by a tiny trampoline in the child (`python -c "...run_guarded()"`) rather than a `preexec_fn`, because
+forking a threaded process and running Python before `exec` can deadlock; the trampoline also closes the
+race where the router dies between fork and prctl by checking that its parent is still the router.
+
+Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
+fire it. The supervisor reports what happened through a callback and leaves health decisions to the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import runpy
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mock_gateway.events import EventKind
+
+PR_SET_PDEATHSIG = 1
+
+EventSink = Callable[[EventKind, str, str], None]
+"""(kind, replica name, detail) — the cluster writes these to the events file."""
+
+ExitHook = Callable[[str], None]
+"""Called with the replica name when its process exits, so the router can take it out at once."""
+
+
+def run_guarded() -> None:
+    """Child side of the trampoline: die with the router, then become `python -m mock_gateway ARGS`.
+
+    argv: [-c, ROUTER_PID, replica args...].
+    """
+    router_pid = int(sys.argv[1])
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != router_pid:  # the router died before prctl took effect
+        os._exit(1)
+    sys.argv = ["mock_gateway", *sys.argv[2:]]
+    runpy.run_module("mock_gateway", run_name="__main__", alter_sys=True)
+
+
+@dataclass(slots=True)
+class ReplicaProcess:
+    """One replica's current process (replaced on restart; name and port stay)."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    exited: asyncio.Future[int] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.exited is not None and not self.exited.done()
+
+
+class Supervisor:
+    """Owns the replica processes; every method is called from the event loop thread."""
+
+    def __init__(
+        self,
+        *,
+        config_path: Path,
+        host: str,
+        allow_public_bind: bool,
+        replicas: list[tuple[str, int]],
+        log_dir: Path,
+        on_event: EventSink,
+        on_exit: ExitHook,
+    ) -> None:
+        self._config_path = config_path
+        self._host = host
+        self._allow_public_bind = allow_public_bind
+        self._log_dir = log_dir
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._stopping = False
+        self.replicas: dict[str, ReplicaProcess] = {
+            name: ReplicaProcess(name, port) for name, port in replicas
+        }
+
+    def get(self, name: str) -> ReplicaProcess:
+        return self.replicas[name]
+
+    def _argv(self, rep: ReplicaProcess) -> list[str]:
+        argv = [
+            sys.executable,
+            "-c",
+            "from mock_gateway.supervisor import run_guarded; run_guarded()",
+            str(os.getpid()),
+            "--config",
+            str(self._config_path),
+            "--port",
+            str(rep.port),
+            "--host",
+            self._host,
+            "--name",
+            rep.name,
+            "--behind-router",
+        ]
+        if self._allow_public_bind:
+            argv.append("--allow-public-bind")
+        return argv
+
+    def spawn(self, name: str) -> ReplicaProcess:
+        """Start the replica's process (it must not be running); readiness is the health checker's job."""
+        rep = self.replicas[name]
+        if rep.alive:
+            raise RuntimeError(f"replica {name} is already running (pid {rep.pid})")
+        loop = asyncio.get_running_loop()
+        with (self._log_dir / f"replica-{name}.log").open("ab") as log:
+            rep.popen = subprocess.Popen(
+                self._argv(rep), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
+        rep.paused = False
+        rep.exited = loop.create_future()
+        pidfd = os.pidfd_open(rep.popen.pid)
+        loop.add_reader(pidfd, self._reap, rep, rep.popen, rep.exited, pidfd)
+        self._on_event(EventKind.PROCESS_STARTED, name, f"pid {rep.popen.pid} port {rep.port}")
+        return rep
+
+    def _reap(
+        self, rep: ReplicaProcess, popen: subprocess.Popen[bytes], exited: asyncio.Future[int], pidfd: int
+    ) -> None:
+        asyncio.get_running_loop().remove_reader(pidfd)
+        os.close(pidfd)
+        code = popen.wait()
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        rep.paused = False
+        self._on_event(EventKind.PROCESS_DIED, rep.name, f"pid {popen.pid} {how}")
+        exited.set_result(code)
+        if not self._stopping:
+            self._on_exit(rep.name)
+
+    def _signal(self, rep: ReplicaProcess, sig: signal.Signals) -> None:
+        if not rep.alive or rep.popen is None:
+            raise ProcessLookupError(f"replica {rep.name} is not running")
+        rep.popen.send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the crash the harness measures recovery from."""
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGKILL)
+        self._on_event(EventKind.KILLED, name, f"pid {rep.pid}")
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: a replica that hangs with its sockets open, the harder case for detection."""
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGSTOP)
+        rep.paused = True
+        self._on_event(EventKind.PAUSED, name, f"pid {rep.pid}")
+
+    def resume(self, name: str) -> None:
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGCONT)
+        rep.paused = False
+        self._on_event(EventKind.RESUMED, name, f"pid {rep.pid}")
+
+    async def restart(self, name: str, timeout_s: float = 5.0) -> ReplicaProcess:
+        """Kill if alive, wait for the exit, spawn again on the same port."""
+        rep = self.replicas[name]
+        if rep.alive and rep.popen is not None and rep.exited is not None:
+            rep.popen.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(rep.exited), timeout_s)
+        self.spawn(name)
+        self._on_event(EventKind.RESTARTED, name, f"pid {rep.pid}")
+        return rep
+
+    async def stop_all(self, grace_s: float = 5.0) -> None:
+        """SIGTERM everyone (SIGCONT first for the paused), wait up to `grace_s`, then SIGKILL the rest."""
+        self._stopping = True
+        running = [r for r in self.replicas.values() if r.alive and r.popen is not None]
+        for rep in running:
+            assert rep.popen is not None
+            if rep.paused:
+                rep.popen.send_signal(signal.SIGCONT)
+            rep.popen.send_signal(signal.SIGTERM)
+        waits = [asyncio.shield(r.exited) for r in running if r.exited is not None]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=grace_s)
+        if pending:
+            for rep in running:
+                if rep.alive and rep.popen is not None:
+                    rep.popen.send_signal(signal.SIGKILL)
+            await asyncio.wait(pending, timeout=grace_s)
+
+    def kill_all_now(self) -> None:
+        """Last resort from a `finally`: SIGKILL and reap synchronously, whatever state the loop is in."""
+        self._stopping = True
+        for rep in self.replicas.values():
+            if rep.popen is not None and rep.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    rep.popen.send_signal(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    rep.popen.wait(timeout=5)
