@@ -15,7 +15,9 @@ def curve(knee: float, noise: float = 0.0, seed: int = 1):
     def probe(rate: float) -> Probe:
         goodput = min(rate, knee) * (1 + rng.uniform(-noise, noise))
         passed = rate <= knee
-        return Probe(rate, rate, goodput, goodput / rate, 20.0 if passed else 900.0, passed, "rate cap (replica)")
+        return Probe(
+            rate, rate, goodput, goodput / rate, 20.0 if passed else 900.0, passed, "rate cap (replica)"
+        )
 
     return probe
 

@@ -1,0 +1,62 @@
+"""Judging a probe from recorded windows: rejections count against it, the warm-up does not, p99 from HDR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loadtests.capacity_probe import judge
+from reports.hdr import new_histogram
+
+
+def window(t: int, offered: int, ok: int, limited: int = 0, latency_us: int = 10_000) -> dict[str, Any]:
+    def cls(count: int) -> dict[str, Any]:
+        hist = new_histogram()
+        if count:
+            hist.record_value(latency_us, count)
+        return {"count": count, "intended": hist.encode().decode(), "service": hist.encode().decode()}
+
+    classes = {"succeeded": cls(ok)}
+    codes = {}
+    if limited:
+        classes["rate_limited"] = cls(limited)
+        codes["RATE_LIMITED"] = limited
+    return {
+        "t": t,
+        "offered": offered,
+        "sent": offered,
+        "late": 0,
+        "dropped": 0,
+        "classes": classes,
+        "codes": codes,
+    }
+
+
+def test_passing_probe_ignores_the_warmup() -> None:
+    windows = [window(0, 50, 10, latency_us=5_000_000)] + [window(t, 100, 100) for t in range(1, 6)]
+    probe, span = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    assert probe.passed
+    assert probe.goodput == 100
+    assert 9.9 <= probe.p99_ms <= 10.1
+    assert span == (1.0, 6.0)
+
+
+def test_rate_limited_probe_fails_and_names_the_cap() -> None:
+    windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
+    probe, _ = judge(windows, 400, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    assert not probe.passed
+    assert probe.success_ratio == 0.75
+    assert "rate cap" in probe.limited_by
+
+
+def test_slow_probe_fails_on_latency() -> None:
+    windows = [window(t, 100, 100, latency_us=2_000_000) for t in range(0, 6)]
+    probe, _ = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    assert not probe.passed
+    assert probe.limited_by.startswith("latency")
+
+
+def test_generator_shortfall_is_named() -> None:
+    windows = [window(t, 60, 60) for t in range(0, 6)]
+    probe, _ = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    assert not probe.passed
+    assert "generator" in probe.limited_by

@@ -1,0 +1,105 @@
+"""The fault player against a scripted admin API: timing, `primary` resolution, undo steps, failures logged."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from loadtests.chaos import ChaosPlayer
+from loadtests.shapes import Fault
+
+TOKEN = "t0ken"
+
+
+async def admin_server(calls: list[tuple[float, str, dict[str, Any] | None]]) -> TestServer:
+    async def replicas(request: web.Request) -> web.Response:
+        calls.append((time.time(), "GET replicas", None))
+        return web.json_response(
+            {"replicas": [{"name": "r1", "state": "down", "role": "standby"},
+                          {"name": "r2", "state": "up", "role": "primary"}]}
+        )  # fmt: skip
+
+    async def action(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return web.json_response({"code": "UNAUTHORIZED"}, status=401)
+        calls.append((time.time(), f"{request.match_info['name']}/{request.match_info['action']}", None))
+        return web.json_response({"ok": True})
+
+    async def faults(request: web.Request) -> web.Response:
+        body = await request.json()
+        calls.append((time.time(), "faults", body))
+        if body.get("kind") == "errors":
+            return web.json_response({"code": "VALIDATION_ERROR"}, status=400)
+        return web.json_response({"ok": True}, status=201)
+
+    app = web.Application()
+    app.router.add_get("/admin/replicas", replicas)
+    app.router.add_post("/admin/replicas/{name}/{action}", action)
+    app.router.add_post("/admin/faults", faults)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+async def test_plays_the_schedule_on_time_and_undoes_process_faults() -> None:
+    calls: list[tuple[float, str, dict[str, Any] | None]] = []
+    server = await admin_server(calls)
+    try:
+        start = time.time() + 0.2
+        faults = [
+            Fault(at_s=0.0, action="kill", target="primary", duration_s=0.3),
+            Fault(at_s=0.1, action="latency", target="r3", duration_s=5, ratio=0.5, latency_ms=300),
+            Fault(at_s=0.15, action="channel_outage", target="ICBC", duration_s=2),
+        ]
+        player = ChaosPlayer(str(server.make_url("")).rstrip("/"), TOKEN, faults, start)
+        await player.play()
+    finally:
+        await server.close()
+    kinds = [name for _, name, _ in calls]
+    assert kinds == ["GET replicas", "r2/kill", "faults", "faults", "r2/restart"]
+    kill_at = calls[1][0]
+    restart_at = calls[4][0]
+    assert 0 <= kill_at - start < 0.15
+    assert 0.28 <= restart_at - kill_at < 0.5
+    assert calls[2][2] == {
+        "kind": "latency",
+        "duration_s": 5.0,
+        "ratio": 0.5,
+        "latency_ms": 300,
+        "target": "r3",
+    }
+    assert calls[3][2] == {"kind": "channel_outage", "duration_s": 2.0, "ratio": 1.0, "channel": "ICBC"}
+    assert [e.kind for e in player.events] == [
+        "fault_injected",
+        "fault_injected",
+        "fault_injected",
+        "fault_cleared",
+    ]
+
+
+async def test_a_refused_fault_is_logged_not_raised() -> None:
+    calls: list[tuple[float, str, dict[str, Any] | None]] = []
+    server = await admin_server(calls)
+    try:
+        player = ChaosPlayer(
+            str(server.make_url("")).rstrip("/"),
+            TOKEN,
+            [Fault(at_s=0, action="errors", ratio=0.1)],
+            time.time(),
+        )
+        await player.play()
+    finally:
+        await server.close()
+    assert len(player.events) == 1
+    assert "failed: HTTP 400" in player.events[0].detail
+
+
+async def test_unreachable_admin_api_is_logged() -> None:
+    player = ChaosPlayer(
+        "http://127.0.0.1:9", TOKEN, [Fault(at_s=0, action="pause", target="r1")], time.time()
+    )
+    await player.play()
+    assert player.events[0].kind == "fault_failed"

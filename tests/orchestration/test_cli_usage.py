@@ -1,0 +1,64 @@
+"""Bad usage is exit 2 and one readable line, with nothing started (CONTRACT §2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def surge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "no-such-scenario"], "no-such-scenario"),
+        (["run", "double11", "--scale", "-1"], "--scale"),
+        (["run", "double11", "--scale", "abc"], "--scale"),
+        (["run", "double11", "--workers", "0"], "--workers"),
+        (["run", "double11", "--host", "http://10.20.30.40:8080"], "--allow-remote"),
+        (["run", "double11", "--host", "not a url"], "--host"),
+        (["run", "double11", "--config", "missing.toml"], "missing.toml"),
+        (["run", "double11", "--baseline", "nowhere"], "--baseline"),
+        (["find-capacity", "--host", "http://192.168.0.1"], "--allow-remote"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
+    result = surge(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists(), "nothing may be started or written on bad usage"
+
+
+def test_bad_scenario_file_names_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nduration_s = 10\nbogus = 1\n[[rate]]\nat_s = 0\nper_s = 5\n')
+    result = surge("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "bogus" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_gateway_config_names_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text("[limits]\nuser_tps = -5\n")
+    result = surge("run", "double11", "--config", str(config), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "user_tps" in result.stderr
+
+
+def test_scenarios_lists_the_six_builtins(tmp_path: Path) -> None:
+    result = surge("scenarios", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert sorted(names) == sorted(
+        ["double11", "festival618", "due-date-wave", "zero-down-installments", "capacity-step", "soak"]
+    )
