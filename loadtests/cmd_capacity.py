@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import tomli_w
 from rich.console import Console
 
 from loadtests.args import positive_float, positive_int
