@@ -33,6 +33,7 @@ from loadtests.run_folder import (
     write_events_csv,
     write_json,
 )
+from loadtests.scenario_file import write_scenario
 from loadtests.shapes import Scenario, load_scenario
 from loadtests.targets import check_target
 from loadtests.verdict_table import print_verdicts
@@ -186,10 +187,7 @@ async def _probe(
             "arrivals": base.arrivals.model_copy(update={"pool": max(base.arrivals.pool, int(rate * 2))}),
         }
     )
-    scenario_file.write_text(
-        tomli_w.dumps(scenario.model_dump(mode="json", exclude_none=True)), encoding="utf-8"
-    )
-    load_scenario(str(scenario_file))  # the written file must read back as the same scenario
+    write_scenario(scenario, scenario_file)
     start = time.time() + START_MARGIN_S + 0.5 * args.workers
     command = locust_command(
         scenario_ref=str(scenario_file),
