@@ -34,7 +34,7 @@ from loadtests.run_folder import (
     write_json,
 )
 from loadtests.scenario_file import write_scenario
-from loadtests.shapes import Scenario, load_scenario
+from loadtests.shapes import RatePoint, Scenario, load_scenario
 from loadtests.targets import check_target
 from loadtests.verdict_table import print_verdicts
 from mock_gateway.cluster import ClusterProcess
@@ -183,7 +183,7 @@ async def _probe(
             "description": f"steady {rate:.1f}/s",
             "duration_s": duration,
             "seed": base.seed + step,
-            "rate": ({"at_s": 0.0, "per_s": rate}, {"at_s": duration, "per_s": rate}),
+            "rate": (RatePoint(at_s=0.0, per_s=rate), RatePoint(at_s=duration, per_s=rate)),
             "arrivals": base.arrivals.model_copy(update={"pool": max(base.arrivals.pool, int(rate * 2))}),
         }
     )

@@ -18,7 +18,7 @@ import pytest
 
 from loadtests.chaos_schedule import chaos_schedule
 from loadtests.scenario_file import write_scenario
-from loadtests.shapes import load_scenario
+from loadtests.shapes import RatePoint, load_scenario
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -39,12 +39,11 @@ def test_chaos_loses_nothing_and_recovers(seed: int, tmp_path: Path) -> None:
             "description": f"seeded chaos, seed {seed}",
             "duration_s": duration,
             "seed": seed,
-            "rate": ({"at_s": 0, "per_s": RATE_PER_S}, {"at_s": duration, "per_s": RATE_PER_S}),
+            "rate": (RatePoint(at_s=0, per_s=RATE_PER_S), RatePoint(at_s=duration, per_s=RATE_PER_S)),
             "faults": tuple(faults),
             "slo": base.slo.model_copy(update={"min_success_ratio": 0.5, "max_p99_ms": 10_000, "max_recovery_s": 30}),
         }
     )
-    scenario = type(scenario).model_validate(scenario.model_dump())
     scenario_path = write_scenario(scenario, tmp_path / "chaos.toml")
     out = tmp_path / "run"
     result = subprocess.run(
