@@ -1,0 +1,89 @@
+"""`surge run` end to end on a tiny scenario: the embedded cluster, Locust, a fault, the run folder of
+CONTRACT §6, exit 0 when the SLOs hold and exit 1 when one cannot — the CI gate users rely on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+TINY = """
+name = "tiny"
+description = "a 20 s smoke run with a latency fault on one replica"
+duration_s = 20
+seed = 7
+
+[population]
+users = 500
+cards_per_user = [1, 2]
+bill_fen = {{ median = 100000, p99 = 6000000 }}
+
+[[rate]]
+at_s = 0
+per_s = 15
+[[rate]]
+at_s = 20
+per_s = 15
+
+[[faults]]
+at_s = 8
+action = "latency"
+target = "primary"
+duration_s = 4
+ratio = 0.5
+latency_ms = 50
+
+[arrivals]
+pool = 60
+
+[slo]
+min_success_ratio = 0.95
+max_p99_ms = {p99}
+max_recovery_s = 10
+"""
+
+RUN_FILES = ["report.html", "summary.json", "timeseries.csv", "events.csv", "junit.xml", "ledger.sqlite", "meta.json"]
+
+
+def surge_run(tmp_path: Path, name: str, p99: float) -> tuple[subprocess.CompletedProcess[str], Path]:
+    scenario = tmp_path / f"{name}.toml"
+    scenario.write_text(TINY.format(p99=p99))
+    out = tmp_path / name
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli", "run", str(scenario), "--out", str(out)],
+        capture_output=True, text=True, timeout=140, check=False,
+    )  # fmt: skip
+    return result, out
+
+
+def test_tiny_run_passes_and_writes_the_run_folder(tmp_path: Path) -> None:
+    result, out = surge_run(tmp_path, "ok", p99=3000)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert list((out / "locust").glob("*.csv")), "Locust's own CSV output is kept"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exit_code"] == 0
+    assert summary["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
+    assert summary["totals"]["succeeded"] > 200
+    assert summary["valid"] is True
+    assert "report:" in result.stdout
+    token = json.loads((out / "cluster" / "cluster.json").read_text()).get("admin_token")
+    assert not token, "the admin token must not stay in the run folder"
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".html", ".csv", ".xml", ".jsonl", ".log"}:
+            assert "Bearer " not in path.read_text(errors="replace"), path
+
+
+def test_impossible_slo_exits_1_and_says_which(tmp_path: Path) -> None:
+    result, out = surge_run(tmp_path, "strict", p99=0.001)
+    assert result.returncode == 1, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    failed = [slo["name"] for slo in summary["slos"] if not slo["passed"]]
+    assert any("p99" in name for name in failed)
+    assert "FAIL" in result.stdout
