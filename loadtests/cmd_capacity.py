@@ -20,15 +20,13 @@ from rich.console import Console
 from loadtests.args import positive_float, positive_int
 from loadtests.capacity_probe import judge, merge_probe, read_windows
 from loadtests.capacity_search import Probe, SearchResult, find_knee
-from loadtests.embedded import start_cluster, validated_config
+from loadtests.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.errors import HarnessError
 from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.run_folder import (
     Event,
-    copy_ledger,
     git_commit,
     new_run_dir,
-    read_cluster_events,
     versions,
     write_events_csv,
     write_json,
@@ -163,9 +161,7 @@ async def _search(
         )
     finally:
         if cluster is not None:
-            copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
-            await asyncio.to_thread(cluster.stop)
-            events.extend(read_cluster_events(cluster.events_path))
+            events.extend(await stop_and_collect(cluster, run_dir))
         write_events_csv(run_dir / "events.csv", started, events)
 
 
@@ -203,9 +199,7 @@ async def _probe(
     )
     windows = read_windows(probe_dir)
     if rc is None or not windows:
-        raise HarnessError(
-            f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}"
-        )
+        raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")
     result, window = judge(
         windows,
         rate,

@@ -20,16 +20,14 @@ from rich.text import Text
 
 from loadtests.args import positive_float, positive_int
 from loadtests.chaos import ChaosEvent, ChaosPlayer
-from loadtests.embedded import start_cluster, validated_config
+from loadtests.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.errors import HarnessError, UsageError
 from loadtests.live import LiveWindows
 from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.run_folder import (
     Event,
-    copy_ledger,
     git_commit,
     new_run_dir,
-    read_cluster_events,
     versions,
     write_events_csv,
     write_json,
@@ -49,13 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument(
-        "--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)"
-    )
+    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
-    parser.add_argument(
-        "--baseline", type=Path, help="a previous run folder to compare against in the report"
-    )
+    parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,9 +95,7 @@ async def _orchestrate(
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
     finally:
         if cluster is not None:
-            copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
-            await asyncio.to_thread(cluster.stop)
-            events.extend(read_cluster_events(cluster.events_path))
+            events.extend(await stop_and_collect(cluster, run_dir))
         write_events_csv(run_dir / "events.csv", start_unix, events)
 
 
@@ -145,8 +137,7 @@ def _write_meta(
 
 def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
     found = [
-        Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s")
-        for name, s, e in scenario.phases()
+        Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
     ]
     for start, end in scenario.spikes():
         peak = scenario.rate_at(end)
@@ -202,4 +193,3 @@ async def _drive(
             chaos.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chaos
-
