@@ -1,0 +1,357 @@
+"""The durable ledger: SQLite in WAL mode, shared by every replica of a cluster (docs/internals.md §2).
+
+Durability and atomicity
+    Each write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before reading, so the
+    idempotency re-check, the daily-cap re-check on the authoritative totals and the insert are atomic across
+    every process sharing the file (a replica that failed over, or active-active peers). `busy_timeout` makes a
+    writer wait for the lock held by another process instead of failing. A request is answered only after its
+    transaction has committed.
+
+    `synchronous=NORMAL` (the default, `ledger.synchronous = "full"` to change it): in WAL mode a commit is
+    written to the WAL file before COMMIT returns, so it survives SIGKILL of the process (the OS holds the
+    pages); only an OS crash or power loss can lose the last transactions before the next checkpoint's fsync.
+    `full` fsyncs the WAL on every commit and survives power loss, at one fsync per batch.
+
+Group commit
+    One writer thread per process takes whatever requests have queued while the previous transaction ran and
+    runs them all in one transaction, each decided in arrival order against totals that include the earlier
+    ones of the same batch. Reads for a batch are set-based (one query per table), so the per-request cost is a
+    couple of row inserts; the commit cost is shared. Futures are resolved on the event loop after COMMIT.
+
+Reads on the request path (idempotency lookup, GET by id, limits) use a second connection on the event-loop
+thread: in WAL mode readers never wait for the writer, and a primary-key lookup costs microseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol
+
+from mock_gateway.clock import SimClock, business_date
+from mock_gateway.quotas import Usage
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS repayments (
+  repayment_id    TEXT PRIMARY KEY,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL,
+  amount_fen INTEGER NOT NULL, business_date TEXT NOT NULL,
+  replica TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+  key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
+  body TEXT NOT NULL, repayment_id TEXT, created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS repayments_user_day ON repayments (user_id, business_date);
+CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_date);
+"""
+
+MAX_BATCH: Final = 512
+_STOP: Final = object()
+
+
+class LedgerError(Exception):
+    """The ledger could not record (lock timeout, disk error); nothing of the request was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """A validated repayment request reaching the ledger step."""
+
+    key: str
+    request_hash: str
+    user_id: str
+    card_id: str
+    channel: str
+    amount_fen: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the business rules answered; `repayment_id` is set only when money moves."""
+
+    status: int
+    body: str
+    repayment_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """The response stored against an idempotency key."""
+
+    request_hash: str
+    status: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The ledger step's answer: the stored response, whether it was stored earlier, today's totals after it."""
+
+    stored: Stored
+    replayed: bool
+    usage: Usage
+
+
+class Decide(Protocol):
+    def __call__(self, charge: Charge, usage: Usage, moment: datetime) -> Decision: ...
+
+
+CommitObserver = Callable[[int, float], None]
+
+
+@dataclass(slots=True)
+class _Job:
+    charge: Charge
+    future: asyncio.Future[Outcome]
+
+
+def connect(path: Path, *, synchronous: Literal["normal", "full"], busy_timeout_ms: int) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with WAL and the chosen sync level."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    return conn
+
+
+class Ledger:
+    """Open with `await open()`, record with `await record(charge)`, read with the plain methods."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        replica: str,
+        clock: SimClock,
+        decide: Decide,
+        synchronous: Literal["normal", "full"] = "normal",
+        busy_timeout_ms: int = 5000,
+        on_commit: CommitObserver | None = None,
+    ) -> None:
+        self.path = path
+        self._replica = replica
+        self._clock = clock
+        self._decide = decide
+        self._synchronous: Literal["normal", "full"] = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_conn = self._connect()
+        try:
+            write_conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    write_conn.execute(statement)
+            write_conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            write_conn.close()
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+        self._reader = self._connect()
+        self._writer = threading.Thread(target=self._write_loop, args=(write_conn,), name="ledger-writer", daemon=True)
+        self._writer.start()
+
+    async def close(self) -> None:
+        """Finish every queued request, then close; called after the server stopped taking requests."""
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    def healthy(self) -> bool:
+        if self._writer is None or not self._writer.is_alive() or self._reader is None:
+            return False
+        try:
+            self._reader.execute("SELECT 1 FROM idempotency LIMIT 1").fetchall()
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def record(self, charge: Charge) -> Outcome:
+        """The atomic ledger step; raises `LedgerError` when nothing could be committed."""
+        if self._loop is None or self._writer is None:
+            raise LedgerError("ledger is not open")
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._queue.put(_Job(charge, future))
+        return await future
+
+    # --- reads on the event-loop thread -------------------------------------------------------------
+
+    def lookup(self, key: str) -> Stored | None:
+        row = self._read("SELECT request_hash, status, body FROM idempotency WHERE key = ?", (key,)).fetchone()
+        return None if row is None else Stored(row[0], row[1], row[2])
+
+    def repayment(self, repayment_id: str) -> dict[str, Any] | None:
+        cursor = self._read("SELECT * FROM repayments WHERE repayment_id = ?", (repayment_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+
+    def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
+        """The user's total on `day` and, for every card the user ever repaid, (card, channel, card total)."""
+        user_total = self._read(
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE user_id = ? AND business_date = ?",
+            (user_id, day),
+        ).fetchone()[0]
+        cards = self._read(
+            "SELECT DISTINCT card_id, channel FROM repayments WHERE user_id = ? ORDER BY card_id, channel",
+            (user_id,),
+        ).fetchall()
+        result = []
+        for card_id, channel in cards:
+            card_total = self._read(
+                "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE card_id = ? AND business_date = ?",
+                (card_id, day),
+            ).fetchone()[0]
+            result.append((card_id, channel, card_total))
+        return user_total, result
+
+    def _read(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+        if self._reader is None:
+            raise LedgerError("ledger is not open")
+        try:
+            return self._reader.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+
+    # --- the writer thread ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            return connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                batch: list[_Job] = []
+                stopping = first is _STOP
+                if isinstance(first, _Job):
+                    batch.append(first)
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if isinstance(item, _Job):
+                        batch.append(item)
+                    else:
+                        stopping = True
+                if batch:
+                    self._run_batch(conn, batch)
+                if stopping and self._queue.empty():
+                    return
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            outcomes: list[Outcome | BaseException] = list(self._transaction(conn, [job.charge for job in batch]))
+        except Exception as exc:  # the writer thread must outlive any one bad batch
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = LedgerError(f"ledger write failed, nothing committed: {exc}")
+            outcomes = [error] * len(batch)
+        if self._on_commit is not None:
+            self._on_commit(len(batch), time.perf_counter() - started)
+        assert self._loop is not None
+        futures = [job.future for job in batch]
+        self._loop.call_soon_threadsafe(_resolve, futures, outcomes)
+
+    def _transaction(self, conn: sqlite3.Connection, charges: list[Charge]) -> list[Outcome]:
+        conn.execute("BEGIN IMMEDIATE")
+        moment = self._clock.now()
+        day = business_date(moment).isoformat()
+        created_at = moment.isoformat()
+        stored = _stored_for(conn, {c.key for c in charges})
+        users = _totals(conn, "user_id", {c.user_id for c in charges}, day)
+        cards = _totals(conn, "card_id", {c.card_id for c in charges}, day)
+        repayments: list[tuple[object, ...]] = []
+        records: list[tuple[object, ...]] = []
+        outcomes: list[Outcome] = []
+        for charge in charges:
+            earlier = stored.get(charge.key)
+            if earlier is not None:
+                usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
+                outcomes.append(Outcome(earlier, replayed=True, usage=usage))
+                continue
+            usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
+            decision = self._decide(charge, usage, moment)
+            if decision.repayment_id is not None:
+                cards[charge.card_id] = usage.card_fen + charge.amount_fen
+                users[charge.user_id] = usage.user_fen + charge.amount_fen
+                repayments.append(
+                    (
+                        decision.repayment_id,
+                        charge.key,
+                        charge.user_id,
+                        charge.card_id,
+                        charge.channel,
+                        charge.amount_fen,
+                        day,
+                        self._replica,
+                        created_at,
+                    )
+                )
+            record = Stored(charge.request_hash, decision.status, decision.body)
+            records.append(
+                (charge.key, record.request_hash, record.status, record.body, decision.repayment_id, created_at)
+            )
+            stored[charge.key] = record
+            after = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
+            outcomes.append(Outcome(record, replayed=False, usage=after))
+        conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", repayments)
+        conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
+        conn.execute("COMMIT")
+        return outcomes
+
+
+def _stored_for(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Stored]:
+    rows = _in_query(conn, "SELECT key, request_hash, status, body FROM idempotency WHERE key IN ({})", keys, ())
+    return {key: Stored(request_hash, status, body) for key, request_hash, status, body in rows}
+
+
+def _totals(conn: sqlite3.Connection, column: str, ids: set[str], day: str) -> dict[str, int]:
+    sql = (
+        f"SELECT {column}, SUM(amount_fen) FROM repayments "  # noqa: S608  # column is one of two literals
+        f"WHERE business_date = ? AND {column} IN ({{}}) GROUP BY {column}"
+    )
+    return dict(_in_query(conn, sql, ids, (day,)))
+
+
+def _in_query(conn: sqlite3.Connection, sql: str, ids: Iterable[str], head: tuple[object, ...]) -> list[Any]:
+    values = list(ids)
+    placeholders = ", ".join("?" * len(values))
+    return conn.execute(sql.format(placeholders), (*head, *values)).fetchall()
+
+
+def _resolve(futures: list[asyncio.Future[Outcome]], outcomes: Sequence[Outcome | BaseException]) -> None:
+    for future, outcome in zip(futures, outcomes, strict=True):
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

@@ -1,0 +1,137 @@
+"""Per-second caps as GCRA (the generic cell rate algorithm): admit now or say when to come back, never queue.
+
+A queue in front of a saturated gateway only converts overload into latency and timeouts; a 429 with an exact
+retry-after lets the client decide. GCRA keeps one number per key (the theoretical arrival time), so a per-user
+cap over millions of users stays cheap. Checking and taking are separate so that a request refused by one cap
+does not spend a token of another (a user must not lose quota because the replica was full).
+
+The burst tolerance is a tenth of a second's worth (at least one request): over any whole second a cap of N/s
+admits between N and N + burst, which keeps "N per second" honest instead of letting a full second's burst in.
+The per-user cap is the exception: a person paying a split plan sends its parts back to back, so a user may
+spend a whole second's allowance at once (burst = user_tps) while the long-run rate stays user_tps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+def default_burst(rate_per_s: float) -> int:
+    return max(1, math.ceil(rate_per_s / 10))
+
+
+class Gcra:
+    """One cap: `rate_per_s` sustained, `burst` requests at once."""
+
+    __slots__ = ("_interval", "_tat", "_tolerance", "rate_per_s")
+
+    def __init__(self, rate_per_s: float, burst: int | None = None) -> None:
+        if rate_per_s <= 0:
+            raise ValueError(f"'rate_per_s' must be > 0 (got {rate_per_s})")
+        self.rate_per_s = rate_per_s
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = self._interval * ((burst or default_burst(rate_per_s)) - 1)
+        self._tat = -math.inf
+
+    def wait(self, now: float) -> float:
+        """Seconds until a request would be admitted; 0.0 means admitted now. Does not take."""
+        return _wait(self._tat, now, self._tolerance)
+
+    def take(self, now: float) -> None:
+        self._tat = max(self._tat, now) + self._interval
+
+
+class KeyedGcra(Generic[K]):
+    """The same cap applied per key (per user); idle keys are forgotten so memory stays bounded."""
+
+    __slots__ = ("_interval", "_max_keys", "_tats", "_tolerance", "rate_per_s")
+
+    def __init__(self, rate_per_s: float, burst: int | None = None, max_keys: int = 100_000) -> None:
+        if rate_per_s <= 0:
+            raise ValueError(f"'rate_per_s' must be > 0 (got {rate_per_s})")
+        self.rate_per_s = rate_per_s
+        self._interval = 1.0 / rate_per_s
+        self._tolerance = self._interval * ((burst or default_burst(rate_per_s)) - 1)
+        self._tats: dict[K, float] = {}
+        self._max_keys = max_keys
+
+    def wait(self, key: K, now: float) -> float:
+        tat = self._tats.get(key)
+        return 0.0 if tat is None else _wait(tat, now, self._tolerance)
+
+    def take(self, key: K, now: float) -> None:
+        if len(self._tats) >= self._max_keys:
+            self._forget_idle(now)
+        tat = self._tats.get(key, now)
+        self._tats[key] = max(tat, now) + self._interval
+
+    def __len__(self) -> int:
+        return len(self._tats)
+
+    def _forget_idle(self, now: float) -> None:
+        """A key whose TAT is in the past holds no state a fresh key would not; drop those."""
+        self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+
+
+def _wait(tat: float, now: float, tolerance: float) -> float:
+    allowed_at = tat - tolerance
+    return 0.0 if now >= allowed_at else allowed_at - now
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Which cap refused, how long to wait, and the cap's rate (for the RateLimit-Policy header)."""
+
+    scope: str
+    retry_after_s: float
+    rate_per_s: float
+
+
+class Admission:
+    """The caps one replica applies, checked together and taken together (all or none)."""
+
+    __slots__ = ("_global", "_monotonic", "_replica", "_user")
+
+    def __init__(
+        self,
+        *,
+        replica_tps: float,
+        global_tps: float | None,
+        user_tps: float | None,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._monotonic = monotonic
+        self._replica = Gcra(replica_tps)
+        self._global = Gcra(global_tps) if global_tps is not None else None
+        self._user: KeyedGcra[str] | None = (
+            KeyedGcra(user_tps, burst=max(1, math.floor(user_tps))) if user_tps is not None else None
+        )
+
+    def admit(self, user_id: str) -> Refusal | None:
+        """None when every cap admits (and each is charged); else the refusal with the longest wait."""
+        now = self._monotonic()
+        refusal: Refusal | None = None
+        for scope, wait, rate in self._waits(user_id, now):
+            if wait > 0 and (refusal is None or wait > refusal.retry_after_s):
+                refusal = Refusal(scope, wait, rate)
+        if refusal is not None:
+            return refusal
+        self._replica.take(now)
+        if self._global is not None:
+            self._global.take(now)
+        if self._user is not None:
+            self._user.take(user_id, now)
+        return None
+
+    def _waits(self, user_id: str, now: float) -> list[tuple[str, float, float]]:
+        waits = [("replica", self._replica.wait(now), self._replica.rate_per_s)]
+        if self._global is not None:
+            waits.append(("global", self._global.wait(now), self._global.rate_per_s))
+        if self._user is not None:
+            waits.append(("user", self._user.wait(user_id, now), self._user.rate_per_s))
+        return waits

@@ -1,0 +1,68 @@
+"""Prometheus metrics for one replica, on its own registry so that several apps (tests, a cluster in one
+process) never collide in the global one.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+
+class Metrics:
+    """The replica's instruments; `render()` is the body of GET /metrics."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self, replica: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = {"replica": replica}
+        self.requests = Counter(
+            "surge_gateway_requests",
+            "HTTP requests answered, by route, status and problem code",
+            ["route", "status", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "surge_gateway_request_seconds",
+            "Time from request received to response ready",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.cap_rejections = Counter(
+            "surge_gateway_cap_rejections",
+            "Requests refused by a cap, by scope (global/replica/user/card/single/channel)",
+            ["scope"],
+            registry=self.registry,
+        )
+        self.ledger_commit = Histogram(
+            "surge_gateway_ledger_commit_seconds",
+            "Duration of one ledger transaction (a group-commit batch)",
+            buckets=COMMIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.ledger_batch = Histogram(
+            "surge_gateway_ledger_batch_size",
+            "Requests recorded per ledger transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("surge_gateway_in_flight", "Repayment requests being processed", registry=self.registry)
+        self.info = Gauge(
+            "surge_gateway_replica_info",
+            "Constant 1, labelled with the replica name",
+            ["replica"],
+            registry=self.registry,
+        )
+        self.info.labels(**labels).set(1)
+
+    def observe_commit(self, batch_size: int, seconds: float) -> None:
+        """Called from the ledger's writer thread; prometheus-client instruments are thread-safe."""
+        self.ledger_commit.observe(seconds)
+        self.ledger_batch.observe(batch_size)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
