@@ -131,9 +131,7 @@ class Router:
         self.host = host
         self.budget = RetryBudget(settings.retry_ratio, 10, settings.retry_min_per_s)
         self._global = Gcra(settings.global_tps)
-        self._users: KeyedGcra[str] = KeyedGcra(
-            settings.user_tps, burst=max(1, math.floor(settings.user_tps))
-        )
+        self._users: KeyedGcra[str] = KeyedGcra(settings.user_tps, burst=max(1, math.floor(settings.user_tps)))
         self._backends: dict[str, Backend] = {}
         self._probe_session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -204,7 +202,7 @@ class Router:
     def record_check(self, name: str, ok: bool, detail: str) -> None:
         """Feed one check result (active or passive) to the replica's fall/rise state."""
         health = self.pool.member(name).health
-        if not ok and health.up is not False:
+        if not ok and health.up:  # only failures that count toward `fall`: a down replica stays quiet
             self.events.emit(EventKind.CHECK_FAILED, name, detail)
         self._apply(name, health.record(ok), detail)
 
@@ -388,9 +386,7 @@ def create_router_app(router: Router, admin_routes: list[web.RouteDef]) -> web.A
         yield
         await router.close()
 
-    app = web.Application(
-        middlewares=[problem_middleware], client_max_size=router.settings.max_body_bytes + 1
-    )
+    app = web.Application(middlewares=[problem_middleware], client_max_size=router.settings.max_body_bytes + 1)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -29,26 +29,50 @@ from mock_gateway.events import EventKind
 
 PR_SET_PDEATHSIG = 1
 
-EventSink = Callable[[EventKind, str, str], None]
+EventSink = Callable[[EventKind, str, str], object]
 """(kind, replica name, detail) — the cluster writes these to the events file."""
 
 ExitHook = Callable[[str], None]
 """Called with the replica name when its process exits, so the router can take it out at once."""
 
 
-def run_guarded() -> None:
-    """Child side of the trampoline: die with the router, then become `python -m mock_gateway ARGS`.
+def guarded_argv(module: str, args: list[str]) -> list[str]:
+    """The command that runs `python -m MODULE ARGS` in a child that dies with the calling thread's process.
 
-    argv: [-c, ROUTER_PID, replica args...].
+    The cluster handle uses it too, so a test or `surge run` that is SIGKILLed leaves no cluster behind.
     """
-    router_pid = int(sys.argv[1])
+    return [
+        sys.executable,
+        "-c",
+        "from mock_gateway.supervisor import run_guarded; run_guarded()",
+        str(os.getpid()),
+        module,
+        *args,
+    ]
+
+
+def run_guarded() -> None:
+    """Child side of the trampoline: set the death signal, check the parent, become `python -m MODULE`.
+
+    argv: [-c, PARENT_PID, MODULE, module args...].
+    """
+    parent_pid, module = int(sys.argv[1]), sys.argv[2]
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != router_pid:  # the router died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
-    sys.argv = ["mock_gateway", *sys.argv[2:]]
-    runpy.run_module("mock_gateway", run_name="__main__", alter_sys=True)
+    sys.argv = [module, *sys.argv[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child given a fully resolved JSON config: without `SURGE_<SECTION>__<KEY>`.
+
+    Those were already applied when the config was resolved; applied again in the child they would beat
+    the explicit overrides baked into the file.
+    """
+    return {k: v for k, v in os.environ.items() if not (k.startswith("SURGE_") and "__" in k)}
 
 
 @dataclass(slots=True)
@@ -77,46 +101,25 @@ class Supervisor:
         self,
         *,
         config_path: Path,
-        host: str,
-        allow_public_bind: bool,
         replicas: list[tuple[str, int]],
         log_dir: Path,
         on_event: EventSink,
         on_exit: ExitHook,
     ) -> None:
         self._config_path = config_path
-        self._host = host
-        self._allow_public_bind = allow_public_bind
         self._log_dir = log_dir
         self._on_event = on_event
         self._on_exit = on_exit
         self._stopping = False
-        self.replicas: dict[str, ReplicaProcess] = {
-            name: ReplicaProcess(name, port) for name, port in replicas
-        }
+        self.replicas: dict[str, ReplicaProcess] = {name: ReplicaProcess(name, port) for name, port in replicas}
 
     def get(self, name: str) -> ReplicaProcess:
         return self.replicas[name]
 
     def _argv(self, rep: ReplicaProcess) -> list[str]:
-        argv = [
-            sys.executable,
-            "-c",
-            "from mock_gateway.supervisor import run_guarded; run_guarded()",
-            str(os.getpid()),
-            "--config",
-            str(self._config_path),
-            "--port",
-            str(rep.port),
-            "--host",
-            self._host,
-            "--name",
-            rep.name,
-            "--behind-router",
-        ]
-        if self._allow_public_bind:
-            argv.append("--allow-public-bind")
-        return argv
+        """Replicas always bind loopback: only the router may face the outside."""
+        args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", "127.0.0.1"]
+        return guarded_argv("mock_gateway", [*args, "--name", rep.name, "--behind-router"])
 
     def spawn(self, name: str) -> ReplicaProcess:
         """Start the replica's process (it must not be running); readiness is the health checker's job."""
@@ -126,7 +129,12 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         with (self._log_dir / f"replica-{name}.log").open("ab") as log:
             rep.popen = subprocess.Popen(
-                self._argv(rep), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+                self._argv(rep),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=child_env(),
             )
         rep.paused = False
         rep.exited = loop.create_future()
