@@ -1,0 +1,73 @@
+"""A lone replica and a one-replica cluster, started once per module as real processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from mock_gateway.cluster import ClusterProcess, free_port
+
+TOKEN = "security-suite-token-0123456789"
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    ledger: Path
+    token: str
+    pid: int
+
+
+def _ready(url: str, timeout_s: float = 15) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+@pytest.fixture(scope="module")
+def lone_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    folder = tmp_path_factory.mktemp("replica")
+    ledger = folder / "ledger.sqlite"
+    config = folder / "gateway.toml"
+    config.write_text(f'[ledger]\npath = "{ledger}"\n')
+    port = free_port()
+    env = dict(os.environ, SURGE_ADMIN_TOKEN=TOKEN)
+    log = (folder / "replica.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", str(port), "--name", "solo"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _ready(url)
+        yield Target("replica", url, ledger, TOKEN, process.pid)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
+    folder = tmp_path_factory.mktemp("cluster")
+    with ClusterProcess.start(None, 1, folder) as cluster:
+        yield Target("router", cluster.url, cluster.ledger_path, cluster.admin_token, cluster.pid)
