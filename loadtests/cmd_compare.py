@@ -1,0 +1,72 @@
+"""`surge compare BASE_RUN CANDIDATE_RUN`: console table + HTML page; exit 1 when the candidate regresses."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from loadtests.errors import UsageError
+from reports.analysis import analyse
+from reports.compare import Tolerances, compare, console_table
+from reports.frames import RunFolderError, load_run
+from reports.render import render_comparison
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text!r})") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Tolerances()
+    parser.add_argument("base", metavar="BASE_RUN", type=Path, help="the baseline run folder")
+    parser.add_argument("candidate", metavar="CANDIDATE_RUN", type=Path, help="the run folder under test")
+    parser.add_argument(
+        "--throughput-tol",
+        type=_non_negative,
+        default=defaults.throughput_pct,
+        metavar="PCT",
+        help=f"allowed goodput drop in %% (default {defaults.throughput_pct:g})",
+    )
+    parser.add_argument(
+        "--p99-tol",
+        type=_non_negative,
+        default=defaults.p99_pct,
+        metavar="PCT",
+        help=f"allowed p99 rise in %% (default {defaults.p99_pct:g})",
+    )
+    parser.add_argument(
+        "--success-tol",
+        type=_non_negative,
+        default=defaults.success_points,
+        metavar="POINTS",
+        help=f"allowed success-ratio drop in percentage points (default {defaults.success_points:g})",
+    )
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="where to write the HTML comparison (default CANDIDATE_RUN/comparison.html)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    tolerances = Tolerances(args.throughput_tol, args.p99_tol, args.success_tol)
+    try:
+        comparison = compare(analyse(load_run(args.base)), analyse(load_run(args.candidate)), tolerances)
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    target = args.html or args.candidate / "comparison.html"
+    target.write_text(render_comparison(comparison), encoding="utf-8")
+    console = Console()
+    console.print(console_table(comparison))
+    verdict = "[bold red]REGRESSED[/bold red]" if comparison.regressed else "[green]no regression[/green]"
+    console.print(f"{verdict} · {target}", highlight=False)
+    return 1 if comparison.regressed else 0

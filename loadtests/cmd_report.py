@@ -1,0 +1,33 @@
+"""`surge report RUN_DIR [--baseline BASE_RUN]`: rebuild report.html from a run folder, nothing else.
+
+summary.json, junit.xml and timeseries.csv are left as `surge run` wrote them: a rebuilt page must never
+change a verdict CI already recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from loadtests.errors import UsageError
+from reports.analysis import analyse
+from reports.compare import compare
+from reports.frames import RunFolderError, load_run
+from reports.render import render_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="a run folder written by `surge run`")
+    parser.add_argument("--baseline", metavar="BASE_RUN", type=Path, help="add a comparison with this run")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        analysis = analyse(load_run(args.run_dir))
+        comparison = compare(analyse(load_run(args.baseline)), analysis) if args.baseline else None
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    target = args.run_dir / "report.html"
+    target.write_text(render_report(analysis, comparison), encoding="utf-8")
+    print(f"report: {target}")
+    return 0

@@ -1,0 +1,165 @@
+"""Everything the outputs need, computed once from a run's frames: the gather step (Locust's `html.py` way).
+
+`finalize`, `render` and `compare` all start from an `Analysis`, so the numbers in summary.json, junit.xml,
+timeseries.csv and the HTML cannot disagree.
+
+Exit code (CONTRACT §2), in this order:
+
+1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
+   errors are real even when the load generator struggled;
+2. the generator was the bottleneck (`generator.json` `valid: false`): **3** — the harness failed to produce
+   the load, so latency and throughput describe surge rather than the gateway, and neither a pass (0) nor an
+   SLO failure (1) would be true;
+3. an SLO failed: **1**;
+4. otherwise **0**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports import hdr, invariants, metrics, slo
+from reports.frames import CLASSES, RunFrames
+from reports.metrics import Slo
+
+EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    frames: RunFrames
+    slo: Slo
+    totals: dict[str, int]
+    latency_intended: pd.DataFrame
+    latency_service: pd.DataFrame
+    overall_intended: hdr.IntArray
+    overall_service: hdr.IntArray
+    healthy: pd.Series
+    recovery: list[dict[str, Any]]
+    invariants: invariants.InvariantReport | None
+    slo_verdicts: list[dict[str, Any]]
+    invariant_verdicts: list[dict[str, Any]]
+    generator_verdict: dict[str, Any]
+    capacity: dict[str, Any] | None
+    exit_code: int
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.generator_verdict["passed"])
+
+
+def analyse(frames: RunFrames) -> Analysis:
+    """All metrics, verdicts and the exit code of one run."""
+    thresholds = Slo.from_meta(frames.meta)
+    seconds = frames.windows.index
+    intended = metrics.latency_per_second(frames.latency, seconds, "intended")
+    service = metrics.latency_per_second(frames.latency, seconds, "service")
+    healthy = metrics.healthy_seconds(frames.windows, intended["p99_ms"], thresholds)
+    recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
+    card_caps, user_cap = metrics.caps(frames.meta)
+    report = None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap)
+    slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
+    invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
+    generator = slo.generator_verdict(frames.generator)
+    return Analysis(
+        frames=frames,
+        slo=thresholds,
+        totals=metrics.totals(frames),
+        latency_intended=intended,
+        latency_service=service,
+        overall_intended=metrics.merged_counts(frames.latency, "intended"),
+        overall_service=metrics.merged_counts(frames.latency, "service"),
+        healthy=healthy,
+        recovery=recovery,
+        invariants=report,
+        slo_verdicts=slo_verdicts,
+        invariant_verdicts=invariant_verdicts,
+        generator_verdict=generator,
+        capacity=frames.meta.get("capacity") or metrics.knee(frames.steps),
+        exit_code=_exit_code(invariant_verdicts, generator, slo_verdicts),
+    )
+
+
+def _exit_code(
+    invariant_verdicts: list[dict[str, Any]], generator: dict[str, Any], slo_verdicts: list[dict[str, Any]]
+) -> int:
+    if not all(verdict["passed"] for verdict in invariant_verdicts):
+        return EXIT_FAILED
+    if not generator["passed"]:
+        return EXIT_HARNESS
+    return EXIT_PASS if all(verdict["passed"] for verdict in slo_verdicts) else EXIT_FAILED
+
+
+def summary(analysis: Analysis) -> dict[str, Any]:
+    """summary.json: CONTRACT §6 fields first, then what the report and `surge compare` read."""
+    frames, meta = analysis.frames, analysis.frames.meta
+    windows = frames.windows
+    active = windows[windows["offered"] > 0]
+    report = analysis.invariants
+    return {
+        "scenario": meta.get("scenario"),
+        "description": meta.get("description"),
+        "seed": meta.get("seed"),
+        "scale": meta.get("scale"),
+        "duration_s": meta.get("duration_s"),
+        "started_unix": meta.get("started_unix"),
+        "valid": analysis.valid,
+        "validity_reasons": list(frames.generator.get("reasons") or []),
+        "exit_code": analysis.exit_code,
+        "totals": analysis.totals,
+        "slos": analysis.slo_verdicts,
+        "invariants": None if report is None else report.counts(),
+        "invariant_verdicts": analysis.invariant_verdicts,
+        "invariant_outcomes": None if report is None else report.outcomes,
+        "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
+        "recovery": analysis.recovery,
+        "success_ratio": metrics.success_ratio(windows),
+        "latency_ms": {
+            "intended": metrics.latency_summary(analysis.overall_intended),
+            "service": metrics.latency_summary(analysis.overall_service),
+        },
+        "throughput_per_s": {
+            "offered": _mean(active["offered"]),
+            "succeeded": _mean(active["n_succeeded"]),
+            "good": _mean(active["n_succeeded"] + active["n_declined"]),
+        },
+        "codes": metrics.codes_share(frames.codes),
+        "amount_repaid_fen": int(windows["amount_fen"].sum()),
+        "plans_followed": metrics.plans_followed(frames),
+        "capacity": analysis.capacity,
+        "versions": meta.get("versions"),
+        "git_commit": meta.get("git_commit"),
+        "slo_thresholds": {
+            "min_success_ratio": analysis.slo.min_success_ratio,
+            "max_p99_ms": analysis.slo.max_p99_ms,
+            "max_recovery_s": analysis.slo.max_recovery_s,
+            "max_lost": analysis.slo.max_lost,
+            "max_over_cap": analysis.slo.max_over_cap,
+        },
+    }
+
+
+def _mean(series: pd.Series) -> float:
+    return round(float(series.mean()), 3) if not series.empty else 0.0
+
+
+def timeseries(analysis: Analysis) -> pd.DataFrame:
+    """timeseries.csv: one row per second — counters, each problem code, latency, amount repaid."""
+    windows = analysis.frames.windows
+    frame = pd.DataFrame({"t_s": windows.index, "offered": windows["offered"], "sent": windows["sent"]})
+    for cls in CLASSES:
+        frame[cls] = windows[f"n_{cls}"]
+    frame["late"] = windows["late"]
+    frame["dropped"] = windows["dropped"]
+    for code in analysis.frames.codes.columns:
+        frame[str(code)] = analysis.frames.codes[code]
+    for column in analysis.latency_intended.columns:
+        frame[column] = analysis.latency_intended[column].round(3)
+        frame[f"service_{column}"] = analysis.latency_service[column].round(3)
+    frame["amount_fen"] = windows["amount_fen"]
+    frame["plans_followed"] = windows["plans_followed"]
+    frame["healthy"] = analysis.healthy.astype(int)
+    return frame.reset_index(drop=True)

@@ -1,0 +1,199 @@
+"""Two runs side by side: is the candidate worse than the baseline by more than tolerance *and* noise?
+
+Three metrics gate (issue 6 defaults, each configurable):
+
+    goodput per second (succeeded + declined, mean over seconds with offered load)   may drop 5 %
+    p99 intended-time latency of admitted attempts, whole run                        may rise 10 %
+    success ratio of admitted attempts                                               may drop 0.5 point
+
+Noise-aware: a run is a sample, so each gating delta is also compared with a noise band of about two standard
+errors of the difference, estimated from the runs themselves —
+
+    goodput: the per-second differences of the two runs, second by second over their common length (both follow
+             the same rate schedule, so pairing removes the load shape and leaves the arrival noise);
+    p99:     the distribution-free interval of the 99th percentile's order statistic in each run's merged HDR
+             histogram (ranks n·p ± 2·√(n·p·(1−p)));
+    ratio:   the binomial standard error of each run's success ratio.
+
+The allowed change is the larger of the configured tolerance and that band, so a short or jittery run cannot
+fail a build by chance, while a long steady run is held to the configured tolerance. The other rows are shown
+for context and never gate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+from reports import hdr, metrics
+from reports.analysis import Analysis
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerances:
+    throughput_pct: float = 5.0
+    p99_pct: float = 10.0
+    success_points: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One metric of both runs. `allowed` is the change tolerated in the worse direction (None: not gating)."""
+
+    metric: str
+    unit: str
+    base: float | None
+    candidate: float | None
+    better: str  # "higher" or "lower"
+    allowed: float | None
+    noise: float | None
+    regressed: bool
+
+    @property
+    def delta(self) -> float | None:
+        if self.base is None or self.candidate is None:
+            return None
+        return self.candidate - self.base
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    base: str
+    candidate: str
+    rows: list[Row]
+
+    @property
+    def regressed(self) -> bool:
+        return any(row.regressed for row in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "candidate": self.candidate,
+            "regressed": self.regressed,
+            "rows": [{**asdict(row), "delta": row.delta} for row in self.rows],
+        }
+
+
+def compare(base: Analysis, candidate: Analysis, tolerances: Tolerances | None = None) -> Comparison:
+    """The gating rows, then context rows (p50, p95, max, offered load, worst recovery)."""
+    tol = tolerances or Tolerances()
+    rows = [_goodput(base, candidate, tol), _p99(base, candidate, tol), _success(base, candidate, tol)]
+    for name in ("p50_ms", "p95_ms", "max_ms"):
+        rows.append(_context(name.replace("_ms", ""), "ms", _latency(base, name), _latency(candidate, name), "lower"))
+    rows.append(_context("offered", "/s", _mean_active(base, "offered"), _mean_active(candidate, "offered"), "higher"))
+    rows.append(_context("worst recovery", "s", _worst_recovery(base), _worst_recovery(candidate), "lower"))
+    return Comparison(base=_label(base), candidate=_label(candidate), rows=rows)
+
+
+def _label(analysis: Analysis) -> str:
+    return f"{analysis.frames.meta.get('scenario', '?')} ({analysis.frames.run_dir.name})"
+
+
+def _good_per_second(analysis: Analysis) -> pd.Series:
+    windows = analysis.frames.windows
+    active = windows[windows["offered"] > 0]
+    return metrics.class_sum(active, metrics.GOOD).astype(float)
+
+
+def _standard_error(series: pd.Series) -> float:
+    clean = series.dropna()
+    return float(clean.std(ddof=1) / math.sqrt(clean.size)) if clean.size > 1 else 0.0
+
+
+def _noise(a: float, b: float) -> float:
+    return 2.0 * math.sqrt(a * a + b * b)
+
+
+def _goodput(base: Analysis, candidate: Analysis, tol: Tolerances) -> Row:
+    b, c = _good_per_second(base), _good_per_second(candidate)
+    base_mean = float(b.mean()) if not b.empty else None
+    cand_mean = float(c.mean()) if not c.empty else None
+    common = min(b.size, c.size)
+    paired = pd.Series(c.to_numpy()[:common] - b.to_numpy()[:common])
+    noise = 2.0 * _standard_error(paired)
+    allowed = max((base_mean or 0.0) * tol.throughput_pct / 100.0, noise)
+    regressed = base_mean is not None and (cand_mean is None or base_mean - cand_mean > allowed)
+    return Row("goodput", "/s", base_mean, cand_mean, "higher", allowed, noise, regressed)
+
+
+def _p99(base: Analysis, candidate: Analysis, tol: Tolerances) -> Row:
+    b, c = _latency(base, "p99_ms"), _latency(candidate, "p99_ms")
+    noise = _noise(_half_width(base), _half_width(candidate))
+    allowed = max((b or 0.0) * tol.p99_pct / 100.0, noise)
+    regressed = b is not None and (c is None or c - b > allowed)
+    return Row("p99", "ms", b, c, "lower", allowed, noise, regressed)
+
+
+def _success(base: Analysis, candidate: Analysis, tol: Tolerances) -> Row:
+    b, c = metrics.success_ratio(base.frames.windows), metrics.success_ratio(candidate.frames.windows)
+    noise = _noise(_binomial_error(base, b), _binomial_error(candidate, c))
+    allowed = max(tol.success_points / 100.0, noise)
+    regressed = b is not None and (c is None or b - c > allowed)
+    return Row("success ratio", "", b, c, "higher", allowed, noise, regressed)
+
+
+def _half_width(analysis: Analysis) -> float:
+    interval = hdr.percentile_interval_ms(analysis.overall_intended, 99.0)
+    return 0.0 if interval is None else (interval[1] - interval[0]) / 4.0
+
+
+def _binomial_error(analysis: Analysis, ratio: float | None) -> float:
+    admitted = int(metrics.class_sum(analysis.frames.windows, metrics.ADMITTED).sum())
+    if ratio is None or admitted == 0:
+        return 0.0
+    return math.sqrt(ratio * (1.0 - ratio) / admitted)
+
+
+def _latency(analysis: Analysis, name: str) -> float | None:
+    return metrics.latency_summary(analysis.overall_intended)[name]
+
+
+def _mean_active(analysis: Analysis, column: str) -> float | None:
+    windows = analysis.frames.windows
+    active = windows[windows["offered"] > 0]
+    return float(active[column].mean()) if not active.empty else None
+
+
+def _worst_recovery(analysis: Analysis) -> float | None:
+    values = [entry["recover_s"] for entry in analysis.recovery if entry["recover_s"] is not None]
+    return max(values) if values else None
+
+
+def _context(name: str, unit: str, base: float | None, candidate: float | None, better: str) -> Row:
+    return Row(name, unit, base, candidate, better, None, None, False)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A number as the console and the HTML show it: ratios as percent, the rest with 1–2 decimals."""
+    if value is None:
+        return "—"
+    if unit == "":
+        return f"{value * 100:.2f} %"
+    return f"{value:,.2f} {unit}".strip()
+
+
+def console_table(comparison: Comparison) -> Table:
+    table = Table(title=escape(f"{comparison.base} → {comparison.candidate}"))
+    for column in ("metric", "base", "candidate", "delta", "allowed", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    for row in comparison.rows:
+        if row.allowed is None:
+            verdict = "[dim]context[/dim]"
+        else:
+            verdict = "[bold red]REGRESSED[/bold red]" if row.regressed else "[green]ok[/green]"
+        allowed = "—" if row.allowed is None else ("−" if row.better == "higher" else "+") + fmt(row.allowed, row.unit)
+        table.add_row(
+            row.metric,
+            fmt(row.base, row.unit),
+            fmt(row.candidate, row.unit),
+            fmt(row.delta, row.unit),
+            allowed,
+            verdict,
+        )
+    return table

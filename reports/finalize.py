@@ -1,0 +1,50 @@
+"""The end of a run: from the run folder to timeseries.csv, summary.json, junit.xml and report.html.
+
+`surge run` calls `finalize_run` once the load has stopped and the ledger copy is in place; the returned summary
+carries the exit code (rules in `reports.analysis`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from reports import compare, render, slo
+from reports.analysis import Analysis, analyse, summary, timeseries
+from reports.frames import load_run
+
+
+def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
+    """Write every derived file of the run folder and return the summary (also written as summary.json).
+
+    With a baseline run folder, the comparison goes into the summary (`comparison`) and the report; a regression
+    against the baseline does not change the exit code, which CONTRACT §2 ties to SLOs and invariants only.
+    Raises `reports.frames.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
+    """
+    analysis = analyse(load_run(run_dir))
+    comparison = compare.compare(analyse(load_run(baseline)), analysis) if baseline is not None else None
+    result = summary(analysis)
+    if comparison is not None:
+        result["comparison"] = comparison.as_dict()
+    timeseries(analysis).to_csv(run_dir / "timeseries.csv", index=False)
+    write_json(run_dir / "summary.json", result)
+    (run_dir / "junit.xml").write_text(junit(analysis), encoding="utf-8")
+    (run_dir / "report.html").write_text(render.render_report(analysis, comparison), encoding="utf-8")
+    return result
+
+
+def junit(analysis: Analysis) -> str:
+    suites = {
+        "slo": analysis.slo_verdicts,
+        "invariants": analysis.invariant_verdicts,
+        "run": [analysis.generator_verdict],
+    }
+    return slo.junit_xml(str(analysis.frames.meta.get("scenario", "run")), suites)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically, so a reader (CI, `surge compare`) never sees half a summary."""
+    scratch = path.with_suffix(".json.tmp")
+    scratch.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
+    scratch.replace(path)

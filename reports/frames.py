@@ -1,0 +1,266 @@
+"""A run folder (docs/internals.md §5) read into pandas frames, once, at the edge.
+
+Everything downstream (metrics, SLOs, invariants, rendering) is a pure function of `RunFrames`, so it works on any
+run folder, including one recorded against a real gateway (no ledger) or copied from a CI artifact. Optional files
+that are absent become empty frames with the right columns rather than `None`, so callers never branch on
+presence except where the meaning changes (no ledger: invariants cannot be checked).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports import hdr
+
+CLASSES = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
+KINDS = ("intended", "service")
+HISTORY_COLUMNS = [
+    *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
+    *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
+]
+_HISTORY_TEXT = ("payment_id", "key", "user_id", "card_id", "channel", "code", "outcome", "repayment_id")
+_HISTORY_TEXT_MORE = ("replica", "business_date", "replayed")
+EVENT_COLUMNS = ["t_s", "unix", "source", "kind", "target", "detail"]
+LEDGER_COLUMNS = [
+    "repayment_id",
+    "idempotency_key",
+    "user_id",
+    "card_id",
+    "channel",
+    "amount_fen",
+    "business_date",
+    "replica",
+    "created_at",
+]
+STEP_COLUMNS = ["rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed"]
+_WINDOW_SCALARS = ("offered", "sent", "late", "dropped", "amount_fen", "plans_followed")
+
+
+class RunFolderError(ValueError):
+    """The folder is not a readable run folder; the message names the file and the problem in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFrames:
+    """Everything a run folder says, as frames indexed the way the metrics need them.
+
+    `windows` has one row per second `t` (contiguous from 0; seconds nobody reported are zeros) with the scalar
+    counters and one `n_<class>` column per outcome class. `codes` and `replicas` share that index, one column per
+    problem code / replica name. `latency` holds the sparse HDR buckets: columns `t, kind, cls, idx, count`.
+    """
+
+    run_dir: Path
+    meta: dict[str, Any]
+    generator: dict[str, Any]
+    windows: pd.DataFrame
+    codes: pd.DataFrame
+    replicas: pd.DataFrame
+    latency: pd.DataFrame
+    history: pd.DataFrame
+    events: pd.DataFrame
+    ledger: pd.DataFrame | None
+    steps: pd.DataFrame
+
+
+def load_run(run_dir: Path) -> RunFrames:
+    """Read every file of a run folder; raise `RunFolderError` when the two mandatory ones are unusable."""
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a directory")
+    meta = read_meta(run_dir)
+    windows, codes, replicas, latency = read_windows(run_dir / "windows.jsonl")
+    return RunFrames(
+        run_dir=run_dir,
+        meta=meta,
+        generator=_read_json(run_dir / "generator.json", required=False),
+        windows=windows,
+        codes=codes,
+        replicas=replicas,
+        latency=latency,
+        history=read_history(run_dir / "history"),
+        events=read_events(run_dir / "events.csv"),
+        ledger=read_ledger(run_dir / "ledger.sqlite"),
+        steps=read_steps(run_dir / "steps.csv"),
+    )
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """meta.json, the one file that makes a folder a run folder."""
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a directory")
+    return _read_json(run_dir / "meta.json", required=True)
+
+
+def _read_json(path: Path, *, required: bool) -> dict[str, Any]:
+    if not path.exists():
+        if required:
+            raise RunFolderError(f"{path} is missing: not a run folder")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """windows.jsonl → (windows, codes, replicas, latency); several lines for one second add up."""
+    if not path.exists():
+        raise RunFolderError(f"{path} is missing: not a run folder")
+    rows: list[dict[str, float]] = []
+    code_rows: list[dict[str, int]] = []
+    replica_rows: list[dict[str, int]] = []
+    lat_t: list[np.ndarray[Any, Any]] = []
+    lat_kind: list[str] = []
+    lat_cls: list[str] = []
+    lat_idx: list[np.ndarray[Any, Any]] = []
+    lat_count: list[np.ndarray[Any, Any]] = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                window = json.loads(line)
+                t = int(window["t"])
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+                raise RunFolderError(f"{path}:{number}: not a window line ({exc})") from exc
+            row: dict[str, float] = {"t": t}
+            row.update({name: float(window.get(name, 0) or 0) for name in _WINDOW_SCALARS})
+            gen = window.get("gen") or {}
+            row["gen_cpu_pct"] = float(gen.get("cpu_pct", 0) or 0)
+            row["gen_lag_ms"] = float(gen.get("lag_ms", 0) or 0)
+            for cls, data in (window.get("classes") or {}).items():
+                count = int(data.get("count", 0) or 0)
+                row[f"n_{cls}"] = row.get(f"n_{cls}", 0) + count
+                if count == 0:
+                    continue
+                for kind in KINDS:
+                    encoded = data.get(kind)
+                    if not encoded:
+                        continue
+                    try:
+                        idx, counts = hdr.decode_sparse(encoded)
+                    except Exception as exc:  # the codec raises half a dozen unrelated types
+                        raise RunFolderError(f"{path}:{number}: bad {cls}/{kind} histogram ({exc})") from exc
+                    lat_t.append(np.full(idx.size, t, dtype=np.int64))
+                    lat_kind.extend([kind] * idx.size)
+                    lat_cls.extend([cls] * idx.size)
+                    lat_idx.append(idx)
+                    lat_count.append(counts)
+            rows.append(row)
+            code_rows.append({"t": t, **{str(k): int(v) for k, v in (window.get("codes") or {}).items()}})
+            replica_rows.append({"t": t, **{str(k): int(v) for k, v in (window.get("replicas") or {}).items()}})
+    if not rows:
+        raise RunFolderError(f"{path} holds no windows")
+    windows = _per_second(pd.DataFrame(rows))
+    for cls in CLASSES:
+        if f"n_{cls}" not in windows:
+            windows[f"n_{cls}"] = 0.0
+    counters = [name for name in windows.columns if not name.startswith("gen_")]
+    windows[counters] = windows[counters].astype("int64")
+    seconds = windows.index
+    codes = _per_second(pd.DataFrame(code_rows)).reindex(seconds, fill_value=0).astype("int64")
+    replicas = _per_second(pd.DataFrame(replica_rows)).reindex(seconds, fill_value=0).astype("int64")
+    latency = pd.DataFrame(
+        {
+            "t": np.concatenate(lat_t) if lat_t else np.empty(0, dtype=np.int64),
+            "kind": pd.Categorical(lat_kind, categories=KINDS),
+            "cls": pd.Categorical(lat_cls, categories=CLASSES),
+            "idx": np.concatenate(lat_idx) if lat_idx else np.empty(0, dtype=np.int64),
+            "count": np.concatenate(lat_count) if lat_count else np.empty(0, dtype=np.int64),
+        }
+    )
+    return windows, codes, replicas, latency
+
+
+def _per_second(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sum duplicate seconds and fill the gaps, so position in the frame is time."""
+    summed = frame.fillna(0).groupby("t").sum()
+    full = pd.RangeIndex(0, int(summed.index.max()) + 1, name="t")
+    return summed.reindex(full, fill_value=0)
+
+
+def read_history(folder: Path) -> pd.DataFrame:
+    """history/*.csv concatenated, with a `worker` column; an empty frame with the columns when absent."""
+    files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    dtypes: dict[str, Any] = dict.fromkeys((*_HISTORY_TEXT, *_HISTORY_TEXT_MORE), "string")
+    dtypes.update({"amount_fen": "int64", "attempt": "int64", "status": "int64", "part": "int64"})
+    dtypes.update({"intended": "float64", "sent": "float64", "done": "float64"})
+    frames = []
+    for file in files:
+        try:
+            frame = pd.read_csv(file, dtype=dtypes, keep_default_na=False, na_values={"sent": [""], "done": [""]})
+        except (ValueError, pd.errors.ParserError) as exc:
+            raise RunFolderError(f"{file}: unreadable history ({exc})") from exc
+        missing = set(HISTORY_COLUMNS) - set(frame.columns)
+        if missing:
+            raise RunFolderError(f"{file}: history lacks columns {sorted(missing)}")
+        frame["worker"] = file.stem
+        frames.append(frame)
+    if not frames:
+        empty = pd.DataFrame({name: pd.Series(dtype=dtypes[name]) for name in HISTORY_COLUMNS})
+        empty["worker"] = pd.Series(dtype="string")
+        return empty
+    history = pd.concat(frames, ignore_index=True)
+    history["replayed"] = history["replayed"].str.lower().isin(["1", "true", "yes"])
+    return history
+
+
+def read_events(path: Path) -> pd.DataFrame:
+    """events.csv, sorted by time; empty (with columns) when the run has none."""
+    if not path.exists():
+        return pd.DataFrame(
+            {name: pd.Series(dtype="float64" if name in ("t_s", "unix") else "string") for name in EVENT_COLUMNS}
+        )
+    try:
+        events = pd.read_csv(
+            path,
+            dtype={
+                "t_s": "float64",
+                "unix": "float64",
+                "source": "string",
+                "kind": "string",
+                "target": "string",
+                "detail": "string",
+            },
+            keep_default_na=False,
+        )
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise RunFolderError(f"{path}: unreadable events ({exc})") from exc
+    return events.sort_values("t_s", kind="stable").reset_index(drop=True)
+
+
+def read_ledger(path: Path) -> pd.DataFrame | None:
+    """The `repayments` table of ledger.sqlite, opened read-only; None when the run has no ledger copy."""
+    if not path.exists():
+        return None
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            ledger = pd.read_sql_query(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM repayments", conn)  # noqa: S608
+    except (sqlite3.Error, pd.errors.DatabaseError) as exc:
+        raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc
+    ledger["amount_fen"] = ledger["amount_fen"].astype("int64")
+    return ledger
+
+
+def read_steps(path: Path) -> pd.DataFrame:
+    """steps.csv of a capacity search (offered vs goodput per step); empty when the run was not one."""
+    if not path.exists():
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in STEP_COLUMNS})
+    try:
+        steps = pd.read_csv(path)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise RunFolderError(f"{path}: unreadable capacity steps ({exc})") from exc
+    missing = set(STEP_COLUMNS) - set(steps.columns)
+    if missing:
+        raise RunFolderError(f"{path}: lacks columns {sorted(missing)}")
+    steps["passed"] = steps["passed"].astype(str).str.lower().isin(["1", "true", "yes"])
+    return steps.sort_values("rate_per_s").reset_index(drop=True)

@@ -1,0 +1,411 @@
+"""What a run measured: pure functions over the frames of `reports.frames` (no I/O, no globals).
+
+Two definitions carry the whole report and are used the same way everywhere (SLOs, recovery, comparison):
+
+- *admitted* attempts are every completed attempt except `rate_limited`: a 429 is the gateway's advertised,
+  deliberate admission control (Retry-After, RateLimit headers) that the client honours and retries, while a 503,
+  a 409, a 5xx or a timeout is a failure the paying user felt;
+- *good* attempts are `succeeded` plus `declined`: a business decline (a daily cap with a suggested plan) is the
+  gateway working as specified (CONTRACT §5: "business declines not counted as failures").
+
+Latency is always the intended-time latency (done − intended, free of coordinated omission) of admitted attempts
+unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+
+from reports import hdr
+from reports.frames import CLASSES, RunFrames
+
+ADMITTED = ("succeeded", "declined", "shed", "error", "timeout")
+GOOD = ("succeeded", "declined")
+FAILED = ("shed", "error", "timeout")
+PERCENTILES = (50.0, 95.0, 99.0)
+RECOVERY_STREAK_S = 3
+RECOVERY_TAIL_S = 10.0
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass(frozen=True, slots=True)
+class Slo:
+    """The thresholds of a scenario's `[slo]` table (CONTRACT §5), defaults where the scenario says nothing."""
+
+    min_success_ratio: float = 0.99
+    max_p99_ms: float = 800.0
+    max_recovery_s: float = 5.0
+    max_lost: int = 0
+    max_over_cap: int = 0
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Slo:
+        raw = meta.get("slo") or {}
+        base = cls()
+        return cls(
+            min_success_ratio=float(raw.get("min_success_ratio", base.min_success_ratio)),
+            max_p99_ms=float(raw.get("max_p99_ms", base.max_p99_ms)),
+            max_recovery_s=float(raw.get("max_recovery_s", base.max_recovery_s)),
+            max_lost=int(raw.get("max_lost", base.max_lost)),
+            max_over_cap=int(raw.get("max_over_cap", base.max_over_cap)),
+        )
+
+
+def totals(frames: RunFrames) -> dict[str, int]:
+    """CONTRACT §6 `totals`: every counter of the run summed over its seconds."""
+    w = frames.windows
+    result = {name: int(w[name].sum()) for name in ("offered", "sent")}
+    result.update({cls: int(w[f"n_{cls}"].sum()) for cls in CLASSES})
+    result.update({name: int(w[name].sum()) for name in ("late", "dropped")})
+    return result
+
+
+def class_sum(windows: pd.DataFrame, classes: tuple[str, ...]) -> pd.Series:
+    return windows[[f"n_{cls}" for cls in classes]].sum(axis=1)
+
+
+def throughput(windows: pd.DataFrame) -> pd.DataFrame:
+    """Per second: offered, sent, succeeded, declined, rejected (429 + shed) and failed (5xx + timeouts)."""
+    return pd.DataFrame(
+        {
+            "offered": windows["offered"],
+            "sent": windows["sent"],
+            "succeeded": windows["n_succeeded"],
+            "declined": windows["n_declined"],
+            "rejected": windows["n_rate_limited"] + windows["n_shed"],
+            "failed": windows["n_error"] + windows["n_timeout"],
+        }
+    )
+
+
+def success_ratio(windows: pd.DataFrame) -> float | None:
+    """good / admitted over the given seconds; None when nothing was admitted (no evidence either way)."""
+    admitted = int(class_sum(windows, ADMITTED).sum())
+    if admitted == 0:
+        return None
+    return int(class_sum(windows, GOOD).sum()) / admitted
+
+
+def _select(latency: pd.DataFrame, kind: str, classes: tuple[str, ...]) -> pd.DataFrame:
+    return latency[(latency["kind"] == kind) & latency["cls"].isin(classes)]
+
+
+def merged_counts(
+    latency: pd.DataFrame,
+    kind: str = "intended",
+    classes: tuple[str, ...] = ADMITTED,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> hdr.IntArray:
+    """One dense HDR bucket array over the seconds [start_s, end_s): the exact merge of the windows' histograms."""
+    rows = _select(latency, kind, classes)
+    if start_s is not None:
+        rows = rows[rows["t"] >= start_s]
+    if end_s is not None:
+        rows = rows[rows["t"] < end_s]
+    return hdr.dense(rows["idx"].to_numpy(np.int64), rows["count"].to_numpy(np.int64))
+
+
+def latency_summary(counts: hdr.IntArray) -> dict[str, float | None]:
+    """p50 / p95 / p99 / p99.9 / max in ms of one merged histogram."""
+    p50, p95, p99, p999 = hdr.percentiles_ms(counts, [50.0, 95.0, 99.0, 99.9])
+    return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "p999_ms": p999, "max_ms": hdr.max_ms(counts)}
+
+
+def latency_per_second(
+    latency: pd.DataFrame, seconds: pd.Index, kind: str = "intended", classes: tuple[str, ...] = ADMITTED
+) -> pd.DataFrame:
+    """p50 / p95 / p99 / max ms for every second (NaN where nothing completed), vectorised over all seconds.
+
+    The sparse buckets of each second are sorted by bucket, so one global cumulative sum and one searchsorted
+    per percentile answer every second at once; an hour of windows takes milliseconds, not minutes.
+    """
+    columns = [f"p{int(p)}_ms" for p in PERCENTILES] + ["max_ms"]
+    result = pd.DataFrame(np.nan, index=seconds, columns=columns)
+    rows = _select(latency, kind, classes)
+    if rows.empty:
+        return result
+    agg = rows.groupby(["t", "idx"], observed=True, sort=True)["count"].sum()
+    t = agg.index.get_level_values("t").to_numpy(np.int64)
+    idx = agg.index.get_level_values("idx").to_numpy(np.int64)
+    counts = agg.to_numpy(np.int64)
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
+    ends = np.r_[starts[1:], t.size]
+    cumulative = np.cumsum(counts)
+    base = np.r_[0, cumulative][starts]
+    total = cumulative[ends - 1] - base
+    table = hdr.bucket_table().highest_us
+    group_seconds = t[starts]
+    for pct, column in zip(PERCENTILES, columns, strict=False):
+        target = np.maximum(np.floor(pct * total / 100.0 + 0.5).astype(np.int64), 1)
+        position = np.searchsorted(cumulative, base + target, side="left")
+        result.loc[group_seconds, column] = table[idx[position]] / 1000.0
+    result.loc[group_seconds, "max_ms"] = table[idx[ends - 1]] / 1000.0
+    return result
+
+
+def codes_share(codes: pd.DataFrame) -> dict[str, int]:
+    """Total responses per problem code over the run, most frequent first."""
+    sums = codes.sum().sort_values(ascending=False)
+    return {str(code): int(n) for code, n in sums.items() if n > 0}
+
+
+def replica_share(replicas: pd.DataFrame) -> pd.DataFrame:
+    """Fraction of each second's responses served by each replica (rows with no traffic stay 0)."""
+    total = replicas.sum(axis=1).replace(0, np.nan)
+    return replicas.div(total, axis=0).fillna(0.0)
+
+
+def healthy_seconds(windows: pd.DataFrame, p99_ms: pd.Series, slo: Slo) -> pd.Series:
+    """Whether each second met the SLO on its own: success ratio and p99.
+
+    A second in which attempts were offered but none was admitted is unhealthy (nothing got through); a second
+    with no traffic at all is healthy (nothing to fail).
+    """
+    admitted = class_sum(windows, ADMITTED)
+    good = class_sum(windows, GOOD)
+    ratio = good / admitted.replace(0, np.nan)
+    latency_ok = p99_ms.isna() | (p99_ms <= slo.max_p99_ms)
+    served = (admitted > 0) & (ratio >= slo.min_success_ratio) & latency_ok
+    idle = (admitted == 0) & (windows["offered"] == 0) & (windows["sent"] == 0)
+    return served | idle
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A fault injected or a spike started: what recovery is measured from."""
+
+    name: str
+    start_s: float
+    duration_s: float
+    target: str | None
+
+
+def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
+    """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order."""
+    injected = events[(events["source"] == "chaos") & (events["kind"] == "fault_injected")]["t_s"].tolist()
+    found: list[Incident] = []
+    for fault in meta.get("faults") or []:
+        at_s = float(fault.get("at_s", 0))
+        near = [t for t in injected if abs(t - at_s) <= 3.0]
+        start = min(near, key=lambda t: abs(t - at_s)) if near else at_s
+        if near:
+            injected.remove(start)
+        target = fault.get("target")
+        name = f"{fault.get('action', 'fault')} {target}" if target else str(fault.get("action", "fault"))
+        found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target))
+    for spike in meta.get("spikes") or []:
+        start, end = float(spike["start_s"]), float(spike["end_s"])
+        found.append(Incident("spike", start, max(end - start, 0.0), None))
+    return sorted(found, key=lambda incident: incident.start_s)
+
+
+def _first_streak(ok: np.ndarray[Any, Any], start: int, length: int) -> int | None:
+    run = 0
+    for position in range(start, ok.size):
+        run = run + 1 if ok[position] else 0
+        if run == length:
+            return position - length + 1
+    return None
+
+
+def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident], slo: Slo) -> list[dict[str, Any]]:
+    """CONTRACT §6 `recovery`, one entry per incident.
+
+    detect: the first router `check_failed`/`replica_down` after the start. fail over: the first success from a
+    replica other than the victim (the detected replica, else the named target, else the replica that served
+    most in the 3 s before). recover: from the start to the first second of the first run of 3 healthy seconds
+    that follows the first unhealthy second (0 when the incident never hurt; None when the run ended first).
+    errors: shed, error and timeout attempts from the start until the later of recovery and the end of the look
+    window. The look window (for the first unhealthy second and the detection event) runs from the start to the
+    end of the incident plus 10 s, cut at the next incident, so one kill is not blamed on the spike before it.
+    """
+    ok = healthy.to_numpy(bool)
+    last_second = ok.size
+    started = float(frames.meta.get("started_unix", 0.0))
+    results = []
+    for number, incident in enumerate(incident_list):
+        first = max(math.floor(incident.start_s), 0)
+        look_end_s = incident.start_s + incident.duration_s + RECOVERY_TAIL_S
+        if number + 1 < len(incident_list):
+            look_end_s = min(look_end_s, incident_list[number + 1].start_s)
+        horizon = min(max(math.floor(look_end_s), first + 1), last_second)
+        window_bad = np.flatnonzero(~ok[first:horizon])
+        recover_at: int | None
+        recover_s: float | None
+        if window_bad.size == 0:
+            recover_at, recover_s = first, 0.0
+        else:
+            recover_at = _first_streak(ok, first + int(window_bad[0]) + 1, RECOVERY_STREAK_S)
+            recover_s = None if recover_at is None else max(recover_at - incident.start_s, 0.0)
+        detect_s, victim = _detection(frames.events, incident, look_end_s)
+        victim = victim or _victim_without_event(frames, incident)
+        failover_s = _failover(frames, incident, victim, started) if victim else None
+        end = last_second if recover_at is None else max(recover_at, horizon)
+        errors = int(class_sum(frames.windows.iloc[first:end], FAILED).sum())
+        results.append(
+            {
+                "event": incident.name,
+                "at_s": round(incident.start_s, 3),
+                "detect_s": None if detect_s is None else round(detect_s, 3),
+                "failover_s": None if failover_s is None else round(failover_s, 3),
+                "recover_s": None if recover_s is None else round(recover_s, 3),
+                "errors": errors,
+                "recovered_within_slo": recover_s is not None and recover_s <= slo.max_recovery_s,
+            }
+        )
+    return results
+
+
+def _detection(events: pd.DataFrame, incident: Incident, look_end_s: float) -> tuple[float | None, str | None]:
+    found = events[
+        events["kind"].isin(["check_failed", "replica_down"])
+        & (events["t_s"] >= incident.start_s)
+        & (events["t_s"] < look_end_s)
+    ]
+    if found.empty:
+        return None, None
+    row = found.iloc[0]
+    return float(row["t_s"]) - incident.start_s, (str(row["target"]) or None)
+
+
+def _victim_without_event(frames: RunFrames, incident: Incident) -> str | None:
+    if incident.target and incident.target in frames.replicas.columns:
+        return incident.target
+    if incident.target is None:
+        return None
+    first = max(int(incident.start_s), 0)
+    before = frames.replicas.iloc[max(first - 3, 0) : first].sum()
+    if before.empty or before.max() == 0:
+        return None
+    return str(before.idxmax())
+
+
+def _failover(frames: RunFrames, incident: Incident, victim: str, started_unix: float) -> float | None:
+    history = frames.history
+    if not history.empty:
+        since = started_unix + incident.start_s
+        served = history[
+            (history["outcome"] == "succeeded") & (history["replica"] != victim) & (history["done"] >= since)
+        ]
+        return None if served.empty else float(served["done"].min()) - since
+    others = frames.replicas.drop(columns=[victim], errors="ignore")
+    first = max(int(incident.start_s), 0)
+    active = np.flatnonzero(others.iloc[first:].sum(axis=1).to_numpy() > 0)
+    return None if active.size == 0 else max(first + float(active[0]) - incident.start_s, 0.0)
+
+
+def knee(steps: pd.DataFrame) -> dict[str, Any] | None:
+    """From a capacity search's steps: the highest passing rate, the first failing one above it, and why it failed.
+
+    `spread` is the gap between the two: the resolution of the answer, not a confidence interval.
+    """
+    if steps.empty:
+        return None
+    passed = steps[steps["passed"]]
+    best = float(passed["rate_per_s"].max()) if not passed.empty else 0.0
+    above = steps[(steps["rate_per_s"] > best) & ~steps["passed"]]
+    limited_by = None
+    spread = None
+    if not above.empty:
+        first_fail = above.iloc[0]
+        spread = float(first_fail["rate_per_s"]) - best
+        limited_by = "p99_ms" if _step_latency_failed(first_fail, steps) else "success_ratio"
+    return {"max_rate_per_s": best, "spread": spread, "limited_by": limited_by}
+
+
+def _step_latency_failed(step: pd.Series, steps: pd.DataFrame) -> bool:
+    """A failed step blamed on latency when its p99 is the worst of all passing steps' p99 by a margin."""
+    passing_p99 = steps[steps["passed"]]["p99_ms"]
+    ceiling = float(passing_p99.max()) if not passing_p99.empty else 0.0
+    success_ok = steps[steps["passed"]]["success_ratio"]
+    floor = float(success_ok.min()) if not success_ok.empty else 1.0
+    return float(step["p99_ms"]) > ceiling * 1.5 and float(step["success_ratio"]) >= floor
+
+
+def business_dates(unix: pd.Series, meta: dict[str, Any]) -> pd.Series:
+    """The gateway's business date (Asia/Shanghai, on its possibly fast simulated clock) of each wall time."""
+    clock = (meta.get("gateway_config") or {}).get("clock") or {}
+    speed = float(clock.get("speed", 1.0) or 1.0)
+    start_text = clock.get("start")
+    if start_text:
+        start = datetime.fromisoformat(str(start_text)).timestamp()
+        anchor = float(clock.get("anchor_unix") or meta.get("started_unix") or 0.0)
+        simulated = start + (unix - anchor) * speed
+    else:
+        simulated = unix
+    stamps = pd.to_datetime(simulated, unit="s", utc=True).dt.tz_convert(SHANGHAI)
+    return stamps.dt.strftime("%Y-%m-%d")
+
+
+def caps(meta: dict[str, Any]) -> tuple[dict[str, int], int | None]:
+    """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown)."""
+    config = meta.get("gateway_config") or {}
+    card = {
+        str(channel["code"]): int(channel["card_daily_fen"])
+        for channel in config.get("channels") or []
+        if "code" in channel and "card_daily_fen" in channel
+    }
+    user = (config.get("limits") or {}).get("user_daily_fen")
+    return card, None if user is None else int(user)
+
+
+def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
+    """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
+    else from the acknowledged attempts of the history (one per repayment id)."""
+    if frames.ledger is not None:
+        source = frames.ledger
+    else:
+        acked = frames.history[frames.history["outcome"] == "succeeded"]
+        source = acked.drop_duplicates("repayment_id")
+    grouped = source.groupby("business_date")["amount_fen"].agg(["sum", "count"])
+    return grouped.rename(columns={"sum": "amount_fen", "count": "repayments"}).astype("int64").sort_index()
+
+
+def declines_by_scope(frames: RunFrames) -> pd.DataFrame:
+    """Limit declines per business day and scope (`single`, `card`, `user`), one per payment key.
+
+    History rows carry the code but not the problem's `scope`, so a DAILY_LIMIT_EXCEEDED is attributed to the
+    card when the card's total that day plus the declined amount passes the card cap, else to the user.
+    """
+    history = frames.history
+    declines = history[history["code"].isin(["SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED"])]
+    declines = declines.drop_duplicates("key")
+    if declines.empty:
+        return pd.DataFrame(columns=["single", "card", "user"], dtype="int64")
+    days = declines["business_date"].where(
+        declines["business_date"] != "", business_dates(declines["done"], frames.meta)
+    )
+    card_caps, _ = caps(frames.meta)
+    per_card = repaid_per_card_day(frames)
+    card_total = [per_card.get((card, day), 0) for card, day in zip(declines["card_id"], days, strict=True)]
+    card_cap = declines["channel"].map(card_caps).fillna(np.inf)
+    over_card = (np.asarray(card_total) + declines["amount_fen"].to_numpy()) > card_cap.to_numpy()
+    scope = np.where(declines["code"] == "SINGLE_LIMIT_EXCEEDED", "single", np.where(over_card, "card", "user"))
+    table = pd.crosstab(pd.Series(days.to_numpy(), name="business_date"), pd.Series(scope, name="scope"))
+    return table.reindex(columns=["single", "card", "user"], fill_value=0).astype("int64")
+
+
+def repaid_per_card_day(frames: RunFrames) -> dict[tuple[str, str], int]:
+    source = frames.ledger if frames.ledger is not None else frames.history[frames.history["outcome"] == "succeeded"]
+    grouped = source.groupby(["card_id", "business_date"])["amount_fen"].sum().reset_index()
+    return {
+        (str(card), str(day)): int(total)
+        for card, day, total in zip(grouped["card_id"], grouped["business_date"], grouped["amount_fen"], strict=True)
+    }
+
+
+def plans_followed(frames: RunFrames) -> int:
+    """Split-plan parts the clients paid after a decline: the windows' counter, else the history's parts."""
+    counted = int(frames.windows["plans_followed"].sum())
+    if counted or frames.history.empty:
+        return counted
+    history = frames.history
+    return int(((history["part"] > 0) & (history["outcome"] == "succeeded")).sum())
