@@ -1,0 +1,198 @@
+"""What `locust -f loadtests/locustfile.py` loads: options, the user class, the shape, the event hooks. Thin.
+
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11            (web UI)
+    locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11 --headless --processes 2
+
+The shape spawns the scenario's user pool at once and ends the test by itself once every process has sent its
+last windows; arrivals come from clients.Generator, not from Locust's user count (open model). Without
+`--surge-out` the run folder is ./runs/locust-<UTC time>/ and a summary is printed at the end. A non-loopback
+--host is refused unless SURGE_ALLOW_REMOTE=1 (what `surge run --allow-remote` sets).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+from locust import FastHttpUser, LoadTestShape, constant, events, task
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests.arrivals import RateCurve, arrival_times
+from loadtests.clients import Generator, Payer, drain_s
+from loadtests.errors import UsageError
+from loadtests.policy import SimClock
+from loadtests.population import Population
+from loadtests.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.shapes import Scenario, load_scenario
+from loadtests.targets import is_loopback_host
+
+START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
+TAKE_TIMEOUT_S = 0.5
+log = logging.getLogger("surge")
+
+
+class RepayingUser(FastHttpUser):
+    """A member of the bounded pool: takes the next arrival ticket and pays it (clients.Payer)."""
+
+    wait_time = constant(0)
+    generator: Generator | None = None
+
+    @task
+    def repay(self) -> None:
+        generator = RepayingUser.generator
+        if generator is None:
+            gevent.sleep(TAKE_TIMEOUT_S)  # this process has not been told to start yet
+            return
+        ticket = generator.take(TAKE_TIMEOUT_S)
+        if ticket is not None:
+            Payer(generator, self.client).pay(ticket)
+
+
+class FestivalShape(LoadTestShape):
+    """The whole pool at once, until the recording says the run is over (or its bound has passed)."""
+
+    recording: LocustRecording | None = None
+
+    def tick(self) -> tuple[int, float] | None:
+        recording = FestivalShape.recording
+        settings = recording.settings if recording is not None else None
+        if recording is not None and settings is not None:
+            overdue = time.time() > settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S + 1.0
+            if recording.finished or overdue:
+                return None
+        assert self.runner is not None
+        pool = _scenario(self.runner.environment.parsed_options).arrivals.pool
+        return pool, float(pool)
+
+
+def _add_options(parser: Any) -> None:
+    parser.add_argument("--scenario", default="double11", help="surge: a built-in scenario name or a TOML file")
+    parser.add_argument("--scale", type=float, default=1.0, help="surge: multiply every rate and the user pool")
+    parser.add_argument(
+        "--surge-duration", type=float, default=0.0, help="surge: stretch the scenario to S seconds (0: its own)"
+    )
+    parser.add_argument(
+        "--surge-out", default="", include_in_web_ui=False, help="surge: the run folder (default runs/locust-<time>)"
+    )
+    parser.add_argument(
+        "--surge-start-unix", type=float, default=0.0, include_in_web_ui=False, help="surge: the shared t=0"
+    )
+
+
+def _on_init(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        try:
+            _scenario(environment.parsed_options)
+            if environment.host:
+                _check_host(environment.host)
+        except UsageError as exc:
+            print(f"surge: {exc}", file=sys.stderr)
+            sys.exit(2)
+    FestivalShape.recording = LocustRecording(environment, _start_generator)
+
+
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner) or runner is None:
+        return
+    options = environment.parsed_options
+    assert options is not None
+    try:
+        _check_host(environment.host or "")
+    except UsageError as exc:
+        log.error("surge: %s", exc)
+        gevent.spawn(runner.quit)
+        return
+    scenario = _scenario(options)
+    workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
+    t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
+    if t0 < time.time():
+        log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
+    out = options.surge_out or str(Path("runs") / f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    settings = RunSettings(
+        scenario_ref=options.scenario,
+        scale=options.scale,
+        duration_s=options.surge_duration or None,
+        out_dir=out,
+        t0=t0,
+        hard_stop=t0 + scenario.duration_s + drain_s(scenario),
+        late_ms=scenario.arrivals.late_ms,
+    )
+    assert FestivalShape.recording is not None
+    FestivalShape.recording.begin(settings)
+
+
+def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: int, count: int) -> Callable[[], None]:
+    """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
+    scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
+    out = Path(settings.out_dir)
+    population = Population(scenario.population, _channels(scenario, out), scenario.seed)
+    times = arrival_times(
+        RateCurve(scenario.breakpoints()),
+        scenario.arrivals.process,
+        seed=scenario.seed,
+        worker_index=index,
+        worker_count=count,
+    )
+    generator = Generator(
+        scenario, population, _clock(scenario, out), recorder, times, seed=f"{scenario.seed}/payer/{index}"
+    )
+    RepayingUser.network_timeout = scenario.client.timeout_s
+    RepayingUser.connection_timeout = scenario.client.timeout_s
+    RepayingUser.generator = generator
+    generator.start()
+    return generator.stop
+
+
+def _scenario(options: Any) -> Scenario:
+    return load_scenario(options.scenario).scaled(options.scale, options.surge_duration or None)
+
+
+def _check_host(host: str) -> None:
+    parts = urlsplit(host)
+    if not parts.hostname:
+        raise UsageError(f"--host must be an http URL such as http://127.0.0.1:8080 (got {host!r})")
+    if os.environ.get("SURGE_ALLOW_REMOTE") != "1" and not is_loopback_host(parts.hostname):
+        raise UsageError(
+            f"--host {parts.hostname} is not a loopback address; set SURGE_ALLOW_REMOTE=1 to load a remote gateway"
+        )
+
+
+def _channels(scenario: Scenario, out: Path) -> list[str]:
+    """The gateway's channel codes: the run's effective config (meta.json) or the gateway defaults + overrides."""
+    meta = out / "meta.json"
+    if meta.is_file():
+        config = json.loads(meta.read_text(encoding="utf-8")).get("gateway_config") or {}
+        codes = [str(channel["code"]) for channel in config.get("channels", [])]
+        if codes:
+            return codes
+    from mock_gateway.config import load_config
+
+    return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
+
+
+def _clock(scenario: Scenario, out: Path) -> SimClock:
+    """The cluster's anchored clock from cluster.json (surge run puts it in the run folder), else real time."""
+    for path in (out / "cluster" / "cluster.json", out / "cluster.json"):
+        if path.is_file():
+            clock = json.loads(path.read_text(encoding="utf-8"))["clock"]
+            return SimClock(datetime.fromisoformat(clock["start"]), float(clock["anchor_unix"]), float(clock["speed"]))
+    if scenario.gateway.get("clock", {}).get("speed", 1.0) != 1.0:
+        log.warning("surge: no cluster.json under %s; plan parts are timed as if the gateway ran on real time", out)
+    return SimClock.wall()
+
+
+# Locust's EventHook.add_listener carries no type hints, hence no decorators above.
+events.init_command_line_parser.add_listener(_add_options)  # type: ignore[no-untyped-call]
+events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+events.test_start.add_listener(_on_test_start)  # type: ignore[no-untyped-call]
