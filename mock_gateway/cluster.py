@@ -213,7 +213,7 @@ class AdminApi:
             spec = parse_spec(await request.json(), self._channels)
         except ValueError:
             raise InvalidJson("fault body is not valid JSON") from None
-        body = spec.model_dump(mode="json", exclude={"target"}, exclude_none=True)
+        body = spec.model_dump(mode="json", exclude={"target"}, exclude_unset=True)
         target = spec.target
         names = list(self.supervisor.replicas) if target in (None, "", "all") else [self._resolve(target)]
         results = await self._fan_out("POST", names, body)

@@ -1,0 +1,162 @@
+"""The router's own answers on one shared cluster: admin auth, caps, injected faults, metrics."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mock_gateway.cluster import ClusterProcess
+from tests.cluster.events_file import read_events, wait_event
+from tests.cluster.traffic import Payment, ledger_rows, pay, repayment
+
+
+@pytest.fixture
+async def session() -> Any:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as s:
+        yield s
+
+
+def bearer(cluster: ClusterProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {cluster.admin_token}"}
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}])
+async def test_admin_needs_the_token(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession, headers: dict[str, str]
+) -> None:
+    for method, path in [("GET", "/admin/replicas"), ("POST", "/admin/replicas/r3/kill"), ("DELETE", "/admin/faults")]:
+        async with session.request(method, shared_cluster.url + path, headers=headers) as response:
+            body = await response.json(content_type=None)
+            assert (response.status, body["code"]) == (401, "UNAUTHORIZED")
+    async with session.get(shared_cluster.url + "/admin/replicas", headers=bearer(shared_cluster)) as response:
+        body = await response.json()
+    assert response.status == 200
+    assert [(r["name"], r["state"], r["role"]) for r in body["replicas"]] == [
+        ("r1", "up", "primary"),
+        ("r2", "up", "standby"),
+        ("r3", "up", "standby"),
+    ]
+    assert all(isinstance(r["pid"], int) and isinstance(r["port"], int) for r in body["replicas"])
+
+
+async def test_per_user_cap_at_the_router(shared_cluster: ClusterProcess, session: aiohttp.ClientSession) -> None:
+    statuses = []
+    for i in range(8):
+        async with session.post(
+            shared_cluster.url + "/v1/repayments",
+            json=repayment("capped-user", "capped-card", 100),
+            headers={"Idempotency-Key": f"cap-{i}"},
+        ) as response:
+            body = await response.json(content_type=None)
+            statuses.append(response.status)
+            if response.status == 429:
+                assert body["code"] == "RATE_LIMITED" and body["scope"] == "user"
+                assert body["retry_after_ms"] > 0
+                assert response.headers["Retry-After"] == "1"
+                assert response.headers["RateLimit-Policy"].startswith('"user";q=3')
+                assert "RateLimit" in response.headers
+                assert response.headers["X-Replica"] == "router"
+    assert statuses.count(201) == 3  # user_tps = 3: a second's allowance at once, then refusals
+    assert statuses.count(429) == 5
+
+
+async def test_lose_response_on_the_primary_is_hidden_by_the_retry(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    fault = {"kind": "lose_response", "ratio": 1.0, "duration_s": 30, "target": "primary"}
+    async with session.post(shared_cluster.url + "/admin/faults", json=fault, headers=bearer(shared_cluster)) as r:
+        assert r.status == 200 and (await r.json())["applied"] == ["r1"]
+    try:
+        async with session.post(
+            shared_cluster.url + "/v1/repayments",
+            json=repayment("lose-1", "lose-card-1", 500),
+            headers={"Idempotency-Key": "lose-1"},
+        ) as response:
+            body = await response.json()
+            assert response.status == 201
+            assert response.headers["X-Replica"] == "r2"  # r1 committed, dropped the answer; r2 replayed it
+            assert response.headers.get("Idempotent-Replayed") == "true"
+    finally:
+        async with session.delete(shared_cluster.url + "/admin/faults", headers=bearer(shared_cluster)) as r:
+            assert r.status == 200
+    rows = [row for row in ledger_rows(shared_cluster.ledger_path) if row["idempotency_key"] == "lose-1"]
+    assert [(row["repayment_id"], row["replica"]) for row in rows] == [(body["repayment_id"], "r1")]
+    kinds = [(e["kind"], e["replica"]) for e in read_events(shared_cluster.events_path)]
+    assert ("fault_started", "r1") in kinds and ("fault_ended", "r1") in kinds
+
+
+async def test_lost_response_then_client_retry_with_same_key(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    """The client itself meets the lost response (talking to r3 directly), then retries through the router."""
+    fault = {"kind": "lose_response", "ratio": 1.0, "duration_s": 30, "target": "r3"}
+    async with session.post(shared_cluster.url + "/admin/faults", json=fault, headers=bearer(shared_cluster)) as r:
+        assert (await r.json())["applied"] == ["r3"]
+    r3 = next(r for r in shared_cluster.state["replicas"] if r["name"] == "r3")
+    payment = Payment("lose-2", repayment("lose-2", "lose-card-2", 700))
+    try:
+        first = await pay(session, f"http://127.0.0.1:{r3['port']}", payment, max_attempts=1)
+        assert first.status == 0 and first.errors == ["ServerDisconnectedError"]
+    finally:
+        async with session.delete(shared_cluster.url + "/admin/faults", headers=bearer(shared_cluster)) as r:
+            assert r.status == 200
+    again = await pay(session, shared_cluster.url, payment, max_attempts=3)
+    assert (again.status, again.replica) == (201, "r1")
+    rows = [row for row in ledger_rows(shared_cluster.ledger_path) if row["idempotency_key"] == "lose-2"]
+    assert [(row["repayment_id"], row["replica"]) for row in rows] == [(again.repayment_id, "r3")]
+
+
+async def test_a_bad_fault_is_refused_by_the_router(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    for fault, field in [({"kind": "latency", "duration_s": 5}, "body"), ({"kind": "nope", "duration_s": 1}, "kind")]:
+        async with session.post(
+            shared_cluster.url + "/admin/faults", json=fault, headers=bearer(shared_cluster)
+        ) as response:
+            body = await response.json(content_type=None)
+            assert response.status == 400 and body["code"] == "VALIDATION_ERROR"
+            assert field in {e["field"] for e in body["errors"]}
+    async with session.post(
+        shared_cluster.url + "/admin/faults",
+        json={"kind": "errors", "duration_s": 1, "target": "r9"},
+        headers=bearer(shared_cluster),
+    ) as response:
+        assert response.status == 404
+
+
+async def test_injected_fault_expires_with_an_event(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    fault = {"kind": "latency", "latency_ms": 5, "ratio": 1.0, "duration_s": 0.3, "target": "r3"}
+    before = time.monotonic()
+    async with session.post(shared_cluster.url + "/admin/faults", json=fault, headers=bearer(shared_cluster)) as r:
+        assert r.status == 200
+    started = wait_event(shared_cluster.events_path, "fault_started", "r3", after_mono=before)
+    assert started["detail"] == "duration_s=0.3 kind=latency latency_ms=5 ratio=1.0"
+    ended = wait_event(shared_cluster.events_path, "fault_ended", "r3", after_mono=started["mono"])
+    assert ended["detail"].startswith("expired") and 0.25 < ended["mono"] - started["mono"] < 1.5
+
+
+async def test_router_answers_carry_x_replica_and_metrics_count_events(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    async with session.get(shared_cluster.url + "/nowhere") as response:
+        assert response.status == 404 and response.headers["X-Replica"] == "router"
+        assert (await response.json(content_type=None))["code"] == "NOT_FOUND"
+    async with session.get(shared_cluster.url + "/v1/repayments/rp_missing") as response:
+        assert response.status == 404 and response.headers["X-Replica"] == "r1"
+    async with session.post(
+        shared_cluster.url + "/v1/repayments",
+        data=b"x" * 20_000,
+        headers={"Idempotency-Key": "big", "Content-Type": "application/json"},
+    ) as response:
+        assert response.status == 413 and (await response.json(content_type=None))["code"] == "PAYLOAD_TOO_LARGE"
+    async with session.get(shared_cluster.url + "/metrics") as response:
+        text = await response.text()
+    assert 'surge_router_events_total{kind="replica_up",replica="r1"} 1.0' in text
+    assert "surge_router_requests_total" in text
+    async with session.get(shared_cluster.url + "/healthz") as response:
+        assert response.status == 200
