@@ -1,0 +1,64 @@
+"""`surge gateway` as a user runs it: foreground, prints where things are, Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.cluster.conftest import assert_all_gone, process_tree
+
+SURGE = [sys.executable, "-m", "loadtests.cli", "gateway"]
+
+
+def test_foreground_cluster_prints_url_token_and_state_dir_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    tree = []
+    with subprocess.Popen(
+        [*SURGE, "--replicas", "2", "--port", "0", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(3)]  # bounded: the test timeout covers a hang
+            url = re.search(r"router (http://127\.0\.0\.1:\d+)", lines[0])
+            assert url is not None, lines
+            assert re.search(r"admin token \S{16,}", lines[1]), lines
+            assert str(tmp_path) in lines[2]
+            with urllib.request.urlopen(url.group(1) + "/readyz", timeout=2) as response:  # noqa: S310
+                assert response.status == 200
+            tree = process_tree(proc.pid)
+            assert len(tree) == 3
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 0
+            assert "stopped" in proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert_all_gone(tree)
+
+
+def test_public_host_is_refused_with_exit_2(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = subprocess.run(
+        [*SURGE, "--host", "0.0.0.0", "--state-dir", str(tmp_path / "s")],  # noqa: S104 - must be refused
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("surge gateway: refusing to bind 0.0.0.0")
+    assert time.monotonic() - started < 10
+
+
+def test_bad_config_key_is_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "gw.toml"
+    config.write_text("[router]\nmood = 'calm'\n", encoding="utf-8")
+    result = subprocess.run([*SURGE, "--config", str(config)], capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 2 and "router.mood" in result.stderr
