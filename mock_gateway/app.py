@@ -87,6 +87,7 @@ class ReplicaState:
 
 
 STATE_KEY = web.AppKey("replica", ReplicaState)
+CODE_KEY = web.ResponseKey("code", str)  # the problem code of a replayed decline, for the metrics label
 
 
 def create_app(
@@ -163,7 +164,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     code = ""
     try:
         response = await handler(request)
-        code = response.get("code", "")
+        code = response.get(CODE_KEY, "")
     except GatewayError as error:
         response, code = error.to_response(), error.code
     except web.HTTPException as exc:
@@ -283,7 +284,7 @@ def _stored_response(stored: Stored, *, replayed: bool) -> web.Response:
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     if stored.status >= 400:
-        response["code"] = json.loads(stored.body).get("code", "")
+        response[CODE_KEY] = json.loads(stored.body).get("code", "")
     return response
 
 

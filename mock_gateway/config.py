@@ -222,7 +222,8 @@ def _describe(exc: ValidationError) -> str:
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         bound = next(iter(ctx.values()))
-        return f"{path} must be {bounds[kind]} {bound} (got {got!r})"
+        shown = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
+        return f"{path} must be {bounds[kind]} {shown} (got {got!r})"
     message = str(error["msg"]).removeprefix("Value error, ")
     where = path or "config"
     if isinstance(got, dict | list):

@@ -5,8 +5,9 @@ retry-after lets the client decide. GCRA keeps one number per key (the theoretic
 cap over millions of users stays cheap. Checking and taking are separate so that a request refused by one cap
 does not spend a token of another (a user must not lose quota because the replica was full).
 
-The burst tolerance is a tenth of a second's worth (at least one request): over any whole second a cap of N/s
-admits between N and N + burst, which keeps "N per second" honest instead of letting a full second's burst in.
+The burst tolerance b is a 25th of a second's worth (at least one request): over any whole second a cap of N/s
+admits at most N + b - 1 (within 4 % of N) and, under sustained overload, at least N - 1, which keeps
+"N per second" honest; yet 40 ms of slack absorbs the clumping of Poisson arrivals just under the cap.
 The per-user cap is the exception: a person paying a split plan sends its parts back to back, so a user may
 spend a whole second's allowance at once (burst = user_tps) while the long-run rate stays user_tps.
 """
@@ -22,7 +23,7 @@ K = TypeVar("K", bound=Hashable)
 
 
 def default_burst(rate_per_s: float) -> int:
-    return max(1, math.ceil(rate_per_s / 10))
+    return max(1, math.ceil(rate_per_s / 25))
 
 
 class Gcra:
@@ -79,8 +80,9 @@ class KeyedGcra(Generic[K]):
 
 
 def _wait(tat: float, now: float, tolerance: float) -> float:
+    """A nanosecond of slack so that float rounding never refuses a request arriving exactly on time."""
     allowed_at = tat - tolerance
-    return 0.0 if now >= allowed_at else allowed_at - now
+    return 0.0 if now + 1e-9 >= allowed_at else allowed_at - now
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,103 @@
+"""Idempotency-Key semantics of CONTRACT §3, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from tests.gateway.conftest import body
+
+
+def ledger_counts(path: Path) -> tuple[int, int]:
+    with sqlite3.connect(path) as conn:
+        repayments = conn.execute("SELECT COUNT(*) FROM repayments").fetchone()[0]
+        records = conn.execute("SELECT COUNT(*) FROM idempotency").fetchone()[0]
+    return repayments, records
+
+
+async def test_replay_returns_identical_body_and_records_nothing(make_config: Any, make_client: Any) -> None:
+    config = make_config()
+    client = await make_client(config)
+    first = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-1"})
+    assert first.status == 201
+    first_text = await first.text()
+    assert "Idempotent-Replayed" not in first.headers
+    assert first.headers["X-Replica"] == "r1"
+    before = ledger_counts(config.ledger.path)
+
+    again = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-1"})
+
+    assert again.status == 201
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.text() == first_text
+    assert ledger_counts(config.ledger.path) == before == (1, 1)
+
+
+async def test_reuse_with_another_body_is_422_and_records_nothing(make_config: Any, make_client: Any) -> None:
+    config = make_config()
+    client = await make_client(config)
+    await client.post("/v1/repayments", json=body(amount=100), headers={"Idempotency-Key": "k-2"})
+
+    reused = await client.post("/v1/repayments", json=body(amount=101), headers={"Idempotency-Key": "k-2"})
+
+    assert reused.status == 422
+    assert reused.content_type == "application/problem+json"
+    problem = await reused.json()
+    assert problem["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert problem["retryable"] is False
+    assert ledger_counts(config.ledger.path) == (1, 1)
+
+
+async def test_concurrent_duplicate_is_409_with_retry_after(make_config: Any, make_client: Any) -> None:
+    # A slow bank keeps the first request in flight while the duplicate arrives.
+    slow = {
+        "code": "ICBC",
+        "single_fen": 5_000_000,
+        "card_daily_fen": 5_000_000,
+        "latency_ms": {"median": 300, "p99": 300},
+    }
+    config = make_config(channels=[slow])
+    client = await make_client(config)
+    first = asyncio.ensure_future(client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"}))
+    await asyncio.sleep(0.1)
+
+    duplicate = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"})
+
+    assert duplicate.status == 409
+    assert (await duplicate.json())["code"] == "IDEMPOTENCY_IN_FLIGHT"
+    assert int(duplicate.headers["Retry-After"]) >= 1
+    assert (await first).status == 201
+    assert ledger_counts(config.ledger.path) == (1, 1)
+
+
+async def test_stored_decline_replays_as_decline(make_config: Any, make_client: Any) -> None:
+    config = make_config()
+    client = await make_client(config)
+    declined = await client.post("/v1/repayments", json=body(amount=6_000_000), headers={"Idempotency-Key": "k-4"})
+    assert declined.status == 422
+    declined_text = await declined.text()
+    assert (await declined.json())["code"] == "SINGLE_LIMIT_EXCEEDED"
+
+    again = await client.post("/v1/repayments", json=body(amount=6_000_000), headers={"Idempotency-Key": "k-4"})
+
+    assert again.status == 422
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert await again.text() == declined_text
+    assert ledger_counts(config.ledger.path) == (0, 1)
+
+
+async def test_rate_limited_request_is_not_stored_and_retry_runs_afresh(make_config: Any, make_client: Any) -> None:
+    config = make_config(limits={"user_tps": 1})
+    client = await make_client(config)
+    assert (await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "a"})).status == 201
+
+    limited = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "b"})
+    assert limited.status == 429
+    assert ledger_counts(config.ledger.path) == (1, 1)
+    await asyncio.sleep(1.05)
+
+    retried = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "b"})
+    assert retried.status == 201
+    assert "Idempotent-Replayed" not in retried.headers
