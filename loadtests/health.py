@@ -70,8 +70,12 @@ class Verdict:
         }
 
 
-def judge(windows: Iterable[Window]) -> Verdict:
-    """The generator's verdict from merged windows (their `gen` part holds each second's worst worker)."""
+def judge(windows: Iterable[Window], expected_offered: float) -> Verdict:
+    """The generator's verdict from merged windows (their `gen` part holds each second's worst worker).
+
+    `expected_offered` is the rate curve's integral; offering far fewer arrivals (beyond Poisson noise) means
+    a generator process never started or stopped early, whatever its CPU said.
+    """
     ordered = sorted(windows, key=lambda window: window.t)
     offered = sum(w.offered for w in ordered)
     late = sum(w.late for w in ordered)
@@ -80,6 +84,11 @@ def judge(windows: Iterable[Window]) -> Verdict:
     cpu_max = max((w.cpu_pct for w in sampled), default=0.0)
     lag_p99 = _percentile([w.lag_ms for w in sampled], 99.0)
     reasons: list[str] = []
+    if not sampled:
+        reasons.append("no generator process reported its health")
+    shortfall = expected_offered - offered
+    if shortfall > 5.0 * math.sqrt(expected_offered) + 0.01 * expected_offered + 1.0:
+        reasons.append(f"only {offered} arrivals offered of about {expected_offered:.0f} scheduled")
     hot = _longest_run(w.t for w in sampled if w.cpu_pct >= CPU_LIMIT_PCT)
     if hot >= CPU_LIMIT_SECONDS:
         reasons.append(f"generator CPU >= {CPU_LIMIT_PCT:.0f}% for {hot} consecutive seconds")

@@ -127,6 +127,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         t0=t0,
         hard_stop=t0 + scenario.duration_s + drain_s(scenario),
         late_ms=scenario.arrivals.late_ms,
+        expected_offered=RateCurve(scenario.breakpoints()).total,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)

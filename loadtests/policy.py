@@ -78,7 +78,7 @@ class RetryBudget:
 
     def try_spend(self, now: float) -> bool:
         self._refill(now)
-        if self.balance < 1.0:
+        if self.balance < 1.0 - 1e-9:  # 5 deposits of 0.2 are one retry, float rounding aside
             return False
         self.balance -= 1.0
         return True

@@ -145,7 +145,7 @@ class RunWriter:
                 if self.on_line is not None:
                     self.on_line(line)
 
-    def finish(self, started_unix: float) -> Verdict:
+    def finish(self, started_unix: float, expected_offered: float) -> Verdict:
         """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
         self._append(self.book.take())
         if self.rewrite:
@@ -154,7 +154,7 @@ class RunWriter:
                 for t in sorted(self.closed):
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
-        verdict = judge(Window.from_json(line) for line in self.closed.values())
+        verdict = judge((Window.from_json(line) for line in self.closed.values()), expected_offered)
         payload = verdict.to_json() | {"started_unix": started_unix}
         (self.out_dir / "generator.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         return verdict
@@ -199,6 +199,7 @@ class RunSettings:
     t0: float
     hard_stop: float  # no attempt is recorded after this; the final deltas are sent FINAL_AFTER_S later
     late_ms: float
+    expected_offered: float  # the rate curve's integral: what all processes together should offer
 
 
 # Starts this process's generator on a recorder (worker index, worker count); returns its stop function.
@@ -253,18 +254,20 @@ class LocustRecording:
         gevent.spawn(self._close_loop)
 
     def _close_loop(self) -> None:
-        assert self.settings is not None and self.writer is not None
-        deadline = self.settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
-        while not self.finished and time.time() < deadline:
+        settings, writer = self.settings, self.writer
+        assert settings is not None and writer is not None
+        deadline = settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
+        while self.writer is writer and not self.finished and time.time() < deadline:
             gevent.sleep(1.0)
             now = time.time()
-            if now >= self.settings.t0:
-                self.writer.sample_own_cpu(now)
-            self.writer.close_before(now)
-        self.finish()
+            if now >= settings.t0:
+                writer.sample_own_cpu(now)
+            writer.close_before(now)
+        if self.writer is writer:
+            self.finish()
 
-    def _on_windows_message(self, message: Any, **_: Any) -> None:
-        data = message.data
+    def _on_windows_message(self, msg: Any, **_: Any) -> None:
+        data = msg.data
         self._receive(int(data["index"]), [Window.from_json(line) for line in data["windows"]], bool(data["final"]))
 
     def _receive(self, index: int, windows: list[Window], final: bool) -> None:
@@ -281,7 +284,7 @@ class LocustRecording:
         if self.finished or self.writer is None or self.settings is None:
             return
         self.finished = True
-        verdict = self.writer.finish(self.settings.t0)
+        verdict = self.writer.finish(self.settings.t0, self.settings.expected_offered)
         for line in summary_lines(self.writer, verdict):
             print(line, file=sys.stderr, flush=True)
         if not verdict.valid:
@@ -304,8 +307,8 @@ class LocustRecording:
 
     # every generating process ----------------------------------------------------------------------------
 
-    def _on_start_message(self, message: Any, **_: Any) -> None:
-        data = message.data
+    def _on_start_message(self, msg: Any, **_: Any) -> None:
+        data = msg.data
         settings = RunSettings(**data["settings"])
         runner = self.environment.runner
         assert runner is not None
