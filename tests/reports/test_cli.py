@@ -1,0 +1,81 @@
+"""The three subcommands this package backs: compare, verify, report (run in-process, no Locust involved)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from loadtests import cmd_compare, cmd_report, cmd_verify
+from loadtests.errors import UsageError
+from tests.reports.runs import degrade, ledger_execute
+
+
+def run(module: ModuleType, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    code: int = module.run(parser.parse_args(list(argv)))
+    return code
+
+
+@pytest.fixture
+def twin(run_dir: Path) -> Path:
+    target = run_dir.parent / "candidate"
+    shutil.copytree(run_dir, target)
+    return target
+
+
+def test_compare_an_equal_run_exits_0(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(cmd_compare, str(run_dir), str(twin)) == 0
+    assert "no regression" in capsys.readouterr().out
+    assert 'data-regressed="false"' in (twin / "comparison.html").read_text(encoding="utf-8")
+
+
+def test_compare_a_regressed_run_exits_1(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    degrade(twin, latency_factor=3.0, fail_every=10)
+    html = twin.parent / "diff.html"
+    assert run(cmd_compare, str(run_dir), str(twin), "--html", str(html)) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSED" in out
+    assert 'data-regressed="true"' in html.read_text(encoding="utf-8")
+
+
+def test_compare_tolerances_are_configurable(run_dir: Path, twin: Path) -> None:
+    degrade(twin, latency_factor=1.3, fail_every=1000)
+    assert run(cmd_compare, str(run_dir), str(twin), "--p99-tol", "1000") == 0
+
+
+def test_compare_a_missing_folder_is_a_usage_error(run_dir: Path) -> None:
+    with pytest.raises(UsageError, match="not a directory") as caught:
+        run(cmd_compare, str(run_dir), str(run_dir.parent / "nope"))
+    assert caught.value.exit_code == 2
+
+
+def test_verify_passes_on_a_clean_run_and_fails_on_a_phantom(run_dir: Path) -> None:
+    assert run(cmd_verify, str(run_dir)) == 0
+    ledger_execute(
+        run_dir,
+        "INSERT INTO repayments VALUES ('rp_x', 'never-sent', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')",
+    )
+    assert run(cmd_verify, str(run_dir), "--json") == 1
+
+
+def test_verify_without_a_ledger_is_a_usage_error(run_dir: Path) -> None:
+    (run_dir / "ledger.sqlite").unlink()
+    with pytest.raises(UsageError, match="nothing to verify against"):
+        run(cmd_verify, str(run_dir))
+
+
+def test_report_rebuilds_only_the_page(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
+    assert str(twin / "report.html") in capsys.readouterr().out
+    assert 'id="comparison-section"' in (twin / "report.html").read_text(encoding="utf-8")
+    assert not (twin / "summary.json").exists()
+
+
+def test_report_on_a_folder_without_meta_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"meta.json is missing"):
+        run(cmd_report, str(tmp_path))

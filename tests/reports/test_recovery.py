@@ -1,0 +1,139 @@
+"""Recovery detection on hand-made per-second series: detect, fail over, recover, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from reports import metrics
+from reports.frames import CLASSES, EVENT_COLUMNS, HISTORY_COLUMNS, RunFrames, read_steps
+from reports.metrics import Incident, Slo
+
+SLO = Slo(min_success_ratio=0.99, max_p99_ms=500.0, max_recovery_s=5.0)
+STARTED = 1_000.0
+
+
+def frames_of(
+    good: list[int],
+    failed: list[int],
+    *,
+    events: list[tuple[float, str, str, str]] = (),
+    replicas: dict[str, list[int]] | None = None,
+    history: list[dict[str, Any]] = (),
+) -> RunFrames:
+    seconds = pd.RangeIndex(0, len(good), name="t")
+    windows = pd.DataFrame(
+        0,
+        index=seconds,
+        columns=["offered", "sent", "late", "dropped", "amount_fen", "plans_followed", *(f"n_{c}" for c in CLASSES)],
+    )
+    windows["n_succeeded"] = good
+    windows["n_error"] = failed
+    windows["offered"] = windows["sent"] = [g + f for g, f in zip(good, failed, strict=True)]
+    event_frame = pd.DataFrame(
+        [(t, STARTED + t, source, kind, target, "") for t, source, kind, target in events], columns=EVENT_COLUMNS
+    )
+    return RunFrames(
+        run_dir=Path(),
+        meta={"started_unix": STARTED},
+        generator={},
+        windows=windows,
+        codes=pd.DataFrame(index=seconds),
+        replicas=pd.DataFrame(replicas or {}, index=seconds),
+        latency=pd.DataFrame(columns=["t", "kind", "cls", "idx", "count"]),
+        history=pd.DataFrame(list(history), columns=HISTORY_COLUMNS),
+        events=event_frame,
+        ledger=None,
+        steps=read_steps(Path("/nonexistent/steps.csv")),
+    )
+
+
+def recover(frames: RunFrames, incidents: list[Incident], p99: list[float] | None = None) -> list[dict[str, Any]]:
+    latency = pd.Series(p99 if p99 is not None else [float("nan")] * len(frames.windows), index=frames.windows.index)
+    healthy = metrics.healthy_seconds(frames.windows, latency, SLO)
+    return metrics.recovery(frames, healthy, incidents, SLO)
+
+
+def test_an_incident_that_never_hurt_recovers_in_zero() -> None:
+    frames = frames_of([100] * 20, [0] * 20)
+    (result,) = recover(frames, [Incident("spike", 5.0, 3.0, None)])
+    assert result["recover_s"] == 0.0 and result["errors"] == 0 and result["detect_s"] is None
+    assert result["recovered_within_slo"]
+
+
+def test_recovery_is_the_start_of_three_healthy_seconds_after_the_damage() -> None:
+    good = [100] * 10 + [0, 50, 100, 0, 100, 100, 100, 100, 100, 100]
+    failed = [0] * 10 + [100, 50, 0, 100, 0, 0, 0, 0, 0, 0]
+    frames = frames_of(
+        good, failed, events=[(10.4, "cluster", "check_failed", "r1"), (10.6, "cluster", "replica_down", "r1")]
+    )
+    (result,) = recover(frames, [Incident("kill primary", 10.2, 0.0, "primary")])
+    # 12 is healthy but 13 is not: the streak 14, 15, 16 is the first of three.
+    assert result["recover_s"] == 3.8
+    assert result["detect_s"] == 0.2
+    assert result["errors"] == 250
+    assert result["recovered_within_slo"]
+
+
+def test_latency_alone_can_keep_a_second_unhealthy() -> None:
+    frames = frames_of([100] * 12, [0] * 12)
+    p99 = [50.0] * 4 + [900.0] * 5 + [50.0] * 3
+    (result,) = recover(frames, [Incident("latency r1", 3.5, 5.0, "r1")], p99)
+    assert result["recover_s"] == 5.5
+
+
+def test_never_recovered_is_none_and_outside_the_slo() -> None:
+    frames = frames_of([100] * 5 + [10] * 10, [0] * 5 + [90] * 10)
+    (result,) = recover(frames, [Incident("kill primary", 5.0, 0.0, "primary")])
+    assert result["recover_s"] is None and not result["recovered_within_slo"]
+    assert result["errors"] == 900
+
+
+def test_an_idle_second_is_healthy_but_a_second_with_load_and_no_answer_is_not() -> None:
+    frames = frames_of([0, 0, 100], [0, 0, 0])
+    frames.windows.loc[1, "offered"] = 40
+    healthy = metrics.healthy_seconds(frames.windows, pd.Series([float("nan")] * 3), SLO)
+    assert healthy.tolist() == [True, False, True]
+
+
+def test_failover_is_the_first_success_from_another_replica() -> None:
+    success = {"status": 201, "outcome": "succeeded"}
+    history = [
+        {**success, "replica": "r1", "done": STARTED + 9.9},
+        {**success, "replica": "r1", "done": STARTED + 10.3},  # in flight on the victim: not a failover
+        {**success, "replica": "r2", "done": STARTED + 11.25},
+    ]
+    frames = frames_of([100] * 20, [0] * 20, events=[(10.5, "cluster", "replica_down", "r1")], history=history)
+    (result,) = recover(frames, [Incident("kill primary", 10.0, 0.0, "primary")])
+    assert result["failover_s"] == 1.25
+
+
+def test_failover_from_the_replica_series_when_there_is_no_history() -> None:
+    replicas = {"r1": [50] * 10 + [0] * 10, "r2": [0] * 12 + [50] * 8}
+    frames = frames_of([50] * 20, [0] * 20, replicas=replicas)
+    (result,) = recover(frames, [Incident("kill primary", 10.0, 0.0, "primary")])
+    assert result["detect_s"] is None  # no router event in this run
+    assert result["failover_s"] == 2.0
+
+
+def test_a_later_fault_is_not_blamed_on_an_earlier_spike() -> None:
+    good = [100] * 12 + [0, 0] + [100] * 6
+    failed = [0] * 12 + [100, 100] + [0] * 6
+    frames = frames_of(good, failed, events=[(12.3, "cluster", "replica_down", "r1")])
+    spike, kill = recover(frames, [Incident("spike", 4.0, 4.0, None), Incident("kill r1", 12.0, 0.0, "r1")])
+    assert spike["recover_s"] == 0.0 and spike["detect_s"] is None
+    assert kill["recover_s"] == 2.0 and kill["detect_s"] == 0.3
+
+
+def test_incidents_use_the_injection_time_from_events() -> None:
+    meta = {
+        "faults": [{"at_s": 45, "action": "kill", "target": "primary", "duration_s": 15}],
+        "spikes": [{"start_s": 30, "end_s": 32}],
+    }
+    events = pd.DataFrame([(45.31, 0.0, "chaos", "fault_injected", "primary", "kill")], columns=EVENT_COLUMNS)
+    assert metrics.incidents(meta, events) == [
+        Incident("spike", 30.0, 2.0, None),
+        Incident("kill primary", 45.31, 15.0, "primary"),
+    ]
