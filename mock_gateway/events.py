@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -97,12 +98,23 @@ class RouterMetrics:
         self.in_flight = Gauge(
             "surge_router_in_flight", "Requests in flight per replica", ["replica"], registry=self.registry
         )
+        self._answered: dict[tuple[str, int], Any] = {}  # label children, cached: this is the hot path
         self.latency = Histogram(
             "surge_router_request_seconds",
             "Time from request received to response sent, retries included",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+
+    def count_answer(self, replica: str, status: int) -> None:
+        child = self._answered.get((replica, status))
+        if child is None:
+            child = self._answered[(replica, status)] = self.requests.labels(replica=replica, status=str(status))
+        child.inc()
+
+    def watch_in_flight(self, replica: str, read: Callable[[], float]) -> None:
+        """The gauge reads the router's own counter at scrape time instead of being updated per request."""
+        self.in_flight.labels(replica=replica).set_function(read)
 
 
 class EventLog:

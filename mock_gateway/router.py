@@ -4,7 +4,7 @@ What it does for each `/v1/` request, in order: the global and per-user per-seco
 because only the router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`,
 then the forwarded request. An attempt that fails *before any answer* — connection refused or reset, a
 timeout, the replica going down while it waits, or the replica's own `503 REPLICA_UNAVAILABLE` — is retried
-on the next healthy replica with the same body and `Idempotency-Key`, if the retry budget allows. That retry
+on the next healthy replica with the same body and `Idempotency-Key`, within the retry budget. That retry
 is safe even when the first replica committed before dying, because the ledger's commit step re-checks the
 key: the second replica replays the stored answer instead of paying twice.
 
@@ -58,6 +58,11 @@ HOP_BY_HOP = frozenset(
 )
 ROUTER_NAME = "router"  # X-Replica of the answers the router gives itself
 NO_REPLICA_RETRY_AFTER_S = 1.0
+MOVES_LOAD = frozenset({"connect", "replica_down"})
+"""Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
+its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
+resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load
+on a cluster that is merely slow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +152,20 @@ class Router:
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_s),
                 auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
             )
             self._backends[name] = Backend(name, f"http://{self.host}:{port}", session)
+            self.metrics.watch_in_flight(name, self._in_flight_reader(name))
         self._probe_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
         )
         for name in self.ports:
             self._spawn(self._probe_loop(name))
+
+    def _in_flight_reader(self, name: str) -> Callable[[], float]:
+        member = self.pool.member(name)
+        return lambda: float(member.in_flight)
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -260,7 +271,7 @@ class Router:
         while (name := self.pool.select(tried)) is not None:
             tried.add(name)
             if failure is not None:
-                if not self.budget.try_acquire(loop.time()):
+                if failure.reason not in MOVES_LOAD and not self.budget.try_acquire(loop.time()):
                     self.metrics.retry_budget_exhausted.inc()
                     break
                 self.metrics.retries.labels(reason=failure.reason).inc()
@@ -270,7 +281,7 @@ class Router:
                 failure = exc
                 self.metrics.attempt_failures.labels(replica=name, reason=exc.reason).inc()
                 continue
-            self.metrics.requests.labels(replica=name, status=str(response.status)).inc()
+            self.metrics.count_answer(name, response.status)
             self.metrics.latency.observe(time.perf_counter() - started)
             return response
         self.metrics.latency.observe(time.perf_counter() - started)
@@ -286,10 +297,8 @@ class Router:
 
     async def _attempt(self, backend: Backend, request: web.Request, body: bytes) -> web.Response:
         member = self.pool.member(backend.name)
-        gauge = self.metrics.in_flight.labels(replica=backend.name)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         member.in_flight += 1
-        gauge.inc()
         try:
             async with asyncio.timeout(self.settings.request_timeout_s) as deadline:
                 backend.waiting.add(deadline)
@@ -310,7 +319,6 @@ class Router:
             raise _AttemptFailed("disconnected") from None
         finally:
             member.in_flight -= 1
-            gauge.dec()
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         out_headers.setdefault("X-Replica", backend.name)
         response = web.Response(status=upstream.status, body=payload, headers=out_headers)
