@@ -260,6 +260,13 @@ class Router:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Every `/v1/` request: caps, then attempts on healthy replicas until one answers."""
+        try:
+            return await self._route(request)
+        except GatewayError as exc:
+            self.metrics.rejected.labels(code=exc.code).inc()
+            raise
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         body = await _read_body(request, self.settings.max_body_bytes)
         if request.method == "POST" and request.path == "/v1/repayments":

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -97,21 +98,30 @@ def run_wrk(url: str, label: str, duration_s: int, connections: int, script: Pat
     )
 
 
+def cpu_s(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
 def throughput_rep(rep: int, duration_s: int, connections: int, work: Path) -> dict[str, Any]:
+    """wrk through the router and straight at r1; also the CPU each process spent per request."""
     script = work / "repay.lua"
     script.write_text(WRK_SCRIPT, encoding="utf-8")
     with ClusterProcess.start(None, 3, work / f"tp{rep}", overrides={**CAPS_OUT_OF_THE_WAY, **FAST_BANK}) as c:
-        direct_url = f"http://127.0.0.1:{c.state['replicas'][0]['port']}"
-        order = [("router", c.url), ("direct", direct_url)]
+        r1 = c.state["replicas"][0]
+        procs = {"router": psutil.Process(c.pid), "replica": psutil.Process(r1["pid"])}
+        order = [("router", c.url), ("direct", f"http://127.0.0.1:{r1['port']}")]
         if rep % 2:
             order.reverse()
-        results = {name: run_wrk(url, f"r{rep}{name}", duration_s, connections, script) for name, url in order}
-    return {
-        "rep": rep,
-        "order": [name for name, _ in order],
-        **{name: asdict(result) for name, result in results.items()},
-        "ratio": results["router"].rps / results["direct"].rps,
-    }
+        out: dict[str, Any] = {"rep": rep, "order": [name for name, _ in order], "loadavg": os.getloadavg()[0]}
+        for name, url in order:
+            before = {k: cpu_s(p) for k, p in procs.items()}
+            result = run_wrk(url, f"r{rep}{name}", duration_s, connections, script)
+            requests = result.rps * duration_s
+            cpu_ms = {f"{k}_cpu_ms_per_req": 1000 * (cpu_s(p) - before[k]) / requests for k, p in procs.items()}
+            out[name] = {**asdict(result), **cpu_ms}
+    out["ratio"] = out["router"]["rps"] / out["direct"]["rps"]
+    return out
 
 
 @dataclass
@@ -251,9 +261,16 @@ def render(tp: list[dict[str, Any]], fo: dict[str, list[dict[str, Any]]], meta: 
         lines.append(
             f"| {side} | {spread(rps, digits=0)} | {spread(p99, digits=1)} | {sum(r[side]['non_2xx'] for r in tp)} |"
         )
+    router_cpu = [r["router"]["router_cpu_ms_per_req"] for r in tp]
+    replica_cpu = [r["direct"]["replica_cpu_ms_per_req"] for r in tp]
+    loads = ", ".join(f"{r['loadavg']:.1f}" for r in tp)
     lines += [
         "",
         f"**Router / direct throughput ratio: {spread([r['ratio'] for r in tp], digits=2)}** (target >= 0.6).",
+        "",
+        f"CPU per request: the router process {spread(router_cpu, ' ms', 2)}, the replica alone (direct) "
+        f"{spread(replica_cpu, ' ms', 2)}. Load average (1 min) when each repetition started: "
+        f"{loads} on {meta['cpus']} cores (shared with other jobs on this host).",
         "",
         "## Failover at the default check interval (200 ms, fall 2, rise 2, check timeout 200 ms)",
         "",

@@ -157,6 +157,8 @@ async def test_router_answers_carry_x_replica_and_metrics_count_events(
     async with session.get(shared_cluster.url + "/metrics") as response:
         text = await response.text()
     assert 'surge_router_events_total{kind="replica_up",replica="r1"} 1.0' in text
-    assert "surge_router_requests_total" in text
+    assert 'surge_router_requests_total{replica="r1",status="404"}' in text
+    assert 'surge_router_rejected_total{code="PAYLOAD_TOO_LARGE"} 1.0' in text
+    assert 'surge_router_in_flight{replica="r1"} 0.0' in text
     async with session.get(shared_cluster.url + "/healthz") as response:
         assert response.status == 200
