@@ -118,9 +118,12 @@ def copy_ledger(source: Path, target: Path) -> bool:
     checkpointed, so a plain file copy could miss acknowledged repayments."""
     if not source.exists():
         return False
-    with (
-        sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10) as src,
-        sqlite3.connect(target) as dst,
-    ):
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10)
+    dst = sqlite3.connect(target)
+    try:
         src.backup(dst)
+        dst.execute("PRAGMA journal_mode=DELETE")  # one self-contained file in the run folder, no -wal/-shm
+    finally:
+        dst.close()
+        src.close()
     return True
