@@ -335,13 +335,13 @@ class Router:
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most `limit` bytes; a larger body is refused here instead of being forwarded."""
+    """The whole body (the app's `client_max_size` is `limit + 1`); a larger one is refused, not forwarded."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise PayloadTooLarge(limit)
-    return body
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length that grew too large
+        raise PayloadTooLarge(limit) from None
 
 
 def _user_of(body: bytes) -> str | None:

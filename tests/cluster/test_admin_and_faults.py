@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -162,3 +163,25 @@ async def test_router_answers_carry_x_replica_and_metrics_count_events(
     assert 'surge_router_in_flight{replica="r1"} 0.0' in text
     async with session.get(shared_cluster.url + "/healthz") as response:
         assert response.status == 200
+
+
+async def test_bodies_are_forwarded_whole_and_chunked_oversize_is_refused(
+    shared_cluster: ClusterProcess, session: aiohttp.ClientSession
+) -> None:
+    padded = (
+        b'{"user_id": "body-user", "card_id": "body-card", "channel": "ICBC", "amount_fen": 300'
+        + (b" " * 12_000)
+        + b"}"
+    )
+
+    async def chunks(data: bytes) -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 1000):
+            yield data[i : i + 1000]
+
+    headers = {"Idempotency-Key": "body-1", "Content-Type": "application/json"}
+    async with session.post(shared_cluster.url + "/v1/repayments", data=chunks(padded), headers=headers) as r:
+        assert r.status == 201, await r.text()
+        assert (await r.json())["amount_fen"] == 300
+    headers = {"Idempotency-Key": "body-2", "Content-Type": "application/json"}
+    async with session.post(shared_cluster.url + "/v1/repayments", data=chunks(padded * 2), headers=headers) as r:
+        assert r.status == 413 and (await r.json(content_type=None))["code"] == "PAYLOAD_TOO_LARGE"

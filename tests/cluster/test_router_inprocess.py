@@ -1,0 +1,138 @@
+"""The router's retry rules against stand-in replicas served in this process (fast, deterministic)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from mock_gateway.errors import ReplicaUnavailable
+from mock_gateway.events import EventLog, RouterMetrics
+from mock_gateway.health import Mode
+from mock_gateway.router import Router, RouterSettings, create_router_app
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def created(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"repayment_id": "rp_1", "key": request.headers["Idempotency-Key"]}, status=201)
+
+
+async def unavailable(request: web.Request) -> web.StreamResponse:
+    return ReplicaUnavailable("injected").to_response()
+
+
+async def hang(request: web.Request) -> web.StreamResponse:
+    await asyncio.sleep(5)
+    return await created(request)
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, runner.addresses[0][1]
+
+
+def replica(handler: Handler) -> web.Application:
+    async def ready(request: web.Request) -> web.Response:
+        return web.json_response({"ready": True})
+
+    app = web.Application()
+    app.router.add_get("/readyz", ready)
+    app.router.add_post("/v1/repayments", handler)
+    return app
+
+
+RouterFactory = Callable[..., Awaitable[tuple[Router, str]]]
+
+
+@pytest.fixture
+async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
+    runners: list[web.AppRunner] = []
+    logs: list[EventLog] = []
+
+    async def make(r1: Handler | None, r2: Handler, ratio: float = 0.0, min_per_s: float = 0.0) -> tuple[Router, str]:
+        ports = {}
+        for name, handler in (("r1", r1), ("r2", r2)):
+            if handler is None:  # a replica whose process is gone: nothing listens on its port
+                runner, port = await serve(web.Application())
+                await runner.cleanup()
+            else:
+                runner, port = await serve(replica(handler))
+                runners.append(runner)
+            ports[name] = port
+        settings = RouterSettings(
+            mode=Mode.ACTIVE_STANDBY,
+            check_interval_s=0.2,
+            fall=2,
+            rise=2,
+            global_tps=10_000,
+            user_tps=10_000,
+            max_body_bytes=16_384,
+            retry_ratio=ratio,
+            retry_min_per_s=min_per_s,
+        )
+        log = EventLog(tmp_path / f"events{len(logs)}.jsonl", RouterMetrics())
+        logs.append(log)
+        router = Router(settings, ports, "127.0.0.1", log)
+        runner, port = await serve(create_router_app(router, []))
+        runners.append(runner)
+        for _ in range(100):  # first checks decide; bounded wait
+            if "r2" in router.pool.healthy() and (r1 is None or "r1" in router.pool.healthy()):
+                break
+            await asyncio.sleep(0.02)
+        router.announce_failovers()
+        return router, f"http://127.0.0.1:{port}"
+
+    yield make
+    for runner in reversed(runners):
+        await runner.cleanup()
+    for log in logs:
+        log.close()
+
+
+async def post(url: str) -> tuple[int, str, dict[str, str]]:
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        session.post(url + "/v1/repayments", json={"user_id": "u"}, headers={"Idempotency-Key": "k1"}) as r,
+    ):
+        return r.status, r.headers["X-Replica"], dict(await r.json(content_type=None))
+
+
+async def test_replica_unavailable_is_retried_on_the_next_replica(make_router: RouterFactory) -> None:
+    _, url = await make_router(unavailable, created, ratio=0.2, min_per_s=5)
+    status, replica, body = await post(url)
+    assert (status, replica, body["key"]) == (201, "r2", "k1")
+
+
+async def test_without_budget_the_replicas_own_503_is_passed_on(make_router: RouterFactory) -> None:
+    router, url = await make_router(unavailable, created)
+    status, replica, body = await post(url)
+    assert (status, replica, body["code"]) == (503, "r1", "REPLICA_UNAVAILABLE")
+    assert router.metrics.registry.get_sample_value("surge_router_retry_budget_exhausted_total") == 1
+
+
+async def test_a_refused_connection_moves_to_the_next_replica_without_budget(make_router: RouterFactory) -> None:
+    router, url = await make_router(None, created)
+    router.pool.member("r1").health.record(True)  # pretend r1 was up a moment ago
+    status, replica, _ = await post(url)
+    assert (status, replica) == (201, "r2")
+
+
+async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(make_router: RouterFactory) -> None:
+    router, url = await make_router(hang, created)
+    started = time.monotonic()
+    pending = asyncio.ensure_future(post(url))
+    await asyncio.sleep(0.2)
+    assert router.pool.member("r1").in_flight == 1
+    router.process_exited("r1")
+    status, replica, _ = await pending
+    assert (status, replica) == (201, "r2")
+    assert time.monotonic() - started < 1.5  # not the 5 s the hung replica would take
