@@ -7,8 +7,8 @@ obvious decline. A decline is decided before anything is recorded, so a declined
 The plan: pay as much as today's tighter remaining cap (card or user) allows, then fill each following
 business day up to the smaller of the two daily caps, every part at most the channel's single limit. Later
 days are assumed empty — the plan is a suggestion for this card, not a reservation. A plan that would need
-more than `PLAN_HORIZON_DAYS` days is not offered (the list is empty): a month of instalments is a loan
-product, not a repayment split.
+more than `PLAN_HORIZON_DAYS` days or `PLAN_MAX_PARTS` payments is not offered (the list is empty): a month of
+instalments is a loan product, not a repayment split, and the answer must stay small.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import date, timedelta
 from typing import Literal
 
 PLAN_HORIZON_DAYS = 31
+PLAN_MAX_PARTS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +85,14 @@ def _plan(amount_fen: int, caps: Caps, left_today: Usage, today: date) -> tuple[
     parts: list[PlanPart] = []
     due = amount_fen
     full_day = min(caps.card_daily_fen, caps.user_daily_fen)
-    if due > full_day * PLAN_HORIZON_DAYS:
+    if due > full_day * PLAN_HORIZON_DAYS or -(-due // caps.single_fen) > PLAN_MAX_PARTS:
         return ()
     for offset in range(PLAN_HORIZON_DAYS + 1):
         day_room = min(left_today.card_fen, left_today.user_fen) if offset == 0 else full_day
         day = today + timedelta(days=offset)
         while due > 0 and day_room > 0:
+            if len(parts) == PLAN_MAX_PARTS:
+                return ()
             part = min(due, day_room, caps.single_fen)
             parts.append(PlanPart(day, part))
             due -= part

@@ -103,6 +103,7 @@ class Replica:
     process: subprocess.Popen[str]
     config_path: Path
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
 
 @pytest.fixture
@@ -133,7 +134,8 @@ def start_replica(tmp_path: Path) -> Iterator[Callable[..., Replica]]:
             match = re.search(r"listening on (http://\S+)", line)
             if match:
                 replica.url = match.group(1)
-                threading.Thread(target=_drain, args=(process, replica.lines), daemon=True).start()
+                replica.reader = threading.Thread(target=_drain, args=(process, replica.lines), daemon=True)
+                replica.reader.start()
                 return replica
         raise AssertionError(f"replica did not start: {''.join(replica.lines)}")
 
@@ -142,6 +144,10 @@ def start_replica(tmp_path: Path) -> Iterator[Callable[..., Replica]]:
         if replica.process.poll() is None:
             replica.process.send_signal(signal.SIGKILL)
         replica.process.wait(timeout=10)
+        if replica.reader is not None:
+            replica.reader.join(timeout=5)
+        if replica.process.stdout is not None:
+            replica.process.stdout.close()
 
 
 def _drain(process: subprocess.Popen[str], lines: list[str]) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import date
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mock_gateway.quotas import PLAN_HORIZON_DAYS, Caps, Usage, check, suggest_plan
+from mock_gateway.quotas import PLAN_HORIZON_DAYS, PLAN_MAX_PARTS, Caps, Usage, check, suggest_plan
 
 TODAY = date(2026, 11, 11)
 CAPS = Caps(single_fen=1_000_000, card_daily_fen=2_000_000, user_daily_fen=3_000_000)
@@ -34,10 +34,12 @@ def test_card_and_user_scopes_pick_the_tighter_cap() -> None:
     assert (user.scope, user.remaining_fen) == ("user", 400_000)
 
 
-def test_plan_beyond_the_horizon_is_not_offered() -> None:
+def test_plan_beyond_the_horizon_or_too_many_parts_is_not_offered() -> None:
     assert suggest_plan(2_000_000 * (PLAN_HORIZON_DAYS + 2), CAPS, Usage(0, 0), TODAY) == ()
+    assert suggest_plan(PLAN_MAX_PARTS + 1, Caps(1, 10_000, 10_000), Usage(0, 0), TODAY) == ()
 
 
+@settings(deadline=None, max_examples=200)
 @given(
     amount=st.integers(1, 40_000_000),
     single=st.integers(1, 5_000_000),
@@ -55,9 +57,12 @@ def test_a_plan_pays_the_amount_within_every_cap(
     if not plan:
         per_day = min(card_daily, user_daily)
         today_room = max(0, min(card_daily - card_used, user_daily - user_used))
-        assert amount > today_room + per_day * PLAN_HORIZON_DAYS
+        # Greedy filling needs at most one part per single limit plus one fragment per day.
+        too_many_parts = -(-amount // single) + PLAN_HORIZON_DAYS + 1 > PLAN_MAX_PARTS
+        assert amount > today_room + per_day * PLAN_HORIZON_DAYS or too_many_parts
         return
     assert sum(p.amount_fen for p in plan) == amount
+    assert len(plan) <= PLAN_MAX_PARTS
     by_day: dict[date, int] = defaultdict(int)
     for part in plan:
         assert 0 < part.amount_fen <= single
@@ -67,7 +72,7 @@ def test_a_plan_pays_the_amount_within_every_cap(
         used = usage if day == TODAY else Usage(0, 0)
         assert used.card_fen + total <= card_daily
         assert used.user_fen + total <= user_daily
-        # Each part, paid in order on its day, is itself accepted.
+    # Each part, paid in order on its day, is itself accepted.
     running: dict[date, Usage] = {}
     for part in plan:
         day_usage = running.get(part.business_date, usage if part.business_date == TODAY else Usage(0, 0))
