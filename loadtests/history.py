@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -73,12 +73,15 @@ class HistoryWriter:
         self._rows = 0
         self.written = 0
 
-    def write(self, attempt: Attempt) -> None:
-        row = list(astuple(attempt))
-        for i in (7, 8, 9):
-            row[i] = f"{row[i]:.6f}"
-        row[16] = "true" if attempt.replayed else "false"
-        self._csv.writerow(row)
+    def write(self, a: Attempt) -> None:
+        """Spelled out field by field: dataclasses.astuple deep-copies and cost more than the HTTP call."""
+        self._csv.writerow(
+            (
+                a.payment_id, a.key, a.attempt, a.user_id, a.card_id, a.channel, a.amount_fen,
+                f"{a.intended:.6f}", f"{a.sent:.6f}", f"{a.done:.6f}", a.status, a.code, a.outcome,
+                a.repayment_id, a.replica, a.business_date, "true" if a.replayed else "false", a.part,
+            )
+        )  # fmt: skip
         self._rows += 1
         self.written += 1
         if self._rows >= FLUSH_ROWS:

@@ -50,9 +50,16 @@ class Population:
         self.seed = seed
         self._mu = math.log(spec.bill_fen.median)
         self._sigma = math.log(spec.bill_fen.p99 / spec.bill_fen.median) / Z_99
+        self._users: dict[int, User] = {}  # seeding a Random per user costs more than an HTTP call: build once
 
     def user(self, index: int) -> User:
         """User `index`, the same in every process: 1..N cards on distinct channels where there are enough."""
+        user = self._users.get(index)
+        if user is None:
+            user = self._users[index] = self._build_user(index)
+        return user
+
+    def _build_user(self, index: int) -> User:
         rng = random.Random(f"{self.seed}/user/{index}")
         low, high = self.spec.cards_per_user
         count = rng.randint(low, high)

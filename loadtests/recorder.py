@@ -23,16 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.health import CpuSampler, LagMeter, Verdict, judge
+from loadtests.health import CpuSampler, LagMeter, Verdict, judge, new_lag_histogram
 from loadtests.history import Attempt, HistoryWriter
 from loadtests.outcomes import Outcome
 from loadtests.windows import Window, WindowBook
 
 MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
-MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "final": bool}
+MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
 FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
 FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
@@ -109,6 +110,7 @@ class RunWriter:
         self.rewrite = False
         self.on_line = on_line
         self.cpu = CpuSampler()
+        self.lag = new_lag_histogram()
         self._path = out_dir / "windows.jsonl"
         self._path.write_text("", encoding="utf-8")
 
@@ -154,7 +156,7 @@ class RunWriter:
                 for t in sorted(self.closed):
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
-        verdict = judge((Window.from_json(line) for line in self.closed.values()), expected_offered)
+        verdict = judge((Window.from_json(line) for line in self.closed.values()), expected_offered, self.lag)
         payload = verdict.to_json() | {"started_unix": started_unix}
         (self.out_dir / "generator.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         return verdict
@@ -250,7 +252,7 @@ class LocustRecording:
                 runner.send_message(MSG_START, data, client_id=client_id)
         else:
             self._expected_finals = 1
-            self._run_process(settings, 0, 1, lambda windows, final: self._receive(0, windows, final))
+            self._run_process(settings, 0, 1, lambda windows, lag: self._receive(0, windows, lag))
         gevent.spawn(self._close_loop)
 
     def _close_loop(self) -> None:
@@ -268,13 +270,16 @@ class LocustRecording:
 
     def _on_windows_message(self, msg: Any, **_: Any) -> None:
         data = msg.data
-        self._receive(int(data["index"]), [Window.from_json(line) for line in data["windows"]], bool(data["final"]))
+        lag = HdrHistogram.decode(data["lag"].encode("ascii")) if data["lag"] else None
+        self._receive(int(data["index"]), [Window.from_json(line) for line in data["windows"]], lag)
 
-    def _receive(self, index: int, windows: list[Window], final: bool) -> None:
+    def _receive(self, index: int, windows: list[Window], lag: HdrHistogram | None) -> None:
+        """A process's delta; with `lag` (its whole run's wake-up lateness) it is that process's last one."""
         if self.writer is None or self.finished:
             return
         self.writer.merge(windows)
-        if final:
+        if lag is not None:
+            self.writer.lag.add(lag)
             self._finals.add(index)
             if len(self._finals) >= self._expected_finals:
                 self.finish()
@@ -313,14 +318,15 @@ class LocustRecording:
         runner = self.environment.runner
         assert runner is not None
 
-        def send(windows: list[Window], final: bool) -> None:
+        def send(windows: list[Window], lag: HdrHistogram | None) -> None:
             lines = [window.to_json() for window in windows]
-            runner.send_message(MSG_WINDOWS, {"index": data["index"], "windows": lines, "final": final})
+            encoded = lag.encode().decode("ascii") if lag is not None else None
+            runner.send_message(MSG_WINDOWS, {"index": data["index"], "windows": lines, "lag": encoded})
 
         self._run_process(settings, int(data["index"]), int(data["count"]), send)
 
     def _run_process(
-        self, settings: RunSettings, index: int, count: int, send: Callable[[list[Window], bool], None]
+        self, settings: RunSettings, index: int, count: int, send: Callable[[list[Window], HdrHistogram | None], None]
     ) -> None:
         if self._local_stop is not None:
             self._local_stop()  # a new test in the web UI: the previous one's generator ends here
@@ -334,7 +340,7 @@ class LocustRecording:
                 return
             state["done"] = True
             stop_generator()
-            send(recorder.take_delta(), True)
+            send(recorder.take_delta(), recorder.lag.samples)
             recorder.close()
 
         def loop() -> None:
@@ -348,7 +354,7 @@ class LocustRecording:
                     break
                 if now >= settings.t0:
                     recorder.sample_health(now)
-                send(recorder.take_delta(), False)
+                send(recorder.take_delta(), None)
                 if state["done"]:
                     return
             last_words()
