@@ -86,8 +86,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def resolve_for_replicas(config: GatewayConfig, state_dir: Path, token: str) -> dict[str, Any]:
-    """The one config every replica reads: the same anchored clock, the same ledger, the same token."""
+def resolve_for_replicas(config: GatewayConfig, state_dir: Path) -> dict[str, Any]:
+    """The one config every replica reads: the same anchored clock and ledger (the token goes by env)."""
     data = config.model_dump(mode="json")
     now = time.time()
     start = config.clock.start or datetime.fromtimestamp(now, UTC).astimezone()
@@ -95,7 +95,7 @@ def resolve_for_replicas(config: GatewayConfig, state_dir: Path, token: str) -> 
     data["clock"]["anchor_unix"] = config.clock.anchor_unix or now
     ledger = config.ledger.path
     data["ledger"]["path"] = str(ledger if ledger.is_absolute() else (state_dir / ledger).resolve())
-    data["admin"]["token"] = token
+    data["admin"]["token"] = ""
     data["server"]["host"] = "127.0.0.1"
     data["server"]["allow_public_bind"] = False
     return data
@@ -104,7 +104,7 @@ def resolve_for_replicas(config: GatewayConfig, state_dir: Path, token: str) -> 
 def _write_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.chmod(0o600)  # it holds the admin token
+    tmp.chmod(0o600)  # cluster.json holds the admin token
     tmp.replace(path)
 
 
@@ -288,6 +288,7 @@ async def serve_cluster(
         router = Router(RouterSettings.from_config(config), ports, "127.0.0.1", events)
         supervisor = Supervisor(
             config_path=config_path,
+            admin_token=token,
             replicas=list(ports.items()),
             log_dir=state_dir,
             on_event=lambda kind, name, detail: events.emit(kind, name, detail),
@@ -339,7 +340,7 @@ def _prepare_state_dir(config: GatewayConfig, state_dir: Path) -> tuple[str, dic
     """Create the state dir and the replicas' shared config; returns (token, that config, its path)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     token, _ = load_admin_token(config, os.environ)
-    replica_config = resolve_for_replicas(config, state_dir, token)
+    replica_config = resolve_for_replicas(config, state_dir)
     config_path = state_dir / REPLICA_CONFIG_FILE
     _write_atomically(config_path, replica_config)
     return token, replica_config, config_path
@@ -459,7 +460,9 @@ class ClusterProcess:
         config = load_config(config_path, overrides=overrides)
         state_dir.mkdir(parents=True, exist_ok=True)
         resolved = state_dir / "cluster-config.json"
-        _write_atomically(resolved, config.model_dump(mode="json"))
+        data = config.model_dump(mode="json")
+        token = data["admin"].pop("token")  # by environment, not in a file (see child_env)
+        _write_atomically(resolved, data)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         args = ["--config", str(resolved), "--port", str(port), "--replicas", str(replicas)]
         args += ["--state-dir", str(state_dir), "--host", host]
@@ -472,7 +475,7 @@ class ClusterProcess:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                env=child_env(),
+                env=child_env(token),
             )
         cluster = cls(popen, state_dir, {})
         try:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mock_gateway.admin import ENV_TOKEN
 from mock_gateway.events import EventKind
 
 PR_SET_PDEATHSIG = 1
@@ -66,13 +67,17 @@ def run_guarded() -> None:
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
-def child_env() -> dict[str, str]:
+def child_env(admin_token: str) -> dict[str, str]:
     """The environment for a child given a fully resolved JSON config: without `SURGE_<SECTION>__<KEY>`.
 
     Those were already applied when the config was resolved; applied again in the child they would beat
-    the explicit overrides baked into the file.
+    the explicit overrides baked into the file. The admin token travels here (`SURGE_ADMIN_TOKEN`) rather
+    than in a config file, so the only file that holds it is the private cluster.json.
     """
-    return {k: v for k, v in os.environ.items() if not (k.startswith("SURGE_") and "__" in k)}
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("SURGE_") and "__" in k)}
+    if admin_token:
+        env[ENV_TOKEN] = admin_token
+    return env
 
 
 @dataclass(slots=True)
@@ -101,12 +106,14 @@ class Supervisor:
         self,
         *,
         config_path: Path,
+        admin_token: str,
         replicas: list[tuple[str, int]],
         log_dir: Path,
         on_event: EventSink,
         on_exit: ExitHook,
     ) -> None:
         self._config_path = config_path
+        self._admin_token = admin_token
         self._log_dir = log_dir
         self._on_event = on_event
         self._on_exit = on_exit
@@ -134,7 +141,7 @@ class Supervisor:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                env=child_env(),
+                env=child_env(self._admin_token),
             )
         rep.paused = False
         rep.exited = loop.create_future()

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -69,7 +70,19 @@ def test_sigkill_of_the_router_takes_the_replicas_with_it(start_cluster: StartCl
 
 
 def test_cluster_json_is_private_and_complete(start_cluster: StartCluster) -> None:
-    cluster = start_cluster(1)
+    cluster = start_cluster(1, admin={"token": "token-from-the-config-0123"})
+    assert cluster.admin_token == "token-from-the-config-0123"
+    for path in cluster.state_dir.glob("*"):
+        if path.is_file() and path.name != "cluster.json" and ".sqlite" not in path.name:
+            assert cluster.admin_token not in path.read_text(encoding="utf-8", errors="replace"), path
+    # the replica accepts the router's forwarded call: it got the token
+    request = urllib.request.Request(  # noqa: S310 - loopback http URL of our own cluster
+        cluster.url + "/admin/faults",
+        data=b'{"kind": "latency", "latency_ms": 1, "duration_s": 0.1}',
+        headers={"Authorization": f"Bearer {cluster.admin_token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback
+        assert json.loads(response.read())["applied"] == ["r1"]
     path = cluster.state_dir / "cluster.json"
     assert path.stat().st_mode & 0o077 == 0
     state = json.loads(path.read_text(encoding="utf-8"))
