@@ -11,7 +11,7 @@ import aiohttp
 
 from mock_gateway.cluster import ClusterProcess
 from tests.cluster.conftest import FAST_CHANNEL, StartCluster
-from tests.cluster.events_file import read_events, wait_event
+from tests.cluster.events_file import wait_event
 from tests.cluster.traffic import Payment, ledger_rows, pay, repayment, steady_load
 
 DEFAULT_DETECTION_BOUND_S = 2 * 0.2 + 0.25  # two check intervals plus the check timeout (issue 3 target)
@@ -132,10 +132,6 @@ async def test_no_healthy_replica_is_a_503_with_retry_after(start_cluster: Start
             assert response.headers["Content-Type"].startswith("application/problem+json")
         async with session.get(cluster.url + "/readyz") as response:
             assert response.status == 503
-        await admin(cluster, "POST", "/admin/replicas/r1/restart")
-        wait_event(cluster.events_path, "replica_up", "r1", after_mono=read_events(cluster.events_path)[-1]["mono"])
-        paid = await pay(session, cluster.url, Payment("nh-1", repayment("u", "c", 100)))
-    assert paid.status == 201 and paid.replica == "r1"
 
 
 async def test_active_active_spreads_by_least_in_flight(start_cluster: StartCluster) -> None:
