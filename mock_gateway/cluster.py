@@ -313,7 +313,9 @@ async def serve_cluster(
             url = f"http://{host}:{bound}"
             for name in ports:
                 supervisor.spawn(name)
-            await _wait_all_up(router, supervisor, ready_timeout_s)
+            await _wait_all_up(router, supervisor, ready_timeout_s, stop)
+            if stop.is_set():  # stopped while starting: never announce a cluster that is going away
+                return
             router.announce_failovers()
             state.update(
                 {
@@ -346,9 +348,9 @@ def _prepare_state_dir(config: GatewayConfig, state_dir: Path) -> tuple[str, dic
     return token, replica_config, config_path
 
 
-async def _wait_all_up(router: Router, supervisor: Supervisor, timeout_s: float) -> None:
+async def _wait_all_up(router: Router, supervisor: Supervisor, timeout_s: float, stop: asyncio.Event) -> None:
     deadline = time.monotonic() + timeout_s
-    while len(router.pool.healthy()) < len(supervisor.replicas):
+    while len(router.pool.healthy()) < len(supervisor.replicas) and not stop.is_set():
         dead = [r.name for r in supervisor.replicas.values() if not r.alive]
         if dead:
             raise ClusterStartError(f"replica {', '.join(dead)} exited during start; see replica-*.log")

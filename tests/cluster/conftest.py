@@ -17,10 +17,11 @@ import pytest
 
 from mock_gateway.cluster import ClusterProcess
 
+CARD_DAILY_FEN = 300_000
 FAST_CHANNEL = {
     "code": "ICBC",
     "single_fen": 100_000,
-    "card_daily_fen": 300_000,
+    "card_daily_fen": CARD_DAILY_FEN,
     "concurrency": 64,
     "queue_timeout_ms": 500,
     "latency_ms": {"median": 2, "p99": 8},

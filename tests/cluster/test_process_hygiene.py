@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -90,3 +91,24 @@ def test_cluster_json_is_private_and_complete(start_cluster: StartCluster) -> No
     assert state["router"]["pid"] == cluster.pid
     assert set(state["clock"]) == {"start", "speed", "anchor_unix"}
     assert psutil.Process(state["replicas"][0]["pid"]).ppid() == cluster.pid
+
+
+def test_sigterm_while_starting_stops_at_once(tmp_path: Path) -> None:
+    state = tmp_path / "s"
+    with subprocess.Popen(
+        [sys.executable, "-m", "mock_gateway.cluster", "--replicas", "2", "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        try:
+            deadline = time.monotonic() + 15
+            while not (state / "replica-r2.log").exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            tree = process_tree(proc.pid)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert_all_gone(tree)
+    assert not (state / "cluster.json").exists()
