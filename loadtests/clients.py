@@ -215,7 +215,7 @@ class Payer:
                 return None
             if answer.status == 422 and answer.code in DECLINE_CODES:
                 return answer.problem
-            if not should_retry(answer.status):
+            if not should_retry(answer.status) or attempt > gen.scenario.client.max_retries:
                 return None
             wish = retry_after_s(answer.retry_after_header, answer.problem)
             if wish is not None and wish > MAX_RETRY_AFTER_S:
