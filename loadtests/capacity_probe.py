@@ -30,10 +30,17 @@ def read_windows(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def judge(
-    windows: list[dict[str, Any]], rate: float, *, warmup_s: float, min_success: float, max_p99_ms: float
+    windows: list[dict[str, Any]],
+    rate: float,
+    *,
+    warmup_s: float,
+    end_s: float,
+    min_success: float,
+    max_p99_ms: float,
 ) -> tuple[Probe, tuple[float, float]]:
-    """The probe's verdict and its measured window (start_s, end_s) in the probe's own time."""
-    steady = [w for w in windows if w["t"] >= warmup_s]
+    """The probe's verdict over [warmup_s, end_s) of the probe's own time, and that window; the seconds after
+    the end only drain in-flight requests and would dilute the offered rate."""
+    steady = [w for w in windows if warmup_s <= w["t"] < end_s]
     if not steady:
         return Probe(rate, 0.0, 0.0, 0.0, float("inf"), False, "the generator itself (nothing recorded)"), (
             0,
@@ -59,9 +66,7 @@ def judge(
     p99 = (
         percentiles_ms(dense(np.concatenate(indices), np.concatenate(values)), [99.0])[0] if indices else None
     ) or 0.0
-    late_share = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady) / max(
-        1.0, offered * seconds
-    )
+    late_share = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady) / max(1.0, offered * seconds)
     passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate
     limited = "" if passed else _limiting_factor(codes, counts, late_share, offered, rate, p99, max_p99_ms)
     window = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)

@@ -44,8 +44,10 @@ def find_knee(
     precision: float = 0.05,
     repeats: int = 2,
     max_probes: int = 30,
+    min_rate: float = 1.0,
 ) -> SearchResult:
-    """Search the highest rate whose probe passes; at most `max_probes + repeats` probes, whatever the curve."""
+    """Search the highest rate whose probe passes; at most `max_probes + repeats` probes, whatever the curve,
+    and no bisection below `min_rate` (a gateway failing at 1/s has no capacity worth bracketing)."""
     if start_rate <= 0 or max_rate < start_rate or growth <= 1 or not 0 < precision < 1:
         raise ValueError("need 0 < start_rate <= max_rate, growth > 1 and 0 < precision < 1")
     probes: list[Probe] = []
@@ -73,7 +75,7 @@ def find_knee(
 
     low = good.rate_per_s if good else 0.0
     high = bad.rate_per_s
-    while (high - low) / high > precision and len(probes) < max_probes:
+    while (high - low) / high > precision and high > min_rate and len(probes) < max_probes:
         middle = (low + high) / 2
         result = run(middle)
         if result.passed:

@@ -204,6 +204,7 @@ async def _probe(
         windows,
         rate,
         warmup_s=args.warmup_s,
+        end_s=duration,
         min_success=base.slo.min_success_ratio,
         max_p99_ms=base.slo.max_p99_ms,
     )

@@ -33,7 +33,8 @@ def window(t: int, offered: int, ok: int, limited: int = 0, latency_us: int = 10
 
 def test_passing_probe_ignores_the_warmup() -> None:
     windows = [window(0, 50, 10, latency_us=5_000_000)] + [window(t, 100, 100) for t in range(1, 6)]
-    probe, span = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    windows.append(window(6, 0, 3))  # the drain after the end does not count
+    probe, span = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert probe.passed
     assert probe.goodput == 100
     assert 9.9 <= probe.p99_ms <= 10.1
@@ -42,7 +43,7 @@ def test_passing_probe_ignores_the_warmup() -> None:
 
 def test_rate_limited_probe_fails_and_names_the_cap() -> None:
     windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
-    probe, _ = judge(windows, 400, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert probe.success_ratio == 0.75
     assert "rate cap" in probe.limited_by
@@ -50,13 +51,13 @@ def test_rate_limited_probe_fails_and_names_the_cap() -> None:
 
 def test_slow_probe_fails_on_latency() -> None:
     windows = [window(t, 100, 100, latency_us=2_000_000) for t in range(0, 6)]
-    probe, _ = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert probe.limited_by.startswith("latency")
 
 
 def test_generator_shortfall_is_named() -> None:
     windows = [window(t, 60, 60) for t in range(0, 6)]
-    probe, _ = judge(windows, 100, warmup_s=1, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert "generator" in probe.limited_by

@@ -15,9 +15,7 @@ def curve(knee: float, noise: float = 0.0, seed: int = 1):
     def probe(rate: float) -> Probe:
         goodput = min(rate, knee) * (1 + rng.uniform(-noise, noise))
         passed = rate <= knee
-        return Probe(
-            rate, rate, goodput, goodput / rate, 20.0 if passed else 900.0, passed, "rate cap (replica)"
-        )
+        return Probe(rate, rate, goodput, goodput / rate, 20.0 if passed else 900.0, passed, "rate cap (replica)")
 
     return probe
 
@@ -66,3 +64,9 @@ def test_probe_count_is_bounded_even_for_a_pathological_curve() -> None:
 def test_rejects_nonsense_bounds() -> None:
     with pytest.raises(ValueError, match="start_rate"):
         find_knee(curve(10), start_rate=0, max_rate=10)
+
+
+def test_a_gateway_failing_everything_stops_at_the_floor() -> None:
+    result = find_knee(curve(0.0), start_rate=100, max_rate=400, min_rate=1.0)
+    assert result.max_rate_per_s == 0.0
+    assert len(result.probes) <= 9

@@ -98,8 +98,6 @@ async def test_a_refused_fault_is_logged_not_raised() -> None:
 
 
 async def test_unreachable_admin_api_is_logged() -> None:
-    player = ChaosPlayer(
-        "http://127.0.0.1:9", TOKEN, [Fault(at_s=0, action="pause", target="r1")], time.time()
-    )
+    player = ChaosPlayer("http://127.0.0.1:9", TOKEN, [Fault(at_s=0, action="pause", target="r1")], time.time())
     await player.play()
     assert player.events[0].kind == "fault_failed"

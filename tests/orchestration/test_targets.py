@@ -14,7 +14,8 @@ def test_loopback_hosts(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["10.0.0.1", "192.168.1.1", "8.8.8.8", "example.com", "0.0.0.0", "::", "127.0.0.1.nip.io"]  # noqa: S104
+    "host",
+    ["10.0.0.1", "192.168.1.1", "8.8.8.8", "example.com", "0.0.0.0", "::", "127.0.0.1.nip.io"],  # noqa: S104
 )
 def test_other_hosts_are_not_loopback(host: str) -> None:
     assert not is_loopback_host(host)
