@@ -141,8 +141,8 @@ class Generator:
 
 
 def drain_s(scenario: Scenario) -> float:
-    """After the last arrival: time for in-flight attempts and a last retry to end (bounded)."""
-    return min(10.0, scenario.client.timeout_s + 2.0)
+    """After the last arrival: time for in-flight attempts and a quick last retry to end (bounded)."""
+    return min(10.0, scenario.client.timeout_s + 1.0)
 
 
 @dataclass

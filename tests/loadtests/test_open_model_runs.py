@@ -57,7 +57,7 @@ async def test_offered_rate_is_within_two_percent_for_ten_seconds(tmp_path: Path
 
 async def test_two_processes_end_by_themselves_and_merge_like_one(tmp_path: Path) -> None:
     scenario = tmp_path / "steady.toml"
-    scenario.write_text(STEADY.format(rate=60, process="poisson").replace("duration_s = 10", "duration_s = 5"))
+    scenario.write_text(STEADY.format(rate=75, process="poisson").replace("duration_s = 10", "duration_s = 4"))
     out = tmp_path / "run"
     started = time.monotonic()
     with replica(tmp_path) as url:
