@@ -14,6 +14,7 @@ from functools import cache
 
 import numpy as np
 import numpy.typing as npt
+from hdrh.codec import HdrHistogramEncoder
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -47,18 +48,24 @@ def bucket_table() -> BucketTable:
     return BucketTable(highest_us=np.asarray(highest, dtype=np.int64))
 
 
-def decode_sparse(encoded: str) -> tuple[IntArray, IntArray]:
-    """Bucket indices and counts of the non-empty buckets of one encoded histogram."""
-    hist = HdrHistogram.decode(encoded)
-    counts = np.ctypeslib.as_array(hist.counts).astype(np.int64, copy=False)
-    table = bucket_table()
-    if counts.size != table.size:
-        raise ValueError(
-            f"histogram has {counts.size} buckets, expected {table.size}: "
-            f"not HdrHistogram({LOWEST_US}, {HIGHEST_US}, {SIGNIFICANT_FIGURES})"
-        )
+def decode_sparse(encoded: str | bytes) -> tuple[IntArray, IntArray]:
+    """Bucket indices and counts of the non-empty buckets of one encoded histogram.
+
+    Decodes at the codec level: the C varint decoder reports the first and last non-empty bucket, so only that
+    slice is scanned, and no HdrHistogram object is built (a third of the cost of `HdrHistogram.decode`).
+    """
+    payload = HdrHistogramEncoder.decode(encoded)
+    header = payload.payload
+    shape = (header.lowest_trackable_value, header.highest_trackable_value, header.significant_figures)
+    if shape != (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES):
+        raise ValueError(f"histogram is HdrHistogram{shape}, expected {(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)}")
+    found = payload.init_counts(bucket_table().size)
+    if not found["total"]:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    low, high = int(found["min_nonzero_index"]), int(found["max_nonzero_index"])
+    counts = np.frombuffer(payload.counts, dtype=np.uint64)[low : high + 1]
     index = np.flatnonzero(counts)
-    return index.astype(np.int64), counts[index].copy()
+    return index + low, counts[index].astype(np.int64)
 
 
 def dense(index: IntArray, counts: IntArray) -> IntArray:

@@ -16,6 +16,9 @@ and the checkers compare those outcomes with the ledger:
                (payment_id, part) recorded under two keys: a user charged twice
     over_cap   a card's total on a business day above its channel's `card_daily_fen`, or a user's above
                `user_daily_fen`
+
+An hour-long soak has a million attempts, so keys, repayment ids and payments are factorised once into integer
+codes shared by history and ledger (`Evidence`), and every checker is numpy over those codes.
 """
 
 from __future__ import annotations
@@ -24,11 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")
 NAMES = ("lost", "phantom", "duplicate", "over_cap")
+FAILED, UNKNOWN, OK, NEVER = 0, 1, 2, -1
+OUTCOME_NAMES = {FAILED: "failed", UNKNOWN: "unknown", OK: "ok"}
+
+Codes = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,81 +50,183 @@ class InvariantReport:
         return {name: len(self.violations.get(name, [])) for name in NAMES}
 
 
-def attempt_outcomes(history: pd.DataFrame) -> pd.Series:
-    """Per attempt: `ok`, `failed` (definitely not recorded) or `unknown`."""
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """History and ledger with keys and repayment ids as integer codes in one shared numbering.
+
+    `best[k]` is key k's outcome (OK / UNKNOWN / FAILED, NEVER when no attempt used it).
+    """
+
+    history: pd.DataFrame
+    ledger: pd.DataFrame
+    key_names: pd.Index
+    rid_names: pd.Index
+    h_key: Codes
+    l_key: Codes
+    h_rid: Codes
+    l_rid: Codes
+    best: npt.NDArray[np.int8]
+
+    @classmethod
+    def of(cls, history: pd.DataFrame, ledger: pd.DataFrame) -> Evidence:
+        n_history = len(history)
+        key_codes, key_names = _factorize(history["key"], ledger["idempotency_key"])
+        rid_codes, rid_names = _factorize(history["repayment_id"], ledger["repayment_id"])
+        h_key = key_codes[:n_history].astype(np.int64)
+        best = np.full(len(key_names), NEVER, dtype=np.int8)
+        np.maximum.at(best, h_key, attempt_outcomes(history))
+        return cls(
+            history=history,
+            ledger=ledger,
+            key_names=key_names,
+            rid_names=rid_names,
+            h_key=h_key,
+            l_key=key_codes[n_history:].astype(np.int64),
+            h_rid=rid_codes[:n_history].astype(np.int64),
+            l_rid=rid_codes[n_history:].astype(np.int64),
+            best=best,
+        )
+
+    def outcome_counts(self) -> dict[str, int]:
+        attempted = self.best[self.best != NEVER]
+        return {name: int((attempted == code).sum()) for code, name in sorted(OUTCOME_NAMES.items(), reverse=True)}
+
+
+def _factorize(*columns: pd.Series) -> tuple[Codes, pd.Index]:
+    """One integer numbering over several text columns (Arrow's dictionary encoding: no Python strings)."""
+    joined = pd.concat([column.astype("str") for column in columns], ignore_index=True)
+    codes, names = pd.factorize(joined)
+    return codes.astype(np.int64), pd.Index(names)
+
+
+def attempt_outcomes(history: pd.DataFrame) -> npt.NDArray[np.int8]:
+    """Per attempt: OK (a 201), FAILED (an answer that guarantees nothing was recorded) or UNKNOWN."""
     status = history["status"].to_numpy()
     definite = np.isin(status, DEFINITE_FAILURE_STATUSES) | (
         (status == 422) & history["code"].isin(LIMIT_DECLINES).to_numpy()
     )
-    return pd.Series(np.where(status == 201, "ok", np.where(definite, "failed", "unknown")), index=history.index)
+    return np.where(status == 201, OK, np.where(definite, FAILED, UNKNOWN)).astype(np.int8)
 
 
-def key_outcomes(history: pd.DataFrame) -> pd.Series:
-    """Per idempotency key: ok if any attempt was acknowledged, else unknown if any attempt was, else failed."""
-    if history.empty:
-        return pd.Series(dtype="string")
-    rank = attempt_outcomes(history).map({"failed": 0, "unknown": 1, "ok": 2})
-    best = rank.groupby(history["key"].to_numpy()).max()
-    return best.map({0: "failed", 1: "unknown", 2: "ok"})
-
-
-def find_lost(history: pd.DataFrame, ledger: pd.DataFrame) -> list[dict[str, Any]]:
+def find_lost(evidence: Evidence) -> list[dict[str, Any]]:
     """Acknowledged repayments the ledger does not hold (by repayment id when the 201 gave one, else by key)."""
-    acked = history[history["status"] == 201].drop_duplicates("key")
-    has_id = acked["repayment_id"] != ""
-    missing = (has_id & ~acked["repayment_id"].isin(ledger["repayment_id"])) | (
-        ~has_id & ~acked["key"].isin(ledger["idempotency_key"])
-    )
-    lost = acked[missing]
+    history = evidence.history
+    acked = _first_per_key(evidence.h_key, np.flatnonzero(history["status"].to_numpy() == 201))
+    rid_in_ledger = np.zeros(len(evidence.rid_names), dtype=bool)
+    rid_in_ledger[evidence.l_rid] = True
+    key_in_ledger = np.zeros(len(evidence.key_names), dtype=bool)
+    key_in_ledger[evidence.l_key] = True
+    has_id = (history["repayment_id"] != "").to_numpy(bool)[acked]
+    missing = np.where(has_id, ~rid_in_ledger[evidence.h_rid[acked]], ~key_in_ledger[evidence.h_key[acked]])
+    lost = history.iloc[acked[missing]]
     return [
         {"key": str(key), "repayment_id": str(repayment_id), "amount_fen": int(amount)}
         for key, repayment_id, amount in zip(lost["key"], lost["repayment_id"], lost["amount_fen"], strict=True)
     ]
 
 
-def find_phantom(history: pd.DataFrame, ledger: pd.DataFrame) -> list[dict[str, Any]]:
+def _first_per_key(keys: Codes, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.intp]:
+    """The first of `rows` for each distinct key among them, in O(n): reversed writes leave the first standing."""
+    first = np.full(int(keys.max()) + 1 if keys.size else 0, -1, dtype=np.int64)
+    first[keys[rows][::-1]] = rows[::-1]
+    return np.sort(first[first >= 0])
+
+
+def find_phantom(evidence: Evidence) -> list[dict[str, Any]]:
     """Ledger rows nobody asked for, or that every answer to the client said could not exist."""
-    outcomes = key_outcomes(history)
-    outcome = ledger["idempotency_key"].map(outcomes)
-    phantom = ledger[outcome.isna() | (outcome == "failed")]
+    outcome = evidence.best[evidence.l_key]
+    rows = np.flatnonzero((outcome == NEVER) | (outcome == FAILED))
+    phantom = evidence.ledger.iloc[rows]
     return [
         {
-            "key": str(row.idempotency_key),
-            "repayment_id": str(row.repayment_id),
-            "reason": "never attempted" if pd.isna(outcomes.get(row.idempotency_key)) else "client was told it failed",
+            "key": str(key),
+            "repayment_id": str(repayment_id),
+            "reason": "never attempted" if seen == NEVER else "client was told it failed",
         }
-        for row in phantom.itertuples()
+        for key, repayment_id, seen in zip(
+            phantom["idempotency_key"], phantom["repayment_id"], outcome[rows], strict=True
+        )
     ]
 
 
-def find_duplicates(history: pd.DataFrame, ledger: pd.DataFrame) -> list[dict[str, Any]]:
+def find_duplicates(evidence: Evidence) -> list[dict[str, Any]]:
     """Every way one payment can be recorded or acknowledged twice."""
+    names = evidence.key_names
     found: list[dict[str, Any]] = []
-    per_key = ledger.groupby("idempotency_key").size()
+    rows_per_key = np.bincount(evidence.l_key, minlength=len(names))
     found += [
-        {"kind": "key recorded twice", "key": str(key), "rows": int(n)} for key, n in per_key[per_key > 1].items()
+        {"kind": "key recorded twice", "key": str(names[int(key)]), "rows": int(rows_per_key[key])}
+        for key in np.flatnonzero(rows_per_key > 1)
     ]
-    acked = history[(history["status"] == 201) & (history["repayment_id"] != "")]
-    ids = acked.groupby("key")["repayment_id"].nunique()
+    history = evidence.history
+    acked = (history["status"].to_numpy() == 201) & (history["repayment_id"] != "").to_numpy(bool)
+    keys, rids = evidence.h_key[acked], evidence.h_rid[acked]
+    some_rid = np.full(len(names), -1, dtype=np.int64)
+    some_rid[keys] = rids
+    flagged = np.isin(keys, keys[rids != some_rid[keys]])
+    ids_per_key = pd.Series(rids[flagged]).groupby(keys[flagged]).nunique()
     found += [
-        {"kind": "key acknowledged with two ids", "key": str(key), "rows": int(n)} for key, n in ids[ids > 1].items()
+        {"kind": "key acknowledged with two ids", "key": str(names[int(key)]), "rows": int(n)}
+        for key, n in zip(ids_per_key.index, ids_per_key.to_numpy(), strict=True)
     ]
-    payment_of_key = history.drop_duplicates("key").set_index("key")[["payment_id", "part"]]
-    recorded = ledger[["idempotency_key"]].join(payment_of_key, on="idempotency_key", how="inner")
-    keys_per_part = recorded.groupby(["payment_id", "part"])["idempotency_key"].nunique().reset_index(name="n")
-    twice = keys_per_part[keys_per_part["n"] > 1]
-    found += [
-        {"kind": "payment part recorded under two keys", "payment_id": str(payment), "part": int(part), "rows": int(n)}
-        for payment, part, n in zip(twice["payment_id"], twice["part"], twice["n"], strict=True)
-    ]
+    found += _parts_recorded_twice(evidence)
     return found
+
+
+def _parts_recorded_twice(evidence: Evidence) -> list[dict[str, Any]]:
+    """One payment part (payment_id, part) whose ledger rows carry more than one key: a double charge."""
+    history = evidence.history
+    payment_codes, payment_names = _factorize(history["payment_id"])
+    part_of_key = np.full(len(evidence.key_names), -1, dtype=np.int64)
+    payment_of_key = np.full(len(evidence.key_names), -1, dtype=np.int64)
+    payment_of_key[evidence.h_key] = payment_codes
+    part_of_key[evidence.h_key] = history["part"].to_numpy(np.int64)
+    in_ledger = np.zeros(len(evidence.key_names), dtype=bool)
+    in_ledger[evidence.l_key] = True
+    recorded = np.flatnonzero(in_ledger & (payment_of_key >= 0))
+    parts = int(part_of_key.max()) + 1 if part_of_key.size else 1
+    slot = payment_of_key[recorded] * parts + part_of_key[recorded]
+    keys_per_slot = np.bincount(slot, minlength=len(payment_names) * parts)
+    return [
+        {
+            "kind": "payment part recorded under two keys",
+            "payment_id": str(payment_names[int(slot_id) // parts]),
+            "part": int(slot_id) % parts,
+            "rows": int(keys_per_slot[slot_id]),
+        }
+        for slot_id in np.flatnonzero(keys_per_slot > 1)
+    ]
+
+
+def _totals(rows: pd.DataFrame, columns: list[str], codebook: dict[str, tuple[Codes, pd.Index]]) -> pd.DataFrame:
+    """Sum of amount_fen per combination of `columns`, via integer codes (string group-bys are slow at 1M rows);
+    `codebook` keeps each column's factorisation for the next call."""
+    for column in columns:
+        if column not in codebook:
+            codebook[column] = _factorize(rows[column])
+    combined = np.zeros(len(rows), dtype=np.int64)
+    for column in columns:
+        codes, names = codebook[column]
+        combined = combined * max(len(names), 1) + codes
+    group, unique = pd.factorize(combined)
+    totals = np.zeros(len(unique), dtype=np.int64)
+    np.add.at(totals, group, rows["amount_fen"].to_numpy(np.int64))
+    result = {}
+    remaining = np.asarray(unique, dtype=np.int64)
+    for column in reversed(columns):
+        names = codebook[column][1]
+        radix = max(len(names), 1)
+        result[column] = names[remaining % radix]
+        remaining = remaining // radix
+    return pd.DataFrame({**{column: result[column] for column in columns}, "amount_fen": totals})
 
 
 def find_over_cap(rows: pd.DataFrame, card_caps: dict[str, int], user_cap: int | None) -> list[dict[str, Any]]:
     """Business days on which a card or a user was charged more than its cap. `rows`: recorded repayments with
     card_id, channel, user_id, business_date, amount_fen (the ledger, or acknowledged attempts without one)."""
     found: list[dict[str, Any]] = []
-    per_card = rows.groupby(["card_id", "channel", "business_date"])["amount_fen"].sum().reset_index()
+    codebook: dict[str, tuple[Codes, pd.Index]] = {}
+    per_card = _totals(rows, ["card_id", "channel", "business_date"], codebook)
     per_card["cap"] = per_card["channel"].map(card_caps)
     over = per_card[per_card["cap"].notna() & (per_card["amount_fen"] > per_card["cap"])]
     found += [
@@ -126,7 +236,7 @@ def find_over_cap(rows: pd.DataFrame, card_caps: dict[str, int], user_cap: int |
         )
     ]
     if user_cap is not None:
-        per_user = rows.groupby(["user_id", "business_date"])["amount_fen"].sum().reset_index()
+        per_user = _totals(rows, ["user_id", "business_date"], codebook)
         over = per_user[per_user["amount_fen"] > user_cap]
         found += [
             {"scope": "user", "id": str(user), "business_date": str(day), "total_fen": int(total), "cap_fen": user_cap}
@@ -139,13 +249,13 @@ def check(
     history: pd.DataFrame, ledger: pd.DataFrame, card_caps: dict[str, int], user_cap: int | None
 ) -> InvariantReport:
     """Run every checker over one history and one ledger dump."""
-    outcomes = key_outcomes(history).value_counts()
+    evidence = Evidence.of(history, ledger)
     return InvariantReport(
         violations={
-            "lost": find_lost(history, ledger),
-            "phantom": find_phantom(history, ledger),
-            "duplicate": find_duplicates(history, ledger),
+            "lost": find_lost(evidence),
+            "phantom": find_phantom(evidence),
+            "duplicate": find_duplicates(evidence),
             "over_cap": find_over_cap(ledger, card_caps, user_cap),
         },
-        outcomes={name: int(outcomes.get(name, 0)) for name in ("ok", "failed", "unknown")},
+        outcomes=evidence.outcome_counts(),
     )
