@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import heapq
 import json
+import os
 import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -140,6 +140,11 @@ class Generator:
         return ticket
 
 
+def new_key() -> str:
+    """128 random bits as 32 hex characters: an Idempotency-Key (or payment id) no one else will use."""
+    return os.urandom(16).hex()
+
+
 def drain_s(scenario: Scenario) -> float:
     """After the last arrival: time for in-flight attempts and a quick last retry to end (bounded)."""
     return min(10.0, scenario.client.timeout_s + 1.0)
@@ -171,7 +176,7 @@ class Payer:
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
         payment = ticket.payment or gen.population.draw(gen.rng)
-        payment_id = ticket.payment_id or uuid.uuid4().hex
+        payment_id = ticket.payment_id or new_key()
         jobs = deque([_Job(payment.card, payment.amount_fen, ticket.part, ticket.intended)])
         tried: set[str] = set()
         while jobs:
@@ -196,7 +201,7 @@ class Payer:
         """Attempts under one key until an answer that ends it; the problem body if it was a business decline."""
         gen = self.gen
         timeout_s = gen.scenario.client.timeout_s
-        key = uuid.uuid4().hex
+        key = new_key()
         body = json.dumps(
             {
                 "user_id": user.user_id,
