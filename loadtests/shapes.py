@@ -8,6 +8,7 @@ own config format and is validated by `mock_gateway.config` when the embedded cl
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import tomllib
@@ -124,7 +125,8 @@ class Scenario(_Strict):
         """Rates (and the user pool, which must grow with them) times `scale`; a new duration stretches time.
 
         Stretching rather than truncating keeps the festival's shape (a spike at 25 % of the run stays there)
-        and moves the faults with it, so `--duration 30` is a faithful miniature and not the first 30 s.
+        and moves the faults with it, so `--duration 30` is a faithful miniature and not the first 30 s; a
+        gateway clock speed set in `[gateway.clock]` is sped up alike, so midnight stays on the spike.
         """
         if not scale > 0 or math.isinf(scale):
             raise ScenarioError(f"'scale' must be > 0 (got {scale})")
@@ -136,12 +138,17 @@ class Scenario(_Strict):
             f.model_copy(update={"at_s": f.at_s * stretch, "duration_s": f.duration_s * stretch}) for f in self.faults
         )
         arrivals = self.arrivals.model_copy(update={"pool": max(1, math.ceil(self.arrivals.pool * scale))})
+        gateway = copy.deepcopy(self.gateway)
+        clock = gateway.get("clock")
+        if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
+            clock["speed"] = clock["speed"] / stretch  # business days keep their place on the curve
         return self.model_copy(
             update={
                 "duration_s": self.duration_s * stretch,
                 "rate": rate,
                 "faults": faults,
                 "arrivals": arrivals,
+                "gateway": gateway,
             }
         )
 

@@ -94,6 +94,8 @@ def test_scaled_multiplies_rates_and_pool_and_stretches_time_with_the_faults() -
     assert small.rate_at(16) == pytest.approx(base.rate_at(32) * 0.25)
     assert small.faults[0].at_s == base.faults[0].at_s / 2
     assert small.arrivals.pool == base.arrivals.pool // 4
+    assert small.gateway["clock"]["speed"] == base.gateway["clock"]["speed"] * 2
+    assert base.scaled(2.0).gateway == base.gateway
     curve_base, curve_small = RateCurve(base.breakpoints()), RateCurve(small.breakpoints())
     assert curve_small.total == pytest.approx(curve_base.total * 0.25 / 2)
 
