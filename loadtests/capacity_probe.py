@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,19 @@ def read_windows(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one probe's steady window showed, as far as naming its limit goes."""
+
+    offered: float
+    rate: float
+    shortfall: float  # late + dropped arrivals as a share of the offered ones
+    codes: Counter[str]
+    counts: Counter[str]
+    p99_ms: float
+    generator_valid: bool
+
+
 def judge(
     windows: list[dict[str, Any]],
     rate: float,
@@ -37,15 +51,13 @@ def judge(
     end_s: float,
     min_success: float,
     max_p99_ms: float,
+    generator_valid: bool = True,
 ) -> tuple[Probe, tuple[float, float]]:
     """The probe's verdict over [warmup_s, end_s) of the probe's own time, and that window; the seconds after
     the end only drain in-flight requests and would dilute the offered rate."""
     steady = [w for w in windows if warmup_s <= w["t"] < end_s]
     if not steady:
-        return Probe(rate, 0.0, 0.0, 0.0, float("inf"), False, "the generator itself (nothing recorded)"), (
-            0,
-            0,
-        )
+        return Probe(rate, 0.0, 0.0, 0.0, float("inf"), False, "the generator itself (nothing recorded)"), (0, 0)
     seconds = len(steady)
     offered = sum(int(w.get("offered", 0)) for w in steady) / seconds
     counts: Counter[str] = Counter()
@@ -61,41 +73,36 @@ def judge(
                 values.append(count)
     done = sum(counts.values())
     answered = sum(counts[name] for name in ANSWERED)
-    goodput = answered / seconds
     success = answered / done if done else 0.0
-    p99 = (
-        percentiles_ms(dense(np.concatenate(indices), np.concatenate(values)), [99.0])[0] if indices else None
-    ) or 0.0
-    late_share = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady) / max(1.0, offered * seconds)
-    passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate
-    limited = "" if passed else _limiting_factor(codes, counts, late_share, offered, rate, p99, max_p99_ms)
+    merged = dense(np.concatenate(indices), np.concatenate(values)) if indices else None
+    p99 = (percentiles_ms(merged, [99.0])[0] if merged is not None else None) or 0.0
+    missed = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady)
+    evidence = Evidence(offered, rate, missed / max(1.0, offered * seconds), codes, counts, p99, generator_valid)
+    passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate and evidence.shortfall <= 0.01
+    limited = "" if passed else _limiting_factor(evidence, max_p99_ms)
     window = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)
-    return Probe(rate, offered, goodput, success, p99, passed, limited), window
+    return Probe(rate, offered, answered / seconds, success, p99, passed, limited), window
 
 
-def _limiting_factor(
-    codes: Counter[str],
-    counts: Counter[str],
-    late_share: float,
-    offered: float,
-    rate: float,
-    p99: float,
-    max_p99_ms: float,
-) -> str:
-    """Name what stopped the probe, most specific evidence first."""
-    if offered < 0.95 * rate or late_share > 0.05:
-        return "the generator itself (could not offer the rate)"
-    rejected = {code: n for code, n in codes.items() if code in REJECTION_CODES}
+def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
+    """Name what stopped the probe, the most direct evidence first: a generator short of CPU invalidates
+    everything else; a gateway that said no says which cap; a client pool that ran dry means responses (and
+    the retries they asked for) came back too slowly to free users."""
+    if not seen.generator_valid:
+        return "the generator itself (CPU or scheduling lag)"
+    rejected = {code: n for code, n in seen.codes.items() if code in REJECTION_CODES}
     if rejected:
         top = max(rejected, key=lambda code: rejected[code])
         return {
             "RATE_LIMITED": "rate cap (429 RATE_LIMITED)",
             "CHANNEL_BUSY": "channel concurrency (503 CHANNEL_BUSY)",
         }.get(top, f"replica availability ({top})")
-    if counts["timeout"] or counts["error"]:
+    if seen.counts["timeout"] or seen.counts["error"]:
         return "errors and timeouts"
-    if p99 > max_p99_ms:
-        return f"latency (p99 {p99:.0f} ms > {max_p99_ms:.0f} ms: saturated replica CPU or bank queue)"
+    if seen.p99_ms > max_p99_ms:
+        return f"latency (p99 {seen.p99_ms:.0f} ms > {max_p99_ms:.0f} ms: saturated replica CPU or bank queue)"
+    if seen.offered < 0.95 * seen.rate or seen.shortfall > 0.01:
+        return "client pool exhausted (responses too slow to free users)"
     return "success ratio"
 
 

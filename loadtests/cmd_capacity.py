@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=2, help="repetitions of the best rate (spread)")
     parser.add_argument("--slo-p99-ms", type=positive_float, help="override the base scenario's max_p99_ms")
     parser.add_argument("--slo-success", type=positive_float, help="override min_success_ratio (0..1)")
+    parser.add_argument(
+        "--arrivals",
+        choices=["even", "poisson"],
+        default="even",
+        help="probe arrival process: even measures the sustained cap, poisson adds realistic clumping",
+    )
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
     parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas")
 
@@ -171,6 +179,10 @@ async def _probe(
     """One steady probe in its own folder; its verdict, measured window and wall start."""
     probe_dir = run_dir / "probes" / f"{step:02d}"
     probe_dir.mkdir(parents=True)
+    # the locustfile reads the gateway's channels (meta.json) and simulated clock (cluster/) from its folder
+    shutil.copyfile(run_dir / "meta.json", probe_dir / "meta.json")
+    if (run_dir / "cluster").is_dir():
+        (probe_dir / "cluster").symlink_to(run_dir / "cluster", target_is_directory=True)
     duration = args.warmup_s + args.probe_s
     scenario_file = probe_dir / "scenario.toml"
     scenario = base.model_copy(
@@ -180,7 +192,9 @@ async def _probe(
             "duration_s": duration,
             "seed": base.seed + step,
             "rate": (RatePoint(at_s=0.0, per_s=rate), RatePoint(at_s=duration, per_s=rate)),
-            "arrivals": base.arrivals.model_copy(update={"pool": max(base.arrivals.pool, int(rate * 2))}),
+            "arrivals": base.arrivals.model_copy(
+                update={"pool": max(base.arrivals.pool, int(rate * 2)), "process": args.arrivals}
+            ),
         }
     )
     write_scenario(scenario, scenario_file)
@@ -200,11 +214,14 @@ async def _probe(
     windows = read_windows(probe_dir)
     if rc is None or not windows:
         raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")
+    generator = probe_dir / "generator.json"
+    valid = bool(json.loads(generator.read_text())["valid"]) if generator.exists() else True
     result, window = judge(
         windows,
         rate,
         warmup_s=args.warmup_s,
         end_s=duration,
+        generator_valid=valid,
         min_success=base.slo.min_success_ratio,
         max_p99_ms=base.slo.max_p99_ms,
     )

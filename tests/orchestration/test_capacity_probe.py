@@ -56,8 +56,14 @@ def test_slow_probe_fails_on_latency() -> None:
     assert probe.limited_by.startswith("latency")
 
 
-def test_generator_shortfall_is_named() -> None:
+def test_offered_shortfall_is_the_client_pool() -> None:
     windows = [window(t, 60, 60) for t in range(0, 6)]
     probe, _ = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
+    assert "client pool" in probe.limited_by
+
+
+def test_an_invalid_generator_is_blamed_first() -> None:
+    windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
+    probe, _ = judge(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800, generator_valid=False)
     assert "generator" in probe.limited_by
