@@ -305,6 +305,7 @@ async def serve_cluster(
         runner = web.AppRunner(
             create_router_app(router, admin.routes()), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
         )
+        fencing: asyncio.Future[None] | None = None
         try:
             await runner.setup()
             site = web.TCPSite(runner, host, port)
@@ -327,10 +328,20 @@ async def serve_cluster(
                 }
             )
             write_state()
+            fencing = asyncio.ensure_future(
+                supervisor.fence_stopped(
+                    lambda name: router.pool.member(name).up,
+                    interval_s=router.settings.check_interval_s,
+                    on_fenced=lambda _: write_state(),
+                )
+            )
             if on_ready is not None:
                 on_ready(ClusterInfo(url, token, state_dir, dict(state)))
             await stop.wait()
         finally:
+            if fencing is not None:
+                fencing.cancel()
+                await asyncio.gather(fencing, return_exceptions=True)
             try:
                 await runner.cleanup()  # stop serving and probing first, so shutdown is not a "failure"
                 await supervisor.stop_all()

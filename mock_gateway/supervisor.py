@@ -21,14 +21,18 @@ import runpy
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import psutil
 
 from mock_gateway.admin import ENV_TOKEN
 from mock_gateway.events import EventKind
 
 PR_SET_PDEATHSIG = 1
+FENCE_AFTER_S = 1.0  # down and stopped this long: fenced (see Supervisor.fence_stopped)
 
 EventSink = Callable[[EventKind, str, str], object]
 """(kind, replica name, detail) — the cluster writes these to the events file."""
@@ -78,6 +82,16 @@ def child_env(admin_token: str) -> dict[str, str]:
     if admin_token:
         env[ENV_TOKEN] = admin_token
     return env
+
+
+def _stopped(rep: ReplicaProcess) -> bool:
+    """True when the replica's process exists and is stopped (state T), not merely slow or gone."""
+    if not rep.alive or rep.pid is None:
+        return False
+    try:
+        return psutil.Process(rep.pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
 
 
 @dataclass(slots=True)
@@ -196,6 +210,40 @@ class Supervisor:
         self.spawn(name)
         self._on_event(EventKind.RESTARTED, name, f"pid {rep.pid}")
         return rep
+
+    async def fence_stopped(
+        self,
+        is_up: Callable[[str], bool],
+        *,
+        interval_s: float,
+        after_s: float = FENCE_AFTER_S,
+        on_fenced: Callable[[str], None],
+    ) -> None:
+        """The liveness half of health checking: restart a replica that is down because it is frozen.
+
+        Readiness (the router's checks) takes a frozen replica out of rotation, but its process lives on and
+        may hold the shared ledger's write lock: a replica stopped inside a commit stalls every other replica
+        for as long as it stays stopped (measured: the whole cluster answers 503 until SIGCONT). So a replica
+        that has been down for `after_s` while its process is *stopped* (SIGSTOP, a debugger) is fenced:
+        SIGKILLed, which releases its locks, and started again. A running replica that fails its checks is
+        left alone — it is slow, not frozen, and killing it would turn slowness into an outage. Runs until
+        cancelled.
+        """
+        down_since: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for name, rep in self.replicas.items():
+                if is_up(name) or not _stopped(rep):
+                    down_since.pop(name, None)
+                    continue
+                since = down_since.setdefault(name, now)
+                if now - since < after_s:
+                    continue
+                del down_since[name]
+                self._on_event(EventKind.KILLED, name, f"fenced: down and stopped for {now - since:.1f} s")
+                await self.restart(name)
+                on_fenced(name)
 
     async def stop_all(self, grace_s: float = 5.0) -> None:
         """SIGTERM everyone (SIGCONT first for the paused), wait up to `grace_s`, then SIGKILL the rest."""

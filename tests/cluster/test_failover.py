@@ -115,6 +115,15 @@ async def test_pause_resume_and_restart(start_cluster: StartCluster) -> None:
     assert (await replica_states(cluster))["r3"] == ("up", "standby")
     assert cluster.refresh()["replicas"][2]["pid"] == after["pid"]
 
+    # A replica left stopped is fenced (it could be holding the ledger's write lock) and comes back.
+    await admin(cluster, "POST", "/admin/replicas/r3/pause")
+    paused = wait_event(events, "paused", "r3", after_mono=restarted["mono"])
+    fenced = wait_event(events, "killed", "r3", after_mono=paused["mono"])
+    assert fenced["detail"].startswith("fenced: down and stopped")
+    assert 1.0 <= fenced["mono"] - paused["mono"] < 1.0 + DEFAULT_DETECTION_BOUND_S + SLACK_S
+    wait_event(events, "replica_up", "r3", after_mono=fenced["mono"], timeout_s=10)
+    assert cluster.refresh()["replicas"][2]["pid"] not in (None, after["pid"])
+
 
 async def test_no_healthy_replica_is_a_503_with_retry_after(start_cluster: StartCluster) -> None:
     cluster = start_cluster(1)
