@@ -8,7 +8,9 @@ forking a threaded process and running Python before `exec` can deadlock; the tr
 race where the router dies between fork and prctl by checking that its parent is still the router.
 
 Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
-fire it. The supervisor reports what happened through a callback and leaves health decisions to the router.
+fire it. The supervisor reports what happened through a callback and leaves health decisions to the router,
+with one exception: a replica the router has marked down whose process is *stopped* is fenced (killed and
+restarted), because a stopped process can hold the shared ledger's write lock for ever.
 """
 
 from __future__ import annotations
