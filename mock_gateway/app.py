@@ -51,7 +51,7 @@ from mock_gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from mock_gateway.faults import CHANNEL_CODES_KEY, FAULTS_KEY, Faults, add_admin_routes, fault_middleware
+from mock_gateway.faults import CHANNEL_CODES_KEY, FAULTS_KEY, Faults, add_admin_routes
 from mock_gateway.ledger import Charge, Decide, Decision, Ledger, LedgerError, Outcome, Stored
 from mock_gateway.limits import Admission
 from mock_gateway.metrics import Metrics
@@ -127,7 +127,7 @@ def create_app(
         faults=Faults(),
     )
     app = web.Application(
-        middlewares=[problem_middleware, fault_middleware],
+        middlewares=[problem_middleware],
         client_max_size=config.server.max_body_bytes,
     )
     app[STATE_KEY] = state
@@ -158,11 +158,13 @@ async def _ledger_lifetime(app: web.Application) -> AsyncIterator[None]:
 
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Renders every error as problem+json, stamps X-Replica and counts the request."""
+    """Renders every error as problem+json, applies arrival faults, stamps X-Replica, counts the request."""
     state = request.app[STATE_KEY]
     started = time.perf_counter()
     code = ""
     try:
+        if state.faults.active and request.path.startswith("/v1/"):
+            await state.faults.before_api_request()
         response = await handler(request)
         code = response.get(CODE_KEY, "")
     except GatewayError as error:
@@ -175,11 +177,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = GatewayError("the replica hit an internal error").to_response()
         code = GatewayError.code
     response.headers["X-Replica"] = state.name
-    route = request.match_info.route.resource
-    label = route.canonical if route is not None else "unmatched"
-    metrics = state.metrics
-    metrics.requests.labels(label, str(response.status), code).inc()
-    metrics.latency.labels(label).observe(time.perf_counter() - started)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    state.metrics.observe_request(route, response.status, code, time.perf_counter() - started)
     return response
 
 
@@ -261,8 +261,7 @@ def _predict_decline(state: ReplicaState, charge: Charge) -> bool:
 def _remember_usage(state: ReplicaState, charge: Charge, outcome: Outcome) -> None:
     if len(state.usage_guess) >= USAGE_CACHE_MAX:
         state.usage_guess.clear()
-    day = business_date(state.clock.now()).isoformat()
-    state.usage_guess[(charge.card_id, charge.user_id)] = (day, outcome.usage)
+    state.usage_guess[(charge.card_id, charge.user_id)] = (outcome.business_date, outcome.usage)
 
 
 def _drop_connection(request: web.Request) -> None:
@@ -323,7 +322,7 @@ def _reject_constant(name: str) -> Any:
 
 def _decode(raw: bytes) -> Any:
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(f"body is not valid JSON: {str(exc)[:200]}") from None
 

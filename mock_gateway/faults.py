@@ -2,10 +2,11 @@
 
 Each fault applies to a random `ratio` of requests and expires by itself after `duration_s`, so a chaos run
 that dies half-way never leaves a replica broken. The request path pays one attribute read when no fault is
-active: `Faults.active` is the only thing the middleware looks at before handing over.
+active: `Faults.active` is the only thing the app's middleware looks at before handing over.
 
-Where each kind acts: `latency` and `errors` in the middleware, before anything is recorded (an injected error
-stores nothing, so a retry runs afresh); `channel_outage` just before the bank call (503 CHANNEL_BUSY);
+Where each kind acts: `latency` and `errors` when the request arrives (`before_api_request`), before anything
+is recorded (an injected error stores nothing, so a retry runs afresh); `channel_outage` just before the bank
+call (503 CHANNEL_BUSY);
 `lose_response` after the commit (the repayment exists, the client never hears of it — the case idempotent
 retries exist for).
 """
@@ -108,6 +109,16 @@ class Faults:
     def lose_response(self) -> bool:
         return bool(self._hits("lose_response"))
 
+    async def before_api_request(self) -> None:
+        """Latency and error faults, applied to API paths only (health checks and admin calls stay truthful)
+        and before anything is recorded, so an injected error leaves nothing behind."""
+        delay = self.added_latency_s()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        status = self.error_status()
+        if status is not None:
+            raise ReplicaUnavailable("injected fault: this replica answers errors", status=status)
+
     def _current(self) -> list[ActiveFault]:
         now = self._monotonic()
         if any(f.expires_mono <= now for f in self._faults):
@@ -120,21 +131,6 @@ class Faults:
 
 FAULTS_KEY = web.AppKey("faults", Faults)
 CHANNEL_CODES_KEY = web.AppKey("channel_codes", frozenset[str])
-
-
-@web.middleware
-async def fault_middleware(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
-    """Latency and error faults on the API paths only: health checks and admin calls stay truthful."""
-    faults = request.app[FAULTS_KEY]
-    if faults.active and request.path.startswith("/v1/"):
-        delay = faults.added_latency_s()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        status = faults.error_status()
-        if status is not None:
-            raise ReplicaUnavailable("injected fault: this replica answers errors", status=status)
-    response: web.StreamResponse = await handler(request)
-    return response
 
 
 def parse_spec(data: object, channels: frozenset[str]) -> FaultSpec:

@@ -3,28 +3,33 @@
 Durability and atomicity
     Each write is one `BEGIN IMMEDIATE` transaction: it takes SQLite's write lock before reading, so the
     idempotency re-check, the daily-cap re-check on the authoritative totals and the insert are atomic across
-    every process sharing the file (a replica that failed over, or active-active peers). `busy_timeout` makes a
-    writer wait for the lock held by another process instead of failing. A request is answered only after its
-    transaction has committed.
+    every process sharing the file (a replica that failed over, or active-active peers). A request is answered
+    only after its transaction has committed.
 
-    `synchronous=NORMAL` (the default, `ledger.synchronous = "full"` to change it): in WAL mode a commit is
+    `synchronous=NORMAL` (the default; `ledger.synchronous = "full"` to change it): in WAL mode a commit is
     written to the WAL file before COMMIT returns, so it survives SIGKILL of the process (the OS holds the
     pages); only an OS crash or power loss can lose the last transactions before the next checkpoint's fsync.
-    `full` fsyncs the WAL on every commit and survives power loss, at one fsync per batch.
+    `full` fsyncs the WAL on every commit and survives power loss too, at one fsync per batch.
 
-Group commit
-    One writer thread per process takes whatever requests have queued while the previous transaction ran and
-    runs them all in one transaction, each decided in arrival order against totals that include the earlier
-    ones of the same batch. Reads for a batch are set-based (one query per table), so the per-request cost is a
-    couple of row inserts; the commit cost is shared. Futures are resolved on the event loop after COMMIT.
+Group commit, on the event loop
+    `record()` only queues; one callback per event-loop turn runs everything queued during that turn as one
+    transaction, each request decided in arrival order against totals that include the earlier ones of the same
+    batch. Reads for a batch are set-based (one query per table), so a request costs two row inserts and a share
+    of one commit. The transaction runs on the loop thread itself: a commit without fsync takes ~0.1 ms, far
+    less than handing work to a thread that must then fight the event loop for the GIL (measured: 5-10x slower).
 
-Reads on the request path (idempotency lookup, GET by id, limits) use a second connection on the event-loop
-thread: in WAL mode readers never wait for the writer, and a primary-key lookup costs microseconds.
+    The loop never waits for a lock: its connection has busy_timeout 0, and a batch that finds the write lock
+    held by another process goes to the writer thread, which waits up to `busy_timeout_ms` for it. With
+    `synchronous = "full"` every batch goes to the writer thread, so no fsync ever blocks the loop.
+
+Reads on the request path (idempotency lookup, GET by id, limits) use a third connection on the loop thread:
+in WAL mode readers never wait for writers, and a primary-key lookup costs microseconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -55,7 +60,6 @@ CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_
 """
 
 MAX_BATCH: Final = 512
-_STOP: Final = object()
 
 
 class LedgerError(Exception):
@@ -99,6 +103,7 @@ class Outcome:
     stored: Stored
     replayed: bool
     usage: Usage
+    business_date: str
 
 
 class Decide(Protocol):
@@ -123,6 +128,10 @@ def connect(path: Path, *, synchronous: Literal["normal", "full"], busy_timeout_
     return conn
 
 
+class _LockBusy(Exception):
+    """Another process holds the write lock; the batch is retried where waiting does not block the loop."""
+
+
 class Ledger:
     """Open with `await open()`, record with `await record(charge)`, read with the plain methods."""
 
@@ -144,37 +153,44 @@ class Ledger:
         self._synchronous: Literal["normal", "full"] = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._pending: list[_Job] = []
+        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()  # None: stop
         self._writer: threading.Thread | None = None
+        self._inline: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_conn = self._connect()
+        waiting = self._connect(self._busy_timeout_ms)
         try:
-            write_conn.execute("BEGIN IMMEDIATE")
+            waiting.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
-                    write_conn.execute(statement)
-            write_conn.execute("COMMIT")
+                    waiting.execute(statement)
+            waiting.execute("COMMIT")
         except sqlite3.Error as exc:
-            write_conn.close()
+            waiting.close()
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
-        self._reader = self._connect()
-        self._writer = threading.Thread(target=self._write_loop, args=(write_conn,), name="ledger-writer", daemon=True)
+        self._reader = self._connect(self._busy_timeout_ms)
+        if self._synchronous == "normal":
+            self._inline = self._connect(0)
+        self._writer = threading.Thread(target=self._write_loop, args=(waiting,), name="ledger-writer", daemon=True)
         self._writer.start()
 
     async def close(self) -> None:
-        """Finish every queued request, then close; called after the server stopped taking requests."""
+        """Commit whatever is queued, then close; called after the server stopped taking requests."""
+        if self._pending:
+            self._flush()
         if self._writer is not None:
-            self._queue.put(_STOP)
+            self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        for conn in (self._inline, self._reader):
+            if conn is not None:
+                conn.close()
+        self._inline = self._reader = None
 
     def healthy(self) -> bool:
         if self._writer is None or not self._writer.is_alive() or self._reader is None:
@@ -190,7 +206,9 @@ class Ledger:
         if self._loop is None or self._writer is None:
             raise LedgerError("ledger is not open")
         future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._queue.put(_Job(charge, future))
+        self._pending.append(_Job(charge, future))
+        if len(self._pending) == 1:
+            self._loop.call_soon(self._flush)
         return await future
 
     # --- reads on the event-loop thread -------------------------------------------------------------
@@ -233,55 +251,78 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger read failed: {exc}") from exc
 
-    # --- the writer thread ------------------------------------------------------------------------
+    # --- writes -----------------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
         try:
-            return connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+            return connect(self.path, synchronous=self._synchronous, busy_timeout_ms=busy_timeout_ms)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+
+    def _flush(self) -> None:
+        """One event-loop turn's worth of requests: commit here, or hand over to the writer thread."""
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        if self._inline is None:
+            self._queue.put(batch)
+            return
+        try:
+            outcomes = self._run_batch(self._inline, batch, wait=False)
+        except _LockBusy:
+            self._queue.put(batch)
+            return
+        _resolve([job.future for job in batch], outcomes)
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
         try:
             while True:
-                first = self._queue.get()
-                batch: list[_Job] = []
-                stopping = first is _STOP
-                if isinstance(first, _Job):
-                    batch.append(first)
+                item = self._queue.get()
+                stopping = item is None
+                batch: list[_Job] = [] if item is None else list(item)
                 while len(batch) < MAX_BATCH:
                     try:
-                        item = self._queue.get_nowait()
+                        more = self._queue.get_nowait()
                     except queue.Empty:
                         break
-                    if isinstance(item, _Job):
-                        batch.append(item)
-                    else:
+                    if more is None:
                         stopping = True
+                    else:
+                        batch.extend(more)
                 if batch:
-                    self._run_batch(conn, batch)
+                    outcomes = self._run_batch(conn, batch, wait=True)
+                    assert self._loop is not None
+                    self._loop.call_soon_threadsafe(_resolve, [job.future for job in batch], outcomes)
                 if stopping and self._queue.empty():
                     return
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job], *, wait: bool
+    ) -> Sequence[Outcome | BaseException]:
+        """Outcomes in batch order; every failure fails the whole batch with nothing committed."""
         started = time.perf_counter()
         try:
-            outcomes: list[Outcome | BaseException] = list(self._transaction(conn, [job.charge for job in batch]))
-        except Exception as exc:  # the writer thread must outlive any one bad batch
+            outcomes: Sequence[Outcome | BaseException] = self._transaction(conn, [job.charge for job in batch], wait)
+        except _LockBusy:
+            raise
+        except Exception as exc:  # a bad batch must fail its requests, never the writer or the loop
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            error = LedgerError(f"ledger write failed, nothing committed: {exc}")
-            outcomes = [error] * len(batch)
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            outcomes = [LedgerError(f"ledger write failed, nothing committed: {exc}")] * len(batch)
         if self._on_commit is not None:
             self._on_commit(len(batch), time.perf_counter() - started)
-        assert self._loop is not None
-        futures = [job.future for job in batch]
-        self._loop.call_soon_threadsafe(_resolve, futures, outcomes)
+        return outcomes
 
-    def _transaction(self, conn: sqlite3.Connection, charges: list[Charge]) -> list[Outcome]:
-        conn.execute("BEGIN IMMEDIATE")
+    def _transaction(self, conn: sqlite3.Connection, charges: list[Charge], wait: bool) -> list[Outcome]:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not wait and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
+                raise _LockBusy from exc
+            raise
         moment = self._clock.now()
         day = business_date(moment).isoformat()
         created_at = moment.isoformat()
@@ -292,12 +333,11 @@ class Ledger:
         records: list[tuple[object, ...]] = []
         outcomes: list[Outcome] = []
         for charge in charges:
+            usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
             earlier = stored.get(charge.key)
             if earlier is not None:
-                usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
-                outcomes.append(Outcome(earlier, replayed=True, usage=usage))
+                outcomes.append(Outcome(earlier, replayed=True, usage=usage, business_date=day))
                 continue
-            usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
             decision = self._decide(charge, usage, moment)
             if decision.repayment_id is not None:
                 cards[charge.card_id] = usage.card_fen + charge.amount_fen
@@ -321,7 +361,7 @@ class Ledger:
             )
             stored[charge.key] = record
             after = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
-            outcomes.append(Outcome(record, replayed=False, usage=after))
+            outcomes.append(Outcome(record, replayed=False, usage=after, business_date=day))
         conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", repayments)
         conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
         conn.execute("COMMIT")

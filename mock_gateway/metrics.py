@@ -58,6 +58,17 @@ class Metrics:
             registry=self.registry,
         )
         self.info.labels(**labels).set(1)
+        self._children: dict[tuple[str, int, str], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, route: str, status: int, code: str, seconds: float) -> None:
+        """Per request, so the labelled children are looked up once and kept."""
+        key = (route, status, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, str(status), code), self.latency.labels(route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_commit(self, batch_size: int, seconds: float) -> None:
         """Called from the ledger's writer thread; prometheus-client instruments are thread-safe."""

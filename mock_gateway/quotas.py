@@ -85,10 +85,11 @@ def _plan(amount_fen: int, caps: Caps, left_today: Usage, today: date) -> tuple[
     parts: list[PlanPart] = []
     due = amount_fen
     full_day = min(caps.card_daily_fen, caps.user_daily_fen)
-    if due > full_day * PLAN_HORIZON_DAYS or -(-due // caps.single_fen) > PLAN_MAX_PARTS:
+    today_room = min(left_today.card_fen, left_today.user_fen)
+    if due > today_room + full_day * PLAN_HORIZON_DAYS or -(-due // caps.single_fen) > PLAN_MAX_PARTS:
         return ()
     for offset in range(PLAN_HORIZON_DAYS + 1):
-        day_room = min(left_today.card_fen, left_today.user_fen) if offset == 0 else full_day
+        day_room = today_room if offset == 0 else full_day
         day = today + timedelta(days=offset)
         while due > 0 and day_room > 0:
             if len(parts) == PLAN_MAX_PARTS:
