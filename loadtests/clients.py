@@ -215,6 +215,8 @@ class Payer:
         gen.budget.on_first_attempt(intended)
         for attempt in range(1, gen.scenario.client.max_retries + 2):
             sent = time.time()
+            if sent + timeout_s > gen.hard_stop:
+                return None  # it could not end before the run does; unsent, so it is not in the history
             answer, row = self._attempt(body, headers, payment_id, key, attempt, user, job, intended, sent)
             if row.outcome == "succeeded":
                 return None
@@ -243,6 +245,7 @@ class Payer:
         intended: float,
         sent: float,
     ) -> tuple[_Answer, Attempt]:
+        self.gen.recorder.sending()
         with self.client.post(PATH, data=body, headers=headers, catch_response=True, name=PATH) as response:
             done = time.time()
             answer, reply = _read(response)

@@ -37,6 +37,7 @@ MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window
 FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
 FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
+IN_FLIGHT_WAIT_S = 3.0  # a process's bound on waiting for its attempts still in flight before its last delta
 CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
 
 log = logging.getLogger("surge")
@@ -52,6 +53,7 @@ class ProcessRecorder:
         self.history = HistoryWriter(history_path) if history_path is not None else None
         self.cpu = CpuSampler()
         self.lag = LagMeter()
+        self.in_flight = 0  # attempts sent and not yet recorded: the last delta waits for them
 
     def second(self, unix: float) -> int:
         return math.floor(unix - self.t0)
@@ -71,7 +73,11 @@ class ProcessRecorder:
     def plan_followed(self, now: float) -> None:
         self.book.at(self.second(now)).plans_followed += 1
 
+    def sending(self) -> None:
+        self.in_flight += 1
+
     def attempt(self, row: Attempt, outcome: Outcome) -> None:
+        self.in_flight -= 1
         self.book.at(self.second(row.done)).record(
             outcome,
             intended_us=(row.done - row.intended) * 1e6,
@@ -101,14 +107,13 @@ class ProcessRecorder:
 class RunWriter:
     """The master's merge of every process's deltas, written to the run folder as seconds close."""
 
-    def __init__(self, out_dir: Path, t0: float, on_line: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(self, out_dir: Path, t0: float) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir = out_dir
         self.t0 = t0
         self.book = WindowBook()
         self.closed: dict[int, dict[str, Any]] = {}
         self.rewrite = False
-        self.on_line = on_line
         self.cpu = CpuSampler()
         self.lag = new_lag_histogram()
         self._path = out_dir / "windows.jsonl"
@@ -123,9 +128,6 @@ class RunWriter:
                 self.rewrite = True
             else:
                 self.book.merge(window)
-
-    def merge_json(self, lines: list[dict[str, Any]]) -> None:
-        self.merge([Window.from_json(line) for line in lines])
 
     def sample_own_cpu(self, now: float) -> None:
         """The master's CPU counts too (it merges and serialises); it adds no worker to the count."""
@@ -144,8 +146,6 @@ class RunWriter:
             for line in lines:
                 self.closed[line["t"]] = line
                 handle.write(json.dumps(line, separators=(",", ":")) + "\n")
-                if self.on_line is not None:
-                    self.on_line(line)
 
     def finish(self, started_unix: float, expected_offered: float) -> Verdict:
         """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
@@ -340,6 +340,9 @@ class LocustRecording:
                 return
             state["done"] = True
             stop_generator()
+            deadline = time.time() + IN_FLIGHT_WAIT_S
+            while recorder.in_flight > 0 and time.time() < deadline:
+                gevent.sleep(0.05)
             send(recorder.take_delta(), recorder.lag.samples)
             recorder.close()
 
