@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -63,6 +64,7 @@ MAX_ID_CHARS: Final = 64
 MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
 FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen"})
 USAGE_CACHE_MAX: Final = 200_000
+KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -309,7 +311,7 @@ async def _parse_charge(request: web.Request, config: GatewayConfig) -> Charge:
 def _idempotency_key(value: str | None) -> str:
     if value is None or value == "":
         raise MissingIdempotencyKey
-    if len(value) > MAX_ID_CHARS or not all("!" <= ch <= "~" for ch in value):
+    if KEY_PATTERN.fullmatch(value) is None:
         raise ValidationFailed(
             [("Idempotency-Key", f"'Idempotency-Key' must be 1-64 visible ASCII characters (got {_show(value)})")]
         )

@@ -175,7 +175,9 @@ class Ledger:
             raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
         self._reader = self._connect(self._busy_timeout_ms)
         if self._synchronous == "normal":
-            self._inline = self._connect(0)
+            # Opened with the waiting timeout (start-up may race other replicas), then told never to wait.
+            self._inline = self._connect(self._busy_timeout_ms)
+            self._inline.execute("PRAGMA busy_timeout = 0")
         self._writer = threading.Thread(target=self._write_loop, args=(waiting,), name="ledger-writer", daemon=True)
         self._writer.start()
 

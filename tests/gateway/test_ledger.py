@@ -1,0 +1,129 @@
+"""The ledger on its own: group commit, the cross-process write lock, and the schema others read."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from mock_gateway.app import make_decider
+from mock_gateway.clock import SimClock
+from mock_gateway.config import load_config
+from mock_gateway.ledger import Charge, Ledger, LedgerError
+
+
+def charge(i: int, amount: int = 100) -> Charge:
+    return Charge(f"key-{i}", f"hash-{i}", f"u{i % 3}", "c1", "ICBC", amount)
+
+
+def make_ledger(
+    path: Path, synchronous: Literal["normal", "full"] = "normal", busy_ms: int = 5000, batches: list[int] | None = None
+) -> Ledger:
+    config = load_config(None, env={})
+    sizes = batches if batches is not None else []
+    return Ledger(
+        path,
+        replica="r9",
+        clock=SimClock(),
+        decide=make_decider(config, "r9"),
+        synchronous=synchronous,
+        busy_timeout_ms=busy_ms,
+        on_commit=lambda size, _seconds: sizes.append(size),
+    )
+
+
+def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
+    """Another 'process' (connection) holding SQLite's write lock for a while."""
+    started = threading.Event()
+
+    def hold() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        started.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    started.wait(5)
+    return thread
+
+
+@pytest.mark.parametrize("synchronous", ["normal", "full"])
+async def test_concurrent_records_share_one_commit(tmp_path: Path, synchronous: Literal["normal", "full"]) -> None:
+    batches: list[int] = []
+    ledger = make_ledger(tmp_path / "l.sqlite", synchronous, batches=batches)
+    await ledger.open()
+    try:
+        outcomes = await asyncio.gather(*(ledger.record(charge(i)) for i in range(50)))
+    finally:
+        await ledger.close()
+    assert [o.stored.status for o in outcomes] == [201] * 50
+    assert sum(batches) == 50
+    assert len(batches) < 50
+    with sqlite3.connect(tmp_path / "l.sqlite") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(repayments)")]
+        assert columns == [
+            "repayment_id", "idempotency_key", "user_id", "card_id", "channel",
+            "amount_fen", "business_date", "replica", "created_at",
+        ]  # fmt: skip
+        assert conn.execute("SELECT COUNT(*), MIN(replica) FROM repayments").fetchone() == (50, "r9")
+
+
+async def test_a_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = make_ledger(path)
+    await ledger.open()
+    try:
+        holder = await asyncio.to_thread(hold_write_lock, path, 0.4)
+        started = time.monotonic()
+        pending = asyncio.ensure_future(ledger.record(charge(1)))
+        # The loop stays free while the writer thread waits for the lock.
+        ticks = 0
+        while not pending.done() and ticks < 1000:
+            await asyncio.sleep(0.01)
+            ticks += 1
+        outcome = await pending
+        await asyncio.to_thread(holder.join)
+    finally:
+        await ledger.close()
+    assert outcome.stored.status == 201
+    assert time.monotonic() - started >= 0.3
+    assert ticks >= 20
+
+
+async def test_lock_timeout_fails_the_request_and_records_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = make_ledger(path, busy_ms=100)
+    await ledger.open()
+    try:
+        holder = await asyncio.to_thread(hold_write_lock, path, 0.6)
+        with pytest.raises(LedgerError, match="nothing committed"):
+            await ledger.record(charge(2))
+        await asyncio.to_thread(holder.join)
+        assert ledger.lookup("key-2") is None
+        assert (await ledger.record(charge(2))).stored.status == 201
+    finally:
+        await ledger.close()
+
+
+async def test_a_key_committed_by_another_replica_is_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    first, second = make_ledger(path), make_ledger(path)
+    await first.open()
+    await second.open()
+    try:
+        original = await first.record(charge(7))
+        again = await second.record(charge(7))
+    finally:
+        await first.close()
+        await second.close()
+    assert again.replayed
+    assert again.stored == original.stored
