@@ -5,6 +5,10 @@ timeseries.csv and the HTML cannot disagree.
 
 Exit code (CONTRACT §2), in this order:
 
+A capacity search (internals §6) is judged by one check, `capacity_found`, plus the invariants: its overload
+probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are `null` (unknown), which
+does not fail a run.
+
 1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
    errors are real even when the load generator struggled;
 2. the generator was the bottleneck (`generator.json` `valid: false`): **3** — the harness failed to produce
@@ -58,10 +62,15 @@ def analyse(frames: RunFrames) -> Analysis:
     intended = metrics.latency_per_second(frames.latency, seconds, "intended")
     service = metrics.latency_per_second(frames.latency, seconds, "service")
     healthy = metrics.healthy_seconds(frames.windows, intended["p99_ms"], thresholds)
-    recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
+    capacity = _capacity(frames)
+    if frames.is_capacity_search:
+        recovery: list[dict[str, Any]] = []
+        slo_verdicts = [slo.capacity_verdict(None if capacity is None else capacity.get("max_rate_per_s"))]
+    else:
+        recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
+        slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
     report = None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap)
-    slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
     generator = slo.generator_verdict(frames.generator)
     return Analysis(
@@ -78,9 +87,16 @@ def analyse(frames: RunFrames) -> Analysis:
         slo_verdicts=slo_verdicts,
         invariant_verdicts=invariant_verdicts,
         generator_verdict=generator,
-        capacity=frames.meta.get("capacity") or metrics.knee(frames.steps),
+        capacity=capacity,
         exit_code=_exit_code(invariant_verdicts, generator, slo_verdicts),
     )
+
+
+def _capacity(frames: RunFrames) -> dict[str, Any] | None:
+    """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
+    if frames.capacity:
+        return {name: frames.capacity.get(name) for name in ("max_rate_per_s", "spread", "limited_by")}
+    return metrics.knee(frames.steps)
 
 
 def _exit_code(
@@ -111,7 +127,7 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "exit_code": analysis.exit_code,
         "totals": analysis.totals,
         "slos": analysis.slo_verdicts,
-        "invariants": None if report is None else report.counts(),
+        "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
         "invariant_verdicts": analysis.invariant_verdicts,
         "invariant_outcomes": None if report is None else report.outcomes,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},

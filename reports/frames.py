@@ -63,6 +63,12 @@ class RunFrames:
     events: pd.DataFrame
     ledger: pd.DataFrame | None
     steps: pd.DataFrame
+    capacity: dict[str, Any]
+
+    @property
+    def is_capacity_search(self) -> bool:
+        """A `surge find-capacity` folder (internals §6): probes overload the gateway on purpose."""
+        return self.meta.get("kind") == "capacity"
 
 
 def load_run(run_dir: Path) -> RunFrames:
@@ -83,6 +89,7 @@ def load_run(run_dir: Path) -> RunFrames:
         events=read_events(run_dir / "events.csv"),
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
+        capacity=_read_json(run_dir / "capacity.json", required=False),
     )
 
 

@@ -307,9 +307,8 @@ def _failover(
 
 
 def knee(steps: pd.DataFrame) -> dict[str, Any] | None:
-    """From a capacity search's steps: the highest passing rate, the first failing one above it, and why it failed.
-
-    `spread` is the gap between the two: the resolution of the answer, not a confidence interval.
+    """From a capacity search's steps when it left no capacity.json: the highest passing rate and why the next
+    rate failed. `spread` is the relative gap to that first failing rate (the resolution of the answer).
     """
     if steps.empty:
         return None
@@ -320,7 +319,7 @@ def knee(steps: pd.DataFrame) -> dict[str, Any] | None:
     spread = None
     if not above.empty:
         first_fail = above.iloc[0]
-        spread = float(first_fail["rate_per_s"]) - best
+        spread = (float(first_fail["rate_per_s"]) - best) / best if best > 0 else None
         limited_by = "p99_ms" if _step_latency_failed(first_fail, steps) else "success_ratio"
     return {"max_rate_per_s": best, "spread": spread, "limited_by": limited_by}
 

@@ -254,7 +254,8 @@ def build_charts(analysis: Analysis) -> list[dict[str, Any]]:
     marks = {"shapes": shapes, "annotations": annotations}
     charts = [_throughput(analysis, marks), _rejections(analysis, marks)]
     charts += [_latency(analysis, kind, marks) for kind in ("intended", "service")]
-    charts += [_hdr_curve(analysis), _replicas(analysis), _declines(analysis), _repaid(analysis), _knee(analysis)]
+    charts += [_hdr_curve(analysis), _replicas(analysis), _declines(analysis), _repaid(analysis)]
+    charts += [_knee(analysis), _knee_p99(analysis)]
     return [chart for chart in charts if chart is not None]
 
 
@@ -385,6 +386,38 @@ def _knee(analysis: Analysis) -> dict[str, Any] | None:
             "line": {"dash": "dot", "color": "#999"},
         },
     ]
-    layout = _layout("Offered load versus goodput (the knee)", "goodput / s")
+    layout = _layout("Offered load versus goodput per probe (the knee; green: met the SLOs)", "goodput / s")
     layout["xaxis"] = {"title": {"text": "offered / s"}}
     return _chart("knee", data, layout)
+
+
+def _knee_p99(analysis: Analysis) -> dict[str, Any] | None:
+    steps = analysis.frames.steps
+    if steps.empty:
+        return None
+    colors = ["#2ca02c" if passed else "#d62728" for passed in steps["passed"]]
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines+markers",
+            "name": "p99",
+            "x": _values(steps["offered"]),
+            "y": _values(steps["p99_ms"]),
+            "marker": {"color": colors, "size": 9},
+        }
+    ]
+    layout = _layout("p99 latency per probe (green: met the SLOs)", "p99 ms")
+    layout["xaxis"] = {"title": {"text": "offered / s"}}
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "xref": "paper",
+            "x0": 0,
+            "x1": 1,
+            "yref": "y",
+            "y0": analysis.slo.max_p99_ms,
+            "y1": analysis.slo.max_p99_ms,
+            "line": {"dash": "dot", "color": "#d62728"},
+        }
+    ]
+    return _chart("knee_p99", data, layout)

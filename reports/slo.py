@@ -51,6 +51,12 @@ def _p99(frames: RunFrames, start: float | None, end: float | None) -> float | N
     return metrics.latency_summary(metrics.merged_counts(frames.latency, start_s=start, end_s=end))["p99_ms"]
 
 
+def capacity_verdict(max_rate_per_s: float | None) -> dict[str, Any]:
+    """The one SLO of a capacity search: some rate met the SLOs (internals §6)."""
+    value = None if max_rate_per_s is None else float(max_rate_per_s)
+    return {"name": "capacity_found", "value": value, "bound": 0.0, "passed": value is not None and value > 0}
+
+
 def invariant_verdicts(counts: dict[str, int] | None, slo: Slo) -> list[dict[str, Any]]:
     """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero; none unchecked."""
     if counts is None:

@@ -14,6 +14,7 @@ import pytest
 from reports.finalize import finalize_run
 from tests.reports.cdp import offline_page
 from tests.reports.runs import edit_meta
+from tests.reports.test_finalize import STEPS
 
 pytestmark = pytest.mark.browser
 
@@ -53,12 +54,13 @@ async def open_report(report: Path, profile: Path) -> tuple[dict[str, Any], Any]
 
 
 async def test_report_opens_offline_without_errors_and_every_chart_has_data(run_dir: Path, tmp_path: Path) -> None:
+    (run_dir / "steps.csv").write_text(STEPS, encoding="utf-8")  # so the knee charts are drawn too
     summary = finalize_run(run_dir)
     result, log = await open_report(run_dir / "report.html", tmp_path / "profile")
     assert log.console_errors == [] and log.exceptions == [] and log.dialogs == []
     assert log.remote_requests == []
     assert result["error"] is None
-    assert len(result["charts"]) >= 6 and result["drawn"] == len(result["charts"])
+    assert len(result["charts"]) == 10 and result["drawn"] == len(result["charts"])
     for chart in result["charts"]:
         assert chart["svg"], chart["id"]
         assert chart["points"] and all(n > 0 for n in chart["points"]), chart["id"]

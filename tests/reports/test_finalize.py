@@ -120,7 +120,8 @@ def test_money_errors_outrank_an_invalid_run(run_dir: Path) -> None:
 def test_without_a_ledger_invariants_are_unchecked_not_passed(run_dir: Path) -> None:
     (run_dir / "ledger.sqlite").unlink()
     summary = finalize_run(run_dir)
-    assert summary["invariants"] is None and summary["invariant_verdicts"] == []
+    assert summary["invariants"] == dict.fromkeys(("lost", "phantom", "duplicate", "over_cap"))
+    assert summary["invariant_verdicts"] == [] and summary["exit_code"] == 0
     assert "were not checked" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
@@ -144,3 +145,29 @@ def test_missing_or_broken_run_folders_are_one_line_errors(tmp_path: Path, run_d
     (run_dir / "windows.jsonl").write_text('{"t": 0}\nnot json\n', encoding="utf-8")
     with pytest.raises(RunFolderError, match=r"windows.jsonl:2"):
         finalize_run(run_dir)
+
+
+STEPS = """step,rate_per_s,start_s,end_s,offered,goodput,success_ratio,p99_ms,passed,limited_by
+1,20,0,8,19.8,19.7,0.998,60,true,
+2,40,8,16,39.6,39.1,0.995,90,true,
+3,80,16,24,79.0,51.0,0.71,2300,false,success_ratio
+"""
+
+
+def test_a_capacity_search_is_judged_by_capacity_found_and_invariants(run_dir: Path) -> None:
+    edit_meta(run_dir, kind="capacity")
+    (run_dir / "steps.csv").write_text(STEPS, encoding="utf-8")
+    capacity = {"max_rate_per_s": 40.0, "spread": 0.02, "limited_by": "success_ratio", "bracket": [40, 80]}
+    (run_dir / "capacity.json").write_text(json.dumps(capacity), encoding="utf-8")
+    summary = finalize_run(run_dir)
+    assert [v["name"] for v in summary["slos"]] == ["capacity_found"] and summary["slos"][0]["value"] == 40.0
+    assert summary["capacity"] == {"max_rate_per_s": 40.0, "spread": 0.02, "limited_by": "success_ratio"}
+    assert summary["recovery"] == [] and summary["exit_code"] == 0
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert 'id="knee"' in page and 'id="knee_p99"' in page and 'id="capacity">40.0/s' in page
+
+
+def test_without_capacity_json_the_knee_comes_from_the_steps(run_dir: Path) -> None:
+    (run_dir / "steps.csv").write_text(STEPS, encoding="utf-8")
+    summary = finalize_run(run_dir)
+    assert summary["capacity"] == {"max_rate_per_s": 40.0, "spread": 1.0, "limited_by": "success_ratio"}

@@ -47,6 +47,7 @@ def frames_of(
         events=event_frame,
         ledger=None,
         steps=read_steps(Path("/nonexistent/steps.csv")),
+        capacity={},
     )
 
 
