@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from mock_gateway.config import GatewayConfig
 from mock_gateway.errors import (
     GatewayError,
+    MethodNotAllowed,
     NoHealthyReplica,
     NotFound,
     PayloadTooLarge,
@@ -67,7 +68,7 @@ on a cluster that is merely slow."""
 
 @dataclass(frozen=True, slots=True)
 class RouterSettings:
-    """The router's knobs: health and caps from the config, timeouts and budget with measured defaults."""
+    """The router's knobs: health and caps from the config; timeouts and budget fixed (no config keys yet)."""
 
     mode: Mode
     check_interval_s: float
@@ -188,13 +189,17 @@ class Router:
     # ---- health -----------------------------------------------------------------------------------------
 
     async def _probe_loop(self, name: str) -> None:
-        """Probe on a fixed cadence; a slow probe does not delay the next one, so a hang is seen in time."""
+        """Probe on a fixed cadence; a slow probe does not delay the next one, so a hang is seen in time.
+
+        After a stall of the router's own loop the cadence restarts from now instead of firing the missed
+        probes back to back.
+        """
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
             self._spawn(self._probe(name))
-            next_at += self.settings.check_interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+            next_at = max(next_at + self.settings.check_interval_s, loop.time())
+            await asyncio.sleep(next_at - loop.time())
 
     async def _probe(self, name: str) -> None:
         assert self._probe_session is not None
@@ -311,7 +316,7 @@ class Router:
                 backend.waiting.add(deadline)
                 try:
                     async with backend.session.request(
-                        request.method, backend.base_url + request.path_qs, data=body, headers=headers
+                        request.method, backend.base_url + request.raw_path, data=body, headers=headers
                     ) as upstream:
                         payload = await upstream.read()
                 finally:
@@ -324,6 +329,8 @@ class Router:
             raise _AttemptFailed("connect") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
             raise _AttemptFailed("disconnected") from None
+        except aiohttp.ClientError as exc:  # anything else the transport can say: never a 500 to the client
+            raise _AttemptFailed(f"client_error:{type(exc).__name__}") from None
         finally:
             member.in_flight -= 1
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -375,6 +382,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = exc.to_response()
     except web.HTTPNotFound:
         response = NotFound(f"no route for {request.method} {request.path}").to_response()
+    except web.HTTPMethodNotAllowed as exc:
+        response = MethodNotAllowed(request.method, set(exc.allowed_methods)).to_response()
     response.headers.setdefault("X-Replica", ROUTER_NAME)
     return response
 

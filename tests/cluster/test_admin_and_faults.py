@@ -149,6 +149,12 @@ async def test_router_answers_carry_x_replica_and_metrics_count_events(
         assert (await response.json(content_type=None))["code"] == "NOT_FOUND"
     async with session.get(shared_cluster.url + "/v1/repayments/rp_missing") as response:
         assert response.status == 404 and response.headers["X-Replica"] == "r1"
+    async with session.get(shared_cluster.url + "/v1/repayments/%2F..%2Fadmin%20x?y=%ZZ") as response:
+        assert response.status in (400, 404) and response.headers["X-Replica"] == "r1"
+    async with session.put(shared_cluster.url + "/admin/replicas", headers=bearer(shared_cluster)) as response:
+        problem = await response.json(content_type=None)
+        assert (response.status, problem["code"]) == (405, "METHOD_NOT_ALLOWED")
+        assert response.headers["Allow"] == "GET, HEAD" and response.headers["X-Replica"] == "router"
     async with session.post(
         shared_cluster.url + "/v1/repayments",
         data=b"x" * 20_000,
