@@ -16,7 +16,7 @@ Group commit, on the event loop
     transaction, each request decided in arrival order against totals that include the earlier ones of the same
     batch. Reads for a batch are set-based (one query per table), so a request costs two row inserts and a share
     of one commit. The transaction runs on the loop thread itself: a commit without fsync takes ~0.1 ms, far
-    less than handing work to a thread that must then fight the event loop for the GIL (measured: 5-10x slower).
+    less than handing work to a thread that must then wait for the GIL behind the busy loop at every SQLite call.
 
     The loop never waits for a lock: its connection has busy_timeout 0, and a batch that finds the write lock
     held by another process goes to the writer thread, which waits up to `busy_timeout_ms` for it. With
