@@ -185,7 +185,9 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
         section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
         if not section or not key or "__" in key:
             raise ConfigError(f"environment variable {name} must look like SURGE_<SECTION>__<KEY>")
-        if section not in GatewayConfig.model_fields or section == "channels":
+        if section == "channels":
+            raise ConfigError(f"{name}: channels is a list and cannot be set from the environment; use the file")
+        if section not in GatewayConfig.model_fields:
             raise ConfigError(f"unknown key '{section}' (from environment variable {name})")
         result.setdefault(section, {})[key] = _toml_scalar(value)
     return result

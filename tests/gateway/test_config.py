@@ -66,6 +66,7 @@ def test_json_file_as_the_cluster_writes_it(tmp_path: Path) -> None:
         ("", {"SURGE_LIMITS__USER_TPS": "0"}, "limits.user_tps must be > 0 (got 0)"),
         ("", {"SURGE_LIMITS__BOGUS": "1"}, "unknown key 'limits.bogus'"),
         ("", {"SURGE_WHAT__X": "1"}, "unknown key 'what'"),
+        ("", {"SURGE_CHANNELS__CODE": "X"}, "cannot be set from the environment"),
         ("[[channels]]\ncode = 'ICBC'\nsingle_fen = 1\n", {}, "channels[0].card_daily_fen is required"),
         ("[router]\nmode = 'round-robin'\n", {}, "router.mode"),
         ("[clock]\nstart = 2026-11-11T00:00:00\n", {}, "clock.start"),
