@@ -285,7 +285,9 @@ async def serve_cluster(
     stop = stop or asyncio.Event()
 
     with EventLog(state_dir / EVENTS_FILE, RouterMetrics()) as events:
-        router = Router(RouterSettings.from_config(config), ports, "127.0.0.1", events)
+        router = Router(
+            RouterSettings.from_config(config), ports, "127.0.0.1", events, running=lambda: supervisor.running()
+        )
         supervisor = Supervisor(
             config_path=config_path,
             admin_token=token,

@@ -86,6 +86,11 @@ class RouterMetrics:
             "Failed attempts not retried because the retry budget was spent",
             registry=self.registry,
         )
+        self.panic_routed = Counter(
+            "surge_router_panic_routed",
+            "Attempts sent to a replica that failed its checks because none passed them (panic mode)",
+            registry=self.registry,
+        )
         self.rejected = Counter(
             "surge_router_rejected",
             "Requests answered by the router itself (rate limits, no healthy replica)",

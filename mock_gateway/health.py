@@ -12,6 +12,7 @@ consecutive successes to come back (HAProxy's semantics).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -133,7 +134,18 @@ class ReplicaPool:
 
     def select(self, exclude: frozenset[str] | set[str] = frozenset()) -> str | None:
         """The replica for the next attempt, skipping those already tried for this request."""
-        candidates = [m for m in self.members if m.up and m.name not in exclude]
+        return self._pick([m for m in self.members if m.up and m.name not in exclude])
+
+    def select_in_panic(self, running: Collection[str], exclude: frozenset[str] | set[str] = frozenset()) -> str | None:
+        """When no replica is healthy, pick among those whose process runs, health ignored.
+
+        Envoy's panic mode: if every replica fails its checks at once, the checks are more likely wrong (a
+        starved host answering probes late) than every replica dead, so traffic goes to the running ones
+        rather than nowhere. Used only while `healthy()` is empty.
+        """
+        return self._pick([m for m in self.members if m.name in running and m.name not in exclude])
+
+    def _pick(self, candidates: list[Member]) -> str | None:
         if not candidates:
             return None
         if self.mode is Mode.ACTIVE_STANDBY:

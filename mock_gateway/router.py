@@ -8,6 +8,10 @@ on the next healthy replica with the same body and `Idempotency-Key`, within the
 is safe even when the first replica committed before dying, because the ledger's commit step re-checks the
 key: the second replica replays the stored answer instead of paying twice.
 
+When every replica fails its checks at once, the router routes anyway to the replicas whose process runs
+(Envoy's panic mode): on a starved host, probes time out before replicas die. `503 NO_HEALTHY_REPLICA` is
+left for when no replica process is running.
+
 Health comes from three sources, fastest first: the supervisor's news that the process exited, a proxied
 request refused at connect (passive check), and the active probe of `/readyz` every `check_interval_ms`
 (the only one that sees a paused process). When a replica goes down, the requests still waiting on it are
@@ -20,7 +24,7 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -128,8 +132,12 @@ class Router:
         ports: dict[str, int],
         host: str,
         events: EventLog,
+        running: Callable[[], Collection[str]] | None = None,
     ) -> None:
+        """`running` names the replicas whose process runs and is not paused (the supervisor knows): the
+        candidates of panic routing when no replica passes its checks. Without it there is no panic mode."""
         self.settings = settings
+        self._running = running
         self.events = events
         self.metrics: RouterMetrics = events.metrics
         self.pool = ReplicaPool.of(list(ports), settings.mode, settings.fall, settings.rise)
@@ -280,7 +288,7 @@ class Router:
         self.budget.record_request(loop.time())
         tried: set[str] = set()
         failure: _AttemptFailed | None = None
-        while (name := self.pool.select(tried)) is not None:
+        while (name := self._next(tried)) is not None:
             tried.add(name)
             if failure is not None:
                 if failure.reason not in MOVES_LOAD and not self.budget.try_acquire(loop.time()):
@@ -306,6 +314,14 @@ class Router:
             "retrying with the same Idempotency-Key is safe",
             retry_after_s=NO_REPLICA_RETRY_AFTER_S,
         )
+
+    def _next(self, tried: set[str]) -> str | None:
+        name = self.pool.select(tried)
+        if name is None and self._running is not None and not self.pool.healthy():
+            name = self.pool.select_in_panic(self._running(), tried)
+            if name is not None:
+                self.metrics.panic_routed.inc()
+        return name
 
     async def _attempt(self, backend: Backend, request: web.Request, body: bytes) -> web.Response:
         member = self.pool.member(backend.name)

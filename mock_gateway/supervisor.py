@@ -139,6 +139,10 @@ class Supervisor:
     def get(self, name: str) -> ReplicaProcess:
         return self.replicas[name]
 
+    def running(self) -> list[str]:
+        """Replicas whose process is alive and not paused by us, in priority order."""
+        return [r.name for r in self.replicas.values() if r.alive and not r.paused]
+
     def _argv(self, rep: ReplicaProcess) -> list[str]:
         """Replicas always bind loopback: only the router may face the outside."""
         args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", "127.0.0.1"]

@@ -112,3 +112,11 @@ def test_no_healthy_replica() -> None:
 def test_names_must_be_unique() -> None:
     with pytest.raises(ValueError, match="unique"):
         ReplicaPool.of(["r1", "r1"], Mode.ACTIVE_STANDBY, 1, 1)
+
+
+def test_panic_selection_ignores_health_but_not_the_running_set() -> None:
+    pool = _pool(Mode.ACTIVE_STANDBY, [])
+    assert pool.select() is None
+    assert pool.select_in_panic(["r2", "r3"]) == "r2"
+    assert pool.select_in_panic(["r2", "r3"], {"r2"}) == "r3"
+    assert pool.select_in_panic([]) is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 
 import aiohttp
@@ -58,7 +58,13 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
     runners: list[web.AppRunner] = []
     logs: list[EventLog] = []
 
-    async def make(r1: Handler | None, r2: Handler, ratio: float = 0.0, min_per_s: float = 0.0) -> tuple[Router, str]:
+    async def make(
+        r1: Handler | None,
+        r2: Handler,
+        ratio: float = 0.0,
+        min_per_s: float = 0.0,
+        running: Callable[[], Collection[str]] | None = None,
+    ) -> tuple[Router, str]:
         ports = {}
         for name, handler in (("r1", r1), ("r2", r2)):
             if handler is None:  # a replica whose process is gone: nothing listens on its port
@@ -81,7 +87,7 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
         )
         log = EventLog(tmp_path / f"events{len(logs)}.jsonl", RouterMetrics())
         logs.append(log)
-        router = Router(settings, ports, "127.0.0.1", log)
+        router = Router(settings, ports, "127.0.0.1", log, running=running)
         runner, port = await serve(create_router_app(router, []))
         runners.append(runner)
         for _ in range(100):  # first checks decide; bounded wait
@@ -136,3 +142,18 @@ async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(
     status, replica, _ = await pending
     assert (status, replica) == (201, "r2")
     assert time.monotonic() - started < 1.5  # not the 5 s the hung replica would take
+
+
+@pytest.mark.parametrize(("running", "expected"), [(None, (503, "router")), (("r1", "r2"), (201, "r1"))])
+async def test_panic_mode_routes_to_running_replicas_when_all_fail_their_checks(
+    make_router: RouterFactory, running: tuple[str, ...] | None, expected: tuple[int, str]
+) -> None:
+    router, url = await make_router(created, created, running=(lambda: running) if running else None)
+    for name in ("r1", "r2"):
+        router.pool.member(name).health.force_down()  # both "down" although both answer
+    status, replica, body = await post(url)
+    assert (status, replica) == expected
+    if status == 503:
+        assert body["code"] == "NO_HEALTHY_REPLICA"
+    else:
+        assert router.metrics.registry.get_sample_value("surge_router_panic_routed_total") == 1
