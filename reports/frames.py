@@ -64,6 +64,7 @@ class RunFrames:
     ledger: pd.DataFrame | None
     steps: pd.DataFrame
     capacity: dict[str, Any]
+    clock: dict[str, Any]
 
     @property
     def is_capacity_search(self) -> bool:
@@ -90,7 +91,26 @@ def load_run(run_dir: Path) -> RunFrames:
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
         capacity=_read_json(run_dir / "capacity.json", required=False),
+        clock=read_clock(run_dir, meta),
     )
+
+
+def read_clock(run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The gateway's simulated clock (`start`, `speed`, `anchor_unix`): the config's, completed by the cluster's
+    state file, which alone knows the anchor the cluster chose. Only `clock` is taken from cluster.json: it
+    also holds the admin token, which must never reach a report."""
+    clock = dict((meta.get("gateway_config") or {}).get("clock") or {})
+    for candidate in (run_dir / "cluster" / "cluster.json", run_dir / "cluster.json"):
+        if candidate.is_file():
+            try:
+                state = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            found = state.get("clock") if isinstance(state, dict) else None
+            if isinstance(found, dict):
+                clock.update({k: v for k, v in found.items() if k in ("start", "speed", "anchor_unix") and v})
+            break
+    return clock
 
 
 def read_meta(run_dir: Path) -> dict[str, Any]:

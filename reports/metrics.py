@@ -333,14 +333,14 @@ def _step_latency_failed(step: pd.Series, steps: pd.DataFrame) -> bool:
     return float(step["p99_ms"]) > ceiling * 1.5 and float(step["success_ratio"]) >= floor
 
 
-def business_dates(unix: pd.Series, meta: dict[str, Any]) -> pd.Series:
-    """The gateway's business date (Asia/Shanghai, on its possibly fast simulated clock) of each wall time."""
-    clock = (meta.get("gateway_config") or {}).get("clock") or {}
+def business_dates(unix: pd.Series, clock: dict[str, Any], started_unix: float) -> pd.Series:
+    """The gateway's business date (Asia/Shanghai, on its possibly fast simulated clock) of each wall time;
+    without a known anchor the clock is taken to read `start` when the run started."""
     speed = float(clock.get("speed", 1.0) or 1.0)
     start_text = clock.get("start")
     if start_text:
         start = datetime.fromisoformat(str(start_text)).timestamp()
-        anchor = float(clock.get("anchor_unix") or meta.get("started_unix") or 0.0)
+        anchor = float(clock.get("anchor_unix") or started_unix)
         simulated = start + (unix - anchor) * speed
     else:
         simulated = unix
@@ -384,7 +384,8 @@ def declines_by_scope(frames: RunFrames) -> pd.DataFrame:
     if declines.empty:
         return pd.DataFrame(columns=["single", "card", "user"], dtype="int64")
     days = declines["business_date"].where(
-        declines["business_date"] != "", business_dates(declines["done"], frames.meta)
+        declines["business_date"] != "",
+        business_dates(declines["done"], frames.clock, float(frames.meta.get("started_unix") or 0.0)),
     )
     card_caps, _ = caps(frames.meta)
     keyed = pd.DataFrame(

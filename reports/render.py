@@ -212,6 +212,7 @@ def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
 def _markers(analysis: Analysis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Vertical lines and labels for faults, spikes and the router's reactions, from events.csv."""
     events = analysis.frames.events
+    events = events[(events["t_s"] >= 0) & (events["t_s"] <= len(analysis.frames.windows))]
     shapes: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
     for row in events.itertuples():

@@ -60,7 +60,9 @@ async def test_report_opens_offline_without_errors_and_every_chart_has_data(run_
     assert log.console_errors == [] and log.exceptions == [] and log.dialogs == []
     assert log.remote_requests == []
     assert result["error"] is None
-    assert len(result["charts"]) == 10 and result["drawn"] == len(result["charts"])
+    drawn = {chart["id"] for chart in result["charts"]}
+    assert {"throughput", "latency_intended", "latency_service", "hdr", "knee", "knee_p99"} <= drawn
+    assert result["drawn"] == len(result["charts"])
     for chart in result["charts"]:
         assert chart["svg"], chart["id"]
         assert chart["points"] and all(n > 0 for n in chart["points"]), chart["id"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reports.finalize import finalize_run
-from reports.frames import RunFolderError
+from reports.frames import RunFolderError, load_run
 from tests.reports.runs import edit_json, edit_meta, ledger_execute
 
 SUMMARY_FIELDS = {"scenario", "seed", "scale", "valid", "exit_code", "totals", "slos", "invariants", "recovery"}
@@ -92,13 +92,17 @@ def test_an_impossible_slo_fails_with_exit_1_and_says_which(run_dir: Path) -> No
     assert ("p99_ms", False) in parser.rows
 
 
+def acknowledged_ids(run_dir: Path) -> list[str]:
+    ids = []
+    for path in sorted((run_dir / "history").glob("*.csv")):
+        with path.open(encoding="utf-8") as handle:
+            ids += [row["repayment_id"] for row in csv.DictReader(handle) if row["status"] == "201"]
+    return ids
+
+
 def test_a_lost_repayment_fails_the_run(run_dir: Path) -> None:
-    assert (
-        ledger_execute(
-            run_dir, "DELETE FROM repayments WHERE repayment_id = (SELECT MIN(repayment_id) FROM repayments)"
-        )
-        == 1
-    )
+    acknowledged = acknowledged_ids(run_dir)[0]
+    assert ledger_execute(run_dir, "DELETE FROM repayments WHERE repayment_id = ?", acknowledged) == 1
     summary = finalize_run(run_dir)
     assert summary["invariants"]["lost"] == 1
     assert summary["exit_code"] == 1
@@ -113,7 +117,7 @@ def test_an_invalid_run_is_not_a_pass(run_dir: Path) -> None:
 
 def test_money_errors_outrank_an_invalid_run(run_dir: Path) -> None:
     edit_json(run_dir / "generator.json", valid=False)
-    ledger_execute(run_dir, "UPDATE repayments SET amount_fen = amount_fen + 9000000 WHERE rowid = 1")
+    ledger_execute(run_dir, "UPDATE repayments SET amount_fen = amount_fen + 10000000000 WHERE rowid = 1")
     assert finalize_run(run_dir)["exit_code"] == 1
 
 
@@ -171,3 +175,14 @@ def test_without_capacity_json_the_knee_comes_from_the_steps(run_dir: Path) -> N
     (run_dir / "steps.csv").write_text(STEPS, encoding="utf-8")
     summary = finalize_run(run_dir)
     assert summary["capacity"] == {"max_rate_per_s": 40.0, "spread": 1.0, "limited_by": "success_ratio"}
+
+
+def test_the_clock_comes_from_the_cluster_state_but_the_token_never_leaves_it(run_dir: Path) -> None:
+    (run_dir / "cluster").mkdir()
+    state = {"admin_token": "s3cret-admin-token", "clock": {"start": "2026-11-11T00:00:00+08:00", "anchor_unix": 5.0}}
+    (run_dir / "cluster" / "cluster.json").write_text(json.dumps(state), encoding="utf-8")
+    frames = load_run(run_dir)
+    assert frames.clock["anchor_unix"] == 5.0 and frames.clock["start"] == "2026-11-11T00:00:00+08:00"
+    finalize_run(run_dir)
+    for name in ("summary.json", "junit.xml", "timeseries.csv", "report.html"):
+        assert "s3cret-admin-token" not in (run_dir / name).read_text(encoding="utf-8"), name

@@ -48,6 +48,7 @@ def frames_of(
         ledger=None,
         steps=read_steps(Path("/nonexistent/steps.csv")),
         capacity={},
+        clock={},
     )
 
 
