@@ -322,7 +322,8 @@ def render(tp: list[dict[str, Any]], fo: dict[str, list[dict[str, Any]]], meta: 
         "the stopped replica (SIGKILL + restart, 1 s after it was marked down), which releases the lock — "
         "hence in-flight latencies of about 1.5–2 s. Before fencing existed the whole cluster answered 503 for "
         "as long as the pause lasted. Errors that remain in some pause runs come after the fence, from a "
-        "replica whose event loop is blocked by a ledger read waiting on SQLite locks (see the issue-3 report); "
+        "replica whose event loop is blocked by a ledger read waiting on SQLite locks (the replica's reader "
+        "connection waits up to `ledger.busy_timeout_ms` on its event-loop thread); "
         "when every replica fails its checks at once the router routes to the running ones (panic mode) "
         "instead of answering NO_HEALTHY_REPLICA.",
         "",
