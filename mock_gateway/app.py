@@ -64,6 +64,8 @@ MAX_ID_CHARS: Final = 64
 MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
 FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen"})
 USAGE_CACHE_MAX: Final = 200_000
+JSON_UTF8: Final = "application/json; charset=utf-8"
+PROBLEM_UTF8: Final = PROBLEM_CONTENT_TYPE + "; charset=utf-8"
 KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -133,6 +135,7 @@ def create_app(
         client_max_size=config.server.max_body_bytes,
     )
     app[STATE_KEY] = state
+    metrics.in_flight.set_function(lambda: len(state.in_flight))
     app[FAULTS_KEY] = state.faults
     app[ADMIN_TOKEN_KEY] = admin_token if admin_token is not None else load_admin_token(config, os.environ)[0]
     app[CHANNEL_CODES_KEY] = frozenset(channel.code for channel in config.channels)
@@ -209,12 +212,10 @@ async def post_repayment(request: web.Request) -> web.StreamResponse:
     if charge.key in state.in_flight:
         raise IdempotencyInFlight(charge.key)
     state.in_flight.add(charge.key)
-    state.metrics.in_flight.inc()
     try:
         return await _execute(request, state, charge)
     finally:
         state.in_flight.discard(charge.key)
-        state.metrics.in_flight.dec()
 
 
 async def _execute(request: web.Request, state: ReplicaState, charge: Charge) -> web.StreamResponse:
@@ -280,8 +281,8 @@ def _replay(stored: Stored, charge: Charge) -> web.StreamResponse:
 
 
 def _stored_response(stored: Stored, *, replayed: bool) -> web.Response:
-    content_type = "application/json" if stored.status < 400 else PROBLEM_CONTENT_TYPE
-    response = web.Response(status=stored.status, text=stored.body, content_type=content_type)
+    content_type = JSON_UTF8 if stored.status < 400 else PROBLEM_UTF8
+    response = web.Response(status=stored.status, body=stored.body.encode(), headers={"Content-Type": content_type})
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     if stored.status >= 400:
@@ -322,9 +323,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+# One decoder for the process: json.loads(..., parse_constant=...) would build a new one per call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _decode(raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        return _DECODER.decode(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise InvalidJson(f"body is not valid JSON: {str(exc)[:200]}") from None
 

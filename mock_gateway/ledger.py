@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, NamedTuple, Protocol
 
 from mock_gateway.clock import SimClock, business_date
 from mock_gateway.quotas import Usage
@@ -66,8 +66,7 @@ class LedgerError(Exception):
     """The ledger could not record (lock timeout, disk error); nothing of the request was committed."""
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """A validated repayment request reaching the ledger step."""
 
     key: str
@@ -78,8 +77,7 @@ class Charge:
     amount_fen: int
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What the business rules answered; `repayment_id` is set only when money moves."""
 
     status: int
@@ -87,8 +85,7 @@ class Decision:
     repayment_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Stored:
+class Stored(NamedTuple):
     """The response stored against an idempotency key."""
 
     request_hash: str
@@ -96,8 +93,7 @@ class Stored:
     body: str
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The ledger step's answer: the stored response, whether it was stored earlier, today's totals after it."""
 
     stored: Stored

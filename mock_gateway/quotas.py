@@ -13,31 +13,27 @@ instalments is a loan product, not a repayment split, and the answer must stay s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 PLAN_HORIZON_DAYS = 31
 PLAN_MAX_PARTS = 64
 
 
-@dataclass(frozen=True, slots=True)
-class Caps:
+class Caps(NamedTuple):
     single_fen: int
     card_daily_fen: int
     user_daily_fen: int
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """What the card and the user have repaid on one business day."""
 
     card_fen: int
     user_fen: int
 
 
-@dataclass(frozen=True, slots=True)
-class PlanPart:
+class PlanPart(NamedTuple):
     business_date: date
     amount_fen: int
 
@@ -45,8 +41,7 @@ class PlanPart:
         return {"business_date": self.business_date.isoformat(), "amount_fen": self.amount_fen}
 
 
-@dataclass(frozen=True, slots=True)
-class Decline:
+class Decline(NamedTuple):
     """Why an amount cannot be paid now; `scope` is `single`, `card` or `user`."""
 
     scope: Literal["single", "card", "user"]
