@@ -470,7 +470,9 @@ class ClusterProcess:
         """Launch `python -m mock_gateway.cluster` and wait until cluster.json exists and /readyz is 200.
 
         The config (file, `SURGE_*` environment and `overrides`) is resolved here, so a bad key raises
-        `ConfigError` before any process starts. The subprocess dies with the calling thread's process.
+        `ConfigError` before any process starts. The subprocess gets `PR_SET_PDEATHSIG`, which Linux fires
+        when the *thread* that forked it ends: call this from a thread that outlives the cluster (the main
+        thread, or `asyncio.to_thread`, whose default-executor workers live until the event loop closes).
         """
         config = load_config(config_path, overrides=overrides)
         state_dir.mkdir(parents=True, exist_ok=True)
