@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent
@@ -62,6 +62,7 @@ class FestivalShape(LoadTestShape):
     """The whole pool at once, until the recording says the run is over (or its bound has passed)."""
 
     recording: LocustRecording | None = None
+    _pools: ClassVar[dict[tuple[str, float, float], int]] = {}  # ticked every second: parse the TOML once
 
     def tick(self) -> tuple[int, float] | None:
         recording = FestivalShape.recording
@@ -71,7 +72,12 @@ class FestivalShape(LoadTestShape):
             if recording.finished or overdue:
                 return None
         assert self.runner is not None
-        pool = _scenario(self.runner.environment.parsed_options).arrivals.pool
+        options = self.runner.environment.parsed_options
+        assert options is not None
+        key = (options.scenario, options.scale, options.surge_duration)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _scenario(options).arrivals.pool
         return pool, float(pool)
 
 
