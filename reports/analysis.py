@@ -27,6 +27,7 @@ import pandas as pd
 
 from reports import hdr, invariants, metrics, slo
 from reports.frames import CLASSES, RunFrames
+from reports.invariants import DailyTotals, InvariantReport
 from reports.metrics import Slo
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
@@ -43,7 +44,8 @@ class Analysis:
     overall_service: hdr.IntArray
     healthy: pd.Series
     recovery: list[dict[str, Any]]
-    invariants: invariants.InvariantReport | None
+    invariants: InvariantReport | None
+    daily: DailyTotals
     slo_verdicts: list[dict[str, Any]]
     invariant_verdicts: list[dict[str, Any]]
     generator_verdict: dict[str, Any]
@@ -70,7 +72,10 @@ def analyse(frames: RunFrames) -> Analysis:
         recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
         slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
-    report = None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap)
+    daily = invariants.daily_totals(metrics.recorded_repayments(frames))
+    report = (
+        None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap, daily)
+    )
     invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
     generator = slo.generator_verdict(frames.generator)
     return Analysis(
@@ -84,6 +89,7 @@ def analyse(frames: RunFrames) -> Analysis:
         healthy=healthy,
         recovery=recovery,
         invariants=report,
+        daily=daily,
         slo_verdicts=slo_verdicts,
         invariant_verdicts=invariant_verdicts,
         generator_verdict=generator,

@@ -25,6 +25,7 @@ from reports import hdr
 
 CLASSES = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
 KINDS = ("intended", "service")
+LATENCY_CLASSES = ("succeeded", "declined", "shed", "error", "timeout")  # a 429's latency is never reported
 HISTORY_COLUMNS = [
     *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
     *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
@@ -159,7 +160,7 @@ def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
             for cls, data in (window.get("classes") or {}).items():
                 count = int(data.get("count", 0) or 0)
                 row[f"n_{cls}"] = row.get(f"n_{cls}", 0) + count
-                if count == 0 or cls not in CLASSES:
+                if count == 0 or cls not in LATENCY_CLASSES:
                     continue
                 for kind_code, kind in enumerate(KINDS):
                     encoded = data.get(kind)

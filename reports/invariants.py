@@ -221,22 +221,36 @@ def _totals(rows: pd.DataFrame, columns: list[str], codebook: dict[str, tuple[Co
     return pd.DataFrame({**{column: result[column] for column in columns}, "amount_fen": totals})
 
 
-def find_over_cap(rows: pd.DataFrame, card_caps: dict[str, int], user_cap: int | None) -> list[dict[str, Any]]:
-    """Business days on which a card or a user was charged more than its cap. `rows`: recorded repayments with
-    card_id, channel, user_id, business_date, amount_fen (the ledger, or acknowledged attempts without one)."""
-    found: list[dict[str, Any]] = []
+@dataclass(frozen=True, slots=True)
+class DailyTotals:
+    """Amount recorded per card and per user per business day: what the caps bound (and the daily-cap view reads)."""
+
+    per_card: pd.DataFrame  # card_id, channel, business_date, amount_fen
+    per_user: pd.DataFrame  # user_id, business_date, amount_fen
+
+
+def daily_totals(rows: pd.DataFrame) -> DailyTotals:
+    """`rows`: recorded repayments with card_id, channel, user_id, business_date, amount_fen (the ledger, or the
+    acknowledged attempts when there is none)."""
     codebook: dict[str, tuple[Codes, pd.Index]] = {}
-    per_card = _totals(rows, ["card_id", "channel", "business_date"], codebook)
-    per_card["cap"] = per_card["channel"].map(card_caps)
+    return DailyTotals(
+        per_card=_totals(rows, ["card_id", "channel", "business_date"], codebook),
+        per_user=_totals(rows, ["user_id", "business_date"], codebook),
+    )
+
+
+def find_over_cap(totals: DailyTotals, card_caps: dict[str, int], user_cap: int | None) -> list[dict[str, Any]]:
+    """Business days on which a card or a user was charged more than its cap."""
+    per_card = totals.per_card.assign(cap=totals.per_card["channel"].map(card_caps))
     over = per_card[per_card["cap"].notna() & (per_card["amount_fen"] > per_card["cap"])]
-    found += [
+    found = [
         {"scope": "card", "id": str(card), "business_date": str(day), "total_fen": int(total), "cap_fen": int(cap)}
         for card, day, total, cap in zip(
             over["card_id"], over["business_date"], over["amount_fen"], over["cap"], strict=True
         )
     ]
     if user_cap is not None:
-        per_user = _totals(rows, ["user_id", "business_date"], codebook)
+        per_user = totals.per_user
         over = per_user[per_user["amount_fen"] > user_cap]
         found += [
             {"scope": "user", "id": str(user), "business_date": str(day), "total_fen": int(total), "cap_fen": user_cap}
@@ -246,16 +260,20 @@ def find_over_cap(rows: pd.DataFrame, card_caps: dict[str, int], user_cap: int |
 
 
 def check(
-    history: pd.DataFrame, ledger: pd.DataFrame, card_caps: dict[str, int], user_cap: int | None
+    history: pd.DataFrame,
+    ledger: pd.DataFrame,
+    card_caps: dict[str, int],
+    user_cap: int | None,
+    totals: DailyTotals | None = None,
 ) -> InvariantReport:
-    """Run every checker over one history and one ledger dump."""
+    """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed)."""
     evidence = Evidence.of(history, ledger)
     return InvariantReport(
         violations={
             "lost": find_lost(evidence),
             "phantom": find_phantom(evidence),
             "duplicate": find_duplicates(evidence),
-            "over_cap": find_over_cap(ledger, card_caps, user_cap),
+            "over_cap": find_over_cap(totals or daily_totals(ledger), card_caps, user_cap),
         },
         outcomes=evidence.outcome_counts(),
     )

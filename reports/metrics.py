@@ -363,20 +363,24 @@ def caps(meta: dict[str, Any]) -> tuple[dict[str, int], int | None]:
 def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
     """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
     else from the acknowledged attempts of the history (one per repayment id)."""
-    if frames.ledger is not None:
-        source = frames.ledger
-    else:
-        acked = frames.history[frames.history["outcome"] == "succeeded"]
-        source = acked.drop_duplicates("repayment_id")
-    grouped = source.groupby("business_date")["amount_fen"].agg(["sum", "count"])
+    grouped = recorded_repayments(frames).groupby("business_date")["amount_fen"].agg(["sum", "count"])
     return grouped.rename(columns={"sum": "amount_fen", "count": "repayments"}).astype("int64").sort_index()
 
 
-def declines_by_scope(frames: RunFrames) -> pd.DataFrame:
+def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
+    """The ledger when the run has one, else the acknowledged attempts (one per repayment id)."""
+    if frames.ledger is not None:
+        return frames.ledger
+    acked = frames.history[frames.history["status"] == 201]
+    return acked.drop_duplicates("repayment_id")
+
+
+def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataFrame:
     """Limit declines per business day and scope (`single`, `card`, `user`), one per payment key.
 
     History rows carry the code but not the problem's `scope`, so a DAILY_LIMIT_EXCEEDED is attributed to the
-    card when the card's total that day plus the declined amount passes the card cap, else to the user.
+    card when the card's total that day (`per_card_day`: card_id, business_date, amount_fen) plus the declined
+    amount passes the card cap, else to the user.
     """
     history = frames.history
     declines = history[history["code"].isin(["SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED"])]
@@ -398,7 +402,7 @@ def declines_by_scope(frames: RunFrames) -> pd.DataFrame:
         }
     )
     keyed = keyed.merge(
-        repaid_per_card_day(frames, keyed["card_id"].unique()),
+        per_card_day.groupby(["card_id", "business_date"])["amount_fen"].sum().reset_index(),
         how="left",
         on=["card_id", "business_date"],
         suffixes=("", "_repaid"),
@@ -409,13 +413,6 @@ def declines_by_scope(frames: RunFrames) -> pd.DataFrame:
         pd.Series(keyed["business_date"].to_numpy(), name="business_date"), pd.Series(scope, name="scope")
     )
     return table.reindex(columns=["single", "card", "user"], fill_value=0).astype("int64")
-
-
-def repaid_per_card_day(frames: RunFrames, cards: Any) -> pd.DataFrame:
-    """Amount repaid per (card, business day), for the given cards only (a soak's ledger has a million rows)."""
-    source = frames.ledger if frames.ledger is not None else frames.history[frames.history["outcome"] == "succeeded"]
-    source = source[source["card_id"].isin(cards)]
-    return source.groupby(["card_id", "business_date"])["amount_fen"].sum().reset_index()
 
 
 def plans_followed(frames: RunFrames) -> int:

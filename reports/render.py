@@ -330,7 +330,7 @@ def _replicas(analysis: Analysis) -> dict[str, Any] | None:
 
 
 def _declines(analysis: Analysis) -> dict[str, Any] | None:
-    table = metrics.declines_by_scope(analysis.frames)
+    table = metrics.declines_by_scope(analysis.frames, analysis.daily.per_card)
     if table.empty:
         return None
     days = [html.escape(str(day)) for day in table.index]
