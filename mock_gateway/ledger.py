@@ -22,6 +22,9 @@ Group commit, on the event loop
     held by another process goes to the writer thread, which waits up to `busy_timeout_ms` for it. With
     `synchronous = "full"` every batch goes to the writer thread, so no fsync ever blocks the loop.
 
+Checkpoints (copying the WAL into the database file, with its fsync) are taken every 0.25 s by the writer
+thread, never by a commit on the loop: measured, automatic checkpoints doubled the cost of a commit.
+
 Reads on the request path (idempotency lookup, GET by id, limits) use a third connection on the loop thread:
 in WAL mode readers never wait for writers, and a primary-key lookup costs microseconds.
 """
@@ -60,6 +63,10 @@ CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_
 """
 
 MAX_BATCH: Final = 512
+CHECKPOINT_INTERVAL_S: Final = 0.25
+# Each repayment lands at random places in five B-trees (two primary keys, the unique key, two day indexes), so
+# a commit writes a page per tree per row; 1 KiB pages make that WAL traffic a quarter of the 4 KiB default's.
+PAGE_SIZE: Final = 1024
 
 
 class LedgerError(Exception):
@@ -119,8 +126,10 @@ def connect(path: Path, *, synchronous: Literal["normal", "full"], busy_timeout_
     """A connection in autocommit mode (transactions are explicit) with WAL and the chosen sync level."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_ms / 1000)
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new, empty file
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # the writer thread checkpoints, off the request path
     return conn
 
 
@@ -273,9 +282,16 @@ class Ledger:
         _resolve([job.future for job in batch], outcomes)
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
+        last_checkpoint = time.monotonic()
         try:
             while True:
-                item = self._queue.get()
+                if time.monotonic() - last_checkpoint >= CHECKPOINT_INTERVAL_S:
+                    _checkpoint(conn)
+                    last_checkpoint = time.monotonic()
+                try:
+                    item = self._queue.get(timeout=CHECKPOINT_INTERVAL_S)
+                except queue.Empty:
+                    continue
                 stopping = item is None
                 batch: list[_Job] = [] if item is None else list(item)
                 while len(batch) < MAX_BATCH:
@@ -292,6 +308,7 @@ class Ledger:
                     assert self._loop is not None
                     self._loop.call_soon_threadsafe(_resolve, [job.future for job in batch], outcomes)
                 if stopping and self._queue.empty():
+                    _checkpoint(conn)
                     return
         finally:
             conn.close()
@@ -364,6 +381,13 @@ class Ledger:
         conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
         conn.execute("COMMIT")
         return outcomes
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy committed WAL frames into the database file so the WAL can restart. PASSIVE never waits for a
+    lock or blocks a writer; a failure only means the WAL grows until the next try."""
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
 def _stored_for(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Stored]:

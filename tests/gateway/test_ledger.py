@@ -127,3 +127,19 @@ async def test_a_key_committed_by_another_replica_is_replayed(tmp_path: Path) ->
         await second.close()
     assert again.replayed
     assert again.stored == original.stored
+
+
+async def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = make_ledger(path)
+    await ledger.open()
+    try:
+        before = path.stat().st_size
+        await asyncio.gather(*(ledger.record(charge(i)) for i in range(200)))
+        assert path.stat().st_size == before  # committed to the WAL only: no checkpoint on the commit path
+        deadline = time.monotonic() + 5
+        while path.stat().st_size == before and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert path.stat().st_size > before
+    finally:
+        await ledger.close()
