@@ -3,11 +3,11 @@
 `finalize`, `render` and `compare` all start from an `Analysis`, so the numbers in summary.json, junit.xml,
 timeseries.csv and the HTML cannot disagree.
 
-Exit code (CONTRACT §2), in this order:
-
 A capacity search (internals §6) is judged by one check, `capacity_found`, plus the invariants: its overload
 probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are `null` (unknown), which
 does not fail a run.
+
+Exit code (CONTRACT §2), in this order:
 
 1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
    errors are real even when the load generator struggled;
@@ -35,6 +35,8 @@ EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 
 @dataclass(frozen=True, slots=True)
 class Analysis:
+    """One run, measured and judged; per-second latency frames share `frames.windows`' index."""
+
     frames: RunFrames
     slo: Slo
     totals: dict[str, int]

@@ -32,6 +32,7 @@ from rich.table import Table
 
 from reports import hdr, metrics
 from reports.analysis import Analysis
+from reports.frames import ADMITTED
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +145,7 @@ def _half_width(analysis: Analysis) -> float:
 
 
 def _binomial_error(analysis: Analysis, ratio: float | None) -> float:
-    admitted = int(metrics.class_sum(analysis.frames.windows, metrics.ADMITTED).sum())
+    admitted = int(metrics.class_sum(analysis.frames.windows, ADMITTED).sum())
     if ratio is None or admitted == 0:
         return 0.0
     return math.sqrt(ratio * (1.0 - ratio) / admitted)

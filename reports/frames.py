@@ -25,7 +25,8 @@ from reports import hdr
 
 CLASSES = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
 KINDS = ("intended", "service")
-LATENCY_CLASSES = ("succeeded", "declined", "shed", "error", "timeout")  # a 429's latency is never reported
+# Every class but 429s (see reports.metrics): the only ones whose latency is ever reported, so the only ones decoded.
+ADMITTED = ("succeeded", "declined", "shed", "error", "timeout")
 HISTORY_COLUMNS = [
     *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
     *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
@@ -160,7 +161,7 @@ def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
             for cls, data in (window.get("classes") or {}).items():
                 count = int(data.get("count", 0) or 0)
                 row[f"n_{cls}"] = row.get(f"n_{cls}", 0) + count
-                if count == 0 or cls not in LATENCY_CLASSES:
+                if count == 0 or cls not in ADMITTED:
                     continue
                 for kind_code, kind in enumerate(KINDS):
                     encoded = data.get(kind)

@@ -24,9 +24,8 @@ import numpy as np
 import pandas as pd
 
 from reports import hdr
-from reports.frames import CLASSES, RunFrames
+from reports.frames import ADMITTED, CLASSES, RunFrames
 
-ADMITTED = ("succeeded", "declined", "shed", "error", "timeout")
 GOOD = ("succeeded", "declined")
 FAILED = ("shed", "error", "timeout")
 PERCENTILES = (50.0, 95.0, 99.0)
