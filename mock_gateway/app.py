@@ -20,8 +20,8 @@ import json
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -408,7 +408,7 @@ def make_decider(config: GatewayConfig, replica: str) -> Decide:
         if decline is not None:
             error = _decline_error(decline, charge, moment)
             return Decision(error.status, json.dumps(error.body()), None)
-        repayment_id = "rp_" + uuid.uuid4().hex
+        repayment_id = new_repayment_id()
         left = remaining(caps, Usage(usage.card_fen + charge.amount_fen, usage.user_fen + charge.amount_fen))
         body = {
             "repayment_id": repayment_id,
@@ -424,6 +424,12 @@ def make_decider(config: GatewayConfig, replica: str) -> Decide:
         return Decision(201, json.dumps(body), repayment_id)
 
     return decide
+
+
+def new_repayment_id() -> str:
+    """`rp_` + 32 hex digits, time-ordered like a UUIDv7 (microseconds, then 72 random bits): new ids land at the
+    end of the primary-key B-tree instead of on a random page, one page less to write per commit."""
+    return f"rp_{time.time_ns() // 1000:014x}{secrets.token_hex(9)}"
 
 
 def _decline_error(decline: Decline, charge: Charge, moment: datetime) -> LimitExceeded:
