@@ -201,7 +201,7 @@ def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
         if near:
             injected.remove(start)
         target = fault.get("target")
-        name = f"{fault.get('action', 'fault')} {target}" if target else str(fault.get("action", "fault"))
+        name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
         found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target))
     for spike in meta.get("spikes") or []:
         start, end = float(spike["start_s"]), float(spike["end_s"])
@@ -280,9 +280,11 @@ def _detection(events: pd.DataFrame, incident: Incident, look_end_s: float) -> t
 
 
 def _victim_without_event(frames: RunFrames, incident: Incident) -> str | None:
+    """The replica a fault hit when no router event names it: a named replica, or for `primary` the one that
+    served most just before; none for spikes, `all` or channel faults (nothing to fail over from)."""
     if incident.target and incident.target in frames.replicas.columns:
         return incident.target
-    if incident.target is None:
+    if incident.target != "primary":
         return None
     first = max(int(incident.start_s), 0)
     before = frames.replicas.iloc[max(first - 3, 0) : first].sum()

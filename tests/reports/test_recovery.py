@@ -139,3 +139,16 @@ def test_incidents_use_the_injection_time_from_events() -> None:
         Incident("spike", 30.0, 2.0, None),
         Incident("kill primary", 45.31, 15.0, "primary"),
     ]
+
+
+def test_a_fault_on_all_replicas_or_a_channel_has_no_failover() -> None:
+    replicas = {"r1": [50] * 10 + [0] * 10, "r2": [0] * 12 + [50] * 8}
+    frames = frames_of([50] * 20, [0] * 20, replicas=replicas)
+    (result,) = recover(frames, [Incident("latency all CCB", 10.0, 5.0, "all")])
+    assert result["failover_s"] is None and result["detect_s"] is None
+
+
+def test_fault_names_carry_their_channel() -> None:
+    meta = {"faults": [{"at_s": 5, "action": "latency", "target": "all", "channel": "CCB", "duration_s": 10}]}
+    empty = pd.DataFrame(columns=EVENT_COLUMNS)
+    assert [incident.name for incident in metrics.incidents(meta, empty)] == ["latency all CCB"]
