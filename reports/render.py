@@ -310,7 +310,7 @@ def _hdr_curve(analysis: Analysis) -> dict[str, Any] | None:
     data = [trace for trace in data if trace["x"]]
     ticks = [1, 2, 10, 100, 1000, 10000, 100000]
     labels = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-    layout = _layout("Latency by percentile (HDR)", "ms")
+    layout = _layout("Latency by percentile (HDR)", "ms (log)", yaxis={"type": "log", "title": {"text": "ms (log)"}})
     layout["xaxis"] = {"type": "log", "tickvals": ticks, "ticktext": labels, "title": {"text": "percentile"}}
     return _chart("hdr", data, layout)
 

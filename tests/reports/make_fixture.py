@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from hdrh.histogram import HdrHistogram
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-STARTED_UNIX = 1_794_412_785.0  # 2026-11-10T15:59:45Z = 23:59:45 in Shanghai: midnight falls at t = 15 s
+STARTED_UNIX = 1_794_326_385.0  # 2026-11-10T15:59:45Z = 23:59:45 in Shanghai: midnight falls at t = 15 s
 CLOCK_START = "2026-11-10T23:59:45+08:00"
 DURATION_S = 30
 KILL_AT_S, DOWN_AT_S = 18.02, 18.45
