@@ -186,3 +186,9 @@ def test_the_clock_comes_from_the_cluster_state_but_the_token_never_leaves_it(ru
     finalize_run(run_dir)
     for name in ("summary.json", "junit.xml", "timeseries.csv", "report.html"):
         assert "s3cret-admin-token" not in (run_dir / name).read_text(encoding="utf-8"), name
+
+
+def test_a_history_without_its_columns_is_a_one_line_error(run_dir: Path) -> None:
+    (run_dir / "history" / "extra.csv").write_text("payment_id,key\np,k\n", encoding="utf-8")
+    with pytest.raises(RunFolderError, match=r"extra.csv: unreadable history \(Column 'attempt'"):
+        finalize_run(run_dir)
