@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -79,3 +81,15 @@ def test_report_rebuilds_only_the_page(run_dir: Path, twin: Path, capsys: pytest
 def test_report_on_a_folder_without_meta_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"meta.json is missing"):
         run(cmd_report, str(tmp_path))
+
+
+def test_the_surge_command_wires_compare_exit_codes(run_dir: Path, twin: Path) -> None:
+    """Black-box, through the real entry point: 1 on a regression, 2 with one line on a bad folder."""
+    degrade(twin, latency_factor=3.0, fail_every=10)
+    surge = [sys.executable, "-m", "loadtests.cli", "compare"]
+    regressed = subprocess.run([*surge, str(run_dir), str(twin)], capture_output=True, text=True, timeout=120)
+    assert regressed.returncode == 1, regressed.stderr
+    assert "REGRESSED" in regressed.stdout
+    missing = subprocess.run([*surge, str(run_dir), str(twin / "nope")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().count("\n") == 0 and "not a directory" in missing.stderr
