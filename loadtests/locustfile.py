@@ -117,7 +117,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         _check_host(environment.host or "")
     except UsageError as exc:
         log.error("surge: %s", exc)
-        gevent.spawn(runner.quit)
+        gevent.spawn(runner.stop)  # the web UI stays up to take a loopback host
         return
     scenario = _scenario(options)
     workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
