@@ -157,8 +157,8 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
         if isinstance(value, dict):
             rows += _flatten(value, f"{path}.")
         elif isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-            for item in value:
-                label = item.get("code") or item.get("name") or str(value.index(item))
+            for number, item in enumerate(value):
+                label = item.get("code") or item.get("name") or str(number)
                 rows += _flatten(item, f"{path}[{label}].")
         else:
             rows.append((path, json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value))
