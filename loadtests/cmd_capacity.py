@@ -27,6 +27,7 @@ from loadtests.errors import HarnessError
 from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.run_folder import (
     Event,
+    analyse,
     git_commit,
     new_run_dir,
     versions,
@@ -38,7 +39,6 @@ from loadtests.shapes import RatePoint, Scenario, load_scenario
 from loadtests.targets import check_target
 from loadtests.verdict_table import print_verdicts
 from mock_gateway.cluster import ClusterProcess
-from reports.finalize import finalize_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             "probes": len(result.probes),
         },
     )
-    summary = finalize_run(run_dir)
+    summary = analyse(run_dir, None)
     print_verdicts(summary, Console())
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
     print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")

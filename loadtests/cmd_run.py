@@ -26,6 +26,7 @@ from loadtests.live import LiveWindows
 from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.run_folder import (
     Event,
+    analyse,
     git_commit,
     new_run_dir,
     versions,
@@ -36,7 +37,6 @@ from loadtests.shapes import Scenario, load_scenario
 from loadtests.targets import check_target
 from loadtests.verdict_table import print_verdicts
 from mock_gateway.cluster import ClusterProcess
-from reports.finalize import finalize_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
-    summary = finalize_run(run_dir, args.baseline)
+    summary = analyse(run_dir, args.baseline)
     print_verdicts(summary, Console())
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")

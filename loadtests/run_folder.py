@@ -15,7 +15,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtests.errors import UsageError
+from loadtests.errors import HarnessError, UsageError
+from reports.finalize import finalize_run
+from reports.frames import RunFolderError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,3 +129,11 @@ def copy_ledger(source: Path, target: Path) -> bool:
         dst.close()
         src.close()
     return True
+
+
+def analyse(run_dir: Path, baseline: Path | None) -> dict[str, Any]:
+    """The verdict (reports.finalize); a folder the load left unreadable is the harness's failure (exit 3)."""
+    try:
+        return finalize_run(run_dir, baseline)
+    except RunFolderError as exc:
+        raise HarnessError(f"the run folder {run_dir} cannot be analysed: {exc}") from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -13,22 +14,20 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
     for slo in summary.get("slos", []):
-        table.add_row(
-            str(slo["name"]), _fmt(slo.get("value")), _fmt(slo.get("bound")), _verdict(slo.get("passed"))
-        )
-    invariants: dict[str, Any] = summary.get("invariants", {})
-    for name in ("lost", "phantom", "duplicate", "over_cap"):
-        if name in invariants:
-            value = invariants[name]
-            passed = None if value is None else value == 0
-            table.add_row(f"invariant {name}", _fmt(value), "0", _verdict(passed))
+        table.add_row(*_row(str(slo["name"]), slo))
+    for verdict in summary.get("invariant_verdicts", []):
+        table.add_row(*_row(f"invariant {verdict['name']}", verdict))
     console.print(table)
     if summary.get("valid") is False:
         console.print(
-            "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the "
-            "gateway's[/]"
+            "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's[/]"
         )
     console.print(f"exit code {summary.get('exit_code')}")
+
+
+def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
+    return (escape(name), _fmt(verdict.get("value")), _fmt(verdict.get("bound")), _verdict(verdict.get("passed")))
 
 
 def _fmt(value: Any) -> str:
