@@ -12,8 +12,9 @@ import ipaddress
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -85,15 +86,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _run(coro: asyncio.Future[None] | asyncio.Task[None] | object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
     """uvloop when it is installed: it roughly doubles what one core serves."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
     else:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(coro)  # type: ignore[arg-type]
+            runner.run(coro)
 
 
 async def _serve(config: GatewayConfig, host: str, port: int, name: str, behind_router: bool, token: str) -> None:

@@ -167,7 +167,10 @@ class Ledger:
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(f"cannot create the folder of ledger {self.path}: {exc.strerror}") from exc
         waiting = self._connect(self._busy_timeout_ms)
         try:
             waiting.execute("BEGIN IMMEDIATE")

@@ -176,3 +176,13 @@ async def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path, sta
     assert replica.process.wait(timeout=15) == 0
     with sqlite3.connect(tmp_path / "shared.sqlite") as conn:
         assert conn.execute("SELECT repayment_id FROM repayments").fetchall() == [(doc["repayment_id"],)]
+
+
+def test_an_unusable_ledger_path_exits_3_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text('{"ledger": {"path": "/proc/surge-no-such-dir/ledger.sqlite"}, "admin": {"token": "t"}}')
+    result = run_cli("--config", str(config), "--port", "0")
+    assert result.returncode == 3
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("mock_gateway: cannot create the folder of ledger /proc/surge-no-such-dir/ledger.sqlite")
