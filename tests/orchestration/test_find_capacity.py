@@ -63,6 +63,7 @@ def test_knee_of_a_known_cap(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["capacity"]["max_rate_per_s"] == pytest.approx(found, abs=1)
     assert "rate cap" in summary["capacity"]["limited_by"]
-    steps = list(csv.DictReader((out / "steps.csv").open()))
+    with (out / "steps.csv").open(newline="") as handle:
+        steps = list(csv.DictReader(handle))
     assert any(row["passed"] == "False" for row in steps) and any(row["passed"] == "True" for row in steps)
     assert (out / "report.html").is_file()
