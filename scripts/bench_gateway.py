@@ -274,21 +274,21 @@ Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with
     .venv/bin/python scripts/bench_gateway.py --duration {args.duration} --repetitions {args.repetitions} \\
         --connections {args.connections}
 
-wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments with a unique Idempotency-Key per request,
-10,007 users and 30,011 cards. (a) a bare aiohttp handler returning a fixed 201 JSON (uvloop, no access log);
-(b) one replica (`python -m mock_gateway`, uvloop, standalone, so the global, replica and per-user caps are all
-checked; limits high enough never to refuse; bank latency 0; a fresh WAL ledger per repetition with
-`synchronous=NORMAL` and group commit: every 201 is committed before it is sent). Within each repetition the
-placements and then a/b alternate, so drift on the machine hits both alike. Machine: {os.cpu_count()} cores,
-{platform.machine()}, Python {platform.python_version()}, aiohttp {aiohttp.__version__}, SQLite
-{sqlite3.sqlite_version}. The machine is shared with other work, so absolute figures move between runs; the
-ratio, measured within the same minute, is the figure to read.
+- Load: wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments, a unique Idempotency-Key per request,
+  10,007 users and 30,011 cards.
+- (a) a bare aiohttp handler returning a fixed 201 JSON (uvloop, no access log).
+- (b) one replica, `python -m mock_gateway` (uvloop, standalone: the global, replica and per-user caps are all
+  checked, with limits high enough never to refuse; bank latency 0; a fresh WAL ledger per repetition,
+  `synchronous=NORMAL`, group commit: every 201 is committed before it is sent).
+- Within each repetition the placements, and within each placement a then b, alternate, so drift on the
+  machine hits both alike. "replica answers" checks the run: wrk's completed requests, how many were not 2xx,
+  and the rows in the ledger (a few more than completed: requests in flight when wrk stopped still commit).
+- Machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, aiohttp
+  {aiohttp.__version__}, SQLite {sqlite3.sqlite_version}. It is shared with other work, so absolute figures move
+  between runs; the ratio, measured within the same minute, is the figure to read.
 
 {chr(10).join(sections)}
-Where the replica's time goes (see docs/gateway.md): the durable ledger step (each repayment updates five
-B-trees: the two primary keys, the unique idempotency key and the two day indexes the daily caps need, and its
-commit writes those pages to the WAL), request parsing and validation, and the idempotency lookup. Unpinned,
-the writer thread's WAL checkpoints run on the other core.
+Where the replica's time goes, and what was done about it: docs/gateway.md, "Performance".
 """
     )
 
