@@ -126,4 +126,5 @@ def test_unknown_name_lists_the_builtins() -> None:
 
 
 def test_gateway_table_is_passed_through_for_the_gateway_to_validate() -> None:
-    assert load_scenario("capacity-step").gateway["limits"]["replica_tps"] == 120
+    assert load_scenario("soak").gateway["limits"]["replica_tps"] == 150
+    assert {channel["concurrency"] for channel in load_scenario("capacity-step").gateway["channels"]} == {2}
