@@ -79,6 +79,13 @@ process = "even"
 pool = {pool}
 """
 LEAD_S = 3.0
+READING = [
+    "Reading it: *held* is the issue's criterion (the right number of requests in every 10 s window); *valid*",
+    "adds that each request went out on time (within 50 ms of its intended send). Past the valid rates the",
+    "process still sends the right count, but its CPU (60-90 % of one core) competes with the handler and the",
+    "other jobs on two cores, so wake-ups come late; the closed loop has no schedule to miss and simply runs",
+    "slower.",
+]
 
 
 def serve(port: int, delay_ms: float) -> None:
@@ -322,6 +329,8 @@ def write_report(
         f"| **ratio (goal >= 0.5)** | **{held / reference:.2f}** |",
         f"| highest rate that held *and* was valid | {held_valid:.0f} arrivals/s ({held_valid / reference:.2f}) |",
         f"| wrk, 1 thread, 50 connections (a C generator, for scale) | {wrk_bare['rps']:.0f} req/s |",
+        "",
+        *READING,
         "",
         "Probes (rate → worst 10 s window, generator verdict):",
         "",
