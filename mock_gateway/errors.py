@@ -19,10 +19,11 @@ so a handler only ever raises and the error middleware renders. The tree:
      │    ├── SingleLimitExceeded      SINGLE_LIMIT_EXCEEDED (limit_fen, suggested_plan)
      │    └── DailyLimitExceeded       DAILY_LIMIT_EXCEEDED (scope, limit_fen, remaining_fen, resets_at, plan)
      ├── RateLimited                   429 RATE_LIMITED (scope, retry_after_ms, RateLimit headers)
-     └── Unavailable                   503, admission or fault, never stored
-          ├── ChannelBusy              CHANNEL_BUSY
-          ├── ReplicaUnavailable       REPLICA_UNAVAILABLE
-          └── NoHealthyReplica         NO_HEALTHY_REPLICA (raised by the router)
+     ├── Unavailable                   503, admission or fault, never stored
+     │    ├── ChannelBusy              CHANNEL_BUSY
+     │    ├── ReplicaUnavailable       REPLICA_UNAVAILABLE
+     │    └── NoHealthyReplica         NO_HEALTHY_REPLICA (raised by the router)
+     └── OutcomeUnknown                504 OUTCOME_UNKNOWN (router): a replica may have recorded it
 """
 
 from __future__ import annotations
@@ -242,3 +243,20 @@ class ReplicaUnavailable(Unavailable):
 class NoHealthyReplica(Unavailable):
     code = "NO_HEALTHY_REPLICA"
     title = "No healthy replica is left"
+
+
+class OutcomeUnknown(GatewayError):
+    """The router sent the request to a replica that then vanished (timeout, reset) and could not retry it.
+
+    A 503 would promise that nothing was stored, which is false here: the replica may have committed before it
+    died. 504 says "unknown — ask again with the same Idempotency-Key", which returns the stored answer if
+    there is one; the invariant checkers treat it as an unknown outcome, never as a definite failure.
+    """
+
+    status = 504
+    code = "OUTCOME_UNKNOWN"
+    title = "The outcome of this request is unknown"
+    retryable = True
+
+    def __init__(self, detail: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(detail, headers={"Retry-After": retry_after_header(retry_after_s)})

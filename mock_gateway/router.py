@@ -37,6 +37,7 @@ from mock_gateway.errors import (
     MethodNotAllowed,
     NoHealthyReplica,
     NotFound,
+    OutcomeUnknown,
     PayloadTooLarge,
     RateLimited,
     ReplicaUnavailable,
@@ -64,6 +65,9 @@ HOP_BY_HOP = frozenset(
 ROUTER_NAME = "router"  # X-Replica of the answers the router gives itself
 NO_REPLICA_RETRY_AFTER_S = 1.0
 MOVES_LOAD = frozenset({"connect", "replica_down"})
+NOT_EXECUTED = frozenset({"connect", "replica_unavailable"})
+"""Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
+answered its own 503 (CONTRACT §3: nothing stored). After any other failure the outcome is unknown."""
 """Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
 its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
 resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load
@@ -288,6 +292,7 @@ class Router:
         self.budget.record_request(loop.time())
         tried: set[str] = set()
         failure: _AttemptFailed | None = None
+        uncertain = False  # an attempt reached a replica that may have committed before it failed
         while (name := self._next(tried)) is not None:
             tried.add(name)
             if failure is not None:
@@ -299,6 +304,7 @@ class Router:
                 response = await self._attempt(self._backends[name], request, body)
             except _AttemptFailed as exc:
                 failure = exc
+                uncertain = uncertain or exc.reason not in NOT_EXECUTED
                 self.metrics.attempt_failures.labels(replica=name, reason=exc.reason).inc()
                 continue
             self.metrics.count_answer(name, response.status)
@@ -307,6 +313,12 @@ class Router:
         self.metrics.latency.observe(time.perf_counter() - started)
         if failure is None:
             raise NoHealthyReplica("no replica is healthy", retry_after_s=NO_REPLICA_RETRY_AFTER_S)
+        if uncertain:
+            raise OutcomeUnknown(
+                f"a replica failed after receiving the request ({failure.reason}) and no retry was possible; "
+                "it may have been recorded: retry with the same Idempotency-Key to learn the outcome",
+                retry_after_s=NO_REPLICA_RETRY_AFTER_S,
+            )
         if failure.answer is not None:
             return failure.answer
         raise ReplicaUnavailable(

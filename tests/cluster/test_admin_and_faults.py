@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from mock_gateway.cluster import ClusterProcess
+from tests.cluster.conftest import StartCluster
 from tests.cluster.events_file import read_events, wait_event
 from tests.cluster.traffic import Payment, ledger_rows, pay, repayment
 
@@ -191,3 +192,29 @@ async def test_bodies_are_forwarded_whole_and_chunked_oversize_is_refused(
     headers = {"Idempotency-Key": "body-2", "Content-Type": "application/json"}
     async with session.post(shared_cluster.url + "/v1/repayments", data=chunks(padded * 2), headers=headers) as r:
         assert r.status == 413 and (await r.json(content_type=None))["code"] == "PAYLOAD_TOO_LARGE"
+
+
+async def test_unknown_outcome_is_504_not_a_503_that_would_claim_nothing_was_stored(
+    start_cluster: StartCluster, session: aiohttp.ClientSession
+) -> None:
+    """The only replica commits and drops the answer: the router cannot learn the outcome, so it must not
+    answer 503 (CONTRACT §3: nothing stored). A retry with the same key, fault healed, returns the stored 201."""
+    cluster = start_cluster(replicas=1)
+    fault = {"kind": "lose_response", "ratio": 1.0, "duration_s": 30}
+    async with session.post(cluster.url + "/admin/faults", json=fault, headers=bearer(cluster)) as r:
+        assert (await r.json())["applied"] == ["r1"]
+    request = {"json": repayment("lose-3", "lose-card-3", 900), "headers": {"Idempotency-Key": "lose-3"}}
+    try:
+        async with session.post(cluster.url + "/v1/repayments", **request) as response:
+            problem = await response.json(content_type=None)
+            assert response.status == 504
+            assert problem["code"] == "OUTCOME_UNKNOWN" and problem["retryable"] is True
+            assert "Retry-After" in response.headers
+    finally:
+        async with session.delete(cluster.url + "/admin/faults", headers=bearer(cluster)) as r:
+            assert r.status == 200
+    async with session.post(cluster.url + "/v1/repayments", **request) as response:
+        body = await response.json()
+        assert response.status == 201 and response.headers.get("Idempotent-Replayed") == "true"
+    rows = [row for row in ledger_rows(cluster.ledger_path) if row["idempotency_key"] == "lose-3"]
+    assert [row["repayment_id"] for row in rows] == [body["repayment_id"]]
