@@ -80,8 +80,8 @@ def judge(
     evidence = Evidence(offered, rate, missed / max(1.0, offered * seconds), codes, counts, p99, generator_valid)
     passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate and evidence.shortfall <= 0.01
     limited = "" if passed else _limiting_factor(evidence, max_p99_ms)
-    window = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)
-    return Probe(rate, offered, answered / seconds, success, p99, passed, limited), window
+    span = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)
+    return Probe(rate, offered, answered / seconds, success, p99, passed, limited), span
 
 
 def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:

@@ -23,10 +23,14 @@ UNDO = {"kill": "restart", "pause": "resume"}
 class FaultLike(Protocol):
     """What the player needs of a scenario fault (loadtests.shapes.Fault satisfies it)."""
 
-    at_s: float
-    action: str
-    target: str
-    duration_s: float | None
+    @property
+    def at_s(self) -> float: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def duration_s(self) -> float | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +75,7 @@ class ChaosPlayer:
                 steps.append((fault.at_s + fault.duration_s, undo, fault.target, fault))
         return steps
 
-    async def _apply(
-        self, session: aiohttp.ClientSession, action: str, target: str, fault: FaultLike
-    ) -> None:
+    async def _apply(self, session: aiohttp.ClientSession, action: str, target: str, fault: FaultLike) -> None:
         try:
             if action in PROCESS_ACTIONS:
                 name = self._names.get(id(fault)) or await self._resolve(session, target)
@@ -122,7 +124,7 @@ class ChaosPlayer:
 def _fault_body(action: str, target: str, fault: FaultLike) -> dict[str, Any]:
     """The admin API body of an injected fault; a channel outage targets a channel, the rest a replica."""
     body: dict[str, Any] = {"kind": action, "duration_s": fault.duration_s or 0.0}
-    for name in ("ratio", "latency_ms", "status"):
+    for name in ("ratio", "latency_ms", "status", "channel"):
         value = getattr(fault, name, None)
         if value is not None:
             body[name] = value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from loadtests.shapes import Fault
+from loadtests.shapes import Fault, FaultAction
 
 
 def chaos_schedule(
@@ -27,7 +27,8 @@ def chaos_schedule(
     t = rng.uniform(1.0, 3.0)
     while t < fault_phase_s - 2.0:
         down = [name for name, until in busy_until.items() if until > t]
-        action = rng.choice(["kill", "pause", "restart", "lose_response", "kill"])
+        actions: list[FaultAction] = ["kill", "pause", "restart", "lose_response", "kill"]
+        action = rng.choice(actions)
         if action == "lose_response":
             duration = round(rng.uniform(1.0, 3.0), 2)
             ratio = round(rng.uniform(0.1, 0.5), 2)
