@@ -59,6 +59,8 @@ class Bank:
     async def call(self, code: str) -> None:
         """Raises `ChannelBusy` when no slot frees up within the channel's queue timeout."""
         channel = self._channels[code]
+        if channel.latency.median_ms <= 0:
+            return  # a bank that answers at once never has a call in flight: no slot to take
         if channel.semaphore.locked():
             try:
                 async with asyncio.timeout(channel.timeout_s):
