@@ -25,8 +25,8 @@ Group commit, on the event loop
 Checkpoints (copying the WAL into the database file, with its fsync) are taken every 0.25 s by the writer
 thread, never by a commit on the loop: measured, automatic checkpoints doubled the cost of a commit.
 
-Reads on the request path (idempotency lookup, GET by id, limits) use a third connection on the loop thread:
-in WAL mode readers never wait for writers, and a primary-key lookup costs microseconds.
+Reads: the idempotency lookup runs on the loop's write connection, whose page cache survives its own commits;
+GET by id and the limits use a third connection on the loop thread (WAL readers never wait for writers).
 """
 
 from __future__ import annotations
