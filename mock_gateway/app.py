@@ -15,6 +15,7 @@ Every response carries `X-Replica`; every error is problem+json, including unkno
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -136,6 +137,8 @@ def create_app(
     )
     app[STATE_KEY] = state
     metrics.in_flight.set_function(lambda: len(state.in_flight))
+    for channel in config.channels:
+        metrics.bank_in_flight.labels(channel.code).set_function(functools.partial(state.bank.in_flight, channel.code))
     app[FAULTS_KEY] = state.faults
     app[ADMIN_TOKEN_KEY] = admin_token if admin_token is not None else load_admin_token(config, os.environ)[0]
     app[CHANNEL_CODES_KEY] = frozenset(channel.code for channel in config.channels)

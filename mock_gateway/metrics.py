@@ -51,6 +51,12 @@ class Metrics:
             registry=self.registry,
         )
         self.in_flight = Gauge("surge_gateway_in_flight", "Repayment requests being processed", registry=self.registry)
+        self.bank_in_flight = Gauge(
+            "surge_gateway_bank_in_flight",
+            "Simulated bank calls holding a channel slot, by channel",
+            ["channel"],
+            registry=self.registry,
+        )
         self.info = Gauge(
             "surge_gateway_replica_info",
             "Constant 1, labelled with the replica name",

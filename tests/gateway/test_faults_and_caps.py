@@ -145,6 +145,8 @@ async def test_channel_concurrency_waits_then_sheds_with_503(make_config: Any, m
     first = asyncio.ensure_future(pay(client, "b1", user="a"))
     await asyncio.sleep(0.1)
 
+    metrics = await (await client.get("/metrics")).text()
+    assert 'surge_gateway_bank_in_flight{channel="ICBC"} 1.0' in metrics
     second = await pay(client, "b2", user="b")
 
     assert second.status == 503
