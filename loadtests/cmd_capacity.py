@@ -24,7 +24,7 @@ from loadtests.capacity_probe import judge, merge_probe, read_windows
 from loadtests.capacity_search import Probe, SearchResult, find_knee
 from loadtests.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.errors import HarnessError
-from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.run_folder import (
     Event,
     analyse,
@@ -39,6 +39,8 @@ from loadtests.shapes import RatePoint, Scenario, load_scenario
 from loadtests.targets import check_target
 from loadtests.verdict_table import print_verdicts
 from mock_gateway.cluster import ClusterProcess
+
+PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boots before each probe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -198,7 +200,7 @@ async def _probe(
         }
     )
     write_scenario(scenario, scenario_file)
-    start = time.time() + START_MARGIN_S + 0.5 * args.workers
+    start = time.time() + PROBE_START_MARGIN_S + 0.5 * args.workers
     command = locust_command(
         scenario_ref=str(scenario_file),
         scale=1.0,

@@ -126,6 +126,7 @@ def create_app(
             global_tps=None if behind_router else limits.global_tps,
             user_tps=None if behind_router else limits.user_tps,
             monotonic=time.monotonic,
+            burst_ms=limits.burst_ms,
         ),
         bank=Bank(config.channels),
         metrics=metrics,

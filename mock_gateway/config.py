@@ -47,6 +47,7 @@ class LimitsConfig(_Section):
     replica_tps: float = Field(default=2000, gt=0)
     user_tps: float = Field(default=5, gt=0)
     user_daily_fen: int = Field(default=20_000_000, gt=0)
+    burst_ms: float = Field(default=40, ge=0, le=10_000)  # GCRA burst tolerance of the global/replica caps
 
 
 class LatencyConfig(_Section):

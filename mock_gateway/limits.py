@@ -5,9 +5,12 @@ retry-after lets the client decide. GCRA keeps one number per key (the theoretic
 cap over millions of users stays cheap. Checking and taking are separate so that a request refused by one cap
 does not spend a token of another (a user must not lose quota because the replica was full).
 
-The burst tolerance b is a 25th of a second's worth (at least one request): over any whole second a cap of N/s
-admits at most N + b - 1 (within 4 % of N) and, under sustained overload, at least N - 1, which keeps
-"N per second" honest; yet 40 ms of slack absorbs the clumping of Poisson arrivals just under the cap.
+The burst tolerance b is `limits.burst_ms` worth of the rate, by default 40 ms — a 25th of a second (at least
+one request): over any whole second a cap of N/s admits at most N + b - 1 (within 4 % of N) and, under
+sustained overload, at least N - 1, which keeps "N per second" honest; yet 40 ms of slack absorbs the clumping
+of Poisson arrivals just under the cap. A gateway whose clients' send times jitter more (a load generator
+sharing two cores with the gateway stalls for 100 ms at times) needs a larger tolerance, as a real token bucket
+with a deeper bucket would have; that is the knob, not the rate.
 The per-user cap is the exception: a person paying a split plan sends its parts back to back, so a user may
 spend a whole second's allowance at once (burst = user_tps) while the long-run rate stays user_tps.
 """
@@ -22,8 +25,11 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 
-def default_burst(rate_per_s: float) -> int:
-    return max(1, math.ceil(rate_per_s / 25))
+DEFAULT_BURST_MS = 40.0
+
+
+def default_burst(rate_per_s: float, burst_ms: float = DEFAULT_BURST_MS) -> int:
+    return max(1, math.ceil(rate_per_s * burst_ms / 1000))
 
 
 class Gcra:
@@ -106,10 +112,11 @@ class Admission:
         global_tps: float | None,
         user_tps: float | None,
         monotonic: Callable[[], float],
+        burst_ms: float = DEFAULT_BURST_MS,
     ) -> None:
         self._monotonic = monotonic
-        self._replica = Gcra(replica_tps)
-        self._global = Gcra(global_tps) if global_tps is not None else None
+        self._replica = Gcra(replica_tps, default_burst(replica_tps, burst_ms))
+        self._global = Gcra(global_tps, default_burst(global_tps, burst_ms)) if global_tps is not None else None
         self._user: KeyedGcra[str] | None = (
             KeyedGcra(user_tps, burst=max(1, math.floor(user_tps))) if user_tps is not None else None
         )

@@ -44,7 +44,7 @@ from mock_gateway.errors import (
 )
 from mock_gateway.events import EventKind, EventLog, RouterMetrics
 from mock_gateway.health import Mode, ReplicaPool, Transition
-from mock_gateway.limits import Gcra, KeyedGcra
+from mock_gateway.limits import DEFAULT_BURST_MS, Gcra, KeyedGcra, default_burst
 from mock_gateway.retry_budget import RetryBudget
 
 HOP_BY_HOP = frozenset(
@@ -85,6 +85,7 @@ class RouterSettings:
     global_tps: float
     user_tps: float
     max_body_bytes: int
+    burst_ms: float = DEFAULT_BURST_MS
     connect_timeout_s: float = 0.25
     request_timeout_s: float = 5.0
     retry_ratio: float = 0.2
@@ -105,6 +106,7 @@ class RouterSettings:
             global_tps=config.limits.global_tps,
             user_tps=config.limits.user_tps,
             max_body_bytes=config.server.max_body_bytes,
+            burst_ms=config.limits.burst_ms,
         )
 
 
@@ -148,7 +150,7 @@ class Router:
         self.ports = dict(ports)
         self.host = host
         self.budget = RetryBudget(settings.retry_ratio, 10, settings.retry_min_per_s)
-        self._global = Gcra(settings.global_tps)
+        self._global = Gcra(settings.global_tps, default_burst(settings.global_tps, settings.burst_ms))
         self._users: KeyedGcra[str] = KeyedGcra(settings.user_tps, burst=max(1, math.floor(settings.user_tps)))
         self._backends: dict[str, Backend] = {}
         self._probe_session: aiohttp.ClientSession | None = None
