@@ -41,6 +41,18 @@ def test_default_burst_is_a_25th_of_a_second() -> None:
     assert default_burst(5000) == 200
 
 
+def test_burst_ms_deepens_the_bucket_of_replica_and_global_caps() -> None:
+    assert default_burst(150, burst_ms=250) == 38
+    now = [0.0]
+    admission = Admission(replica_tps=150, global_tps=None, user_tps=None, monotonic=lambda: now[0], burst_ms=250)
+    assert sum(admission.admit(f"u{i}") is None for i in range(50)) == 38  # a 250 ms stall is absorbed at once
+    admitted_over_a_second = 0
+    for step in range(1, 1001):  # then 1 request per ms offered for a second: N per second, plus the bucket
+        now[0] = step / 1000
+        admitted_over_a_second += admission.admit(f"v{step}") is None
+    assert 150 - 1 <= admitted_over_a_second <= 150 + 1
+
+
 def test_keyed_caps_are_independent_and_forget_idle_keys() -> None:
     users: KeyedGcra[str] = KeyedGcra(1, burst=1, max_keys=2)
     users.take("a", 0.0)
