@@ -28,9 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="surge", description="Load-testing and capacity harness for repayments."
-    )
+    parser = argparse.ArgumentParser(prog="surge", description="Load-testing and capacity harness for repayments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

@@ -60,9 +60,7 @@ def write_performance_md() -> None:
     ]
     sections = [(ROOT / "docs" / "perf" / f"{name.removeprefix('bench_')}.md") for name in ORDER]
     body = [path.read_text(encoding="utf-8").strip() + "\n" for path in sections if path.exists()]
-    (ROOT / "docs" / "performance.md").write_text(
-        "\n".join(header) + "\n" + "\n".join(body), encoding="utf-8"
-    )
+    (ROOT / "docs" / "performance.md").write_text("\n".join(header) + "\n" + "\n".join(body), encoding="utf-8")
 
 
 if __name__ == "__main__":
