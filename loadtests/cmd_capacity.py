@@ -25,12 +25,11 @@ from loadtests.capacity_search import Probe, SearchResult, find_knee
 from loadtests.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.errors import HarnessError
 from loadtests.locust_process import STOP_GRACE_S, locust_command, run_locust
+from loadtests.meta import git_commit, versions
 from loadtests.run_folder import (
     Event,
     analyse,
-    git_commit,
     new_run_dir,
-    versions,
     write_events_csv,
     write_json,
 )

@@ -24,12 +24,11 @@ from loadtests.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.errors import HarnessError, UsageError
 from loadtests.live import LiveWindows
 from loadtests.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.meta import run_meta
 from loadtests.run_folder import (
     Event,
     analyse,
-    git_commit,
     new_run_dir,
-    versions,
     write_events_csv,
     write_json,
 )
@@ -86,7 +85,17 @@ async def _orchestrate(
             cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", scenario.gateway)
         target = cluster.url if cluster is not None else str(host)
         start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
-        _write_meta(run_dir, args, scenario, target, gateway_config, start_unix)
+        meta = run_meta(
+            scenario,
+            scenario_ref=args.scenario,
+            scale=args.scale,
+            started_unix=start_unix,
+            host=target,
+            workers=args.workers,
+            gateway_config=gateway_config,
+            replicas=args.replicas if gateway_config is not None else None,
+        )
+        write_json(run_dir / "meta.json", meta)
         events.extend(_scenario_events(scenario, start_unix))
         rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
         if rc is None:
@@ -97,42 +106,6 @@ async def _orchestrate(
         if cluster is not None:
             events.extend(await stop_and_collect(cluster, run_dir))
         write_events_csv(run_dir / "events.csv", start_unix, events)
-
-
-def _write_meta(
-    run_dir: Path,
-    args: argparse.Namespace,
-    scenario: Scenario,
-    target: str,
-    gateway_config: dict[str, Any] | None,
-    start_unix: float,
-) -> None:
-    write_json(
-        run_dir / "meta.json",
-        {
-            "kind": "run",
-            "scenario": scenario.name,
-            "description": scenario.description,
-            "scenario_ref": args.scenario,
-            "seed": scenario.seed,
-            "scale": args.scale,
-            "duration_s": scenario.duration_s,
-            "started_unix": start_unix,
-            "host": target,
-            "embedded": gateway_config is not None,
-            "workers": args.workers,
-            "replicas": args.replicas if gateway_config is not None else None,
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "gateway_config": gateway_config,
-            "slo": scenario.slo.model_dump(),
-            "phases": [{"name": n, "start_s": s, "end_s": e} for n, s, e in scenario.phases()],
-            "spikes": [{"start_s": s, "end_s": e} for s, e in scenario.spikes()],
-            "faults": [fault.model_dump() for fault in scenario.faults],
-            "client_policy": scenario.client.policy,
-            "rate": [point.model_dump() for point in scenario.rate],
-        },
-    )
 
 
 def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:

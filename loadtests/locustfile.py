@@ -30,6 +30,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.arrivals import RateCurve, arrival_times
 from loadtests.clients import Generator, Payer, drain_s
 from loadtests.errors import UsageError
+from loadtests.meta import run_meta
 from loadtests.policy import SimClock
 from loadtests.population import Population
 from loadtests.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
@@ -125,6 +126,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
     out = options.surge_out or str(Path("runs") / f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
     settings = RunSettings(
         scenario_ref=options.scenario,
         scale=options.scale,
@@ -159,6 +161,26 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     RepayingUser.generator = generator
     generator.start()
     return generator.stop
+
+
+def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: float, workers: int) -> None:
+    """`surge run` writes meta.json itself; a plain `locust -f` run (a distributed master, the web UI) gets one
+    here, so that `surge report` can analyse its folder too. No gateway config: the gateway is not ours."""
+    path = out / "meta.json"
+    if path.exists():
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    meta = run_meta(
+        scenario,
+        scenario_ref=options.scenario,
+        scale=options.scale,
+        started_unix=t0,
+        host=host,
+        workers=max(1, workers),
+        gateway_config=None,
+        replicas=None,
+    )
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
 def _scenario(options: Any) -> Scenario:

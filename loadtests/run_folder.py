@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import sqlite3
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
 from reports.finalize import finalize_run
 from reports.frames import RunFolderError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,27 +44,6 @@ def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) 
     except OSError as exc:
         raise UsageError(f"cannot create the run folder {path}: {exc.strerror}") from None
     return path
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for package in ("surge", "locust", "aiohttp", "pandas", "plotly", "hdrhistogram"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
-def git_commit() -> str | None:
-    """The commit of the surge checkout that ran, or None when it is not a git checkout."""
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
