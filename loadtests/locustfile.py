@@ -35,7 +35,7 @@ from loadtests.policy import SimClock
 from loadtests.population import Population
 from loadtests.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.shapes import Scenario, load_scenario
-from loadtests.targets import is_loopback_host
+from mock_gateway.net import is_loopback_host
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 TAKE_TIMEOUT_S = 2.0  # an idle user wakes this often; short would cost CPU with a pool of hundreds

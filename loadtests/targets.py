@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from loadtests.errors import UsageError
-
-
-def is_loopback_host(hostname: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 — the only targets surge loads without --allow-remote."""
-    if hostname.lower() in {"localhost", "localhost."}:
-        return True
-    try:
-        return ipaddress.ip_address(hostname.strip("[]")).is_loopback
-    except ValueError:
-        return False
+from mock_gateway.net import is_loopback_host
 
 
 def check_target(url: str, *, allow_remote: bool) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import os
 import signal
 import sys
@@ -22,6 +21,7 @@ from mock_gateway.admin import load_admin_token
 from mock_gateway.app import STATE_KEY, create_app
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
 from mock_gateway.ledger import LedgerError
+from mock_gateway.net import is_loopback_host
 
 SHUTDOWN_TIMEOUT_S = 10.0
 
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (0 <= args.port <= 65535):
         print(f"mock_gateway: --port must be 0-65535 (got {args.port})", file=sys.stderr)
         return 2
-    if not _is_loopback(host) and not (args.allow_public_bind or config.server.allow_public_bind):
+    if not is_loopback_host(host) and not (args.allow_public_bind or config.server.allow_public_bind):
         print(
             f"mock_gateway: refusing to bind non-loopback host {host!r}; pass --allow-public-bind "
             "(or server.allow_public_bind = true) if you mean it",
@@ -75,15 +75,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _config(args: argparse.Namespace) -> GatewayConfig:
     overrides = {"server": {"allow_public_bind": True}} if args.allow_public_bind else None
     return load_config(args.config, os.environ, overrides)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _run(coro: Coroutine[Any, Any, None]) -> None:

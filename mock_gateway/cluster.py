@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import json
 import os
 import signal
@@ -44,6 +43,7 @@ from mock_gateway.config import ConfigError, GatewayConfig, load_config
 from mock_gateway.errors import GatewayError, InvalidJson, NotFound
 from mock_gateway.events import EventKind, EventLog, RouterMetrics
 from mock_gateway.faults import parse_spec
+from mock_gateway.net import is_loopback_host
 from mock_gateway.router import Router, RouterSettings, create_router_app
 from mock_gateway.supervisor import Supervisor, child_env, guarded_argv
 
@@ -67,15 +67,6 @@ class ReplicaNotRunning(GatewayError):
     status = 409
     code = "REPLICA_NOT_RUNNING"
     title = "The replica's process is not running"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -276,7 +267,7 @@ async def serve_cluster(
     ready_timeout_s: float = 20.0,
 ) -> None:
     """Run the router and its replicas until `stop` is set (or the task is cancelled), then stop them all."""
-    if not is_loopback(host) and not allow_public_bind:
+    if not is_loopback_host(host) and not allow_public_bind:
         raise ClusterUsageError(f"refusing to bind {host}: not a loopback address (use --allow-public-bind)")
     if replicas < 1:
         raise ClusterUsageError(f"--replicas must be >= 1 (got {replicas})")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from loadtests.errors import UsageError
-from loadtests.targets import check_target, is_loopback_host
+from loadtests.targets import check_target
+from mock_gateway.net import is_loopback_host
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.1.2.3", "localhost", "LOCALHOST", "::1", "[::1]"])
