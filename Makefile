@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/surge run double11 --scale 0.25
+	$(VENV)/bin/surge run double11 --scale 0.25 --duration 80
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not chaos"
