@@ -130,7 +130,7 @@ async def _drive(
     console: Console,
 ) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
-    live = LiveWindows(run_dir / "windows.jsonl")
+    live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
         events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))

@@ -21,6 +21,7 @@ class LiveWindows:
     """Reads new complete lines of windows.jsonl on each poll and keeps the newest second."""
 
     path: Path
+    horizon_s: float = float("inf")  # seconds after the scenario's end only drain: keep showing its last second
     offset: int = 0
     latest: dict[str, Any] = field(default_factory=dict)
     faults: list[str] = field(default_factory=list)
@@ -37,9 +38,11 @@ class LiveWindows:
         self.offset += len(complete) + 1
         for line in complete.splitlines():
             try:
-                self.latest = json.loads(line)
+                window = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if window.get("t", 0) < self.horizon_s:
+                self.latest = window
 
     def status(self, elapsed_s: float, total_s: float) -> str:
         head = f"{elapsed_s:5.0f}/{total_s:.0f}s"
