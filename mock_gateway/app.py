@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 MAX_ID_CHARS: Final = 64
 MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
 FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen"})
-USAGE_CACHE_MAX: Final = 50_000  # ~400 B an entry: the pre-check's guess costs at most ~20 MB of a replica's RSS
+USAGE_CACHE_MAX: Final = 10_000  # ~400 B an entry: the pre-check's guess costs at most ~4 MB of a replica's RSS
 JSON_UTF8: Final = "application/json; charset=utf-8"
 PROBLEM_UTF8: Final = PROBLEM_CONTENT_TYPE + "; charset=utf-8"
 KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
