@@ -16,7 +16,6 @@ from typing import Any, Protocol
 import aiohttp
 
 PROCESS_ACTIONS = {"kill", "pause", "resume", "restart"}
-INJECTED_ACTIONS = {"latency", "errors", "channel_outage", "lose_response"}
 UNDO = {"kill": "restart", "pause": "resume"}
 
 
