@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, constant, events, task
+from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.arrivals import RateCurve, arrival_times
-from loadtests.clients import Generator, Payer, drain_s
+from loadtests.clients import Generator, Payer, Ticket, drain_s
 from loadtests.errors import UsageError
 from loadtests.meta import run_meta
 from loadtests.policy import SimClock
@@ -38,24 +38,49 @@ from loadtests.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
-TAKE_TIMEOUT_S = 2.0  # an idle user wakes this often; short would cost CPU with a pool of hundreds
+NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
+IDLE_WAIT_S = 2.0  # a user with nothing to claim waits this long for a deferred ticket; short would cost CPU
 log = logging.getLogger("surge")
 
 
 class RepayingUser(FastHttpUser):
-    """A member of the bounded pool: takes the next arrival ticket and pays it (clients.Payer)."""
+    """A member of the bounded pool: claims the next arrival, sleeps until its time, pays it (clients.Payer).
 
-    wait_time = constant(0)
+    The sleep is Locust's own wait: `wait_time` claims the ticket the next `repay` pays, so a user costs one
+    timer per arrival, as a paced closed-loop user does.
+    """
+
     generator: Generator | None = None
+    _ticket: Ticket | None = None
+    _slept: bool = False  # whether the user slept until its ticket's time: only then is a late wake-up lag
+
+    def wait_time(self) -> float:
+        generator = RepayingUser.generator
+        if generator is None:
+            return NOT_STARTED_NAP_S  # this process has not been told to start yet
+        self._ticket = generator.claim()
+        wait = 0.0 if self._ticket is None else self._ticket.intended - time.time()
+        self._slept = wait > 0
+        return max(0.0, wait)
 
     @task
     def repay(self) -> None:
         generator = RepayingUser.generator
         if generator is None:
-            gevent.sleep(TAKE_TIMEOUT_S)  # this process has not been told to start yet
             return
-        ticket = generator.take(TAKE_TIMEOUT_S)
-        if ticket is not None:
+        ticket, slept, self._ticket = self._ticket, self._slept, None
+        if ticket is None:
+            ticket = generator.claim()  # the first task runs before the first wait
+            if ticket is None:
+                generator.idle(IDLE_WAIT_S)
+                return
+            wait = ticket.intended - time.time()
+            slept = wait > 0
+            gevent.sleep(max(0.0, wait))
+        now = time.time()
+        if slept:
+            generator.recorder.lag.record(max(0.0, now - ticket.intended) * 1000.0)
+        if generator.begin(ticket, now):
             Payer(generator, self.client).pay(ticket)
 
 

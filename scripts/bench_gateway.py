@@ -2,13 +2,14 @@
 
     .venv/bin/python scripts/bench_gateway.py [--duration 8] [--repetitions 3] [--connections 64] [--no-write]
 
-(a) a bare aiohttp app whose only handler returns a fixed 201 JSON, (b) `python -m mock_gateway` with every cap
-on (limits high enough never to refuse), bank latency 0 and a fresh durable ledger in a temp dir per repetition.
-wrk (one thread, a Lua script giving every request a unique Idempotency-Key and spreading users and cards) drives
-each in turn, alternating a/b within each repetition so drift on a shared machine hits both alike, once with the
-servers pinned to core 0 and wrk to core 1 (taskset, when there are two cores) and once unpinned. Prints req/s
-of both and the ratio b/a (median and spread) and writes them to docs/perf/gateway.md. A script, never a
-timed test.
+(a) a bare aiohttp app whose only handler returns a fixed 201 JSON, (c) the same app with what every gateway
+endpoint must do before its own logic (a response-stamping middleware, reading and decoding the JSON body), and
+(b) `python -m mock_gateway` with every cap on (limits high enough never to refuse), bank latency 0 and a fresh
+durable ledger in a temp dir per repetition. wrk (one thread, a Lua script giving every request a unique
+Idempotency-Key and spreading users and cards) drives each in turn, a, c, b within each repetition so drift on a
+shared machine hits all alike, once with the servers pinned to core 0 and wrk to core 1 (taskset, when there are
+two cores) and once unpinned. Prints req/s of each, the ratio b/a (median and spread) and the floor c/a, and
+writes them to docs/perf/gateway.md. A script, never a timed test.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "perf" / "gateway.md"
 
 BARE_SERVER = """
+import json
 import sys
 from aiohttp import web
 import uvloop
@@ -46,11 +48,19 @@ BODY = b'{"repayment_id": "rp_0123456789abcdef0123456789abcdef", "status": "succ
 async def handler(request: web.Request) -> web.Response:
     return web.Response(status=201, body=BODY, content_type="application/json")
 
-async def ready(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+async def floor(request: web.Request) -> web.Response:
+    json.loads(await request.read())
+    return web.Response(status=201, body=BODY, content_type="application/json")
 
-app = web.Application()
-app.router.add_post("/v1/repayments", handler)
+@web.middleware
+async def stamp(request: web.Request, handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["X-Replica"] = "r1"
+    return response
+
+is_floor = sys.argv[2] == "floor"
+app = web.Application(middlewares=[stamp] if is_floor else [])
+app.router.add_post("/v1/repayments", floor if is_floor else handler)
 app.router.add_get("/readyz", ready)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=uvloop.new_event_loop())
 """
@@ -169,18 +179,23 @@ class Placement:
     server_core: int | None
     wrk_core: int | None
     bare: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
     replica: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def ratios(self) -> list[float]:
         return [b / a for a, b in zip(self.bare, self.replica, strict=True)]
 
+    def floor_ratios(self) -> list[float]:
+        return [c / a for a, c in zip(self.bare, self.floor, strict=True)]
+
     def summary(self) -> str:
-        ratios = self.ratios()
+        ratios, floors = self.ratios(), self.floor_ratios()
         return (
             f"{self.name}: bare median {statistics.median(self.bare):,.0f} req/s, replica median "
             f"{statistics.median(self.replica):,.0f} req/s, ratio b/a median {statistics.median(ratios):.2f} "
-            f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target >= 0.5)"
+            f"(min {min(ratios):.2f}, max {max(ratios):.2f}; target >= 0.5); aiohttp floor c/a median "
+            f"{statistics.median(floors):.2f} (min {min(floors):.2f}, max {max(floors):.2f})"
         )
 
 
@@ -217,15 +232,19 @@ def main() -> int:
 def measure(
     placement: Placement, rep: int, folder: Path, script: Path, bare_script: Path, args: argparse.Namespace
 ) -> None:
-    """One bare run then one replica run (fresh ledger), same wrk settings, same placement."""
-    port = free_port()
-    process = subprocess.Popen([*pin(placement.server_core), sys.executable, str(bare_script), str(port)])
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-        rate, _, _ = run_wrk(f"http://127.0.0.1:{port}", script, args.duration, args.connections, placement.wrk_core)
-        placement.bare.append(rate)
-    finally:
-        stop(process)
+    """A bare run, a floor run, then a replica run (fresh ledger), same wrk settings, same placement."""
+    for variant, rates in (("bare", placement.bare), ("floor", placement.floor)):
+        port = free_port()
+        command = [*pin(placement.server_core), sys.executable, str(bare_script), str(port), variant]
+        process = subprocess.Popen(command)
+        try:
+            wait_ready(f"http://127.0.0.1:{port}", process)
+            rate, _, _ = run_wrk(
+                f"http://127.0.0.1:{port}", script, args.duration, args.connections, placement.wrk_core
+            )
+            rates.append(rate)
+        finally:
+            stop(process)
     run_dir = folder / f"replica-{placement.server_core}-{rep}"
     run_dir.mkdir()
     port = free_port()
@@ -243,6 +262,7 @@ def measure(
     placement.notes.append(f"{total} requests, {non_2xx} non-2xx, {rows} ledger rows")
     print(
         f"rep {rep + 1} {placement.name.split()[0]}: bare {placement.bare[-1]:,.0f} req/s, "
+        f"floor {placement.floor[-1]:,.0f} req/s, "
         f"replica {placement.replica[-1]:,.0f} req/s ({placement.notes[-1]})",
         flush=True,
     )
@@ -254,15 +274,16 @@ def write_report(args: argparse.Namespace, placements: list[Placement]) -> None:
     sections = []
     for placement in placements:
         rows = "\n".join(
-            f"| {i + 1} | {a:,.0f} | {b:,.0f} | {r:.2f} | {note} |"
-            for i, (a, b, r, note) in enumerate(
-                zip(placement.bare, placement.replica, placement.ratios(), placement.notes, strict=True)
+            f"| {i + 1} | {a:,.0f} | {c:,.0f} | {c / a:.2f} | {b:,.0f} | {b / a:.2f} | {note} |"
+            for i, (a, c, b, note) in enumerate(
+                zip(placement.bare, placement.floor, placement.replica, placement.notes, strict=True)
             )
         )
         sections.append(
             f"### {placement.name}\n\n"
-            "| repetition | bare req/s | replica req/s | ratio b/a | replica answers |\n"
-            "| --- | ---: | ---: | ---: | --- |\n"
+            "| repetition | (a) bare req/s | (c) floor req/s | floor c/a | (b) replica req/s | ratio b/a "
+            "| replica answers |\n"
+            "| --- | ---: | ---: | ---: | ---: | ---: | --- |\n"
             f"{rows}\n\n**{placement.summary()}**\n"
         )
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +298,9 @@ Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with
 - Load: wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments, a unique Idempotency-Key per request,
   10,007 users and 30,011 cards.
 - (a) a bare aiohttp handler returning a fixed 201 JSON (uvloop, no access log).
+- (c) the *aiohttp floor*: the same app plus what any gateway endpoint must do before its own logic — a
+  middleware that stamps one response header, and a handler that reads the request body and decodes its JSON.
+  It shows how much of the budget aiohttp itself leaves for caps, idempotency and a durable ledger.
 - (b) one replica, `python -m mock_gateway` (uvloop, standalone: the global, replica and per-user caps are all
   checked, with limits high enough never to refuse; bank latency 0; a fresh WAL ledger per repetition,
   `synchronous=NORMAL`, group commit: every 201 is committed before it is sent).

@@ -55,6 +55,21 @@ class ClosedLoop(FastHttpUser):
     def pay(self):
         self.client.post("/v1/repayments", data=BODY, headers=HEADERS)
 """
+PACED_LOCUSTFILE = """
+from locust import FastHttpUser, constant_throughput, task
+
+BODY = '{"user_id": "u000001", "card_id": "u000001-c1", "channel": "ICBC", "amount_fen": 12345}'
+HEADERS = {"Idempotency-Key": "k", "Content-Type": "application/json"}
+
+
+class Paced(FastHttpUser):
+    wait_time = constant_throughput(PER_USER)
+
+    @task
+    def pay(self):
+        self.client.post("/v1/repayments", data=BODY, headers=HEADERS)
+"""
+PACED_PER_USER = 20  # requests/s each paced user aims at
 WRK_LUA = """
 wrk.method = "POST"
 wrk.body = '{"user_id": "u000001", "card_id": "u000001-c1", "channel": "ICBC", "amount_fen": 12345}'
@@ -159,6 +174,37 @@ def closed_loop(url: str, work: Path) -> float:
     return float(row["Requests/s"])
 
 
+def paced_loop(url: str, rate: float, work: Path) -> float:
+    """Plain Locust paced to `rate` (FastHttpUser, constant_throughput, no surge code): its achieved req/s."""
+    users = max(1, round(rate / PACED_PER_USER))
+    locustfile = work / "paced.py"
+    locustfile.write_text(PACED_LOCUSTFILE.replace("PER_USER", str(rate / users)), encoding="utf-8")
+    prefix = work / "paced"
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
+               "-u", str(users), "-r", str(users), "-t", "20s", "--csv", str(prefix), "--only-summary",
+               "--loglevel", "ERROR"]  # fmt: skip
+    run(command, 60)
+    with (work / "paced_stats.csv").open(newline="") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
+    return float(row["Requests/s"])
+
+
+def paced_search(url: str, reference: float, work: Path) -> tuple[float, list[tuple[float, float]]]:
+    """The highest rate plain paced Locust reaches within 2 % (whole run), +10 % steps from half the reference:
+    what pacing alone costs a Locust process, before any of surge's work."""
+    probes: list[tuple[float, float]] = []
+    rate, held = 0.5 * reference, 0.0
+    while rate < 1.5 * reference:
+        achieved = paced_loop(url, round(rate), work)
+        probes.append((round(rate), achieved))
+        print(f"  paced plain Locust {rate:.0f}/s: achieved {achieved:.0f}/s", flush=True)
+        if achieved < 0.98 * round(rate):
+            break
+        held = round(rate)
+        rate *= 1.1
+    return held, probes
+
+
 @dataclass
 class Probe:
     rate: float
@@ -260,6 +306,15 @@ def search(url: str, reference: float, windows: int, work: Path) -> tuple[float,
             held = middle
         else:
             failed = middle
+    rate = min([p.rate for p in probes] + [held or 0.3 * reference])
+    for _ in range(4):  # the highest rate that is also valid may lie below every probe so far
+        if any(p.held and p.valid for p in probes):
+            break
+        rate = round(rate * 0.8)
+        probe = open_model(url, rate, windows, work)
+        probes.append(probe)
+        print(f"  open model {probe.rate:.0f}/s: worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}",
+              flush=True)  # fmt: skip
     return held, probes
 
 
@@ -284,12 +339,14 @@ def main() -> int:
             held, probes = search(url, before, args.windows, work)
             after = closed_loop(url, work)  # the load drifts: the better of the two is the reference
             print(f"closed-loop FastHttpUser again: {after:.0f} req/s", flush=True)
+            paced, paced_probes = paced_search(url, max(before, after), work)
             wrk_bare = wrk(url, 50, work)
             print(f"wrk -c50: {wrk_bare['rps']:.0f} req/s", flush=True)
         with server(delay_ms=5.0) as url:
             wrk_slow = wrk(url, 2, work)
             agreement = open_model(url, round(wrk_slow["rps"]), 1, work)
-    write_report(args.out, (before, after), held, probes, wrk_bare, wrk_slow, agreement, args.windows)
+    write_report(args.out, (before, after), held, probes, (paced, paced_probes), wrk_bare, wrk_slow, agreement,
+                 args.windows)  # fmt: skip
     print(f"held {held:.0f}/s = {held / max(before, after):.2f} x closed loop; written to {args.out}")
     return 0
 
@@ -299,6 +356,7 @@ def write_report(
     references: tuple[float, float],
     held: float,
     probes: list[Probe],
+    paced: tuple[float, list[tuple[float, float]]],
     wrk_bare: dict[str, float],
     wrk_slow: dict[str, float],
     agreement: Probe,
@@ -328,6 +386,8 @@ def write_report(
         f"{references[1]:.0f} after the probes) | {reference:.0f} req/s |",
         f"| **ratio (goal >= 0.5)** | **{held / reference:.2f}** |",
         f"| highest rate that held *and* was valid | {held_valid:.0f} arrivals/s ({held_valid / reference:.2f}) |",
+        f"| plain Locust paced with constant_throughput (no surge code), highest rate within 2 % | {paced[0]:.0f} "
+        f"req/s ({paced[0] / reference:.2f}) |",
         f"| wrk, 1 thread, 50 connections (a C generator, for scale) | {wrk_bare['rps']:.0f} req/s |",
         "",
         *READING,
@@ -343,6 +403,10 @@ def write_report(
             f"{probe.cpu_pct_max:.0f} % | {probe.p50_ms:.2f} / {probe.p99_ms:.2f} | {'; '.join(probe.reasons)} |"
         )
     lines += [
+        "",
+        "Plain paced Locust (the floor any open model built on Locust starts from): "
+        + ", ".join(f"{target:.0f}/s → {achieved:.0f}/s" for target, achieved in paced[1])
+        + ".",
         "",
         f"Latency agreement against a handler that sleeps 5 ms, at wrk's own rate with 2 connections "
         f"({wrk_slow['rps']:.0f}/s):",
