@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["bench_gateway", "bench_failover", "bench_generator", "bench_report"]
+ORDER = ["bench_gateway", "bench_ledger", "bench_failover", "bench_generator", "bench_report"]
 
 
 def main() -> int:

@@ -52,6 +52,9 @@ async def floor(request: web.Request) -> web.Response:
     json.loads(await request.read())
     return web.Response(status=201, body=BODY, content_type="application/json")
 
+async def ready(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
 @web.middleware
 async def stamp(request: web.Request, handler) -> web.StreamResponse:
     response = await handler(request)
