@@ -10,6 +10,7 @@ from pathlib import Path
 
 from loadtests.outcomes import OUTCOMES
 from loadtests.windows import Window, decode_histogram
+from mock_gateway.config import load_config
 from tests.loadtests.procs import generator, history, replica, run_locust, windows
 
 STEADY = """
@@ -112,3 +113,33 @@ async def test_two_processes_end_by_themselves_and_merge_like_one(tmp_path: Path
                     # the CSV keeps microseconds, so a value may sit one HDR bucket over
                     a, b = mine.get_value_at_percentile(pct), theirs.get_value_at_percentile(pct)
                     assert abs(a - b) <= max(2, 0.002 * b), (t, name, kind, pct, a, b)
+
+
+async def test_an_exhausted_pool_drops_and_counts_instead_of_slowing_the_arrivals(tmp_path: Path) -> None:
+    """Two users against a bank answering in ~200 ms cannot pay 150 arrivals a second: the arrivals still come
+    on schedule, the ones no user reaches within a second are dropped, and the run says it is invalid."""
+    scenario = tmp_path / "steady.toml"
+    text = STEADY.format(rate=150, process="even").replace("duration_s = 10", "duration_s = 4")
+    scenario.write_text(text.replace("pool = 40", "pool = 2"), encoding="utf-8")
+    out = tmp_path / "run"
+    slow_banks = "\n".join(  # the default banks (the population's channels), each answering in ~200 ms
+        f'[[channels]]\ncode = "{c.code}"\nsingle_fen = {c.single_fen}\ncard_daily_fen = {c.card_daily_fen}\n'
+        "latency_ms = { median = 200, p99 = 300 }"
+        for c in load_config(None, env={}).channels
+    )
+    with replica(tmp_path, slow_banks) as url:
+        t0 = time.time() + LEAD_S
+        rc = await run_locust(url, scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
+    assert rc == 0
+    lines = windows(out)
+    offered, sent, dropped = (sum(w[key] for w in lines) for key in ("offered", "sent", "dropped"))
+    assert offered == 600  # every arrival of the curve is accounted for, reached or not
+    assert offered == sent + dropped
+    assert dropped >= 400, (sent, dropped)  # two users at ~5 payments/s each reach a few dozen a second at most
+    started = first_attempts(history(out))
+    assert len(started) == sent
+    assert all(float(r["sent"]) - float(r["intended"]) <= 1.05 for r in started)  # none begun past the drop bound
+    verdict = generator(out)
+    assert verdict["valid"] is False
+    assert verdict["dropped"] == dropped
+    assert any("could not keep up" in reason for reason in verdict["reasons"]), verdict["reasons"]
