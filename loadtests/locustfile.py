@@ -68,17 +68,14 @@ class RepayingUser(FastHttpUser):
         generator = RepayingUser.generator
         if generator is None:
             return
-        ticket, slept, self._ticket = self._ticket, self._slept, None
-        if ticket is None:
-            ticket = generator.claim()  # the first task runs before the first wait
-            if ticket is None:
+        if self._ticket is None:  # the first task runs before the first wait; an idle user lands here too
+            gevent.sleep(self.wait_time())
+            if self._ticket is None:
                 generator.idle(IDLE_WAIT_S)
                 return
-            wait = ticket.intended - time.time()
-            slept = wait > 0
-            gevent.sleep(max(0.0, wait))
+        ticket, self._ticket = self._ticket, None
         now = time.time()
-        if slept:
+        if self._slept:
             generator.recorder.lag.record(max(0.0, now - ticket.intended) * 1000.0)
         if generator.begin(ticket, now):
             Payer(generator, self.client).pay(ticket)
