@@ -41,34 +41,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = ROOT / "loadtests" / "locustfile.py"
 BODY = b'{"repayment_id":"rp_bench","status":"succeeded","replica":"b1","business_date":"2026-11-11"}'
-CLOSED_LOCUSTFILE = """
-from locust import FastHttpUser, constant, task
+PLAIN_LOCUSTFILE = """
+from locust import FastHttpUser, constant, constant_throughput, task
 
 BODY = '{"user_id": "u000001", "card_id": "u000001-c1", "channel": "ICBC", "amount_fen": 12345}'
 HEADERS = {"Idempotency-Key": "k", "Content-Type": "application/json"}
 
 
-class ClosedLoop(FastHttpUser):
-    wait_time = constant(0)
+class Plain(FastHttpUser):
+    wait_time = WAIT
 
     @task
     def pay(self):
         self.client.post("/v1/repayments", data=BODY, headers=HEADERS)
-"""
-PACED_LOCUSTFILE = """
-from locust import FastHttpUser, constant_throughput, task
-
-BODY = '{"user_id": "u000001", "card_id": "u000001-c1", "channel": "ICBC", "amount_fen": 12345}'
-HEADERS = {"Idempotency-Key": "k", "Content-Type": "application/json"}
-
-
-class Paced(FastHttpUser):
-    wait_time = constant_throughput(PER_USER)
-
-    @task
-    def pay(self):
-        self.client.post("/v1/repayments", data=BODY, headers=HEADERS)
-"""
+"""  # plain Locust, no surge code: WAIT is constant(0) for the closed loop, constant_throughput(r) when paced
 PACED_PER_USER = 20  # requests/s each paced user aims at
 WRK_LUA = """
 wrk.method = "POST"
@@ -164,7 +150,7 @@ def run(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str
 
 def closed_loop(url: str, work: Path) -> float:
     locustfile = work / "closed.py"
-    locustfile.write_text(CLOSED_LOCUSTFILE, encoding="utf-8")
+    locustfile.write_text(PLAIN_LOCUSTFILE.replace("WAIT", "constant(0)"), encoding="utf-8")
     prefix = work / "closed"
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url, "-u", "50",
                "-r", "50", "-t", "15s", "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR"]  # fmt: skip
@@ -178,7 +164,7 @@ def paced_loop(url: str, rate: float, work: Path) -> float:
     """Plain Locust paced to `rate` (FastHttpUser, constant_throughput, no surge code): its achieved req/s."""
     users = max(1, round(rate / PACED_PER_USER))
     locustfile = work / "paced.py"
-    locustfile.write_text(PACED_LOCUSTFILE.replace("PER_USER", str(rate / users)), encoding="utf-8")
+    locustfile.write_text(PLAIN_LOCUSTFILE.replace("WAIT", f"constant_throughput({rate / users})"), encoding="utf-8")
     prefix = work / "paced"
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
                "-u", str(users), "-r", str(users), "-t", "20s", "--csv", str(prefix), "--only-summary",
