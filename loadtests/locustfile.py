@@ -27,14 +27,14 @@ from locust import FastHttpUser, LoadTestShape, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.arrivals import RateCurve, arrival_times
-from loadtests.clients import Generator, Payer, Ticket, drain_s
 from loadtests.errors import UsageError
-from loadtests.meta import run_meta
-from loadtests.policy import SimClock
-from loadtests.population import Population
-from loadtests.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
-from loadtests.shapes import Scenario, load_scenario
+from loadtests.generator.arrivals import RateCurve, arrival_times
+from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
+from loadtests.generator.policy import SimClock
+from loadtests.generator.population import Population
+from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.scenario.meta import run_meta
+from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too

@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from mock_gateway.admin import load_admin_token
-from mock_gateway.app import STATE_KEY, create_app
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
-from mock_gateway.ledger import LedgerError
 from mock_gateway.net import is_loopback_host
+from mock_gateway.replica.app import STATE_KEY, create_app
+from mock_gateway.replica.ledger import LedgerError
 
 SHUTDOWN_TIMEOUT_S = 10.0
 

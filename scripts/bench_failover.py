@@ -40,7 +40,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mock_gateway.cluster import ClusterProcess  # noqa: E402 - after the path fix for a plain checkout
+from mock_gateway.cluster.handle import ClusterProcess  # noqa: E402 - after the path fix for a plain checkout
 
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 BIN_S = 0.1

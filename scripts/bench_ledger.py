@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_ledger.py [--rows 20000] [--no-write]
 
-Drives mock_gateway.ledger.Ledger exactly as a replica does — `await record(charge)` from many coroutines,
+Drives mock_gateway.replica.ledger.Ledger exactly as a replica does — `await record(charge)` from many coroutines,
 one transaction per event-loop turn — with batches of 1, 10, 25 and 50 concurrent records on a fresh WAL ledger
 (`synchronous=NORMAL`, the default) in a temp dir, 10,007 users and 30,011 cards as in bench_gateway.py. Prints
 the process CPU time per recorded row (both threads: the loop's commits and the writer's checkpoints) and writes
@@ -24,10 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mock_gateway.app import make_decider  # noqa: E402  # the repo root is put on sys.path just above
 from mock_gateway.clock import SimClock  # noqa: E402
 from mock_gateway.config import load_config  # noqa: E402
-from mock_gateway.ledger import Charge, Ledger  # noqa: E402
+from mock_gateway.replica.app import make_decider  # noqa: E402  # the repo root is put on sys.path just above
+from mock_gateway.replica.ledger import Charge, Ledger  # noqa: E402
 
 OUT = REPO / "docs" / "perf" / "ledger.md"
 BATCHES = (1, 10, 25, 50)

@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="surge-soak-")) / "run"
-    command = [sys.executable, "-m", "loadtests.cli", "run", "soak", "--duration", str(args.duration),
+    command = [sys.executable, "-m", "loadtests.cli.main", "run", "soak", "--duration", str(args.duration),
                "--scale", str(args.scale), "--out", str(out)]  # fmt: skip
     print("running:", " ".join(command), flush=True)
     run = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.chaos_schedule import chaos_schedule
-from loadtests.scenario_file import write_scenario
-from loadtests.shapes import RatePoint, load_scenario
+from loadtests.orchestration.chaos_schedule import chaos_schedule
+from loadtests.scenario.scenario_file import write_scenario
+from loadtests.scenario.shapes import RatePoint, load_scenario
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -47,7 +47,7 @@ def test_chaos_loses_nothing_and_recovers(seed: int, tmp_path: Path) -> None:
     scenario_path = write_scenario(scenario, tmp_path / "chaos.toml")
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", str(scenario_path), "--out", str(out)],
+        [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario_path), "--out", str(out)],
         capture_output=True, text=True, timeout=200, check=False,
     )  # fmt: skip
     context = f"seed {seed} (replay: SURGE_CHAOS_SEED={seed} make chaos); run folder {out}\n{result.stderr[-3000:]}"

@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from mock_gateway.cluster import ClusterProcess
+from mock_gateway.cluster.handle import ClusterProcess
 
 CARD_DAILY_FEN = 300_000
 FAST_CHANNEL = {

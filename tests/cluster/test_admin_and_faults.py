@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mock_gateway.cluster import ClusterProcess
+from mock_gateway.cluster.handle import ClusterProcess
 from tests.cluster.conftest import StartCluster
 from tests.cluster.events_file import read_events, wait_event
 from tests.cluster.traffic import Payment, ledger_rows, pay, repayment

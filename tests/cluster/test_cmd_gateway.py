@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from loadtests import cmd_gateway
+from loadtests.cli import gateway as cmd_gateway
 from loadtests.errors import UsageError
 from tests.cluster.conftest import assert_all_gone, process_tree
 
-SURGE = [sys.executable, "-m", "loadtests.cli", "gateway"]
+SURGE = [sys.executable, "-m", "loadtests.cli.main", "gateway"]
 
 
 def test_foreground_cluster_prints_url_token_and_state_dir_and_stops_on_ctrl_c(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from mock_gateway.events import EventKind, EventLog, RouterMetrics
+from mock_gateway.cluster.events import EventKind, EventLog, RouterMetrics
 
 
 def test_each_event_is_one_flushed_json_line_with_three_clocks(tmp_path: Path) -> None:

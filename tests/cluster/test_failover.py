@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from mock_gateway.cluster import ClusterProcess
+from mock_gateway.cluster.handle import ClusterProcess
 from tests.cluster.conftest import CARD_DAILY_FEN, StartCluster
 from tests.cluster.events_file import wait_event
 from tests.cluster.traffic import Payment, ledger_rows, pay, repayment, steady_load

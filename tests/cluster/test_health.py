@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mock_gateway.health import HealthState, Mode, ReplicaPool, Transition
+from mock_gateway.cluster.health import HealthState, Mode, ReplicaPool, Transition
 
 
 def test_first_check_decides_then_fall_and_rise_apply() -> None:

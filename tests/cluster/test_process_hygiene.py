@@ -14,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mock_gateway.cluster import ClusterProcess, ClusterStartError
+from mock_gateway.cluster.handle import ClusterProcess
+from mock_gateway.cluster.serve import ClusterStartError
 from mock_gateway.config import ConfigError
 from tests.cluster.conftest import StartCluster, assert_all_gone, process_tree
 from tests.cluster.events_file import read_events
@@ -22,7 +23,7 @@ from tests.cluster.events_file import read_events
 
 def run_cluster_cli(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mock_gateway.cluster", *args],
+        [sys.executable, "-m", "mock_gateway.cluster.serve", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -96,7 +97,7 @@ def test_cluster_json_is_private_and_complete(start_cluster: StartCluster) -> No
 def test_sigterm_while_starting_stops_at_once(tmp_path: Path) -> None:
     state = tmp_path / "s"
     with subprocess.Popen(
-        [sys.executable, "-m", "mock_gateway.cluster", "--replicas", "2", "--state-dir", str(state)],
+        [sys.executable, "-m", "mock_gateway.cluster.serve", "--replicas", "2", "--state-dir", str(state)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     ) as proc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mock_gateway.retry_budget import RetryBudget
+from mock_gateway.cluster.retry_budget import RetryBudget
 
 
 def test_floor_allows_a_few_retries_per_second_on_a_quiet_cluster() -> None:

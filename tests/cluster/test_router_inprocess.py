@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from mock_gateway.cluster.events import EventLog, RouterMetrics
+from mock_gateway.cluster.health import Mode
+from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
 from mock_gateway.errors import ReplicaUnavailable
-from mock_gateway.events import EventLog, RouterMetrics
-from mock_gateway.health import Mode
-from mock_gateway.router import Router, RouterSettings, create_router_app
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

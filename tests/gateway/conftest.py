@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from mock_gateway.app import create_app
 from mock_gateway.clock import SimClock
 from mock_gateway.config import GatewayConfig, load_config
+from mock_gateway.replica.app import create_app
 
 TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

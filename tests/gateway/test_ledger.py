@@ -11,10 +11,10 @@ from typing import Literal
 
 import pytest
 
-from mock_gateway.app import make_decider
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.ledger import Charge, Ledger, LedgerError
+from mock_gateway.replica.app import make_decider
+from mock_gateway.replica.ledger import Charge, Ledger, LedgerError
 
 
 def charge(i: int, amount: int = 100) -> Charge:

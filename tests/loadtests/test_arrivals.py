@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from loadtests.arrivals import RateCurve, arrival_times
+from loadtests.generator.arrivals import RateCurve, arrival_times
 
 RAMP = [(0.0, 10.0), (10.0, 10.0), (12.0, 200.0), (20.0, 200.0), (30.0, 50.0)]
 

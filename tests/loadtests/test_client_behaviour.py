@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loadtests.policy import SHANGHAI, SimClock
+from loadtests.generator.policy import SHANGHAI, SimClock
 from tests.loadtests.procs import history, run_locust, windows
 
 TIMEOUT_S = 0.5

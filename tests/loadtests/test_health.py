@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hdrh.histogram import HdrHistogram
 
-from loadtests.health import CpuSampler, LagMeter, judge
-from loadtests.windows import Window
+from loadtests.generator.health import CpuSampler, LagMeter, judge
+from loadtests.generator.windows import Window
 
 
 def lags(*ms: float) -> HdrHistogram:

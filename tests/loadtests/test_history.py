@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from loadtests.history import HEADER, Attempt, HistoryWriter
+from loadtests.generator.history import HEADER, Attempt, HistoryWriter
 
 
 def attempt(n: int) -> Attempt:

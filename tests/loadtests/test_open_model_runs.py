@@ -8,8 +8,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from loadtests.outcomes import OUTCOMES
-from loadtests.windows import Window, decode_histogram
+from loadtests.generator.outcomes import OUTCOMES
+from loadtests.generator.windows import Window, decode_histogram
 from mock_gateway.config import load_config
 from tests.loadtests.procs import generator, history, replica, run_locust, windows
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.outcomes import OUTCOMES, classify, expected_by_clients
+from loadtests.generator.outcomes import OUTCOMES, classify, expected_by_clients
 
 
 @pytest.mark.parametrize(

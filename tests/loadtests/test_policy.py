@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from loadtests.policy import (
+from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
     MAX_DELAY_S,
@@ -20,7 +20,7 @@ from loadtests.policy import (
     retry_after_s,
     should_retry,
 )
-from loadtests.population import Card, User
+from loadtests.generator.population import Card, User
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
 USER = User("u1", (CARD_A, CARD_B, CARD_C))

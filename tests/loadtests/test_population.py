@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from loadtests.population import Population
-from loadtests.shapes import BillDistribution
-from loadtests.shapes import Population as Spec
+from loadtests.generator.population import Population
+from loadtests.scenario.shapes import BillDistribution
+from loadtests.scenario.shapes import Population as Spec
 
 CHANNELS = ["ICBC", "CCB", "ABC", "BOC", "CMB"]
 

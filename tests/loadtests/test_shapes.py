@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.arrivals import RateCurve
 from loadtests.errors import UsageError
-from loadtests.shapes import ScenarioError, builtin_scenarios, load_scenario
+from loadtests.generator.arrivals import RateCurve
+from loadtests.scenario.shapes import ScenarioError, builtin_scenarios, load_scenario
 
 BUILTINS = {"double11", "festival618", "due-date-wave", "zero-down-installments", "capacity-step", "soak"}
 

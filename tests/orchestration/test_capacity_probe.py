@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.capacity_probe import judge
+from loadtests.orchestration.capacity_probe import judge
 from reports.hdr import new_histogram
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from loadtests.capacity_search import Probe, find_knee
+from loadtests.orchestration.capacity_search import Probe, find_knee
 
 
 def curve(knee: float, noise: float = 0.0, seed: int = 1):

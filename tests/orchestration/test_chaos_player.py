@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from loadtests.chaos import ChaosPlayer
-from loadtests.shapes import Fault
+from loadtests.orchestration.chaos import ChaosPlayer
+from loadtests.scenario.shapes import Fault
 
 TOKEN = "t0ken"
 

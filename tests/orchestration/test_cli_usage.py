@@ -11,7 +11,7 @@ import pytest
 
 def surge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+        [sys.executable, "-m", "loadtests.cli.main", *args], capture_output=True, text=True, timeout=60, cwd=cwd
     )
 
 

@@ -55,7 +55,7 @@ def surge_run(tmp_path: Path, name: str, p99: float) -> tuple[subprocess.Complet
     scenario.write_text(TINY.format(p99=p99))
     out = tmp_path / name
     result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli", "run", str(scenario), "--out", str(out)],
+        [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out)],
         capture_output=True, text=True, timeout=140, check=False,
     )  # fmt: skip
     return result, out

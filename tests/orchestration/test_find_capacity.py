@@ -57,7 +57,8 @@ def test_knee_of_a_known_cap(tmp_path: Path) -> None:
     base = tmp_path / "base.toml"
     base.write_text(BASE)
     out = tmp_path / "capacity"
-    command = [sys.executable, "-m", "loadtests.cli", "find-capacity", "--scenario-base", str(base), "--out", str(out),
+    command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
+               "--out", str(out),
                "--start-rate", "120", "--growth", "1.4", "--precision", "0.08", "--probe-s", "3", "--warmup-s", "1",
                "--repeats", "0", "--replicas", "1"]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=230, check=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadtests.live import LiveWindows
+from loadtests.orchestration.live import LiveWindows
 from reports.hdr import new_histogram
 
 

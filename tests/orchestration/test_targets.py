@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadtests.errors import UsageError
-from loadtests.targets import check_target
+from loadtests.scenario.targets import check_target
 from mock_gateway.net import is_loopback_host
 
 

@@ -11,7 +11,9 @@ from types import ModuleType
 
 import pytest
 
-from loadtests import cmd_compare, cmd_report, cmd_verify
+from loadtests.cli import compare as cmd_compare
+from loadtests.cli import report as cmd_report
+from loadtests.cli import verify as cmd_verify
 from loadtests.errors import UsageError
 from tests.reports.runs import degrade, ledger_execute
 
@@ -86,7 +88,7 @@ def test_report_on_a_folder_without_meta_is_a_usage_error(tmp_path: Path) -> Non
 def test_the_surge_command_wires_compare_exit_codes(run_dir: Path, twin: Path) -> None:
     """Black-box, through the real entry point: 1 on a regression, 2 with one line on a bad folder."""
     degrade(twin, latency_factor=3.0, fail_every=10)
-    surge = [sys.executable, "-m", "loadtests.cli", "compare"]
+    surge = [sys.executable, "-m", "loadtests.cli.main", "compare"]
     regressed = subprocess.run([*surge, str(run_dir), str(twin)], capture_output=True, text=True, timeout=120)
     assert regressed.returncode == 1, regressed.stderr
     assert "REGRESSED" in regressed.stdout

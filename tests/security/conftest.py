@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mock_gateway.cluster import ClusterProcess, free_port
+from mock_gateway.cluster.handle import ClusterProcess
+from mock_gateway.cluster.serve import free_port
 
 TOKEN = "security-suite-token-0123456789"
 

@@ -63,11 +63,11 @@ def test_token_never_in_events_or_logs(router: Target, tmp_path: Path) -> None:
     "command",
     [
         [sys.executable, "-m", "mock_gateway", "--port", "0", "--host", "0.0.0.0"],  # noqa: S104 - refused on purpose
-        [sys.executable, "-m", "mock_gateway.cluster", "--port", "0", "--replicas", "1", "--host", "0.0.0.0"],  # noqa: S104
+        [sys.executable, "-m", "mock_gateway.cluster.serve", "--port", "0", "--replicas", "1", "--host", "0.0.0.0"],  # noqa: S104
     ],
 )
 def test_public_bind_refused_without_flag(command: list[str], tmp_path: Path) -> None:
-    if "mock_gateway.cluster" in command:
+    if "mock_gateway.cluster.serve" in command:
         command = [*command, "--state-dir", str(tmp_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=30, cwd=tmp_path, check=False)
     assert result.returncode == 2

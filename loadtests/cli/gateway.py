@@ -1,0 +1,70 @@
+"""`surge gateway`: the mock gateway cluster (router + N replicas) in the foreground until Ctrl-C or SIGTERM.
+
+It prints what a person needs to point a load tool or a curl at it — the router URL, the admin token (once;
+it is also in the private cluster.json) and the state directory with the ledger, the events and the logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from loadtests.errors import HarnessError, UsageError
+from mock_gateway.cluster.serve import ClusterInfo, ClusterStartError, ClusterUsageError, run_in_foreground
+from mock_gateway.config import ConfigError, load_config
+
+DEFAULT_PORT = 8080
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replicas", type=_positive_int, default=3, help="replica processes (default 3)")
+    parser.add_argument("--config", type=Path, help="gateway config TOML (CONTRACT §4)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"router port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--state-dir", type=Path, help="where cluster.json, events, logs and the ledger go (default: a temp dir)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="router address (default 127.0.0.1)")
+    parser.add_argument(
+        "--allow-public-bind", action="store_true", help="allow a non-loopback --host (never on a shared network)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.config is not None and not args.config.is_file():
+        raise UsageError(f"--config {args.config}: no such file")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError(f"gateway config: {exc}") from None
+    state_dir: Path = args.state_dir or Path(tempfile.mkdtemp(prefix="surge-gateway-"))
+
+    def ready(info: ClusterInfo) -> None:
+        names = ", ".join(f"{r['name']}:{r['port']}" for r in info.state["replicas"])
+        print(f"surge gateway: router {info.url} ({args.replicas} replicas: {names})")
+        print(f"surge gateway: admin token {info.admin_token}")
+        print(f"surge gateway: state dir {info.state_dir} (Ctrl-C stops everything)", flush=True)
+
+    try:
+        run_in_foreground(
+            config,
+            args.replicas,
+            state_dir,
+            port=args.port,
+            host=args.host,
+            allow_public_bind=args.allow_public_bind,
+            on_ready=ready,
+        )
+    except ClusterUsageError as exc:
+        raise UsageError(str(exc)) from None
+    except (ClusterStartError, OSError) as exc:
+        raise HarnessError(f"the gateway cluster did not start: {exc}") from None
+    print("surge gateway: stopped")
+    return 0

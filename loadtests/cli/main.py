@@ -1,0 +1,54 @@
+"""The `surge` command: parses arguments and hands each subcommand to its own module.
+
+Every `SurgeError` becomes one line on stderr and its exit code (CONTRACT §2); argparse's own usage errors
+already exit 2. A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from loadtests.errors import SurgeError
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "gateway": (
+        "loadtests.cli.gateway",
+        "start the mock gateway cluster (router + replicas) in the foreground",
+    ),
+    "run": ("loadtests.cli.run", "run one load test: cluster, Locust, faults, verdicts, report"),
+    "report": ("loadtests.cli.report", "(re)build report.html from a run folder"),
+    "compare": ("loadtests.cli.compare", "compare two runs; exit 1 when the candidate regresses"),
+    "find-capacity": ("loadtests.cli.find_capacity", "search the highest arrival rate that meets the SLOs"),
+    "verify": ("loadtests.cli.verify", "re-check a run's invariants against its ledger"),
+    "scenarios": ("loadtests.cli.scenarios", "list the built-in scenarios"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="surge", description="Load-testing and capacity harness for repayments.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    try:
+        code: int = module.run(args)
+    except SurgeError as exc:
+        print(f"surge {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"surge {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

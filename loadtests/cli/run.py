@@ -1,0 +1,168 @@
+"""`surge run SCENARIO`: one whole load test, from scenario to verdict (CONTRACT §2, §5, §6).
+
+The order is the whole job of this module: validate everything first (exit 2 with nothing started), then start
+the cluster, fix a shared t=0 a few seconds ahead, launch Locust as a subprocess, play the faults against the
+same t=0, bound every wait, collect the ledger and events, and only then hand the folder to `reports`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.verdict_table import print_verdicts
+from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
+from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.live import LiveWindows
+from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.orchestration.run_folder import (
+    Event,
+    analyse,
+    new_run_dir,
+    write_events_csv,
+    write_json,
+)
+from loadtests.scenario.meta import run_meta
+from loadtests.scenario.shapes import Scenario, load_scenario
+from loadtests.scenario.targets import check_target
+from mock_gateway.cluster.handle import ClusterProcess
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="a built-in scenario name (see `surge scenarios`) or a TOML file")
+    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiply every rate (default 1)")
+    parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
+    parser.add_argument("--host", help="load this gateway instead of starting the embedded cluster")
+    parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
+    parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
+    parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
+    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
+    parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
+    parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
+    host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
+    if args.baseline is not None and not (args.baseline / "summary.json").is_file():
+        raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
+    gateway_config = validated_config(args.config, scenario.gateway) if host is None else None
+    run_dir = new_run_dir(args.out, scenario.name)
+    console = Console(stderr=True)
+    console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
+    asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
+    summary = analyse(run_dir, args.baseline)
+    print_verdicts(summary, Console())
+    report = run_dir / "report.html"
+    print(f"report: {(report if report.exists() else run_dir).resolve()}")
+    exit_code: int = summary["exit_code"]
+    return exit_code
+
+
+async def _orchestrate(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    host: str | None,
+    gateway_config: dict[str, Any] | None,
+    run_dir: Path,
+    console: Console,
+) -> None:
+    cluster: ClusterProcess | None = None
+    events: list[Event] = []
+    start_unix = time.time()
+    try:
+        if host is None:
+            cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", scenario.gateway)
+        target = cluster.url if cluster is not None else str(host)
+        start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
+        meta = run_meta(
+            scenario,
+            scenario_ref=args.scenario,
+            scale=args.scale,
+            started_unix=start_unix,
+            host=target,
+            workers=args.workers,
+            gateway_config=gateway_config,
+            replicas=args.replicas if gateway_config is not None else None,
+        )
+        write_json(run_dir / "meta.json", meta)
+        events.extend(_scenario_events(scenario, start_unix))
+        rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
+        if rc is None:
+            raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
+        if not (run_dir / "windows.jsonl").exists():
+            raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
+    finally:
+        if cluster is not None:
+            events.extend(await stop_and_collect(cluster, run_dir))
+        write_events_csv(run_dir / "events.csv", start_unix, events)
+
+
+def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
+    found = [
+        Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
+    ]
+    for start, end in scenario.spikes():
+        peak = scenario.rate_at(end)
+        found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
+        found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
+    return found
+
+
+async def _drive(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    target: str,
+    run_dir: Path,
+    start_unix: float,
+    cluster: ClusterProcess | None,
+    events: list[Event],
+    console: Console,
+) -> int | None:
+    """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
+    live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
+
+    def on_chaos(event: ChaosEvent) -> None:
+        events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))
+        live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
+
+    chaos: asyncio.Task[None] | None = None
+    if scenario.faults and cluster is not None:
+        player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
+        chaos = asyncio.create_task(player.play())
+    command = locust_command(
+        scenario_ref=args.scenario,
+        scale=args.scale,
+        duration_s=scenario.duration_s,
+        target=target,
+        run_dir=run_dir,
+        start_unix=start_unix,
+        workers=args.workers,
+    )
+    try:
+        with Live(Text(""), console=console, refresh_per_second=2) as display:
+
+            def tick() -> None:
+                live.poll()
+                elapsed = min(max(0.0, time.time() - start_unix), scenario.duration_s)
+                display.update(Text(live.status(elapsed, scenario.duration_s)))
+
+            deadline = start_unix + scenario.duration_s + STOP_GRACE_S + 30.0
+            return await run_locust(
+                command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
+            )
+    finally:
+        if chaos is not None:
+            chaos.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos

@@ -1,0 +1,126 @@
+"""Is the load generator itself the bottleneck? Sampled every second, judged at the end.
+
+A saturated generator sends late and measures its own queueing as the gateway's latency, so such a run must be
+marked invalid and said so loudly, never reported as the gateway's result. Locust's own cpu_warning cannot do
+this job: it samples every 10 s and its first reading is 0, so a two-minute run barely registers. Here CPU comes
+from psutil each second (per process, 100 % = one core — a gevent worker cannot use more), and scheduling lag is
+how late a greenlet wakes up against its deadline, measured by the caller (recorder.py) and kept here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+from hdrh.histogram import HdrHistogram
+
+from loadtests.generator.windows import Window
+
+CPU_LIMIT_PCT = 90.0
+CPU_LIMIT_SECONDS = 3  # consecutive seconds at or above the limit
+LAG_P99_LIMIT_MS = 50.0
+LATE_DROPPED_LIMIT = 0.01  # of offered arrivals
+
+
+class CpuSampler:
+    """CPU % of one process since the previous call; primed at construction so the first sample is real."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self._process = psutil.Process(pid)
+        self._process.cpu_percent(None)
+
+    def sample(self) -> float:
+        return float(self._process.cpu_percent(None))
+
+
+def new_lag_histogram() -> HdrHistogram:
+    """Wake-up lateness in microseconds, up to a minute, 2 significant digits (a verdict, not a report)."""
+    return HdrHistogram(1, 60_000_000, 2)
+
+
+@dataclass
+class LagMeter:
+    """Wake-up lateness samples (ms): each second's worst for the windows, and every sample for the verdict.
+
+    The verdict uses the p99 over all samples, not over per-second maxima: one OS hiccup in a short run is not
+    a saturated generator, while lag that persists moves the p99 of thousands of wake-ups.
+    """
+
+    current_max: float = 0.0
+    samples: HdrHistogram = field(default_factory=new_lag_histogram)
+
+    def record(self, lag_ms: float) -> None:
+        self.current_max = max(self.current_max, lag_ms)
+        self.samples.record_value(min(60_000_000, max(1, round(lag_ms * 1000))))
+
+    def take_max(self) -> float:
+        worst, self.current_max = self.current_max, 0.0
+        return worst
+
+
+@dataclass(frozen=True)
+class Verdict:
+    valid: bool
+    reasons: list[str] = field(default_factory=list)
+    cpu_pct_max: float = 0.0
+    lag_ms_p99: float = 0.0
+    late: int = 0
+    dropped: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """generator.json (internals §5)."""
+        return {
+            "valid": self.valid,
+            "reasons": self.reasons,
+            "cpu_pct_max": round(self.cpu_pct_max, 1),
+            "lag_ms_p99": round(self.lag_ms_p99, 2),
+            "late": self.late,
+            "dropped": self.dropped,
+        }
+
+
+def judge(windows: Iterable[Window], expected_offered: float, lag: HdrHistogram) -> Verdict:
+    """The generator's verdict from merged windows (their `gen` part holds each second's worst worker).
+
+    `expected_offered` is the rate curve's integral; offering far fewer arrivals (beyond Poisson noise) means
+    a generator process never started or stopped early, whatever its CPU said. `lag` holds every wake-up
+    lateness sample of every process (LagMeter.samples, merged).
+    """
+    ordered = sorted(windows, key=lambda window: window.t)
+    offered = sum(w.offered for w in ordered)
+    late = sum(w.late for w in ordered)
+    dropped = sum(w.dropped for w in ordered)
+    sampled = [w for w in ordered if w.workers > 0]
+    cpu_max = max((w.cpu_pct for w in sampled), default=0.0)
+    lag_p99 = lag.get_value_at_percentile(99.0) / 1000.0 if lag.get_total_count() else 0.0
+    reasons: list[str] = []
+    if not sampled:
+        reasons.append("no generator process reported its health")
+    shortfall = expected_offered - offered
+    if shortfall > 5.0 * math.sqrt(expected_offered) + 0.01 * expected_offered + 1.0:
+        reasons.append(f"only {offered} arrivals offered of about {expected_offered:.0f} scheduled")
+    hot = _longest_run(w.t for w in sampled if w.cpu_pct >= CPU_LIMIT_PCT)
+    if hot >= CPU_LIMIT_SECONDS:
+        reasons.append(f"generator CPU >= {CPU_LIMIT_PCT:.0f}% for {hot} consecutive seconds")
+    if lag_p99 > LAG_P99_LIMIT_MS:
+        reasons.append(f"generator scheduling lag p99 {lag_p99:.0f} ms > {LAG_P99_LIMIT_MS:.0f} ms")
+    if offered and (late + dropped) / offered > LATE_DROPPED_LIMIT:
+        share = 100.0 * (late + dropped) / offered
+        reasons.append(
+            f"{late} late + {dropped} dropped arrivals = {share:.1f}% of {offered} offered "
+            f"(> {100 * LATE_DROPPED_LIMIT:.0f}%): the user pool or the generator could not keep up"
+        )
+    return Verdict(not reasons, reasons, cpu_max, lag_p99, late, dropped)
+
+
+def _longest_run(seconds: Iterable[int]) -> int:
+    best = run = 0
+    previous: int | None = None
+    for t in seconds:
+        run = run + 1 if previous is not None and t == previous + 1 else 1
+        best = max(best, run)
+        previous = t
+    return best

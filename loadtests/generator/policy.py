@@ -1,0 +1,194 @@
+"""What a well-behaved repayment client decides after each answer: retry (when), follow a plan, switch card, stop.
+
+Pure: the caller passes the clock, the RNG and the answer, so every rule is a unit test. The retry rules follow
+stripe-python's (a good production reference): retry transport errors, timeouts, 409 and 5xx with the *same*
+Idempotency-Key, exponential backoff capped at MAX_DELAY_S with jitter in [50 %, 100 %], and never sooner than the
+server's Retry-After. Unlike stripe-python, 429 is retried too: a mobile app's "pay" button does exactly that
+after Retry-After, and the gateway stores nothing for a 429 (CONTRACT §3), so it is safe; the per-payment retry
+limit and the process-wide `RetryBudget` keep those retries from becoming a storm.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from loadtests.generator.population import Card, User
+
+BASE_DELAY_S = 0.1
+MAX_DELAY_S = 2.0
+MAX_RETRY_AFTER_S = 30.0  # a server asking for longer than this is treated as "not today": give up
+RESET_MARGIN_S = 0.1  # wall seconds after a business-day reset before the next part of a plan is sent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
+
+
+def should_retry(status: int) -> bool:
+    """Same key again for: no response (0), 409 in flight, 429 rate limited, any 5xx. Never for a 4xx answer."""
+    return status in (0, 409, 429) or status >= 500
+
+
+def backoff_s(retry_number: int, retry_after_s: float | None, rng: random.Random) -> float:
+    """Delay before retry `retry_number` (1-based): capped, jittered exponential, floored at Retry-After."""
+    delay: float = min(MAX_DELAY_S, BASE_DELAY_S * 2.0 ** (retry_number - 1))
+    delay *= 0.5 * (1.0 + rng.random())
+    return max(delay, retry_after_s or 0.0)
+
+
+def retry_after_s(header: str | None, problem: dict[str, Any]) -> float | None:
+    """The server's wish in seconds: `retry_after_ms` (precise) over the `Retry-After` header (whole seconds)."""
+    millis = problem.get("retry_after_ms")
+    if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:
+        return float(millis) / 1000.0
+    if header is not None:
+        try:
+            return max(0.0, float(header))
+        except ValueError:
+            return None  # an HTTP-date Retry-After is not produced by the gateway; fall back to backoff
+    return None
+
+
+@dataclass
+class RetryBudget:
+    """A process-wide cap on retries (Finagle's RetryBudget): each first attempt deposits `ratio` of a retry.
+
+    `min_per_s` retries a second are always allowed so a quiet client still retries; the balance is capped so
+    a long calm spell cannot bank a storm. Times are passed in so the budget is testable without sleeping.
+    Finagle's default ratio is 0.2; 0.5 here because a payment app retries more eagerly than a backend RPC,
+    and the budget should bite in a retry storm (a failover at the peak), not in ordinary turbulence.
+    """
+
+    ratio: float = 0.5
+    min_per_s: float = 10.0
+    cap: float = 100.0
+    balance: float = 10.0
+    last: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self.last is not None and now > self.last:
+            self.balance = min(self.cap, self.balance + self.min_per_s * (now - self.last))
+        self.last = now if self.last is None else max(self.last, now)
+
+    def on_first_attempt(self, now: float) -> None:
+        self._refill(now)
+        self.balance = min(self.cap, self.balance + self.ratio)
+
+    def try_spend(self, now: float) -> bool:
+        self._refill(now)
+        if self.balance < 1.0 - 1e-9:  # 5 deposits of 0.2 are one retry, float rounding aside
+            return False
+        self.balance -= 1.0
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class SimClock:
+    """The gateway's simulated clock (internals §3 `cluster.json:clock`): sim = start + (wall − anchor) · speed."""
+
+    start: datetime
+    anchor_unix: float
+    speed: float = 1.0
+
+    @classmethod
+    def wall(cls) -> SimClock:
+        """A gateway on real time: what to assume when nothing says otherwise."""
+        return cls(datetime.fromtimestamp(0, SHANGHAI), 0.0, 1.0)
+
+    def sim_at(self, unix: float) -> datetime:
+        return self.start + timedelta(seconds=(unix - self.anchor_unix) * self.speed)
+
+    def unix_at(self, sim: datetime) -> float:
+        return self.anchor_unix + (sim - self.start).total_seconds() / self.speed
+
+    def business_date(self, unix: float) -> date:
+        return self.sim_at(unix).astimezone(SHANGHAI).date()
+
+
+@dataclass(frozen=True, slots=True)
+class PlanPart:
+    """One part of a suggested plan: a new payment (new key) of `amount_fen` to start at `unix`."""
+
+    unix: float
+    amount_fen: int
+    part: int
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """After a decline: amounts to pay now (each a new key), parts for later days, or another card."""
+
+    now: tuple[PlanPart, ...] = ()
+    later: tuple[PlanPart, ...] = ()
+    card: Card | None = None
+    skipped_fen: int = 0  # plan parts that would fall after the run's end
+    followed_plan: bool = False
+
+
+GIVE_UP = Decision()
+
+
+@dataclass
+class DeclineContext:
+    """What the client knows when a decline arrives; `tried` grows as switch-card walks the user's cards."""
+
+    user: User
+    card: Card
+    now_unix: float
+    run_end_unix: float
+    clock: SimClock
+    tried: set[str] = field(default_factory=set)
+
+
+def on_decline(policy: DeclinePolicy, problem: dict[str, Any], ctx: DeclineContext) -> Decision:
+    """The scenario's answer to SINGLE/DAILY_LIMIT_EXCEEDED; a decline of a plan part itself is never chased."""
+    if policy == "give-up":
+        return GIVE_UP
+    if policy == "switch-card":
+        if problem.get("scope") == "user":
+            return GIVE_UP  # the platform cap covers every card of this user
+        tried = ctx.tried | {ctx.card.card_id}
+        spare = next((card for card in ctx.user.cards if card.card_id not in tried), None)
+        return GIVE_UP if spare is None else Decision(card=spare)
+    return _follow_plan(problem, ctx)
+
+
+def _follow_plan(problem: dict[str, Any], ctx: DeclineContext) -> Decision:
+    parts = _plan_parts(problem.get("suggested_plan"))
+    if not parts:
+        return GIVE_UP
+    today = ctx.clock.business_date(ctx.now_unix)
+    now: list[PlanPart] = []
+    later: list[PlanPart] = []
+    skipped = 0
+    for index, (day, amount) in enumerate(parts, start=1):
+        if day <= today:
+            now.append(PlanPart(ctx.now_unix, amount, index))
+            continue
+        midnight = datetime.combine(day, time(0), SHANGHAI)
+        unix = max(ctx.now_unix, ctx.clock.unix_at(midnight)) + RESET_MARGIN_S
+        if unix < ctx.run_end_unix:
+            later.append(PlanPart(unix, amount, index))
+        else:
+            skipped += amount
+    return Decision(now=tuple(now), later=tuple(later), skipped_fen=skipped, followed_plan=True)
+
+
+def _plan_parts(plan: Any) -> list[tuple[date, int]]:
+    """`suggested_plan` as (business_date, amount_fen) pairs in date order; a malformed plan is no plan."""
+    if not isinstance(plan, Sequence) or isinstance(plan, str):
+        return []
+    parts: list[tuple[date, int]] = []
+    for item in plan:
+        try:
+            day = date.fromisoformat(str(item["business_date"]))
+            amount = int(item["amount_fen"])
+        except (KeyError, TypeError, ValueError):
+            return []
+        if amount > 0:
+            parts.append((day, amount))
+    return sorted(parts, key=lambda part: part[0])

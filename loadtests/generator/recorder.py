@@ -1,0 +1,366 @@
+"""Recording a run across Locust processes: per-process windows and history, merged by the master into the run folder.
+
+    worker (or the lone process)                      master (or the lone process)
+    ProcessRecorder ── every second: JSON deltas ──►  RunWriter ── seconds older than CLOSE_LAG_S ──► windows.jsonl
+      └─ history/<worker>.csv                           └─ at the end: stragglers rewritten, generator.json
+
+Deltas rather than whole windows travel because merging is associative (windows.py): a worker never has to know
+when a second is final, and a late delta is folded into the final rewrite instead of being lost. Messages use
+Locust's own worker→master channel (`runner.send_message` / `register_message`), so a multi-machine run needs
+no shared disk for the windows; each worker's history is written on its own machine under `--surge-out`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gevent
+from hdrh.histogram import HdrHistogram
+from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
+
+from loadtests.generator.health import CpuSampler, LagMeter, Verdict, judge, new_lag_histogram
+from loadtests.generator.history import Attempt, HistoryWriter
+from loadtests.generator.outcomes import Outcome
+from loadtests.generator.windows import Window, WindowBook
+
+MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
+MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
+FLUSH_INTERVAL_S = 1.0
+FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
+FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
+IN_FLIGHT_WAIT_S = 3.0  # a process's bound on waiting for its attempts still in flight before its last delta
+CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
+
+log = logging.getLogger("surge")
+
+
+class ProcessRecorder:
+    """Everything one generating process records; `take_delta` hands its windows over and starts afresh."""
+
+    def __init__(self, t0: float, history_path: Path | None, late_ms: float) -> None:
+        self.t0 = t0
+        self.late_s = late_ms / 1000.0
+        self.book = WindowBook()
+        self.history = HistoryWriter(history_path) if history_path is not None else None
+        self.cpu = CpuSampler()
+        self.lag = LagMeter()
+        self.in_flight = 0  # attempts sent and not yet recorded: the last delta waits for them
+
+    def second(self, unix: float) -> int:
+        return math.floor(unix - self.t0)
+
+    def offered(self, intended: float) -> None:
+        self.book.at(self.second(intended)).offered += 1
+
+    def taken(self, intended: float, now: float) -> None:
+        window = self.book.at(self.second(intended))
+        window.sent += 1
+        if now - intended > self.late_s:
+            window.late += 1
+
+    def dropped(self, intended: float) -> None:
+        self.book.at(self.second(intended)).dropped += 1
+
+    def plan_followed(self, now: float) -> None:
+        self.book.at(self.second(now)).plans_followed += 1
+
+    def sending(self) -> None:
+        self.in_flight += 1
+
+    def attempt(self, row: Attempt, outcome: Outcome) -> None:
+        self.in_flight -= 1
+        self.book.at(self.second(row.done)).record(
+            outcome,
+            intended_us=(row.done - row.intended) * 1e6,
+            service_us=(row.done - row.sent) * 1e6,
+            code=row.code,
+            replica=row.replica,
+            amount_fen=row.amount_fen if outcome == "succeeded" else 0,
+        )
+        if self.history is not None:
+            self.history.write(row)
+
+    def sample_health(self, now: float) -> None:
+        """Once a second: this process's CPU and worst wake-up lag go into the current second."""
+        window = self.book.at(self.second(now))
+        window.cpu_pct = max(window.cpu_pct, self.cpu.sample())
+        window.lag_ms = max(window.lag_ms, self.lag.take_max())
+        window.workers += 1
+
+    def take_delta(self) -> list[Window]:
+        return self.book.take()
+
+    def close(self) -> None:
+        if self.history is not None:
+            self.history.close()
+
+
+class RunWriter:
+    """The master's merge of every process's deltas, written to the run folder as seconds close."""
+
+    def __init__(self, out_dir: Path, t0: float) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir = out_dir
+        self.t0 = t0
+        self.book = WindowBook()
+        self.closed: dict[int, dict[str, Any]] = {}
+        self.rewrite = False
+        self.cpu = CpuSampler()
+        self.lag = new_lag_histogram()
+        self._path = out_dir / "windows.jsonl"
+        self._path.write_text("", encoding="utf-8")
+
+    def merge(self, windows: list[Window]) -> None:
+        for window in windows:
+            if window.t in self.closed:
+                late = Window.from_json(self.closed[window.t])
+                late.merge(window)
+                self.closed[window.t] = late.to_json()
+                self.rewrite = True
+            else:
+                self.book.merge(window)
+
+    def sample_own_cpu(self, now: float) -> None:
+        """The master's CPU counts too (it merges and serialises); it adds no worker to the count."""
+        window = self.book.at(math.floor(now - self.t0))
+        window.cpu_pct = max(window.cpu_pct, self.cpu.sample())
+
+    def close_before(self, now: float) -> None:
+        """Append every second that ended more than CLOSE_LAG_S ago."""
+        self._append(self.book.take(math.floor(now - self.t0) - CLOSE_LAG_S))
+
+    def _append(self, windows: list[Window]) -> None:
+        if not windows:
+            return
+        lines = [window.to_json() for window in windows]
+        with self._path.open("a", encoding="utf-8") as handle:
+            for line in lines:
+                self.closed[line["t"]] = line
+                handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+
+    def finish(self, started_unix: float, expected_offered: float) -> Verdict:
+        """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
+        self._append(self.book.take())
+        if self.rewrite:
+            tmp = self._path.with_suffix(".jsonl.tmp")
+            with tmp.open("w", encoding="utf-8") as handle:
+                for t in sorted(self.closed):
+                    handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
+            tmp.replace(self._path)
+        verdict = judge((Window.from_json(line) for line in self.closed.values()), expected_offered, self.lag)
+        payload = verdict.to_json() | {"started_unix": started_unix}
+        (self.out_dir / "generator.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        return verdict
+
+
+def summary_lines(writer: RunWriter, verdict: Verdict) -> list[str]:
+    """The short console summary printed at the end (loud when the generator was the bottleneck)."""
+    total = Window(0)
+    for line in writer.closed.values():
+        window = Window.from_json(line)
+        window.t = 0
+        total.merge(window)
+    lines = [
+        f"surge: {total.offered} offered, {total.sent} sent, {total.late} late, {total.dropped} dropped "
+        f"over {len(writer.closed)} s → {writer.out_dir}",
+    ]
+    for name, stats in total.classes.items():
+        lines.append(
+            f"surge:   {name:<12} {stats.count:>8}  p50 {stats.intended.get_value_at_percentile(50) / 1000:8.1f} ms"
+            f"  p99 {stats.intended.get_value_at_percentile(99) / 1000:8.1f} ms (from intended send)"
+        )
+    if verdict.valid:
+        lines.append(
+            f"surge: generator valid (CPU max {verdict.cpu_pct_max:.0f}%, lag p99 {verdict.lag_ms_p99:.1f} ms)"
+        )
+    else:
+        bar = "!" * 78
+        lines += [bar, "surge: RUN INVALID: the load generator was the bottleneck, not the gateway"]
+        lines += [f"surge:   - {reason}" for reason in verdict.reasons]
+        lines.append(bar)
+    return lines
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What every generating process must agree on; the master sends it to each worker in MSG_START."""
+
+    scenario_ref: str
+    scale: float
+    duration_s: float | None
+    out_dir: str
+    t0: float
+    hard_stop: float  # no attempt is recorded after this; the final deltas are sent FINAL_AFTER_S later
+    late_ms: float
+    expected_offered: float  # the rate curve's integral: what all processes together should offer
+
+
+# Starts this process's generator on a recorder (worker index, worker count); returns its stop function.
+StartGenerator = Callable[[RunSettings, ProcessRecorder, int, int], Callable[[], None]]
+
+
+class LocustRecording:
+    """The recorder's Locust side: roles, the MSG_START / MSG_WINDOWS messages, the greenlets that move windows.
+
+    The end does not depend on Locust's stop messages (a headless master quits without waiting for its
+    workers' last words): every process knows `hard_stop`, sends its final delta on its own just after it,
+    and the master finishes once every final arrived (or FINAL_WAIT_S later) — then `finished` tells the shape
+    to end the test.
+    """
+
+    def __init__(self, environment: Environment, start_generator: StartGenerator) -> None:
+        self.environment = environment
+        self.start_generator = start_generator
+        self.settings: RunSettings | None = None
+        self.writer: RunWriter | None = None
+        self.finished = False
+        self._expected_finals = 0
+        self._finals: set[int] = set()
+        self._local_stop: Callable[[], None] | None = None
+        runner = environment.runner
+        if isinstance(runner, WorkerRunner):
+            runner.register_message(MSG_START, self._on_start_message)
+        elif isinstance(runner, MasterRunner):
+            runner.register_message(MSG_WINDOWS, self._on_windows_message)
+        # Locust's EventHook.add_listener carries no type hints.
+        environment.events.test_stop.add_listener(self._on_test_stop)  # type: ignore[no-untyped-call]
+        environment.events.quitting.add_listener(self._on_test_stop)  # type: ignore[no-untyped-call]
+
+    # master or lone process ------------------------------------------------------------------------------
+
+    def begin(self, settings: RunSettings) -> None:
+        """At test start on the master (or the lone process): open the run folder and start every generator."""
+        self.settings = settings
+        self.finished = False
+        self._finals.clear()
+        self.writer = RunWriter(Path(settings.out_dir), settings.t0)
+        runner = self.environment.runner
+        if isinstance(runner, MasterRunner):
+            workers = sorted(runner.clients.keys())
+            self._expected_finals = len(workers)
+            for index, client_id in enumerate(workers):
+                data = {"settings": asdict(settings), "index": index, "count": len(workers)}
+                runner.send_message(MSG_START, data, client_id=client_id)
+        else:
+            self._expected_finals = 1
+            self._run_process(settings, 0, 1, lambda windows, lag: self._receive(0, windows, lag))
+        gevent.spawn(self._close_loop)
+
+    def _close_loop(self) -> None:
+        settings, writer = self.settings, self.writer
+        assert settings is not None and writer is not None
+        deadline = settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
+        while self.writer is writer and not self.finished and time.time() < deadline:
+            gevent.sleep(1.0)
+            now = time.time()
+            if now >= settings.t0:
+                writer.sample_own_cpu(now)
+            writer.close_before(now)
+        if self.writer is writer:
+            self.finish()
+
+    def _on_windows_message(self, msg: Any, **_: Any) -> None:
+        data = msg.data
+        lag = HdrHistogram.decode(data["lag"].encode("ascii")) if data["lag"] else None
+        self._receive(int(data["index"]), [Window.from_json(line) for line in data["windows"]], lag)
+
+    def _receive(self, index: int, windows: list[Window], lag: HdrHistogram | None) -> None:
+        """A process's delta; with `lag` (its whole run's wake-up lateness) it is that process's last one."""
+        if self.writer is None or self.finished:
+            return
+        self.writer.merge(windows)
+        if lag is not None:
+            self.writer.lag.add(lag)
+            self._finals.add(index)
+            if len(self._finals) >= self._expected_finals:
+                self.finish()
+
+    def finish(self) -> None:
+        """Write windows.jsonl's last seconds and generator.json once; print the verdict, loudly if invalid."""
+        if self.finished or self.writer is None or self.settings is None:
+            return
+        self.finished = True
+        verdict = self.writer.finish(self.settings.t0, self.settings.expected_offered)
+        for line in summary_lines(self.writer, verdict):
+            print(line, file=sys.stderr, flush=True)
+        if not verdict.valid:
+            log.error("surge: run invalid: %s", "; ".join(verdict.reasons))
+
+    def _on_test_stop(self, **_: Any) -> None:
+        """Stopped early (web UI, --run-time) or quitting: stop generating, send or wait for the last deltas.
+
+        Afterwards the recording is ready for the next test of a web UI session (settings None: not started).
+        """
+        if self._local_stop is not None:
+            self._local_stop()
+        if isinstance(self.environment.runner, MasterRunner) and not self.finished and self.writer is not None:
+            deadline = time.time() + FINAL_WAIT_S
+            while len(self._finals) < self._expected_finals and time.time() < deadline:
+                gevent.sleep(0.1)
+        self.finish()
+        self.settings = None
+        self.writer = None
+
+    # every generating process ----------------------------------------------------------------------------
+
+    def _on_start_message(self, msg: Any, **_: Any) -> None:
+        data = msg.data
+        settings = RunSettings(**data["settings"])
+        runner = self.environment.runner
+        assert runner is not None
+
+        def send(windows: list[Window], lag: HdrHistogram | None) -> None:
+            lines = [window.to_json() for window in windows]
+            encoded = lag.encode().decode("ascii") if lag is not None else None
+            runner.send_message(MSG_WINDOWS, {"index": data["index"], "windows": lines, "lag": encoded})
+
+        self._run_process(settings, int(data["index"]), int(data["count"]), send)
+
+    def _run_process(
+        self, settings: RunSettings, index: int, count: int, send: Callable[[list[Window], HdrHistogram | None], None]
+    ) -> None:
+        if self._local_stop is not None:
+            self._local_stop()  # a new test in the web UI: the previous one's generator ends here
+        history = Path(settings.out_dir) / "history" / f"worker-{index}.csv"
+        recorder = ProcessRecorder(settings.t0, history, settings.late_ms)
+        stop_generator = self.start_generator(settings, recorder, index, count)
+        state = {"done": False}
+
+        def last_words() -> None:
+            if state["done"]:
+                return
+            state["done"] = True
+            stop_generator()
+            deadline = time.time() + IN_FLIGHT_WAIT_S
+            while recorder.in_flight > 0 and time.time() < deadline:
+                gevent.sleep(0.05)
+            send(recorder.take_delta(), recorder.lag.samples)
+            recorder.close()
+
+        def loop() -> None:
+            final_at = settings.hard_stop + FINAL_AFTER_S
+            tick = time.time()
+            while True:
+                tick += FLUSH_INTERVAL_S
+                gevent.sleep(max(0.0, min(tick, final_at) - time.time()))
+                now = time.time()
+                if now >= final_at:
+                    break
+                if now >= settings.t0:
+                    recorder.sample_health(now)
+                send(recorder.take_delta(), None)
+                if state["done"]:
+                    return
+            last_words()
+
+        self._local_stop = last_words
+        gevent.spawn(loop)

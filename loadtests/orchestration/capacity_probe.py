@@ -1,0 +1,118 @@
+"""Judging one capacity probe from the windows Locust recorded, and gathering the probes into one run folder.
+
+A probe passes when, over its steady window (warm-up skipped), the gateway answered at least the SLO's success
+ratio of everything offered — here a 429 or 503 counts against it, because a rejected arrival is exactly the
+load the gateway could not take — and the intended-time p99 stays within the SLO.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from loadtests.orchestration.capacity_search import Probe
+from reports.hdr import decode_sparse, dense, percentiles_ms
+
+ANSWERED = ("succeeded", "declined")
+REJECTION_CODES = {"RATE_LIMITED", "CHANNEL_BUSY", "REPLICA_UNAVAILABLE", "NO_HEALTHY_REPLICA"}
+
+
+def read_windows(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "windows.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What one probe's steady window showed, as far as naming its limit goes."""
+
+    offered: float
+    rate: float
+    shortfall: float  # late + dropped arrivals as a share of the offered ones
+    codes: Counter[str]
+    counts: Counter[str]
+    p99_ms: float
+    generator_valid: bool
+
+
+def judge(
+    windows: list[dict[str, Any]],
+    rate: float,
+    *,
+    warmup_s: float,
+    end_s: float,
+    min_success: float,
+    max_p99_ms: float,
+    generator_valid: bool = True,
+) -> tuple[Probe, tuple[float, float]]:
+    """The probe's verdict over [warmup_s, end_s) of the probe's own time, and that window; the seconds after
+    the end only drain in-flight requests and would dilute the offered rate."""
+    steady = [w for w in windows if warmup_s <= w["t"] < end_s]
+    if not steady:
+        return Probe(rate, 0.0, 0.0, 0.0, float("inf"), False, "the generator itself (nothing recorded)"), (0, 0)
+    seconds = len(steady)
+    offered = sum(int(w.get("offered", 0)) for w in steady) / seconds
+    counts: Counter[str] = Counter()
+    codes: Counter[str] = Counter()
+    indices, values = [], []
+    for window in steady:
+        codes.update(window.get("codes", {}))
+        for name, cls in window.get("classes", {}).items():
+            counts[name] += int(cls.get("count", 0))
+            if cls.get("intended"):
+                index, count = decode_sparse(cls["intended"])
+                indices.append(index)
+                values.append(count)
+    done = sum(counts.values())
+    answered = sum(counts[name] for name in ANSWERED)
+    success = answered / done if done else 0.0
+    merged = dense(np.concatenate(indices), np.concatenate(values)) if indices else None
+    p99 = (percentiles_ms(merged, [99.0])[0] if merged is not None else None) or 0.0
+    missed = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady)
+    evidence = Evidence(offered, rate, missed / max(1.0, offered * seconds), codes, counts, p99, generator_valid)
+    passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate and evidence.shortfall <= 0.01
+    limited = "" if passed else _limiting_factor(evidence, max_p99_ms)
+    span = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)
+    return Probe(rate, offered, answered / seconds, success, p99, passed, limited), span
+
+
+def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
+    """Name what stopped the probe, the most direct evidence first: a generator short of CPU invalidates
+    everything else; a gateway that said no says which cap; a client pool that ran dry means responses (and
+    the retries they asked for) came back too slowly to free users."""
+    if not seen.generator_valid:
+        return "the generator itself (CPU or scheduling lag)"
+    rejected = {code: n for code, n in seen.codes.items() if code in REJECTION_CODES}
+    if rejected:
+        top = max(rejected, key=lambda code: rejected[code])
+        return {
+            "RATE_LIMITED": "rate cap (429 RATE_LIMITED)",
+            "CHANNEL_BUSY": "channel concurrency (503 CHANNEL_BUSY)",
+        }.get(top, f"replica availability ({top})")
+    if seen.counts["timeout"] or seen.counts["error"]:
+        return "errors and timeouts"
+    if seen.p99_ms > max_p99_ms:
+        return f"latency (p99 {seen.p99_ms:.0f} ms > {max_p99_ms:.0f} ms: saturated replica CPU or bank queue)"
+    if seen.offered < 0.95 * seen.rate or seen.shortfall > 0.01:
+        return "client pool exhausted (responses too slow to free users)"
+    return "success ratio"
+
+
+def merge_probe(probe_dir: Path, run_dir: Path, offset_s: int, step: int) -> None:
+    """Append a probe's windows (shifted onto the capacity run's time axis) and history to the run folder."""
+    with (run_dir / "windows.jsonl").open("a", encoding="utf-8") as out:
+        for window in read_windows(probe_dir):
+            window["t"] = int(window["t"]) + offset_s
+            out.write(json.dumps(window, separators=(",", ":")) + "\n")
+    history = run_dir / "history"
+    history.mkdir(exist_ok=True)
+    for source in sorted((probe_dir / "history").glob("*.csv")):
+        shutil.copyfile(source, history / f"probe{step:02d}-{source.name}")

@@ -1,0 +1,135 @@
+"""Plays a scenario's fault schedule against the cluster's admin API and logs every step.
+
+A fault with a duration is undone by the player itself (a killed replica is restarted, a paused one resumed);
+injected faults (latency, errors, channel_outage, lose_response) carry their duration to the gateway, which
+expires them on its own clock, so a player that dies cannot leave a fault behind for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+
+PROCESS_ACTIONS = {"kill", "pause", "resume", "restart"}
+UNDO = {"kill": "restart", "pause": "resume"}
+
+
+class FaultLike(Protocol):
+    """What the player needs of a scenario fault (loadtests.scenario.shapes.Fault satisfies it)."""
+
+    @property
+    def at_s(self) -> float: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def duration_s(self) -> float | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosEvent:
+    """One line of events.csv with source `chaos`."""
+
+    unix: float
+    kind: str
+    target: str
+    detail: str
+
+
+@dataclass
+class ChaosPlayer:
+    """Fires each fault at `start_unix + at_s`; `events` keeps what happened, failures included."""
+
+    admin_url: str
+    token: str
+    faults: Sequence[FaultLike]
+    start_unix: float
+    on_event: Callable[[ChaosEvent], None] | None = None
+    events: list[ChaosEvent] = field(default_factory=list)
+    _names: dict[int, str] = field(default_factory=dict)  # fault → replica its first step hit
+
+    async def play(self) -> None:
+        steps = sorted(self._steps(), key=lambda step: step[0])
+        headers = {"Authorization": f"Bearer {self.token}"}
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
+            for at_s, action, target, fault in steps:
+                delay = self.start_unix + at_s - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await self._apply(session, action, target, fault)
+
+    def _steps(self) -> list[tuple[float, str, str, FaultLike]]:
+        steps: list[tuple[float, str, str, FaultLike]] = []
+        for fault in self.faults:
+            steps.append((fault.at_s, fault.action, fault.target, fault))
+            undo = UNDO.get(fault.action)
+            if undo and fault.duration_s:
+                steps.append((fault.at_s + fault.duration_s, undo, fault.target, fault))
+        return steps
+
+    async def _apply(self, session: aiohttp.ClientSession, action: str, target: str, fault: FaultLike) -> None:
+        try:
+            if action in PROCESS_ACTIONS:
+                name = self._names.get(id(fault)) or await self._resolve(session, target)
+                self._names[id(fault)] = name
+                url = f"{self.admin_url}/admin/replicas/{name}/{action}"
+                async with session.post(url) as response:
+                    text = await response.text()
+                    ok = response.status < 300
+                self._log(
+                    "fault_injected" if action in UNDO else "fault_cleared",
+                    name,
+                    f"{action}" if ok else f"{action} failed: HTTP {response.status} {text[:200]}",
+                )
+            else:
+                body = _fault_body(action, target, fault)
+                async with session.post(f"{self.admin_url}/admin/faults", json=body) as response:
+                    text = await response.text()
+                    ok = response.status < 300
+                detail = (
+                    f"{action} for {fault.duration_s}s"
+                    if ok
+                    else f"{action} failed: HTTP {response.status} {text[:200]}"
+                )
+                self._log("fault_injected", target, detail)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._log("fault_failed", target, f"{action}: {type(exc).__name__}: {exc}")
+
+    async def _resolve(self, session: aiohttp.ClientSession, target: str) -> str:
+        """Turn `primary` into the replica taking traffic now, so the undo step hits the same process."""
+        if target != "primary":
+            return target
+        async with session.get(f"{self.admin_url}/admin/replicas") as response:
+            replicas: list[dict[str, Any]] = (await response.json())["replicas"]
+        for replica in replicas:
+            if replica.get("role") in {"primary", "active"} and replica.get("state") == "up":
+                return str(replica["name"])
+        return "primary"
+
+    def _log(self, kind: str, target: str, detail: str) -> None:
+        event = ChaosEvent(time.time(), kind, target, detail)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+
+def _fault_body(action: str, target: str, fault: FaultLike) -> dict[str, Any]:
+    """The admin API body of an injected fault; a channel outage targets a channel, the rest a replica."""
+    body: dict[str, Any] = {"kind": action, "duration_s": fault.duration_s or 0.0}
+    for name in ("ratio", "latency_ms", "status", "channel"):
+        value = getattr(fault, name, None)
+        if value is not None:
+            body[name] = value
+    body.setdefault("ratio", 1.0)
+    if action == "channel_outage":
+        body["channel"] = getattr(fault, "channel", None) or target
+    elif target not in {"", "all"}:
+        body["target"] = target
+    return body

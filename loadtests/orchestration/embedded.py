@@ -1,0 +1,50 @@
+"""The embedded gateway cluster of `surge run` and `surge find-capacity`: config validated before anything
+starts (exit 2), the cluster started in its own process (exit 3 when it cannot)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration.run_folder import Event, copy_ledger, read_cluster_events
+from mock_gateway.cluster.handle import ClusterProcess
+from mock_gateway.config import ConfigError, load_config
+
+
+def validated_config(config_path: Path | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The effective gateway config without secrets, for meta.json; a bad key is a UsageError naming it."""
+    if config_path is not None and not config_path.is_file():
+        raise UsageError(f"--config {config_path}: no such file")
+    try:
+        config = load_config(config_path, overrides=overrides or None)
+    except ConfigError as exc:
+        raise UsageError(f"gateway config: {exc}") from None
+    public: dict[str, Any] = config.public_dict()
+    return public
+
+
+async def start_cluster(
+    config_path: Path | None, replicas: int, state_dir: Path, overrides: dict[str, Any] | None
+) -> ClusterProcess:
+    try:
+        return await asyncio.to_thread(
+            ClusterProcess.start, config_path, replicas, state_dir, overrides=overrides or None
+        )
+    except Exception as exc:  # any failure to boot is the harness's, reported as one line with exit 3
+        raise HarnessError(f"the embedded gateway cluster did not start: {exc}") from exc
+
+
+async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[Event]:
+    """Snapshot the ledger, stop the cluster, keep its events, and strip the admin token from its state file:
+    a run folder is uploaded as a CI artifact and must not carry a secret, even a dead cluster's."""
+    copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
+    await asyncio.to_thread(cluster.stop)
+    state_file = run_dir / "cluster" / "cluster.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        state.pop("admin_token", None)
+        state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    return read_cluster_events(cluster.events_path)

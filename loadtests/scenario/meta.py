@@ -1,0 +1,75 @@
+"""meta.json: what ran, against what, with which versions — written before the load starts.
+
+Kept free of heavy imports: the locustfile writes it too (a plain `locust -f` run, a distributed master), so
+that `surge report` can read any folder a surge locustfile recorded.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loadtests.scenario.shapes import Scenario
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in ("surge", "locust", "aiohttp", "pandas", "plotly", "hdrhistogram"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def git_commit() -> str | None:
+    """The commit of the surge checkout that ran, or None when it is not a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def run_meta(
+    scenario: Scenario,
+    *,
+    scenario_ref: str,
+    scale: float,
+    started_unix: float,
+    host: str,
+    workers: int,
+    gateway_config: dict[str, Any] | None,
+    replicas: int | None,
+) -> dict[str, Any]:
+    """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against)."""
+    return {
+        "kind": "run",
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "scenario_ref": scenario_ref,
+        "seed": scenario.seed,
+        "scale": scale,
+        "duration_s": scenario.duration_s,
+        "started_unix": started_unix,
+        "host": host,
+        "embedded": gateway_config is not None,
+        "workers": workers,
+        "replicas": replicas,
+        "versions": versions(),
+        "git_commit": git_commit(),
+        "gateway_config": gateway_config,
+        "slo": scenario.slo.model_dump(),
+        "phases": [{"name": n, "start_s": s, "end_s": e} for n, s, e in scenario.phases()],
+        "spikes": [{"start_s": s, "end_s": e} for s, e in scenario.spikes()],
+        "faults": [fault.model_dump() for fault in scenario.faults],
+        "client_policy": scenario.client.policy,
+        "rate": [point.model_dump() for point in scenario.rate],
+    }

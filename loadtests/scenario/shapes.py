@@ -1,0 +1,291 @@
+"""Festival load profiles as data: the scenario TOML of CONTRACT §5 (+ the extras of internals §4) as typed objects.
+
+A scenario is validated once, at the edge, so that every later reader (the locustfile, `surge run`, the reports'
+meta.json) can trust it; a bad file is one readable line naming the key (`ScenarioError`, exit 2), never a
+traceback in the middle of a run. Extra keys are forbidden everywhere except `[gateway]`, which is the gateway's
+own config format and is validated by `mock_gateway.config` when the embedded cluster starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loadtests.errors import UsageError
+
+SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
+SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
+
+
+class ScenarioError(UsageError):
+    """A scenario that cannot be run: unknown name, unreadable TOML, a bad or unknown key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RatePoint(_Strict):
+    at_s: float = Field(ge=0)
+    per_s: float = Field(ge=0)
+
+
+class BillDistribution(_Strict):
+    """Lognormal bills fixed by two quantiles, because that is how a risk team describes a festival's bills."""
+
+    median: int = Field(gt=0)
+    p99: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _tail_above_median(self) -> BillDistribution:
+        if self.p99 < self.median:
+            raise ValueError(f"'p99' must be >= 'median' (got {self.p99} < {self.median})")
+        return self
+
+
+class Population(_Strict):
+    users: int = Field(default=20000, ge=1)
+    cards_per_user: tuple[int, int] = (1, 3)
+    bill_fen: BillDistribution = BillDistribution(median=200000, p99=8000000)
+
+    @field_validator("cards_per_user")
+    @classmethod
+    def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not 1 <= low <= high <= 9:
+            raise ValueError(f"must be [low, high] with 1 <= low <= high <= 9 (got {list(value)})")
+        return value
+
+
+FaultAction = Literal["kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response"]
+
+
+class Fault(_Strict):
+    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API."""
+
+    at_s: float = Field(ge=0)
+    action: FaultAction
+    target: str = "primary"
+    duration_s: float = Field(default=0.0, ge=0)
+    ratio: float | None = Field(default=None, ge=0, le=1)
+    latency_ms: int | None = Field(default=None, ge=0)
+    status: int | None = Field(default=None, ge=400, le=599)
+    channel: str | None = None
+
+
+class Slo(_Strict):
+    min_success_ratio: float = Field(default=0.99, ge=0, le=1)
+    max_p99_ms: float = Field(default=800, gt=0)
+    max_recovery_s: float = Field(default=5, ge=0)
+    max_lost: int = Field(default=0, ge=0)
+    max_over_cap: int = Field(default=0, ge=0)
+
+
+class ClientConfig(_Strict):
+    policy: Literal["follow-plan", "give-up", "switch-card"] = "follow-plan"
+    timeout_s: float = Field(default=2.0, gt=0, le=60)
+    max_retries: int = Field(default=4, ge=0, le=20)
+
+
+class Arrivals(_Strict):
+    process: Literal["poisson", "even"] = "poisson"
+    pool: int = Field(default=200, ge=1, le=20000)
+    late_ms: float = Field(default=50, gt=0)
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    duration_s: float = Field(gt=0)
+    seed: int = 0
+    population: Population = Population()
+    rate: tuple[RatePoint, ...] = Field(min_length=1)
+    faults: tuple[Fault, ...] = ()
+    slo: Slo = Slo()
+    client: ClientConfig = ClientConfig()
+    arrivals: Arrivals = Arrivals()
+    gateway: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("rate")
+    @classmethod
+    def _increasing_times(cls, points: tuple[RatePoint, ...]) -> tuple[RatePoint, ...]:
+        for before, after in itertools.pairwise(points):
+            if after.at_s < before.at_s:
+                raise ValueError(f"'at_s' must not decrease (got {after.at_s} after {before.at_s})")
+        return points
+
+    def scaled(self, scale: float, duration_s: float | None = None) -> Scenario:
+        """Rates (and the user pool, which must grow with them) times `scale`; a new duration stretches time.
+
+        Stretching rather than truncating keeps the festival's shape (a spike at 25 % of the run stays there)
+        and moves the faults with it, so `--duration 30` is a faithful miniature and not the first 30 s; a
+        gateway clock speed set in `[gateway.clock]` is sped up alike, so midnight stays on the spike.
+        """
+        if not scale > 0 or math.isinf(scale):
+            raise ScenarioError(f"'scale' must be > 0 (got {scale})")
+        stretch = 1.0 if duration_s is None else duration_s / self.duration_s
+        if not stretch > 0 or math.isinf(stretch):
+            raise ScenarioError(f"'duration_s' must be > 0 (got {duration_s})")
+        rate = tuple(RatePoint(at_s=p.at_s * stretch, per_s=p.per_s * scale) for p in self.rate)
+        faults = tuple(
+            f.model_copy(update={"at_s": f.at_s * stretch, "duration_s": f.duration_s * stretch}) for f in self.faults
+        )
+        arrivals = self.arrivals.model_copy(update={"pool": max(1, math.ceil(self.arrivals.pool * scale))})
+        gateway = copy.deepcopy(self.gateway)
+        clock = gateway.get("clock")
+        if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
+            clock["speed"] = clock["speed"] / stretch  # business days keep their place on the curve
+        return self.model_copy(
+            update={
+                "duration_s": self.duration_s * stretch,
+                "rate": rate,
+                "faults": faults,
+                "arrivals": arrivals,
+                "gateway": gateway,
+            }
+        )
+
+    def rate_at(self, t_s: float) -> float:
+        """Target arrivals per second at `t_s`: linear between points, flat outside them, zero after the end."""
+        if t_s < 0 or t_s >= self.duration_s:
+            return 0.0
+        points = self.rate
+        if t_s <= points[0].at_s:
+            return points[0].per_s
+        for before, after in itertools.pairwise(points):
+            if t_s <= after.at_s:
+                span = after.at_s - before.at_s
+                if span == 0:
+                    return after.per_s
+                return before.per_s + (after.per_s - before.per_s) * (t_s - before.at_s) / span
+        return points[-1].per_s
+
+    def breakpoints(self) -> list[tuple[float, float]]:
+        """The curve as (t_s, per_s) corners on [0, duration_s]: what arrivals.py integrates."""
+        corners = [(0.0, self.rate[0].per_s)]
+        corners += [(p.at_s, p.per_s) for p in self.rate if 0 < p.at_s < self.duration_s]
+        corners.append((self.duration_s, self.rate_at(self.duration_s - 1e-9) if self.duration_s else 0.0))
+        return corners
+
+    def spikes(self) -> list[tuple[float, float]]:
+        """(start_s, end_s) of every rise of >= 5x within 5 s; a spike ends when the rate falls below half its peak.
+
+        A ramp up from zero is a warm-up, not a spike. The end matters to the recovery SLO ("back to normal
+        after each spike"), so it is when the load has mostly gone, not when it stops rising; a spike that
+        never falls lasts to the end of the run.
+        """
+        corners = self.breakpoints()
+        found: list[tuple[float, float]] = []
+        i = 0
+        while i < len(corners):
+            start_t, base = corners[i]
+            rise = next(
+                (
+                    j
+                    for j in range(i + 1, len(corners))
+                    if corners[j][0] - start_t <= SPIKE_WITHIN_S and base > 0 and corners[j][1] >= SPIKE_FACTOR * base
+                ),
+                None,
+            )
+            if rise is None:
+                i += 1
+                continue
+            peak = corners[rise][1]
+            end_t = self.duration_s
+            k = rise + 1
+            while k < len(corners):
+                peak = max(peak, corners[k][1])
+                if corners[k][1] < peak / 2:
+                    end_t = self._crossing(corners[k - 1], corners[k], peak / 2)
+                    break
+                k += 1
+            found.append((start_t, end_t))
+            i = k
+        return found
+
+    @staticmethod
+    def _crossing(before: tuple[float, float], after: tuple[float, float], level: float) -> float:
+        (t0, r0), (t1, r1) = before, after
+        if r0 == r1:
+            return t1
+        return t0 + (t1 - t0) * (r0 - level) / (r0 - r1)
+
+    def phases(self) -> list[tuple[str, float, float]]:
+        """Named stretches of the curve for per-phase SLOs: `steady-N`, `rise-N`, `fall-N` and `spike-N`.
+
+        Consecutive segments of the same direction form one phase (steady ones only at the same level, so each
+        step of capacity-step is its own phase); a spike window overrides whatever it covers.
+        """
+        spans: list[tuple[str, float, float]] = []
+        levels: list[float] = []  # the rate each span ends at: two steady spans merge only at the same level
+        corners = self.breakpoints()
+        for (t0, r0), (t1, r1) in itertools.pairwise(corners):
+            if t1 <= t0:
+                continue
+            kind = "steady" if math.isclose(r0, r1, rel_tol=1e-9) else ("rise" if r1 > r0 else "fall")
+            if spans and spans[-1][0] == kind and (kind != "steady" or math.isclose(levels[-1], r0)):
+                spans[-1] = (kind, spans[-1][1], t1)
+                levels[-1] = r1
+            else:
+                spans.append((kind, t0, t1))
+                levels.append(r1)
+        for start, end in self.spikes():
+            clipped: list[tuple[str, float, float]] = []
+            for kind, s, e in spans:
+                if s < start:
+                    clipped.append((kind, s, min(e, start)))
+                if e > end:
+                    clipped.append((kind, max(s, end), e))
+            clipped.append(("spike", start, end))
+            spans = sorted(clipped, key=lambda span: span[1])
+        counts: dict[str, int] = {}
+        named: list[tuple[str, float, float]] = []
+        for kind, s, e in spans:
+            if e - s <= 1e-9:
+                continue
+            counts[kind] = counts.get(kind, 0) + 1
+            named.append((f"{kind}-{counts[kind]}", s, e))
+        return named
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """Built-in scenario names → their TOML files shipped in the package."""
+    folder = resources.files("loadtests.scenario") / "scenarios"
+    return {Path(entry.name).stem: Path(str(entry)) for entry in folder.iterdir() if entry.name.endswith(".toml")}
+
+
+def load_scenario(ref: str) -> Scenario:
+    """A built-in name or a TOML path → a validated Scenario; `ScenarioError` names the file and the key."""
+    builtins = builtin_scenarios()
+    path = builtins.get(ref, Path(ref))
+    if ref not in builtins and not path.is_file():
+        names = ", ".join(sorted(builtins))
+        raise ScenarioError(f"scenario {ref!r}: neither a built-in ({names}) nor a TOML file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ScenarioError(f"scenario {path}: {exc}") from None
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed."""
+    error = exc.errors()[0]
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"'{key}' {message[0].lower()}{message[1:]} (got {error.get('input')!r}){more}"

@@ -1,0 +1,1 @@
+"""The cluster: the router, replica health, the supervisor of the replica processes, events, the admin API."""

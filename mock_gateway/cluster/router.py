@@ -1,0 +1,450 @@
+"""The failover router: one address in front of the replicas, which hides a dead one from the clients.
+
+What it does for each `/v1/` request, in order: the global and per-user per-second caps (they live here,
+because only the router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`,
+then the forwarded request. An attempt that fails *before any answer* — connection refused or reset, a
+timeout, the replica going down while it waits, or the replica's own `503 REPLICA_UNAVAILABLE` — is retried
+on the next healthy replica with the same body and `Idempotency-Key`, within the retry budget. That retry
+is safe even when the first replica committed before dying, because the ledger's commit step re-checks the
+key: the second replica replays the stored answer instead of paying twice.
+
+When every replica fails its checks at once, the router routes anyway to the replicas whose process runs
+(Envoy's panic mode): on a starved host, probes time out before replicas die. `503 NO_HEALTHY_REPLICA` is
+left for when no replica process is running.
+
+Health comes from three sources, fastest first: the supervisor's news that the process exited, a proxied
+request refused at connect (passive check), and the active probe of `/readyz` every `check_interval_ms`
+(the only one that sees a paused process). When a replica goes down, the requests still waiting on it are
+cut at once and retried elsewhere, so a paused replica does not hold clients for the whole request timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mock_gateway.cluster.events import EventKind, EventLog, RouterMetrics
+from mock_gateway.cluster.health import Mode, ReplicaPool, Transition
+from mock_gateway.cluster.retry_budget import RetryBudget
+from mock_gateway.config import GatewayConfig
+from mock_gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NoHealthyReplica,
+    NotFound,
+    OutcomeUnknown,
+    PayloadTooLarge,
+    RateLimited,
+    ReplicaUnavailable,
+)
+from mock_gateway.limits import DEFAULT_BURST_MS, Gcra, KeyedGcra, default_burst
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
+ROUTER_NAME = "router"  # X-Replica of the answers the router gives itself
+NO_REPLICA_RETRY_AFTER_S = 1.0
+MOVES_LOAD = frozenset({"connect", "replica_down"})
+NOT_EXECUTED = frozenset({"connect", "replica_unavailable"})
+"""Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
+answered its own 503 (CONTRACT §3: nothing stored). After any other failure the outcome is unknown."""
+"""Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
+its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
+resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load
+on a cluster that is merely slow."""
+
+
+@dataclass(frozen=True, slots=True)
+class RouterSettings:
+    """The router's knobs: health and caps from the config; timeouts and budget fixed (no config keys yet)."""
+
+    mode: Mode
+    check_interval_s: float
+    fall: int
+    rise: int
+    global_tps: float
+    user_tps: float
+    max_body_bytes: int
+    burst_ms: float = DEFAULT_BURST_MS
+    connect_timeout_s: float = 0.25
+    request_timeout_s: float = 5.0
+    retry_ratio: float = 0.2
+    retry_min_per_s: float = 5.0
+
+    @property
+    def check_timeout_s(self) -> float:
+        """A probe may take at most one interval and never more than 250 ms: a paused replica is slow."""
+        return min(self.check_interval_s, 0.25)
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig) -> RouterSettings:
+        return cls(
+            mode=Mode(config.router.mode),
+            check_interval_s=config.router.check_interval_ms / 1000,
+            fall=config.router.fall,
+            rise=config.router.rise,
+            global_tps=config.limits.global_tps,
+            user_tps=config.limits.user_tps,
+            max_body_bytes=config.server.max_body_bytes,
+            burst_ms=config.limits.burst_ms,
+        )
+
+
+class _AttemptFailed(Exception):
+    """One forwarding attempt got no usable answer; `answer` is the replica's own 503, if it sent one."""
+
+    def __init__(self, reason: str, answer: web.Response | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.answer = answer
+
+
+@dataclass(slots=True)
+class Backend:
+    """A replica as the router reaches it: its address and its own connection pool."""
+
+    name: str
+    base_url: str
+    session: aiohttp.ClientSession
+    waiting: set[asyncio.Timeout] = field(default_factory=set)
+
+
+class Router:
+    """Health, selection, caps and forwarding; the admin API (in `mock_gateway.cluster.serve`) sits on top."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        ports: dict[str, int],
+        host: str,
+        events: EventLog,
+        running: Callable[[], Collection[str]] | None = None,
+    ) -> None:
+        """`running` names the replicas whose process runs and is not paused (the supervisor knows): the
+        candidates of panic routing when no replica passes its checks. Without it there is no panic mode."""
+        self.settings = settings
+        self._running = running
+        self.events = events
+        self.metrics: RouterMetrics = events.metrics
+        self.pool = ReplicaPool.of(list(ports), settings.mode, settings.fall, settings.rise)
+        self.ports = dict(ports)
+        self.host = host
+        self.budget = RetryBudget(settings.retry_ratio, 10, settings.retry_min_per_s)
+        self._global = Gcra(settings.global_tps, default_burst(settings.global_tps, settings.burst_ms))
+        self._users: KeyedGcra[str] = KeyedGcra(settings.user_tps, burst=max(1, math.floor(settings.user_tps)))
+        self._backends: dict[str, Backend] = {}
+        self._probe_session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._announced_target: str | None = None  # failovers are reported once the cluster has started
+
+    # ---- life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the connection pools and start probing; call from the event loop that will serve."""
+        for name, port in self.ports.items():
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False)
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_s),
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            )
+            self._backends[name] = Backend(name, f"http://{self.host}:{port}", session)
+            self.metrics.watch_in_flight(name, self._in_flight_reader(name))
+        self._probe_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
+        )
+        for name in self.ports:
+            self._spawn(self._probe_loop(name))
+
+    def _in_flight_reader(self, name: str) -> Callable[[], float]:
+        member = self.pool.member(name)
+        return lambda: float(member.in_flight)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for backend in self._backends.values():
+            await backend.session.close()
+        if self._probe_session is not None:
+            await self._probe_session.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def announce_failovers(self) -> None:
+        """From now on a change of the replica taking traffic is a `failover` event (not during start-up)."""
+        self._announced_target = self.pool.traffic_target()
+
+    # ---- health -----------------------------------------------------------------------------------------
+
+    async def _probe_loop(self, name: str) -> None:
+        """Probe on a fixed cadence; a slow probe does not delay the next one, so a hang is seen in time.
+
+        After a stall of the router's own loop the cadence restarts from now instead of firing the missed
+        probes back to back.
+        """
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            self._spawn(self._probe(name))
+            next_at = max(next_at + self.settings.check_interval_s, loop.time())
+            await asyncio.sleep(next_at - loop.time())
+
+    async def _probe(self, name: str) -> None:
+        assert self._probe_session is not None
+        url = f"{self._backends[name].base_url}/readyz"
+        try:
+            async with asyncio.timeout(self.settings.check_timeout_s):
+                async with self._probe_session.get(url) as response:
+                    await response.read()
+                    ok, detail = response.status == 200, f"readyz {response.status}"
+        except TimeoutError:
+            ok, detail = False, f"readyz timeout after {self.settings.check_timeout_s * 1000:.0f} ms"
+        except aiohttp.ClientError as exc:
+            ok, detail = False, f"readyz {type(exc).__name__}"
+        self.record_check(name, ok, detail)
+
+    def record_check(self, name: str, ok: bool, detail: str) -> None:
+        """Feed one check result (active or passive) to the replica's fall/rise state."""
+        health = self.pool.member(name).health
+        if not ok and health.up:  # only failures that count toward `fall`: a down replica stays quiet
+            self.events.emit(EventKind.CHECK_FAILED, name, detail)
+        self._apply(name, health.record(ok), detail)
+
+    def process_exited(self, name: str) -> None:
+        """The supervisor saw the process die: no need to wait for `fall` failed checks."""
+        self._apply(name, self.pool.member(name).health.force_down(), "process exited")
+
+    def _apply(self, name: str, transition: Transition | None, detail: str) -> None:
+        if transition is None:
+            return
+        up = transition is Transition.UP
+        self.events.emit(EventKind.REPLICA_UP if up else EventKind.REPLICA_DOWN, name, detail)
+        self.metrics.replica_up.labels(replica=name).set(1 if up else 0)
+        if not up:
+            self._cut_waiting(name)
+        target = self.pool.traffic_target()
+        if self._announced_target is not None and target != self._announced_target:
+            self.events.emit(EventKind.FAILOVER, None, f"{self._announced_target}->{target}")
+            self._announced_target = target
+
+    def _cut_waiting(self, name: str) -> None:
+        """Make every request still waiting on a replica that went down time out now, to be retried."""
+        now = asyncio.get_running_loop().time()
+        for deadline in self._backends[name].waiting:
+            if not deadline.expired():
+                deadline.reschedule(now)
+
+    # ---- admission --------------------------------------------------------------------------------------
+
+    def _admit(self, user_id: str | None) -> None:
+        """Global and per-user caps, checked together and charged together (a refusal spends nothing)."""
+        now = time.monotonic()
+        waits = [("global", self._global.wait(now), self._global.rate_per_s)]
+        if user_id is not None:
+            waits.append(("user", self._users.wait(user_id, now), self._users.rate_per_s))
+        scope, wait, rate = max(waits, key=lambda w: w[1])
+        if wait > 0:
+            raise RateLimited(scope, wait, rate)
+        self._global.take(now)
+        if user_id is not None:
+            self._users.take(user_id, now)
+
+    # ---- forwarding -------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Every `/v1/` request: caps, then attempts on healthy replicas until one answers."""
+        try:
+            return await self._route(request)
+        except GatewayError as exc:
+            self.metrics.rejected.labels(code=exc.code).inc()
+            raise
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        body = await _read_body(request, self.settings.max_body_bytes)
+        if request.method == "POST" and request.path == "/v1/repayments":
+            self._admit(_user_of(body))
+        loop = asyncio.get_running_loop()
+        self.budget.record_request(loop.time())
+        tried: set[str] = set()
+        failure: _AttemptFailed | None = None
+        uncertain = False  # an attempt reached a replica that may have committed before it failed
+        while (name := self._next(tried)) is not None:
+            tried.add(name)
+            if failure is not None:
+                if failure.reason not in MOVES_LOAD and not self.budget.try_acquire(loop.time()):
+                    self.metrics.retry_budget_exhausted.inc()
+                    break
+                self.metrics.retries.labels(reason=failure.reason).inc()
+            try:
+                response = await self._attempt(self._backends[name], request, body)
+            except _AttemptFailed as exc:
+                failure = exc
+                uncertain = uncertain or exc.reason not in NOT_EXECUTED
+                self.metrics.attempt_failures.labels(replica=name, reason=exc.reason).inc()
+                continue
+            self.metrics.count_answer(name, response.status)
+            self.metrics.latency.observe(time.perf_counter() - started)
+            return response
+        self.metrics.latency.observe(time.perf_counter() - started)
+        if failure is None:
+            raise NoHealthyReplica("no replica is healthy", retry_after_s=NO_REPLICA_RETRY_AFTER_S)
+        if uncertain:
+            raise OutcomeUnknown(
+                f"a replica failed after receiving the request ({failure.reason}) and no retry was possible; "
+                "it may have been recorded: retry with the same Idempotency-Key to learn the outcome",
+                retry_after_s=NO_REPLICA_RETRY_AFTER_S,
+            )
+        if failure.answer is not None:
+            return failure.answer
+        raise ReplicaUnavailable(
+            f"the replica failed before answering ({failure.reason}) and no retry was possible; "
+            "retrying with the same Idempotency-Key is safe",
+            retry_after_s=NO_REPLICA_RETRY_AFTER_S,
+        )
+
+    def _next(self, tried: set[str]) -> str | None:
+        name = self.pool.select(tried)
+        if name is None and self._running is not None and not self.pool.healthy():
+            name = self.pool.select_in_panic(self._running(), tried)
+            if name is not None:
+                self.metrics.panic_routed.inc()
+        return name
+
+    async def _attempt(self, backend: Backend, request: web.Request, body: bytes) -> web.Response:
+        member = self.pool.member(backend.name)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        member.in_flight += 1
+        try:
+            async with asyncio.timeout(self.settings.request_timeout_s) as deadline:
+                backend.waiting.add(deadline)
+                try:
+                    async with backend.session.request(
+                        request.method, backend.base_url + request.raw_path, data=body, headers=headers
+                    ) as upstream:
+                        payload = await upstream.read()
+                finally:
+                    backend.waiting.discard(deadline)
+        except TimeoutError:
+            reason = "timeout" if member.up else "replica_down"
+            raise _AttemptFailed(reason) from None
+        except aiohttp.ClientConnectorError:
+            self.record_check(backend.name, False, "passive: connect failed")
+            raise _AttemptFailed("connect") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
+            raise _AttemptFailed("disconnected") from None
+        except aiohttp.ClientError as exc:  # anything else the transport can say: never a 500 to the client
+            raise _AttemptFailed(f"client_error:{type(exc).__name__}") from None
+        finally:
+            member.in_flight -= 1
+        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
+        out_headers.setdefault("X-Replica", backend.name)
+        response = web.Response(status=upstream.status, body=payload, headers=out_headers)
+        if upstream.status == 503 and _problem_code(payload) == ReplicaUnavailable.code:
+            raise _AttemptFailed("replica_unavailable", response)
+        return response
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body (the app's `client_max_size` is `limit + 1`); a larger one is refused, not forwarded."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(limit)
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length that grew too large
+        raise PayloadTooLarge(limit) from None
+
+
+def _user_of(body: bytes) -> str | None:
+    """The user_id for the per-user cap; a malformed body has none and is left to the replica to refuse."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    user = data.get("user_id") if isinstance(data, dict) else None
+    return user if isinstance(user, str) else None
+
+
+def _problem_code(payload: bytes) -> str | None:
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    code = data.get("code") if isinstance(data, dict) else None
+    return code if isinstance(code, str) else None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Router-made errors as problem+json with `X-Replica: router`; unknown paths are a problem 404 too."""
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        response = exc.to_response()
+    except web.HTTPNotFound:
+        response = NotFound(f"no route for {request.method} {request.path}").to_response()
+    except web.HTTPMethodNotAllowed as exc:
+        response = MethodNotAllowed(request.method, set(exc.allowed_methods)).to_response()
+    response.headers.setdefault("X-Replica", ROUTER_NAME)
+    return response
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, headers={"X-Replica": ROUTER_NAME})
+
+
+def create_router_app(router: Router, admin_routes: list[web.RouteDef]) -> web.Application:
+    """The router's aiohttp app; `admin_routes` come from the cluster, which owns the processes."""
+
+    async def readyz(request: web.Request) -> web.Response:
+        if not router.pool.healthy():
+            raise NoHealthyReplica("no replica is healthy", retry_after_s=NO_REPLICA_RETRY_AFTER_S)
+        return web.json_response({"status": "ready", "healthy": router.pool.healthy()})
+
+    async def metrics(request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(router.metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await router.start()
+        yield
+        await router.close()
+
+    app = web.Application(middlewares=[problem_middleware], client_max_size=router.settings.max_body_bytes + 1)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_routes(admin_routes)
+    app.router.add_route("*", "/v1/{tail:.*}", router.handle)
+    app.cleanup_ctx.append(lifecycle)
+    return app

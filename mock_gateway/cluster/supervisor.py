@@ -1,0 +1,281 @@
+"""Starts, watches, kills, pauses and restarts the replica processes of one cluster.
+
+Orphans are the failure this module exists to prevent. Each replica runs in a session of its own (so a
+terminal's Ctrl-C reaches only the router, which then stops the replicas in order) and with
+`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it). The death signal is set
+by a tiny trampoline in the child (`python -c "...run_guarded()"`) rather than a `preexec_fn`, because
+forking a threaded process and running Python before `exec` can deadlock; the trampoline also closes the
+race where the router dies between fork and prctl by checking that its parent is still the router.
+
+Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
+fire it. The supervisor reports what happened through a callback and leaves health decisions to the router,
+with one exception: a replica the router has marked down whose process is *stopped* is fenced (killed and
+restarted), because a stopped process can hold the shared ledger's write lock for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from mock_gateway.admin import ENV_TOKEN
+from mock_gateway.cluster.events import EventKind
+
+PR_SET_PDEATHSIG = 1
+FENCE_AFTER_S = 1.0  # down and stopped this long: fenced (see Supervisor.fence_stopped)
+
+EventSink = Callable[[EventKind, str, str], object]
+"""(kind, replica name, detail) — the cluster writes these to the events file."""
+
+ExitHook = Callable[[str], None]
+"""Called with the replica name when its process exits, so the router can take it out at once."""
+
+
+def guarded_argv(module: str, args: list[str]) -> list[str]:
+    """The command that runs `python -m MODULE ARGS` in a child that dies with the calling thread's process.
+
+    The cluster handle uses it too, so a test or `surge run` that is SIGKILLed leaves no cluster behind.
+    """
+    return [
+        sys.executable,
+        "-c",
+        "from mock_gateway.cluster.supervisor import run_guarded; run_guarded()",
+        str(os.getpid()),
+        module,
+        *args,
+    ]
+
+
+def run_guarded() -> None:
+    """Child side of the trampoline: set the death signal, check the parent, become `python -m MODULE`.
+
+    argv: [-c, PARENT_PID, MODULE, module args...].
+    """
+    parent_pid, module = int(sys.argv[1]), sys.argv[2]
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+    sys.argv = [module, *sys.argv[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def child_env(admin_token: str) -> dict[str, str]:
+    """The environment for a child given a fully resolved JSON config: without `SURGE_<SECTION>__<KEY>`.
+
+    Those were already applied when the config was resolved; applied again in the child they would beat
+    the explicit overrides baked into the file. The admin token travels here (`SURGE_ADMIN_TOKEN`) rather
+    than in a config file, so the only file that holds it is the private cluster.json.
+    """
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("SURGE_") and "__" in k)}
+    if admin_token:
+        env[ENV_TOKEN] = admin_token
+    return env
+
+
+def _stopped(rep: ReplicaProcess) -> bool:
+    """True when the replica's process exists and is stopped (state T), not merely slow or gone."""
+    if not rep.alive or rep.pid is None:
+        return False
+    try:
+        return psutil.Process(rep.pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(slots=True)
+class ReplicaProcess:
+    """One replica's current process (replaced on restart; name and port stay)."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen[bytes] | None = None
+    paused: bool = False
+    exited: asyncio.Future[int] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.exited is not None and not self.exited.done()
+
+
+class Supervisor:
+    """Owns the replica processes; every method is called from the event loop thread."""
+
+    def __init__(
+        self,
+        *,
+        config_path: Path,
+        admin_token: str,
+        replicas: list[tuple[str, int]],
+        log_dir: Path,
+        on_event: EventSink,
+        on_exit: ExitHook,
+    ) -> None:
+        self._config_path = config_path
+        self._admin_token = admin_token
+        self._log_dir = log_dir
+        self._on_event = on_event
+        self._on_exit = on_exit
+        self._stopping = False
+        self.replicas: dict[str, ReplicaProcess] = {name: ReplicaProcess(name, port) for name, port in replicas}
+
+    def get(self, name: str) -> ReplicaProcess:
+        return self.replicas[name]
+
+    def running(self) -> list[str]:
+        """Replicas whose process is alive and not paused by us, in priority order."""
+        return [r.name for r in self.replicas.values() if r.alive and not r.paused]
+
+    def _argv(self, rep: ReplicaProcess) -> list[str]:
+        """Replicas always bind loopback: only the router may face the outside."""
+        args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", "127.0.0.1"]
+        return guarded_argv("mock_gateway", [*args, "--name", rep.name, "--behind-router"])
+
+    def spawn(self, name: str) -> ReplicaProcess:
+        """Start the replica's process (it must not be running); readiness is the health checker's job."""
+        rep = self.replicas[name]
+        if rep.alive:
+            raise RuntimeError(f"replica {name} is already running (pid {rep.pid})")
+        loop = asyncio.get_running_loop()
+        with (self._log_dir / f"replica-{name}.log").open("ab") as log:
+            rep.popen = subprocess.Popen(
+                self._argv(rep),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                env=child_env(self._admin_token),
+            )
+        rep.paused = False
+        rep.exited = loop.create_future()
+        pidfd = os.pidfd_open(rep.popen.pid)
+        loop.add_reader(pidfd, self._reap, rep, rep.popen, rep.exited, pidfd)
+        self._on_event(EventKind.PROCESS_STARTED, name, f"pid {rep.popen.pid} port {rep.port}")
+        return rep
+
+    def _reap(
+        self, rep: ReplicaProcess, popen: subprocess.Popen[bytes], exited: asyncio.Future[int], pidfd: int
+    ) -> None:
+        asyncio.get_running_loop().remove_reader(pidfd)
+        os.close(pidfd)
+        code = popen.wait()
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        rep.paused = False
+        self._on_event(EventKind.PROCESS_DIED, rep.name, f"pid {popen.pid} {how}")
+        exited.set_result(code)
+        if not self._stopping:
+            self._on_exit(rep.name)
+
+    def _signal(self, rep: ReplicaProcess, sig: signal.Signals) -> None:
+        if not rep.alive or rep.popen is None:
+            raise ProcessLookupError(f"replica {rep.name} is not running")
+        rep.popen.send_signal(sig)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the crash the harness measures recovery from."""
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGKILL)
+        self._on_event(EventKind.KILLED, name, f"pid {rep.pid}")
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP: a replica that hangs with its sockets open, the harder case for detection."""
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGSTOP)
+        rep.paused = True
+        self._on_event(EventKind.PAUSED, name, f"pid {rep.pid}")
+
+    def resume(self, name: str) -> None:
+        rep = self.replicas[name]
+        self._signal(rep, signal.SIGCONT)
+        rep.paused = False
+        self._on_event(EventKind.RESUMED, name, f"pid {rep.pid}")
+
+    async def restart(self, name: str, timeout_s: float = 5.0) -> ReplicaProcess:
+        """Kill if alive, wait for the exit, spawn again on the same port."""
+        rep = self.replicas[name]
+        if rep.alive and rep.popen is not None and rep.exited is not None:
+            rep.popen.send_signal(signal.SIGKILL)
+            await asyncio.wait_for(asyncio.shield(rep.exited), timeout_s)
+        self.spawn(name)
+        self._on_event(EventKind.RESTARTED, name, f"pid {rep.pid}")
+        return rep
+
+    async def fence_stopped(
+        self,
+        is_up: Callable[[str], bool],
+        *,
+        interval_s: float,
+        after_s: float = FENCE_AFTER_S,
+        on_fenced: Callable[[str], None],
+    ) -> None:
+        """The liveness half of health checking: restart a replica that is down because it is frozen.
+
+        Readiness (the router's checks) takes a frozen replica out of rotation, but its process lives on and
+        may hold the shared ledger's write lock: a replica stopped inside a commit stalls every other replica
+        for as long as it stays stopped (measured: the whole cluster answers 503 until SIGCONT). So a replica
+        that has been down for `after_s` while its process is *stopped* (SIGSTOP, a debugger) is fenced:
+        SIGKILLed, which releases its locks, and started again. A running replica that fails its checks is
+        left alone — it is slow, not frozen, and killing it would turn slowness into an outage. Runs until
+        cancelled.
+        """
+        down_since: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(interval_s)
+            now = time.monotonic()
+            for name, rep in self.replicas.items():
+                if is_up(name) or not _stopped(rep):
+                    down_since.pop(name, None)
+                    continue
+                since = down_since.setdefault(name, now)
+                if now - since < after_s:
+                    continue
+                del down_since[name]
+                self._on_event(EventKind.KILLED, name, f"fenced: down and stopped for {now - since:.1f} s")
+                await self.restart(name)
+                on_fenced(name)
+
+    async def stop_all(self, grace_s: float = 5.0) -> None:
+        """SIGTERM everyone (SIGCONT first for the paused), wait up to `grace_s`, then SIGKILL the rest."""
+        self._stopping = True
+        running = [r for r in self.replicas.values() if r.alive and r.popen is not None]
+        for rep in running:
+            assert rep.popen is not None
+            if rep.paused:
+                rep.popen.send_signal(signal.SIGCONT)
+            rep.popen.send_signal(signal.SIGTERM)
+        waits = [asyncio.shield(r.exited) for r in running if r.exited is not None]
+        if not waits:
+            return
+        _, pending = await asyncio.wait(waits, timeout=grace_s)
+        if pending:
+            for rep in running:
+                if rep.alive and rep.popen is not None:
+                    rep.popen.send_signal(signal.SIGKILL)
+            await asyncio.wait(pending, timeout=grace_s)
+
+    def kill_all_now(self) -> None:
+        """Last resort from a `finally`: SIGKILL and reap synchronously, whatever state the loop is in."""
+        self._stopping = True
+        for rep in self.replicas.values():
+            if rep.popen is not None and rep.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    rep.popen.send_signal(signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    rep.popen.wait(timeout=5)

@@ -1,0 +1,1 @@
+"""One replica of the gateway: the HTTP app, the ledger, the simulated bank, faults and metrics."""
