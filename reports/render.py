@@ -24,8 +24,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, metrics
-from reports.analysis import Analysis
+from reports import hdr, metrics, slo
+from reports.analysis import Analysis, all_verdicts
 from reports.compare import Comparison, fmt
 
 MARKED_EVENTS = {
@@ -53,7 +53,9 @@ def _environment() -> Environment:
     env.filters["yuan"] = yuan
     env.filters["num"] = _num
     env.filters["fmt"] = fmt
+    env.globals["unit"] = slo.verdict_unit
     return env
+
 
 
 @cache
@@ -91,7 +93,7 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
         .render(
             a=analysis,
             meta=analysis.frames.meta,
-            verdicts=_all_verdicts(analysis),
+            verdicts=[{**verdict, "outcome": slo.outcome(verdict)} for verdict in all_verdicts(analysis)],
             passed=analysis.exit_code == 0,
             facts=_facts(analysis),
             config_rows=_flatten(analysis.frames.meta.get("gateway_config") or {}),
@@ -113,15 +115,6 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
 def render_comparison(comparison: Comparison) -> str:
     """The standalone page `surge compare` writes: the same table as the report's comparison section."""
     return _environment().get_template("compare.html.j2").render(comparison=comparison)
-
-
-def _all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
-    groups = (
-        ("SLO", analysis.slo_verdicts),
-        ("invariant", analysis.invariant_verdicts),
-        ("run", [analysis.generator_verdict]),
-    )
-    return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 
 
 def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
