@@ -35,6 +35,7 @@ from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
+from reports.claim import claim_new
 from mock_gateway.net import is_loopback_host
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
@@ -147,7 +148,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
-    out = options.surge_out or str(Path("runs") / f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    # each test started from the web UI gets its own folder, even two in the same second (reports.claim)
+    out = options.surge_out or str(claim_new(Path("runs"), f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"))
     _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
     settings = RunSettings(
         scenario_ref=options.scenario,

@@ -6,8 +6,8 @@ expires them on its own clock, so a player that dies cannot leave a fault behind
 
 Events (source `chaos` in events.csv): `fault_injected` when the admin API accepted a fault, `fault_failed` when
 it refused it (an unknown channel: 400, an unknown replica: 404) or could not be reached — the run then exits 3,
-since the scenario it was asked for was not played — `fault_cleared` when the player undid a process fault, and
-`fault_ended` at the time the gateway expires an injected fault.
+since the scenario it was asked for was not played — and `fault_cleared` when the player undid a process fault (the
+cluster logs `fault_ended` itself when it expires an injected fault).
 """
 
 from __future__ import annotations
@@ -107,8 +107,6 @@ class ChaosPlayer:
                     self._log("fault_failed", target, f"{action} failed: HTTP {response.status} {text[:200]}")
                     return
                 self._log("fault_injected", target, f"{action} for {fault.duration_s}s")
-                if fault.duration_s:
-                    self._log("fault_ended", target, f"{action} expired on the gateway", time.time() + fault.duration_s)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed.add(id(fault))
             self._log("fault_failed", target, f"{action}: {type(exc).__name__}: {exc}")
@@ -124,8 +122,8 @@ class ChaosPlayer:
                 return str(replica["name"])
         return "primary"
 
-    def _log(self, kind: str, target: str, detail: str, unix: float | None = None) -> None:
-        event = ChaosEvent(time.time() if unix is None else unix, kind, target, detail)
+    def _log(self, kind: str, target: str, detail: str) -> None:
+        event = ChaosEvent(time.time(), kind, target, detail)
         self.events.append(event)
         if self.on_event is not None:
             self.on_event(event)

@@ -22,6 +22,7 @@ from loadtests.errors import UsageError
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
+MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets outgrow one process (scenarios.md)
 
 
 class ScenarioError(UsageError):
@@ -96,7 +97,7 @@ class ClientConfig(_Strict):
 
 class Arrivals(_Strict):
     process: Literal["poisson", "even"] = "poisson"
-    pool: int = Field(default=200, ge=1, le=20000)
+    pool: int = Field(default=200, ge=1, le=MAX_POOL)
     late_ms: float = Field(default=50, gt=0)
 
 
@@ -112,6 +113,16 @@ class Scenario(_Strict):
     client: ClientConfig = ClientConfig()
     arrivals: Arrivals = Arrivals()
     gateway: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _faults_before_the_end(self) -> Scenario:
+        for number, fault in enumerate(self.faults):
+            if fault.at_s >= self.duration_s:
+                raise ValueError(
+                    f"'faults.{number}.at_s' must be before the end of the scenario ({self.duration_s:g} s), "
+                    f"or the fault is never played (got {fault.at_s:g})"
+                )
+        return self
 
     @field_validator("rate")
     @classmethod
@@ -137,7 +148,13 @@ class Scenario(_Strict):
         faults = tuple(
             f.model_copy(update={"at_s": f.at_s * stretch, "duration_s": f.duration_s * stretch}) for f in self.faults
         )
-        arrivals = self.arrivals.model_copy(update={"pool": max(1, math.ceil(self.arrivals.pool * scale))})
+        pool = max(1, math.ceil(self.arrivals.pool * scale))
+        if pool > MAX_POOL:
+            raise ScenarioError(
+                f"--scale {scale:g} needs a user pool of {pool:,} ([arrivals] pool {self.arrivals.pool} x scale), "
+                f"past the limit of {MAX_POOL:,}; use a smaller --scale or --workers with a smaller pool"
+            )
+        arrivals = self.arrivals.model_copy(update={"pool": pool})
         gateway = copy.deepcopy(self.gateway)
         clock = gateway.get("clock")
         if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
@@ -279,13 +296,19 @@ def load_scenario(ref: str) -> Scenario:
 
 
 def _first_error(exc: ValidationError) -> str:
-    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed."""
-    error = exc.errors()[0]
+    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed.
+
+    An unknown key comes first: a typo (`duraton_s`) also makes the real key missing, and "unknown key
+    'duraton_s'" is the line that tells the user what to fix."""
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if error["type"] == "missing":
         return f"missing key '{key}'"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"] and message.startswith("'"):
+        return message  # a model-level check that names its own key
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"'{key}' {message[0].lower()}{message[1:]} (got {error.get('input')!r}){more}"
