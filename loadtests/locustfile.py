@@ -178,7 +178,13 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         worker_count=count,
     )
     generator = Generator(
-        scenario, population, _clock(scenario, out), recorder, times, seed=f"{scenario.seed}/payer/{index}"
+        scenario,
+        population,
+        _clock(scenario, out),
+        recorder,
+        times,
+        seed=f"{scenario.seed}/payer/{index}",
+        key_prefix=_key_prefix(out),
     )
     RepayingUser.network_timeout = scenario.client.timeout_s
     RepayingUser.connection_timeout = scenario.client.timeout_s
@@ -232,6 +238,14 @@ def _channels(scenario: Scenario, out: Path) -> list[str]:
     from mock_gateway.config import load_config
 
     return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
+
+
+def _key_prefix(out: Path) -> str:
+    """The run's idempotency-key prefix from meta.json (every writer of meta.json sets one), else none."""
+    meta = out / "meta.json"
+    if not meta.is_file():
+        return ""
+    return str(json.loads(meta.read_text(encoding="utf-8")).get("key_prefix") or "")
 
 
 def _clock(scenario: Scenario, out: Path) -> SimClock:

@@ -81,7 +81,11 @@ def analyse(frames: RunFrames) -> Analysis:
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
     report = (
-        None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap, daily)
+        None
+        if frames.ledger is None
+        else invariants.check(
+            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.get("key_prefix")
+        )
     )
     invariant_verdicts = slo.invariant_verdicts(
         None if report is None else report.counts(), thresholds, unknown=uncheckable(card_caps, user_cap)
