@@ -35,8 +35,8 @@ from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
-from reports.claim import claim_new
 from mock_gateway.net import is_loopback_host
+from reports.claim import claim_new
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often

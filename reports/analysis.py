@@ -197,7 +197,11 @@ def summary(analysis: Analysis) -> dict[str, Any]:
 
 def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
     """Every verdict of the run with its group (SLO, invariant, run), in the order of junit.xml."""
-    groups = (("SLO", analysis.slo_verdicts), ("invariant", analysis.invariant_verdicts), ("run", analysis.run_verdicts))
+    groups = (
+        ("SLO", analysis.slo_verdicts),
+        ("invariant", analysis.invariant_verdicts),
+        ("run", analysis.run_verdicts),
+    )
     return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 
 

@@ -57,7 +57,6 @@ def _environment() -> Environment:
     return env
 
 
-
 @cache
 def plotly_bundle() -> str:
     """plotly.js, gzip + base64: computed once per process, it is the same for every report."""

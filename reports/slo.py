@@ -17,13 +17,10 @@ from reports import metrics
 from reports.frames import RunFrames
 from reports.metrics import Slo
 
-
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
 
-def verdict(
-    name: str, value: Any, bound: Any, passed: bool | None, reason: str | None = None
-) -> dict[str, Any]:
+def verdict(name: str, value: Any, bound: Any, passed: bool | None, reason: str | None = None) -> dict[str, Any]:
     """One checked (or uncheckable) claim. `passed` None means unknown: surge could not check it, and `reason`
     says why; unknown is never a pass (CONTRACT §2: exit 0 needs every verdict to have held)."""
     outcome = UNKNOWN if passed is None else PASS if passed else FAIL
@@ -139,9 +136,13 @@ def fault_injection_verdict(events: pd.DataFrame) -> dict[str, Any] | None:
     if chaos.empty or not chaos["kind"].isin(["fault_injected", "fault_failed"]).any():
         return None
     failed = chaos[chaos["kind"] == "fault_failed"]
-    reason = "; ".join(f"{target} at {t_s:.1f} s: {detail}" for t_s, target, detail in zip(
-        failed["t_s"], failed["target"], failed["detail"], strict=True
-    )) or None
+    reason = (
+        "; ".join(
+            f"{target} at {t_s:.1f} s: {detail}"
+            for t_s, target, detail in zip(failed["t_s"], failed["target"], failed["detail"], strict=True)
+        )
+        or None
+    )
     return verdict("fault_failures", len(failed), 0, failed.empty, reason)
 
 

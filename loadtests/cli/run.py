@@ -21,9 +21,9 @@ from rich.text import Text
 from loadtests.cli.args import MAX_SCALE, positive_float, positive_int, scale_factor
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
-from loadtests.orchestration import preflight
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import (
@@ -44,16 +44,17 @@ DEFAULT_REPLICAS = 3
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="a built-in scenario name (see `surge scenarios`) or a TOML file")
     parser.add_argument(
-        "--scale", type=scale_factor, default=1.0, help=f"multiply every rate and the user pool (default 1, at most {MAX_SCALE:g})"
+        "--scale",
+        type=scale_factor,
+        default=1.0,
+        help=f"multiply every rate and the user pool (default 1, at most {MAX_SCALE:g})",
     )
     parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
     parser.add_argument("--host", help="load this gateway instead of starting the embedded cluster")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument(
-        "--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})"
-    )
+    parser.add_argument("--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
 

@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from loadtests.errors import UsageError
-from reports.slo import FAIL, PASS, outcome
 from reports.frames import RunFolderError
+from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
 
 EXAMPLES_SHOWN = 5

@@ -49,7 +49,7 @@ def host_args(**given: object) -> argparse.Namespace:
 
 
 def test_host_refuses_the_embedded_cluster_options_it_would_ignore() -> None:
-    with pytest.raises(UsageError, match="--config and --replicas .* ignored with --host"):
+    with pytest.raises(UsageError, match=r"--config and --replicas .* ignored with --host"):
         preflight.host_conflicts(host_args(config=Path("gw.toml"), replicas=2), load_scenario("due-date-wave"))
 
 

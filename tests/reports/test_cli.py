@@ -108,9 +108,7 @@ def test_verify_a_ledger_shared_with_another_run_checks_only_its_own_rows(
     assert '"phantom": 1' in capsys.readouterr().out
 
 
-def test_verify_says_unknown_for_over_cap_without_the_caps(
-    run_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_verify_says_unknown_for_over_cap_without_the_caps(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A --host run's folder with a ledger copied in: 9,000,000 yuan on one card is not "over_cap 0 ok"."""
     own_keys(run_dir)
     other_run_row(run_dir, "s99999999" + "0" * 32, amount_fen=900_000_000)
