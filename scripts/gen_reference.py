@@ -123,7 +123,7 @@ def _type(annotation: Any) -> str:
         present = [arg for arg in args if arg is not type(None)]  # TOML has no null: an optional key is left out
         return " or ".join(_type(arg) for arg in present)
     if origin in (tuple, list):
-        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+        if (len(args) == 2 and args[1] is Ellipsis) or len(args) == 1:
             inner = args[0]
             if isinstance(inner, type) and issubclass(inner, BaseModel):
                 return "array of tables"
@@ -141,10 +141,7 @@ def _type(annotation: Any) -> str:
 def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
-    if info.default_factory is not None:
-        value = info.default_factory()  # type: ignore[call-arg]
-    else:
-        value = info.default
+    value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
     if value is PydanticUndefined:
         return "required"
     if isinstance(value, BaseModel):
