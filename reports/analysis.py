@@ -114,7 +114,7 @@ def analyse(frames: RunFrames) -> Analysis:
     )
 
 
-NO_CAPS = "the caps are unknown: the run's meta.json has no gateway config (a gateway surge did not start)"
+NO_CAPS = "the caps are unknown (meta.json has no gateway config: a gateway surge did not start)"
 
 
 def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, str]:
