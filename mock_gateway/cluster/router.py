@@ -194,6 +194,13 @@ class Router:
         for name in self.ports:
             self._spawn(self._probe_loop(name))
 
+    def move(self, name: str, port: int) -> None:
+        """The replica now listens on `port` (restarted while its old port was taken)."""
+        self.ports[name] = port
+        backend = self._backends.get(name)
+        if backend is not None:
+            backend.base_url = f"http://{self.host}:{port}"
+
     def _in_flight_reader(self, name: str) -> Callable[[], float]:
         member = self.pool.member(name)
         return lambda: float(member.in_flight)
