@@ -184,7 +184,7 @@ async def post_repayment(request: web.Request) -> web.StreamResponse:
         earlier = await state.ledger.lookup(charge.key)
     except LedgerError as exc:
         log.warning("idempotency lookup failed: %s", exc)
-        raise ReplicaUnavailable("the ledger is unavailable; nothing was recorded, retry", retry_after_s=1) from None
+        raise ReplicaUnavailable("the ledger cannot be read; nothing was recorded, retry", retry_after_s=1) from None
     if earlier is not None:
         return _replay(earlier, charge)
     if charge.key in state.in_flight:

@@ -84,6 +84,7 @@ OPEN_RETRY_S: Final = 10.0
 UNREADY_AFTER_FAILED_COMMITS: Final = 3
 """Consecutive failed commits (disk full, a file size limit, I/O errors) after which the replica stops being
 ready, so the router takes it out; a successful commit or write probe makes it ready again."""
+PROBE_BYTES: Final = 64 * 1024
 _T = TypeVar("_T")
 
 
@@ -353,15 +354,20 @@ class Ledger:
         return ""
 
     def _probe_write(self) -> str:
+        """One commit at least as large as a busy batch's (`PROBE_BYTES`): a tiny one can fit in the space a
+        failed transaction left in the WAL and would call a full disk healthy."""
         try:
             conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
         except sqlite3.Error as exc:
             return str(exc)
         try:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TABLE IF NOT EXISTS heartbeat (replica TEXT PRIMARY KEY, at TEXT NOT NULL)")
             conn.execute(
-                "INSERT OR REPLACE INTO heartbeat VALUES (?, ?)", (self._replica, self._clock.now().isoformat())
+                "CREATE TABLE IF NOT EXISTS heartbeat (replica TEXT PRIMARY KEY, at TEXT NOT NULL, pad BLOB NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeat VALUES (?, ?, zeroblob(?))",
+                (self._replica, self._clock.now().isoformat(), PROBE_BYTES),
             )
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
