@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from mock_gateway.replica.ledger import UNREADY_AFTER_FAILED_COMMITS
 from tests.gateway.conftest import QUIET, REPO, Replica, body, merge
@@ -70,7 +69,7 @@ def test_a_replica_that_cannot_commit_stops_being_ready_and_comes_back(tmp_path:
 
     process = subprocess.Popen(
         [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0", "--name", "full"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, preexec_fn=limit_file_size,  # noqa: PLW1509
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, preexec_fn=limit_file_size,
     )  # fmt: skip
     try:
         assert process.stdout is not None

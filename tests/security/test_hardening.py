@@ -81,7 +81,7 @@ def test_refused_requests_spend_no_user_quota_at_the_router(router: Target) -> N
         bad = json.dumps({**VALID, "user_id": user, "amount_fen": -1}).encode()
         status, _, _ = raw_request(router, "POST", "/v1/repayments", bad, payment_headers())
         assert status == 400
-    status, headers, raw = raw_request(router, "POST", "/v1/repayments", body, payment_headers())
+    status, _, raw = raw_request(router, "POST", "/v1/repayments", body, payment_headers())
     assert status == 201, raw[:300]
 
 
