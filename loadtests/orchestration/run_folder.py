@@ -93,7 +93,8 @@ def copy_ledger(source: Path, target: Path) -> bool:
     checkpointed, so a plain file copy could miss acknowledged repayments."""
     if not source.exists():
         return False
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10)
+    # as_uri() percent-encodes the path: a folder named `run#1` or `50%` must not cut the URI short
+    src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)

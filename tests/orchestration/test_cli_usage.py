@@ -33,6 +33,8 @@ def surge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["compare", "a", "b", "--html", "missing-folder/cmp.html"], "missing-folder"),
         (["find-capacity", "--host", "http://192.168.0.1"], "--allow-remote"),
         (["frobnicate"], "invalid choice"),
+        (["gateway", "--port", "70000"], "--port"),
+        (["gateway", "--port", "-1"], "--port"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
