@@ -167,6 +167,7 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "run_verdicts": analysis.run_verdicts,
         "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
         "invariant_outcomes": None if report is None else report.outcomes,
+        "ledger_other_rows": None if report is None else report.other_rows,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
         "recovery": analysis.recovery,
         "success_ratio": metrics.success_ratio(windows),
