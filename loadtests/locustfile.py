@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent
-from locust import FastHttpUser, LoadTestShape, events, task
+from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -33,6 +33,7 @@ from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.policy import SimClock
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.generator.transport import Transport
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
@@ -44,16 +45,17 @@ IDLE_WAIT_S = 2.0  # a user with nothing to claim waits this long for a deferred
 log = logging.getLogger("surge")
 
 
-class RepayingUser(FastHttpUser):
+class RepayingUser(User):
     """A member of the bounded pool: claims the next arrival, sleeps until its time, pays it (clients.Payer).
 
     The sleep is Locust's own wait: `wait_time` claims the ticket the next `repay` pays, so a user costs one
-    timer per arrival, as a paced closed-loop user does.
+    timer per arrival, as a paced closed-loop user does. Each user keeps one connection (transport.py).
     """
 
     generator: Generator | None = None
     _ticket: Ticket | None = None
     _slept: bool = False  # whether the user slept until its ticket's time: only then is a late wake-up lag
+    _transport: Transport | None = None
 
     def wait_time(self) -> float:
         generator = RepayingUser.generator
@@ -79,7 +81,10 @@ class RepayingUser(FastHttpUser):
         if self._slept:
             generator.recorder.lag.record(max(0.0, now - ticket.intended) * 1000.0)
         if generator.begin(ticket, now):
-            Payer(generator, self.client).pay(ticket)
+            if self._transport is None:
+                timeout_s = generator.scenario.client.timeout_s
+                self._transport = Transport(self.host or "", timeout_s, self.environment.events.request)
+            Payer(generator, self._transport).pay(ticket)
 
 
 class FestivalShape(LoadTestShape):
@@ -186,8 +191,6 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         seed=f"{scenario.seed}/payer/{index}",
         key_prefix=_key_prefix(out),
     )
-    RepayingUser.network_timeout = scenario.client.timeout_s
-    RepayingUser.connection_timeout = scenario.client.timeout_s
     RepayingUser.generator = generator
     generator.start()
     return generator.stop

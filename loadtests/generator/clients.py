@@ -25,7 +25,6 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.generator.history import Attempt
 from loadtests.generator.outcomes import CONNECTION_ERROR, DECLINE_CODES, TIMEOUT, classify, expected_by_clients
@@ -41,6 +40,7 @@ from loadtests.generator.policy import (
 )
 from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
+from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.shapes import Scenario
 
 DROP_AFTER_S = 1.0
@@ -194,9 +194,9 @@ class _Answer:
 class Payer:
     """One user's behaviour for one ticket: pay, retry with the same key, then apply the decline policy."""
 
-    def __init__(self, generator: Generator, client: FastHttpSession) -> None:
+    def __init__(self, generator: Generator, transport: Transport) -> None:
         self.gen = generator
-        self.client = client
+        self.transport = transport
 
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
@@ -271,18 +271,10 @@ class Payer:
         sent: float,
     ) -> tuple[_Answer, Attempt]:
         self.gen.recorder.sending()
-        # Never follow a redirect: a loopback target answering 3xx to another host would lead the load past the
-        # loopback guard. A 3xx is recorded as what it is, an "error" outcome with its status.
-        with self.client.post(
-            PATH, data=body, headers=headers, catch_response=True, name=PATH, allow_redirects=False
-        ) as response:
-            done = time.time()
-            answer, reply = _read(response)
-            outcome = classify(answer.status, answer.code)
-            if expected_by_clients(outcome):
-                response.success()
-            else:
-                response.failure(f"{answer.status} {answer.code}".strip())
+        reply = self.transport.send("POST", PATH, body, headers)
+        done = time.time()
+        answer, reply_body = _read(reply)
+        outcome = classify(answer.status, answer.code)
         row = Attempt(
             payment_id=payment_id,
             key=key,
@@ -297,29 +289,28 @@ class Payer:
             status=answer.status,
             code=answer.code,
             outcome=outcome,
-            repayment_id=str(reply.get("repayment_id", "")),
-            replica=str(reply.get("replica") or _header(response, "X-Replica") or ""),
-            business_date=str(reply.get("business_date", "")),
-            replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
+            repayment_id=str(reply_body.get("repayment_id", "")),
+            replica=str(reply_body.get("replica") or _header(reply, "X-Replica") or ""),
+            business_date=str(reply_body.get("business_date", "")),
+            replayed=(_header(reply, "Idempotent-Replayed") or "").lower() == "true",
             part=job.part,
         )
         self.gen.recorder.attempt(row, outcome)
+        failure = None if expected_by_clients(outcome) else f"{answer.status} {answer.code}".strip()
+        self.transport.report("POST", PATH, reply, sent=sent, done=done, failure=failure, context={})
         return answer, row
 
 
-def _header(response: Any, name: str) -> str | None:
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get(name)
+def _header(response: Reply, name: str) -> str | None:
+    value = response.headers.get(name)
     return None if value is None else str(value)
 
 
-def _read(response: Any) -> tuple[_Answer, dict[str, Any]]:
+def _read(response: Reply) -> tuple[_Answer, dict[str, Any]]:
     """(status, code, problem, Retry-After) and the success body; a missing response is TIMEOUT or CONNECTION_ERROR."""
     status = int(response.status_code or 0)
     if status == 0:
-        error = getattr(response, "error", None)
+        error = response.error
         timed_out = isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower()
         return _Answer(0, TIMEOUT if timed_out else CONNECTION_ERROR, {}, None), {}
     try:

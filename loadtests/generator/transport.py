@@ -1,0 +1,94 @@
+"""One repaying user's HTTP connection: geventhttpclient's HTTPClient, without Locust's session wrapper on top.
+
+Locust's FastHttpSession is geventhttpclient's HTTPClient under a UserAgent (a cookie jar, a redirect loop,
+header copies, a request object per call) under Locust's own wrapper (URL building, a timing dict, a response
+context manager). Surge needs none of it per attempt: it never follows a redirect (a loopback target answering
+3xx to another host would lead the load past the loopback guard), sets no cookies, and records every attempt
+itself (windows.py, history.py). Measured on one core at 3,000 requests/s: the HTTPClient alone costs ~60 µs
+of CPU per request, FastHttpSession ~97 µs (docs/performance.md, "Load generator").
+
+Locust's request event is still fired for every attempt (`report`), with the attempt's `context`, so Locust's
+statistics, its web UI, its CSV/HTML output and any listener of `events.request` see every attempt as before.
+
+The pooled connection behaves as FastHttpSession's did: a kept-alive connection the server closed is replaced
+before the request is sent; a POST is never re-sent after a send error (RFC 9110 §9.2.2), so every attempt the
+gateway sees is one row of the history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http.client import HTTPException
+from typing import Any
+
+import gevent
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+from locust.event import EventHook
+
+# What comes back instead of an answer (Locust's FAILURE_EXCEPTIONS, less those only its UserAgent raises): a
+# refused, reset or closed connection and TLS errors (OSError), a socket timeout (TimeoutError is an OSError),
+# gevent's Timeout, an unparsable or cut-off response (HTTPException).
+NO_ANSWER: tuple[type[BaseException], ...] = (OSError, HTTPException, gevent.Timeout)
+
+
+@dataclass(slots=True)
+class Reply:
+    """What clients.py reads from an attempt: `status_code` 0 and `error` set when no response came back."""
+
+    status_code: int
+    content: bytes
+    headers: Any  # geventhttpclient's case-insensitive Headers, or {} without a response
+    error: BaseException | None = None
+
+
+class Transport:
+    """One user's kept-alive connection to the target (`host`: scheme, host, port and an optional base path)."""
+
+    def __init__(self, host: str, timeout_s: float, request_event: EventHook) -> None:
+        url = URL(host)
+        self.base_path = url.path.rstrip("/")
+        self.request_event = request_event
+        self.client = HTTPClient.from_url(
+            url, concurrency=1, connection_timeout=timeout_s, network_timeout=timeout_s, insecure=True
+        )
+
+    def send(self, method: str, path: str, body: str, headers: dict[str, str]) -> Reply:
+        """One attempt, never followed when redirected; the whole body read (so the connection is reusable)."""
+        try:
+            response = self.client.request(method, self.base_path + path, body=body, headers=headers)
+            try:
+                content = response.read()
+            finally:
+                response.release()
+        except NO_ANSWER as exc:
+            return Reply(0, b"", {}, exc)
+        return Reply(response.status_code, content, response.info())
+
+    def report(
+        self,
+        method: str,
+        name: str,
+        reply: Reply,
+        *,
+        sent: float,
+        done: float,
+        failure: str | None,
+        context: dict[str, Any],
+    ) -> None:
+        """Locust's request event for one attempt, as FastHttpSession fires it (`failure` None: a success)."""
+        self.request_event.fire(
+            request_type=method,
+            name=name,
+            response_time=(done - sent) * 1000.0,
+            response_length=len(reply.content),
+            response=reply,
+            context=context,
+            exception=None if failure is None else Failure(failure),
+            start_time=sent,
+            url=name,
+        )
+
+
+class Failure(Exception):
+    """An attempt Locust's statistics count as failed, with the text they show (status and problem code)."""
