@@ -9,6 +9,9 @@ died is void at once, so failover never waits on it. The money invariant holds e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +21,11 @@ from tests.cluster.test_failover import admin
 from tests.cluster.traffic import ledger_rows, repayment
 
 SLOW_BANK = [{**FAST_CHANNEL, "latency_ms": {"median": 600, "p99": 800}}]
+
+
+def claims(ledger: Path) -> list[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(ledger.resolve().as_uri() + "?mode=ro", uri=True)) as db:
+        return [(key, replica) for key, replica in db.execute("SELECT key, replica FROM claims")]
 
 
 async def post(session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any]) -> tuple[int, str, bool]:
@@ -49,7 +57,11 @@ async def test_a_killed_replicas_claim_does_not_block_the_retry(start_cluster: S
     body = repayment("u-kill", "c-kill", 1000)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         pending = asyncio.ensure_future(post(session, f"http://127.0.0.1:{ports['r1']}", "k-kill", body))
-        await asyncio.sleep(0.2)  # r1 holds the claim while it waits on the bank
+        for _ in range(200):  # until r1 holds the claim (it then waits on the bank for 600 ms or more)
+            if claims(cluster.ledger_path) == [("k-kill", "r1")]:
+                break
+            await asyncio.sleep(0.01)
+        assert claims(cluster.ledger_path) == [("k-kill", "r1")]
         assert (await admin(cluster, "POST", "/admin/replicas/r1/kill"))[0] == 200
         await asyncio.gather(pending, return_exceptions=True)
         retried = await post(session, f"http://127.0.0.1:{ports['r2']}", "k-kill", body)
