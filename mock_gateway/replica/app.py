@@ -6,6 +6,7 @@ Admission order for POST /v1/repayments (docs/gateway.md explains why this order
     idempotency lookup                  stored: replay it (same body) or 422 (other body)
     in-flight check                     409 + Retry-After while the same key is being processed here
     per-second caps                     429, nothing stored
+    cross-replica claim (active-active) stored elsewhere meanwhile: replay; claimed by another replica: 409
     quick pre-check of the daily caps   an obvious decline skips the bank
     channel outage fault, bank call     503 CHANNEL_BUSY, nothing stored
     ledger step                         atomic re-check + record + commit; only then the answer

@@ -35,7 +35,13 @@ Creation, exactly once
     recovery) is retried within `OPEN_RETRY_S`.
 
 Reads: the idempotency lookup runs on the loop's write connection, whose page cache survives its own commits;
-GET by id and the limits use a third connection on the loop thread (WAL readers never wait for writers).
+GET by id and the limits use a third connection on the loop thread (WAL readers never wait for writers). Those
+connections never wait for a lock: a read that finds the file locked is retried in a thread (`_query`).
+
+Claims (active-active): `claim()` marks a key as being processed by this process, in the same group commit as
+everything else, so two replicas given one key at once do not both call the bank; `record()` drops the claim in
+its own transaction. Readiness: after `UNREADY_AFTER_FAILED_COMMITS` failed commits in a row the ledger reports
+itself not ready until a real-size write probe commits (`readiness()`).
 """
 
 from __future__ import annotations
