@@ -147,7 +147,10 @@ async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(
     router, url = await make_router(hang, created)
     started = time.monotonic()
     pending = asyncio.ensure_future(post(url))
-    await asyncio.sleep(0.2)
+    for _ in range(500):  # until the attempt waits on r1 (a fixed sleep was a guess on a loaded machine)
+        if router.pool.member("r1").in_flight == 1:
+            break
+        await asyncio.sleep(0.01)
     assert router.pool.member("r1").in_flight == 1
     router.process_exited("r1")
     status, replica, _ = await pending
