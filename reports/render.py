@@ -94,8 +94,8 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             verdicts=_all_verdicts(analysis),
             passed=analysis.exit_code == 0,
             facts=_facts(analysis),
-            config_rows=_flatten(analysis.frames.meta.get("gateway_config") or {}),
-            generator=analysis.frames.generator,
+            config_rows=_flatten(analysis.frames.meta.gateway_config or {}),
+            generator={} if analysis.frames.generator is None else analysis.frames.generator.model_dump(),
             charts={chart["id"]: chart for chart in charts},
             chart_json=_script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
             plotly_gz=plotly_bundle(),
@@ -126,21 +126,21 @@ def _all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
 
 def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
     meta = analysis.frames.meta
-    started = meta.get("started_unix")
+    started = meta.started_unix
     started_text = datetime.fromtimestamp(float(started), tz=UTC).isoformat(timespec="seconds") if started else None
-    versions = meta.get("versions") or {}
+    versions = meta.versions
     return [
-        ("scenario", meta.get("scenario")),
-        ("description", meta.get("description")),
-        ("seed", meta.get("seed")),
-        ("scale", meta.get("scale")),
-        ("duration", f"{meta.get('duration_s')} s planned, {len(analysis.frames.windows)} s recorded"),
+        ("scenario", meta.scenario),
+        ("description", meta.description),
+        ("seed", meta.seed),
+        ("scale", meta.scale),
+        ("duration", f"{meta.duration_s} s planned, {len(analysis.frames.windows)} s recorded"),
         ("started (UTC)", started_text),
-        ("host", meta.get("host")),
-        ("embedded cluster", meta.get("embedded")),
-        ("workers", meta.get("workers")),
-        ("client policy", meta.get("client_policy")),
-        ("git commit", meta.get("git_commit")),
+        ("host", meta.host),
+        ("embedded cluster", meta.embedded),
+        ("workers", meta.workers),
+        ("client policy", meta.client_policy),
+        ("git commit", meta.git_commit),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items()) or None),
         ("amount repaid", yuan(int(analysis.frames.windows["amount_fen"].sum()))),
         ("success ratio", fmt(metrics.success_ratio(analysis.frames.windows), "")),

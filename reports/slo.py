@@ -13,7 +13,7 @@ from typing import Any
 
 from reports import metrics
 from reports.frames import RunFrames
-from reports.metrics import Slo
+from reports.runfolder import GeneratorVerdict, Slo
 
 
 def _verdict(name: str, value: float | None, bound: float, *, at_least: bool) -> dict[str, Any]:
@@ -28,14 +28,14 @@ def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) ->
         _verdict("success_ratio", metrics.success_ratio(frames.windows), slo.min_success_ratio, at_least=True),
         _verdict("p99_ms", _p99(frames, None, None), slo.max_p99_ms, at_least=False),
     ]
-    phases = frames.meta.get("phases") or []
+    phases = frames.meta.phases
     for phase in phases if len(phases) > 1 else []:
-        start, end = float(phase["start_s"]), float(phase["end_s"])
+        start, end = float(phase.start_s), float(phase.end_s)
         seconds = frames.windows[(frames.windows.index >= start) & (frames.windows.index < end)]
         ratio = metrics.success_ratio(seconds)
         if ratio is None:
             continue
-        name = str(phase["name"])
+        name = phase.name
         verdicts.append(_verdict(f"success_ratio[{name}]", ratio, slo.min_success_ratio, at_least=True))
         verdicts.append(_verdict(f"p99_ms[{name}]", _p99(frames, start, end), slo.max_p99_ms, at_least=False))
     verdicts += [
@@ -65,9 +65,10 @@ def invariant_verdicts(counts: dict[str, int] | None, slo: Slo) -> list[dict[str
     return [_verdict(name, counts[name], bound, at_least=False) for name, bound in bounds.items()]
 
 
-def generator_verdict(generator: dict[str, Any]) -> dict[str, Any]:
-    """The load generator kept up: without it, latency and throughput describe surge, not the gateway."""
-    valid = bool(generator.get("valid", True))
+def generator_verdict(generator: GeneratorVerdict | None) -> dict[str, Any]:
+    """The load generator kept up: without it, latency and throughput describe surge, not the gateway. No
+    generator.json (the generator never finished) proves nothing against it."""
+    valid = True if generator is None else generator.valid
     return {"name": "generator_valid", "value": valid, "bound": True, "passed": valid}
 
 

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from reports import invariants, metrics, slo
-from reports.frames import RunFolderError, read_history, read_ledger, read_meta
+from reports.frames import read_history, read_ledger
+from reports.runfolder import RunFolderError, read_meta
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
     report = invariants.check(read_history(run_dir / "history"), ledger, card_caps, user_cap)
-    verdicts = slo.invariant_verdicts(report.counts(), metrics.Slo.from_meta(meta))
+    verdicts = slo.invariant_verdicts(report.counts(), meta.slo)
     return {
         "counts": report.counts(),
         "verdicts": verdicts,

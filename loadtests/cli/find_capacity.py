@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import shutil
 import time
 from pathlib import Path
@@ -22,22 +21,25 @@ from rich.console import Console
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError
-from loadtests.orchestration.capacity_probe import judge, merge_probe, read_windows
+from loadtests.orchestration.capacity_probe import judge, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
-from loadtests.orchestration.run_folder import (
-    Event,
-    analyse,
-    new_run_dir,
-    write_events_csv,
-    write_json,
-)
+from loadtests.orchestration.run_folder import conclude, new_run_dir
 from loadtests.scenario.meta import git_commit, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import RatePoint, Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
+from reports.runfolder import (
+    GeneratorVerdict,
+    RunEvent,
+    RunMeta,
+    read_generator,
+    read_window_records,
+    write_events_csv,
+    write_json,
+)
 
 PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boots before each probe
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "probes": len(result.probes),
         },
     )
-    summary = analyse(run_dir, None)
+    summary = conclude(run_dir, None)
     print_verdicts(summary, Console())
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
     print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
@@ -118,13 +120,13 @@ async def _search(
 ) -> SearchResult:
     cluster: ClusterProcess | None = None
     started = time.time()
-    events: list[Event] = []
+    events: list[RunEvent] = []
     try:
         if host is None:
             cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", base.gateway)
         target = cluster.url if cluster is not None else str(host)
         started = time.time()
-        _write_meta(run_dir, args, base, target, gateway_config, started)
+        write_json(run_dir / "meta.json", _capacity_meta(args, base, target, gateway_config, started))
         steps: list[dict[str, Any]] = []
         loop = asyncio.get_running_loop()
 
@@ -136,7 +138,7 @@ async def _search(
             ).result()
             offset = round(probe_start - started)
             merge_probe(run_dir / "probes" / f"{step:02d}", run_dir, offset, step)
-            events.append(Event(probe_start, "capacity", "probe_start", f"{rate:.1f}/s", f"step {step}"))
+            events.append(RunEvent(probe_start, "capacity", "probe_start", f"{rate:.1f}/s", f"step {step}"))
             verdict = "pass" if result.passed else f"FAIL ({result.limited_by})"
             console.print(
                 f"goodput {result.goodput:.1f}/s, success {result.success_ratio:.3f}, "
@@ -212,11 +214,10 @@ async def _probe(
     rc = await run_locust(
         command, probe_dir, deadline_unix=start + duration + STOP_GRACE_S + 30, allow_remote=args.allow_remote
     )
-    windows = read_windows(probe_dir)
+    windows = read_window_records(probe_dir)
     if rc is None or not windows:
         raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")
-    generator = probe_dir / "generator.json"
-    valid = bool(json.loads(generator.read_text())["valid"]) if generator.exists() else True
+    valid = (read_generator(probe_dir) or GeneratorVerdict()).valid
     result, window = judge(
         windows,
         rate,
@@ -236,35 +237,31 @@ def _write_steps(path: Path, steps: list[dict[str, Any]]) -> None:
         writer.writerows(steps)
 
 
-def _write_meta(
-    run_dir: Path,
-    args: argparse.Namespace,
-    base: Scenario,
-    target: str,
-    gateway_config: dict[str, Any] | None,
-    started: float,
-) -> None:
-    write_json(
-        run_dir / "meta.json",
-        {
-            "kind": "capacity",
-            "scenario": "capacity",
-            "description": f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
-            "seed": base.seed,
-            "scale": 1.0,
-            "duration_s": None,
-            "started_unix": started,
-            "host": target,
-            "embedded": gateway_config is not None,
-            "workers": args.workers,
-            "replicas": args.replicas if gateway_config is not None else None,
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "gateway_config": gateway_config,
-            "slo": base.slo.model_dump(),
-            "phases": [],
-            "spikes": [],
-            "faults": [],
-            "client_policy": base.client.policy,
-        },
+def _capacity_meta(
+    args: argparse.Namespace, base: Scenario, target: str, gateway_config: dict[str, Any] | None, started: float
+) -> RunMeta:
+    """meta.json of a capacity search (internals §6): the base scenario's SLOs judge every probe; no phases,
+    spikes or faults, and no rate curve (each probe has its own, in its scenario.toml)."""
+    return RunMeta(
+        kind="capacity",
+        scenario="capacity",
+        description=f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
+        scenario_ref=args.scenario_base,
+        seed=base.seed,
+        scale=1.0,
+        duration_s=None,
+        started_unix=started,
+        host=target,
+        embedded=gateway_config is not None,
+        workers=args.workers,
+        replicas=args.replicas if gateway_config is not None else None,
+        versions=versions(),
+        git_commit=git_commit(),
+        gateway_config=gateway_config,
+        slo=base.slo,
+        phases=[],
+        spikes=[],
+        faults=[],
+        client_policy=base.client.policy,
+        rate=[],
     )

@@ -25,17 +25,12 @@ from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
-from loadtests.orchestration.run_folder import (
-    Event,
-    analyse,
-    new_run_dir,
-    write_events_csv,
-    write_json,
-)
+from loadtests.orchestration.run_folder import conclude, new_run_dir
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
+from reports.runfolder import RunEvent, write_events_csv, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
-    summary = analyse(run_dir, args.baseline)
+    summary = conclude(run_dir, args.baseline)
     print_verdicts(summary, Console())
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")
@@ -78,7 +73,7 @@ async def _orchestrate(
     console: Console,
 ) -> None:
     cluster: ClusterProcess | None = None
-    events: list[Event] = []
+    events: list[RunEvent] = []
     start_unix = time.time()
     try:
         if host is None:
@@ -108,14 +103,14 @@ async def _orchestrate(
         write_events_csv(run_dir / "events.csv", start_unix, events)
 
 
-def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
+def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
     found = [
-        Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
+        RunEvent(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
     ]
     for start, end in scenario.spikes():
         peak = scenario.rate_at(end)
-        found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
-        found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
+        found.append(RunEvent(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
+        found.append(RunEvent(start_unix + end, "scenario", "spike_end", "", ""))
     return found
 
 
@@ -126,14 +121,14 @@ async def _drive(
     run_dir: Path,
     start_unix: float,
     cluster: ClusterProcess | None,
-    events: list[Event],
+    events: list[RunEvent],
     console: Console,
 ) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
     live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
-        events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))
+        events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
     chaos: asyncio.Task[None] | None = None

@@ -13,17 +13,16 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from loadtests.generator.population import Card, User
+from reports.runfolder import SHANGHAI, ClusterClock
 
 BASE_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
 MAX_RETRY_AFTER_S = 30.0  # a server asking for longer than this is treated as "not today": give up
 RESET_MARGIN_S = 0.1  # wall seconds after a business-day reset before the next part of a plan is sent
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
 
@@ -87,29 +86,6 @@ class RetryBudget:
 
 
 @dataclass(frozen=True, slots=True)
-class SimClock:
-    """The gateway's simulated clock (internals §3 `cluster.json:clock`): sim = start + (wall − anchor) · speed."""
-
-    start: datetime
-    anchor_unix: float
-    speed: float = 1.0
-
-    @classmethod
-    def wall(cls) -> SimClock:
-        """A gateway on real time: what to assume when nothing says otherwise."""
-        return cls(datetime.fromtimestamp(0, SHANGHAI), 0.0, 1.0)
-
-    def sim_at(self, unix: float) -> datetime:
-        return self.start + timedelta(seconds=(unix - self.anchor_unix) * self.speed)
-
-    def unix_at(self, sim: datetime) -> float:
-        return self.anchor_unix + (sim - self.start).total_seconds() / self.speed
-
-    def business_date(self, unix: float) -> date:
-        return self.sim_at(unix).astimezone(SHANGHAI).date()
-
-
-@dataclass(frozen=True, slots=True)
 class PlanPart:
     """One part of a suggested plan: a new payment (new key) of `amount_fen` to start at `unix`."""
 
@@ -140,7 +116,7 @@ class DeclineContext:
     card: Card
     now_unix: float
     run_end_unix: float
-    clock: SimClock
+    clock: ClusterClock
     tried: set[str] = field(default_factory=set)
 
 

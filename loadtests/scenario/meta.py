@@ -1,7 +1,8 @@
-"""meta.json: what ran, against what, with which versions — written before the load starts.
+"""meta.json's content for a scenario run: what ran, against what, with which versions — written before the load.
 
-Kept free of heavy imports: the locustfile writes it too (a plain `locust -f` run, a distributed master), so
-that `surge report` can read any folder a surge locustfile recorded.
+The format itself is `reports.runfolder.RunMeta`; this module fills it from a `Scenario`. Kept free of heavy
+imports: the locustfile writes it too (a plain `locust -f` run, a distributed master), so that `surge report`
+can read any folder a surge locustfile recorded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.scenario.shapes import Scenario
+from reports.runfolder import Phase, RunMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,28 +50,28 @@ def run_meta(
     workers: int,
     gateway_config: dict[str, Any] | None,
     replicas: int | None,
-) -> dict[str, Any]:
+) -> RunMeta:
     """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against)."""
-    return {
-        "kind": "run",
-        "scenario": scenario.name,
-        "description": scenario.description,
-        "scenario_ref": scenario_ref,
-        "seed": scenario.seed,
-        "scale": scale,
-        "duration_s": scenario.duration_s,
-        "started_unix": started_unix,
-        "host": host,
-        "embedded": gateway_config is not None,
-        "workers": workers,
-        "replicas": replicas,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "gateway_config": gateway_config,
-        "slo": scenario.slo.model_dump(),
-        "phases": [{"name": n, "start_s": s, "end_s": e} for n, s, e in scenario.phases()],
-        "spikes": [{"start_s": s, "end_s": e} for s, e in scenario.spikes()],
-        "faults": [fault.model_dump() for fault in scenario.faults],
-        "client_policy": scenario.client.policy,
-        "rate": [point.model_dump() for point in scenario.rate],
-    }
+    return RunMeta(
+        kind="run",
+        scenario=scenario.name,
+        description=scenario.description,
+        scenario_ref=scenario_ref,
+        seed=scenario.seed,
+        scale=scale,
+        duration_s=scenario.duration_s,
+        started_unix=started_unix,
+        host=host,
+        embedded=gateway_config is not None,
+        workers=workers,
+        replicas=replicas,
+        versions=versions(),
+        git_commit=git_commit(),
+        gateway_config=gateway_config,
+        slo=scenario.slo,
+        phases=[Phase(name=n, start_s=s, end_s=e) for n, s, e in scenario.phases()],
+        spikes=[Span(start_s=s, end_s=e) for s, e in scenario.spikes()],
+        faults=[fault.model_dump() for fault in scenario.faults],
+        client_policy=scenario.client.policy,
+        rate=[point.model_dump() for point in scenario.rate],
+    )

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loadtests.errors import UsageError
+from reports.runfolder import Slo
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
@@ -78,14 +79,6 @@ class Fault(_Strict):
     latency_ms: int | None = Field(default=None, ge=0)
     status: int | None = Field(default=None, ge=400, le=599)
     channel: str | None = None
-
-
-class Slo(_Strict):
-    min_success_ratio: float = Field(default=0.99, ge=0, le=1)
-    max_p99_ms: float = Field(default=800, gt=0)
-    max_recovery_s: float = Field(default=5, ge=0)
-    max_lost: int = Field(default=0, ge=0)
-    max_over_cap: int = Field(default=0, ge=0)
 
 
 class ClientConfig(_Strict):

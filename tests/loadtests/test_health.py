@@ -25,7 +25,7 @@ def seconds(n: int, *, cpu: float = 20.0, lag: float = 1.0, offered: int = 100) 
 def test_a_healthy_run_is_valid() -> None:
     verdict = judge(seconds(10), 1000, CALM)
     assert verdict.valid and verdict.reasons == []
-    assert verdict.to_json()["cpu_pct_max"] == 20.0
+    assert verdict.model_dump(mode="json")["cpu_pct_max"] == 20.0
 
 
 def test_cpu_at_the_limit_for_three_consecutive_seconds_is_invalid_but_two_are_not() -> None:

@@ -11,21 +11,20 @@ from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
     MAX_DELAY_S,
-    SHANGHAI,
     DeclineContext,
     RetryBudget,
-    SimClock,
     backoff_s,
     on_decline,
     retry_after_s,
     should_retry,
 )
 from loadtests.generator.population import Card, User
+from reports.runfolder import SHANGHAI, ClusterClock
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
 USER = User("u1", (CARD_A, CARD_B, CARD_C))
 # The gateway clock reads 23:59:50 on 11.11 at wall time 1000 and runs 60x: the day resets 10 sim s = 1/6 s later.
-CLOCK = SimClock(datetime(2026, 11, 11, 23, 59, 50, tzinfo=SHANGHAI), anchor_unix=1000.0, speed=60.0)
+CLOCK = ClusterClock(start=datetime(2026, 11, 11, 23, 59, 50, tzinfo=SHANGHAI), anchor_unix=1000.0, speed=60.0)
 
 
 def plan(*parts: tuple[str, int]) -> dict[str, object]:
@@ -89,7 +88,7 @@ def test_sim_clock_maps_both_ways_and_knows_the_business_day() -> None:
     midnight = datetime(2026, 11, 12, tzinfo=SHANGHAI)
     assert CLOCK.unix_at(midnight) == pytest.approx(1000.0 + 10 / 60)
     assert CLOCK.sim_at(CLOCK.unix_at(midnight)) == midnight
-    wall = SimClock.wall()
+    wall = ClusterClock.wall()
     assert abs(wall.sim_at(1_800_000_000.0) - datetime.fromtimestamp(1_800_000_000.0, SHANGHAI)) < timedelta(
         milliseconds=1
     )
