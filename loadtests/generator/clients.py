@@ -29,8 +29,8 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
     backoff_s,
     on_decline,
     retry_after_s,
@@ -92,7 +92,7 @@ class Generator:
         self.run_end = self.t0 + scenario.duration_s
         self.hard_stop = self.run_end + drain_s(scenario)
         self.rng = random.Random(seed)
-        self.budget = RetryBudget()
+        self.budget = ClientRetryBudget()
         self._times = arrival_times
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []

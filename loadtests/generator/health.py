@@ -61,7 +61,7 @@ class LagMeter:
         return worst
 
 
-def judge(
+def assess_generator(
     windows: Iterable[Window], expected_offered: float, lag: HdrHistogram, *, started_unix: float | None = None
 ) -> GeneratorVerdict:
     """The generator's verdict from merged windows (their `gen` part holds each second's worst worker).

@@ -27,7 +27,7 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.generator.health import CpuSampler, LagMeter, judge, new_lag_histogram
+from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
 from loadtests.generator.history import HistoryWriter
 from loadtests.generator.windows import Window, WindowBook
 from reports.runfolder import Attempt, GeneratorVerdict, OutcomeClass, write_json
@@ -157,7 +157,7 @@ class RunWriter:
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
         windows = (Window.from_json(line) for line in self.closed.values())
-        verdict = judge(windows, expected_offered, self.lag, started_unix=started_unix)
+        verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix)
         write_json(self.out_dir / "generator.json", verdict)
         return verdict
 

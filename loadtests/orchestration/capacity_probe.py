@@ -36,7 +36,7 @@ class Evidence:
     generator_valid: bool
 
 
-def judge(
+def judge_probe(
     windows: list[dict[str, Any]],
     rate: float,
     *,

@@ -271,6 +271,15 @@ def load_scenario(ref: str) -> Scenario:
         raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
 
 
+def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
+    """`base` with `changes` (plain data, as in a scenario file), validated as a whole like a file is: unlike
+    `model_copy(update=...)`, which trusts its input, a bad value is a ScenarioError naming the key."""
+    try:
+        return Scenario.model_validate(base.model_dump() | changes)
+    except ValidationError as exc:
+        raise ScenarioError(f"scenario {base.name}: {_first_error(exc)}") from None
+
+
 def _first_error(exc: ValidationError) -> str:
     """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed."""
     error = exc.errors()[0]

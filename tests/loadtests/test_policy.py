@@ -11,8 +11,8 @@ from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
     MAX_DELAY_S,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
     backoff_s,
     on_decline,
     retry_after_s,
@@ -68,16 +68,16 @@ def test_retry_after_prefers_milliseconds_then_the_header() -> None:
 
 
 def test_retry_budget_allows_a_share_of_first_attempts_plus_a_floor() -> None:
-    budget = RetryBudget(ratio=0.2, min_per_s=0.0, cap=100.0, balance=0.0)
+    budget = ClientRetryBudget(ratio=0.2, min_per_s=0.0, cap=100.0, balance=0.0)
     for _ in range(50):
         budget.on_first_attempt(10.0)
     spent = sum(budget.try_spend(10.0) for _ in range(50))
     assert spent == 10
-    floor = RetryBudget(ratio=0.0, min_per_s=5.0, balance=0.0)
+    floor = ClientRetryBudget(ratio=0.0, min_per_s=5.0, balance=0.0)
     floor.on_first_attempt(0.0)
     assert not floor.try_spend(0.0)
     assert sum(floor.try_spend(1.0) for _ in range(20)) == 5
-    capped = RetryBudget(ratio=0.0, min_per_s=1000.0, cap=3.0, balance=0.0)
+    capped = ClientRetryBudget(ratio=0.0, min_per_s=1000.0, cap=3.0, balance=0.0)
     capped.on_first_attempt(0.0)
     assert sum(capped.try_spend(100.0) for _ in range(10)) == 3
 
