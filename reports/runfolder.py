@@ -282,13 +282,20 @@ class Slo(BaseModel):
     """A scenario's `[slo]` table (CONTRACT §5) and its defaults, also what meta.json records the run was judged
     by. Unknown keys are errors: a misspelt bound must not silently become the default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # attribute docstrings are the keys' meanings in docs/reference/scenario-keys.md (scripts/gen_reference.py);
+    # defaults are validated so that an unset bound reads 800.0 like a set one, wherever it is shown
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, validate_default=True)
 
     min_success_ratio: float = Field(default=0.99, ge=0, le=1)
-    max_p99_ms: float = Field(default=800.0, gt=0)
-    max_recovery_s: float = Field(default=5.0, ge=0)
+    """Good (succeeded + declined) over admitted attempts, overall and per phase; business declines are not failures."""
+    max_p99_ms: float = Field(default=800, gt=0)
+    """Intended-time p99 latency of admitted attempts, overall and per phase."""
+    max_recovery_s: float = Field(default=5, ge=0)
+    """After each fault and each spike: seconds until 3 healthy seconds in a row."""
     max_lost: int = Field(default=0, ge=0)
+    """Acknowledged repayments missing from the ledger."""
     max_over_cap: int = Field(default=0, ge=0)
+    """Card- or user-days charged above their daily cap."""
 
 
 class Phase(BaseModel):
@@ -313,6 +320,7 @@ class RunMeta(_Open):
     description: str = ""
     scenario_ref: str | None = None
     seed: int
+    key_prefix: str | None = None
     scale: Number = 1.0
     duration_s: Number | None = None
     started_unix: Number
@@ -388,9 +396,12 @@ class Verdict(_Open):
     """One SLO, invariant or run check in summary.json `slos` / `invariant_verdicts` (and one JUnit test case)."""
 
     name: str
-    value: Number | None
-    bound: Number | None
-    passed: bool
+    value: bool | Number | None
+    bound: bool | Number | None
+    passed: bool | None
+    """None: unknown — surge could not check it (`reason` says why); never a pass."""
+    verdict: Literal["pass", "fail", "unknown"]
+    reason: str | None = None
 
 
 class Totals(_Open):
@@ -424,6 +435,8 @@ class Summary(_Open):
     slos: list[Verdict]
     invariants: dict[str, int | None]
     invariant_verdicts: list[Verdict] = Field(default_factory=list)
+    run_verdicts: list[Verdict] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
     invariant_outcomes: dict[str, int] | None = None
     invariant_examples: dict[str, list[dict[str, Any]]] | None = None
     recovery: list[dict[str, Any]] = Field(default_factory=list)

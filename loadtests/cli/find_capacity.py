@@ -27,7 +27,7 @@ from loadtests.orchestration.capacity_search import Probe, SearchResult, find_kn
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.orchestration.session import GatewayChoice, choose_gateway, gateway_session
-from loadtests.scenario.meta import git_commit, versions
+from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.runfolder import (
@@ -238,6 +238,7 @@ def _capacity_meta(
         description=f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
         scenario_ref=args.scenario_base,
         seed=base.seed,
+        key_prefix=new_key_prefix(),
         scale=1.0,
         duration_s=None,
         started_unix=started,

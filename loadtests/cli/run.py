@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.args import MAX_SCALE, positive_float, positive_int, scale_factor
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
@@ -29,16 +30,23 @@ from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.runfolder import RunEvent, write_json
 
+DEFAULT_REPLICAS = 3
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="a built-in scenario name (see `surge scenarios`) or a TOML file")
-    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiply every rate (default 1)")
+    parser.add_argument(
+        "--scale",
+        type=scale_factor,
+        default=1.0,
+        help=f"multiply every rate and the user pool (default 1, at most {MAX_SCALE:g})",
+    )
     parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
     parser.add_argument("--host", help="load this gateway instead of starting the embedded cluster")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
+    parser.add_argument("--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
 
@@ -49,13 +57,19 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         allow_remote=args.allow_remote,
         config_path=args.config,
-        replicas=args.replicas,
+        replicas=args.replicas or DEFAULT_REPLICAS,
         overrides=scenario.gateway,
     )
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
+    console = Console(stderr=True, highlight=False)
+    if gateway.config is not None:
+        preflight.check_faults(scenario.faults, gateway.config, gateway.replicas)
+    else:
+        for warning in preflight.host_conflicts(args, scenario):
+            console.print(f"surge run: warning: {warning}", markup=False)
+        preflight.check_reachable(str(gateway.host))
     run_dir = new_run_dir(args.out, scenario.name)
-    console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     asyncio.run(_orchestrate(args, scenario, gateway, run_dir, console))
     return finish(run_dir, args.baseline)
@@ -78,6 +92,8 @@ async def _orchestrate(
         )
         write_json(run_dir / "meta.json", meta)
         session.events.extend(_scenario_events(scenario, session.start_unix))
+        if not gateway.embedded:
+            session.events.extend(_skipped_fault_events(scenario, session.start_unix))
         rc = await _drive(args, scenario, session, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
@@ -94,6 +110,21 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
         found.append(RunEvent(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(RunEvent(start_unix + end, "scenario", "spike_end", "", ""))
     return found
+
+
+def _skipped_fault_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
+    """Against --host the embedded-cluster faults are not played: one `fault_skipped` event each, at the time it
+    was due, so the report says "not played" with the reason and its recovery verdict is unknown."""
+    return [
+        RunEvent(
+            start_unix + fault.at_s,
+            "chaos",
+            "fault_skipped",
+            fault.target,
+            preflight.SKIP_REASON.format(action=fault.action),
+        )
+        for fault in preflight.skipped_faults(scenario.faults)
+    ]
 
 
 async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewaySession, console: Console) -> int | None:

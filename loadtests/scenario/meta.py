@@ -8,6 +8,7 @@ can read any folder a surge locustfile recorded.
 from __future__ import annotations
 
 import platform
+import secrets
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -17,6 +18,13 @@ from loadtests.scenario.shapes import Scenario
 from reports.runfolder import Phase, RunMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix
+
+
+def new_key_prefix() -> str:
+    """Starts every idempotency key a run sends (meta.json `key_prefix`), so the invariants can be restricted to
+    the run's own ledger rows when other runs (or other traffic) wrote to the same ledger."""
+    return KEY_PREFIX_TAG + secrets.token_hex(4)
 
 
 def versions() -> dict[str, str]:
@@ -58,6 +66,7 @@ def run_meta(
         description=scenario.description,
         scenario_ref=scenario_ref,
         seed=scenario.seed,
+        key_prefix=new_key_prefix(),
         scale=scale,
         duration_s=scenario.duration_s,
         started_unix=started_unix,
