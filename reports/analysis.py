@@ -125,8 +125,8 @@ def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, st
 
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
-    if frames.capacity:
-        return {name: frames.capacity.get(name) for name in ("max_rate_per_s", "spread", "limited_by")}
+    if frames.capacity is not None:
+        return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
     return metrics.knee(frames.steps)
 
 

@@ -27,12 +27,13 @@ from reports.runfolder import (
     EVENT_COLUMNS,
     HISTORY_COLUMNS,
     OUTCOME_CLASSES,
+    Capacity,
     ClusterClock,
     GeneratorVerdict,
     RunFolderError,
     RunMeta,
+    read_capacity,
     read_generator,
-    read_json_object,
     read_meta,
 )
 
@@ -43,7 +44,8 @@ _HISTORY_TEXT = (
     *("business_date", "replayed"),
 )
 LEDGER_COLUMNS = ["repayment_id", "idempotency_key", "user_id", "card_id", "channel", "amount_fen", "business_date"]
-STEP_COLUMNS = ["rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed"]
+# the steps.csv columns the knee chart and metrics.knee need (older folders may lack the rest of STEP_COLUMNS)
+NEEDED_STEP_COLUMNS = ("rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed")
 _WINDOW_SCALARS = ("offered", "sent", "late", "dropped", "amount_fen", "plans_followed")
 
 
@@ -67,7 +69,7 @@ class RunFrames:
     events: pd.DataFrame
     ledger: pd.DataFrame | None
     steps: pd.DataFrame
-    capacity: dict[str, Any]
+    capacity: Capacity | None
     clock: ClusterClock | None
 
     @property
@@ -94,7 +96,7 @@ def load_run(run_dir: Path) -> RunFrames:
         events=read_events(run_dir / "events.csv"),
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
-        capacity=read_json_object(run_dir / "capacity.json", required=False),
+        capacity=read_capacity(run_dir),
         clock=meta.clock(run_dir),
     )
 
@@ -292,12 +294,12 @@ def _ledger_by_row(conn: sqlite3.Connection) -> pa.Table:
 def read_steps(path: Path) -> pd.DataFrame:
     """steps.csv of a capacity search (offered vs goodput per step); empty when the run was not one."""
     if not path.exists():
-        return pd.DataFrame({name: pd.Series(dtype="float64") for name in STEP_COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in NEEDED_STEP_COLUMNS})
     try:
         steps = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError) as exc:
         raise RunFolderError(f"{path}: unreadable capacity steps ({exc})") from exc
-    missing = set(STEP_COLUMNS) - set(steps.columns)
+    missing = set(NEEDED_STEP_COLUMNS) - set(steps.columns)
     if missing:
         raise RunFolderError(f"{path}: lacks columns {sorted(missing)}")
     steps["passed"] = steps["passed"].astype(str).str.lower().isin(["1", "true", "yes"])

@@ -7,12 +7,13 @@ no pandas, numpy or hdrh — so importing it inside a gevent-patched Locust work
 What lives here, each in one place:
 
 - the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
-- the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_row`) and of `events.csv`
-  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`);
+- the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_row`), of `events.csv`
+  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`) and of a capacity search's `steps.csv` (`STEP_COLUMNS`);
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
   Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
-- the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Verdict` and
-  `Summary` (summary.json), with `Slo`, the scenario `[slo]` table and its defaults;
+- the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Capacity`
+  (capacity.json), `Verdict` and `Summary` (summary.json), with `Slo`, the scenario `[slo]` table and its
+  defaults;
 - the one JSON writer (`write_json`, atomic) and the one JSON reader (`read_json_object`).
 
 Every model keeps keys it does not know (`extra="allow"`): a folder written by a newer surge (or by a sibling
@@ -173,6 +174,14 @@ def write_events_csv(path: Path, start_unix: float, events: Iterable[RunEvent]) 
                     event.detail,
                 ]
             )
+
+
+# steps.csv (a capacity search) -----------------------------------------------------------------------------
+
+STEP_COLUMNS: Final[tuple[str, ...]] = (
+    *("step", "rate_per_s", "start_s", "end_s", "offered", "goodput", "success_ratio", "p99_ms", "passed"),
+    "limited_by",
+)
 
 
 # windows.jsonl, lightly ------------------------------------------------------------------------------------------
@@ -388,6 +397,28 @@ def read_generator(run_dir: Path) -> GeneratorVerdict | None:
         return None
     try:
         return GeneratorVerdict.model_validate(raw)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+
+
+class Capacity(_Open):
+    """capacity.json of a capacity search (internals §6): the knee and how it was found."""
+
+    max_rate_per_s: Number | None = None
+    spread: Number | None = None
+    limited_by: str | None = None
+    bracket: list[Number] | None = None
+    probes: int | None = None
+
+
+def read_capacity(run_dir: Path) -> Capacity | None:
+    """capacity.json, or None when the folder is not a capacity search."""
+    path = run_dir / "capacity.json"
+    raw = read_json_object(path, required=False)
+    if not raw:
+        return None
+    try:
+        return Capacity.model_validate(raw)
     except ValidationError as exc:
         raise RunFolderError(f"{path}: {_first_error(exc)}") from None
 

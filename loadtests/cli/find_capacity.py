@@ -31,6 +31,8 @@ from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.runfolder import (
+    STEP_COLUMNS,
+    Capacity,
     GeneratorVerdict,
     RunEvent,
     RunMeta,
@@ -85,16 +87,14 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
     result = asyncio.run(_search(args, base, gateway, run_dir, console))
-    write_json(
-        run_dir / "capacity.json",
-        {
-            "max_rate_per_s": round(result.max_rate_per_s, 1),
-            "spread": round(result.spread, 4),
-            "limited_by": result.limited_by,
-            "bracket": list(result.bracket) if result.bracket else None,
-            "probes": len(result.probes),
-        },
+    capacity = Capacity(
+        max_rate_per_s=round(result.max_rate_per_s, 1),
+        spread=round(result.spread, 4),
+        limited_by=result.limited_by,
+        bracket=list(result.bracket) if result.bracket else None,
+        probes=len(result.probes),
     )
+    write_json(run_dir / "capacity.json", capacity)
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
     return finish(run_dir, None, f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
 
@@ -222,7 +222,7 @@ async def _probe(
 
 def _write_steps(path: Path, steps: list[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(steps[0]))
+        writer = csv.DictWriter(handle, fieldnames=STEP_COLUMNS)
         writer.writeheader()
         writer.writerows(steps)
 

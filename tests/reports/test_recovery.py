@@ -48,7 +48,7 @@ def frames_of(
         events=event_frame,
         ledger=None,
         steps=read_steps(Path("/nonexistent/steps.csv")),
-        capacity={},
+        capacity=None,
         clock=None,
     )
 
