@@ -451,7 +451,11 @@ class Totals(_Open):
 
 
 class Summary(_Open):
-    """summary.json: CONTRACT §6 fields first, then what the report and `surge compare` read (internals §10)."""
+    """summary.json: the README's fields first, then what the report and `surge compare` read (internals §10).
+
+    Declared fields are written in this order and undeclared ones after them, so a new key is declared here, in
+    its place, rather than passed through as an extra.
+    """
 
     scenario: str | None
     description: str | None = None
@@ -469,6 +473,7 @@ class Summary(_Open):
     run_verdicts: list[Verdict] = Field(default_factory=list)
     unknown: list[str] = Field(default_factory=list)
     invariant_outcomes: dict[str, int] | None = None
+    ledger_other_rows: int | None = None
     invariant_examples: dict[str, list[dict[str, Any]]] | None = None
     recovery: list[dict[str, Any]] = Field(default_factory=list)
 

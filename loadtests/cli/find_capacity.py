@@ -22,11 +22,12 @@ from rich.console import Console
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration import preflight
 from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import new_run_dir
-from loadtests.orchestration.session import GatewayChoice, choose_gateway, gateway_session
+from loadtests.orchestration.session import GatewayChoice, check_before_start, choose_gateway, gateway_session
 from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
@@ -71,7 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probe arrival process: even measures the sustained cap, poisson adds realistic clumping",
     )
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
-    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas")
+    parser.add_argument(
+        "--replicas", type=positive_int, help=f"embedded cluster replicas (default {preflight.DEFAULT_REPLICAS})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
         replicas=args.replicas,
         overrides=base.gateway,
     )
+    console = Console(stderr=True, highlight=False)
+    check_before_start(
+        gateway, args, base, lambda warning: console.print(f"surge find-capacity: warning: {warning}", markup=False)
+    )
     run_dir = new_run_dir(args.out, "capacity")
-    console = Console(stderr=True)
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
     result = asyncio.run(_search(args, base, gateway, run_dir, console))
     capacity = Capacity(

@@ -25,12 +25,16 @@ from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import new_run_dir
-from loadtests.orchestration.session import GatewayChoice, GatewaySession, choose_gateway, gateway_session
+from loadtests.orchestration.session import (
+    GatewayChoice,
+    GatewaySession,
+    check_before_start,
+    choose_gateway,
+    gateway_session,
+)
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.runfolder import RunEvent, write_json
-
-DEFAULT_REPLICAS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument("--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})")
+    parser.add_argument(
+        "--replicas", type=positive_int, help=f"embedded cluster replicas (default {preflight.DEFAULT_REPLICAS})"
+    )
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
 
@@ -57,18 +63,15 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         allow_remote=args.allow_remote,
         config_path=args.config,
-        replicas=args.replicas or DEFAULT_REPLICAS,
+        replicas=args.replicas,
         overrides=scenario.gateway,
     )
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = Console(stderr=True, highlight=False)
-    if gateway.config is not None:
-        preflight.check_faults(scenario.faults, gateway.config, gateway.replicas)
-    else:
-        for warning in preflight.host_conflicts(args, scenario):
-            console.print(f"surge run: warning: {warning}", markup=False)
-        preflight.check_reachable(str(gateway.host))
+    check_before_start(
+        gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {warning}", markup=False)
+    )
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     asyncio.run(_orchestrate(args, scenario, gateway, run_dir, console))
@@ -93,7 +96,7 @@ async def _orchestrate(
         write_json(run_dir / "meta.json", meta)
         session.events.extend(_scenario_events(scenario, session.start_unix))
         if not gateway.embedded:
-            session.events.extend(_skipped_fault_events(scenario, session.start_unix))
+            session.events.extend(preflight.skipped_fault_events(scenario.faults, session.start_unix))
         rc = await _drive(args, scenario, session, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
@@ -110,21 +113,6 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
         found.append(RunEvent(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(RunEvent(start_unix + end, "scenario", "spike_end", "", ""))
     return found
-
-
-def _skipped_fault_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
-    """Against --host the embedded-cluster faults are not played: one `fault_skipped` event each, at the time it
-    was due, so the report says "not played" with the reason and its recovery verdict is unknown."""
-    return [
-        RunEvent(
-            start_unix + fault.at_s,
-            "chaos",
-            "fault_skipped",
-            fault.target,
-            preflight.SKIP_REASON.format(action=fault.action),
-        )
-        for fault in preflight.skipped_faults(scenario.faults)
-    ]
 
 
 async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewaySession, console: Console) -> int | None:

@@ -1,6 +1,8 @@
 """The one skeleton of every surge command that produces a run folder (`surge run`, `surge find-capacity`).
 
     choose_gateway   validate --host / --config before anything starts (a mistake is exit 2, nothing started)
+    check_before_start  the preflight of the chosen gateway: faults aimed at replicas or channels the cluster will
+                     not have, options --host would ignore, a --host that does not answer
     new_run_dir      (run_folder) the folder, refused when it already holds a run
     gateway_session  start the embedded cluster (exit 3 when it cannot) or take --host; the command writes
                      meta.json and drives the load inside; on the way out, whatever happened, the ledger is
@@ -14,14 +16,17 @@ series of probes); the order around it is written here once.
 
 from __future__ import annotations
 
+import argparse
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadtests.orchestration import preflight
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
 from reports.runfolder import RunEvent, write_events_csv
@@ -56,13 +61,29 @@ def choose_gateway(
     *,
     allow_remote: bool,
     config_path: Path | None,
-    replicas: int,
+    replicas: int | None,
     overrides: dict[str, Any],
 ) -> GatewayChoice:
-    """The loopback guard on `--host`, else the embedded cluster's config validated; UsageError otherwise."""
+    """The loopback guard on `--host`, else the embedded cluster's config validated; UsageError otherwise.
+    `replicas` None: the embedded cluster's default."""
+    count = replicas or preflight.DEFAULT_REPLICAS
     if host:
-        return GatewayChoice(check_target(host, allow_remote=allow_remote), None, config_path, replicas, overrides)
-    return GatewayChoice(None, validated_config(config_path, overrides), config_path, replicas, overrides)
+        return GatewayChoice(check_target(host, allow_remote=allow_remote), None, config_path, count, overrides)
+    return GatewayChoice(None, validated_config(config_path, overrides), config_path, count, overrides)
+
+
+def check_before_start(
+    gateway: GatewayChoice, args: argparse.Namespace, scenario: Scenario, warn: Callable[[str], None]
+) -> None:
+    """The preflight (`preflight`): against the embedded cluster, every fault's replica or channel exists;
+    against `--host`, the options it would ignore are refused (`args.config`, `args.replicas`), what the scenario
+    asks that it cannot give is one `warn` line each, and the host answers. UsageError or HarnessError."""
+    if gateway.config is not None:
+        preflight.check_faults(scenario.faults, gateway.config, gateway.replicas)
+        return
+    for warning in preflight.host_conflicts(args, scenario):
+        warn(warning)
+    preflight.check_reachable(str(gateway.host))
 
 
 @dataclass(slots=True)

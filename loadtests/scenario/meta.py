@@ -21,12 +21,6 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix
 
 
-def new_key_prefix() -> str:
-    """Starts every idempotency key a run sends (meta.json `key_prefix`), so the invariants can be restricted to
-    the run's own ledger rows when other runs (or other traffic) wrote to the same ledger."""
-    return KEY_PREFIX_TAG + secrets.token_hex(4)
-
-
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for package in ("surge", "locust", "aiohttp", "pandas", "plotly", "hdrhistogram"):
@@ -46,6 +40,12 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def new_key_prefix() -> str:
+    """A run's idempotency-key prefix (meta.json `key_prefix`): `s` and 8 random hex digits (one in 4 billion to
+    meet another run's), so the invariants can keep to the run's own rows of a ledger other runs wrote to."""
+    return KEY_PREFIX_TAG + secrets.token_hex(4)
 
 
 def run_meta(
