@@ -369,11 +369,7 @@ def read_meta(run_dir: Path) -> RunMeta:
     """meta.json, the one file that makes a folder a run folder."""
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a directory")
-    path = run_dir / "meta.json"
-    try:
-        return RunMeta.model_validate(read_json_object(path, required=True))
-    except ValidationError as exc:
-        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+    return _validated(run_dir / "meta.json", read_json_object(run_dir / "meta.json", required=True), RunMeta)
 
 
 class GeneratorVerdict(_Open):
@@ -391,14 +387,7 @@ class GeneratorVerdict(_Open):
 
 def read_generator(run_dir: Path) -> GeneratorVerdict | None:
     """generator.json, or None when the generator never finished (no verdict either way)."""
-    path = run_dir / "generator.json"
-    raw = read_json_object(path, required=False)
-    if not raw:
-        return None
-    try:
-        return GeneratorVerdict.model_validate(raw)
-    except ValidationError as exc:
-        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+    return _optional(run_dir / "generator.json", GeneratorVerdict)
 
 
 class Capacity(_Open):
@@ -413,14 +402,7 @@ class Capacity(_Open):
 
 def read_capacity(run_dir: Path) -> Capacity | None:
     """capacity.json, or None when the folder is not a capacity search."""
-    path = run_dir / "capacity.json"
-    raw = read_json_object(path, required=False)
-    if not raw:
-        return None
-    try:
-        return Capacity.model_validate(raw)
-    except ValidationError as exc:
-        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+    return _optional(run_dir / "capacity.json", Capacity)
 
 
 class Verdict(_Open):
@@ -476,6 +458,22 @@ class Summary(_Open):
     ledger_other_rows: int | None = None
     invariant_examples: dict[str, list[dict[str, Any]]] | None = None
     recovery: list[dict[str, Any]] = Field(default_factory=list)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _optional(path: Path, model: type[_Model]) -> _Model | None:
+    """An optional JSON file of the folder as `model`; None when absent (or empty)."""
+    raw = read_json_object(path, required=False)
+    return _validated(path, raw, model) if raw else None
+
+
+def _validated(path: Path, raw: dict[str, Any], model: type[_Model]) -> _Model:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
 
 
 def _first_error(exc: ValidationError) -> str:

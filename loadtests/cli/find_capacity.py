@@ -79,13 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     base = _probe_base(args)
-    gateway = choose_gateway(
-        args.host,
-        allow_remote=args.allow_remote,
-        config_path=args.config,
-        replicas=args.replicas,
-        overrides=base.gateway,
-    )
+    gateway = choose_gateway(args, base.gateway)
     console = Console(stderr=True, highlight=False)
     check_before_start(
         gateway, args, base, lambda warning: console.print(f"surge find-capacity: warning: {warning}", markup=False)

@@ -59,13 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
-    gateway = choose_gateway(
-        args.host,
-        allow_remote=args.allow_remote,
-        config_path=args.config,
-        replicas=args.replicas,
-        overrides=scenario.gateway,
-    )
+    gateway = choose_gateway(args, scenario.gateway)
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = Console(stderr=True, highlight=False)

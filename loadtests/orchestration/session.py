@@ -56,20 +56,15 @@ class GatewayChoice:
         return self.replicas if self.embedded else None
 
 
-def choose_gateway(
-    host: str | None,
-    *,
-    allow_remote: bool,
-    config_path: Path | None,
-    replicas: int | None,
-    overrides: dict[str, Any],
-) -> GatewayChoice:
-    """The loopback guard on `--host`, else the embedded cluster's config validated; UsageError otherwise.
-    `replicas` None: the embedded cluster's default."""
-    count = replicas or preflight.DEFAULT_REPLICAS
-    if host:
-        return GatewayChoice(check_target(host, allow_remote=allow_remote), None, config_path, count, overrides)
-    return GatewayChoice(None, validated_config(config_path, overrides), config_path, count, overrides)
+def choose_gateway(args: argparse.Namespace, overrides: dict[str, Any]) -> GatewayChoice:
+    """From the options every run-folder command takes (`--host`, `--allow-remote`, `--config`, `--replicas`):
+    the loopback guard on `--host`, else the embedded cluster's config with the scenario's `overrides`
+    validated; UsageError otherwise. No `--replicas`: the embedded cluster's default."""
+    count = args.replicas or preflight.DEFAULT_REPLICAS
+    if args.host:
+        host = check_target(args.host, allow_remote=args.allow_remote)
+        return GatewayChoice(host, None, args.config, count, overrides)
+    return GatewayChoice(None, validated_config(args.config, overrides), args.config, count, overrides)
 
 
 def check_before_start(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 from pathlib import Path
 
@@ -12,19 +13,26 @@ from loadtests.orchestration.session import choose_gateway, gateway_session
 from reports.runfolder import EVENT_COLUMNS, RunEvent
 
 
+def options(host: str | None = None, config: Path | None = None, replicas: int | None = None) -> argparse.Namespace:
+    return argparse.Namespace(host=host, allow_remote=False, config=config, replicas=replicas)
+
+
 def test_a_host_is_guarded_and_a_bad_config_refused_before_anything_starts(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="--allow-remote"):
-        choose_gateway("http://10.1.2.3:8080", allow_remote=False, config_path=None, replicas=3, overrides={})
+        choose_gateway(options("http://10.1.2.3:8080"), {})
     with pytest.raises(UsageError, match="no such file"):
-        choose_gateway(None, allow_remote=False, config_path=tmp_path / "nope.toml", replicas=3, overrides={})
-    remote = choose_gateway("http://127.0.0.1:9/", allow_remote=False, config_path=None, replicas=3, overrides={})
+        choose_gateway(options(config=tmp_path / "nope.toml"), {})
+    with pytest.raises(UsageError, match="user_tps"):
+        choose_gateway(options(), {"limits": {"user_tps": -5}})
+    remote = choose_gateway(options("http://127.0.0.1:9/"), {})
     assert remote.host == "http://127.0.0.1:9" and remote.config is None and remote.replicas_for_meta is None
-    embedded = choose_gateway(None, allow_remote=False, config_path=None, replicas=2, overrides={})
+    embedded = choose_gateway(options(replicas=2), {})
     assert embedded.embedded and embedded.config is not None and embedded.replicas_for_meta == 2
+    assert choose_gateway(options(), {}).replicas_for_meta == 3
 
 
 async def test_events_csv_is_written_even_when_the_command_fails_inside(tmp_path: Path) -> None:
-    choice = choose_gateway("http://127.0.0.1:9", allow_remote=False, config_path=None, replicas=3, overrides={})
+    choice = choose_gateway(options("http://127.0.0.1:9"), {})
     with pytest.raises(RuntimeError, match="Locust died"):
         async with gateway_session(choice, tmp_path) as session:
             session.start_unix = 1000.0
