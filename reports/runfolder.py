@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -258,12 +258,20 @@ def read_cluster_clock(run_dir: Path) -> ClusterClock | None:
 
 
 def write_json(path: Path, data: BaseModel | Mapping[str, Any]) -> None:
-    """Atomically (a scratch file renamed over the target), so a reader — CI, `surge compare`, the live line, a
-    probe — never sees half a file; strict JSON (no NaN), UTF-8, two-space indent, one trailing newline."""
+    """Atomically, so a reader — CI, `surge compare`, a probe, the locustfile — never sees half a file: the text
+    is made first (strict JSON, no NaN: a ValueError leaves the old file alone), written to an exclusively
+    created scratch file beside the target (mode from the umask, like any other file of the folder) and renamed
+    over it; a failure removes the scratch. UTF-8, two-space indent, one trailing newline."""
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    scratch.write_text(json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    scratch.replace(path)
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with scratch.open("x", encoding="utf-8") as out:
+            out.write(text)
+        scratch.replace(path)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
 
 
 def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:

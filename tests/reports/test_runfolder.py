@@ -97,6 +97,10 @@ def test_write_json_replaces_atomically_and_leaves_no_scratch(tmp_path: Path) ->
     with pytest.raises(ValueError, match="Out of range float"):
         write_json(target, {"nan": float("nan")})
     assert json.loads(target.read_text(encoding="utf-8")) == {"name": "双十一", "n": 1}
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(OSError):
+        write_json(tmp_path / "taken", {"n": 2})  # the rename fails: the scratch file must not stay behind
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.json", "taken"]
 
 
 def test_unknown_keys_of_a_newer_folder_are_kept() -> None:
