@@ -32,7 +32,7 @@ import pandas as pd
 from reports import hdr, invariants, metrics, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
-from reports.runfolder import Slo, Summary
+from reports.runfolder import GOOD, Slo, Summary
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 
@@ -179,7 +179,7 @@ def summary(analysis: Analysis) -> Summary:
             "throughput_per_s": {
                 "offered": _mean(active["offered"]),
                 "succeeded": _mean(active["n_succeeded"]),
-                "good": _mean(active["n_succeeded"] + active["n_declined"]),
+                "good": _mean(metrics.class_sum(active, GOOD)),
             },
             "codes": metrics.codes_share(frames.codes),
             "amount_repaid_fen": int(windows["amount_fen"].sum()),

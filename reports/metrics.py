@@ -55,7 +55,7 @@ def throughput(windows: pd.DataFrame) -> pd.DataFrame:
             "succeeded": windows["n_succeeded"],
             "declined": windows["n_declined"],
             "rejected": class_sum(windows, REJECTED),
-            "failed": windows["n_error"] + windows["n_timeout"],
+            "failed": class_sum(windows, tuple(cls for cls in FAILURES if cls not in REJECTED)),
         }
     )
 

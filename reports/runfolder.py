@@ -18,7 +18,9 @@ What lives here, each in one place:
 
 Every model keeps keys it does not know (`extra="allow"`): a folder written by a newer surge (or by a sibling
 feature that adds a key before this module learns it) still reads, and rewriting it loses nothing. The files are
-byte-compatible with the folders written before this module existed, so there is no `format` key yet; the first
+compatible with the folders written before this module existed — summary.json, junit.xml and timeseries.csv
+byte for byte; meta.json and generator.json hold the same JSON values (non-ASCII text is now UTF-8 rather than
+`\\u` escapes, an unset SLO bound `800.0` rather than `800`) — so there is no `format` key yet; the first
 incompatible change must add one to meta.json and document it in docs/internals.md §5.
 """
 
