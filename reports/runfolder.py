@@ -8,7 +8,8 @@ What lives here, each in one place:
 
 - the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
 - the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_row`), of `events.csv`
-  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`) and of a capacity search's `steps.csv` (`STEP_COLUMNS`);
+  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`) and of a capacity search's `steps.csv` (`CapacityStep`,
+  `STEP_COLUMNS`, `write_steps_csv`);
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
   Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
 - the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Capacity`
@@ -30,7 +31,7 @@ import csv
 import json
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, fields
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
@@ -180,10 +181,33 @@ def write_events_csv(path: Path, start_unix: float, events: Iterable[RunEvent]) 
 
 # steps.csv (a capacity search) -----------------------------------------------------------------------------
 
-STEP_COLUMNS: Final[tuple[str, ...]] = (
-    *("step", "rate_per_s", "start_s", "end_s", "offered", "goodput", "success_ratio", "p99_ms", "passed"),
-    "limited_by",
-)
+
+@dataclass(frozen=True, slots=True)
+class CapacityStep:
+    """One probe of a capacity search, one row of steps.csv: its rate, its measured window (`start_s`/`end_s`
+    against `started_unix`, after the warm-up), what it got, and whether it met the SLOs (else what limited it)."""
+
+    step: int
+    rate_per_s: float
+    start_s: float
+    end_s: float
+    offered: float
+    goodput: float
+    success_ratio: float
+    p99_ms: float
+    passed: bool
+    limited_by: str
+
+
+STEP_COLUMNS: Final[tuple[str, ...]] = tuple(field.name for field in fields(CapacityStep))
+
+
+def write_steps_csv(path: Path, steps: Iterable[CapacityStep]) -> None:
+    """steps.csv, rewritten whole after every probe so that a search cut short still leaves its steps."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(STEP_COLUMNS)
+        writer.writerows(astuple(step) for step in steps)
 
 
 # windows.jsonl, lightly ------------------------------------------------------------------------------------------

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
@@ -32,8 +30,8 @@ from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.runfolder import (
-    STEP_COLUMNS,
     Capacity,
+    CapacityStep,
     GeneratorVerdict,
     RunEvent,
     RunMeta,
@@ -41,6 +39,7 @@ from reports.runfolder import (
     read_generator,
     read_window_records,
     write_json,
+    write_steps_csv,
 )
 
 PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boots before each probe
@@ -123,7 +122,7 @@ async def _search(
     async with gateway_session(gateway, run_dir) as session:
         started = session.start_unix = time.time()
         write_json(run_dir / "meta.json", _capacity_meta(args, base, session.target, gateway, started))
-        steps: list[dict[str, Any]] = []
+        steps: list[CapacityStep] = []
         loop = asyncio.get_running_loop()
 
         def probe(rate: float) -> Probe:
@@ -141,20 +140,20 @@ async def _search(
                 f"p99 {result.p99_ms:.0f} ms: {verdict}"
             )
             steps.append(
-                {
-                    "step": step,
-                    "rate_per_s": round(rate, 2),
-                    "start_s": round(offset + window[0], 1),
-                    "end_s": round(offset + window[1], 1),
-                    "offered": round(result.offered, 2),
-                    "goodput": round(result.goodput, 2),
-                    "success_ratio": round(result.success_ratio, 5),
-                    "p99_ms": round(result.p99_ms, 1),
-                    "passed": result.passed,
-                    "limited_by": result.limited_by,
-                }
+                CapacityStep(
+                    step=step,
+                    rate_per_s=round(rate, 2),
+                    start_s=round(offset + window[0], 1),
+                    end_s=round(offset + window[1], 1),
+                    offered=round(result.offered, 2),
+                    goodput=round(result.goodput, 2),
+                    success_ratio=round(result.success_ratio, 5),
+                    p99_ms=round(result.p99_ms, 1),
+                    passed=result.passed,
+                    limited_by=result.limited_by,
+                )
             )
-            _write_steps(run_dir / "steps.csv", steps)
+            write_steps_csv(run_dir / "steps.csv", steps)
             return result
 
         return await asyncio.to_thread(
@@ -218,13 +217,6 @@ async def _probe(
         max_p99_ms=base.slo.max_p99_ms,
     )
     return result, window, start
-
-
-def _write_steps(path: Path, steps: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=STEP_COLUMNS)
-        writer.writeheader()
-        writer.writerows(steps)
 
 
 def _capacity_meta(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from reports.frames import read_steps
 from reports.runfolder import (
     ADMITTED,
     FAILURES,
@@ -17,6 +18,8 @@ from reports.runfolder import (
     OUTCOME_CLASSES,
     REJECTED,
     SHANGHAI,
+    STEP_COLUMNS,
+    CapacityStep,
     ClusterClock,
     RunFolderError,
     RunMeta,
@@ -24,6 +27,7 @@ from reports.runfolder import (
     read_meta,
     success_ratio,
     write_json,
+    write_steps_csv,
 )
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -106,3 +110,14 @@ def test_write_json_replaces_atomically_and_leaves_no_scratch(tmp_path: Path) ->
 def test_unknown_keys_of_a_newer_folder_are_kept() -> None:
     meta = RunMeta.model_validate({"scenario": "s", "seed": 1, "started_unix": 0.0, "format_note": "future"})
     assert meta.model_dump()["format_note"] == "future"
+
+
+def test_capacity_steps_are_written_in_the_columns_the_reports_read(tmp_path: Path) -> None:
+    steps = [
+        CapacityStep(1, 50.0, 2.0, 10.0, 49.8, 49.5, 0.995, 40.0, True, ""),
+        CapacityStep(2, 75.0, 14.0, 22.0, 74.9, 61.0, 0.81, 900.0, False, "rate cap (429 RATE_LIMITED)"),
+    ]
+    write_steps_csv(tmp_path / "steps.csv", steps)
+    read = read_steps(tmp_path / "steps.csv")
+    assert list(read.columns) == list(STEP_COLUMNS)
+    assert read["passed"].tolist() == [True, False] and read["limited_by"].fillna("").tolist()[1].startswith("rate")
