@@ -113,7 +113,7 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
         Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
     ]
     for start, end in scenario.spikes():
-        peak = scenario.rate_at(end)
+        peak = scenario.peak_rate(start, end)
         found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
     return found
