@@ -35,6 +35,12 @@ def surge_run(tmp_path: Path, scenario: str, *options: str) -> tuple[dict[str, A
     return summary, rows, out
 
 
+def history(out: Path) -> list[dict[str, str]]:
+    """Every attempt of the run (history/*.csv)."""
+    paths = sorted((out / "history").glob("*.csv"))
+    return [row for path in paths for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines())]
+
+
 def between(rows: list[dict[str, float]], start_s: float, end_s: float) -> list[dict[str, float]]:
     return [row for row in rows if start_s <= row["t_s"] < end_s]
 
@@ -50,44 +56,42 @@ def test_double11_spike_is_rate_limited_retried_and_drained_and_the_kill_fails_o
     assert spike_recovery["event"] == "spike" and spike_recovery["recover_s"] > 0
     assert kill["event"] == "kill primary" and kill["failover_s"] is not None
     assert summary["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
-    history = (out / "history").glob("*.csv")
-    retried = [row for path in history for row in csv.DictReader(path.open()) if int(row["attempt"]) > 1]
+    retried = [row for row in history(out) if int(row["attempt"]) > 1]
     assert any(row["outcome"] == "succeeded" for row in retried), "429s retried with the same key, then paid"
 
 
 def test_festival618_latency_fault_slows_its_channel_during_the_second_wave(tmp_path: Path) -> None:
-    summary, rows, out = surge_run(tmp_path, "festival618", "--scale", "0.5", "--duration", "16")
+    summary, rows, out = surge_run(tmp_path, "festival618", "--scale", "0.5", "--duration", "12")
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     [fault] = meta["faults"]
     during = between(rows, fault["at_s"] + 0.5, fault["at_s"] + fault["duration_s"])
     before = between(rows, 1, fault["at_s"] - 0.5)
     assert max(row["p99_ms"] for row in during) > 400, "CCB answers 400 ms late"
     assert max(row["p99_ms"] for row in before) < 400
-    assert [entry["event"] for entry in summary["recovery"]] == ["latency all CCB"]
+    assert "latency all CCB" in [entry["event"] for entry in summary["recovery"]]
 
 
 def test_due_date_wave_crosses_daily_resets_and_pays_split_plans_on_later_days(tmp_path: Path) -> None:
-    summary, rows, out = surge_run(tmp_path, "due-date-wave", "--scale", "0.5", "--duration", "16")
+    summary, rows, out = surge_run(tmp_path, "due-date-wave", "--scale", "0.5", "--duration", "12")
     assert summary["codes"].get("DAILY_LIMIT_EXCEEDED", 0) > 0, "the big bills meet the daily caps"
     assert summary["plans_followed"] > 0
     with sqlite3.connect(out / "ledger.sqlite") as ledger:
         days = [day for (day,) in ledger.execute("SELECT DISTINCT business_date FROM repayments ORDER BY 1")]
     assert len(days) >= 3, f"several business days in one run: {days}"
-    history = [row for path in (out / "history").glob("*.csv") for row in csv.DictReader(path.open())]
-    later_parts = {row["business_date"] for row in history if int(row["part"]) > 0 and row["outcome"] == "succeeded"}
+    later_parts = {row["business_date"] for row in history(out) if int(row["part"]) > 0 and row["outcome"] == "succeeded"}
     assert later_parts - {days[0]}, "plan parts paid after a reset"
 
 
 def test_zero_down_installments_meets_the_per_user_rate_cap(tmp_path: Path) -> None:
-    summary, rows, _ = surge_run(tmp_path, "zero-down-installments", "--duration", "12")
-    plateau = between(rows, 4, 11)
+    summary, rows, _ = surge_run(tmp_path, "zero-down-installments", "--duration", "9")
+    plateau = between(rows, 2, 8)
     assert sum(row["rate_limited"] for row in plateau) > 0.02 * sum(row["sent"] for row in plateau)
     assert summary["codes"]["RATE_LIMITED"] == summary["totals"]["rate_limited"]
     assert summary["success_ratio"] >= 0.95, "429s are the cap working, not failures"
 
 
 def test_capacity_step_latency_climbs_step_by_step_to_a_knee(tmp_path: Path) -> None:
-    summary, rows, out = surge_run(tmp_path, "capacity-step", "--duration", "24")
+    summary, rows, out = surge_run(tmp_path, "capacity-step", "--duration", "16")
     meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
     steps = [phase for phase in meta["phases"] if phase["name"].startswith("steady")]
     first, last = steps[0], steps[-1]
