@@ -72,13 +72,15 @@ def test_festival618_latency_fault_slows_its_channel_during_the_second_wave(tmp_
 
 
 def test_due_date_wave_crosses_daily_resets_and_pays_split_plans_on_later_days(tmp_path: Path) -> None:
-    summary, rows, out = surge_run(tmp_path, "due-date-wave", "--scale", "0.5", "--duration", "12")
+    summary, _, out = surge_run(tmp_path, "due-date-wave", "--scale", "0.5", "--duration", "12")
     assert summary["codes"].get("DAILY_LIMIT_EXCEEDED", 0) > 0, "the big bills meet the daily caps"
     assert summary["plans_followed"] > 0
     with sqlite3.connect(out / "ledger.sqlite") as ledger:
         days = [day for (day,) in ledger.execute("SELECT DISTINCT business_date FROM repayments ORDER BY 1")]
     assert len(days) >= 3, f"several business days in one run: {days}"
-    later_parts = {row["business_date"] for row in history(out) if int(row["part"]) > 0 and row["outcome"] == "succeeded"}
+    later_parts = {
+        row["business_date"] for row in history(out) if int(row["part"]) > 0 and row["outcome"] == "succeeded"
+    }
     assert later_parts - {days[0]}, "plan parts paid after a reset"
 
 
