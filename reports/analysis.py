@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, metrics, slo
+from reports import hdr, invariants, memory, metrics, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
 from reports.metrics import Slo
@@ -183,6 +183,7 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "codes": metrics.codes_share(frames.codes),
         "amount_repaid_fen": int(windows["amount_fen"].sum()),
         "plans_followed": metrics.plans_followed(frames),
+        "memory": memory.summarize(frames.run_dir, float(meta.get("duration_s") or 0.0)),
         "capacity": analysis.capacity,
         "versions": meta.get("versions"),
         "git_commit": meta.get("git_commit"),

@@ -26,6 +26,7 @@ from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.orchestration.memory import sample_memory
 from loadtests.orchestration.run_folder import (
     Event,
     analyse,
@@ -155,6 +156,9 @@ async def _drive(
         events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
+    sampler = (
+        None if cluster is None else asyncio.create_task(sample_memory(cluster, start_unix, run_dir / "memory.csv"))
+    )
     chaos: asyncio.Task[None] | None = None
     if scenario.faults and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
@@ -181,7 +185,8 @@ async def _drive(
                 command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
             )
     finally:
-        if chaos is not None:
-            chaos.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chaos
+        for task in (chaos, sampler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

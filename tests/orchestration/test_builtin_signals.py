@@ -101,3 +101,13 @@ def test_capacity_step_latency_climbs_step_by_step_to_a_knee(tmp_path: Path) -> 
     high = [row["p99_ms"] for row in between(rows, last["start_s"], last["end_s"] + 1)]
     assert max(high) > summary["slo_thresholds"]["max_p99_ms"] > min(low), (low, high)
     assert max(high) > 2 * min(low)
+
+
+def test_soak_watches_the_memory_of_every_gateway_process(tmp_path: Path) -> None:
+    summary, rows, out = surge_run(tmp_path, "soak", "--scale", "0.5", "--duration", "12")
+    assert {"router", "r1", "r2", "r3"} <= set(summary["memory"])
+    samples = list(csv.DictReader((out / "memory.csv").read_text(encoding="utf-8").splitlines()))
+    assert len({row["t_s"] for row in samples if row["process"] == "r1"}) >= 10, "one sample a second"
+    primary = summary["memory"]["r1"]
+    assert primary["warm_mib"] > 10 and abs(primary["growth"]) < 0.25, primary
+    assert min(row["succeeded"] for row in between(rows, 6, 11)) > 0, "the flat part of the curve is served"
