@@ -92,6 +92,14 @@ def test_double11_spike_is_rate_limited_retried_and_drained_and_the_kill_fails_o
     assert spike_recovery["event"] == "spike" and spike_recovery["recover_s"] > 0
     assert kill["event"] == "kill primary" and kill["failover_s"] is not None
     assert summary["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
+    paid = [
+        (float(row["done"]) - meta["started_unix"], row["business_date"])
+        for row in history(out)
+        if row["status"] == "201"
+    ]
+    last_eve = max(t for t, day in paid if day == "2026-11-10")
+    first_day = min(t for t, day in paid if day == "2026-11-11")
+    assert last_eve < spike["start_s"] + 0.5 and first_day > spike["start_s"] - 0.5, "midnight is the spike's start"
     retried = [row for row in history(out) if int(row["attempt"]) > 1]
     assert any(row["outcome"] == "succeeded" for row in retried), "429s retried with the same key, then paid"
 
