@@ -10,8 +10,9 @@ from rich.console import Console
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
-from reports.frames import RunFolderError, load_run
+from reports.frames import load_run
 from reports.render import render_comparison
+from reports.runfolder import RunFolderError
 
 
 def _non_negative(text: str) -> float:
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     console = Console()
-    differences = unlike(base.meta, candidate.meta)
+    differences = unlike(base.meta.model_dump(mode="json"), candidate.meta.model_dump(mode="json"))
     if differences and not args.force:
         raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")
     if differences:
