@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mock_gateway.quotas import Caps
+
 ENV_PREFIX = "SURGE_"
 
 
@@ -42,12 +44,48 @@ class ClockConfig(_Section):
         return value
 
 
+class LimitOverride(_Section):
+    """One `[[limits.schedule]]` entry: money caps in force on the gateway clock in [from, until).
+
+    Festival days raise the daily caps for a while; every replica derives its clock from the same anchor, so
+    all of them switch at the same simulated instant. Only the money caps can be scheduled: the per-second caps
+    are enforced by the router and the replicas with token state that a schedule would have to hand over.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    from_: datetime = Field(alias="from")
+    until: datetime
+    user_daily_fen: int | None = Field(default=None, gt=0)
+    card_daily_fen: int | None = Field(default=None, gt=0)  # every channel's
+    single_fen: int | None = Field(default=None, gt=0)  # every channel's
+
+    @field_validator("from_", "until")
+    @classmethod
+    def _needs_offset(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2026-11-11T00:00:00+08:00")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitOverride:
+        if self.until <= self.from_:
+            raise ValueError(f"'until' must be after 'from' (got {self.until.isoformat()} <= {self.from_.isoformat()})")
+        if self.user_daily_fen is None and self.card_daily_fen is None and self.single_fen is None:
+            raise ValueError("must override at least one of user_daily_fen, card_daily_fen, single_fen")
+        return self
+
+    def in_force(self, moment: datetime) -> bool:
+        return self.from_ <= moment < self.until
+
+
 class LimitsConfig(_Section):
     global_tps: float = Field(default=5000, gt=0)
     replica_tps: float = Field(default=2000, gt=0)
     user_tps: float = Field(default=5, gt=0)
     user_daily_fen: int = Field(default=20_000_000, gt=0)
     burst_ms: float = Field(default=40, ge=0, le=10_000)  # GCRA burst tolerance of the global/replica caps
+    schedule: tuple[LimitOverride, ...] = ()  # later entries win where two are in force at once
 
 
 class LatencyConfig(_Section):
@@ -68,6 +106,7 @@ class ChannelConfig(_Section):
     concurrency: int = Field(default=64, gt=0, le=100_000)
     queue_timeout_ms: float = Field(default=200, ge=0, le=60_000)
     latency_ms: LatencyConfig = LatencyConfig()
+    tps: float = Field(default=0, ge=0, le=1_000_000)  # the bank's per-second quota; 0: none
 
 
 def _default_channels() -> tuple[ChannelConfig, ...]:
@@ -140,9 +179,23 @@ class GatewayConfig(_Section):
                 return channel
         return None
 
+    def money_caps(self, channel: ChannelConfig, moment: datetime) -> Caps:
+        """The single, card-daily and user-daily caps of `channel` in force at `moment` on the gateway clock."""
+        single, card, user = channel.single_fen, channel.card_daily_fen, self.limits.user_daily_fen
+        for override in self.limits.schedule:
+            if override.in_force(moment):
+                single = override.single_fen or single
+                card = override.card_daily_fen or card
+                user = override.user_daily_fen or user
+        return Caps(single, card, user)
+
+    def user_daily_fen(self, moment: datetime) -> int:
+        """The platform's per-user daily cap in force at `moment`."""
+        return self.money_caps(self.channels[0], moment).user_daily_fen
+
     def public_dict(self) -> dict[str, Any]:
         """The config as JSON-able data without the admin token, for reports and run folders."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", by_alias=True)
         data["admin"].pop("token", None)
         return data
 

@@ -53,7 +53,7 @@ from mock_gateway.errors import (
     ValidationFailed,
 )
 from mock_gateway.limits import Admission
-from mock_gateway.quotas import Caps, Decline, Usage, check, remaining
+from mock_gateway.quotas import Decline, Usage, check, remaining
 from mock_gateway.replica.bank import Bank
 from mock_gateway.replica.faults import CHANNEL_CODES_KEY, FAULTS_KEY, Faults, add_admin_routes
 from mock_gateway.replica.ledger import Charge, Decide, Decision, Ledger, LedgerError, Outcome, Stored
@@ -253,15 +253,15 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
 
 def _predict_decline(state: ReplicaState, charge: Charge) -> bool:
     """A cheap guess from the cap table and this replica's last view of the totals; may under-estimate."""
-    channel = _channel(state.config, charge.channel)
-    caps = Caps(channel.single_fen, channel.card_daily_fen, state.config.limits.user_daily_fen)
+    now = state.clock.now()
+    caps = state.config.money_caps(_channel(state.config, charge.channel), now)
     if charge.amount_fen > caps.single_fen:
         return True
     guess = state.usage_guess.get((charge.card_id, charge.user_id))
     if guess is None:
         return False
     day, usage = guess
-    today = business_date(state.clock.now())
+    today = business_date(now)
     return day == today.isoformat() and check(charge.amount_fen, caps, usage, today) is not None
 
 
@@ -405,8 +405,7 @@ def make_decider(config: GatewayConfig, replica: str) -> Decide:
     """The rule applied inside the ledger transaction, on totals no other writer can change meanwhile."""
 
     def decide(charge: Charge, usage: Usage, moment: datetime) -> Decision:
-        channel = _channel(config, charge.channel)
-        caps = Caps(channel.single_fen, channel.card_daily_fen, config.limits.user_daily_fen)
+        caps = config.money_caps(_channel(config, charge.channel), moment)  # the caps in force at the charge
         today = business_date(moment)
         decline = check(charge.amount_fen, caps, usage, today)
         if decline is not None:
@@ -495,12 +494,12 @@ async def get_limits(request: web.Request) -> web.Response:
         user_total, cards = state.ledger.user_day(user_id, today)
     except LedgerError:
         raise ReplicaUnavailable("the ledger is unavailable") from None
-    user_limit = state.config.limits.user_daily_fen
+    user_limit = state.config.user_daily_fen(now)
     card_rows = []
     for card_id, code, used in cards:
         channel = state.config.channel(code)
         if channel is not None:
-            limit = channel.card_daily_fen
+            limit = state.config.money_caps(channel, now).card_daily_fen
             card_rows.append(
                 {
                     "card_id": card_id,
