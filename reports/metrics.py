@@ -18,20 +18,19 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from reports import hdr
+from reports import hdr, invariants
 from reports.frames import ADMITTED, CLASSES, RunFrames
+from reports.invariants import SHANGHAI
 
 GOOD = ("succeeded", "declined")
 FAILED = ("shed", "error", "timeout")
 PERCENTILES = (50.0, 95.0, 99.0)
 RECOVERY_STREAK_S = 3
 RECOVERY_TAIL_S = 10.0
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +360,29 @@ def caps(meta: dict[str, Any]) -> tuple[dict[str, int], int | None]:
     return card, None if user is None else int(user)
 
 
+def cap_schedule(meta: dict[str, Any]) -> tuple[invariants.CapOverride, ...]:
+    """The dynamic limits (`limits.schedule`) of the gateway config the run used; empty when none or unknown."""
+    limits = (meta.get("gateway_config") or {}).get("limits") or {}
+    return tuple(invariants.CapOverride.from_config(entry) for entry in limits.get("schedule") or [])
+
+
+def caps_by_day(meta: dict[str, Any], days: list[str]) -> list[dict[str, Any]]:
+    """Per business day, the user cap and each channel's card cap in force (the highest of the day), for the
+    report's daily-caps section; empty when the gateway config is unknown."""
+    card_caps, user_cap = caps(meta)
+    schedule = cap_schedule(meta)
+    return [
+        {
+            "business_date": day,
+            "user_daily_fen": None if user_cap is None else invariants.cap_on_day(day, user_cap, schedule, "user"),
+            "card_daily_fen": {
+                code: invariants.cap_on_day(day, cap, schedule, "card") for code, cap in sorted(card_caps.items())
+            },
+        }
+        for day in days
+    ]
+
+
 def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
     """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
     else from the acknowledged attempts of the history (one per repayment id)."""
@@ -393,13 +415,14 @@ def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataF
         business_dates(declines["done"], frames.clock, float(frames.meta.get("started_unix") or 0.0)),
     )
     card_caps, _ = caps(frames.meta)
+    day_caps = invariants.card_caps_on_days(declines["channel"], days, card_caps, cap_schedule(frames.meta))
     keyed = pd.DataFrame(
         {
             "card_id": declines["card_id"].to_numpy(),
             "business_date": days.to_numpy(),
             "amount_fen": declines["amount_fen"].to_numpy(np.int64),
             "code": declines["code"].to_numpy(),
-            "cap": declines["channel"].map(card_caps).astype("float64").fillna(np.inf).to_numpy(),
+            "cap": np.nan_to_num(day_caps, nan=np.inf),
         }
     )
     keyed = keyed.merge(

@@ -106,8 +106,21 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             locust_report=_locust_report(analysis),
             comparison=comparison,
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
+            cap_days=_cap_days(analysis),
         )
     )
+
+
+def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:
+    """The caps in force per business day of the run, shown only when the gateway had dynamic limits (else the
+    configured caps, listed with the config, held every day)."""
+    meta = analysis.frames.meta
+    if not metrics.cap_schedule(meta):
+        return []
+    days = set(analysis.daily.per_card["business_date"].astype(str)) | set(
+        analysis.daily.per_user["business_date"].astype(str)
+    )
+    return metrics.caps_by_day(meta, sorted(days))
 
 
 def render_comparison(comparison: Comparison) -> str:
