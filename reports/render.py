@@ -42,7 +42,7 @@ SCOPES = ("single", "card", "user")
 
 
 @cache
-def _environment() -> Environment:
+def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("reports", "templates"),
         autoescape=True,
@@ -86,7 +86,7 @@ def _num(value: Any, digits: int = 2) -> str:
 def render_report(analysis: Analysis, comparison: Comparison | None = None) -> str:
     charts = build_charts(analysis)
     return (
-        _environment()
+        environment()
         .get_template("report.html.j2")
         .render(
             a=analysis,
@@ -97,7 +97,7 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             config_rows=_flatten(analysis.frames.meta.get("gateway_config") or {}),
             generator=analysis.frames.generator,
             charts={chart["id"]: chart for chart in charts},
-            chart_json=_script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
+            chart_json=script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
             plotly_gz=plotly_bundle(),
             recovery=analysis.recovery,
             capacity=analysis.capacity,
@@ -125,7 +125,7 @@ def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:
 
 def render_comparison(comparison: Comparison) -> str:
     """The standalone page `surge compare` writes: the same table as the report's comparison section."""
-    return _environment().get_template("compare.html.j2").render(comparison=comparison)
+    return environment().get_template("compare.html.j2").render(comparison=comparison)
 
 
 def _all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
@@ -184,7 +184,7 @@ def _locust_report(analysis: Analysis) -> str | None:
     return f"locust/{pages[0].name}" if pages else None
 
 
-def _script_json(data: Any) -> str:
+def script_json(data: Any) -> str:
     """JSON safe inside a <script> element: no `</script>`, no `<!--`, whatever the strings hold."""
     text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

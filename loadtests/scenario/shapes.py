@@ -275,10 +275,10 @@ def load_scenario(ref: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
+        raise ScenarioError(f"scenario {path}: {first_error(exc)}") from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed."""
     error = exc.errors()[0]
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
