@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         )
 
     rows = run_study(header, plans, out, run_variant)
-    _print_table(rows, Console())
+    _print_table(rows, Console(width=max(Console().width, 110)))
     print(f"study: {(out / 'study.html').resolve()}")
     return max((int(row["exit_code"]) for row in rows), default=0)
 
