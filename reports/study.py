@@ -261,9 +261,9 @@ def _charts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "title": {"text": title},
                 "xaxis": {"title": {"text": "seconds since start"}},
                 "yaxis": {"title": {"text": y_title}},
-                "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-                "legend": {"orientation": "h"},
-                "height": 360,
+                "margin": {"l": 60, "r": 20, "t": 80, "b": 50},
+                "legend": {"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"},  # above: clear of the axis
+                "height": 380,
             }
             charts.append({"id": chart_id, "data": data, "layout": layout})
     completed = [row for row in rows if _number(row.get("completed_ratio"))]
