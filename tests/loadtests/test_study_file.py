@@ -92,7 +92,7 @@ def test_the_builtin_study_plans_every_variant(tmp_path: Path) -> None:
     assert {plan.scenario.client.policy for plan in plans} == {"give-up", "follow-plan", "switch-card"}
     assert by_name["one more replica"].replicas == by_name["baseline"].replicas + 1
     paced = by_name["paced bank quotas"].scenario.gateway["channels"]
-    assert all(channel["queue_timeout_ms"] == 1500 and channel["tps"] > 0 for channel in paced)
+    assert all(channel["queue_timeout_ms"] == 1000 and channel["tps"] > 0 for channel in paced)
     assert variant_scenario(scenario, study.variants[0]) == scenario  # the baseline changes nothing
 
 
