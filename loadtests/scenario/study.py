@@ -39,15 +39,20 @@ class StudyError(ScenarioError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class Variant(_Strict):
     name: str = Field(min_length=1, max_length=64)
+    """The variant's name, unique in the study: it names its run folder (DIR/NAME/), so one path segment."""
     description: str = ""
-    client: dict[str, Any] = Field(default_factory=dict)  # any [client] key of the scenario
-    gateway: dict[str, Any] = Field(default_factory=dict)  # a partial gateway config (CONTRACT §4)
-    replicas: int | None = Field(default=None, ge=1, le=16)  # default: the study's
+    """What the variant changes, in a sentence."""
+    client: dict[str, Any] = Field(default_factory=dict)
+    """Any `[client]` key of the scenario (policy, timeout_s, max_retries), over the scenario's."""
+    gateway: dict[str, Any] = Field(default_factory=dict)
+    """A partial gateway config (CONTRACT §4) merged over the scenario's `[gateway]`; channels merge by code."""
+    replicas: int | None = Field(default=None, ge=1, le=16)
+    """Replicas of this variant's embedded cluster (default: the study's `replicas`)."""
 
     @field_validator("name")
     @classmethod
@@ -70,12 +75,19 @@ class Variant(_Strict):
 
 class Study(_Strict):
     name: str = Field(min_length=1)
+    """The study's name (study.json `study`)."""
     description: str = ""
-    scenario: str = Field(min_length=1)  # a built-in name or a path (relative to the study file)
+    """The question the study asks, in a sentence."""
+    scenario: str = Field(min_length=1)
+    """A built-in scenario name, or a scenario file's path (relative to the study file's folder, else as given)."""
     scale: float = Field(default=1.0, gt=0, le=1000)
-    duration_s: float | None = Field(default=None, gt=0)  # optional, as --duration: the festival in miniature
+    """Multiplies every rate, as `surge run --scale` (`surge study --scale` overrides it)."""
+    duration_s: float | None = Field(default=None, gt=0)
+    """Stretches the scenario to this length, as `surge run --duration` (unset: the scenario's own)."""
     replicas: int = Field(default=DEFAULT_REPLICAS, ge=1, le=16)
+    """Replicas of every variant's embedded cluster unless the variant says otherwise."""
     variants: tuple[Variant, ...] = Field(alias="variant", min_length=1, max_length=20)
+    """The variants, run in this order, each on a fresh cluster and ledger with the scenario's seed."""
 
     @field_validator("variants")
     @classmethod
