@@ -154,11 +154,10 @@ def _curves(run_dir: Path) -> dict[str, list[float]]:
     if not path.exists():
         return {"t_s": [], "succeeded": [], "rejected": []}
     frame = pd.read_csv(path)
-    rejected = frame.get("rate_limited", 0) + frame.get("shed", 0)
     return {
         "t_s": [int(t) for t in frame["t_s"]],
         "succeeded": [int(v) for v in frame["succeeded"]],
-        "rejected": [int(v) for v in pd.Series(rejected, index=frame.index)],
+        "rejected": [int(v) for v in frame["rate_limited"] + frame["shed"]],
     }
 
 
