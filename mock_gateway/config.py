@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -53,11 +53,10 @@ class ClockConfig(_Section):
 
 
 class LimitOverride(_Section):
-    """One `[[limits.schedule]]` entry: money caps in force on the gateway clock in [from, until).
+    """One `[[limits.schedule]]` entry: limits in force on the gateway clock in [from, until).
 
-    Festival days raise the daily caps for a while; every replica derives its clock from the same anchor, so
-    all of them switch at the same simulated instant. Only the money caps can be scheduled: the per-second caps
-    are enforced by the router and the replicas with token state that a schedule would have to hand over.
+    Festival days raise the daily caps (and the gateway's rates) for a while. Every replica and the router
+    derive their clock from the same anchor, so all of them switch at the same simulated instant.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
@@ -66,8 +65,16 @@ class LimitOverride(_Section):
     """When the overrides come into force on the gateway clock (ISO 8601 with offset)."""
     until: datetime
     """When they stop (exclusive)."""
+    global_tps: float | None = Field(default=None, gt=0)
+    """The whole gateway's attempts per second meanwhile."""
+    replica_tps: float | None = Field(default=None, gt=0)
+    """Each replica's attempts per second meanwhile."""
+    user_tps: float | None = Field(default=None, gt=0)
+    """Attempts per second per user_id meanwhile."""
     user_daily_fen: int | None = Field(default=None, gt=0)
     """The platform cap per user per business day in force meanwhile, in fen."""
+    burst_ms: float | None = Field(default=None, ge=0, le=10_000)
+    """The burst tolerance of the global and replica caps meanwhile, in ms."""
     card_daily_fen: int | None = Field(default=None, gt=0)
     """Every channel's per-card daily cap in force meanwhile, in fen."""
     single_fen: int | None = Field(default=None, gt=0)
@@ -84,12 +91,24 @@ class LimitOverride(_Section):
     def _ordered(self) -> LimitOverride:
         if self.until <= self.from_:
             raise ValueError(f"'until' must be after 'from' (got {self.until.isoformat()} <= {self.from_.isoformat()})")
-        if self.user_daily_fen is None and self.card_daily_fen is None and self.single_fen is None:
-            raise ValueError("must override at least one of user_daily_fen, card_daily_fen, single_fen")
+        if not any(getattr(self, key) is not None for key in OVERRIDABLE):
+            raise ValueError(f"must override at least one of {', '.join(OVERRIDABLE)}")
         return self
 
     def in_force(self, moment: datetime) -> bool:
         return self.from_ <= moment < self.until
+
+
+OVERRIDABLE = ("global_tps", "replica_tps", "user_tps", "user_daily_fen", "burst_ms", "card_daily_fen", "single_fen")
+
+
+class Rates(NamedTuple):
+    """The per-second caps in force at one moment (what `limits.Admission` is built from)."""
+
+    global_tps: float
+    replica_tps: float
+    user_tps: float
+    burst_ms: float
 
 
 class LimitsConfig(_Section):
@@ -106,7 +125,7 @@ class LimitsConfig(_Section):
     burst_ms: float = Field(default=40, ge=0, le=10_000)  # GCRA burst tolerance of the global/replica caps
     """Burst tolerance of the global and replica caps (GCRA), in ms."""
     schedule: tuple[LimitOverride, ...] = ()
-    """Dynamic limits: `[[limits.schedule]]` entries, each money caps in force between `from` and `until` on the
+    """Dynamic limits: `[[limits.schedule]]` entries, each overriding limits between `from` and `until` on the
     gateway clock; where two are in force at once, the later one wins key by key."""
 
 
@@ -238,6 +257,25 @@ class GatewayConfig(_Section):
                 card = override.card_daily_fen or card
                 user = override.user_daily_fen or user
         return Caps(single, card, user)
+
+    def rates_at(self, moment: datetime) -> Rates:
+        """The per-second caps in force at `moment` on the gateway clock, dynamic limits included."""
+        limits = self.limits
+        rates = Rates(limits.global_tps, limits.replica_tps, limits.user_tps, limits.burst_ms)
+        for override in limits.schedule:
+            if override.in_force(moment):
+                rates = Rates(
+                    override.global_tps or rates.global_tps,
+                    override.replica_tps or rates.replica_tps,
+                    override.user_tps or rates.user_tps,
+                    rates.burst_ms if override.burst_ms is None else override.burst_ms,
+                )
+        return rates
+
+    def schedules_rates(self) -> bool:
+        """Whether some `[[limits.schedule]]` entry changes a per-second cap (else admission needs no clock)."""
+        keys = ("global_tps", "replica_tps", "user_tps", "burst_ms")
+        return any(getattr(entry, key) is not None for entry in self.limits.schedule for key in keys)
 
     def user_daily_fen(self, moment: datetime) -> int:
         """The platform's per-user daily cap in force at `moment`."""

@@ -32,7 +32,7 @@ from aiohttp import web
 
 from mock_gateway.admin import ADMIN_TOKEN_KEY, load_admin_token, require_admin
 from mock_gateway.clock import SimClock, business_date, resets_at
-from mock_gateway.config import GatewayConfig
+from mock_gateway.config import GatewayConfig, Rates
 from mock_gateway.errors import (
     PROBLEM_CONTENT_TYPE,
     ChannelBusy,
@@ -43,7 +43,7 @@ from mock_gateway.errors import (
     ReplicaUnavailable,
     ValidationFailed,
 )
-from mock_gateway.limits import Admission
+from mock_gateway.limits import Admission, ScheduledAdmission, admission_for
 from mock_gateway.problems import CODE_KEY, problem_middleware
 from mock_gateway.quotas import Usage
 from mock_gateway.replica.bank import Bank
@@ -69,7 +69,7 @@ class ReplicaState:
     name: str
     clock: SimClock
     ledger: Ledger
-    admission: Admission
+    admission: Admission | ScheduledAdmission[Rates]
     bank: Bank
     metrics: Metrics
     faults: Faults
@@ -100,7 +100,6 @@ def create_app(
     per-user caps); standalone, the replica applies all three itself."""
     clock = clock or SimClock.from_config(config.clock)
     metrics = Metrics(name)
-    limits = config.limits
     state = ReplicaState(
         config=config,
         name=name,
@@ -115,12 +114,11 @@ def create_app(
             on_commit=metrics.observe_commit,
             claiming=config.router.mode == "active-active",
         ),
-        admission=Admission(
-            replica_tps=limits.replica_tps,
-            global_tps=None if behind_router else limits.global_tps,
-            user_tps=None if behind_router else limits.user_tps,
+        admission=admission_for(
+            lambda: config.rates_at(clock.now()),  # the dynamic limits' rates, when they schedule any
+            scheduled=config.schedules_rates(),
+            scopes=("replica",) if behind_router else ("replica", "global", "user"),
             monotonic=time.monotonic,
-            burst_ms=limits.burst_ms,
         ),
         bank=Bank(config.channels),
         metrics=metrics,

@@ -3,10 +3,13 @@ applied at the moment of the charge and shown by GET /v1/users/{id}/limits."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mock_gateway.cluster.events import EventLog, RouterMetrics
+from mock_gateway.cluster.router import Router, RouterSettings
 from mock_gateway.config import ConfigError, load_config
 from tests.gateway.conftest import ManualWall
 from tests.gateway.test_daily_caps import fast_clock, pay
@@ -78,7 +81,8 @@ def test_a_schedule_entry_names_its_mistakes() -> None:
         return str(caught.value)
 
     assert "limits.schedule[0]: 'until' must be after 'from'" in error(dict(FESTIVAL, until=FESTIVAL["from"]))
-    assert error(dict(FESTIVAL, global_tps=9)) == "unknown key 'limits.schedule[0].global_tps'"
+    assert error(dict(FESTIVAL, concurrency=9)) == "unknown key 'limits.schedule[0].concurrency'"
+    assert error(dict(FESTIVAL, user_tps=0)) == "limits.schedule[0].user_tps must be > 0 (got 0)"
     assert error({"until": FESTIVAL["until"], "user_daily_fen": 1}) == "limits.schedule[0].from is required"
     assert "must carry a UTC offset" in error(dict(FESTIVAL, until="2026-11-12T00:00:00"))
     assert "at least one of" in error({"from": FESTIVAL["from"], "until": FESTIVAL["until"]})
@@ -89,3 +93,35 @@ def test_the_schedule_reaches_the_public_config_under_its_own_key_names() -> Non
     entry = config.public_dict()["limits"]["schedule"][0]
     assert entry["from"] == "2026-11-11T00:00:00+08:00"
     assert load_config(None, env={}, overrides={"limits": config.public_dict()["limits"]}).limits == config.limits
+
+
+async def test_a_scheduled_rate_holds_in_its_window_only(make_config: Any, make_client: Any) -> None:
+    """A lone replica applies the per-user cap itself: 1/s during the window, the quiet 1,000,000/s outside."""
+    window = {"from": FESTIVAL["from"], "until": "2026-11-11T01:00:00+08:00", "user_tps": 1}
+    wall = ManualWall()
+    client = await make_client(
+        make_config(limits={"schedule": [window]}), clock=fast_clock("2026-11-10T23:50:00+08:00", wall)
+    )
+    assert [(await pay(client, f"before-{i}", amount=100)).status for i in range(3)] == [201, 201, 201]
+    wall.advance(1)  # 00:14 on the festival day: inside the window
+    inside = [(await pay(client, f"inside-{i}", amount=100)).status for i in range(3)]
+    assert inside[0] == 201 and 429 in inside[1:]
+    wall.advance(3)  # 01:26: the window has closed
+    assert [(await pay(client, f"after-{i}", amount=100)).status for i in range(3)] == [201, 201, 201]
+
+
+def test_the_router_switches_its_rates_on_the_replicas_clock(tmp_path: Path) -> None:
+    window = {"from": FESTIVAL["from"], "until": FESTIVAL["until"], "global_tps": 1, "user_tps": 1000}
+    config = load_config(None, env={}, overrides={"limits": {"schedule": [window]}})
+    wall = ManualWall()
+    settings = RouterSettings.from_config(config, fast_clock("2026-11-10T23:00:00+08:00", wall))
+    assert settings.rates_now is not None
+    assert settings.rates_now().global_tps == 5000
+    with EventLog(tmp_path / "events.jsonl", RouterMetrics()) as events:
+        router = Router(settings, {"r1": 1}, "127.0.0.1", events)
+        assert [router.admission.admit(f"u{i}") for i in range(3)] == [None, None, None]
+        wall.advance(5)  # 01:00 on the festival day
+        assert settings.rates_now().global_tps == 1
+        refusals = [router.admission.admit(f"v{i}") for i in range(3)]
+        assert refusals[0] is None and refusals[1] is not None and refusals[1].scope == "global"
+    assert RouterSettings.from_config(load_config(None, env={})).rates_now is None  # no clock read per request
