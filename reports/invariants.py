@@ -30,11 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from reports.runfolder import SHANGHAI
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")
@@ -244,9 +245,6 @@ def daily_totals(rows: pd.DataFrame) -> DailyTotals:
         per_card=_totals(rows, ["card_id", "channel", "business_date"], codebook),
         per_user=_totals(rows, ["user_id", "business_date"], codebook),
     )
-
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 @dataclass(frozen=True, slots=True)
