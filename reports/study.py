@@ -30,9 +30,9 @@ from typing import Any
 import pandas as pd
 
 from reports import invariants, metrics
-from reports.finalize import write_json
-from reports.frames import RunFolderError, RunFrames, load_run
+from reports.frames import RunFrames, load_run
 from reports.render import environment, plotly_bundle, script_json
+from reports.runfolder import RunFolderError, write_json
 
 VERDICTS = {0: "pass", 1: "fail"}  # any other exit code: unknown (the run itself did not measure the gateway)
 FIELDS = (

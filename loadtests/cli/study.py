@@ -39,21 +39,16 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"surge study {study.name}: {len(plans)} variants of {scenario.name} → {out}")
 
     def run_variant(plan: VariantPlan) -> int:
+        """The variant as `surge run` would run it from its own command line (so every later option of
+        `surge run` gets its default here too)."""
         console.rule(f"variant {plan.name}")
-        return run_command.run(
-            argparse.Namespace(
-                scenario=str(plan.scenario_path),
-                scale=plan.scale,
-                duration=plan.duration_s,
-                host=None,
-                allow_remote=False,
-                config=None,
-                workers=args.workers,
-                replicas=plan.replicas,
-                out=str(plan.run_dir),
-                baseline=None,
-            )
-        )
+        argv = [str(plan.scenario_path), "--scale", repr(plan.scale), "--replicas", str(plan.replicas)]
+        argv += ["--out", str(plan.run_dir), "--workers", str(args.workers)]
+        if plan.duration_s is not None:
+            argv += ["--duration", repr(plan.duration_s)]
+        run_parser = argparse.ArgumentParser(prog="surge run")
+        run_command.add_arguments(run_parser)
+        return run_command.run(run_parser.parse_args(argv))
 
     rows = run_study(header, plans, out, run_variant)
     _print_table(rows, Console(width=max(Console().width, 110)))
