@@ -26,13 +26,10 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from loadtests.generator.history import Attempt
-from loadtests.generator.outcomes import CONNECTION_ERROR, DECLINE_CODES, TIMEOUT, classify, expected_by_clients
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
-    SimClock,
     backoff_s,
     on_decline,
     retry_after_s,
@@ -42,6 +39,15 @@ from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.shapes import Scenario
+from reports.runfolder import (
+    CONNECTION_ERROR,
+    DECLINE_CODES,
+    TIMEOUT,
+    Attempt,
+    ClusterClock,
+    classify,
+    is_failure,
+)
 
 DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
@@ -74,7 +80,7 @@ class Generator:
         self,
         scenario: Scenario,
         population: Population,
-        clock: SimClock,
+        clock: ClusterClock,
         recorder: ProcessRecorder,
         arrival_times: Iterator[float],
         *,
@@ -90,7 +96,10 @@ class Generator:
         self.run_end = self.t0 + scenario.duration_s
         self.hard_stop = self.run_end + drain_s(scenario)
         self.rng = random.Random(seed)
-        self.budget = RetryBudget()
+        # Bills from their own stream: retries' jitter (self.rng) differs between client policies, and must not
+        # change which bills arrive, so a study's variants meet the same bills in the same order.
+        self.bills = random.Random(f"{seed}/bills")
+        self.budget = ClientRetryBudget()
         self._times = arrival_times
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []
@@ -215,7 +224,7 @@ class Payer:
 
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
-        payment = ticket.payment or gen.population.draw(gen.rng)
+        payment = ticket.payment or gen.population.draw(gen.bills)
         payment_id = ticket.payment_id or new_key()
         jobs = deque([_Job(payment.card, payment.amount_fen, ticket.part, ticket.intended)])
         tried: set[str] = set()
@@ -313,7 +322,7 @@ class Payer:
             part=job.part,
         )
         self.gen.recorder.attempt(row, outcome)
-        failure = None if expected_by_clients(outcome) else f"{answer.status} {answer.code}".strip()
+        failure = f"{answer.status} {answer.code}".strip() if is_failure(outcome) else None
         self.transport.report("POST", PATH, reply, sent=sent, done=done, failure=failure, context={})
         return answer, row
 

@@ -77,7 +77,7 @@ class Transport:
         context: dict[str, Any],
     ) -> None:
         """Locust's request event for one attempt, as FastHttpSession fires it (`failure` None: a success)."""
-        self.request_event.fire(
+        self.request_event.fire(  # type: ignore[no-untyped-call]
             request_type=method,
             name=name,
             response_time=(done - sent) * 1000.0,
