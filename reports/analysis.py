@@ -84,7 +84,13 @@ def analyse(frames: RunFrames) -> Analysis:
         None
         if frames.ledger is None
         else invariants.check(
-            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.key_prefix
+            frames.history,
+            frames.ledger,
+            card_caps,
+            user_cap,
+            daily,
+            key_prefix=frames.meta.key_prefix,
+            schedule=metrics.cap_schedule(frames.meta),
         )
     )
     invariant_verdicts = slo.invariant_verdicts(

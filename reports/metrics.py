@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports import hdr
+from reports import hdr, invariants
 from reports.frames import CLASSES, RunFrames
 from reports.runfolder import ADMITTED, FAILURES, GOOD, REJECTED, SHANGHAI, ClusterClock, RunMeta, Slo
 
@@ -388,6 +388,29 @@ def caps(meta: RunMeta) -> tuple[dict[str, int], int | None]:
     return card, None if user is None else int(user)
 
 
+def cap_schedule(meta: RunMeta) -> tuple[invariants.CapOverride, ...]:
+    """The dynamic limits (`limits.schedule`) of the gateway config the run used; empty when none or unknown."""
+    limits = (meta.gateway_config or {}).get("limits") or {}
+    return tuple(invariants.CapOverride.from_config(entry) for entry in limits.get("schedule") or [])
+
+
+def caps_by_day(meta: RunMeta, days: list[str]) -> list[dict[str, Any]]:
+    """Per business day, the user cap and each channel's card cap in force (the highest of the day), for the
+    report's daily-caps section; empty when the gateway config is unknown."""
+    card_caps, user_cap = caps(meta)
+    schedule = cap_schedule(meta)
+    return [
+        {
+            "business_date": day,
+            "user_daily_fen": None if user_cap is None else invariants.cap_on_day(day, user_cap, schedule, "user"),
+            "card_daily_fen": {
+                code: invariants.cap_on_day(day, cap, schedule, "card") for code, cap in sorted(card_caps.items())
+            },
+        }
+        for day in days
+    ]
+
+
 def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
     """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
     else from the acknowledged attempts of the history (one per repayment id)."""
@@ -420,13 +443,14 @@ def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataF
         business_dates(declines["done"], frames.clock),
     )
     card_caps, _ = caps(frames.meta)
+    day_caps = invariants.card_caps_on_days(declines["channel"], days, card_caps, cap_schedule(frames.meta))
     keyed = pd.DataFrame(
         {
             "card_id": declines["card_id"].to_numpy(),
             "business_date": days.to_numpy(),
             "amount_fen": declines["amount_fen"].to_numpy(np.int64),
             "code": declines["code"].to_numpy(),
-            "cap": declines["channel"].map(card_caps).astype("float64").fillna(np.inf).to_numpy(),
+            "cap": np.nan_to_num(day_caps, nan=np.inf),
         }
     )
     keyed = keyed.merge(

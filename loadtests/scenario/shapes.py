@@ -379,7 +379,7 @@ def load_scenario(ref: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
+        raise ScenarioError(f"scenario {path}: {first_error(exc)}") from None
 
 
 def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
@@ -388,10 +388,10 @@ def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
     try:
         return Scenario.model_validate(base.model_dump() | changes)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {base.name}: {_first_error(exc)}") from None
+        raise ScenarioError(f"scenario {base.name}: {first_error(exc)}") from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed.
 
     An unknown key comes first: a typo (`duraton_s`) also makes the real key missing, and "unknown key
