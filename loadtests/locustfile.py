@@ -48,13 +48,12 @@ class RepayingUser(User):
     """A member of the bounded pool: claims the next arrival, sleeps until its time, pays it (clients.Payer).
 
     The sleep is Locust's own wait: `wait_time` claims the ticket the next `repay` pays, so a user costs one
-    timer per arrival, as a paced closed-loop user does. Each user keeps one connection (transport.py).
+    timer per arrival, as a paced closed-loop user does. The users share the process's connections (transport.py).
     """
 
     generator: Generator | None = None
     _ticket: Ticket | None = None
     _slept: bool = False  # whether the user slept until its ticket's time: only then is a late wake-up lag
-    _transport: Transport | None = None
 
     def wait_time(self) -> float:
         generator = RepayingUser.generator
@@ -80,10 +79,12 @@ class RepayingUser(User):
         if self._slept:
             generator.recorder.lag.record(max(0.0, now - ticket.intended) * 1000.0)
         if generator.begin(ticket, now):
-            if self._transport is None:
-                timeout_s = generator.scenario.client.timeout_s
-                self._transport = Transport(self.host or "", timeout_s, self.environment.events.request)
-            Payer(generator, self._transport).pay(ticket)
+            transport = generator.transport
+            if transport is None:
+                client, events = generator.scenario.client, self.environment.events
+                pool = generator.scenario.arrivals.pool
+                transport = generator.transport = Transport(self.host or "", client.timeout_s, pool, events.request)
+            Payer(generator, transport).pay(ticket)
 
 
 class FestivalShape(LoadTestShape):

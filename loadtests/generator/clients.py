@@ -107,6 +107,7 @@ class Generator:
         self._stopped = False
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self.bodies: dict[str, str] = {}  # card id → its request body up to the amount (Payer._body)
+        self.transport: Transport | None = None  # the process's connections, opened by the first user (locustfile)
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._watch)

@@ -1,16 +1,21 @@
-"""One repaying user's HTTP connection: geventhttpclient's HTTPClient, without Locust's session wrapper on top.
+"""A generator process's HTTP connections: geventhttpclient's HTTPClient, without Locust's session on top.
 
 Locust's FastHttpSession is geventhttpclient's HTTPClient under a UserAgent (a cookie jar, a redirect loop,
 header copies, a request object per call) under Locust's own wrapper (URL building, a timing dict, a response
 context manager). Surge needs none of it per attempt: it never follows a redirect (a loopback target answering
 3xx to another host would lead the load past the loopback guard), sets no cookies, and records every attempt
-itself (windows.py, history.py). Measured on one core at 3,000 requests/s: the HTTPClient alone costs ~60 µs
-of CPU per request, FastHttpSession ~97 µs (docs/performance.md, "Load generator").
+itself (windows.py, history.py). Measured one request after another against a bare handler: ~58 µs of CPU per
+request through the HTTPClient alone, ~97 µs through FastHttpSession (docs/performance.md, "Load generator").
 
 Locust's request event is still fired for every attempt (`report`), with the attempt's `context`, so Locust's
 statistics, its web UI, its CSV/HTML output and any listener of `events.request` see every attempt as before.
 
-The pooled connection behaves as FastHttpSession's did: a kept-alive connection the server closed is replaced
+The process's users share one pool of kept-alive connections, as many as the user pool at most, the most
+recently used first: only as many connections stay busy as there are attempts in flight. One connection per
+user (FastHttpUser's way) cost ~50 % more CPU per request with 2,000 users at 2,000 arrivals/s than with 500,
+although the same requests were sent; shared, the pool's size costs nothing per request.
+
+A pooled connection behaves as FastHttpSession's did: a kept-alive connection the server closed is replaced
 before the request is sent; a POST is never re-sent after a send error (RFC 9110 §9.2.2), so every attempt the
 gateway sees is one row of the history.
 """
@@ -43,14 +48,14 @@ class Reply:
 
 
 class Transport:
-    """One user's kept-alive connection to the target (`host`: scheme, host, port and an optional base path)."""
+    """Up to `connections` kept-alive connections to the target (`host`: scheme, host, port, optional base path)."""
 
-    def __init__(self, host: str, timeout_s: float, request_event: EventHook) -> None:
+    def __init__(self, host: str, timeout_s: float, connections: int, request_event: EventHook) -> None:
         url = URL(host)
         self.base_path = url.path.rstrip("/")
         self.request_event = request_event
         self.client = HTTPClient.from_url(
-            url, concurrency=1, connection_timeout=timeout_s, network_timeout=timeout_s, insecure=True
+            url, concurrency=connections, connection_timeout=timeout_s, network_timeout=timeout_s, insecure=True
         )
 
     def send(self, method: str, path: str, body: str, headers: dict[str, str]) -> Reply:
