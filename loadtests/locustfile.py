@@ -33,7 +33,10 @@ from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.policy import SimClock
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.generator.target import TargetApi
+from loadtests.scenario.channels import ChannelsUnavailable, served_channels
 from loadtests.scenario.meta import run_meta
+from loadtests.scenario.profile import TargetProfile, load_profile
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 
@@ -116,12 +119,21 @@ def _add_options(parser: Any) -> None:
     parser.add_argument(
         "--surge-start-unix", type=float, default=0.0, include_in_web_ui=False, help="surge: the shared t=0"
     )
+    parser.add_argument(
+        "--target", default="", include_in_web_ui=False, help="surge: a target profile TOML for another API (§7)"
+    )
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
     if not isinstance(environment.runner, WorkerRunner):
         try:
-            _scenario(environment.parsed_options)
+            options = environment.parsed_options
+            _scenario(options)
+            if options is not None and options.target:
+                profile = _profile(options.target, environment.host or None)
+                environment.host = environment.host or profile.base_url
+                if options is not None:
+                    options.host = environment.host
             if environment.host:
                 _check_host(environment.host)
         except UsageError as exc:
@@ -158,6 +170,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         hard_stop=t0 + scenario.duration_s + drain_s(scenario),
         late_ms=scenario.arrivals.late_ms,
         expected_offered=RateCurve(scenario.breakpoints()).total,
+        channels=_channels(scenario, Path(out), environment.host or "", targeted=bool(options.target)),
+        target=options.target,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)
@@ -167,7 +181,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
-    population = Population(scenario.population, _channels(scenario, out), scenario.seed)
+    population = Population(scenario.population, settings.channels or _default_channels(scenario), scenario.seed)
     times = arrival_times(
         RateCurve(scenario.breakpoints()),
         scenario.arrivals.process,
@@ -175,8 +189,17 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         worker_index=index,
         worker_count=count,
     )
+    target = None
+    if settings.target:  # checked by the master; the base URL is Locust's host
+        target = TargetApi(load_profile(settings.target, allow_remote=True, host=None))
     generator = Generator(
-        scenario, population, _clock(scenario, out), recorder, times, seed=f"{scenario.seed}/payer/{index}"
+        scenario,
+        population,
+        _clock(scenario, out),
+        recorder,
+        times,
+        seed=f"{scenario.seed}/payer/{index}",
+        target=target,
     )
     RepayingUser.network_timeout = scenario.client.timeout_s
     RepayingUser.connection_timeout = scenario.client.timeout_s
@@ -219,14 +242,33 @@ def _check_host(host: str) -> None:
         )
 
 
-def _channels(scenario: Scenario, out: Path) -> list[str]:
-    """The gateway's channel codes: the run's effective config (meta.json) or the gateway defaults + overrides."""
+def _profile(path: str, host: str | None) -> TargetProfile:
+    """The --target profile, checked as `surge run` checks it (exit 2 from _on_init when it is wrong)."""
+    return load_profile(path, allow_remote=os.environ.get("SURGE_ALLOW_REMOTE") == "1", host=host, env=os.environ)
+
+
+def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> list[str]:
+    """The bank codes cards are drawn on, read once at test start: the embedded cluster's effective config
+    (meta.json); else what a §3 gateway serves at GET /v1/channels; else, with a warning, the defaults."""
     meta = out / "meta.json"
     if meta.is_file():
         config = json.loads(meta.read_text(encoding="utf-8")).get("gateway_config") or {}
         codes = [str(channel["code"]) for channel in config.get("channels", [])]
         if codes:
             return codes
+    if not targeted and host:
+        try:
+            return served_channels(host)
+        except ChannelsUnavailable as exc:
+            defaults = _default_channels(scenario)
+            message = f"surge: warning: {exc}; drawing cards on the default channels {', '.join(defaults)}"
+            log.warning(message)
+            print(message, file=sys.stderr, flush=True)
+            return defaults
+    return _default_channels(scenario)
+
+
+def _default_channels(scenario: Scenario) -> list[str]:
     from mock_gateway.config import load_config
 
     return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]

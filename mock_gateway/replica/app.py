@@ -147,6 +147,7 @@ def create_app(
     app.router.add_post("/v1/repayments", post_repayment)
     app.router.add_get("/v1/repayments/{repayment_id}", get_repayment, allow_head=False)
     app.router.add_get("/v1/users/{user_id}/limits", get_limits, allow_head=False)
+    app.router.add_get("/v1/channels", get_channels, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", get_metrics, allow_head=False)
@@ -516,6 +517,23 @@ async def get_limits(request: web.Request) -> web.Response:
         "resets_at": resets_at(now).isoformat(),
         "user": {"limit_fen": user_limit, "used_fen": user_total, "remaining_fen": max(0, user_limit - user_total)},
         "cards": card_rows,
+    }
+    return web.json_response(body)
+
+
+async def get_channels(request: web.Request) -> web.Response:
+    """The bank channels and their limits in force now: what a load driver draws its users' cards on."""
+    channels = request.app[STATE_KEY].config.channels
+    body = {
+        "channels": [
+            {
+                "code": channel.code,
+                "single_fen": channel.single_fen,
+                "card_daily_fen": channel.card_daily_fen,
+                "tps": getattr(channel, "tps", 0),  # the per-channel bank quota, where the config has one
+            }
+            for channel in channels
+        ]
     }
     return web.json_response(body)
 

@@ -111,3 +111,17 @@ async def test_behind_router_applies_only_the_replica_cap(make_config: Any, make
         for i in range(5)
     ]
     assert statuses == [201] * 5
+
+
+async def test_channels_lists_the_configured_banks_and_their_limits(make_config: Any, make_client: Any) -> None:
+    client = await make_client(make_config())
+
+    response = await client.get("/v1/channels")
+
+    assert response.status == 200
+    channels = (await response.json())["channels"]
+    assert [channel["code"] for channel in channels] == ["ICBC", "BOC"]
+    assert channels[0]["single_fen"] == 5_000_000
+    assert channels[0]["card_daily_fen"] == 5_000_000
+    assert channels[1]["card_daily_fen"] == 2_000_000
+    assert all(channel["tps"] == 0 for channel in channels)
