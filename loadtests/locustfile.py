@@ -34,9 +34,9 @@ from loadtests.generator.policy import SimClock
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.generator.target import TargetApi
-from loadtests.scenario.channels import ChannelsUnavailable, served_channels
+from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
-from loadtests.scenario.profile import TargetProfile, load_profile
+from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 
@@ -181,7 +181,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
-    population = Population(scenario.population, settings.channels or _default_channels(scenario), scenario.seed)
+    population = Population(scenario.population, settings.channels or default_channels(scenario), scenario.seed)
     times = arrival_times(
         RateCurve(scenario.breakpoints()),
         scenario.arrivals.process,
@@ -225,6 +225,8 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
         gateway_config=None,
         replicas=None,
     )
+    if options.target:
+        meta["target"] = target_meta(_profile(options.target, host or None), options.target, default_channels(scenario))
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -260,18 +262,12 @@ def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> li
         try:
             return served_channels(host)
         except ChannelsUnavailable as exc:
-            defaults = _default_channels(scenario)
+            defaults = default_channels(scenario)
             message = f"surge: warning: {exc}; drawing cards on the default channels {', '.join(defaults)}"
             log.warning(message)
             print(message, file=sys.stderr, flush=True)
             return defaults
-    return _default_channels(scenario)
-
-
-def _default_channels(scenario: Scenario) -> list[str]:
-    from mock_gateway.config import load_config
-
-    return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
+    return default_channels(scenario)
 
 
 def _clock(scenario: Scenario, out: Path) -> SimClock:

@@ -76,7 +76,11 @@ def analyse(frames: RunFrames) -> Analysis:
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
     report = (
-        None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap, daily)
+        None
+        if frames.ledger is None
+        else invariants.check(
+            frames.history, frames.ledger, card_caps, user_cap, daily, foreign=metrics.is_foreign(frames.meta)
+        )
     )
     invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
     generator = slo.generator_verdict(frames.generator)

@@ -349,8 +349,20 @@ def business_dates(unix: pd.Series, clock: dict[str, Any], started_unix: float) 
     return stamps.dt.strftime("%Y-%m-%d")
 
 
+def is_foreign(meta: dict[str, Any]) -> bool:
+    """Whether the run drove a target profile's API (CONTRACT §7) rather than the §3 gateway."""
+    return bool(meta.get("target"))
+
+
 def caps(meta: dict[str, Any]) -> tuple[dict[str, int], int | None]:
-    """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown)."""
+    """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown); for a
+    target profile, its `[ledger.caps]` (one card cap for every channel the cards were drawn on)."""
+    target = meta.get("target") or {}
+    if target:
+        limits = target.get("caps") or {}
+        card_cap, user_cap = limits.get("card_daily_fen"), limits.get("user_daily_fen")
+        card_caps = {} if card_cap is None else {str(code): int(card_cap) for code in target.get("channels") or []}
+        return card_caps, None if user_cap is None else int(user_cap)
     config = meta.get("gateway_config") or {}
     card = {
         str(channel["code"]): int(channel["card_daily_fen"])

@@ -20,7 +20,8 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     if ledger is None:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
-    report = invariants.check(read_history(run_dir / "history"), ledger, card_caps, user_cap)
+    history = read_history(run_dir / "history")
+    report = invariants.check(history, ledger, card_caps, user_cap, foreign=metrics.is_foreign(meta))
     verdicts = slo.invariant_verdicts(report.counts(), metrics.Slo.from_meta(meta))
     return {
         "counts": report.counts(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import (
@@ -32,10 +34,16 @@ from loadtests.orchestration.run_folder import (
     write_events_csv,
     write_json,
 )
+from loadtests.orchestration.target_ledger import copy_target_ledger
+from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
+from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
+from reports.verify import verify_run
+
+LOST_KEYS_SHOWN = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,24 +57,64 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
+    parser.add_argument("--target", type=Path, help="a target profile TOML: drive another repayment API (§7)")
 
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
-    host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
+    profile = None
+    if args.target is not None:
+        profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
+        host: str | None = profile.base_url
+    else:
+        host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     gateway_config = validated_config(args.config, scenario.gateway) if host is None else None
     run_dir = new_run_dir(args.out, scenario.name)
     console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
-    asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
+    if host is not None and profile is None:
+        _warn_without_channels(host, console)
+    asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console, profile))
     summary = analyse(run_dir, args.baseline)
     print_verdicts(summary, Console())
+    if profile is not None:
+        _print_target_notes(summary, scenario, profile, run_dir)
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")
     exit_code: int = summary["exit_code"]
+    if _faults_failed(run_dir) and exit_code == 0:
+        console.print("surge: a fault command failed (fault_failed in events.csv): the scenario was not played")
+        return HarnessError.exit_code
     return exit_code
+
+
+def _warn_without_channels(host: str, console: Console) -> None:
+    """Against a gateway surge did not start, the driver reads GET /v1/channels; say now if it cannot."""
+    try:
+        served_channels(host)
+    except ChannelsUnavailable as exc:
+        console.print(f"surge: warning: {exc}; cards are drawn on the default channels", highlight=False)
+
+
+def _print_target_notes(summary: dict[str, Any], scenario: Scenario, profile: TargetProfile, run_dir: Path) -> None:
+    """What a target run adds to the verdict table: where the invariants come from, lost keys by name, and
+    that follow-plan could not follow a plan the target never offers."""
+    invariants = summary.get("invariants")
+    if profile.ledger is None:
+        print("invariants: unknown (the profile has no [ledger] query)")
+    elif isinstance(invariants, dict) and invariants.get("lost"):
+        lost = verify_run(run_dir)["violations"]["lost"]
+        keys = ", ".join(str(item["key"]) for item in lost[:LOST_KEYS_SHOWN])
+        more = f" and {len(lost) - LOST_KEYS_SHOWN} more" if len(lost) > LOST_KEYS_SHOWN else ""
+        print(f"lost payments (acknowledged, not in {profile.name}'s ledger), by key: {keys}{more}")
+    declined = int((summary.get("totals") or {}).get("declined", 0))
+    if scenario.client.policy == "follow-plan" and declined:
+        print(
+            f"follow-plan: {profile.name} offers no suggested plan, so each of the {declined} declined attempts "
+            "ended its payment"
+        )
 
 
 async def _orchestrate(
@@ -76,6 +124,7 @@ async def _orchestrate(
     gateway_config: dict[str, Any] | None,
     run_dir: Path,
     console: Console,
+    profile: TargetProfile | None = None,
 ) -> None:
     cluster: ClusterProcess | None = None
     events: list[Event] = []
@@ -95,17 +144,46 @@ async def _orchestrate(
             gateway_config=gateway_config,
             replicas=args.replicas if gateway_config is not None else None,
         )
+        if profile is not None:
+            meta["target"] = target_meta(profile, args.target, default_channels(scenario))
         write_json(run_dir / "meta.json", meta)
         events.extend(_scenario_events(scenario, start_unix))
+        if cluster is None:
+            events.extend(_skipped_faults(scenario, start_unix, console))
         rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
         if not (run_dir / "windows.jsonl").exists():
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
+        if profile is not None and profile.ledger is not None:
+            rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
+            console.print(f"ledger: {rows} rows copied from {profile.name}'s ledger into {run_dir / 'ledger.sqlite'}")
     finally:
         if cluster is not None:
             events.extend(await stop_and_collect(cluster, run_dir))
         write_events_csv(run_dir / "events.csv", start_unix, events)
+
+
+def _skipped_faults(scenario: Scenario, start_unix: float, console: Console) -> list[Event]:
+    """Built-in faults act through the embedded cluster's admin API: against --host or --target they are not
+    played, which one warning line and one event per fault say (exec faults are played)."""
+    skipped = [fault for fault in scenario.faults if fault.action != "exec"]
+    if skipped:
+        actions = ", ".join(sorted({fault.action for fault in skipped}))
+        console.print(
+            f"surge: warning: {len(skipped)} fault(s) ({actions}) need the embedded cluster and are skipped; "
+            'use action = "exec" to act on your own service',
+            highlight=False,
+        )
+    return [
+        Event(start_unix + fault.at_s, "chaos", "fault_skipped", fault.target, f"{fault.action}: no embedded cluster")
+        for fault in skipped
+    ]
+
+
+def _faults_failed(run_dir: Path) -> bool:
+    events = run_dir / "events.csv"
+    return events.is_file() and ",fault_failed," in events.read_text(encoding="utf-8")
 
 
 def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
@@ -136,10 +214,13 @@ async def _drive(
         events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
-    chaos: asyncio.Task[None] | None = None
-    if scenario.faults and cluster is not None:
-        player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
-        chaos = asyncio.create_task(player.play())
+    players: list[asyncio.Task[None]] = []
+    builtin = [fault for fault in scenario.faults if fault.action != "exec"]
+    if builtin and cluster is not None:
+        player = ChaosPlayer(cluster.url, cluster.admin_token, builtin, start_unix, on_event=on_chaos)
+        players.append(asyncio.create_task(player.play()))
+    if any(fault.action == "exec" for fault in scenario.faults):
+        players.append(asyncio.create_task(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos).play()))
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -148,6 +229,7 @@ async def _drive(
         run_dir=run_dir,
         start_unix=start_unix,
         workers=args.workers,
+        target_profile=args.target,
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:
@@ -162,7 +244,7 @@ async def _drive(
                 command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
             )
     finally:
-        if chaos is not None:
-            chaos.cancel()
+        for task in players:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await chaos
+                await task

@@ -12,6 +12,8 @@ import json
 import urllib.error
 import urllib.request
 
+from loadtests.scenario.shapes import Scenario
+
 TIMEOUT_S = 3.0
 
 
@@ -42,3 +44,10 @@ def channel_codes(body: object) -> list[str]:
         return []
     codes = [item.get("code") for item in channels if isinstance(item, dict)]
     return [code for code in codes if isinstance(code, str) and code] if len(codes) == len(channels) else []
+
+
+def default_channels(scenario: Scenario) -> list[str]:
+    """The embedded gateway's channel codes for this scenario (defaults + its [gateway] overrides)."""
+    from mock_gateway.config import load_config  # pydantic models only; kept out of the module's import cost
+
+    return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]

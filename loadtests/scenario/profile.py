@@ -80,7 +80,7 @@ class _Strict(BaseModel):
 class RequestSpec(_Strict):
     method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
     path: str = Field(pattern=r"^/")
-    content_type: Literal["application/json", "application/x-www-form-urlencoded"] = JSON
+    content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
     body: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
 
@@ -236,3 +236,21 @@ def _first_error(exc: ValidationError) -> str:
         return f"{where}: required key missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    """`text` with each ${NAME} replaced from `env` (placeholders in `{…}` are left alone)."""
+    return TOKEN.sub(lambda match: env.get(match.group(1), "") if match.group(1) else match.group(0), text)
+
+
+def target_meta(profile: TargetProfile, path: Path | str, channels: list[str]) -> dict[str, Any]:
+    """meta.json's `target`: what the reports need (name, caps, the channels cards were drawn on), and nothing
+    secret — no header values, no body, no ledger URL."""
+    return {
+        "name": profile.name,
+        "profile": str(path),
+        "base_url": profile.base_url,
+        "ledger": profile.ledger is not None,
+        "caps": None if profile.ledger is None else profile.ledger.caps.model_dump(),
+        "channels": channels,
+    }

@@ -64,11 +64,17 @@ class Population(_Strict):
         return value
 
 
-FaultAction = Literal["kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response"]
+FaultAction = Literal[
+    "kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response", "exec"
+]
 
 
 class Fault(_Strict):
-    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API."""
+    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API.
+
+    `exec` runs `command` (an argv list, no shell) at `at_s` and `undo` after `duration_s`, each bounded by
+    `timeout_s`: how a team kills or pauses its own service (`docker kill`, `kill -STOP`) at the peak.
+    """
 
     at_s: float = Field(ge=0)
     action: FaultAction
@@ -78,6 +84,19 @@ class Fault(_Strict):
     latency_ms: int | None = Field(default=None, ge=0)
     status: int | None = Field(default=None, ge=400, le=599)
     channel: str | None = None
+    command: tuple[str, ...] | None = None
+    undo: tuple[str, ...] | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _exec_has_a_command(self) -> Fault:
+        if self.action == "exec" and not self.command:
+            raise ValueError('an \'exec\' fault needs \'command\', an argv list such as ["kill", "-STOP", "1234"]')
+        if self.action != "exec" and (self.command is not None or self.undo is not None):
+            raise ValueError(f"'command' and 'undo' belong to 'exec' faults (got action {self.action!r})")
+        if self.undo is not None and not self.undo:
+            raise ValueError("'undo' must be a non-empty argv list")
+        return self
 
 
 class Slo(_Strict):
