@@ -7,7 +7,6 @@ missing install step. PostgreSQL refuses to run as root, so as root the server r
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import socket
@@ -34,9 +33,9 @@ class Postgres:
 
 
 def binaries() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if found:
-        return Path(found[-1]).parent
+        return found[-1].parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
 
