@@ -50,6 +50,10 @@ def _as_server_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+def run(argv: list[str]) -> None:
+    subprocess.run(_as_server_user(argv), check=True, capture_output=True, timeout=120)
+
+
 def start(base: Path) -> Iterator[Postgres]:
     bindir = binaries()
     if bindir is None:
@@ -64,7 +68,6 @@ def start(base: Path) -> Iterator[Postgres]:
         shutil.chown(base, "postgres")
         shutil.chown(pwfile, "postgres")
         base.chmod(0o700)
-    run = lambda argv: subprocess.run(_as_server_user(argv), check=True, capture_output=True, timeout=120)  # noqa: E731
     run([str(bindir / "initdb"), "-D", str(data), "-U", USER, f"--pwfile={pwfile}", "--auth=scram-sha-256",
          "-E", "UTF8", "--locale=C.UTF-8"])  # fmt: skip
     port = free_port()
