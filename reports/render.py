@@ -137,6 +137,7 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
         ("duration", f"{meta.get('duration_s')} s planned, {len(analysis.frames.windows)} s recorded"),
         ("started (UTC)", started_text),
         ("host", meta.get("host")),
+        ("target profile", (meta.get("target") or {}).get("name")),
         ("embedded cluster", meta.get("embedded")),
         ("workers", meta.get("workers")),
         ("client policy", meta.get("client_policy")),

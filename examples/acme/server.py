@@ -9,13 +9,15 @@ profile (examples/acme/target.toml):
     200 {"code": "E1001", "msg": "daily limit"}      the card's daily total would pass DAILY_LIMIT_FEN
     200 {"code": "E1002", "msg": "single limit"}     over SINGLE_LIMIT_FEN
     400 {"code": "E4000", "msg": …}                   malformed
+    401 {"code": "E4010"}                             without `Authorization: Bearer <--token>` (when one is set)
     429 {"code": "E4290"} + Retry-After: 1           over --tps requests this second
 
 Payments live in PostgreSQL (`payments`, unique on req_no). `--bug-every N` switches on a real bug: every
 Nth payment is acknowledged with 200/0000 while its insert is rolled back — a lost payment that only a check
 against the ledger can find.
 
-    python examples/acme/server.py --dsn postgresql://acme@127.0.0.1:5432/acme --port 9000 [--bug-every 50]
+    python examples/acme/server.py --dsn postgresql://acme:PW@127.0.0.1:5432/acme --port 9000 \
+        [--token T] [--tps 40] [--bug-every 50]
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ async def pay(request: web.Request) -> web.Response:
     state["count"] += 1
     if settings.tps and state["count"] > settings.tps:
         return reply(429, {"code": "E4290", "msg": "too many requests"}, **{"Retry-After": "1"})
+    if settings.token and request.headers.get("Authorization") != f"Bearer {settings.token}":
+        return reply(401, {"code": "E4010", "msg": "unauthorized"})
     req_no = request.headers.get("X-Request-Id", "")
     try:
         body = await request.json()
@@ -186,6 +190,7 @@ def main() -> None:
     parser.add_argument("--dsn", required=True, help="PostgreSQL connection string")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--token", default="", help="require Authorization: Bearer TOKEN (default: none)")
     parser.add_argument("--tps", type=int, default=0, help="answer 429 past this many requests a second (0: none)")
     parser.add_argument("--bug-every", type=int, default=0, help="acknowledge and roll back every Nth payment")
     settings = parser.parse_args()
