@@ -263,9 +263,7 @@ def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> li
             return served_channels(host)
         except ChannelsUnavailable as exc:
             defaults = default_channels(scenario)
-            message = f"surge: warning: {exc}; drawing cards on the default channels {', '.join(defaults)}"
-            log.warning(message)
-            print(message, file=sys.stderr, flush=True)
+            log.warning("surge: warning: %s; drawing cards on the default channels %s", exc, ", ".join(defaults))
             return defaults
     return default_channels(scenario)
 
