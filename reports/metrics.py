@@ -384,7 +384,7 @@ def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
     """The ledger when the run has one, else the acknowledged attempts (one per repayment id)."""
     if frames.ledger is not None:
         return frames.ledger
-    acked = frames.history[frames.history["status"] == 201]
+    acked = frames.history[frames.history["outcome"] == "succeeded"]  # a 201, or a target's rule said so
     return acked.drop_duplicates("repayment_id")
 
 

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")
     exit_code: int = summary["exit_code"]
-    if _faults_failed(run_dir) and exit_code == 0:
+    money_ok = all(verdict["passed"] for verdict in summary.get("invariant_verdicts") or [])
+    if _faults_failed(run_dir) and money_ok:  # a lost payment (1) still outranks a fault not played (3)
         console.print("surge: a fault command failed (fault_failed in events.csv): the scenario was not played")
         return HarnessError.exit_code
     return exit_code

@@ -151,4 +151,7 @@ def test_the_acme_bug_fails_the_run_and_names_the_lost_payments(postgres: Postgr
     assert all(key in named for key in sorted(lost)[:20])
     assert "offers no suggested plan" in result.stdout
     assert 'id="no-plan"' in (out / "report.html").read_text(encoding="utf-8")
+    verify = subprocess.run([str(SURGE), "verify", str(out), "--json"], capture_output=True, text=True, timeout=60)
+    assert verify.returncode == 1  # offline, from the run folder's ledger.sqlite copy
+    assert {item["key"] for item in json.loads(verify.stdout)["violations"]["lost"]} == lost
     print("acme bug:", json.dumps({"totals": summary["totals"], "invariants": summary["invariants"]}))
