@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
+from loadtests.generator.outcomes import classify
 from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
@@ -22,7 +23,6 @@ from loadtests.generator.policy import (
     retry_after_s,
     should_retry,
 )
-from loadtests.generator.outcomes import classify
 from loadtests.generator.population import Card, User
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
