@@ -2,6 +2,7 @@
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11            (web UI)
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11 --headless --processes 2
+    locust -f loadtests/locustfile.py --target examples/acme/target.toml --scenario double11 --headless  (§7)
 
 The shape spawns the scenario's user pool at once and ends the test by itself once every process has sent its
 last windows; arrivals come from clients.Generator, not from Locust's user count (open model). Without
@@ -129,11 +130,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         try:
             options = environment.parsed_options
             _scenario(options)
-            if options is not None and options.target:
-                profile = _profile(options.target, environment.host or None)
-                environment.host = environment.host or profile.base_url
-                if options is not None:
-                    options.host = environment.host
+            if options is not None and options.target:  # its base_url is the host unless --host overrides it
+                environment.host = options.host = _profile(options.target, environment.host or None).base_url
             if environment.host:
                 _check_host(environment.host)
         except UsageError as exc:

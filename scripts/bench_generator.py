@@ -385,7 +385,8 @@ def profile_path(rate: float, pairs: int, windows: int, out: Path) -> int:
         "## The target-profile path (issue 14)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores (load "
-        f"average at the end: {load}) with `scripts/bench_generator.py --profile-path {rate:g} --pairs {pairs}`:",
+        f"average at the end: {load}) with",
+        f"`scripts/bench_generator.py --profile-path {rate:g} --pairs {pairs} --windows {windows}`:",
         f"one open-model Locust process at {rate:g} arrivals/s for {10 * windows} s against the bare aiohttp",
         "handler, on the built-in path and through `examples/gateway/target.toml` (the same API as a profile),",
         "alternating. Cost is the Locust process's CPU time (user + system) per arrival, median of the runs.",

@@ -9,6 +9,10 @@ down (which is what a closed-model Locust run does).
 A payment is one bill: one Idempotency-Key reused on every retry of it, retries paced by policy.py; after a
 business decline the scenario's policy may start new payments — today's plan parts now, later parts as tickets
 for after the business-day reset, or the same bill on another card — each with its own new key.
+
+The request and the reading of its answer are the built-in §3 API's, or a target profile's (target.py): the
+Payer's decisions only ever look at the answer's outcome class, code and Retry-After, so both APIs get the
+same clients.
 """
 
 from __future__ import annotations
