@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from loadtests.errors import HarnessError
 from loadtests.orchestration.exec_faults import ExecPlayer
-from loadtests.orchestration.target_ledger import copy_target_ledger
+from loadtests.orchestration.target_ledger import copy_target_ledger, database_url
 from loadtests.scenario.profile import LedgerSpec
 from loadtests.scenario.shapes import Fault
 from reports.frames import read_ledger
@@ -91,3 +92,31 @@ def test_the_query_runs_read_only(postgres: Postgres, tmp_path: Path) -> None:
         copy_target_ledger(spec, {}, tmp_path)
     with psycopg.connect(postgres.dsn) as conn:
         assert conn.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u:${PW}@127.0.0.1:5432/pay", "postgresql+psycopg"),
+        ("postgres://u:${PW}@127.0.0.1/pay", "postgresql+psycopg"),
+        ("mysql://u:${PW}@127.0.0.1:3306/pay", "mysql+pymysql"),
+        ("sqlite:////var/lib/pay.db", "sqlite"),
+    ],
+)
+def test_each_dialect_gets_the_driver_surge_ships(url: str, driver: str) -> None:
+    resolved = database_url(LedgerSpec(url=url, query="SELECT 1"), {"PW": "pw"})
+    assert resolved.drivername == driver
+    assert resolved.password in (None, "pw")
+
+
+def test_an_unreachable_mysql_is_one_line_without_the_password(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    spec = LedgerSpec(url=f"mysql://surge:${{PW}}@127.0.0.1:{port}/pay", query="SELECT 1")
+    with pytest.raises(HarnessError) as caught:
+        copy_target_ledger(spec, {"PW": "my-Sql-pw-31"}, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"the ledger query on mysql+pymysql://surge:***@127.0.0.1:{port}/pay failed")
+    assert "my-Sql-pw-31" not in message
+    assert "\n" not in message
