@@ -30,7 +30,7 @@ def test_a_bad_profile_is_exit_2_with_one_line(tmp_path: Path, change: tuple[str
     assert old in ACME
     profile = tmp_path / "target.toml"
     profile.write_text(ACME.replace(old, new, 1), encoding="utf-8")
-    env = {**os.environ, "ACME_DB_PASSWORD": "x", "ACME_DB_PORT": "5432"}
+    env = {**os.environ, "ACME_DB_PASSWORD": "x", "ACME_DB_PORT": "5432", "ACME_TOKEN": "t"}
     result = subprocess.run(
         [str(SURGE), "run", "double11", "--target", str(profile), "--out", str(tmp_path / "run")],
         capture_output=True,
