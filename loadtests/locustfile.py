@@ -40,6 +40,7 @@ from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
+from reports.claim import claim_new
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
@@ -157,7 +158,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
-    out = options.surge_out or str(Path("runs") / f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    # each test started from the web UI gets its own folder, even two in the same second (reports.claim)
+    out = options.surge_out or str(claim_new(Path("runs"), f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"))
     _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
     settings = RunSettings(
         scenario_ref=options.scenario,
@@ -198,6 +200,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         times,
         seed=f"{scenario.seed}/payer/{index}",
         target=target,
+        key_prefix=_key_prefix(out),
     )
     RepayingUser.network_timeout = scenario.client.timeout_s
     RepayingUser.connection_timeout = scenario.client.timeout_s
@@ -264,6 +267,14 @@ def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> li
             log.warning("surge: warning: %s; drawing cards on the default channels %s", exc, ", ".join(defaults))
             return defaults
     return default_channels(scenario)
+
+
+def _key_prefix(out: Path) -> str:
+    """The run's idempotency-key prefix from meta.json (every writer of meta.json sets one), else none."""
+    meta = out / "meta.json"
+    if not meta.is_file():
+        return ""
+    return str(json.loads(meta.read_text(encoding="utf-8")).get("key_prefix") or "")
 
 
 def _clock(scenario: Scenario, out: Path) -> SimClock:

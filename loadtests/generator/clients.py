@@ -83,8 +83,10 @@ class Generator:
         *,
         seed: str,
         target: TargetApi | None = None,
+        key_prefix: str = "",
     ) -> None:
         self.scenario = scenario
+        self.key_prefix = key_prefix  # the run's own: meta.json `key_prefix`, so a shared ledger can be told apart
         self.population = population
         self.clock = clock
         self.recorder = recorder
@@ -169,9 +171,10 @@ class Generator:
             self._expire(now)
 
 
-def new_key() -> str:
-    """128 random bits as 32 hex characters: an Idempotency-Key (or payment id) no one else will use."""
-    return os.urandom(16).hex()
+def new_key(prefix: str = "") -> str:
+    """32 characters: the run's `prefix`, then random hex — an Idempotency-Key (or payment id) no one else will
+    use, and one `surge verify` can attribute to its run even on a ledger other runs wrote to."""
+    return prefix + os.urandom(16).hex()[len(prefix) :]
 
 
 def drain_s(scenario: Scenario) -> float:
@@ -246,7 +249,7 @@ class Payer:
         """Attempts under one key until an answer that ends it; the problem body if it was a business decline."""
         gen = self.gen
         timeout_s = gen.scenario.client.timeout_s
-        key = new_key()
+        key = new_key(gen.key_prefix)
         target = gen.target
         values = None if target is None else Values(key, user.user_id, job.card.card_id, job.card.channel,
                                                     job.amount_fen, 1)  # fmt: skip
@@ -308,6 +311,8 @@ class Payer:
     ) -> tuple[_Answer, Attempt]:
         self.gen.recorder.sending()
         target = self.gen.target
+        # Never follow a redirect: a loopback target answering 3xx to another host would lead the load past the
+        # loopback guard. A 3xx is recorded as what it is, an "error" outcome with its status.
         with self.client.request(
             request.method,
             request.path,
@@ -315,6 +320,7 @@ class Payer:
             headers=request.headers,
             catch_response=True,
             name=request.name,
+            allow_redirects=False,
         ) as response:
             done = time.time()
             answer = _read(response) if target is None else _read_target(response, target.classifier, done)
