@@ -7,7 +7,7 @@ the field's attribute docstring — so the reference cannot drift from what surg
     python scripts/gen_reference.py           # rewrite docs/reference/
     python scripts/gen_reference.py --check   # exit 1 when a file is stale
 
-A new file format joins by adding one `Reference` to `REFERENCES` (a target profile's model, for one).
+A new file format joins by adding one `Reference` to `REFERENCES`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,12 @@ def _scenario() -> type[BaseModel]:
     return Scenario
 
 
+def _target() -> type[BaseModel]:
+    from loadtests.scenario.profile import TargetProfile
+
+    return TargetProfile
+
+
 def _gateway() -> type[BaseModel]:
     from mock_gateway.config import GatewayConfig
 
@@ -81,6 +87,21 @@ REFERENCES = [
         ),
         example="docs/examples/gateway.toml",
     ),
+    Reference(
+        name="target",
+        model=_target,
+        page="target-profile-keys.md",
+        title="Target profile keys",
+        intro=(
+            "Every key of a target profile (`surge run SCENARIO --target FILE`, CONTRACT §7, docs/targets.md). "
+            "Unknown keys, unknown `{placeholders}` and bad JSON pointers are errors that name them (exit 2)."
+        ),
+        example="docs/examples/target.toml",
+        extra={
+            "request.headers, response.rules.json, response.rules.headers": "free-form tables (names of your "
+            "headers, JSON pointers into your bodies), described in [../targets.md](../targets.md)",
+        },
+    ),
 ]
 
 
@@ -96,7 +117,7 @@ class Key:
 def keys(model: type[BaseModel], prefix: str = "") -> Iterator[Key]:
     """Every key of `model`, depth first; a nested model (or a list of them) contributes its own keys."""
     for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
+        path = f"{prefix}{info.alias or name}"  # the key as written in the file
         nested, many = _nested(info.annotation)
         shown = f"[[{path}]]" if nested is not None and many else f"[{path}]" if nested is not None else path
         yield Key(shown, _type(info.annotation), _default(info), _bounds(info), _meaning(model, name, info))
@@ -107,6 +128,10 @@ def keys(model: type[BaseModel], prefix: str = "") -> Iterator[Key]:
 def _nested(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # an optional table: `Model | None`
+        present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(present) == 1:
+            return _nested(present[0])
     args = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
     if typing.get_origin(annotation) in (tuple, list) and len(args) == 1:
         inner, _ = _nested(args[0])

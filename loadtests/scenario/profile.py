@@ -74,15 +74,21 @@ def parse_pointer(pointer: str) -> tuple[str, ...]:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class RequestSpec(_Strict):
     method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
+    """The HTTP method of a payment request."""
     path: str = Field(pattern=r"^/")
+    """The path under `base_url`; placeholders allowed (their values percent-encoded)."""
     content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
+    """How `body` is encoded, and so how each substituted value is escaped (JSON string or form encoding)."""
     body: str = ""
+    """The body template: `{key}`, `{user_id}`, `{card_id}`, `{channel}`, `{amount_fen}`, `{amount_yuan}`,
+    `{attempt}` and `${NAME}` (from the environment)."""
     headers: dict[str, str] = Field(default_factory=dict)
+    """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry)."""
 
     @model_validator(mode="after")
     def _templates_known(self) -> RequestSpec:
@@ -114,14 +120,21 @@ class ResponseRule(_Strict):
     """One rule: all of status, `json` pointers and `headers` must match; the first matching rule wins."""
 
     status: tuple[int, ...]
+    """The HTTP status this rule is for: an int or a list of ints (100-599)."""
     json_: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, alias="json")
+    """RFC 6901 pointer -> the value (or list of values) the JSON body must hold there; all must match."""
     headers: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Header name -> the value (or list of values) it must have; all must match."""
     outcome: RuleOutcome
+    """The class a matching answer counts as; it decides what the client does next (docs/targets.md §3)."""
     code: str = ""
+    """The code recorded for a matching answer; SINGLE_/DAILY_LIMIT_EXCEEDED name the limit declines."""
     payment_id: str | None = None
+    """A pointer to the target's own payment id in the body, kept in the history as `repayment_id`."""
     retry_after_header: str | None = None
+    """The header holding Retry-After (delta-seconds or an HTTP date) that the client's retry waits out."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
     @field_validator("status", mode="before")
     @classmethod
@@ -147,13 +160,19 @@ class ResponseRule(_Strict):
 
 class LedgerCaps(_Strict):
     card_daily_fen: int | None = Field(default=None, gt=0)
+    """A card's cap per business day, in fen, for every channel; unset: not checked."""
     user_daily_fen: int | None = Field(default=None, gt=0)
+    """A user's cap per business day, in fen, over all cards; unset: not checked."""
 
 
 class LedgerSpec(_Strict):
     url: str = Field(min_length=1)
+    """The database URL (postgresql://, mysql:// or sqlite:///); ${NAME} expanded; its password never written."""
     query: str = Field(min_length=1)
+    """A read-only query returning `key`, `card_id`, `user_id`, `amount_fen`, `business_date` (and optionally
+    `payment_id`, `channel`), run once after the load."""
     caps: LedgerCaps = LedgerCaps()
+    """The caps over_cap is checked against; without any, over_cap is unknown."""
 
     @field_validator("url")
     @classmethod
@@ -166,6 +185,7 @@ class LedgerSpec(_Strict):
 
 class Response(_Strict):
     rules: tuple[ResponseRule, ...] = Field(min_length=1)
+    """Ordered rules: the first that matches classifies the answer; none matching is outcome `error`."""
 
     @model_validator(mode="after")
     def _success_rule(self) -> Response:
@@ -176,10 +196,15 @@ class Response(_Strict):
 
 class TargetProfile(_Strict):
     name: str = Field(min_length=1)
+    """The target's name, shown in the report and the console."""
     base_url: str
+    """Scheme, host and port of the API; `--host` overrides it; loopback only unless `--allow-remote`."""
     request: RequestSpec
+    """How one payment attempt is sent."""
     response: Response
+    """How an answer is read."""
     ledger: LedgerSpec | None = None
+    """What the target recorded, for the money invariants; without it they are unknown."""
 
     def env_names(self) -> list[str]:
         """Every ${NAME} the profile reads from the environment, in order of appearance."""
