@@ -12,7 +12,6 @@ last windows; arrivals come from clients.Generator, not from Locust's user count
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -31,7 +30,6 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.errors import UsageError
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
-from loadtests.generator.policy import SimClock
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.generator.target import TargetApi
@@ -41,6 +39,7 @@ from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
+from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
@@ -227,8 +226,9 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
         replicas=None,
     )
     if options.target:
-        meta["target"] = target_meta(_profile(options.target, host or None), options.target, default_channels(scenario))
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        profile = _profile(options.target, host or None)
+        meta = meta.model_copy(update={"target": target_meta(profile, options.target, default_channels(scenario))})
+    write_json(path, meta)
 
 
 def _scenario(options: Any) -> Scenario:
@@ -253,12 +253,13 @@ def _profile(path: str, host: str | None) -> TargetProfile:
 def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> list[str]:
     """The bank codes cards are drawn on, read once at test start: the embedded cluster's effective config
     (meta.json); else what a §3 gateway serves at GET /v1/channels; else, with a warning, the defaults."""
-    meta = out / "meta.json"
-    if meta.is_file():
-        config = json.loads(meta.read_text(encoding="utf-8")).get("gateway_config") or {}
-        codes = [str(channel["code"]) for channel in config.get("channels", [])]
-        if codes:
-            return codes
+    try:
+        config = read_meta(out).gateway_config or {}
+    except RunFolderError:
+        config = {}
+    codes = [str(channel["code"]) for channel in config.get("channels", [])]
+    if codes:
+        return codes
     if not targeted and host:
         try:
             return served_channels(host)
@@ -271,21 +272,20 @@ def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> li
 
 def _key_prefix(out: Path) -> str:
     """The run's idempotency-key prefix from meta.json (every writer of meta.json sets one), else none."""
-    meta = out / "meta.json"
-    if not meta.is_file():
+    try:
+        return read_meta(out).key_prefix or ""
+    except RunFolderError:
         return ""
-    return str(json.loads(meta.read_text(encoding="utf-8")).get("key_prefix") or "")
 
 
-def _clock(scenario: Scenario, out: Path) -> SimClock:
+def _clock(scenario: Scenario, out: Path) -> ClusterClock:
     """The cluster's anchored clock from cluster.json (surge run puts it in the run folder), else real time."""
-    for path in (out / "cluster" / "cluster.json", out / "cluster.json"):
-        if path.is_file():
-            clock = json.loads(path.read_text(encoding="utf-8"))["clock"]
-            return SimClock(datetime.fromisoformat(clock["start"]), float(clock["anchor_unix"]), float(clock["speed"]))
+    clock = read_cluster_clock(out)
+    if clock is not None:
+        return clock
     if scenario.gateway.get("clock", {}).get("speed", 1.0) != 1.0:
         log.warning("surge: no cluster.json under %s; plan parts are timed as if the gateway ran on real time", out)
-    return SimClock.wall()
+    return ClusterClock.wall()
 
 
 # Locust's EventHook.add_listener carries no type hints, hence no decorators above.

@@ -12,7 +12,8 @@ from typing import Any
 
 from reports import invariants, metrics, slo
 from reports.analysis import uncheckable
-from reports.frames import RunFolderError, read_history, read_ledger, read_meta
+from reports.frames import read_history, read_ledger
+from reports.runfolder import RunFolderError, read_meta
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
@@ -32,12 +33,10 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         ledger,
         card_caps,
         user_cap,
-        key_prefix=meta.get("key_prefix"),
+        key_prefix=meta.key_prefix,
         foreign=metrics.is_foreign(meta),
     )
-    verdicts = slo.invariant_verdicts(
-        report.counts(), metrics.Slo.from_meta(meta), unknown=uncheckable(card_caps, user_cap)
-    )
+    verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
     outcomes = [slo.outcome(verdict) for verdict in verdicts]
     return {
         "counts": report.counts(),

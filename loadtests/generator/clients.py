@@ -31,13 +31,10 @@ import gevent
 from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 
-from loadtests.generator.history import Attempt
-from loadtests.generator.outcomes import CONNECTION_ERROR, TIMEOUT, Outcome, classify, expected_by_clients
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
-    SimClock,
     backoff_s,
     on_decline,
     retry_after_s,
@@ -47,6 +44,15 @@ from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
 from loadtests.generator.target import Classifier, TargetApi, Values, no_response
 from loadtests.scenario.shapes import Scenario
+from reports.runfolder import (
+    CONNECTION_ERROR,
+    TIMEOUT,
+    Attempt,
+    ClusterClock,
+    OutcomeClass,
+    classify,
+    is_failure,
+)
 
 DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
@@ -77,7 +83,7 @@ class Generator:
         self,
         scenario: Scenario,
         population: Population,
-        clock: SimClock,
+        clock: ClusterClock,
         recorder: ProcessRecorder,
         arrival_times: Iterator[float],
         *,
@@ -94,7 +100,7 @@ class Generator:
         self.run_end = self.t0 + scenario.duration_s
         self.hard_stop = self.run_end + drain_s(scenario)
         self.rng = random.Random(seed)
-        self.budget = RetryBudget()
+        self.budget = ClientRetryBudget()
         self.target = target  # None: the built-in §3 API
         self._times = arrival_times
         self._upcoming = self._next_arrival()
@@ -196,7 +202,7 @@ class _Answer:
 
     status: int
     code: str
-    outcome: Outcome
+    outcome: OutcomeClass
     problem: dict[str, Any]
     wait_s: float | None  # the server's Retry-After, in seconds
     repayment_id: str = ""
@@ -324,7 +330,7 @@ class Payer:
         ) as response:
             done = time.time()
             answer = _read(response) if target is None else _read_target(response, target.classifier, done)
-            if expected_by_clients(answer.outcome):
+            if not is_failure(answer.outcome):
                 response.success()
             else:
                 response.failure(f"{answer.status} {answer.code}".strip())

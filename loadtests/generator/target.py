@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from loadtests.generator.outcomes import CONNECTION_ERROR, TIMEOUT, Outcome
 from loadtests.generator.policy import header_seconds
 from loadtests.scenario.profile import FORM, JSON, ResponseRule, Segment, TargetProfile, parse_pointer
+from reports.runfolder import CONNECTION_ERROR, TIMEOUT, OutcomeClass
 
 MISSING = object()
 
@@ -114,7 +114,7 @@ class RequestBuilder:
 class Classified:
     """An answer in surge's terms: the outcome class, the code recorded, Retry-After (s) and the target's id."""
 
-    outcome: Outcome
+    outcome: OutcomeClass
     code: str
     retry_after_s: float | None
     payment_id: str
@@ -153,7 +153,7 @@ class _CompiledRule:
         self.headers = tuple(
             (name, tuple(wanted) if isinstance(wanted, list) else (wanted,)) for name, wanted in rule.headers.items()
         )
-        self.outcome: Outcome = rule.outcome
+        self.outcome: OutcomeClass = rule.outcome
         self.code = rule.code
         self.payment_id = None if rule.payment_id is None else parse_pointer(rule.payment_id)
         self.retry_after_header = rule.retry_after_header

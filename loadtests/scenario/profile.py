@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from loadtests.errors import UsageError
 from loadtests.scenario.targets import check_target
+from reports.runfolder import TargetCaps, TargetMeta
 
 PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", "amount_yuan", "attempt"})
 TOKEN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -268,14 +269,15 @@ def expand_env(text: str, env: Mapping[str, str]) -> str:
     return TOKEN.sub(lambda match: env.get(match.group(1), "") if match.group(1) else match.group(0), text)
 
 
-def target_meta(profile: TargetProfile, path: Path | str, channels: list[str]) -> dict[str, Any]:
+def target_meta(profile: TargetProfile, path: Path | str, channels: list[str]) -> TargetMeta:
     """meta.json's `target`: what the reports need (name, caps, the channels cards were drawn on), and nothing
     secret — no header values, no body, no ledger URL."""
-    return {
-        "name": profile.name,
-        "profile": str(path),
-        "base_url": profile.base_url,
-        "ledger": profile.ledger is not None,
-        "caps": None if profile.ledger is None else profile.ledger.caps.model_dump(),
-        "channels": channels,
-    }
+    caps = None if profile.ledger is None else TargetCaps(**profile.ledger.caps.model_dump())
+    return TargetMeta(
+        name=profile.name,
+        profile=str(path),
+        base_url=profile.base_url,
+        ledger=profile.ledger is not None,
+        caps=caps,
+        channels=channels,
+    )
