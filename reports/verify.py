@@ -34,6 +34,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         card_caps,
         user_cap,
         key_prefix=meta.key_prefix,
+        schedule=metrics.cap_schedule(meta),
         foreign=metrics.is_foreign(meta),
     )
     verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
