@@ -91,6 +91,7 @@ def analyse(frames: RunFrames) -> Analysis:
             daily,
             key_prefix=frames.meta.key_prefix,
             schedule=metrics.cap_schedule(frames.meta),
+            foreign=metrics.is_foreign(frames.meta),
         )
     )
     invariant_verdicts = slo.invariant_verdicts(

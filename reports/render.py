@@ -219,6 +219,7 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
         ("duration", f"{meta.duration_s} s planned, {len(analysis.frames.windows)} s recorded"),
         ("started (UTC)", started_text),
         ("host", meta.host),
+        ("target profile", None if meta.target is None else meta.target.name),
         ("embedded cluster", meta.embedded),
         ("workers", meta.workers),
         ("client policy", meta.client_policy),

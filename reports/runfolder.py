@@ -353,6 +353,25 @@ class Span(BaseModel):
     end_s: float
 
 
+class TargetCaps(BaseModel):
+    """A target profile's `[ledger.caps]`: what over_cap is checked against (None: not checked)."""
+
+    card_daily_fen: int | None = None
+    user_daily_fen: int | None = None
+
+
+class TargetMeta(_Open):
+    """meta.json `target` of a run against a target profile (CONTRACT §7): what the reports need, never a header
+    value, a body or the ledger URL (they may hold secrets)."""
+
+    name: str
+    profile: str = ""
+    base_url: str = ""
+    ledger: bool = False
+    caps: TargetCaps | None = None
+    channels: list[str] = Field(default_factory=list)  # the bank codes the cards were drawn on
+
+
 class RunMeta(_Open):
     """meta.json (internals §5, §6): what ran, against what, with which versions — written before the load.
 
@@ -381,6 +400,7 @@ class RunMeta(_Open):
     faults: list[dict[str, Any]] = Field(default_factory=list)
     client_policy: str | None = None
     rate: list[dict[str, float]] = Field(default_factory=list)
+    target: TargetMeta | None = None  # a run against a target profile; None for the §3 gateway
 
     @property
     def is_capacity_search(self) -> bool:

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +202,8 @@ class RunSettings:
     hard_stop: float  # no attempt is recorded after this; the final deltas are sent FINAL_AFTER_S later
     late_ms: float
     expected_offered: float  # the rate curve's integral: what all processes together should offer
+    channels: list[str] = field(default_factory=list)  # the bank codes cards are drawn on (read once, by the master)
+    target: str = ""  # a target profile's path (CONTRACT §7); "" for the built-in API
 
 
 # Starts this process's generator on a recorder (worker index, worker count); returns its stop function.

@@ -29,6 +29,7 @@ def locust_command(
     run_dir: Path,
     start_unix: float,
     workers: int,
+    target_profile: Path | None = None,
 ) -> list[str]:
     locust_dir = run_dir / "locust"
     locust_dir.mkdir(parents=True, exist_ok=True)
@@ -44,6 +45,8 @@ def locust_command(
     ]  # fmt: skip
     if workers > 1:
         command += ["--processes", str(workers)]
+    if target_profile is not None:
+        command += ["--target", str(target_profile.resolve())]
     return command
 
 

@@ -87,21 +87,28 @@ class Population(_Strict):
         return value
 
 
-FaultAction = Literal["kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response"]
+FaultAction = Literal[
+    "kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response", "exec"
+]
 
 
 class Fault(_Strict):
-    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API."""
+    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API.
+
+    `exec` runs `command` (an argv list, no shell) at `at_s` and `undo` after `duration_s`, each bounded by
+    `timeout_s`: how a team kills or pauses its own service (`docker kill`, `kill -STOP`) at the peak.
+    """
 
     at_s: float = Field(ge=0)
     """When the fault is injected, in seconds since the start; before the end of the scenario."""
     action: FaultAction
     """What happens: a replica killed (SIGKILL), paused (SIGSTOP), resumed or restarted; or an injected fault: added
-    latency, error responses, a channel outage, or a response lost after the commit.
+    latency, error responses, a channel outage, or a response lost after the commit; or `exec`, a command of your own
+    against a service surge did not start (docs/targets.md).
     """
     target: str = "primary"
     """`primary` (the replica taking traffic when the fault fires), a replica name (`r1`…), `all` (injected faults), or
-    a channel code for `channel_outage`.
+    a channel code for `channel_outage`; for `exec`, a label for events.csv and the report.
     """
     duration_s: float = Field(default=0.0, ge=0)
     """How long it lasts; a killed or paused replica is restarted or resumed after it (0: never, for kill and pause)."""
@@ -113,6 +120,22 @@ class Fault(_Strict):
     """HTTP status returned, for `errors`."""
     channel: str | None = None
     """Limit an injected fault to one bank channel (a code from the gateway config)."""
+    command: tuple[str, ...] | None = None
+    """For `exec`: the argv list to run at `at_s` (no shell), e.g. ["kill", "-STOP", "1234"]; exit 0 is injected."""
+    undo: tuple[str, ...] | None = None
+    """For `exec`: the argv list run `duration_s` after the command (optional), e.g. ["kill", "-CONT", "1234"]."""
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """For `exec`: each command is killed past this many seconds, and the fault is then `fault_failed` (exit 3)."""
+
+    @model_validator(mode="after")
+    def _exec_has_a_command(self) -> Fault:
+        if self.action == "exec" and not self.command:
+            raise ValueError('an \'exec\' fault needs \'command\', an argv list such as ["kill", "-STOP", "1234"]')
+        if self.action != "exec" and (self.command is not None or self.undo is not None):
+            raise ValueError(f"'command' and 'undo' belong to 'exec' faults (got action {self.action!r})")
+        if self.undo is not None and not self.undo:
+            raise ValueError("'undo' must be a non-empty argv list")
+        return self
 
 
 class ClientConfig(_Strict):
@@ -147,7 +170,8 @@ class Scenario(_Strict):
     rate: tuple[RatePoint, ...] = Field(min_length=1)
     """The arrival curve: (at_s, per_s) points, at least one."""
     faults: tuple[Fault, ...] = ()
-    """The fault schedule, played against the embedded cluster (not played with `--host`: reported unknown)."""
+    """The fault schedule, played against the embedded cluster; with `--host` or `--target` only `exec` faults are
+    played, the others are skipped and reported unknown."""
     slo: Slo = Slo()
     """The verdicts: each bound is a test case in junit.xml."""
     client: ClientConfig = ClientConfig()
