@@ -116,6 +116,9 @@ def _add_options(parser: Any) -> None:
     parser.add_argument(
         "--surge-start-unix", type=float, default=0.0, include_in_web_ui=False, help="surge: the shared t=0"
     )
+    parser.add_argument(
+        "--surge-no-abort", action="store_true", default=False, help="surge: ignore the scenario's [[abort]] rules"
+    )
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
@@ -158,6 +161,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         hard_stop=t0 + scenario.duration_s + drain_s(scenario),
         late_ms=scenario.arrivals.late_ms,
         expected_offered=RateCurve(scenario.breakpoints()).total,
+        abort=not options.surge_no_abort,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)

@@ -16,11 +16,16 @@ Exit code (CONTRACT §2), in this order:
    SLO failure (1) would be true;
 3. an SLO failed: **1**;
 4. otherwise **0**.
+
+A run stopped early (stop.json, reports.stop) is judged on the seconds that ran (the frames end at the stop,
+and faults or spikes planned after it are no incidents), and the stop decides the exit code: **130** for
+SIGINT, **143** for SIGTERM, **1** for a tripped `[[abort]]` rule (also a failed `aborted` check in junit.xml);
+a stop in Locust's web UI is the user's choice and leaves the rules above in force.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -55,6 +60,17 @@ class Analysis:
     exit_code: int
 
     @property
+    def run_verdicts(self) -> list[dict[str, Any]]:
+        """The checks on the run itself: the generator kept up, and no abort rule tripped."""
+        aborted = self.frames.stop.aborted if self.frames.stop is not None else None
+        if aborted is None:
+            return [self.generator_verdict]
+        return [
+            self.generator_verdict,
+            {"name": "aborted", "value": aborted.value, "bound": aborted.rule, "passed": False},
+        ]
+
+    @property
     def valid(self) -> bool:
         return bool(self.generator_verdict["passed"])
 
@@ -71,7 +87,9 @@ def analyse(frames: RunFrames) -> Analysis:
         recovery: list[dict[str, Any]] = []
         slo_verdicts = [slo.capacity_verdict(None if capacity is None else capacity.get("max_rate_per_s"))]
     else:
-        recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
+        ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
+        found = [i for i in metrics.incidents(frames.meta, frames.events) if i.start_s < ran_until]
+        recovery = metrics.recovery(frames, healthy, found, thresholds)
         slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
@@ -96,7 +114,7 @@ def analyse(frames: RunFrames) -> Analysis:
         invariant_verdicts=invariant_verdicts,
         generator_verdict=generator,
         capacity=capacity,
-        exit_code=_exit_code(invariant_verdicts, generator, slo_verdicts),
+        exit_code=_stop_exit_code(frames) or _exit_code(invariant_verdicts, generator, slo_verdicts),
     )
 
 
@@ -105,6 +123,10 @@ def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     if frames.capacity:
         return {name: frames.capacity.get(name) for name in ("max_rate_per_s", "spread", "limited_by")}
     return metrics.knee(frames.steps)
+
+
+def _stop_exit_code(frames: RunFrames) -> int | None:
+    return frames.stop.exit_code if frames.stop is not None else None
 
 
 def _exit_code(
@@ -123,6 +145,7 @@ def summary(analysis: Analysis) -> dict[str, Any]:
     windows = frames.windows
     active = windows[windows["offered"] > 0]
     report = analysis.invariants
+    stop = frames.stop
     return {
         "scenario": meta.get("scenario"),
         "description": meta.get("description"),
@@ -133,6 +156,9 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "valid": analysis.valid,
         "validity_reasons": list(frames.generator.get("reasons") or []),
         "exit_code": analysis.exit_code,
+        "interrupted": stop is not None and stop.aborted is None,
+        "stopped": None if stop is None else {"at_s": stop.at_s, "by": stop.by, "reason": stop.reason},
+        "aborted": None if stop is None or stop.aborted is None else asdict(stop.aborted),
         "totals": analysis.totals,
         "slos": analysis.slo_verdicts,
         "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),

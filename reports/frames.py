@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from reports import hdr
+from reports.stop import StopRecord, read_stop
 
 CLASSES = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
 KINDS = ("intended", "service")
@@ -67,6 +69,7 @@ class RunFrames:
     steps: pd.DataFrame
     capacity: dict[str, Any]
     clock: dict[str, Any]
+    stop: StopRecord | None = None  # stop.json: the run ended early; the frames above end at `stop.at_s`
 
     @property
     def is_capacity_search(self) -> bool:
@@ -80,6 +83,13 @@ def load_run(run_dir: Path) -> RunFrames:
         raise RunFolderError(f"{run_dir} is not a directory")
     meta = read_meta(run_dir)
     windows, codes, replicas, latency = read_windows(run_dir / "windows.jsonl")
+    events = read_events(run_dir / "events.csv")
+    stop = read_stop(run_dir)
+    if stop is not None:  # charts and verdicts cover the seconds that ran, not the stop's grace
+        seconds = max(1, math.ceil(stop.at_s))
+        windows, codes, replicas = windows.iloc[:seconds], codes.iloc[:seconds], replicas.iloc[:seconds]
+        latency = latency[latency["t"] < seconds].reset_index(drop=True)
+        events = events[events["t_s"] <= stop.at_s].reset_index(drop=True)
     return RunFrames(
         run_dir=run_dir,
         meta=meta,
@@ -89,11 +99,12 @@ def load_run(run_dir: Path) -> RunFrames:
         replicas=replicas,
         latency=latency,
         history=read_history(run_dir / "history"),
-        events=read_events(run_dir / "events.csv"),
+        events=events,
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
         capacity=_read_json(run_dir / "capacity.json", required=False),
         clock=read_clock(run_dir, meta),
+        stop=stop,
     )
 
 

@@ -119,7 +119,7 @@ def _all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
     groups = (
         ("SLO", analysis.slo_verdicts),
         ("invariant", analysis.invariant_verdicts),
-        ("run", [analysis.generator_verdict]),
+        ("run", analysis.run_verdicts),
     )
     return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 

@@ -3,6 +3,10 @@
 The order is the whole job of this module: validate everything first (exit 2 with nothing started), then start
 the cluster, fix a shared t=0 a few seconds ahead, launch Locust as a subprocess, play the faults against the
 same t=0, bound every wait, collect the ledger and events, and only then hand the folder to `reports`.
+
+Ctrl-C or SIGTERM (stopping.Interrupt) ends the same way, early: the load stops, the faults are undone, the
+folder and report are written as far as the run got, and the exit code is 130 or 143; a second signal skips
+the report but still stops every process.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from loadtests.orchestration.run_folder import (
     write_events_csv,
     write_json,
 )
+from loadtests.orchestration.stopping import Interrupt
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
+from reports.stop import read_stop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
+    parser.add_argument("--no-abort", action="store_true", help="ignore the scenario's [[abort]] rules for this run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,8 +67,16 @@ def run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.out, scenario.name)
     console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
-    asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
-    summary = analyse(run_dir, args.baseline)
+    interrupt = Interrupt()
+    with interrupt.installed():
+        asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console, interrupt))
+        if interrupt.hurry:
+            print(f"surge run: stopped without a report; what was recorded is in {run_dir.resolve()}")
+            return interrupt.exit_code
+        if interrupt.requested and not _recorded_any(run_dir):
+            print(f"surge run: {interrupt.reason} before the load began; nothing to report in {run_dir.resolve()}")
+            return interrupt.exit_code
+        summary = analyse(run_dir, args.baseline)
     print_verdicts(summary, Console())
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")
@@ -76,6 +91,7 @@ async def _orchestrate(
     gateway_config: dict[str, Any] | None,
     run_dir: Path,
     console: Console,
+    interrupt: Interrupt,
 ) -> None:
     cluster: ClusterProcess | None = None
     events: list[Event] = []
@@ -83,6 +99,8 @@ async def _orchestrate(
     try:
         if host is None:
             cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", scenario.gateway)
+        if interrupt.requested:
+            return
         target = cluster.url if cluster is not None else str(host)
         start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
         meta = run_meta(
@@ -97,7 +115,9 @@ async def _orchestrate(
         )
         write_json(run_dir / "meta.json", meta)
         events.extend(_scenario_events(scenario, start_unix))
-        rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
+        rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console, interrupt)
+        if interrupt.requested:
+            return  # whatever Locust recorded before it stopped is the evidence
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
         if not (run_dir / "windows.jsonl").exists():
@@ -105,7 +125,15 @@ async def _orchestrate(
     finally:
         if cluster is not None:
             events.extend(await stop_and_collect(cluster, run_dir))
+        stop = read_stop(run_dir)
+        if stop is not None:  # the scenario's planned phases and spikes after the stop never happened
+            events = [e for e in events if e.source != "scenario" or e.unix < stop.at_unix]
         write_events_csv(run_dir / "events.csv", start_unix, events)
+
+
+def _recorded_any(run_dir: Path) -> bool:
+    windows = run_dir / "windows.jsonl"
+    return windows.is_file() and windows.stat().st_size > 0
 
 
 def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
@@ -128,6 +156,7 @@ async def _drive(
     cluster: ClusterProcess | None,
     events: list[Event],
     console: Console,
+    interrupt: Interrupt,
 ) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
     live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
@@ -137,6 +166,7 @@ async def _drive(
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
     chaos: asyncio.Task[None] | None = None
+    player: ChaosPlayer | None = None
     if scenario.faults and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
         chaos = asyncio.create_task(player.play())
@@ -148,6 +178,7 @@ async def _drive(
         run_dir=run_dir,
         start_unix=start_unix,
         workers=args.workers,
+        abort=not args.no_abort,
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:
@@ -159,10 +190,18 @@ async def _drive(
 
             deadline = start_unix + scenario.duration_s + STOP_GRACE_S + 30.0
             return await run_locust(
-                command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
+                command,
+                run_dir,
+                deadline_unix=deadline,
+                allow_remote=args.allow_remote,
+                on_tick=tick,
+                interrupt=interrupt,
+                start_unix=start_unix,
             )
     finally:
         if chaos is not None:
             chaos.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chaos
+        if player is not None and not interrupt.hurry:
+            await player.undo()  # a stop before a fault's planned end must not leave it in place

@@ -2,7 +2,9 @@
 
 A fault with a duration is undone by the player itself (a killed replica is restarted, a paused one resumed);
 injected faults (latency, errors, channel_outage, lose_response) carry their duration to the gateway, which
-expires them on its own clock, so a player that dies cannot leave a fault behind for ever.
+expires them on its own clock, so a player that dies cannot leave a fault behind for ever. A run stopped before
+a pause's planned end calls `undo()`: a SIGSTOPped replica would otherwise hold the shared ledger's lock and
+ignore the SIGTERM that stops the cluster.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class ChaosPlayer:
     on_event: Callable[[ChaosEvent], None] | None = None
     events: list[ChaosEvent] = field(default_factory=list)
     _names: dict[int, str] = field(default_factory=dict)  # fault → replica its first step hit
+    _paused: dict[int, FaultLike] = field(default_factory=dict)  # pause faults injected and not yet resumed
 
     async def play(self) -> None:
         steps = sorted(self._steps(), key=lambda step: step[0])
@@ -64,6 +67,18 @@ class ChaosPlayer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self._apply(session, action, target, fault)
+
+    async def undo(self) -> None:
+        """Resume every replica this player paused and has not resumed yet (called after `play` is cancelled).
+
+        A killed replica is left down: the cluster is being stopped, and a restart would only delay that.
+        """
+        if not self._paused:
+            return
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as session:
+            for fault in list(self._paused.values()):
+                await self._apply(session, "resume", fault.target, fault)
 
     def _steps(self) -> list[tuple[float, str, str, FaultLike]]:
         steps: list[tuple[float, str, str, FaultLike]] = []
@@ -83,6 +98,10 @@ class ChaosPlayer:
                 async with session.post(url) as response:
                     text = await response.text()
                     ok = response.status < 300
+                if ok and action == "pause":
+                    self._paused[id(fault)] = fault
+                elif action == "resume" or not ok:
+                    self._paused.pop(id(fault), None)
                 self._log(
                     "fault_injected" if action in UNDO else "fault_cleared",
                     name,

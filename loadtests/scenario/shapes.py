@@ -100,6 +100,32 @@ class Arrivals(_Strict):
     late_ms: float = Field(default=50, gt=0)
 
 
+AbortMetric = Literal["error_ratio", "timeout_ratio", "shed_ratio", "rate_limited_ratio", "p99_ms"]
+
+
+class AbortRule(_Strict):
+    """A live SLO guard: the run stops itself when `metric` over the last `window_s` seconds is above `above`.
+
+    Ratios are of the attempts that completed in those seconds (every outcome class); `p99_ms` is the p99
+    latency from the intended send time of every class but 429s. Not judged before `grace_s` into the run.
+    """
+
+    metric: AbortMetric
+    above: float = Field(ge=0)
+    window_s: int = Field(default=5, ge=1, le=600)
+    grace_s: float = Field(default=10.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ratio_range(self) -> AbortRule:
+        if self.metric.endswith("_ratio") and self.above >= 1:
+            raise ValueError(f"'above' of a ratio must be < 1 (got {self.above})")
+        return self
+
+    def describe(self) -> str:
+        """How the rule is named in the report, summary.json and the logs."""
+        return f"{self.metric} > {self.above:g} over {self.window_s} s"
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
@@ -112,6 +138,7 @@ class Scenario(_Strict):
     client: ClientConfig = ClientConfig()
     arrivals: Arrivals = Arrivals()
     gateway: dict[str, Any] = Field(default_factory=dict)
+    abort: tuple[AbortRule, ...] = ()
 
     @field_validator("rate")
     @classmethod

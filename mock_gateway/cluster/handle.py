@@ -18,8 +18,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from mock_gateway.cluster.serve import EVENTS_FILE, STATE_FILE, ClusterStartError, _write_atomically
-from mock_gateway.cluster.supervisor import child_env, guarded_argv
+from mock_gateway.cluster.supervisor import child_env
 from mock_gateway.config import load_config
+from mock_gateway.lifeline import guarded_argv
 
 
 class ClusterProcess:

@@ -2,10 +2,7 @@
 
 Orphans are the failure this module exists to prevent. Each replica runs in a session of its own (so a
 terminal's Ctrl-C reaches only the router, which then stops the replicas in order) and with
-`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it). The death signal is set
-by a tiny trampoline in the child (`python -c "...run_guarded()"`) rather than a `preexec_fn`, because
-forking a threaded process and running Python before `exec` can deadlock; the trampoline also closes the
-race where the router dies between fork and prctl by checking that its parent is still the router.
+`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it; `mock_gateway.lifeline`).
 
 Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
 fire it. The supervisor reports what happened through a callback and leaves health decisions to the router,
@@ -17,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
-import runpy
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,8 +26,8 @@ import psutil
 
 from mock_gateway.admin import ENV_TOKEN
 from mock_gateway.cluster.events import EventKind
+from mock_gateway.lifeline import guarded_argv
 
-PR_SET_PDEATHSIG = 1
 FENCE_AFTER_S = 1.0  # down and stopped this long: fenced (see Supervisor.fence_stopped)
 
 EventSink = Callable[[EventKind, str, str], object]
@@ -41,36 +35,6 @@ EventSink = Callable[[EventKind, str, str], object]
 
 ExitHook = Callable[[str], None]
 """Called with the replica name when its process exits, so the router can take it out at once."""
-
-
-def guarded_argv(module: str, args: list[str]) -> list[str]:
-    """The command that runs `python -m MODULE ARGS` in a child that dies with the calling thread's process.
-
-    The cluster handle uses it too, so a test or `surge run` that is SIGKILLed leaves no cluster behind.
-    """
-    return [
-        sys.executable,
-        "-c",
-        "from mock_gateway.cluster.supervisor import run_guarded; run_guarded()",
-        str(os.getpid()),
-        module,
-        *args,
-    ]
-
-
-def run_guarded() -> None:
-    """Child side of the trampoline: set the death signal, check the parent, become `python -m MODULE`.
-
-    argv: [-c, PARENT_PID, MODULE, module args...].
-    """
-    parent_pid, module = int(sys.argv[1]), sys.argv[2]
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    sys.argv = [module, *sys.argv[3:]]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def child_env(admin_token: str) -> dict[str, str]:

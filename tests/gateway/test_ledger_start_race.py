@@ -53,9 +53,7 @@ def test_eight_processes_open_one_fresh_ledger_at_once_fifty_times(tmp_path: Pat
     for round_ in range(ROUNDS):
         path = tmp_path / f"round-{round_}" / "surge-ledger.sqlite"
         barrier = context.Barrier(PROCESSES)
-        workers = [
-            context.Process(target=_open_record_close, args=(str(path), barrier, i)) for i in range(PROCESSES)
-        ]
+        workers = [context.Process(target=_open_record_close, args=(str(path), barrier, i)) for i in range(PROCESSES)]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -72,9 +70,7 @@ def test_prepare_is_idempotent_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     prepare(path)
     with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO repayments VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')"
-        )
+        conn.execute("INSERT INTO repayments VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')")
     prepare(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM repayments").fetchone()[0] == 1
