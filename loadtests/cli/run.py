@@ -166,10 +166,9 @@ async def _drive(
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
     chaos: asyncio.Task[None] | None = None
-    player: ChaosPlayer | None = None
     if scenario.faults and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
-        chaos = asyncio.create_task(player.play())
+        chaos = asyncio.create_task(_play_until_stopped(player, interrupt))
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -200,8 +199,20 @@ async def _drive(
             )
     finally:
         if chaos is not None:
-            chaos.cancel()
+            if not interrupt.requested or interrupt.hurry:
+                chaos.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chaos
-        if player is not None and not interrupt.hurry:
-            await player.undo()  # a stop before a fault's planned end must not leave it in place
+
+
+async def _play_until_stopped(player: ChaosPlayer, interrupt: Interrupt) -> None:
+    """The fault schedule until it ends or a stop is requested; then what it injected is undone at once, so the
+    attempts still in flight during the stop's grace meet no paused replica."""
+    play = asyncio.create_task(player.play())
+    while not play.done() and not interrupt.requested:
+        await asyncio.wait({play}, timeout=0.2)
+    play.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await play
+    if interrupt.requested and not interrupt.hurry:
+        await player.undo()

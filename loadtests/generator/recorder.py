@@ -44,6 +44,7 @@ FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
 FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
 IN_FLIGHT_WAIT_S = 3.0  # a process's bound on waiting for its attempts still in flight before its last delta
+CLOSE_TICK_S = 0.5  # the master closes seconds and judges the [[abort]] rules this often
 CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
 
 log = logging.getLogger("surge")
@@ -288,7 +289,7 @@ class LocustRecording:
         assert settings is not None and writer is not None
         deadline = settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
         while self.writer is writer and not self.finished and time.time() < deadline:
-            gevent.sleep(1.0)
+            gevent.sleep(CLOSE_TICK_S)
             now = time.time()
             if now >= settings.t0:
                 writer.sample_own_cpu(now)

@@ -1,0 +1,160 @@
+"""Stopping `surge run` from outside (issue 19): Ctrl-C and CI cancellation end it cleanly with the evidence
+kept; SIGKILL leaves nothing behind. Real processes: surge, its embedded cluster, Locust.
+
+Every process surge started is a descendant of it: the tests snapshot them (psutil) while the load runs and
+check afterwards that none is alive — nor any process in surge's process group, nor any PID the run folder names.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+SCENARIO = """
+name = "stop-me"
+description = "30 s steady, a replica paused at 2 s for 20 s"
+duration_s = 30
+seed = 3
+[population]
+users = 300
+[[rate]]
+at_s = 0
+per_s = 10
+[[rate]]
+at_s = 30
+per_s = 10
+[[faults]]
+at_s = 2
+action = "pause"
+target = "primary"
+duration_s = 20
+[arrivals]
+pool = 40
+[gateway.router]
+fall = 100   # 20 s: the router never fences the paused replica: only the fault player's undo can resume it
+"""
+
+
+def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    scenario = tmp_path / "stop.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "run"
+    with (tmp_path / "surge.log").open("wb") as log:
+        surge = subprocess.Popen(
+            [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    return surge, out
+
+
+def _wait_until_t(surge: subprocess.Popen[bytes], out: Path, t_s: float) -> None:
+    deadline = time.monotonic() + 40
+    while not (out / "meta.json").exists():
+        assert surge.poll() is None, (out.parent / "surge.log").read_text()
+        assert time.monotonic() < deadline, "surge did not start the run"
+        time.sleep(0.1)
+    t0 = json.loads((out / "meta.json").read_text())["started_unix"]
+    time.sleep(max(0.0, t0 + t_s - time.time()))
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    found = psutil.Process(pid).children(recursive=True)
+    assert any("locust" in " ".join(p.cmdline()) for p in found), "Locust is not running"
+    assert any("mock_gateway.cluster" in " ".join(p.cmdline()) for p in found), "the cluster is not running"
+    return found
+
+
+def _alive(processes: list[psutil.Process]) -> list[str]:
+    return [f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in processes if p.is_running() and p.status() != "zombie"]
+
+
+def _folder_pids(out: Path) -> list[int]:
+    state = json.loads((out / "cluster" / "cluster.json").read_text())
+    return [int(state["router"]["pid"])] + [int(r["pid"]) for r in state["replicas"] if r.get("pid")]
+
+
+def _assert_nothing_left(surge_pid: int, started: list[psutil.Process], out: Path) -> None:
+    assert not _alive(started), f"still running: {_alive(started)}"
+    group = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == surge_pid]
+    assert not group, f"processes left in surge's process group: {group}"
+    for pid in _folder_pids(out):
+        assert pid not in {p.pid for p in psutil.process_iter() if p.status() != "zombie"}, pid
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+@pytest.mark.parametrize(("sig", "code", "by"), [(signal.SIGINT, 130, "sigint"), (signal.SIGTERM, 143, "sigterm")])
+def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(
+    sig: signal.Signals, code: int, by: str, tmp_path: Path
+) -> None:
+    surge, out = _start(tmp_path)
+    try:
+        _wait_until_t(surge, out, 5.0)
+        started = _descendants(surge.pid)
+        os.kill(surge.pid, sig)
+        sent = time.monotonic()
+        assert surge.wait(timeout=30) == code, (tmp_path / "surge.log").read_text()[-2000:]
+        assert time.monotonic() - sent <= 10.0, "surge took longer than 10 s to stop"
+    finally:
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
+    _assert_nothing_left(surge.pid, started, out)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["aborted"] is None
+    assert summary["stopped"]["by"] == by and 4.0 <= summary["stopped"]["at_s"] <= 7.0, summary["stopped"]
+    assert summary["exit_code"] == code
+    assert 'data-stopped-by="' + by + '"' in (out / "report.html").read_text()
+    totals = summary["totals"]
+    assert totals["offered"] == totals["sent"] + totals["dropped"], totals
+    timeseries = _rows(out / "timeseries.csv")
+    assert len(timeseries) <= 8, "the charts must end at the stop, not at the scenario's 30 s"
+    # the pause (2 s → 22 s) was undone by the fault player: the replica then shut down on SIGTERM (a stopped
+    # process would have ignored it until the supervisor's SIGKILL)
+    events = _rows(out / "events.csv")
+    paused = [e["target"] for e in events if e["kind"] == "fault_injected" and e["detail"] == "pause"]
+    assert paused, "the pause fault was not played"
+    assert [e for e in events if e["kind"] == "fault_cleared" and e["target"] == paused[0]], "pause not undone"
+    died = [e["detail"] for e in events if e["kind"] == "process_died" and e["target"] == paused[0]]
+    assert died and died[0].endswith("exit code 0"), f"the paused replica did not shut down cleanly: {died}"
+
+
+def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -> None:
+    surge, out = _start(tmp_path)
+    try:
+        _wait_until_t(surge, out, 1.0)
+        started = _descendants(surge.pid)
+        os.kill(surge.pid, signal.SIGKILL)
+        surge.wait(timeout=10)
+        deadline = time.monotonic() + 5.0
+        while _alive(started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(started), f"orphans 5 s after SIGKILL: {_alive(started)}"
+    finally:
+        for process in psutil.Process().children(recursive=True):  # never leave load running after a failure
+            if process.pid != surge.pid:
+                process.kill()
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
