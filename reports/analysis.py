@@ -4,18 +4,22 @@
 timeseries.csv and the HTML cannot disagree.
 
 A capacity search (internals §6) is judged by one check, `capacity_found`, plus the invariants: its overload
-probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are `null` (unknown), which
-does not fail a run.
+probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are unknown (counts `null`).
+
+Every verdict is pass, fail or unknown (`reports.slo.verdict`); unknown — a fault that was never played, an
+invariant with no ledger or no caps to check against — is never a pass.
 
 Exit code (CONTRACT §2), in this order:
 
 1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
    errors are real even when the load generator struggled;
-2. the generator was the bottleneck (`generator.json` `valid: false`): **3** — the harness failed to produce
-   the load, so latency and throughput describe surge rather than the gateway, and neither a pass (0) nor an
-   SLO failure (1) would be true;
+2. the harness did not produce the run it was asked for: the generator was the bottleneck (`generator.json`
+   `valid: false`) or a fault's injection failed (`fault_failed`): **3** — neither a pass (0) nor an SLO
+   failure (1) would be true;
 3. an SLO failed: **1**;
-4. otherwise **0**.
+4. a verdict is unknown (nothing failed, but not everything was checked): **3**, because 0 means "every SLO and
+   invariant held" and surge cannot say so;
+5. otherwise **0**.
 
 A run stopped early (stop.json, reports.stop) is judged on the seconds that ran (the frames end at the stop,
 and faults or spikes planned after it are no incidents), and the stop decides the exit code: **130** for
@@ -56,19 +60,9 @@ class Analysis:
     slo_verdicts: list[dict[str, Any]]
     invariant_verdicts: list[dict[str, Any]]
     generator_verdict: dict[str, Any]
+    run_verdicts: list[dict[str, Any]]
     capacity: dict[str, Any] | None
     exit_code: int
-
-    @property
-    def run_verdicts(self) -> list[dict[str, Any]]:
-        """The checks on the run itself: the generator kept up, and no abort rule tripped."""
-        aborted = self.frames.stop.aborted if self.frames.stop is not None else None
-        if aborted is None:
-            return [self.generator_verdict]
-        return [
-            self.generator_verdict,
-            {"name": "aborted", "value": aborted.value, "bound": aborted.rule, "passed": False},
-        ]
 
     @property
     def valid(self) -> bool:
@@ -94,10 +88,21 @@ def analyse(frames: RunFrames) -> Analysis:
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
     report = (
-        None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap, daily)
+        None
+        if frames.ledger is None
+        else invariants.check(
+            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.get("key_prefix")
+        )
     )
-    invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
+    invariant_verdicts = slo.invariant_verdicts(
+        None if report is None else report.counts(), thresholds, unknown=uncheckable(card_caps, user_cap)
+    )
     generator = slo.generator_verdict(frames.generator)
+    injection = slo.fault_injection_verdict(frames.events)
+    run_verdicts = [generator] if injection is None else [generator, injection]
+    aborted = frames.stop.aborted if frames.stop is not None else None
+    if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
+        run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
     return Analysis(
         frames=frames,
         slo=thresholds,
@@ -113,9 +118,19 @@ def analyse(frames: RunFrames) -> Analysis:
         slo_verdicts=slo_verdicts,
         invariant_verdicts=invariant_verdicts,
         generator_verdict=generator,
+        run_verdicts=run_verdicts,
         capacity=capacity,
-        exit_code=_stop_exit_code(frames) or _exit_code(invariant_verdicts, generator, slo_verdicts),
+        exit_code=_stop_exit_code(frames) or exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
     )
+
+
+NO_CAPS = "the caps are unknown: the run's meta.json has no gateway config (a gateway surge did not start)"
+
+
+def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, str]:
+    """Invariants a ledger alone cannot decide: over_cap needs the caps, which only surge's own gateway config
+    (or a target profile's `[ledger.caps]`) gives."""
+    return {"over_cap": NO_CAPS} if not card_caps and user_cap is None else {}
 
 
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:
@@ -129,14 +144,18 @@ def _stop_exit_code(frames: RunFrames) -> int | None:
     return frames.stop.exit_code if frames.stop is not None else None
 
 
-def _exit_code(
-    invariant_verdicts: list[dict[str, Any]], generator: dict[str, Any], slo_verdicts: list[dict[str, Any]]
+def exit_code(
+    invariant_verdicts: list[dict[str, Any]], run_verdicts: list[dict[str, Any]], slo_verdicts: list[dict[str, Any]]
 ) -> int:
-    if not all(verdict["passed"] for verdict in invariant_verdicts):
+    """The rules of the module docstring, in their order."""
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in invariant_verdicts):
         return EXIT_FAILED
-    if not generator["passed"]:
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in run_verdicts):
         return EXIT_HARNESS
-    return EXIT_PASS if all(verdict["passed"] for verdict in slo_verdicts) else EXIT_FAILED
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in slo_verdicts):
+        return EXIT_FAILED
+    every = [*invariant_verdicts, *run_verdicts, *slo_verdicts]
+    return EXIT_HARNESS if any(slo.outcome(verdict) == slo.UNKNOWN for verdict in every) else EXIT_PASS
 
 
 def summary(analysis: Analysis) -> dict[str, Any]:
@@ -163,6 +182,8 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "slos": analysis.slo_verdicts,
         "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
         "invariant_verdicts": analysis.invariant_verdicts,
+        "run_verdicts": analysis.run_verdicts,
+        "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
         "invariant_outcomes": None if report is None else report.outcomes,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
         "recovery": analysis.recovery,
@@ -190,6 +211,16 @@ def summary(analysis: Analysis) -> dict[str, Any]:
             "max_over_cap": analysis.slo.max_over_cap,
         },
     }
+
+
+def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
+    """Every verdict of the run with its group (SLO, invariant, run), in the order of junit.xml."""
+    groups = (
+        ("SLO", analysis.slo_verdicts),
+        ("invariant", analysis.invariant_verdicts),
+        ("run", analysis.run_verdicts),
+    )
+    return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 
 
 def _mean(series: pd.Series) -> float:

@@ -1,4 +1,8 @@
-"""The console table printed after a run: each SLO and invariant with its value, bound and verdict."""
+"""The console table printed after a run: each SLO, invariant and run check with its value, bound and verdict.
+
+A verdict is pass, FAIL or unknown; an unknown one shows why it could not be checked, and the closing line says
+how many were unknown, so a console reader never takes "nothing failed" for "everything held".
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reports.slo import FAIL, PASS, UNKNOWN, outcome, verdict_unit
+
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"surge verdicts — {summary.get('scenario', '?')}", show_lines=False)
+    table = Table(title=f"surge verdicts — {escape(str(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
-    for slo in summary.get("slos", []):
-        table.add_row(*_row(str(slo["name"]), slo))
-    for verdict in summary.get("invariant_verdicts", []):
-        table.add_row(*_row(f"invariant {verdict['name']}", verdict))
+    rows = [(str(slo["name"]), slo) for slo in summary.get("slos", [])]
+    rows += [(f"invariant {verdict['name']}", verdict) for verdict in summary.get("invariant_verdicts", [])]
+    rows += [(f"run {verdict['name']}", verdict) for verdict in summary.get("run_verdicts", [])]
+    for name, verdict in rows:
+        table.add_row(*_row(name, verdict))
     console.print(table)
     aborted, stopped = summary.get("aborted"), summary.get("stopped")
     if aborted:
@@ -33,23 +40,37 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
         console.print(
             "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's[/]"
         )
+    outcomes = [outcome(verdict) for _, verdict in rows]
+    unknown = outcomes.count(UNKNOWN)
+    if unknown and FAIL not in outcomes:
+        console.print(f"[yellow]NOT PROVEN: nothing failed, but {unknown} of {len(rows)} checks are unknown[/]")
+    elif unknown:
+        console.print(f"[yellow]{unknown} of {len(rows)} checks unknown[/]")
     console.print(f"exit code {summary.get('exit_code')}")
 
 
 def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
     """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
-    return (escape(name), _fmt(verdict.get("value")), _fmt(verdict.get("bound")), _verdict(verdict.get("passed")))
+    unit = verdict_unit(str(verdict.get("name", "")))
+    return (
+        escape(name),
+        _fmt(verdict.get("value"), unit),
+        _fmt(verdict.get("bound"), unit),
+        _verdict(outcome(verdict), verdict.get("reason")),
+    )
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, unit: str) -> str:
     if value is None:
-        return "unknown"
+        return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return f"{value:.4g}{unit}"
+    return f"{value}{unit}"
 
 
-def _verdict(passed: bool | None) -> str:
-    if passed is None:
-        return "[yellow]unknown[/]"
-    return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
+def _verdict(result: str, reason: Any) -> str:
+    if result == PASS:
+        return "[green]pass[/]"
+    if result == FAIL:
+        return "[bold red]FAIL[/]" + (f" {escape(str(reason))}" if reason else "")
+    return "[yellow]unknown[/]" + (f" — {escape(str(reason))}" if reason else "")

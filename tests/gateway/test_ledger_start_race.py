@@ -17,8 +17,9 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.replica.app import make_decider
-from mock_gateway.replica.ledger import Charge, Ledger, LedgerError, connect, prepare
+from mock_gateway.replica.ledger import Ledger, LedgerError, connect, prepare
+from mock_gateway.rules import make_decider
+from mock_gateway.validation import Charge
 
 PROCESSES = 8
 ROUNDS = 50
