@@ -4,6 +4,9 @@ Each probe is a short steady run of the locustfile at one rate against the same 
 is started once for the whole search). The search itself is `capacity_search.find_knee`; the probes' windows
 and histories are gathered on one time axis into a run folder (docs/internals.md §6) that `reports` turns into
 summary.json and a report with the offered-vs-goodput curve.
+
+Ctrl-C or SIGTERM (stopping.Interrupt) stops the probe running and starts no other: the probes that finished
+are kept in the folder and its report, no capacity is claimed (`limited_by: "interrupted"`), exit 130 or 143.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from loadtests.orchestration.run_folder import (
     write_events_csv,
     write_json,
 )
+from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.scenario.meta import git_commit, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import RatePoint, Scenario, load_scenario
@@ -88,7 +92,20 @@ def run(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.out, "capacity")
     console = Console(stderr=True)
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
-    result = asyncio.run(_search(args, base, host, gateway_config, run_dir, console))
+    interrupt = Interrupt()
+    with interrupt.installed():
+        result = asyncio.run(_search(args, base, host, gateway_config, run_dir, console, interrupt))
+        if result is None:
+            return _interrupted(run_dir, interrupt)
+        summary = _finish(run_dir, result)
+    spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
+    print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
+    print(f"report: {(run_dir / 'report.html').resolve()}")
+    exit_code: int = summary["exit_code"]
+    return exit_code
+
+
+def _finish(run_dir: Path, result: SearchResult) -> dict[str, Any]:
     write_json(
         run_dir / "capacity.json",
         {
@@ -101,11 +118,24 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = analyse(run_dir, None)
     print_verdicts(summary, Console())
-    spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
-    print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
+    return summary
+
+
+def _interrupted(run_dir: Path, interrupt: Interrupt) -> int:
+    """The probes that finished, analysed as far as they go; no capacity claimed from an unfinished search."""
+    if interrupt.hurry or not (run_dir / "windows.jsonl").is_file():
+        print(f"surge find-capacity: {interrupt.reason}; what was recorded is in {run_dir.resolve()}")
+        return interrupt.exit_code
+    started = float(json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))["started_unix"])
+    interrupt.write(run_dir, started)
+    probes = len(list((run_dir / "probes").iterdir())) if (run_dir / "probes").is_dir() else 0
+    fields = {"max_rate_per_s": None, "spread": None, "limited_by": "interrupted", "bracket": None, "probes": probes}
+    write_json(run_dir / "capacity.json", fields)
+    summary = analyse(run_dir, None)
+    print_verdicts(summary, Console())
+    print(f"capacity: unknown (search {interrupt.reason} after {probes} probes)")
     print(f"report: {(run_dir / 'report.html').resolve()}")
-    exit_code: int = summary["exit_code"]
-    return exit_code
+    return interrupt.exit_code
 
 
 async def _search(
@@ -115,7 +145,8 @@ async def _search(
     gateway_config: dict[str, Any] | None,
     run_dir: Path,
     console: Console,
-) -> SearchResult:
+    interrupt: Interrupt,
+) -> SearchResult | None:
     cluster: ClusterProcess | None = None
     started = time.time()
     events: list[Event] = []
@@ -129,10 +160,12 @@ async def _search(
         loop = asyncio.get_running_loop()
 
         def probe(rate: float) -> Probe:
+            if interrupt.requested:
+                raise Interrupted
             step = len(steps) + 1
             console.print(f"probe {step}: {rate:.1f}/s …", end=" ")
             result, window, probe_start = asyncio.run_coroutine_threadsafe(
-                _probe(args, base, target, run_dir, step, rate), loop
+                _probe(args, base, target, run_dir, step, rate, interrupt), loop
             ).result()
             offset = round(probe_start - started)
             merge_probe(run_dir / "probes" / f"{step:02d}", run_dir, offset, step)
@@ -159,15 +192,18 @@ async def _search(
             _write_steps(run_dir / "steps.csv", steps)
             return result
 
-        return await asyncio.to_thread(
-            find_knee,
-            probe,
-            start_rate=args.start_rate,
-            max_rate=args.max_rate,
-            growth=args.growth,
-            precision=args.precision,
-            repeats=max(0, args.repeats),
-        )
+        try:
+            return await asyncio.to_thread(
+                find_knee,
+                probe,
+                start_rate=args.start_rate,
+                max_rate=args.max_rate,
+                growth=args.growth,
+                precision=args.precision,
+                repeats=max(0, args.repeats),
+            )
+        except Interrupted:
+            return None
     finally:
         if cluster is not None:
             events.extend(await stop_and_collect(cluster, run_dir))
@@ -175,7 +211,13 @@ async def _search(
 
 
 async def _probe(
-    args: argparse.Namespace, base: Scenario, target: str, run_dir: Path, step: int, rate: float
+    args: argparse.Namespace,
+    base: Scenario,
+    target: str,
+    run_dir: Path,
+    step: int,
+    rate: float,
+    interrupt: Interrupt,
 ) -> tuple[Probe, tuple[float, float], float]:
     """One steady probe in its own folder; its verdict, measured window and wall start."""
     probe_dir = run_dir / "probes" / f"{step:02d}"
@@ -208,10 +250,18 @@ async def _probe(
         run_dir=probe_dir,
         start_unix=start,
         workers=args.workers,
+        abort=False,  # a probe overloads the gateway on purpose
     )
     rc = await run_locust(
-        command, probe_dir, deadline_unix=start + duration + STOP_GRACE_S + 30, allow_remote=args.allow_remote
+        command,
+        probe_dir,
+        deadline_unix=start + duration + STOP_GRACE_S + 30,
+        allow_remote=args.allow_remote,
+        interrupt=interrupt,
+        start_unix=start,
     )
+    if interrupt.requested:
+        raise Interrupted  # the probe was cut short: it measured nothing the search could use
     windows = read_windows(probe_dir)
     if rc is None or not windows:
         raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")
