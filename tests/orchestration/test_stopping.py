@@ -158,3 +158,32 @@ def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -
         if surge.poll() is None:
             os.killpg(surge.pid, signal.SIGKILL)
             surge.wait()
+
+
+def test_ctrl_c_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) -> None:
+    base = tmp_path / "base.toml"
+    base.write_text(SCENARIO.split("[[faults]]")[0] + "[arrivals]\nprocess = \"even\"\npool = 40\n")
+    out = tmp_path / "capacity"
+    command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
+               "--out", str(out), "--start-rate", "10", "--probe-s", "2", "--warmup-s", "1", "--repeats", "0"]  # fmt: skip
+    with (tmp_path / "surge.log").open("wb") as log:
+        surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (out / "steps.csv").exists():  # the first probe has finished
+            assert surge.poll() is None and time.monotonic() < deadline, (tmp_path / "surge.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)  # into the second probe
+        started = psutil.Process(surge.pid).children(recursive=True)
+        os.kill(surge.pid, signal.SIGINT)
+        assert surge.wait(timeout=30) == 130, (tmp_path / "surge.log").read_text()[-2000:]
+    finally:
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
+    assert not _alive(started), f"still running: {_alive(started)}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["stopped"]["by"] == "sigint"
+    assert summary["capacity"]["limited_by"] == "interrupted" and summary["capacity"]["max_rate_per_s"] is None
+    assert len(_rows(out / "steps.csv")) == 1, "the finished probe is kept, the cut one is not"
+    assert (out / "report.html").exists()
