@@ -35,6 +35,7 @@ from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
+from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
 
@@ -123,6 +124,8 @@ def _add_options(parser: Any) -> None:
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) and getattr(environment.parsed_options, "processes", None):
+        die_with_parent(os.getppid())  # forked by a --processes master: no worker outlives it, even on SIGKILL
     if not isinstance(environment.runner, WorkerRunner):
         try:
             _scenario(environment.parsed_options)

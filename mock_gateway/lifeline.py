@@ -34,16 +34,24 @@ def guarded_argv(module: str, args: list[str]) -> list[str]:
     ]
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """SIGKILL this process when its parent (`parent_pid`, checked after the prctl) dies.
+
+    Also for processes that fork their own children, such as Locust's `--processes` workers forked by a master.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_guarded() -> None:
     """Child side of the trampoline: set the death signal, check the parent, become `python -m MODULE`.
 
     argv: [-c, PARENT_PID, MODULE, module args...].
     """
     parent_pid, module = int(sys.argv[1]), sys.argv[2]
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+    die_with_parent(parent_pid)
     sys.argv = [module, *sys.argv[3:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

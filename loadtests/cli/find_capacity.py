@@ -27,7 +27,7 @@ from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError
 from loadtests.orchestration.capacity_probe import judge, merge_probe, read_windows
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
-from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.embedded import kill_and_collect, start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import (
     Event,
@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     interrupt = Interrupt()
     with interrupt.installed():
         result = asyncio.run(_search(args, base, host, gateway_config, run_dir, console, interrupt))
+        interrupt.after_load()
         if result is None:
             return _interrupted(run_dir, interrupt)
         summary = _finish(run_dir, result)
@@ -206,7 +207,8 @@ async def _search(
             return None
     finally:
         if cluster is not None:
-            events.extend(await stop_and_collect(cluster, run_dir))
+            collect = kill_and_collect(cluster) if interrupt.hurry else stop_and_collect(cluster, run_dir)
+            events.extend(await collect)
         write_events_csv(run_dir / "events.csv", started, events)
 
 

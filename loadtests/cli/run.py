@@ -27,7 +27,12 @@ from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
-from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.embedded import (
+    kill_and_collect,
+    start_cluster,
+    stop_and_collect,
+    validated_config,
+)
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import (
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     interrupt = Interrupt()
     with interrupt.installed():
         asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console, interrupt))
+        interrupt.after_load()
         if interrupt.hurry:
             print(f"surge run: stopped without a report; what was recorded is in {run_dir.resolve()}")
             return interrupt.exit_code
@@ -143,7 +149,8 @@ async def _orchestrate(
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
     finally:
         if cluster is not None:
-            events.extend(await stop_and_collect(cluster, run_dir))
+            collect = kill_and_collect(cluster) if interrupt.hurry else stop_and_collect(cluster, run_dir)
+            events.extend(await collect)
         stop = read_stop(run_dir)
         if stop is not None:  # the scenario's planned phases and spikes after the stop never happened
             events = [e for e in events if e.source != "scenario" or e.unix < stop.at_unix]

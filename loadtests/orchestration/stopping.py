@@ -8,7 +8,9 @@ after another) is installed around the whole command and passed down to every lo
   undoes what it injected, the cluster stops, and the run folder and report are written as far as the run got;
   a command running several loads starts no further one and keeps the ones that finished;
 - second signal: `hurry` — every process surge started is killed at once, no report; the folder keeps what
-  was written so far.
+  was written so far;
+- once the load is over (`after_load`), only the report is left to write: a signal then ends the command at
+  once, without it.
 
 Exit code 130 for SIGINT, 143 for SIGTERM (128 + the signal's number, what shells and CI runners expect).
 """
@@ -44,6 +46,7 @@ class Interrupt:
         self.reason = ""
         self.at_unix = 0.0
         self.hurry = False
+        self._load_over = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
 
@@ -82,7 +85,15 @@ class Interrupt:
             return
         self._wake = asyncio.Event()
 
+    def after_load(self) -> None:
+        """Every process the command started has stopped: from now on a signal skips the report."""
+        self._load_over = True
+
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self._load_over:
+            print("\nsurge: stopped before the report was written", file=sys.stderr, flush=True)
+            by = self.by or REASONS[signum][0]
+            raise SystemExit(EXIT_SIGTERM if by == "sigterm" else EXIT_SIGINT)
         if self.by is None:
             self.by, self.reason = REASONS[signum]
             self.at_unix = time.time()

@@ -140,6 +140,24 @@ def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(
     assert died and died[0].endswith("exit code 0"), f"the paused replica did not shut down cleanly: {died}"
 
 
+def test_a_second_ctrl_c_skips_the_grace_and_the_report_but_stops_everything(tmp_path: Path) -> None:
+    surge, out = _start(tmp_path)
+    try:
+        _wait_until_t(surge, out, 3.0)  # the replica is paused from 2 s: its in-flight attempts hang
+        started = _descendants(surge.pid)
+        os.kill(surge.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.kill(surge.pid, signal.SIGINT)
+        assert surge.wait(timeout=30) == 130, (tmp_path / "surge.log").read_text()[-2000:]
+    finally:
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
+    _assert_nothing_left(surge.pid, started, out)
+    assert not (out / "report.html").exists(), "the second Ctrl-C skips the report"
+    assert "without a report" in (tmp_path / "surge.log").read_text()
+
+
 def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -> None:
     surge, out = _start(tmp_path)
     try:
@@ -162,10 +180,11 @@ def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -
 
 def test_ctrl_c_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) -> None:
     base = tmp_path / "base.toml"
-    base.write_text(SCENARIO.split("[[faults]]")[0] + "[arrivals]\nprocess = \"even\"\npool = 40\n")
+    base.write_text(SCENARIO.split("[[faults]]")[0] + '[arrivals]\nprocess = "even"\npool = 40\n')
     out = tmp_path / "capacity"
     command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
-               "--out", str(out), "--start-rate", "10", "--probe-s", "2", "--warmup-s", "1", "--repeats", "0"]  # fmt: skip
+               "--out", str(out), "--start-rate", "10", "--probe-s", "2", "--warmup-s", "1",
+               "--repeats", "0"]  # fmt: skip
     with (tmp_path / "surge.log").open("wb") as log:
         surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
