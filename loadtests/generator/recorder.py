@@ -253,10 +253,13 @@ class LocustRecording:
             runner.register_message(MSG_STOP, self._on_stop_message)
         elif isinstance(runner, MasterRunner):
             runner.register_message(MSG_WINDOWS, self._on_windows_message)
-        if not isinstance(runner, WorkerRunner):
+        options = environment.parsed_options
+        if not isinstance(runner, WorkerRunner) and options is not None and options.headless:
             # Headless with a shape, Locust installs its own SIGTERM handler only once the shape has ended
-            # (locust/main.py): until then SIGTERM — how `surge run` stops it — would kill it, recording nothing.
-            gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(self._on_sigterm))
+            # (locust/main.py): until then SIGTERM — how `surge run` stops it — would kill it, recording nothing;
+            # and its Ctrl-C ends the test without a word of why. Both become an early end like any other.
+            gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(self._on_signal, "sigterm"))
+            gevent.signal_handler(signal.SIGINT, lambda: gevent.spawn(self._on_signal, "sigint"))
         # Locust's EventHook.add_listener carries no type hints.
         environment.events.test_stopping.add_listener(self._on_test_stopping)  # type: ignore[no-untyped-call]
         environment.events.test_stop.add_listener(self._on_test_stop)  # type: ignore[no-untyped-call]
@@ -354,14 +357,15 @@ class LocustRecording:
             gevent.sleep(0.1)
         self.finish()
 
-    def _on_sigterm(self) -> None:
-        """An early end like any other (the shape then ends the test); without a test running, quit."""
-        if self.settings is None or self.finished:
+    def _on_signal(self, by: StoppedBy) -> None:
+        """An early end like any other (the shape then ends the test); a second signal, or one without a test
+        running, quits at once."""
+        if self.settings is None or self.finished or self.stop is not None:
             runner = self.environment.runner
             if runner is not None:
                 runner.quit()
             return
-        self.stop_early("sigterm", "Locust received SIGTERM")
+        self.stop_early(by, "interrupted (SIGINT, Ctrl-C)" if by == "sigint" else "Locust received SIGTERM")
 
     def _on_test_stopping(self, **_: Any) -> None:
         """Locust stops the test before the recording finished: a stop in the web UI (or Locust's own)."""

@@ -1,11 +1,14 @@
 """A test stopped early in Locust's web UI (issue 20 item 4): the stop is recorded (when, by whom), arrivals
 users had already claimed are cancelled so offered = sent + dropped holds, the charts and verdicts end at the
-stop, and a user's stop — even 0.05 s after the start — is never blamed on the generator."""
+stop, and a user's stop — even 0.05 s after the start — is never blamed on the generator. A plain headless
+`locust -f` run stopped with Ctrl-C is recorded the same way."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -96,3 +99,34 @@ def test_a_web_ui_stop_is_recorded_and_cuts_the_run(stop_after_s: float, tmp_pat
         assert totals["offered"] > 0
     rows = (out / "timeseries.csv").read_text().strip().splitlines()[1:]
     assert len(rows) <= max(1, math.ceil(stop["at_s"])), "the charts must end at the stop"
+
+
+def test_ctrl_c_of_plain_headless_locust_is_recorded_and_cuts_the_run(tmp_path: Path) -> None:
+    scenario = tmp_path / "plain.toml"
+    scenario.write_text(SCENARIO)
+    out = tmp_path / "run"
+    with replica(tmp_path) as host:
+        command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
+                   "--scenario", str(scenario), "--surge-out", str(out), "--loglevel", "WARNING",
+                   "--only-summary"]  # fmt: skip
+        with (tmp_path / "locust.log").open("wb") as log:
+            locust = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 30
+            while not (out / "meta.json").exists():
+                assert time.monotonic() < deadline, (tmp_path / "locust.log").read_text()
+                time.sleep(0.1)
+            t0 = json.loads((out / "meta.json").read_text())["started_unix"]
+            time.sleep(max(0.0, t0 + 2.5 - time.time()))
+            os.kill(locust.pid, signal.SIGINT)
+            assert locust.wait(timeout=30) is not None
+        finally:
+            if locust.poll() is None:
+                locust.kill()
+                locust.wait()
+    stop = json.loads((out / "stop.json").read_text())
+    assert stop["by"] == "sigint" and 2.0 <= stop["at_s"] <= 5.0, stop
+    summary = finalize_run(out)
+    assert summary["valid"] is True, summary["validity_reasons"]
+    totals = summary["totals"]
+    assert totals["offered"] == totals["sent"] + totals["dropped"] and totals["offered"] > 0, totals
