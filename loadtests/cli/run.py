@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
-from reports.stop import read_stop
+from reports.stop import STOP_FILE, read_stop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +195,7 @@ async def _drive(
     chaos: asyncio.Task[None] | None = None
     if scenario.faults and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
-        chaos = asyncio.create_task(_play_until_stopped(player, interrupt))
+        chaos = asyncio.create_task(_play_until_stopped(player, lambda: _stopped(run_dir, interrupt), interrupt))
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -225,20 +226,25 @@ async def _drive(
             )
     finally:
         if chaos is not None:
-            if not interrupt.requested or interrupt.hurry:
+            if interrupt.hurry or not _stopped(run_dir, interrupt):
                 chaos.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await chaos
 
 
-async def _play_until_stopped(player: ChaosPlayer, interrupt: Interrupt) -> None:
-    """The fault schedule until it ends or a stop is requested; then what it injected is undone at once, so the
+def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
+    """The run is ending early: a signal to surge, or the Locust master's record of an abort or web-UI stop."""
+    return interrupt.requested or (run_dir / STOP_FILE).exists()
+
+
+async def _play_until_stopped(player: ChaosPlayer, early_stop: Callable[[], bool], interrupt: Interrupt) -> None:
+    """The fault schedule until it ends or the run stops early; then what it injected is undone at once, so the
     attempts still in flight during the stop's grace meet no paused replica."""
     play = asyncio.create_task(player.play())
-    while not play.done() and not interrupt.requested:
+    while not play.done() and not early_stop():
         await asyncio.wait({play}, timeout=0.2)
     play.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await play
-    if interrupt.requested and not interrupt.hurry:
+    if early_stop() and not interrupt.hurry:
         await player.undo()
