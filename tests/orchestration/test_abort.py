@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from loadtests.orchestration.locust_process import locust_command
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 BURST_S = (3.0, 5.0)
@@ -121,3 +123,10 @@ def test_bad_abort_rules_exit_2_before_anything_starts(rule: str, needle: str, t
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_no_abort_reaches_the_locust_command(tmp_path: Path) -> None:
+    common = {"scenario_ref": "double11", "scale": 1.0, "duration_s": 10.0, "target": "http://127.0.0.1:1",
+              "run_dir": tmp_path, "start_unix": 0.0, "workers": 1}  # fmt: skip
+    assert "--surge-no-abort" in locust_command(**common, abort=False)  # type: ignore[arg-type]
+    assert "--surge-no-abort" not in locust_command(**common)  # type: ignore[arg-type]
