@@ -78,6 +78,7 @@ async def run_locust(
         process = await asyncio.create_subprocess_exec(
             *command, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True
         )
+        (run_dir / "locust" / "locust.pid").write_text(f"{process.pid}\n", encoding="utf-8")  # for post-mortems
         exited = asyncio.ensure_future(process.wait())
         forwarded = False
         try:

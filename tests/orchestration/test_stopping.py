@@ -81,7 +81,8 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
 
 def _folder_pids(out: Path) -> list[int]:
     state = json.loads((out / "cluster" / "cluster.json").read_text())
-    return [int(state["router"]["pid"])] + [int(r["pid"]) for r in state["replicas"] if r.get("pid")]
+    locust = int((out / "locust" / "locust.pid").read_text())
+    return [locust, int(state["router"]["pid"])] + [int(r["pid"]) for r in state["replicas"] if r.get("pid")]
 
 
 def _assert_nothing_left(surge_pid: int, started: list[psutil.Process], out: Path) -> None:
