@@ -197,12 +197,14 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
     started = meta.get("started_unix")
     started_text = datetime.fromtimestamp(float(started), tz=UTC).isoformat(timespec="seconds") if started else None
     versions = meta.get("versions") or {}
+    stop = analysis.frames.stop
     return [
         ("scenario", meta.get("scenario")),
         ("description", meta.get("description")),
         ("seed", meta.get("seed")),
         ("scale", meta.get("scale")),
         ("duration", f"{meta.get('duration_s')} s planned, {len(analysis.frames.windows)} s recorded"),
+        ("stopped", None if stop is None else f"at t = {stop.at_s:.1f} s by {stop.by}: {stop.reason}"),
         ("started (UTC)", started_text),
         ("host", meta.get("host")),
         ("embedded cluster", meta.get("embedded")),
