@@ -10,8 +10,9 @@ from rich.console import Console
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table
-from reports.frames import RunFolderError, load_run
+from reports.frames import load_run
 from reports.render import render_comparison
+from reports.runfolder import RunFolderError
 
 
 def _non_negative(text: str) -> float:

@@ -30,12 +30,20 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.generator.abort import AbortGuard
 from loadtests.generator.arrivals import RateCurve
-from loadtests.generator.health import CpuSampler, LagMeter, Verdict, judge, new_lag_histogram
-from loadtests.generator.history import Attempt, HistoryWriter
-from loadtests.generator.outcomes import Outcome
+from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
+from loadtests.generator.history import HistoryWriter
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.shapes import AbortRule, load_scenario
-from reports.stop import Aborted, StoppedBy, StopRecord, write_stop
+from reports.runfolder import (
+    Aborted,
+    Attempt,
+    GeneratorVerdict,
+    OutcomeClass,
+    StoppedBy,
+    StopRecord,
+    write_json,
+    write_stop,
+)
 
 MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
 MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
@@ -87,7 +95,7 @@ class ProcessRecorder:
     def sending(self) -> None:
         self.in_flight += 1
 
-    def attempt(self, row: Attempt, outcome: Outcome) -> None:
+    def attempt(self, row: Attempt, outcome: OutcomeClass) -> None:
         self.in_flight -= 1
         self.book.at(self.second(row.done)).record(
             outcome,
@@ -160,7 +168,7 @@ class RunWriter:
                 self.closed[line["t"]] = line
                 handle.write(json.dumps(line, separators=(",", ":")) + "\n")
 
-    def finish(self, started_unix: float, expected_offered: float, *, stopped: bool = False) -> Verdict:
+    def finish(self, started_unix: float, expected_offered: float, *, stopped: bool = False) -> GeneratorVerdict:
         """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
         self._append(self.book.take())
         if self.rewrite:
@@ -170,13 +178,12 @@ class RunWriter:
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
         windows = (Window.from_json(line) for line in self.closed.values())
-        verdict = judge(windows, expected_offered, self.lag, stopped=stopped)
-        payload = verdict.to_json() | {"started_unix": started_unix}
-        (self.out_dir / "generator.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix, stopped=stopped)
+        write_json(self.out_dir / "generator.json", verdict)
         return verdict
 
 
-def summary_lines(writer: RunWriter, verdict: Verdict) -> list[str]:
+def summary_lines(writer: RunWriter, verdict: GeneratorVerdict) -> list[str]:
     """The short console summary printed at the end (loud when the generator was the bottleneck)."""
     total = Window(0)
     for line in writer.closed.values():
@@ -232,7 +239,7 @@ class LocustRecording:
     to end the test.
 
     A run stopped before its end (`stop_early`: `surge run` on SIGINT/SIGTERM, which arrives here as Locust's
-    SIGTERM shutdown; the web UI's stop button; a tripped `[[abort]]` rule) is recorded first (reports.stop),
+    SIGTERM shutdown; the web UI's stop button; a tripped `[[abort]]` rule) is recorded first (`write_stop`),
     then every process stops generating at once (MSG_STOP), lets its attempts in flight finish for at most
     IN_FLIGHT_WAIT_S and sends its final delta, exactly as at the planned end.
     """
@@ -301,7 +308,9 @@ class LocustRecording:
             if trip is not None:
                 rule = trip.rule.describe()
                 log.error("surge: aborted at t = %.0f s: %s (value %g)", trip.at_s, rule, trip.value)
-                self.stop_early("abort", f"abort rule {rule} tripped", Aborted(rule, trip.at_s, trip.value))
+                self.stop_early(
+                    "abort", f"abort rule {rule} tripped", Aborted(rule=rule, at_s=trip.at_s, value=trip.value)
+                )
         if self.writer is writer:
             self.finish()
 
@@ -343,7 +352,7 @@ class LocustRecording:
         if settings is None or self.finished or self.stop is not None or time.time() >= settings.hard_stop:
             return
         now = time.time()
-        record = StopRecord(now, round(now - settings.t0, 3), by, reason, aborted)
+        record = StopRecord(at_unix=now, at_s=round(now - settings.t0, 3), by=by, reason=reason, aborted=aborted)
         self.stop = write_stop(Path(settings.out_dir), record)
         log.warning("surge: run stopped at t = %.1f s by %s: %s", self.stop.at_s, self.stop.by, self.stop.reason)
         runner = self.environment.runner

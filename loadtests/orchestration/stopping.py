@@ -1,7 +1,7 @@
 """Ctrl-C and CI cancellation of a surge command: the first SIGINT/SIGTERM stops cleanly, a second hurries.
 
-One `Interrupt` per command (`surge run`, `surge find-capacity`, and any command that runs several loads one
-after another) is installed around the whole command and passed down to every load it starts:
+One `Interrupt` per command is installed around the whole command by the shared skeleton
+(`session.stoppable`, used by `surge run` and `surge find-capacity`) and passed down to every load it starts:
 
 - first signal: `requested` — the running Locust is asked to stop (stop.json written, then Locust's SIGTERM:
   no new arrival, attempts in flight finish within a bounded grace, last windows written), the fault player
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from reports.stop import EXIT_SIGINT, EXIT_SIGTERM, StoppedBy, StopRecord, write_stop
+from reports.runfolder import EXIT_SIGINT, EXIT_SIGTERM, StoppedBy, StopRecord, write_stop
 
 REASONS: dict[int, tuple[StoppedBy, str]] = {
     signal.SIGINT: ("sigint", "interrupted (SIGINT, Ctrl-C)"),
@@ -70,7 +70,9 @@ class Interrupt:
     def record(self, start_unix: float) -> StopRecord:
         """The stop as the run folder keeps it, for a run whose t=0 is `start_unix`."""
         assert self.by is not None
-        return StopRecord(self.at_unix, round(self.at_unix - start_unix, 3), self.by, self.reason)
+        return StopRecord(
+            at_unix=self.at_unix, at_s=round(self.at_unix - start_unix, 3), by=self.by, reason=self.reason
+        )
 
     def write(self, run_dir: Path, start_unix: float) -> StopRecord:
         return write_stop(run_dir, self.record(start_unix))

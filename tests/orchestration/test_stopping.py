@@ -1,5 +1,11 @@
 """Stopping `surge run` from outside (issue 19): Ctrl-C and CI cancellation end it cleanly with the evidence
-kept; SIGKILL leaves nothing behind. Real processes: surge, its embedded cluster, Locust.
+kept; SIGKILL leaves nothing behind. Real processes: surge, its embedded cluster (two replicas: they start and
+stop faster than the default three, and one is enough to pause), Locust.
+
+SIGINT and SIGTERM take the same path through the one skeleton of every run-folder command
+(`session.stoppable`): the whole-run test sends SIGINT to `surge run`, the find-capacity test SIGTERM, and the
+unit test below checks the two signals' records and exit codes side by side — one full run fewer than sending
+both to both.
 
 Every process surge started is a descendant of it: the tests snapshot them (psutil) while the load runs and
 check afterwards that none is alive — nor any process in surge's process group, nor any PID the run folder names.
@@ -9,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +25,9 @@ from pathlib import Path
 
 import psutil
 import pytest
+
+from loadtests.orchestration.stopping import Interrupt
+from reports.runfolder import read_stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -52,7 +62,7 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     out = tmp_path / "run"
     with (tmp_path / "surge.log").open("wb") as log:
         surge = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out)],
+            [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out), "--replicas", "2"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     return surge, out
@@ -76,7 +86,22 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 
 def _alive(processes: list[psutil.Process]) -> list[str]:
-    return [f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in processes if p.is_running() and p.status() != "zombie"]
+    found = []
+    for process in processes:
+        try:
+            if _running(process):
+                found.append(f"{process.pid} {' '.join(process.cmdline())[:80]}")
+        except psutil.NoSuchProcess:
+            continue  # it ended while being looked at
+    return found
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and not a zombie; a process that vanishes while it is being looked at is not running."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _folder_pids(out: Path) -> list[int]:
@@ -89,8 +114,9 @@ def _assert_nothing_left(surge_pid: int, started: list[psutil.Process], out: Pat
     assert not _alive(started), f"still running: {_alive(started)}"
     group = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == surge_pid]
     assert not group, f"processes left in surge's process group: {group}"
+    running = {p.pid for p in psutil.process_iter() if _running(p)}
     for pid in _folder_pids(out):
-        assert pid not in {p.pid for p in psutil.process_iter() if p.status() != "zombie"}, pid
+        assert pid not in running, pid
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -106,12 +132,21 @@ def _pgid(pid: int) -> int | None:
 
 
 @pytest.mark.parametrize(("sig", "code", "by"), [(signal.SIGINT, 130, "sigint"), (signal.SIGTERM, 143, "sigterm")])
-def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(
-    sig: signal.Signals, code: int, by: str, tmp_path: Path
-) -> None:
+def test_each_signal_has_its_record_and_exit_code(sig: signal.Signals, code: int, by: str, tmp_path: Path) -> None:
+    interrupt = Interrupt()
+    with interrupt.installed():
+        os.kill(os.getpid(), sig)  # handled at once, by this thread, before os.kill returns
+    assert interrupt.requested and not interrupt.hurry and interrupt.exit_code == code
+    record = interrupt.write(tmp_path, interrupt.at_unix - 2.5)
+    assert record.by == by and record.at_s == 2.5 and record.exit_code == code
+    assert read_stop(tmp_path) == record
+
+
+def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(tmp_path: Path) -> None:
+    sig, code, by = signal.SIGINT, 130, "sigint"
     surge, out = _start(tmp_path)
     try:
-        _wait_until_t(surge, out, 5.0)
+        _wait_until_t(surge, out, 3.0)  # the pause (from 2 s) is played
         started = _descendants(surge.pid)
         os.kill(surge.pid, sig)
         sent = time.monotonic()
@@ -124,13 +159,13 @@ def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(
     _assert_nothing_left(surge.pid, started, out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["aborted"] is None
-    assert summary["stopped"]["by"] == by and 4.0 <= summary["stopped"]["at_s"] <= 7.0, summary["stopped"]
+    assert summary["stopped"]["by"] == by and 2.0 <= summary["stopped"]["at_s"] <= 5.0, summary["stopped"]
     assert summary["exit_code"] == code
     assert 'data-stopped-by="' + by + '"' in (out / "report.html").read_text()
     totals = summary["totals"]
     assert totals["offered"] == totals["sent"] + totals["dropped"], totals
     timeseries = _rows(out / "timeseries.csv")
-    assert len(timeseries) <= 8, "the charts must end at the stop, not at the scenario's 30 s"
+    assert len(timeseries) <= math.ceil(summary["stopped"]["at_s"]) + 1, "the charts must end at the stop, not at 30 s"
     # the pause (2 s → 22 s) was undone by the fault player: the replica then shut down on SIGTERM (a stopped
     # process would have ignored it until the supervisor's SIGKILL)
     events = _rows(out / "events.csv")
@@ -179,13 +214,13 @@ def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -
             surge.wait()
 
 
-def test_ctrl_c_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) -> None:
+def test_sigterm_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) -> None:
     base = tmp_path / "base.toml"
     base.write_text(SCENARIO.split("[[faults]]")[0] + '[arrivals]\nprocess = "even"\npool = 40\n')
     out = tmp_path / "capacity"
     command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
-               "--out", str(out), "--start-rate", "10", "--probe-s", "2", "--warmup-s", "1",
-               "--repeats", "0"]  # fmt: skip
+               "--out", str(out), "--start-rate", "10", "--probe-s", "1", "--warmup-s", "1",
+               "--repeats", "0", "--replicas", "2"]  # fmt: skip
     with (tmp_path / "surge.log").open("wb") as log:
         surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -195,15 +230,16 @@ def test_ctrl_c_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) -
             time.sleep(0.1)
         time.sleep(1.0)  # into the second probe
         started = psutil.Process(surge.pid).children(recursive=True)
-        os.kill(surge.pid, signal.SIGINT)
-        assert surge.wait(timeout=30) == 130, (tmp_path / "surge.log").read_text()[-2000:]
+        os.kill(surge.pid, signal.SIGTERM)
+        assert surge.wait(timeout=30) == 143, (tmp_path / "surge.log").read_text()[-2000:]
     finally:
         if surge.poll() is None:
             os.killpg(surge.pid, signal.SIGKILL)
             surge.wait()
     assert not _alive(started), f"still running: {_alive(started)}"
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["interrupted"] is True and summary["stopped"]["by"] == "sigint"
+    assert summary["interrupted"] is True and summary["stopped"]["by"] == "sigterm"
+    assert summary["exit_code"] == 143
     assert summary["capacity"]["limited_by"] == "interrupted" and summary["capacity"]["max_rate_per_s"] is None
     assert len(_rows(out / "steps.csv")) == 1, "the finished probe is kept, the cut one is not"
     assert (out / "report.html").exists()
