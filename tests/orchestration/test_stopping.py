@@ -13,6 +13,7 @@ check afterwards that none is alive — nor any process in surge's process group
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -83,6 +84,17 @@ def _descendants(pid: int) -> list[psutil.Process]:
     assert any("locust" in " ".join(p.cmdline()) for p in found), "Locust is not running"
     assert any("mock_gateway.cluster" in " ".join(p.cmdline()) for p in found), "the cluster is not running"
     return found
+
+
+def _once_all_started(surge: subprocess.Popen[bytes], out: Path) -> list[psutil.Process]:
+    """surge's descendants as soon as Locust and the cluster are both among them."""
+    _wait_until_t(surge, out, -math.inf)
+    deadline = time.monotonic() + 20
+    while True:
+        with contextlib.suppress(AssertionError, psutil.NoSuchProcess):
+            return _descendants(surge.pid)
+        assert surge.poll() is None and time.monotonic() < deadline, "Locust and the cluster did not both start"
+        time.sleep(0.1)
 
 
 def _alive(processes: list[psutil.Process]) -> list[str]:
@@ -197,9 +209,8 @@ def test_a_second_ctrl_c_skips_the_grace_and_the_report_but_stops_everything(tmp
 def test_sigkill_of_surge_takes_locust_and_the_cluster_with_it(tmp_path: Path) -> None:
     surge, out = _start(tmp_path)
     try:
-        _wait_until_t(surge, out, 1.0)
-        started = _descendants(surge.pid)
-        os.kill(surge.pid, signal.SIGKILL)
+        started = _once_all_started(surge, out)  # the lifeline holds from Locust's first instruction: no need
+        os.kill(surge.pid, signal.SIGKILL)  # to wait for the load itself
         surge.wait(timeout=10)
         deadline = time.monotonic() + 5.0
         while _alive(started) and time.monotonic() < deadline:
