@@ -35,7 +35,8 @@ MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets out
 
 # The [gateway] capacities a scenario may tie to --scale (`scaled_caps`): the per-second caps of the gateway and
 # the banks' concurrency. Per-user and money caps are not capacities: a user pays no faster on a bigger festival.
-ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurrency"]
+ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurrency", "channels.tps"]
+_WHOLE_CAPS = frozenset({"channels.concurrency"})  # counts of calls: rounded, never below one
 
 
 class ScenarioError(UsageError):
@@ -188,8 +189,8 @@ class Scenario(_Strict):
     `--host` (a warning says so).
     """
     scaled_caps: tuple[ScaledCap, ...] = ()
-    """The [gateway] capacities that follow --scale like the rates: "limits.global_tps", "limits.replica_tps"
-    (multiplied) and "channels.concurrency" (every channel's, rounded, at least 1); each must be set in [gateway].
+    """The [gateway] capacities that follow --scale like the rates: "limits.global_tps", "limits.replica_tps",
+    "channels.tps" (multiplied) and "channels.concurrency" (rounded, at least 1); each must be set in [gateway].
     """
 
     @field_validator("scaled_caps")
@@ -278,9 +279,12 @@ class Scenario(_Strict):
             section, key = cap.split(".")
             if section == "limits":
                 gateway[section][key] = gateway[section][key] * scale
-            else:
+            elif cap in _WHOLE_CAPS:
                 for table in gateway[section]:
                     table[key] = max(1, round(table[key] * scale))
+            else:
+                for table in gateway[section]:
+                    table[key] = table[key] * scale
         return gateway
 
     def rate_at(self, t_s: float) -> float:
