@@ -37,6 +37,7 @@ from loadtests.scenario.channels import ChannelsUnavailable, default_channels, s
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
+from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
 from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
@@ -123,9 +124,14 @@ def _add_options(parser: Any) -> None:
     parser.add_argument(
         "--target", default="", include_in_web_ui=False, help="surge: a target profile TOML for another API (§7)"
     )
+    parser.add_argument(
+        "--surge-no-abort", action="store_true", default=False, help="surge: ignore the scenario's [[abort]] rules"
+    )
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner) and getattr(environment.parsed_options, "processes", None):
+        die_with_parent(os.getppid())  # forked by a --processes master: no worker outlives it, even on SIGKILL
     if not isinstance(environment.runner, WorkerRunner):
         try:
             options = environment.parsed_options
@@ -171,6 +177,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         expected_offered=RateCurve(scenario.breakpoints()).total,
         channels=_channels(scenario, Path(out), environment.host or "", targeted=bool(options.target)),
         target=options.target,
+        abort=not options.surge_no_abort,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)

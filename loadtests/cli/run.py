@@ -3,6 +3,10 @@
 The order is the whole job of this module: validate everything first (exit 2 with nothing started), then start
 the cluster, fix a shared t=0 a few seconds ahead, launch Locust as a subprocess, play the faults against the
 same t=0, bound every wait, collect the ledger and events, and only then hand the folder to `reports`.
+
+Ctrl-C or SIGTERM (stopping.Interrupt) ends the same way, early: the load stops, the faults are undone, the
+folder and report are written as far as the run got, and the exit code is 130 or 143; a second signal skips
+the report but still stops every process.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +43,15 @@ from loadtests.orchestration.session import (
     check_before_start,
     choose_gateway,
     gateway_session,
+    stoppable,
 )
+from loadtests.orchestration.stopping import Interrupt
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
-from reports.runfolder import RunEvent, write_json
+from reports.runfolder import STOP_FILE, RunEvent, write_json
 from reports.verify import verify_run
 
 LOST_KEYS_SHOWN = 20
@@ -71,6 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
     parser.add_argument("--target", type=Path, help="a target profile TOML: drive another repayment API (§7)")
+    parser.add_argument("--no-abort", action="store_true", help="ignore the scenario's [[abort]] rules for this run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     if not gateway.embedded and profile is None:
         _warn_without_channels(str(gateway.host), console)
-    asyncio.run(_orchestrate(args, scenario, gateway, run_dir, console, profile))
-    exit_code = finish(run_dir, args.baseline)
-    if profile is not None:
+    exit_code = stoppable(
+        "surge run",
+        run_dir,
+        lambda interrupt: _orchestrate(args, scenario, gateway, run_dir, console, profile, interrupt),
+        lambda _, __: finish(run_dir, args.baseline),
+    )
+    if profile is not None and (run_dir / "summary.json").exists():
         _print_target_notes(run_dir, scenario, profile)
     return exit_code
 
@@ -132,12 +144,15 @@ async def _orchestrate(
     run_dir: Path,
     console: Console,
     profile: TargetProfile | None,
+    interrupt: Interrupt,
 ) -> None:
     lead_s = START_MARGIN_S + 0.5 * args.workers
     planned = time.time() + CLUSTER_BOOT_S + lead_s
     if gateway.embedded:
         gateway = dataclasses.replace(gateway, overrides=_clock_anchored(gateway.overrides, planned))
-    async with gateway_session(gateway, run_dir) as session:
+    async with gateway_session(gateway, run_dir, interrupt) as session:
+        if interrupt.requested:
+            return
         session.start_unix = max(planned, time.time() + lead_s) if gateway.embedded else time.time() + lead_s
         meta = run_meta(
             scenario,
@@ -157,6 +172,8 @@ async def _orchestrate(
         if not gateway.embedded:
             session.events.extend(preflight.skipped_fault_events(scenario.faults, session.start_unix))
         rc = await _drive(args, scenario, session, console)
+        if interrupt.requested:
+            return  # whatever Locust recorded before it stopped is the evidence
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
         if not (run_dir / "windows.jsonl").exists():
@@ -190,6 +207,7 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
 async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewaySession, console: Console) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
     run_dir, start_unix, cluster, events = session.run_dir, session.start_unix, session.cluster, session.events
+    interrupt = session.interrupt
     live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
@@ -200,12 +218,13 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
     tasks: list[asyncio.Task[None]] = []
     if cluster is not None:
         tasks.append(asyncio.create_task(sample_memory(cluster, start_unix, memory_csv)))
+    if any(fault.action == "exec" for fault in scenario.faults):
+        tasks.append(asyncio.create_task(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos).play()))
+    chaos: asyncio.Task[None] | None = None
     builtin = [fault for fault in scenario.faults if fault.action != "exec"]
     if builtin and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, builtin, start_unix, on_event=on_chaos)
-        tasks.append(asyncio.create_task(player.play()))
-    if any(fault.action == "exec" for fault in scenario.faults):
-        tasks.append(asyncio.create_task(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos).play()))
+        chaos = asyncio.create_task(_play_until_stopped(player, lambda: _stopped(run_dir, interrupt), interrupt))
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -215,6 +234,7 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         start_unix=start_unix,
         workers=args.workers,
         target_profile=args.target,
+        abort=not args.no_abort,
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:
@@ -226,10 +246,39 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
 
             deadline = start_unix + scenario.duration_s + STOP_GRACE_S + 30.0
             return await run_locust(
-                command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
+                command,
+                run_dir,
+                deadline_unix=deadline,
+                allow_remote=args.allow_remote,
+                on_tick=tick,
+                interrupt=interrupt,
+                start_unix=start_unix,
             )
     finally:
         for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if chaos is not None:
+            if interrupt.hurry or not _stopped(run_dir, interrupt):
+                chaos.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos
+
+
+def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
+    """The run is ending early: a signal to surge, or the Locust master's record of an abort or web-UI stop."""
+    return interrupt.requested or (run_dir / STOP_FILE).exists()
+
+
+async def _play_until_stopped(player: ChaosPlayer, early_stop: Callable[[], bool], interrupt: Interrupt) -> None:
+    """The fault schedule until it ends or the run stops early; then what it injected is undone at once, so the
+    attempts still in flight during the stop's grace meet no paused replica."""
+    play = asyncio.create_task(player.play())
+    while not play.done() and not early_stop():
+        await asyncio.wait({play}, timeout=0.2)
+    play.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await play
+    if early_stop() and not interrupt.hurry:
+        await player.undo()

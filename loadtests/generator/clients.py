@@ -110,13 +110,23 @@ class Generator:
         self._deferred: list[Ticket] = []
         self._more = Event()  # set when a deferred ticket arrives for users that found nothing to claim
         self._stopped = False
+        self._claimed: dict[int, float] = {}  # id(ticket) → intended: fresh arrivals claimed, not yet begun
         self._greenlet: gevent.Greenlet[[], None] | None = None
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._watch)
 
     def stop(self) -> None:
+        """No arrival, retry or plan part starts after this; attempts in flight finish.
+
+        Arrivals a user had claimed and was sleeping towards are cancelled: taken back from `offered`, so that
+        offered = sent + dropped holds for a run stopped early (they were never due while the run lived).
+        """
         self._stopped = True
+        self.hard_stop = min(self.hard_stop, time.time())  # Payer starts no attempt that cannot end before it
+        for intended in self._claimed.values():
+            self.recorder.cancelled(intended)
+        self._claimed.clear()
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
@@ -139,12 +149,18 @@ class Generator:
             return None
         self._upcoming = self._next_arrival()
         self.recorder.offered(upcoming)
-        return Ticket(upcoming)
+        ticket = Ticket(upcoming)
+        self._claimed[id(ticket)] = upcoming
+        return ticket
 
     def begin(self, ticket: Ticket, now: float) -> bool:
         """At the ticket's time: count it sent (late past `late_ms`), or dropped when no user reached it within
         DROP_AFTER_S (the pool was exhausted)."""
         fresh = ticket.payment is None
+        if fresh:
+            self._claimed.pop(id(ticket), None)
+        if self._stopped:
+            return False  # claimed before the stop: cancelled (and un-offered) by stop()
         if now - ticket.intended > DROP_AFTER_S:
             if fresh:
                 self.recorder.dropped(ticket.intended)

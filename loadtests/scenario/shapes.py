@@ -156,6 +156,36 @@ class Arrivals(_Strict):
     """An arrival begun more than this after its intended time counts late."""
 
 
+AbortMetric = Literal["error_ratio", "timeout_ratio", "shed_ratio", "rate_limited_ratio", "p99_ms"]
+
+
+class AbortRule(_Strict):
+    """A live SLO guard: the run stops itself when `metric` over the last `window_s` seconds is above `above`.
+
+    Ratios are of the attempts that completed in those seconds (every outcome class); `p99_ms` is the p99
+    latency from the intended send time of every class but 429s. Not judged before `grace_s` into the run.
+    """
+
+    metric: AbortMetric
+    """What is judged: error_ratio, timeout_ratio, shed_ratio, rate_limited_ratio (of completed attempts) or p99_ms."""
+    above: float = Field(ge=0)
+    """The run aborts when the metric is above this (a ratio: below 1; p99_ms: milliseconds)."""
+    window_s: int = Field(default=5, ge=1, le=600)
+    """Judged over the last this many complete seconds of the per-second windows."""
+    grace_s: float = Field(default=10.0, ge=0)
+    """Not judged before this many seconds into the run (warm-up)."""
+
+    @model_validator(mode="after")
+    def _ratio_range(self) -> AbortRule:
+        if self.metric.endswith("_ratio") and self.above >= 1:
+            raise ValueError(f"'above' of a ratio must be < 1 (got {self.above})")
+        return self
+
+    def describe(self) -> str:
+        """How the rule is named in the report, summary.json and the logs."""
+        return f"{self.metric} > {self.above:g} over {self.window_s} s"
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1)
     """The scenario's name, shown in reports and run-folder names."""
@@ -205,6 +235,9 @@ class Scenario(_Strict):
                 if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                     raise ValueError(f"names {cap}, but [gateway] does not set it to a number > 0 everywhere")
         return caps
+
+    abort: tuple[AbortRule, ...] = ()
+    """Live SLO guards (`[[abort]]`): the run stops itself, exit 1, when one trips; `--no-abort` ignores them."""
 
     @model_validator(mode="after")
     def _faults_before_the_end(self) -> Scenario:
