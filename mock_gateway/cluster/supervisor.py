@@ -223,11 +223,14 @@ class Supervisor:
             raise ProcessLookupError(f"replica {rep.name} is not running")
         rep.popen.send_signal(sig)
 
-    def kill(self, name: str) -> None:
-        """SIGKILL: the crash the harness measures recovery from."""
+    async def kill(self, name: str, timeout_s: float = 5.0) -> None:
+        """SIGKILL: the crash the harness measures recovery from. Returns once the process is reaped, so that
+        whoever asked sees it gone: until then its idempotency claims still look live to the other replicas."""
         rep = self.replicas[name]
         self._signal(rep, signal.SIGKILL)
         self._on_event(EventKind.KILLED, name, f"pid {rep.pid}")
+        if rep.exited is not None:
+            await asyncio.wait_for(asyncio.shield(rep.exited), timeout_s)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: a replica that hangs with its sockets open, the harder case for detection."""
