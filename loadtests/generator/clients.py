@@ -375,7 +375,9 @@ class Payer:
         )
         self.gen.recorder.attempt(row, answer.outcome)
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
-        self.transport.report(request.method, request.name, reply, sent=sent, done=done, failure=failure, context={})
+        self.transport.report(
+            request.method, request.path, request.name, reply, sent=sent, done=done, failure=failure, context={}
+        )
         return answer, row
 
 

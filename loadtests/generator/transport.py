@@ -47,12 +47,17 @@ class Reply:
     error: BaseException | None = None
 
 
+class Failure(Exception):
+    """An attempt Locust's statistics count as failed, with the text they show (status and problem code)."""
+
+
 class Transport:
     """Up to `connections` kept-alive connections to the target (`host`: scheme, host, port, optional base path)."""
 
     def __init__(self, host: str, timeout_s: float, connections: int, request_event: EventHook) -> None:
         url = URL(host)
         self.base_path = url.path.rstrip("/")
+        self.base_url = host.rstrip("/")  # what Locust's request event carries as `url`, with the path
         self.request_event = request_event
         self.client = HTTPClient.from_url(
             url, concurrency=connections, connection_timeout=timeout_s, network_timeout=timeout_s, insecure=True
@@ -73,6 +78,7 @@ class Transport:
     def report(
         self,
         method: str,
+        path: str,
         name: str,
         reply: Reply,
         *,
@@ -81,7 +87,8 @@ class Transport:
         failure: str | None,
         context: dict[str, Any],
     ) -> None:
-        """Locust's request event for one attempt, as FastHttpSession fires it (`failure` None: a success)."""
+        """Locust's request event for one attempt, as FastHttpSession fires it (`failure` None: a success);
+        `name` is the row Locust's statistics file it under."""
         self.request_event.fire(  # type: ignore[no-untyped-call]
             request_type=method,
             name=name,
@@ -91,9 +98,5 @@ class Transport:
             context=context,
             exception=None if failure is None else Failure(failure),
             start_time=sent,
-            url=name,
+            url=self.base_url + path,
         )
-
-
-class Failure(Exception):
-    """An attempt Locust's statistics count as failed, with the text they show (status and problem code)."""
