@@ -7,12 +7,13 @@ Against a bare aiohttp handler (its own process, uvloop), in the same run:
 1. For scale: plain closed-loop Locust — FastHttpUser, wait_time constant(0), 50 users, one process — req/s.
 2. Each repetition, in this order:
    a. The framework's floor: plain Locust paced with constant_throughput (FastHttpUser, no surge code), 20 s a
-      probe; a rate holds when the whole run's req/s is within 2 % of it. +10 % steps, then one bisection.
+      probe; a rate holds when the whole run's req/s is within 2 % of it. From 0.5 × (1) (later repetitions:
+      0.9 × the previous figure), +10 % steps, then one bisection.
    b. surge's open model, one process, even arrivals at a rate R for `--windows` 10 s windows: R holds when the
       first attempts actually *sent* in every 10 s window are within ±2 % of R·10, and is *valid* when the
-      generator's own verdict (generator.json) says so. From 0.6 × (a), +10 % steps while it holds and is
-      valid, then one bisection. The figure is the highest R that held and was valid, as a ratio to (a)
-      (issue 15's goal: >= 0.75).
+      generator's own verdict (generator.json) says so. From 0.6 × (a) (later repetitions: 0.9 × the previous
+      figure), +10 % steps while it holds and is valid, then one bisection. The figure is the highest R that
+      held and was valid, as a ratio to (a) (issue 15's goal: >= 0.75).
    c. CPU per request (µs of the Locust process's CPU, psutil) of (a) and (b) at the same rate, 10 s each: the
       cost per arrival, which the machine's other load moves far less than it moves the highest rates.
 3. wrk at 50 constant connections against the same handler, for scale (a C generator's ceiling here).
@@ -442,9 +443,10 @@ class Repetition:
         return self.held_valid / self.paced if self.paced else 0.0
 
 
-def repetition(url: str, start: float, windows: int, work: Path) -> Repetition:
+def repetition(url: str, start: float, open_start: float, windows: int, work: Path) -> Repetition:
+    """(a), (b) and (c) of the module docstring; `open_start` 0: (b) starts from 0.6 × (a)."""
     paced, paced_probes = paced_search(url, start, work)
-    held_valid, probes = open_search(url, 0.6 * paced, windows, work)
+    held_valid, probes = open_search(url, open_start or 0.6 * paced, windows, work)
     cpu_rate = round(0.5 * paced)  # both on time: the cost per request, not the scramble of a saturated loop
     cpu_paced = cpu_per_request(url, cpu_rate, work, surge=False)
     cpu_surge = cpu_per_request(url, cpu_rate, work, surge=True)
@@ -478,13 +480,13 @@ def main() -> int:
         with server() as url:
             closed = closed_loop(url, work)
             print(f"closed-loop FastHttpUser: {closed:.0f} req/s", flush=True)
-            start = 0.5 * closed
+            start, open_start = 0.5 * closed, 0.0
             for k in range(args.repetitions):
                 print(f"repetition {k + 1}:", flush=True)
-                reps.append(repetition(url, start, args.windows, work))
+                reps.append(repetition(url, start, open_start, args.windows, work))
                 print(f"  paced plain {reps[-1].paced:.0f}/s, surge held and valid {reps[-1].held_valid:.0f}/s: "
                       f"ratio {reps[-1].ratio:.2f}", flush=True)  # fmt: skip
-                start = 0.9 * reps[-1].paced
+                start, open_start = 0.9 * reps[-1].paced, 0.9 * reps[-1].held_valid  # the next searches start near
             wrk_bare = wrk(url, 50, work)
             print(f"wrk -c50: {wrk_bare['rps']:.0f} req/s", flush=True)
         with server(delay_ms=5.0) as url:
