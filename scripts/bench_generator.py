@@ -100,9 +100,12 @@ LEAD_S = 3.0
 READING = [
     "Reading it: *held* is the issue's criterion (the right number of requests in every 10 s window); *valid*",
     "adds that they went out on time (wake-up lag p99 <= 50 ms, late + dropped <= 1 %, CPU not >= 90 % for 3 s).",
-    "Past the valid rates the process still sends the right count for a while, but its wake-ups come late;",
-    "paced Locust has no schedule to keep and simply runs slower. CPU per request is the steadier figure: the",
-    "highest rates move with whatever else the two cores run, the cost of one request much less.",
+    "Past the valid rates the process still sends the right count for a while, but its wake-ups come late.",
+    "A ratio above 1 is not surge doing less work: per request it still spends more CPU than paced Locust (the",
+    "last column). Paced Locust falls short for another reason: a constant_throughput user whose request takes",
+    "longer than its period (50 ms here) loses that beat for good, so every stall of the shared cores costs it",
+    "requests, while surge's pool of waiting users absorbs a stall and sends the arrivals late but counted.",
+    "CPU per request is the steadier figure: the highest rates move with whatever else the two cores run.",
 ]
 PROFILE = [  # issue 15's profile, measured by hand (not by this script): the commands are in the text
     "### Where the generator's time went, and what was done about it (issue 15)",
