@@ -104,7 +104,8 @@ READING = [
     "A ratio above 1 is not surge doing less work: per request it still spends more CPU than paced Locust (the",
     "last column). Paced Locust falls short for another reason: a constant_throughput user whose request takes",
     "longer than its period (50 ms here) loses that beat for good, so every stall of the shared cores costs it",
-    "requests, while surge's pool of waiting users absorbs a stall and sends the arrivals late but counted.",
+    "requests, while surge's pool of users absorbs a short stall: the arrivals go out when it ends, and those",
+    "more than 50 ms late are counted against validity.",
     "CPU per request is the steadier figure: the highest rates move with whatever else the two cores run.",
 ]
 PROFILE = [  # issue 15's profile, measured by hand (not by this script): the commands are in the text
