@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.text import Text
 
 from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.github_summary import publish_run
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
     summary = analyse(run_dir, args.baseline)
     print_verdicts(summary, Console())
+    publish_run(summary, run_dir)
     report = run_dir / "report.html"
     print(f"report: {(report if report.exists() else run_dir).resolve()}")
     exit_code: int = summary["exit_code"]

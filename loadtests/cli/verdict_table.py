@@ -27,10 +27,16 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
 
 def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
     """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
-    return (escape(name), _fmt(verdict.get("value")), _fmt(verdict.get("bound")), _verdict(verdict.get("passed")))
+    return (
+        escape(name),
+        format_value(verdict.get("value")),
+        format_value(verdict.get("bound")),
+        _verdict(verdict.get("passed")),
+    )
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A verdict's value or bound as the console and the CI summary show it."""
     if value is None:
         return "unknown"
     if isinstance(value, float):
