@@ -71,6 +71,15 @@ def generator_verdict(generator: dict[str, Any]) -> dict[str, Any]:
     return {"name": "generator_valid", "value": valid, "bound": True, "passed": valid}
 
 
+def format_value(value: Any) -> str:
+    """A verdict's value or bound as the console and the CI summary show it."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def junit_xml(scenario: str, suites: dict[str, list[dict[str, Any]]]) -> str:
     """One <testsuite> per group, one <testcase> per verdict; a failed verdict carries a <failure> message."""
     root = ET.Element("testsuites", name=f"surge {scenario}")

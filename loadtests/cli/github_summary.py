@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from loadtests.cli.verdict_table import format_value
 from reports.compare import Comparison, fmt
+from reports.slo import format_value
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline markup; a cell never starts a line

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from reports.slo import format_value
+
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"surge verdicts — {summary.get('scenario', '?')}", show_lines=False)
@@ -33,15 +35,6 @@ def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
         format_value(verdict.get("bound")),
         _verdict(verdict.get("passed")),
     )
-
-
-def format_value(value: Any) -> str:
-    """A verdict's value or bound as the console and the CI summary show it."""
-    if value is None:
-        return "unknown"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _verdict(passed: bool | None) -> str:

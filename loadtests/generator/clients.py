@@ -268,10 +268,15 @@ class Payer:
         sent: float,
     ) -> tuple[_Answer, Attempt]:
         self.gen.recorder.sending()
-        with self.client.post(PATH, data=body, headers=headers, catch_response=True, name=PATH) as response:
+        context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key}
+        name = request_name(attempt, job.part)
+        post = self.client.post
+        with post(PATH, data=body, headers=headers, catch_response=True, name=name, context=context) as response:
             done = time.time()
             answer, reply = _read(response)
             outcome = classify(answer.status, answer.code)
+            # Locust merged our dict into a new one; its request event (and any listener) reads that one.
+            response.request_meta["context"]["outcome"] = outcome
             if expected_by_clients(outcome):
                 response.success()
             else:
@@ -298,6 +303,13 @@ class Payer:
         )
         self.gen.recorder.attempt(row, outcome)
         return answer, row
+
+
+def request_name(attempt: int, part: int) -> str:
+    """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
+    its retries and the parts of a suggested plan are different questions, so each gets its own row."""
+    labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
+    return f"{PATH} [{' '.join(labels)}]" if labels else PATH
 
 
 def _header(response: Any, name: str) -> str | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -217,9 +216,18 @@ class LocustRecording:
     to end the test.
     """
 
-    def __init__(self, environment: Environment, start_generator: StartGenerator) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        start_generator: StartGenerator,
+        *,
+        on_windows: Callable[[list[Window]], None] | None = None,
+        on_finished: Callable[[RunSettings], None] | None = None,
+    ) -> None:
         self.environment = environment
         self.start_generator = start_generator
+        self.on_windows = on_windows  # every delta the master merges (the --metrics-port endpoint)
+        self.on_finished = on_finished  # the master, once the run folder's windows and generator.json are complete
         self.settings: RunSettings | None = None
         self.writer: RunWriter | None = None
         self.finished = False
@@ -278,6 +286,8 @@ class LocustRecording:
         if self.writer is None or self.finished:
             return
         self.writer.merge(windows)
+        if self.on_windows is not None:
+            self.on_windows(windows)
         if lag is not None:
             self.writer.lag.add(lag)
             self._finals.add(index)
@@ -285,20 +295,26 @@ class LocustRecording:
                 self.finish()
 
     def finish(self) -> None:
-        """Write windows.jsonl's last seconds and generator.json once; print the verdict, loudly if invalid."""
+        """Write windows.jsonl's last seconds and generator.json once; log the summary (Locust's console and its
+        web UI's Logs tab both show the "surge" logger), loudly if the generator was the bottleneck."""
         if self.finished or self.writer is None or self.settings is None:
             return
         self.finished = True
         verdict = self.writer.finish(self.settings.t0, self.settings.expected_offered)
         for line in summary_lines(self.writer, verdict):
-            print(line, file=sys.stderr, flush=True)
+            log.info("%s", line)
         if not verdict.valid:
             log.error("surge: run invalid: %s", "; ".join(verdict.reasons))
+        if self.on_finished is not None:
+            self.on_finished(self.settings)
 
     def _on_test_stop(self, **_: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
         """Stopped early (web UI, --run-time) or quitting: stop generating, send or wait for the last deltas.
 
-        Afterwards the recording is ready for the next test of a web UI session (settings None: not started).
+        Idempotent. Afterwards the recording is ready for the next test of a web UI session (settings None).
         """
         if self._local_stop is not None:
             self._local_stop()
@@ -343,8 +359,8 @@ class LocustRecording:
             deadline = time.time() + IN_FLIGHT_WAIT_S
             while recorder.in_flight > 0 and time.time() < deadline:
                 gevent.sleep(0.05)
+            recorder.close()  # before the last delta: the master may read history/ as soon as it has every final
             send(recorder.take_delta(), recorder.lag.samples)
-            recorder.close()
 
         def loop() -> None:
             final_at = settings.hard_stop + FINAL_AFTER_S
