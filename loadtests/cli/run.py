@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.args import port_number, positive_float, positive_int
 from loadtests.cli.github_summary import publish_run
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        default=0,
+        metavar="PORT",
+        help="serve live Prometheus metrics on 127.0.0.1:PORT during the run (default: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +157,7 @@ async def _drive(
         run_dir=run_dir,
         start_unix=start_unix,
         workers=args.workers,
+        metrics_port=args.metrics_port,
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:

@@ -28,7 +28,15 @@ from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtests.generator.history import Attempt
-from loadtests.generator.outcomes import CONNECTION_ERROR, DECLINE_CODES, TIMEOUT, classify, expected_by_clients
+from loadtests.generator.outcomes import (
+    CONNECTION_ERROR,
+    DECLINE_CODES,
+    PATH,
+    TIMEOUT,
+    classify,
+    expected_by_clients,
+    request_name,
+)
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
     DeclineContext,
@@ -45,7 +53,6 @@ from loadtests.scenario.shapes import Scenario
 
 DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
-PATH = "/v1/repayments"
 
 
 @dataclass(order=True, slots=True)
@@ -303,13 +310,6 @@ class Payer:
         )
         self.gen.recorder.attempt(row, outcome)
         return answer, row
-
-
-def request_name(attempt: int, part: int) -> str:
-    """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
-    its retries and the parts of a suggested plan are different questions, so each gets its own row."""
-    labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
-    return f"{PATH} [{' '.join(labels)}]" if labels else PATH
 
 
 def _header(response: Any, name: str) -> str | None:

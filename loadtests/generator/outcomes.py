@@ -16,6 +16,7 @@ OUTCOMES: Final[tuple[Outcome, ...]] = ("succeeded", "declined", "rate_limited",
 DECLINE_CODES: Final = frozenset({"SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED"})
 TIMEOUT: Final = "TIMEOUT"
 CONNECTION_ERROR: Final = "CONNECTION_ERROR"
+PATH: Final = "/v1/repayments"
 
 
 def classify(status: int, code: str) -> Outcome:
@@ -36,3 +37,10 @@ def classify(status: int, code: str) -> Outcome:
 def expected_by_clients(outcome: Outcome) -> bool:
     """Outcomes a well-behaved client handles by design; Locust's own stats count these as successes."""
     return outcome in ("succeeded", "declined", "rate_limited")
+
+
+def request_name(attempt: int, part: int) -> str:
+    """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
+    its retries and the parts of a suggested plan are different questions, so each gets its own row."""
+    labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
+    return f"{PATH} [{' '.join(labels)}]" if labels else PATH

@@ -37,7 +37,9 @@ def locust_command(
     run_dir: Path,
     start_unix: float,
     workers: int,
+    metrics_port: int = 0,
 ) -> list[str]:
+    """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master."""
     run_dir = run_dir.resolve()
     locust_dir = run_dir / "locust"
     locust_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +57,8 @@ def locust_command(
     ]  # fmt: skip
     if workers > 1:
         command += ["--processes", str(workers)]
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port)]
     return command
 
 
