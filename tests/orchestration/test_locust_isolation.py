@@ -49,16 +49,22 @@ def test_locust_environment_drops_locust_variables_and_moves_home(tmp_path: Path
     assert env["PYTHONUSERBASE"]  # a user-site install of surge stays importable with HOME moved
 
 
-def test_surge_run_analyses_its_folder_itself_and_locust_does_not(tmp_path: Path) -> None:
+def test_surge_run_analyses_its_folder_itself_and_locust_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without --surge-managed the locustfile would write summary.json, junit.xml and report.html at its end
     too (a plain run's verdict), before surge run has collected the ledger and the events."""
+    monkeypatch.chdir(tmp_path)
+    Path("mine.toml").write_text(SCENARIO, encoding="utf-8")
     command = locust_command(
-        scenario_ref="double11", scale=1.0, duration_s=10, target="http://127.0.0.1:1", run_dir=tmp_path / "r",
+        scenario_ref="mine.toml", scale=1.0, duration_s=10, target="http://127.0.0.1:1", run_dir=Path("r"),
         start_unix=0.0, workers=1, metrics_port=9999,
     )  # fmt: skip
     assert "--surge-managed" in command
     assert command[command.index("--metrics-port") + 1] == "9999"
-    assert all(Path(part).is_absolute() for part in command if part.startswith(str(tmp_path)))
+    # Locust runs in r/locust/, so every path it is given is absolute
+    for flag in ("--scenario", "--surge-out", "--csv", "--html", "--logfile"):
+        assert Path(command[command.index(flag) + 1]).is_absolute(), flag
 
 
 def test_a_hostile_locust_configuration_around_surge_run_changes_nothing(tmp_path: Path) -> None:
