@@ -6,7 +6,8 @@ runner turns into an annotation on the run's page. Outside CI nothing happens.
 
     publish_run(summary, run_dir)          after `surge run` (and anything else that writes a run folder)
     publish_comparison(comparison)         after `surge compare`
-    publish_table(title, header, rows, …)  the building block, for `surge study` and future commands
+    publish_study(study)                   after `surge study` (its study.json, CONTRACT §8)
+    publish_table(title, header, rows, …)  the building block for any future command
 
 Names come from user files (scenario names, phase names, fault targets, variant names), so every cell is
 escaped: a `|` would split a table row and `<`, `*`, `[` … would be read as Markdown or HTML.
@@ -25,6 +26,7 @@ from reports.compare import Comparison, fmt
 from reports.slo import format_value
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+_VERDICTS = {0: "PASS", 1: "FAIL", 2: "USAGE ERROR", 3: "HARNESS FAILED"}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline markup; a cell never starts a line
 
 
@@ -85,7 +87,7 @@ def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[li
     """(title, rows, notes, annotations) of one run's summary.json — pure, so it is tested on a fixture run."""
     scenario = str(summary.get("scenario") or "run")
     code = summary.get("exit_code")
-    verdict = {0: "PASS", 1: "FAIL", 3: "HARNESS FAILED"}.get(code if isinstance(code, int) else -1, "UNKNOWN")
+    verdict = _VERDICTS.get(code if isinstance(code, int) else -1, "UNKNOWN")
     title = f"surge run {scenario}: {verdict}"
     rows: list[list[str]] = []
     found: list[str] = []
@@ -140,4 +142,29 @@ def publish_comparison(comparison: Comparison, *, env: Mapping[str, str] | None 
         "REGRESSED" if comparison.regressed else "no regression"
     )
     header = ("metric", "base", "candidate", "delta", "allowed", "verdict")
+    return publish_table(title, header, rows, annotations=found, env=env)
+
+
+def publish_study(study: Mapping[str, Any], *, env: Mapping[str, str] | None = None) -> bool:
+    """One row per variant of study.json; an `::error::` for each variant whose run failed (exit 1 or 3) or was
+    invalid."""
+    rows: list[list[str]] = []
+    found: list[str] = []
+    for variant in study.get("variants") or []:
+        name, code = str(variant.get("name")), variant.get("exit_code")
+        rows.append(
+            [
+                name,
+                _VERDICTS.get(code if isinstance(code, int) else -1, "UNKNOWN"),
+                "yes" if variant.get("valid") else "NO",
+                format_value(variant.get("success_ratio")),
+                format_value(variant.get("p99_ms")),
+                format_value(variant.get("max_recovery_s")),
+                format_value(variant.get("completed_ratio")),
+            ]
+        )
+        if code in (1, 3) or variant.get("valid") is False:
+            found.append(annotation("error", "surge study variant failed", f"{name}: exit code {code}"))
+    title = f"surge study {study.get('study') or '?'} ({study.get('scenario') or '?'})"
+    header = ("variant", "verdict", "valid", "success ratio", "p99 ms", "max recovery s", "completed")
     return publish_table(title, header, rows, annotations=found, env=env)

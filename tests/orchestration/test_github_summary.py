@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.cli.github_summary import SUMMARY_ENV, escape_cell, publish_comparison, publish_run
+from loadtests.cli.github_summary import SUMMARY_ENV, escape_cell, publish_comparison, publish_run, publish_study
 from reports.analysis import analyse
 from reports.compare import compare
 from reports.finalize import finalize_run
@@ -91,3 +91,27 @@ def test_comparison_summary_flags_the_regression(tmp_path: Path, capsys: pytest.
     assert rows["p99"][5] == "REGRESSED" and rows["offered"][5] == "context"
     annotations = capsys.readouterr().out.splitlines()
     assert any(line.startswith("::error title=surge compare regression::p99") for line in annotations)
+
+
+def test_study_summary_has_a_row_per_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = {
+        "study": "mitigations",
+        "scenario": "double11",
+        "variants": [
+            {"name": "baseline", "exit_code": 0, "valid": True, "success_ratio": 0.995, "p99_ms": 120.0,
+             "max_recovery_s": 2.5, "completed_ratio": 0.9},
+            {"name": "split | plans", "exit_code": 1, "valid": True, "success_ratio": 0.9, "p99_ms": 900.0,
+             "max_recovery_s": None, "completed_ratio": 0.97},
+        ],
+    }  # fmt: skip
+    target = tmp_path / "step-summary.md"
+
+    assert publish_study(study, env={SUMMARY_ENV: str(target)})
+
+    lines = [line for line in target.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
+    rows = [_cells(line) for line in lines[1:]]
+    assert [row[0] for row in rows] == ["baseline", r"split \| plans"]
+    assert [row[1] for row in rows] == ["PASS", "FAIL"] and rows[1][5] == "unknown"
+    assert capsys.readouterr().out.splitlines() == [
+        "::error title=surge study variant failed::split | plans: exit code 1"
+    ]
