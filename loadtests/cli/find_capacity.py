@@ -20,6 +20,7 @@ from typing import Any
 from rich.console import Console
 
 from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.github_summary import publish_run
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError
 from loadtests.orchestration.capacity_probe import judge, merge_probe, read_windows
@@ -101,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = analyse(run_dir, None)
     print_verdicts(summary, Console())
+    publish_run(summary, run_dir)
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
     print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
     print(f"report: {(run_dir / 'report.html').resolve()}")
