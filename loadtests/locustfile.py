@@ -45,6 +45,7 @@ from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustReco
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
+from reports.claim import claim_new
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
@@ -229,7 +230,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
-    out = options.surge_out or str(Path("runs") / f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    # each test started from the web UI gets its own folder, even two in the same second (reports.claim)
+    out = options.surge_out or str(claim_new(Path("runs"), f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"))
     _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
     scale, duration_s = _numbers(options)
     settings = RunSettings(
@@ -259,7 +261,13 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         worker_count=count,
     )
     generator = Generator(
-        scenario, population, _clock(scenario, out), recorder, times, seed=f"{scenario.seed}/payer/{index}"
+        scenario,
+        population,
+        _clock(scenario, out),
+        recorder,
+        times,
+        seed=f"{scenario.seed}/payer/{index}",
+        key_prefix=_key_prefix(out),
     )
     RepayingUser.network_timeout = scenario.client.timeout_s
     RepayingUser.connection_timeout = scenario.client.timeout_s
@@ -325,6 +333,14 @@ def _channels(scenario: Scenario, out: Path) -> list[str]:
     from mock_gateway.config import load_config
 
     return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
+
+
+def _key_prefix(out: Path) -> str:
+    """The run's idempotency-key prefix from meta.json (every writer of meta.json sets one), else none."""
+    meta = out / "meta.json"
+    if not meta.is_file():
+        return ""
+    return str(json.loads(meta.read_text(encoding="utf-8")).get("key_prefix") or "")
 
 
 def _clock(scenario: Scenario, out: Path) -> SimClock:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import web
 from mock_gateway.admin import load_admin_token
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
 from mock_gateway.net import is_loopback_host
+from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.app import STATE_KEY, create_app
 from mock_gateway.replica.ledger import LedgerError
 
@@ -34,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default="r1", help="replica name for X-Replica and the ledger (default r1)")
     parser.add_argument("--behind-router", action="store_true", help="leave the global and per-user caps to the router")
     parser.add_argument("--allow-public-bind", action="store_true", help="allow binding a non-loopback address")
+    parser.add_argument(
+        "--listen-fd",
+        type=int,
+        help="serve on this inherited, already listening socket (the cluster supervisor binds the port)",
+    )
     return parser
 
 
@@ -62,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if generated:
         print(f"surge replica {args.name} admin token: {token}", flush=True)
     try:
-        _run(_serve(config, host, args.port, args.name, args.behind_router, token))
+        _run(_serve(config, host, args.port, args.name, args.behind_router, token, args.listen_fd))
     except LedgerError as exc:
         print(f"mock_gateway: {exc}", file=sys.stderr)
         return 3
@@ -88,16 +95,28 @@ def _run(coro: Coroutine[Any, Any, None]) -> None:
             runner.run(coro)
 
 
-async def _serve(config: GatewayConfig, host: str, port: int, name: str, behind_router: bool, token: str) -> None:
+async def _serve(
+    config: GatewayConfig,
+    host: str,
+    port: int,
+    name: str,
+    behind_router: bool,
+    token: str,
+    listen_fd: int | None,
+) -> None:
     app = create_app(config, name=name, behind_router=behind_router, admin_token=token)
-    runner = web.AppRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None, handle_signals=False)
+    runner = ProblemRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
+        site: web.BaseSite
+        if listen_fd is not None:
+            site = web.SockSite(runner, socket.socket(fileno=listen_fd))
+        else:
+            site = web.TCPSite(runner, host, port, backlog=1024)
         await site.start()
         bound = _bound_port(runner) or port
         print(f"surge replica {name} listening on http://{host}:{bound}", flush=True)

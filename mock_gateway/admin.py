@@ -20,9 +20,14 @@ ADMIN_TOKEN_KEY = web.AppKey("admin_token", str)
 
 
 def require_admin(request: web.Request, token: str) -> None:
-    """Raises `Unauthorized` (401 problem+json) unless the request carries `Authorization: Bearer <token>`."""
+    """Raises `Unauthorized` (401 problem+json) unless the request carries `Authorization: Bearer <token>`.
+
+    aiohttp hands over header bytes that are not UTF-8 as lone surrogates; they are compared as the bytes they
+    were (`surrogateescape`), so such a header is simply a wrong token, never an encoding error (a 500).
+    """
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(presented, token.encode()):
         raise Unauthorized
 
 

@@ -26,13 +26,21 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # attribute docstrings are the keys' meanings in docs/reference/gateway-config-keys.md (scripts/gen_reference.py)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ClockConfig(_Section):
     speed: float = Field(default=1.0, gt=0, le=1_000_000)
+    """Simulated seconds per wall second (1440: a business day a minute); business days are Asia/Shanghai days on this
+    clock.
+    """
     start: datetime | None = None
+    """What the clock reads at start, with a UTC offset (default: now)."""
     anchor_unix: float | None = Field(default=None, ge=0)
+    """The wall time (Unix seconds) at which the clock read `start`; set by the cluster so every replica agrees (leave
+    unset).
+    """
 
     @field_validator("start")
     @classmethod
@@ -44,15 +52,24 @@ class ClockConfig(_Section):
 
 class LimitsConfig(_Section):
     global_tps: float = Field(default=5000, gt=0)
+    """Attempts per second for the whole gateway (the router; a lone replica applies it itself); past it, 429
+    RATE_LIMITED.
+    """
     replica_tps: float = Field(default=2000, gt=0)
+    """Each replica's own capacity in attempts per second."""
     user_tps: float = Field(default=5, gt=0)
+    """Attempts per second per user_id."""
     user_daily_fen: int = Field(default=20_000_000, gt=0)
+    """Platform cap per user per business day, in fen."""
     burst_ms: float = Field(default=40, ge=0, le=10_000)  # GCRA burst tolerance of the global/replica caps
+    """Burst tolerance of the global and replica caps (GCRA), in ms."""
 
 
 class LatencyConfig(_Section):
     median: float = Field(default=20, ge=0, le=60_000)
+    """Median simulated bank latency in ms (lognormal); 0 and 0: none."""
     p99: float = Field(default=120, ge=0, le=60_000)
+    """99th-percentile simulated bank latency in ms; not below the median."""
 
     @model_validator(mode="after")
     def _p99_not_below_median(self) -> LatencyConfig:
@@ -63,11 +80,17 @@ class LatencyConfig(_Section):
 
 class ChannelConfig(_Section):
     code: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9_]+$")
+    """The bank code clients send as `channel` (capitals, digits, underscore)."""
     single_fen: int = Field(gt=0)
+    """Per-transaction limit in fen; above it, 422 SINGLE_LIMIT_EXCEEDED with a suggested plan."""
     card_daily_fen: int = Field(gt=0)
+    """Per card per business day, in fen; above it, 422 DAILY_LIMIT_EXCEEDED (scope card)."""
     concurrency: int = Field(default=64, gt=0, le=100_000)
+    """Calls in flight to the bank; past it, a call waits up to `queue_timeout_ms`, then 503 CHANNEL_BUSY."""
     queue_timeout_ms: float = Field(default=200, ge=0, le=60_000)
+    """How long a call waits for a free bank slot before 503 CHANNEL_BUSY."""
     latency_ms: LatencyConfig = LatencyConfig()
+    """The bank's simulated latency."""
 
 
 def _default_channels() -> tuple[ChannelConfig, ...]:
@@ -93,35 +116,53 @@ def _default_channels() -> tuple[ChannelConfig, ...]:
 
 class RouterConfig(_Section):
     mode: Literal["active-standby", "active-active"] = "active-standby"
+    """One primary with standbys taking over on failure, or every healthy replica sharing the traffic."""
     check_interval_ms: float = Field(default=200, gt=0, le=60_000)
+    """How often the router checks each replica's /readyz."""
     fall: int = Field(default=2, gt=0, le=100)
+    """Failed checks in a row before a replica is taken out."""
     rise: int = Field(default=2, gt=0, le=100)
+    """Good checks in a row before it is back."""
 
 
 class ServerConfig(_Section):
     max_body_bytes: int = Field(default=16_384, ge=256, le=16 * 1024 * 1024)
+    """Largest request body accepted; above it, 413 PAYLOAD_TOO_LARGE."""
     host: str = Field(default="127.0.0.1", min_length=1)
+    """The address to bind; loopback unless `allow_public_bind`."""
     allow_public_bind: bool = False
+    """Allow binding a non-loopback address (a load-test mock never should by accident)."""
 
 
 class LedgerConfig(_Section):
     path: Path = Path("surge-ledger.sqlite")
+    """The SQLite ledger shared by every replica of a cluster."""
     synchronous: Literal["normal", "full"] = "normal"
+    """SQLite's `synchronous` setting: `full` survives a power cut, `normal` a process crash."""
     busy_timeout_ms: int = Field(default=5000, gt=0, le=600_000)
+    """How long a write waits for the ledger's lock."""
 
 
 class AdminConfig(_Section):
     token: str = ""
+    """Bearer token of the /admin/ endpoints (or SURGE_ADMIN_TOKEN); empty: generated at start and printed."""
 
 
 class GatewayConfig(_Section):
     clock: ClockConfig = ClockConfig()
+    """The gateway's clock, which may run faster than wall time."""
     limits: LimitsConfig = LimitsConfig()
+    """Per-second caps and the platform's daily cap."""
     channels: tuple[ChannelConfig, ...] = Field(default_factory=_default_channels)
+    """The bank quick-pay channels; default ICBC, CCB, ABC, BOC and CMB with the limits the banks publish."""
     router: RouterConfig = RouterConfig()
+    """How the router spreads traffic and checks health."""
     server: ServerConfig = ServerConfig()
+    """The HTTP servers."""
     ledger: LedgerConfig = LedgerConfig()
+    """Where repayments are recorded."""
     admin: AdminConfig = AdminConfig()
+    """The admin API."""
 
     @field_validator("channels")
     @classmethod

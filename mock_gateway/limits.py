@@ -101,24 +101,37 @@ class Refusal:
 
 
 class Admission:
-    """The caps one replica applies, checked together and taken together (all or none)."""
+    """The per-second caps one front end applies, checked together and charged together (all or none).
 
-    __slots__ = ("_global", "_monotonic", "_replica", "_user")
+    The one admission path of the gateway: a lone replica applies all three caps, a replica behind the router only
+    its own `replica` cap, and the router the `global` and `user` caps (only it sees the whole gateway's traffic).
+    A cap that is None is not applied. A refusal names the cap with the longest wait and charges nothing, so a
+    user never loses quota because the replica was full. Per-user keys are validated ids (at most 64 characters,
+    `validation.MAX_ID_CHARS`) and at most `max_user_keys` of them are kept, so their memory is bounded.
+    """
+
+    __slots__ = ("_caps", "_monotonic", "_user")
 
     def __init__(
         self,
         *,
-        replica_tps: float,
+        replica_tps: float | None,
         global_tps: float | None,
         user_tps: float | None,
         monotonic: Callable[[], float],
         burst_ms: float = DEFAULT_BURST_MS,
+        max_user_keys: int = 100_000,
     ) -> None:
         self._monotonic = monotonic
-        self._replica = Gcra(replica_tps, default_burst(replica_tps, burst_ms))
-        self._global = Gcra(global_tps, default_burst(global_tps, burst_ms)) if global_tps is not None else None
+        self._caps = [
+            (scope, Gcra(rate, default_burst(rate, burst_ms)))
+            for scope, rate in (("replica", replica_tps), ("global", global_tps))
+            if rate is not None
+        ]
         self._user: KeyedGcra[str] | None = (
-            KeyedGcra(user_tps, burst=max(1, math.floor(user_tps))) if user_tps is not None else None
+            KeyedGcra(user_tps, burst=max(1, math.floor(user_tps)), max_keys=max_user_keys)
+            if user_tps is not None
+            else None
         )
 
     def admit(self, user_id: str) -> Refusal | None:
@@ -130,17 +143,19 @@ class Admission:
                 refusal = Refusal(scope, wait, rate)
         if refusal is not None:
             return refusal
-        self._replica.take(now)
-        if self._global is not None:
-            self._global.take(now)
+        for _, cap in self._caps:
+            cap.take(now)
         if self._user is not None:
             self._user.take(user_id, now)
         return None
 
+    @property
+    def user_keys(self) -> int:
+        """How many users' states are kept (for tests and metrics)."""
+        return 0 if self._user is None else len(self._user)
+
     def _waits(self, user_id: str, now: float) -> list[tuple[str, float, float]]:
-        waits = [("replica", self._replica.wait(now), self._replica.rate_per_s)]
-        if self._global is not None:
-            waits.append(("global", self._global.wait(now), self._global.rate_per_s))
+        waits = [(scope, cap.wait(now), cap.rate_per_s) for scope, cap in self._caps]
         if self._user is not None:
             waits.append(("user", self._user.wait(user_id, now), self._user.rate_per_s))
         return waits

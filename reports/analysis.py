@@ -4,18 +4,22 @@
 timeseries.csv and the HTML cannot disagree.
 
 A capacity search (internals §6) is judged by one check, `capacity_found`, plus the invariants: its overload
-probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are `null` (unknown), which
-does not fail a run.
+probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are unknown (counts `null`).
+
+Every verdict is pass, fail or unknown (`reports.slo.verdict`); unknown — a fault that was never played, an
+invariant with no ledger or no caps to check against — is never a pass.
 
 Exit code (CONTRACT §2), in this order:
 
 1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
    errors are real even when the load generator struggled;
-2. the generator was the bottleneck (`generator.json` `valid: false`): **3** — the harness failed to produce
-   the load, so latency and throughput describe surge rather than the gateway, and neither a pass (0) nor an
-   SLO failure (1) would be true;
+2. the harness did not produce the run it was asked for: the generator was the bottleneck (`generator.json`
+   `valid: false`) or a fault's injection failed (`fault_failed`): **3** — neither a pass (0) nor an SLO
+   failure (1) would be true;
 3. an SLO failed: **1**;
-4. otherwise **0**.
+4. a verdict is unknown (nothing failed, but not everything was checked): **3**, because 0 means "every SLO and
+   invariant held" and surge cannot say so;
+5. otherwise **0**.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class Analysis:
     slo_verdicts: list[dict[str, Any]]
     invariant_verdicts: list[dict[str, Any]]
     generator_verdict: dict[str, Any]
+    run_verdicts: list[dict[str, Any]]
     capacity: dict[str, Any] | None
     exit_code: int
 
@@ -76,10 +81,18 @@ def analyse(frames: RunFrames) -> Analysis:
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
     report = (
-        None if frames.ledger is None else invariants.check(frames.history, frames.ledger, card_caps, user_cap, daily)
+        None
+        if frames.ledger is None
+        else invariants.check(
+            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.get("key_prefix")
+        )
     )
-    invariant_verdicts = slo.invariant_verdicts(None if report is None else report.counts(), thresholds)
+    invariant_verdicts = slo.invariant_verdicts(
+        None if report is None else report.counts(), thresholds, unknown=uncheckable(card_caps, user_cap)
+    )
     generator = slo.generator_verdict(frames.generator)
+    injection = slo.fault_injection_verdict(frames.events)
+    run_verdicts = [generator] if injection is None else [generator, injection]
     return Analysis(
         frames=frames,
         slo=thresholds,
@@ -95,9 +108,19 @@ def analyse(frames: RunFrames) -> Analysis:
         slo_verdicts=slo_verdicts,
         invariant_verdicts=invariant_verdicts,
         generator_verdict=generator,
+        run_verdicts=run_verdicts,
         capacity=capacity,
-        exit_code=_exit_code(invariant_verdicts, generator, slo_verdicts),
+        exit_code=exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
     )
+
+
+NO_CAPS = "the caps are unknown: the run's meta.json has no gateway config (a gateway surge did not start)"
+
+
+def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, str]:
+    """Invariants a ledger alone cannot decide: over_cap needs the caps, which only surge's own gateway config
+    (or a target profile's `[ledger.caps]`) gives."""
+    return {"over_cap": NO_CAPS} if not card_caps and user_cap is None else {}
 
 
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:
@@ -107,14 +130,18 @@ def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     return metrics.knee(frames.steps)
 
 
-def _exit_code(
-    invariant_verdicts: list[dict[str, Any]], generator: dict[str, Any], slo_verdicts: list[dict[str, Any]]
+def exit_code(
+    invariant_verdicts: list[dict[str, Any]], run_verdicts: list[dict[str, Any]], slo_verdicts: list[dict[str, Any]]
 ) -> int:
-    if not all(verdict["passed"] for verdict in invariant_verdicts):
+    """The rules of the module docstring, in their order."""
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in invariant_verdicts):
         return EXIT_FAILED
-    if not generator["passed"]:
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in run_verdicts):
         return EXIT_HARNESS
-    return EXIT_PASS if all(verdict["passed"] for verdict in slo_verdicts) else EXIT_FAILED
+    if any(slo.outcome(verdict) == slo.FAIL for verdict in slo_verdicts):
+        return EXIT_FAILED
+    every = [*invariant_verdicts, *run_verdicts, *slo_verdicts]
+    return EXIT_HARNESS if any(slo.outcome(verdict) == slo.UNKNOWN for verdict in every) else EXIT_PASS
 
 
 def summary(analysis: Analysis) -> dict[str, Any]:
@@ -137,6 +164,8 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "slos": analysis.slo_verdicts,
         "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
         "invariant_verdicts": analysis.invariant_verdicts,
+        "run_verdicts": analysis.run_verdicts,
+        "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
         "invariant_outcomes": None if report is None else report.outcomes,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
         "recovery": analysis.recovery,
@@ -164,6 +193,16 @@ def summary(analysis: Analysis) -> dict[str, Any]:
             "max_over_cap": analysis.slo.max_over_cap,
         },
     }
+
+
+def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
+    """Every verdict of the run with its group (SLO, invariant, run), in the order of junit.xml."""
+    groups = (
+        ("SLO", analysis.slo_verdicts),
+        ("invariant", analysis.invariant_verdicts),
+        ("run", analysis.run_verdicts),
+    )
+    return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 
 
 def _mean(series: pd.Series) -> float:

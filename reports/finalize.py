@@ -38,7 +38,7 @@ def junit(analysis: Analysis) -> str:
     suites = {
         "slo": analysis.slo_verdicts,
         "invariants": analysis.invariant_verdicts,
-        "run": [analysis.generator_verdict],
+        "run": analysis.run_verdicts,
     }
     return slo.junit_xml(str(analysis.frames.meta.get("scenario", "run")), suites)
 

@@ -276,7 +276,7 @@ def read_ledger(path: Path) -> pd.DataFrame | None:
     if not path.exists():
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
             table = _ledger_by_column(conn) or _ledger_by_row(conn)
     except sqlite3.Error as exc:
         raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc

@@ -45,6 +45,7 @@ class InvariantReport:
 
     violations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
+    other_rows: int = 0  # ledger rows of other runs (another key prefix), left out of lost/phantom/duplicate
 
     def counts(self) -> dict[str, int]:
         return {name: len(self.violations.get(name, [])) for name in NAMES}
@@ -259,15 +260,32 @@ def find_over_cap(totals: DailyTotals, card_caps: dict[str, int], user_cap: int 
     return found
 
 
+def own_rows(ledger: pd.DataFrame, key_prefix: str | None) -> pd.DataFrame:
+    """The ledger rows this run wrote: those whose idempotency key starts with the run's `key_prefix` (meta.json).
+
+    Several runs (or a team's other traffic) may write to one ledger; their rows are no phantom of this run. A
+    run folder without a prefix (written before it existed) is checked against the whole ledger, as then.
+    """
+    if not key_prefix:
+        return ledger
+    return ledger[ledger["idempotency_key"].astype("str").str.startswith(key_prefix)]
+
+
 def check(
     history: pd.DataFrame,
     ledger: pd.DataFrame,
     card_caps: dict[str, int],
     user_cap: int | None,
     totals: DailyTotals | None = None,
+    key_prefix: str | None = None,
 ) -> InvariantReport:
-    """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed)."""
-    evidence = Evidence.of(history, ledger)
+    """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed).
+
+    lost, phantom and duplicate look at the run's own rows (`own_rows`); over_cap at the whole ledger, because
+    a cap bounds every charge of a card's day, whoever made it.
+    """
+    own = own_rows(ledger, key_prefix)
+    evidence = Evidence.of(history, own)
     return InvariantReport(
         violations={
             "lost": find_lost(evidence),
@@ -276,4 +294,5 @@ def check(
             "over_cap": find_over_cap(totals or daily_totals(ledger), card_caps, user_cap),
         },
         outcomes=evidence.outcome_counts(),
+        other_rows=len(ledger) - len(own),
     )

@@ -182,27 +182,53 @@ def healthy_seconds(windows: pd.DataFrame, p99_ms: pd.Series, slo: Slo) -> pd.Se
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """A fault injected or a spike started: what recovery is measured from."""
+    """A fault injected or a spike started: what recovery is measured from.
+
+    `not_played` says why a scheduled fault never reached the gateway (skipped against a gateway surge did not
+    start, its injection failed, or no fault player ran at all); its recovery is then unknown, never a pass.
+    """
 
     name: str
     start_s: float
     duration_s: float
     target: str | None
+    not_played: str | None = None
+
+
+FAULT_PLAYED = "fault_injected"
+FAULT_NOT_PLAYED = {"fault_failed": "injection failed", "fault_skipped": "not played"}
+MATCH_WITHIN_S = 3.0
+NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
 
 
 def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
-    """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order."""
-    injected = events[(events["source"] == "chaos") & (events["kind"] == "fault_injected")]["t_s"].tolist()
+    """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order.
+
+    Each scheduled fault is matched to the nearest chaos event (within 3 s of its `at_s`) that is an injection,
+    a failed injection or a skip; a fault with no such event, or whose event is not `fault_injected`, was not
+    played and carries the reason.
+    """
+    kinds = [FAULT_PLAYED, *FAULT_NOT_PLAYED]
+    chaos = events[(events["source"] == "chaos") & events["kind"].isin(kinds)]
+    outcomes = list(zip(chaos["t_s"].astype(float), chaos["kind"].astype(str), chaos["detail"], strict=True))
     found: list[Incident] = []
     for fault in meta.get("faults") or []:
         at_s = float(fault.get("at_s", 0))
-        near = [t for t in injected if abs(t - at_s) <= 3.0]
-        start = min(near, key=lambda t: abs(t - at_s)) if near else at_s
-        if near:
-            injected.remove(start)
+        near = [entry for entry in outcomes if abs(entry[0] - at_s) <= MATCH_WITHIN_S]
+        match = min(near, key=lambda entry: abs(entry[0] - at_s)) if near else None
+        not_played: str | None = NO_PLAYER
+        start = at_s
+        if match is not None:
+            outcomes.remove(match)
+            t_s, kind, detail = match
+            if kind == FAULT_PLAYED:
+                start, not_played = t_s, None
+            else:
+                reason = "" if pd.isna(detail) else str(detail)
+                not_played = f"{FAULT_NOT_PLAYED[kind]}: {reason}".rstrip(": ")
         target = fault.get("target")
         name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
-        found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target))
+        found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target, not_played))
     for spike in meta.get("spikes") or []:
         start, end = float(spike["start_s"]), float(spike["end_s"])
         found.append(Incident("spike", start, max(end - start, 0.0), None))
@@ -233,12 +259,17 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
     last_second = ok.size
     successes = frames.history.loc[frames.history["outcome"] == "succeeded", ["replica", "done"]]
     started = float(frames.meta.get("started_unix", 0.0))
+    played = [incident for incident in incident_list if incident.not_played is None]
     results = []
-    for number, incident in enumerate(incident_list):
+    for incident in incident_list:
+        if incident.not_played is not None:
+            results.append(_not_played(incident))
+            continue
+        number = played.index(incident)
         first = max(math.floor(incident.start_s), 0)
         look_end_s = incident.start_s + incident.duration_s + RECOVERY_TAIL_S
-        if number + 1 < len(incident_list):
-            look_end_s = min(look_end_s, incident_list[number + 1].start_s)
+        if number + 1 < len(played):
+            look_end_s = min(look_end_s, played[number + 1].start_s)
         horizon = min(max(math.floor(look_end_s), first + 1), last_second)
         window_bad = np.flatnonzero(~ok[first:horizon])
         recover_at: int | None
@@ -262,9 +293,26 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
                 "recover_s": None if recover_s is None else round(recover_s, 3),
                 "errors": errors,
                 "recovered_within_slo": recover_s is not None and recover_s <= slo.max_recovery_s,
+                "played": True,
+                "not_played": None,
             }
         )
     return results
+
+
+def _not_played(incident: Incident) -> dict[str, Any]:
+    """A fault that never reached the gateway: nothing to measure, so every figure and the verdict are unknown."""
+    return {
+        "event": incident.name,
+        "at_s": round(incident.start_s, 3),
+        "detect_s": None,
+        "failover_s": None,
+        "recover_s": None,
+        "errors": None,
+        "recovered_within_slo": None,
+        "played": False,
+        "not_played": incident.not_played,
+    }
 
 
 def _detection(events: pd.DataFrame, incident: Incident, look_end_s: float) -> tuple[float | None, str | None]:

@@ -15,6 +15,7 @@ import gzip
 import html
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -24,13 +25,15 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, metrics
-from reports.analysis import Analysis
+from reports import hdr, metrics, slo
+from reports.analysis import Analysis, all_verdicts
 from reports.compare import Comparison, fmt
+from reports.frames import CLASSES
 
 MARKED_EVENTS = {
     ("chaos", "fault_injected"): "#d62728",
     ("chaos", "fault_cleared"): "#2ca02c",
+    ("cluster", "fault_ended"): "#2ca02c",
     ("scenario", "spike_start"): "#ff7f0e",
     ("scenario", "spike_end"): "#bcbd22",
     ("cluster", "replica_down"): "#9467bd",
@@ -38,6 +41,9 @@ MARKED_EVENTS = {
     ("cluster", "failover"): "#8c564b",
 }
 MAX_MARKERS = 60
+LABEL_CHAR_PX = 6.0  # 9 px font: the width of a label, for laying labels out so that none covers another
+PLOT_WIDTH_PX = 520.0  # the narrowest a chart is drawn (two charts side by side)
+LABEL_ROW = 0.075  # paper height of one row of marker labels
 SCOPES = ("single", "card", "user")
 
 
@@ -53,6 +59,7 @@ def _environment() -> Environment:
     env.filters["yuan"] = yuan
     env.filters["num"] = _num
     env.filters["fmt"] = fmt
+    env.globals["unit"] = slo.verdict_unit
     return env
 
 
@@ -91,9 +98,10 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
         .render(
             a=analysis,
             meta=analysis.frames.meta,
-            verdicts=_all_verdicts(analysis),
+            verdicts=[{**verdict, "outcome": slo.outcome(verdict)} for verdict in all_verdicts(analysis)],
             passed=analysis.exit_code == 0,
             facts=_facts(analysis),
+            headline=headline(analysis),
             config_rows=_flatten(analysis.frames.meta.get("gateway_config") or {}),
             generator=analysis.frames.generator,
             charts={chart["id"]: chart for chart in charts},
@@ -115,13 +123,73 @@ def render_comparison(comparison: Comparison) -> str:
     return _environment().get_template("compare.html.j2").render(comparison=comparison)
 
 
-def _all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
-    groups = (
-        ("SLO", analysis.slo_verdicts),
-        ("invariant", analysis.invariant_verdicts),
-        ("run", [analysis.generator_verdict]),
-    )
-    return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
+@dataclass(frozen=True, slots=True)
+class Headline:
+    """One figure of the strip above the verdict table; `state` (pass / fail / unknown / "") colours it."""
+
+    key: str
+    label: str
+    value: str
+    state: str = ""
+
+
+TOP_CODES = 3
+
+
+def headline(analysis: Analysis) -> list[Headline]:
+    """The answer at a glance (issue 17): how much load came, how much got through, what was refused and why,
+    how slow, how fast the worst recovery, whether the money held — before any table or chart."""
+    windows = analysis.frames.windows
+    good = metrics.class_sum(windows, metrics.GOOD)
+    completed = int(metrics.class_sum(windows, CLASSES).sum())
+    codes = metrics.codes_share(analysis.frames.codes)
+    shares = [f"{code} {count / completed:.1%}" for code, count in list(codes.items())[:TOP_CODES]] if completed else []
+    if len(codes) > TOP_CODES:
+        shares.append(f"{len(codes) - TOP_CODES} more")
+    p99 = metrics.latency_summary(analysis.overall_intended)["p99_ms"]
+    p99_state = "" if p99 is None else "pass" if p99 <= analysis.slo.max_p99_ms else "fail"
+    return [
+        Headline("offered", "peak offered", f"{_peak(windows['offered'])}/s"),
+        Headline("goodput", "peak goodput", f"{_peak(good)}/s"),
+        Headline("rejected", "rejected, by reason", ", ".join(shares) or "none"),
+        Headline("p99", "p99 (intended time)", "—" if p99 is None else f"{p99:,.0f} ms", p99_state),
+        _worst_recovery(analysis),
+        _invariants_headline(analysis),
+    ]
+
+
+def _peak(series: pd.Series) -> str:
+    return f"{int(series.max()):,}" if not series.empty else "0"
+
+
+def _worst_recovery(analysis: Analysis) -> Headline:
+    played = [entry for entry in analysis.recovery if entry.get("played", True)]
+    unplayed = len(analysis.recovery) - len(played)
+    note = f" ({unplayed} not played)" if unplayed else ""
+    if not analysis.recovery:
+        return Headline("recovery", "worst recovery", "no faults or spikes")
+    if not played:
+        return Headline("recovery", "worst recovery", f"unknown{note}", "unknown")
+    if any(entry["recover_s"] is None for entry in played):
+        return Headline("recovery", "worst recovery", f"not recovered{note}", "fail")
+    worst = max(float(entry["recover_s"]) for entry in played)
+    state = "fail" if worst > analysis.slo.max_recovery_s else "unknown" if unplayed else "pass"
+    return Headline("recovery", "worst recovery", f"{worst:.1f} s{note}", state)
+
+
+def _invariants_headline(analysis: Analysis) -> Headline:
+    outcomes = [slo.outcome(verdict) for verdict in analysis.invariant_verdicts]
+    failed = [v["name"] for v in analysis.invariant_verdicts if slo.outcome(v) == slo.FAIL]
+    if failed:
+        return Headline("invariants", "money invariants", f"FAILED: {', '.join(failed)}", "fail")
+    unknown = outcomes.count(slo.UNKNOWN)
+    if unknown == len(outcomes):
+        return Headline("invariants", "money invariants", "unknown (not checked)", "unknown")
+    if unknown:
+        return Headline(
+            "invariants", "money invariants", f"{len(outcomes) - unknown} held, {unknown} unknown", "unknown"
+        )
+    return Headline("invariants", "money invariants", f"all {len(outcomes)} held", "pass")
 
 
 def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
@@ -198,55 +266,101 @@ def _line(name: str, series: pd.Series, **extra: Any) -> dict[str, Any]:
 
 
 def _layout(title: str, y_title: str, **extra: Any) -> dict[str, Any]:
+    """Every chart: the legend shown even for one series (a reader must see *what* a lone bar counts), the title
+    on the left and a top margin tall enough that Plotly's mode bar (top right) never covers it."""
     return {
-        "title": {"text": title},
+        "title": {"text": title, "x": 0, "xanchor": "left", "y": 0.98, "yanchor": "top"},
         "xaxis": {"title": {"text": "seconds since start"}},
         "yaxis": {"title": {"text": y_title}},
-        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
-        "legend": {"orientation": "h"},
-        "height": 360,
+        "margin": {"l": 60, "r": 20, "t": 64, "b": 50},
+        "legend": {"orientation": "h", "y": -0.2},
+        "showlegend": True,
+        "height": 380,
         **extra,
     }
 
 
 def _markers(analysis: Analysis) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Vertical lines and labels for faults, spikes and the router's reactions, from events.csv."""
+    """Vertical lines and labels for faults, spikes and the router's reactions, from events.csv.
+
+    One marker per (kind, target, time) — the cluster logs `fault_ended` once per replica of an `all` fault —
+    and labels laid out in rows (`label_rows`) so that two events a second apart (double11's spike and kill)
+    are both readable.
+    """
     events = analysis.frames.events
-    events = events[(events["t_s"] >= 0) & (events["t_s"] <= len(analysis.frames.windows))]
-    shapes: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
-    for row in events.itertuples():
-        color = MARKED_EVENTS.get((str(row.source), str(row.kind)))
-        if color is None or len(shapes) >= MAX_MARKERS:
+    span = max(len(analysis.frames.windows), 1)
+    events = events[(events["t_s"] >= 0) & (events["t_s"] <= span)]
+    seen: set[tuple[str, str, float]] = set()
+    marked: list[tuple[float, str, str]] = []
+    targets = events["target"].fillna("").astype(str)
+    for t_s, source, kind, target in zip(
+        events["t_s"].astype(float), events["source"].astype(str), events["kind"].astype(str), targets, strict=True
+    ):
+        color = MARKED_EVENTS.get((source, kind))
+        key = (kind, target, round(t_s, 1))
+        if color is None or key in seen or len(marked) >= MAX_MARKERS:
             continue
-        label = html.escape(f"{row.kind} {row.target}".strip())
-        shapes.append(
-            {
-                "type": "line",
-                "xref": "x",
-                "yref": "paper",
-                "x0": row.t_s,
-                "x1": row.t_s,
-                "y0": 0,
-                "y1": 1,
-                "line": {"color": color, "dash": "dot", "width": 1},
-            }
-        )
-        annotations.append(
-            {
-                "x": row.t_s,
-                "xref": "x",
-                "y": 1,
-                "yref": "paper",
-                "text": label,
-                "showarrow": False,
-                "textangle": -90,
-                "xanchor": "right",
-                "yanchor": "top",
-                "font": {"size": 9, "color": color},
-            }
-        )
+        seen.add(key)
+        marked.append((t_s, f"{kind} {target}".strip(), color))
+    widths = [len(label) * LABEL_CHAR_PX / PLOT_WIDTH_PX * span for _, label, _ in marked]
+    rows = label_rows([t for t, _, _ in marked], widths)
+    shapes = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": t,
+            "x1": t,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": color, "dash": "dot", "width": 1},
+        }
+        for t, _, color in marked
+    ]
+    annotations = [
+        {
+            "x": t,
+            "xref": "x",
+            "y": 1 - row * LABEL_ROW,
+            "yref": "paper",
+            "text": html.escape(label),
+            "showarrow": False,
+            "xanchor": "left",
+            "yanchor": "top",
+            "bgcolor": "rgba(255,255,255,0.8)",
+            "font": {"size": 9, "color": color},
+        }
+        for (t, label, color), row in zip(marked, rows, strict=True)
+    ]
     return shapes, annotations
+
+
+def label_rows(starts: list[float], widths: list[float]) -> list[int]:
+    """A row for each label (drawn from `start`, `width` long, in x units) so that no two in one row overlap:
+    each label takes the lowest row whose last label ends before it starts (greedy interval colouring)."""
+    ends: list[float] = []  # per row, where its last label ends
+    rows = [0] * len(starts)
+    for index in sorted(range(len(starts)), key=lambda i: starts[i]):
+        start, width = starts[index], widths[index]
+        row = next((number for number, end in enumerate(ends) if end <= start), len(ends))
+        if row == len(ends):
+            ends.append(start + width)
+        else:
+            ends[row] = start + width
+        rows[index] = row
+    return rows
+
+
+def log_ticks(values: list[float]) -> dict[str, Any]:
+    """Ticks at 1-2-5 steps across the data's range, so a log axis reads 10, 20, 50, 100 … instead of bare
+    exponents or unlabelled minor ticks."""
+    finite = [value for value in values if value is not None and math.isfinite(value) and value > 0]
+    if not finite:
+        return {}
+    low = math.floor(math.log10(min(finite)))
+    high = math.ceil(math.log10(max(finite)))
+    ticks = [step * 10.0**exponent for exponent in range(low, high + 1) for step in (1, 2, 5)]
+    return {"tickvals": ticks, "ticktext": [f"{tick:g}" for tick in ticks]}
 
 
 def build_charts(analysis: Analysis) -> list[dict[str, Any]]:
@@ -285,17 +399,17 @@ def _latency(analysis: Analysis, kind: str, marks: dict[str, Any]) -> dict[str, 
         return None
     data = [_line(column.replace("_ms", ""), frame[column], connectgaps=False) for column in frame.columns]
     title = "Intended-time latency (done − intended)" if kind == "intended" else "Service time (done − sent)"
-    return _chart(
-        f"latency_{kind}",
-        data,
-        _layout(title, "ms (log)", yaxis={"type": "log", "title": {"text": "ms (log)"}}, **marks),
-    )
+    values = [float(v) for v in frame.to_numpy().ravel() if math.isfinite(v)]
+    yaxis = {"type": "log", "title": {"text": "ms (log)"}, **log_ticks(values)}
+    return _chart(f"latency_{kind}", data, _layout(title, "ms (log)", yaxis=yaxis, **marks))
 
 
 def _hdr_curve(analysis: Analysis) -> dict[str, Any] | None:
     data = []
+    every: list[float] = []
     for name, counts in (("intended", analysis.overall_intended), ("service", analysis.overall_service)):
         pct, values = hdr.percentile_curve(counts)
+        every += [float(v) for v in values]
         x = [round(100.0 / max(100.0 - p, 1e-4), 3) for p in pct]
         data.append(
             {
@@ -310,13 +424,19 @@ def _hdr_curve(analysis: Analysis) -> dict[str, Any] | None:
     data = [trace for trace in data if trace["x"]]
     ticks = [1, 2, 10, 100, 1000, 10000, 100000]
     labels = ["0%", "50%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-    layout = _layout("Latency by percentile (HDR)", "ms (log)", yaxis={"type": "log", "title": {"text": "ms (log)"}})
+    yaxis = {"type": "log", "title": {"text": "ms (log)"}, **log_ticks(every)}
+    layout = _layout("Latency by percentile (HDR)", "ms (log)", yaxis=yaxis)
     layout["xaxis"] = {"type": "log", "tickvals": ticks, "ticktext": labels, "title": {"text": "percentile"}}
     return _chart("hdr", data, layout)
 
 
 def _replicas(analysis: Analysis) -> dict[str, Any] | None:
-    share = metrics.replica_share(analysis.frames.replicas) * 100.0
+    """Shares up to the last second that had responses: after the load stops there is no share to draw."""
+    replicas = analysis.frames.replicas
+    served = np.flatnonzero(replicas.sum(axis=1).to_numpy() > 0) if not replicas.empty else np.array([])
+    if served.size == 0:
+        return None
+    share = metrics.replica_share(replicas.iloc[: int(served[-1]) + 1]) * 100.0
     data = [_line(str(name), share[name], stackgroup="one") for name in share.columns]
     return _chart(
         "replicas",

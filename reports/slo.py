@@ -9,17 +9,56 @@ success ratio and p99 are computed from the whole run; each phase of the scenari
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # builds XML only; never parses untrusted input
+from collections.abc import Mapping
 from typing import Any
+
+import pandas as pd
 
 from reports import metrics
 from reports.frames import RunFrames
 from reports.metrics import Slo
 
+PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
+
+
+def verdict(name: str, value: Any, bound: Any, passed: bool | None, reason: str | None = None) -> dict[str, Any]:
+    """One checked (or uncheckable) claim. `passed` None means unknown: surge could not check it, and `reason`
+    says why; unknown is never a pass (CONTRACT §2: exit 0 needs every verdict to have held)."""
+    outcome = UNKNOWN if passed is None else PASS if passed else FAIL
+    return {"name": name, "value": value, "bound": bound, "passed": passed, "verdict": outcome, "reason": reason}
+
+
+def outcome(entry: dict[str, Any]) -> str:
+    """pass / fail / unknown of a verdict dict, also for summaries written before `verdict` existed."""
+    found = entry.get("verdict")
+    if found in (PASS, FAIL, UNKNOWN):
+        return str(found)
+    passed = entry.get("passed")
+    return UNKNOWN if passed is None else PASS if passed else FAIL
+
+
+VERDICT_UNITS = {
+    "success_ratio": "",
+    "p99_ms": " ms",
+    "recovery_s": " s",
+    "lost": " payments",
+    "phantom": " rows",
+    "duplicate": " payments",
+    "over_cap": " card/user-days",
+    "fault_failures": " faults",
+    "capacity_found": " /s",
+}
+
+
+def verdict_unit(name: str) -> str:
+    """The unit a verdict's value and bound are in, from its name (`p99_ms[spike-1]` is in ms)."""
+    return VERDICT_UNITS.get(str(name).split("[", 1)[0], "")
+
 
 def _verdict(name: str, value: float | None, bound: float, *, at_least: bool) -> dict[str, Any]:
     passed = value is not None and (value >= bound if at_least else value <= bound)
     shown = None if value is None else round(value, 6)
-    return {"name": name, "value": shown, "bound": bound, "passed": passed}
+    return verdict(name, shown, bound, passed)
 
 
 def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -38,12 +77,12 @@ def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) ->
         name = str(phase["name"])
         verdicts.append(_verdict(f"success_ratio[{name}]", ratio, slo.min_success_ratio, at_least=True))
         verdicts.append(_verdict(f"p99_ms[{name}]", _p99(frames, start, end), slo.max_p99_ms, at_least=False))
-    verdicts += [
-        _verdict(
-            f"recovery_s[{entry['event']}@{entry['at_s']:g}s]", entry["recover_s"], slo.max_recovery_s, at_least=False
-        )
-        for entry in recovery
-    ]
+    for entry in recovery:
+        name = f"recovery_s[{entry['event']}@{entry['at_s']:g}s]"
+        if entry.get("played", True):
+            verdicts.append(_verdict(name, entry["recover_s"], slo.max_recovery_s, at_least=False))
+        else:
+            verdicts.append(verdict(name, None, slo.max_recovery_s, None, entry.get("not_played")))
     return verdicts
 
 
@@ -54,48 +93,113 @@ def _p99(frames: RunFrames, start: float | None, end: float | None) -> float | N
 def capacity_verdict(max_rate_per_s: float | None) -> dict[str, Any]:
     """The one SLO of a capacity search: some rate met the SLOs (internals §6)."""
     value = None if max_rate_per_s is None else float(max_rate_per_s)
-    return {"name": "capacity_found", "value": value, "bound": 0.0, "passed": value is not None and value > 0}
+    return verdict("capacity_found", value, 0.0, value is not None and value > 0)
 
 
-def invariant_verdicts(counts: dict[str, int] | None, slo: Slo) -> list[dict[str, Any]]:
-    """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero; none unchecked."""
-    if counts is None:
-        return []
+NO_LEDGER = "no ledger copy: the gateway was not started by surge, so the money invariants were not checked"
+
+
+def invariant_verdicts(
+    counts: dict[str, int] | None,
+    slo: Slo,
+    *,
+    unknown: dict[str, str] | None = None,
+    missing_reason: str = NO_LEDGER,
+) -> list[dict[str, Any]]:
+    """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero.
+
+    Without a ledger (`counts` None) every invariant is unknown with `missing_reason`; `unknown` names single
+    invariants that could not be checked (over_cap without the caps) with the reason.
+    """
     bounds = {"lost": slo.max_lost, "phantom": 0, "duplicate": 0, "over_cap": slo.max_over_cap}
-    return [_verdict(name, counts[name], bound, at_least=False) for name, bound in bounds.items()]
+    if counts is None:
+        return [verdict(name, None, bound, None, missing_reason) for name, bound in bounds.items()]
+    unknown = unknown or {}
+    return [
+        verdict(name, None, bound, None, unknown[name])
+        if name in unknown
+        else _verdict(name, counts[name], bound, at_least=False)
+        for name, bound in bounds.items()
+    ]
 
 
 def generator_verdict(generator: dict[str, Any]) -> dict[str, Any]:
     """The load generator kept up: without it, latency and throughput describe surge, not the gateway."""
     valid = bool(generator.get("valid", True))
-    return {"name": "generator_valid", "value": valid, "bound": True, "passed": valid}
+    reasons = "; ".join(str(reason) for reason in generator.get("reasons") or []) or None
+    return verdict("generator_valid", valid, True, valid, None if valid else reasons)
 
 
-def format_value(value: Any) -> str:
-    """A verdict's value or bound as the console and the CI summary show it."""
+def fault_injection_verdict(events: pd.DataFrame) -> dict[str, Any] | None:
+    """No fault step failed (`fault_failed` in events.csv): a failed injection or undo means the harness did not
+    run the scenario it was asked to (exit 3). None when the run played no fault at all."""
+    chaos = events[events["source"] == "chaos"]
+    if chaos.empty or not chaos["kind"].isin(["fault_injected", "fault_failed"]).any():
+        return None
+    failed = chaos[chaos["kind"] == "fault_failed"]
+    reason = (
+        "; ".join(
+            f"{target} at {t_s:.1f} s: {detail}"
+            for t_s, target, detail in zip(failed["t_s"], failed["target"], failed["detail"], strict=True)
+        )
+        or None
+    )
+    return verdict("fault_failures", len(failed), 0, failed.empty, reason)
+
+
+def summary_checks(summary: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, verdict) for every verdict of a summary.json — "slo", "invariant", "run" — in the order the console
+    table, the CI job summary and a plain Locust run's log show them."""
+    kinds = (("slo", "slos"), ("invariant", "invariant_verdicts"), ("run", "run_verdicts"))
+    return [(kind, entry) for kind, key in kinds for entry in summary.get(key) or []]
+
+
+def headline(exit_code: Any, checks: list[tuple[str, dict[str, Any]]]) -> str:
+    """The one word for a run: PASS, FAIL, NOT PROVEN (nothing failed, some verdict unknown) or HARNESS FAILED."""
+    if exit_code == 0:
+        return "PASS"
+    if exit_code == 1:
+        return "FAIL"
+    harness_failed = any(kind == "run" and outcome(entry) == FAIL for kind, entry in checks)
+    if exit_code == 3 and not harness_failed and any(outcome(entry) == UNKNOWN for _, entry in checks):
+        return "NOT PROVEN"
+    return "HARNESS FAILED" if exit_code == 3 else f"exit {exit_code}"
+
+
+def format_value(value: Any, unit: str = "") -> str:
+    """A verdict's value or bound (with `verdict_unit`) as the console, the CI summary and the logs show it."""
     if value is None:
-        return "unknown"
+        return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        return f"{value:.4g}{unit}"
+    return f"{value}{unit}"
 
 
 def junit_xml(scenario: str, suites: dict[str, list[dict[str, Any]]]) -> str:
-    """One <testsuite> per group, one <testcase> per verdict; a failed verdict carries a <failure> message."""
+    """One <testsuite> per group, one <testcase> per verdict; a failed verdict carries a <failure> message and an
+    unknown one a <skipped> message with the reason, which CI systems show as neither passed nor failed."""
     root = ET.Element("testsuites", name=f"surge {scenario}")
     for suite_name, verdicts in suites.items():
-        failures = sum(1 for verdict in verdicts if not verdict["passed"])
+        outcomes = [outcome(entry) for entry in verdicts]
         suite = ET.SubElement(
-            root, "testsuite", name=suite_name, tests=str(len(verdicts)), failures=str(failures), errors="0"
+            root,
+            "testsuite",
+            name=suite_name,
+            tests=str(len(verdicts)),
+            failures=str(outcomes.count(FAIL)),
+            errors="0",
+            skipped=str(outcomes.count(UNKNOWN)),
         )
-        for verdict in verdicts:
-            case = ET.SubElement(
-                suite, "testcase", classname=f"surge.{suite_name}", name=str(verdict["name"]), time="0"
-            )
-            if not verdict["passed"]:
+        for entry, result in zip(verdicts, outcomes, strict=True):
+            case = ET.SubElement(suite, "testcase", classname=f"surge.{suite_name}", name=str(entry["name"]), time="0")
+            if result == FAIL:
                 failure = ET.SubElement(
-                    case, "failure", message=f"{verdict['name']} = {verdict['value']} (bound {verdict['bound']})"
+                    case, "failure", message=f"{entry['name']} = {entry['value']} (bound {entry['bound']})"
                 )
-                failure.text = f"measured {verdict['value']}, bound {verdict['bound']}"
+                failure.text = f"measured {entry['value']}, bound {entry['bound']}"
+                if entry.get("reason"):
+                    failure.text += f": {entry['reason']}"
+            elif result == UNKNOWN:
+                ET.SubElement(case, "skipped", message=f"unknown: {entry.get('reason') or 'not checked'}")
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

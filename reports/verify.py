@@ -1,4 +1,9 @@
-"""`surge verify`: the money invariants re-checked from a run folder's history and ledger copy, nothing else."""
+"""`surge verify`: the money invariants re-checked from a run folder's history and ledger copy, nothing else.
+
+Restricted to the run's own ledger rows (its idempotency-key prefix, `reports.invariants.own_rows`), so a ledger
+that two runs shared gives no false phantom; over_cap is unknown when the run's meta.json has no caps to check
+against (a gateway surge did not start), never "0 ok".
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from reports import invariants, metrics, slo
+from reports.analysis import uncheckable
 from reports.frames import RunFolderError, read_history, read_ledger, read_meta
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
-    """`{"counts", "verdicts", "outcomes", "violations", "passed"}`.
+    """`{"counts", "verdicts", "outcomes", "violations", "other_rows", "passed"}`; `passed` is None when nothing
+    failed but a verdict is unknown.
 
     Raises `RunFolderError` when the folder has no ledger copy: a run against a remote gateway has nothing to
     verify against, and saying "passed" would be a lie.
@@ -20,12 +27,18 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     if ledger is None:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
-    report = invariants.check(read_history(run_dir / "history"), ledger, card_caps, user_cap)
-    verdicts = slo.invariant_verdicts(report.counts(), metrics.Slo.from_meta(meta))
+    report = invariants.check(
+        read_history(run_dir / "history"), ledger, card_caps, user_cap, key_prefix=meta.get("key_prefix")
+    )
+    verdicts = slo.invariant_verdicts(
+        report.counts(), metrics.Slo.from_meta(meta), unknown=uncheckable(card_caps, user_cap)
+    )
+    outcomes = [slo.outcome(verdict) for verdict in verdicts]
     return {
         "counts": report.counts(),
         "verdicts": verdicts,
         "outcomes": report.outcomes,
         "violations": report.violations,
-        "passed": all(verdict["passed"] for verdict in verdicts),
+        "other_rows": report.other_rows,
+        "passed": False if slo.FAIL in outcomes else None if slo.UNKNOWN in outcomes else True,
     }

@@ -26,8 +26,9 @@ sys.path.insert(0, str(REPO))
 
 from mock_gateway.clock import SimClock  # noqa: E402
 from mock_gateway.config import load_config  # noqa: E402
-from mock_gateway.replica.app import make_decider  # noqa: E402  # the repo root is put on sys.path just above
-from mock_gateway.replica.ledger import Charge, Ledger  # noqa: E402
+from mock_gateway.replica.ledger import Ledger  # noqa: E402
+from mock_gateway.rules import make_decider  # noqa: E402  # the repo root is put on sys.path just above
+from mock_gateway.validation import Charge  # noqa: E402
 
 OUT = REPO / "docs" / "perf" / "ledger.md"
 BATCHES = (1, 10, 25, 50)

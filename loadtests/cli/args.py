@@ -31,3 +31,14 @@ def port_number(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 1..65535 (got {value})")
     return value
+
+
+MAX_SCALE = 100.0  # with the default pool of 200 users, 100x is the documented ceiling of 20,000 (scenarios.md)
+
+
+def scale_factor(text: str) -> float:
+    """`--scale`: a finite number in (0, 100]; past that the rates and the user pool leave what surge supports."""
+    value = positive_float(text)
+    if value > MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SCALE:g} (got {text})")
+    return value

@@ -60,12 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     tolerances = Tolerances(args.throughput_tol, args.p99_tol, args.success_tol)
+    if args.html is not None and not args.html.parent.is_dir():
+        raise UsageError(f"--html {args.html}: the folder {args.html.parent} does not exist")
     try:
         comparison = compare(analyse(load_run(args.base)), analyse(load_run(args.candidate)), tolerances)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     target = args.html or args.candidate / "comparison.html"
-    target.write_text(render_comparison(comparison), encoding="utf-8")
+    try:
+        target.write_text(render_comparison(comparison), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--html {target}: {exc.strerror}") from None
     console = Console()
     console.print(console_table(comparison))
     verdict = "[bold red]REGRESSED[/bold red]" if comparison.regressed else "[green]no regression[/green]"

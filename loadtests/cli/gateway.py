@@ -1,7 +1,9 @@
 """`surge gateway`: the mock gateway cluster (router + N replicas) in the foreground until Ctrl-C or SIGTERM.
 
-It prints what a person needs to point a load tool or a curl at it — the router URL, the admin token (once;
-it is also in the private cluster.json) and the state directory with the ledger, the events and the logs.
+It prints what a person needs to point a load tool or a curl at it — the router URL, the admin token when it
+was generated (once; it is also in the private cluster.json; a token the operator supplied through the config or
+`SURGE_ADMIN_TOKEN` is a secret they already have and is never printed, so it cannot land in a CI log) and the
+state directory with the ledger, the events and the logs.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from loadtests.errors import HarnessError, UsageError
-from mock_gateway.cluster.serve import ClusterInfo, ClusterStartError, ClusterUsageError, run_in_foreground
+from mock_gateway.cluster.serve import ClusterInfo, ClusterStartError, ClusterUsageError, port_number, run_in_foreground
 from mock_gateway.config import ConfigError, load_config
 
 DEFAULT_PORT = 8080
@@ -27,7 +29,9 @@ def _positive_int(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=_positive_int, default=3, help="replica processes (default 3)")
     parser.add_argument("--config", type=Path, help="gateway config TOML (CONTRACT §4)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"router port (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"router port 0-65535 (default {DEFAULT_PORT}; 0: any)"
+    )
     parser.add_argument(
         "--state-dir", type=Path, help="where cluster.json, events, logs and the ledger go (default: a temp dir)"
     )
@@ -49,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     def ready(info: ClusterInfo) -> None:
         names = ", ".join(f"{r['name']}:{r['port']}" for r in info.state["replicas"])
         print(f"surge gateway: router {info.url} ({args.replicas} replicas: {names})")
-        print(f"surge gateway: admin token {info.admin_token}")
+        if info.token_generated:
+            print(f"surge gateway: admin token {info.admin_token}")
+        else:
+            print("surge gateway: admin token as supplied (config or SURGE_ADMIN_TOKEN; not printed)")
         print(f"surge gateway: state dir {info.state_dir} (Ctrl-C stops everything)", flush=True)
 
     try:

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reports.compare import Comparison, fmt
-from reports.slo import format_value
+from reports.slo import FAIL, UNKNOWN, format_value, headline, outcome, summary_checks, verdict_unit
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
-_VERDICTS = {0: "PASS", 1: "FAIL", 2: "USAGE ERROR", 3: "HARNESS FAILED"}
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline markup; a cell never starts a line
 
 
@@ -84,24 +83,27 @@ def publish_table(
 
 
 def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[list[str]], list[str], list[str]]:
-    """(title, rows, notes, annotations) of one run's summary.json — pure, so it is tested on a fixture run."""
+    """(title, rows, notes, annotations) of one run's summary.json — pure, so it is tested on a fixture run.
+
+    A failed verdict is an `::error::`, an unknown one a `::warning::` with its reason: unknown is never a pass.
+    """
     scenario = str(summary.get("scenario") or "run")
     code = summary.get("exit_code")
-    verdict = _VERDICTS.get(code if isinstance(code, int) else -1, "UNKNOWN")
-    title = f"surge run {scenario}: {verdict}"
+    checks = summary_checks(summary)
+    title = f"surge run {scenario}: {headline(code, checks)}"
     rows: list[list[str]] = []
     found: list[str] = []
-    checks = [("slo", slo) for slo in summary.get("slos") or []]
-    checks += [("invariant", inv) for inv in summary.get("invariant_verdicts") or []]
     for kind, check in checks:
-        name = str(check.get("name"))
-        passed = check.get("passed")
-        word = "unknown" if passed is None else ("pass" if passed else "FAIL")
-        rows.append([kind, name, format_value(check.get("value")), format_value(check.get("bound")), word])
-        if passed is False:
-            value, bound = format_value(check.get("value")), format_value(check.get("bound"))
-            message = f"{scenario}: {kind} {name} = {value} (bound {bound})"
-            found.append(annotation("error", f"surge {kind} failed", message))
+        name, result = str(check.get("name")), outcome(check)
+        unit = verdict_unit(name)
+        value, bound = format_value(check.get("value"), unit), format_value(check.get("bound"), unit)
+        reason = str(check.get("reason") or "")
+        rows.append([kind, name, value, bound, "FAIL" if result == FAIL else result, reason])
+        detail = f"{scenario}: {kind} {name} = {value} (bound {bound})" + (f": {reason}" if reason else "")
+        if result == FAIL:
+            found.append(annotation("error", f"surge {kind} failed", detail))
+        elif result == UNKNOWN:
+            found.append(annotation("warning", f"surge {kind} unknown", detail))
     notes = [f"exit code `{code}` · run folder `{escape_cell(run_dir)}`"]
     if summary.get("valid") is False:
         reasons = "; ".join(str(reason) for reason in summary.get("validity_reasons") or [])
@@ -113,7 +115,7 @@ def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[li
 
 def publish_run(summary: Mapping[str, Any], run_dir: Path, *, env: Mapping[str, str] | None = None) -> bool:
     title, rows, notes, found = run_section(summary, run_dir)
-    header = ("check", "name", "value", "bound", "verdict")
+    header = ("check", "name", "value", "bound", "verdict", "reason")
     return publish_table(title, header, rows, notes=notes, annotations=found, env=env)
 
 
@@ -155,7 +157,7 @@ def publish_study(study: Mapping[str, Any], *, env: Mapping[str, str] | None = N
         rows.append(
             [
                 name,
-                _VERDICTS.get(code if isinstance(code, int) else -1, "UNKNOWN"),
+                {0: "PASS", 1: "FAIL"}.get(code, f"exit {code}"),
                 "yes" if variant.get("valid") else "NO",
                 format_value(variant.get("success_ratio")),
                 format_value(variant.get("p99_ms")),

@@ -1,7 +1,8 @@
 """The `surge` command: parses arguments and hands each subcommand to its own module.
 
 Every `SurgeError` becomes one line on stderr and its exit code (CONTRACT §2); argparse's own usage errors
-already exit 2. A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`.
+already exit 2; any other exception is the harness's own failure: one line and exit 3, never a traceback.
+A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"surge {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a harness fault the subcommand did not foresee: exit 3, one line
+        print(f"surge {args.command}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 3
     return code
 
 

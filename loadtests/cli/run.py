@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadtests.cli.args import port_number, positive_float, positive_int
+from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
 from loadtests.cli.github_summary import publish_run
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.live import LiveWindows
@@ -38,16 +39,23 @@ from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
 
+DEFAULT_REPLICAS = 3
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="a built-in scenario name (see `surge scenarios`) or a TOML file")
-    parser.add_argument("--scale", type=positive_float, default=1.0, help="multiply every rate (default 1)")
+    parser.add_argument(
+        "--scale",
+        type=scale_factor,
+        default=1.0,
+        help=f"multiply every rate and the user pool (default 1, at most {MAX_SCALE:g})",
+    )
     parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
     parser.add_argument("--host", help="load this gateway instead of starting the embedded cluster")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas (default 3)")
+    parser.add_argument("--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
     parser.add_argument(
@@ -64,9 +72,16 @@ def run(args: argparse.Namespace) -> int:
     host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
-    gateway_config = validated_config(args.config, scenario.gateway) if host is None else None
+    console = Console(stderr=True, highlight=False)
+    gateway_config: dict[str, Any] | None = None
+    if host is None:
+        gateway_config = validated_config(args.config, scenario.gateway)
+        preflight.check_faults(scenario.faults, gateway_config, args.replicas or DEFAULT_REPLICAS)
+    else:
+        for warning in preflight.host_conflicts(args, scenario):
+            console.print(f"surge run: warning: {warning}", markup=False)
+        preflight.check_reachable(host)
     run_dir = new_run_dir(args.out, scenario.name)
-    console = Console(stderr=True)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
     asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
     summary = analyse(run_dir, args.baseline)
@@ -91,7 +106,9 @@ async def _orchestrate(
     start_unix = time.time()
     try:
         if host is None:
-            cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", scenario.gateway)
+            cluster = await start_cluster(
+                args.config, args.replicas or DEFAULT_REPLICAS, run_dir / "cluster", scenario.gateway
+            )
         target = cluster.url if cluster is not None else str(host)
         start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
         meta = run_meta(
@@ -102,10 +119,12 @@ async def _orchestrate(
             host=target,
             workers=args.workers,
             gateway_config=gateway_config,
-            replicas=args.replicas if gateway_config is not None else None,
+            replicas=(args.replicas or DEFAULT_REPLICAS) if gateway_config is not None else None,
         )
         write_json(run_dir / "meta.json", meta)
         events.extend(_scenario_events(scenario, start_unix))
+        if cluster is None:
+            events.extend(_skipped_fault_events(scenario, start_unix))
         rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
@@ -126,6 +145,21 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
         found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
     return found
+
+
+def _skipped_fault_events(scenario: Scenario, start_unix: float) -> list[Event]:
+    """Against --host the embedded-cluster faults are not played: one `fault_skipped` event each, at the time it
+    was due, so the report says "not played" with the reason and its recovery verdict is unknown."""
+    return [
+        Event(
+            start_unix + fault.at_s,
+            "chaos",
+            "fault_skipped",
+            fault.target,
+            preflight.SKIP_REASON.format(action=fault.action),
+        )
+        for fault in preflight.skipped_faults(scenario.faults)
+    ]
 
 
 async def _drive(

@@ -1,4 +1,8 @@
-"""The console table printed after a run: each SLO and invariant with its value, bound and verdict."""
+"""The console table printed after a run: each SLO, invariant and run check with its value, bound and verdict.
+
+A verdict is pass, FAIL or unknown; an unknown one shows why it could not be checked, and the closing line says
+how many were unknown, so a console reader never takes "nothing failed" for "everything held".
+"""
 
 from __future__ import annotations
 
@@ -8,36 +12,47 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from reports.slo import format_value
+from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
 
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"surge verdicts — {summary.get('scenario', '?')}", show_lines=False)
+    table = Table(title=f"surge verdicts — {escape(str(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
-    for slo in summary.get("slos", []):
-        table.add_row(*_row(str(slo["name"]), slo))
-    for verdict in summary.get("invariant_verdicts", []):
-        table.add_row(*_row(f"invariant {verdict['name']}", verdict))
+    rows = [
+        (str(verdict["name"]) if kind == "slo" else f"{kind} {verdict['name']}", verdict)
+        for kind, verdict in summary_checks(summary)
+    ]
+    for name, verdict in rows:
+        table.add_row(*_row(name, verdict))
     console.print(table)
     if summary.get("valid") is False:
         console.print(
             "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's[/]"
         )
+    outcomes = [outcome(verdict) for _, verdict in rows]
+    unknown = outcomes.count(UNKNOWN)
+    if unknown and FAIL not in outcomes:
+        console.print(f"[yellow]NOT PROVEN: nothing failed, but {unknown} of {len(rows)} checks are unknown[/]")
+    elif unknown:
+        console.print(f"[yellow]{unknown} of {len(rows)} checks unknown[/]")
     console.print(f"exit code {summary.get('exit_code')}")
 
 
 def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
     """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
+    unit = verdict_unit(str(verdict.get("name", "")))
     return (
         escape(name),
-        format_value(verdict.get("value")),
-        format_value(verdict.get("bound")),
-        _verdict(verdict.get("passed")),
+        format_value(verdict.get("value"), unit),
+        format_value(verdict.get("bound"), unit),
+        _verdict(outcome(verdict), verdict.get("reason")),
     )
 
 
-def _verdict(passed: bool | None) -> str:
-    if passed is None:
-        return "[yellow]unknown[/]"
-    return "[green]pass[/]" if passed else "[bold red]FAIL[/]"
+def _verdict(result: str, reason: Any) -> str:
+    if result == PASS:
+        return "[green]pass[/]"
+    if result == FAIL:
+        return "[bold red]FAIL[/]" + (f" {escape(str(reason))}" if reason else "")
+    return "[yellow]unknown[/]" + (f" — {escape(str(reason))}" if reason else "")

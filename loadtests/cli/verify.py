@@ -1,6 +1,7 @@
 """`surge verify RUN_DIR`: re-check lost / phantom / duplicate / over-cap against the run's ledger copy.
 
-Exit 0 when every invariant holds, 1 when one does not, 2 when the folder is not a run folder or has no ledger.
+Exit 0 when every invariant holds, 1 when one does not, 3 when none failed but one could not be checked
+(over_cap without the caps: unknown), 2 when the folder is not a run folder or has no ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from loadtests.errors import UsageError
 from reports.frames import RunFolderError
+from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
 
 EXAMPLES_SHOWN = 5
@@ -32,17 +34,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
-        return 0 if result["passed"] else 1
+        return _exit_code(result["passed"])
     table = Table(title=escape(f"invariants of {args.run_dir}"))
     for column in ("invariant", "violations", "bound", "verdict", "examples"):
         table.add_column(column)
     for verdict in result["verdicts"]:
-        examples = result["violations"][verdict["name"]][:EXAMPLES_SHOWN]
+        result_of = outcome(verdict)
+        examples = result["violations"][verdict["name"]][:EXAMPLES_SHOWN] if result_of == FAIL else []
         table.add_row(
             verdict["name"],
-            str(verdict["value"]),
+            "—" if verdict["value"] is None else str(verdict["value"]),
             str(verdict["bound"]),
-            "[green]ok[/green]" if verdict["passed"] else "[bold red]FAILED[/bold red]",
+            "[green]ok[/green]"
+            if result_of == PASS
+            else "[bold red]FAILED[/bold red]"
+            if result_of == FAIL
+            else f"[yellow]unknown[/yellow] — {escape(str(verdict['reason']))}",
             escape("\n".join(json.dumps(example, ensure_ascii=False) for example in examples)),
         )
     console = Console()
@@ -53,4 +60,14 @@ def run(args: argparse.Namespace) -> int:
         f"{outcomes['unknown']} unknown (either way is correct)",
         highlight=False,
     )
-    return 0 if result["passed"] else 1
+    if result["other_rows"]:
+        console.print(
+            f"{result['other_rows']} ledger rows belong to other runs (another key prefix) and were left out",
+            highlight=False,
+        )
+    return _exit_code(result["passed"])
+
+
+def _exit_code(passed: bool | None) -> int:
+    """0 held, 1 failed, 3 nothing failed but not everything could be checked (as for `surge run`)."""
+    return 0 if passed is True else 1 if passed is False else 3

@@ -84,8 +84,10 @@ class Generator:
         arrival_times: Iterator[float],
         *,
         seed: str,
+        key_prefix: str = "",
     ) -> None:
         self.scenario = scenario
+        self.key_prefix = key_prefix  # the run's own: meta.json `key_prefix`, so a shared ledger can be told apart
         self.population = population
         self.clock = clock
         self.recorder = recorder
@@ -169,9 +171,10 @@ class Generator:
             self._expire(now)
 
 
-def new_key() -> str:
-    """128 random bits as 32 hex characters: an Idempotency-Key (or payment id) no one else will use."""
-    return os.urandom(16).hex()
+def new_key(prefix: str = "") -> str:
+    """32 characters: the run's `prefix`, then random hex — an Idempotency-Key (or payment id) no one else will
+    use, and one `surge verify` can attribute to its run even on a ledger other runs wrote to."""
+    return prefix + os.urandom(16).hex()[len(prefix) :]
 
 
 def drain_s(scenario: Scenario) -> float:
@@ -230,7 +233,7 @@ class Payer:
         """Attempts under one key until an answer that ends it; the problem body if it was a business decline."""
         gen = self.gen
         timeout_s = gen.scenario.client.timeout_s
-        key = new_key()
+        key = new_key(gen.key_prefix)
         body = json.dumps(
             {
                 "user_id": user.user_id,
@@ -277,8 +280,11 @@ class Payer:
         self.gen.recorder.sending()
         context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key}
         name = request_name(attempt, job.part)
-        post = self.client.post
-        with post(PATH, data=body, headers=headers, catch_response=True, name=name, context=context) as response:
+        # Never follow a redirect: a loopback target answering 3xx to another host would lead the load past the
+        # loopback guard. A 3xx is recorded as what it is, an "error" outcome with its status.
+        with self.client.post(
+            PATH, data=body, headers=headers, catch_response=True, name=name, context=context, allow_redirects=False
+        ) as response:
             done = time.time()
             answer, reply = _read(response)
             outcome = classify(answer.status, answer.code)

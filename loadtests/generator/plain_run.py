@@ -6,9 +6,9 @@ then runs with `--surge-managed` and never comes here. Without it nobody else wi
     <run>/locust/report.html, locust_stats.csv, locust_failures.csv, locust_exceptions.csv   Locust's own view
     <run>/timeseries.csv, summary.json, junit.xml, report.html                               surge's (reports)
 
-and sets Locust's process exit code to surge's (0 every SLO and invariant held, 1 one failed, 3 the folder could
-not be analysed), logging the verdict and the folder's path through the "surge" logger, which Locust prints and
-its web UI shows in the Logs tab.
+and sets Locust's process exit code to surge's (0 every SLO and invariant held, 1 one failed, 3 a verdict is
+unknown — without a ledger the invariants are — or the folder could not be analysed), logging the verdict and
+the folder's path through the "surge" logger, which Locust prints and its web UI shows in the Logs tab.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 log = logging.getLogger("surge")
-VERDICT_WORDS = {0: "PASS", 1: "FAIL", 3: "HARNESS FAILED"}
 
 
 def save_locust_output(environment: Environment, locust_dir: Path) -> None:
@@ -46,7 +45,7 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     # worker processes (and runs under `surge run`) never pay for it.
     from reports.finalize import finalize_run
     from reports.frames import RunFolderError
-    from reports.slo import format_value
+    from reports.slo import FAIL, format_value, headline, outcome, summary_checks, verdict_unit
 
     run_dir = run_dir.resolve()
     try:
@@ -60,17 +59,16 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
         environment.process_exit_code = 3
         return 3
     code = int(summary["exit_code"])
-    checks = [("slo", v) for v in summary.get("slos") or []]
-    checks += [("invariant", v) for v in summary.get("invariant_verdicts") or []]
+    checks = summary_checks(summary)
     for kind, verdict in checks:
-        passed = verdict.get("passed")
-        word = "unknown" if passed is None else ("pass" if passed else "FAIL")
-        line = "surge:   %-9s %-40s %10s  bound %-8s %s"
-        args = (kind, verdict["name"], format_value(verdict.get("value")), format_value(verdict.get("bound")), word)
-        (log.error if passed is False else log.info)(line, *args)
+        result, unit = outcome(verdict), verdict_unit(str(verdict["name"]))
+        line = "surge:   %-9s %-40s %12s  bound %-10s %s%s"
+        value, bound = format_value(verdict.get("value"), unit), format_value(verdict.get("bound"), unit)
+        reason = f" — {verdict['reason']}" if verdict.get("reason") else ""
+        (log.error if result == FAIL else log.info)(line, kind, verdict["name"], value, bound, result, reason)
     if summary.get("valid") is False:
         log.error("surge: INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's")
-    log.info("surge: verdict %s (exit code %d)", VERDICT_WORDS.get(code, "UNKNOWN"), code)
+    log.info("surge: verdict %s (exit code %d)", headline(code, checks), code)
     log.info("surge: run folder %s", run_dir)
     log.info("surge: report %s", run_dir / "report.html")
     environment.process_exit_code = code

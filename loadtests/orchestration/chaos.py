@@ -3,6 +3,11 @@
 A fault with a duration is undone by the player itself (a killed replica is restarted, a paused one resumed);
 injected faults (latency, errors, channel_outage, lose_response) carry their duration to the gateway, which
 expires them on its own clock, so a player that dies cannot leave a fault behind for ever.
+
+Events (source `chaos` in events.csv): `fault_injected` when the admin API accepted a fault, `fault_failed` when
+it refused it (an unknown channel: 400, an unknown replica: 404) or could not be reached — the run then exits 3,
+since the scenario it was asked for was not played — and `fault_cleared` when the player undid a process fault (the
+cluster logs `fault_ended` itself when it expires an injected fault).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class ChaosPlayer:
     on_event: Callable[[ChaosEvent], None] | None = None
     events: list[ChaosEvent] = field(default_factory=list)
     _names: dict[int, str] = field(default_factory=dict)  # fault → replica its first step hit
+    _failed: set[int] = field(default_factory=set)  # faults whose injection failed: nothing to undo
 
     async def play(self) -> None:
         steps = sorted(self._steps(), key=lambda step: step[0])
@@ -75,6 +81,9 @@ class ChaosPlayer:
         return steps
 
     async def _apply(self, session: aiohttp.ClientSession, action: str, target: str, fault: FaultLike) -> None:
+        undo = action != fault.action
+        if undo and id(fault) in self._failed:
+            return
         try:
             if action in PROCESS_ACTIONS:
                 name = self._names.get(id(fault)) or await self._resolve(session, target)
@@ -83,23 +92,23 @@ class ChaosPlayer:
                 async with session.post(url) as response:
                     text = await response.text()
                     ok = response.status < 300
-                self._log(
-                    "fault_injected" if action in UNDO else "fault_cleared",
-                    name,
-                    f"{action}" if ok else f"{action} failed: HTTP {response.status} {text[:200]}",
-                )
+                if ok:
+                    self._log("fault_cleared" if undo else "fault_injected", name, action)
+                else:
+                    self._failed.add(id(fault))
+                    self._log("fault_failed", name, f"{action} failed: HTTP {response.status} {text[:200]}")
             else:
                 body = _fault_body(action, target, fault)
                 async with session.post(f"{self.admin_url}/admin/faults", json=body) as response:
                     text = await response.text()
                     ok = response.status < 300
-                detail = (
-                    f"{action} for {fault.duration_s}s"
-                    if ok
-                    else f"{action} failed: HTTP {response.status} {text[:200]}"
-                )
-                self._log("fault_injected", target, detail)
+                if not ok:
+                    self._failed.add(id(fault))
+                    self._log("fault_failed", target, f"{action} failed: HTTP {response.status} {text[:200]}")
+                    return
+                self._log("fault_injected", target, f"{action} for {fault.duration_s}s")
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed.add(id(fault))
             self._log("fault_failed", target, f"{action}: {type(exc).__name__}: {exc}")
 
     async def _resolve(self, session: aiohttp.ClientSession, target: str) -> str:

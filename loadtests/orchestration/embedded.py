@@ -11,6 +11,7 @@ from typing import Any
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.run_folder import Event, copy_ledger, read_cluster_events
 from mock_gateway.cluster.handle import ClusterProcess
+from mock_gateway.cluster.serve import STATE_FILE
 from mock_gateway.config import ConfigError, load_config
 
 
@@ -39,12 +40,20 @@ async def start_cluster(
 
 async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[Event]:
     """Snapshot the ledger, stop the cluster, keep its events, and strip the admin token from its state file:
-    a run folder is uploaded as a CI artifact and must not carry a secret, even a dead cluster's."""
-    copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
-    await asyncio.to_thread(cluster.stop)
-    state_file = run_dir / "cluster" / "cluster.json"
+    a run folder is uploaded as a CI artifact and must not carry a secret, even a dead cluster's. The cluster is
+    stopped and the token stripped even when the copy fails."""
+    try:
+        copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
+    finally:
+        try:
+            await asyncio.to_thread(cluster.stop)
+        finally:
+            _strip_token(cluster.state_dir / STATE_FILE)
+    return read_cluster_events(cluster.events_path)
+
+
+def _strip_token(state_file: Path) -> None:
     if state_file.exists():
         state = json.loads(state_file.read_text(encoding="utf-8"))
         state.pop("admin_token", None)
         state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    return read_cluster_events(cluster.events_path)

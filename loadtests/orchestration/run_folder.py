@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
+from reports.claim import FolderTaken, claim, claim_new
 from reports.finalize import finalize_run
 from reports.frames import RunFolderError
 
@@ -29,21 +30,19 @@ class Event:
 
 
 def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) -> Path:
-    """`--out DIR` exactly, else runs/<UTC timestamp>-<scenario>; a folder that already holds a run is refused
-    so that no earlier result is overwritten."""
-    if out:
-        path = Path(out)
-        if (path / "summary.json").exists() or (path / "meta.json").exists():
-            raise UsageError(f"--out {out} already holds a run; choose an empty folder")
-    else:
+    """`--out DIR` exactly, else runs/<UTC timestamp>-<scenario> (with a `-2` suffix if a run started in the same
+    second); claimed atomically (reports.claim), so a folder that holds a run, or that another run is writing,
+    is refused and no earlier result is overwritten."""
+    try:
+        if out:
+            return claim(Path(out))
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in scenario_name)[:60] or "scenario"
-        path = root / f"{stamp}-{safe}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
+        return claim_new(root, f"{stamp}-{safe}")
+    except FolderTaken as exc:
+        raise UsageError(f"--out {out}: {exc}; choose an empty folder" if out else str(exc)) from None
     except OSError as exc:
-        raise UsageError(f"cannot create the run folder {path}: {exc.strerror}") from None
-    return path
+        raise UsageError(f"cannot create the run folder {out or root}: {exc.strerror}") from None
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -94,7 +93,8 @@ def copy_ledger(source: Path, target: Path) -> bool:
     checkpointed, so a plain file copy could miss acknowledged repayments."""
     if not source.exists():
         return False
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=10)
+    # as_uri() percent-encodes the path: a folder named `run#1` or `50%` must not cut the URI short
+    src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
     dst = sqlite3.connect(target)
     try:
         src.backup(dst)

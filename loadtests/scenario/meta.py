@@ -7,6 +7,7 @@ that `surge report` can read any folder a surge locustfile recorded.
 from __future__ import annotations
 
 import platform
+import secrets
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from loadtests.scenario.shapes import Scenario
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix
 
 
 def versions() -> dict[str, str]:
@@ -49,13 +51,17 @@ def run_meta(
     gateway_config: dict[str, Any] | None,
     replicas: int | None,
 ) -> dict[str, Any]:
-    """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against)."""
+    """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against).
+
+    `key_prefix` starts every idempotency key the run sends, so the invariants can be restricted to the run's own
+    ledger rows when other runs (or other traffic) wrote to the same ledger."""
     return {
         "kind": "run",
         "scenario": scenario.name,
         "description": scenario.description,
         "scenario_ref": scenario_ref,
         "seed": scenario.seed,
+        "key_prefix": KEY_PREFIX_TAG + secrets.token_hex(4),
         "scale": scale,
         "duration_s": scenario.duration_s,
         "started_unix": started_unix,

@@ -22,6 +22,7 @@ from loadtests.errors import UsageError
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
+MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets outgrow one process (scenarios.md)
 
 
 class ScenarioError(UsageError):
@@ -29,19 +30,24 @@ class ScenarioError(UsageError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # attribute docstrings are the keys' meanings in docs/reference/scenario-keys.md (scripts/gen_reference.py)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class RatePoint(_Strict):
     at_s: float = Field(ge=0)
+    """Seconds since the start of the run; points must not go back in time."""
     per_s: float = Field(ge=0)
+    """New repayment attempts per second offered at `at_s` (times `--scale`); linear between points."""
 
 
 class BillDistribution(_Strict):
     """Lognormal bills fixed by two quantiles, because that is how a risk team describes a festival's bills."""
 
     median: int = Field(gt=0)
+    """Median bill in fen (integer)."""
     p99: int = Field(gt=0)
+    """99th-percentile bill in fen; a tail above the card limits exercises the daily caps."""
 
     @model_validator(mode="after")
     def _tail_above_median(self) -> BillDistribution:
@@ -52,8 +58,11 @@ class BillDistribution(_Strict):
 
 class Population(_Strict):
     users: int = Field(default=20000, ge=1)
+    """Distinct users the payments are drawn from."""
     cards_per_user: tuple[int, int] = (1, 3)
+    """Each user holds between `low` and `high` cards (1 <= low <= high <= 9), each on a random bank channel."""
     bill_fen: BillDistribution = BillDistribution(median=200000, p99=8000000)
+    """The bills, lognormal, fixed by two quantiles."""
 
     @field_validator("cards_per_user")
     @classmethod
@@ -71,47 +80,93 @@ class Fault(_Strict):
     """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API."""
 
     at_s: float = Field(ge=0)
+    """When the fault is injected, in seconds since the start; before the end of the scenario."""
     action: FaultAction
+    """What happens: a replica killed (SIGKILL), paused (SIGSTOP), resumed or restarted; or an injected fault: added
+    latency, error responses, a channel outage, or a response lost after the commit.
+    """
     target: str = "primary"
+    """`primary` (the replica taking traffic when the fault fires), a replica name (`r1`…), `all` (injected faults), or
+    a channel code for `channel_outage`.
+    """
     duration_s: float = Field(default=0.0, ge=0)
+    """How long it lasts; a killed or paused replica is restarted or resumed after it (0: never, for kill and pause)."""
     ratio: float | None = Field(default=None, ge=0, le=1)
+    """Share of requests hit (latency, errors, lose_response; default 1)."""
     latency_ms: int | None = Field(default=None, ge=0)
+    """Added latency in ms, for `latency`."""
     status: int | None = Field(default=None, ge=400, le=599)
+    """HTTP status returned, for `errors`."""
     channel: str | None = None
+    """Limit an injected fault to one bank channel (a code from the gateway config)."""
 
 
 class Slo(_Strict):
     min_success_ratio: float = Field(default=0.99, ge=0, le=1)
+    """Good (succeeded + declined) over admitted attempts, overall and per phase; business declines are not failures."""
     max_p99_ms: float = Field(default=800, gt=0)
+    """Intended-time p99 latency of admitted attempts, overall and per phase."""
     max_recovery_s: float = Field(default=5, ge=0)
+    """After each fault and each spike: seconds until 3 healthy seconds in a row."""
     max_lost: int = Field(default=0, ge=0)
+    """Acknowledged repayments missing from the ledger."""
     max_over_cap: int = Field(default=0, ge=0)
+    """Card- or user-days charged above their daily cap."""
 
 
 class ClientConfig(_Strict):
     policy: Literal["follow-plan", "give-up", "switch-card"] = "follow-plan"
+    """On a limit decline (SINGLE/DAILY_LIMIT_EXCEEDED): pay the suggested plan, give up, or pay from another card."""
     timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """Per attempt (connect and read), in seconds."""
     max_retries: int = Field(default=4, ge=0, le=20)
+    """Retries per payment, with the same Idempotency-Key."""
 
 
 class Arrivals(_Strict):
     process: Literal["poisson", "even"] = "poisson"
-    pool: int = Field(default=200, ge=1, le=20000)
+    """Poisson arrivals that follow the curve, or exact even spacing (for accuracy benchmarks)."""
+    pool: int = Field(default=200, ge=1, le=MAX_POOL)
+    """Locust users per run: the most payments in progress at once; scaled with `--scale` and at most 20,000."""
     late_ms: float = Field(default=50, gt=0)
+    """An arrival begun more than this after its intended time counts late."""
 
 
 class Scenario(_Strict):
     name: str = Field(min_length=1)
+    """The scenario's name, shown in reports and run-folder names."""
     description: str = ""
+    """One line on what the scenario is for."""
     duration_s: float = Field(gt=0)
+    """Length of the run in seconds (`--duration` stretches the whole curve and the faults)."""
     seed: int = 0
+    """Seeds the users, bills and arrivals: the same seed gives the same run."""
     population: Population = Population()
+    """Who pays: users, cards and bills."""
     rate: tuple[RatePoint, ...] = Field(min_length=1)
+    """The arrival curve: (at_s, per_s) points, at least one."""
     faults: tuple[Fault, ...] = ()
+    """The fault schedule, played against the embedded cluster (not played with `--host`: reported unknown)."""
     slo: Slo = Slo()
+    """The verdicts: each bound is a test case in junit.xml."""
     client: ClientConfig = ClientConfig()
+    """How the simulated clients retry and react to declines."""
     arrivals: Arrivals = Arrivals()
+    """How arrivals are generated (open model)."""
     gateway: dict[str, Any] = Field(default_factory=dict)
+    """A partial gateway config for the embedded cluster, merged over the defaults and `--config`; ignored with
+    `--host` (a warning says so).
+    """
+
+    @model_validator(mode="after")
+    def _faults_before_the_end(self) -> Scenario:
+        for number, fault in enumerate(self.faults):
+            if fault.at_s >= self.duration_s:
+                raise ValueError(
+                    f"'faults.{number}.at_s' must be before the end of the scenario ({self.duration_s:g} s), "
+                    f"or the fault is never played (got {fault.at_s:g})"
+                )
+        return self
 
     @field_validator("rate")
     @classmethod
@@ -137,7 +192,13 @@ class Scenario(_Strict):
         faults = tuple(
             f.model_copy(update={"at_s": f.at_s * stretch, "duration_s": f.duration_s * stretch}) for f in self.faults
         )
-        arrivals = self.arrivals.model_copy(update={"pool": max(1, math.ceil(self.arrivals.pool * scale))})
+        pool = max(1, math.ceil(self.arrivals.pool * scale))
+        if pool > MAX_POOL:
+            raise ScenarioError(
+                f"--scale {scale:g} needs a user pool of {pool:,} ([arrivals] pool {self.arrivals.pool} x scale), "
+                f"past the limit of {MAX_POOL:,}; use a smaller --scale or --workers with a smaller pool"
+            )
+        arrivals = self.arrivals.model_copy(update={"pool": pool})
         gateway = copy.deepcopy(self.gateway)
         clock = gateway.get("clock")
         if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
@@ -279,13 +340,19 @@ def load_scenario(ref: str) -> Scenario:
 
 
 def _first_error(exc: ValidationError) -> str:
-    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed."""
-    error = exc.errors()[0]
+    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed.
+
+    An unknown key comes first: a typo (`duraton_s`) also makes the real key missing, and "unknown key
+    'duraton_s'" is the line that tells the user what to fix."""
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"unknown key '{key}'"
     if error["type"] == "missing":
         return f"missing key '{key}'"
     message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"] and message.startswith("'"):
+        return message  # a model-level check that names its own key
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"'{key}' {message[0].lower()}{message[1:]} (got {error.get('input')!r}){more}"

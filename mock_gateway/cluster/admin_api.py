@@ -14,10 +14,12 @@ from mock_gateway.admin import require_admin
 from mock_gateway.cluster.events import EventKind
 from mock_gateway.cluster.router import Router
 from mock_gateway.cluster.supervisor import Supervisor
-from mock_gateway.errors import GatewayError, InvalidJson, NotFound
+from mock_gateway.errors import GatewayError, NotFound, Unavailable
 from mock_gateway.replica.faults import parse_spec
+from mock_gateway.validation import decode_json, read_body
 
 ADMIN_TIMEOUT_S = 2.0
+ADMIN_MAX_BODY_BYTES = 16_384
 ACTIONS = ("kill", "pause", "resume", "restart")
 
 
@@ -25,6 +27,11 @@ class ReplicaNotRunning(GatewayError):
     status = 409
     code = "REPLICA_NOT_RUNNING"
     title = "The replica's process is not running"
+
+
+class RestartTimedOut(Unavailable):
+    code = "RESTART_TIMED_OUT"
+    title = "The replica's old process did not exit in time"
 
 
 class AdminApi:
@@ -103,6 +110,8 @@ class AdminApi:
                 self._on_change()
         except ProcessLookupError as exc:
             raise ReplicaNotRunning(str(exc)) from None
+        except TimeoutError:
+            raise RestartTimedOut(f"replica {name}'s process did not exit after SIGKILL; try again") from None
         return web.json_response({"action": action, **self.describe(name)})
 
     async def _fan_out(self, method: str, names: list[str], body: dict[str, Any] | None) -> dict[str, tuple[int, Any]]:
@@ -128,10 +137,7 @@ class AdminApi:
 
     async def add_fault(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        try:
-            spec = parse_spec(await request.json(), self._channels)
-        except ValueError:
-            raise InvalidJson("fault body is not valid JSON") from None
+        spec = parse_spec(decode_json(await read_body(request, ADMIN_MAX_BODY_BYTES)), self._channels)
         body = spec.model_dump(mode="json", exclude={"target"}, exclude_unset=True)
         target = spec.target
         names = list(self.supervisor.replicas) if target in (None, "", "all") else [self._resolve(target)]

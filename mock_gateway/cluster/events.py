@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     PAUSED = "paused"
     RESUMED = "resumed"
     RESTARTED = "restarted"
+    RESTART_FAILED = "restart_failed"
 
 
 @dataclass(frozen=True, slots=True)

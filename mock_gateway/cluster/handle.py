@@ -17,7 +17,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from mock_gateway.cluster.serve import EVENTS_FILE, STATE_FILE, ClusterStartError, _write_atomically
+from mock_gateway.cluster.serve import (
+    EVENTS_FILE,
+    STATE_FILE,
+    ClusterStartError,
+    ClusterUsageError,
+    make_private_dir,
+    write_private_json,
+)
 from mock_gateway.cluster.supervisor import child_env, guarded_argv
 from mock_gateway.config import load_config
 
@@ -50,11 +57,13 @@ class ClusterProcess:
         thread, or `asyncio.to_thread`, whose default-executor workers live until the event loop closes).
         """
         config = load_config(config_path, overrides=overrides)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        if not 0 <= port <= 65535:
+            raise ClusterUsageError(f"port must be 0-65535 (got {port})")
+        make_private_dir(state_dir)
         resolved = state_dir / "cluster-config.json"
         data = config.model_dump(mode="json")
         token = data["admin"].pop("token")  # by environment, not in a file (see child_env)
-        _write_atomically(resolved, data)
+        write_private_json(resolved, data)
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         args = ["--config", str(resolved), "--port", str(port), "--replicas", str(replicas)]
         args += ["--state-dir", str(state_dir), "--host", host]

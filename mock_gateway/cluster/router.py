@@ -1,8 +1,10 @@
 """The failover router: one address in front of the replicas, which hides a dead one from the clients.
 
-What it does for each `/v1/` request, in order: the global and per-user per-second caps (they live here,
-because only the router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`,
-then the forwarded request. An attempt that fails *before any answer* — connection refused or reset, a
+What it does for each `/v1/` request, in order: a `POST /v1/repayments` is validated exactly as a replica would
+(`mock_gateway.validation`: a request a replica would refuse is refused here, before it spends a token), then
+the global and per-user per-second caps (`mock_gateway.limits.Admission`; they live here because only the
+router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`, then the forwarded
+request. An attempt that fails *before any answer* — connection refused or reset, a
 timeout, the replica going down while it waits, or the replica's own `503 REPLICA_UNAVAILABLE` — is retried
 on the next healthy replica with the same body and `Idempotency-Key`, within the retry budget. That retry
 is safe even when the first replica committed before dying, because the ledger's commit step re-checks the
@@ -21,8 +23,9 @@ cut at once and retried elsewhere, so a paused replica does not hold clients for
 from __future__ import annotations
 
 import asyncio
-import json
-import math
+import errno
+import logging
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -37,15 +40,16 @@ from mock_gateway.cluster.retry_budget import RetryBudget
 from mock_gateway.config import GatewayConfig
 from mock_gateway.errors import (
     GatewayError,
-    MethodNotAllowed,
     NoHealthyReplica,
-    NotFound,
     OutcomeUnknown,
-    PayloadTooLarge,
     RateLimited,
     ReplicaUnavailable,
 )
-from mock_gateway.limits import DEFAULT_BURST_MS, Gcra, KeyedGcra, default_burst
+from mock_gateway.limits import DEFAULT_BURST_MS, Admission
+from mock_gateway.problems import problem_middleware
+from mock_gateway.validation import peek_code, read_body, read_charge
+
+log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
     {
@@ -65,13 +69,17 @@ HOP_BY_HOP = frozenset(
 ROUTER_NAME = "router"  # X-Replica of the answers the router gives itself
 NO_REPLICA_RETRY_AFTER_S = 1.0
 MOVES_LOAD = frozenset({"connect", "replica_down"})
-NOT_EXECUTED = frozenset({"connect", "replica_unavailable"})
+NOT_EXECUTED = frozenset({"connect", "replica_unavailable", "router_resources"})
 """Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
 answered its own 503 (CONTRACT §3: nothing stored). After any other failure the outcome is unknown."""
 """Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
 its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
 resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load
 on a cluster that is merely slow."""
+OWN_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL})
+"""A connect that failed for lack of the router's *own* resources (file descriptors, ephemeral ports, memory):
+the replica is not at fault, so it is not marked down, and another replica would fail the same way."""
+MAX_CONNECTIONS_PER_REPLICA = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,7 @@ class RouterSettings:
     global_tps: float
     user_tps: float
     max_body_bytes: int
+    channels: tuple[str, ...]
     burst_ms: float = DEFAULT_BURST_MS
     connect_timeout_s: float = 0.25
     request_timeout_s: float = 5.0
@@ -106,6 +115,7 @@ class RouterSettings:
             global_tps=config.limits.global_tps,
             user_tps=config.limits.user_tps,
             max_body_bytes=config.server.max_body_bytes,
+            channels=tuple(channel.code for channel in config.channels),
             burst_ms=config.limits.burst_ms,
         )
 
@@ -150,8 +160,13 @@ class Router:
         self.ports = dict(ports)
         self.host = host
         self.budget = RetryBudget(settings.retry_ratio, 10, settings.retry_min_per_s)
-        self._global = Gcra(settings.global_tps, default_burst(settings.global_tps, settings.burst_ms))
-        self._users: KeyedGcra[str] = KeyedGcra(settings.user_tps, burst=max(1, math.floor(settings.user_tps)))
+        self.admission = Admission(
+            replica_tps=None,
+            global_tps=settings.global_tps,
+            user_tps=settings.user_tps,
+            monotonic=time.monotonic,
+            burst_ms=settings.burst_ms,
+        )
         self._backends: dict[str, Backend] = {}
         self._probe_session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -161,8 +176,9 @@ class Router:
 
     async def start(self) -> None:
         """Open the connection pools and start probing; call from the event loop that will serve."""
+        per_replica = _connection_cap(len(self.ports))
         for name, port in self.ports.items():
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, force_close=False)
+            connector = aiohttp.TCPConnector(limit=per_replica, limit_per_host=0, force_close=False)
             session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_s),
@@ -177,6 +193,13 @@ class Router:
         )
         for name in self.ports:
             self._spawn(self._probe_loop(name))
+
+    def move(self, name: str, port: int) -> None:
+        """The replica now listens on `port` (restarted while its old port was taken)."""
+        self.ports[name] = port
+        backend = self._backends.get(name)
+        if backend is not None:
+            backend.base_url = f"http://{self.host}:{port}"
 
     def _in_flight_reader(self, name: str) -> Callable[[], float]:
         member = self.pool.member(name)
@@ -260,21 +283,6 @@ class Router:
             if not deadline.expired():
                 deadline.reschedule(now)
 
-    # ---- admission --------------------------------------------------------------------------------------
-
-    def _admit(self, user_id: str | None) -> None:
-        """Global and per-user caps, checked together and charged together (a refusal spends nothing)."""
-        now = time.monotonic()
-        waits = [("global", self._global.wait(now), self._global.rate_per_s)]
-        if user_id is not None:
-            waits.append(("user", self._users.wait(user_id, now), self._users.rate_per_s))
-        scope, wait, rate = max(waits, key=lambda w: w[1])
-        if wait > 0:
-            raise RateLimited(scope, wait, rate)
-        self._global.take(now)
-        if user_id is not None:
-            self._users.take(user_id, now)
-
     # ---- forwarding -------------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -287,9 +295,13 @@ class Router:
 
     async def _route(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
-        body = await _read_body(request, self.settings.max_body_bytes)
         if request.method == "POST" and request.path == "/v1/repayments":
-            self._admit(_user_of(body))
+            charge, body = await read_charge(request, self.settings.channels, self.settings.max_body_bytes)
+            refusal = self.admission.admit(charge.user_id)
+            if refusal is not None:
+                raise RateLimited(refusal.scope, refusal.retry_after_s, refusal.rate_per_s)
+        else:
+            body = await read_body(request, self.settings.max_body_bytes)
         loop = asyncio.get_running_loop()
         self.budget.record_request(loop.time())
         tried: set[str] = set()
@@ -354,7 +366,10 @@ class Router:
         except TimeoutError:
             reason = "timeout" if member.up else "replica_down"
             raise _AttemptFailed(reason) from None
-        except aiohttp.ClientConnectorError:
+        except aiohttp.ClientConnectorError as exc:
+            if exc.os_error.errno in OWN_RESOURCE_ERRNOS:
+                log.warning("router cannot open a connection to %s: %s", backend.name, exc.os_error)
+                raise _AttemptFailed("router_resources") from None
             self.record_check(backend.name, False, "passive: connect failed")
             raise _AttemptFailed("connect") from None
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
@@ -366,56 +381,29 @@ class Router:
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
         out_headers.setdefault("X-Replica", backend.name)
         response = web.Response(status=upstream.status, body=payload, headers=out_headers)
-        if upstream.status == 503 and _problem_code(payload) == ReplicaUnavailable.code:
+        if upstream.status == 503 and peek_code(payload) == ReplicaUnavailable.code:
+            self.record_check(backend.name, False, "passive: 503 REPLICA_UNAVAILABLE")
             raise _AttemptFailed("replica_unavailable", response)
         return response
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    """The whole body (the app's `client_max_size` is `limit + 1`); a larger one is refused, not forwarded."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(limit)
-    try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:  # a chunked body without Content-Length that grew too large
-        raise PayloadTooLarge(limit) from None
+def _connection_cap(replicas: int) -> int:
+    """Connections the router may hold open to each replica, so that its own file descriptors never run out.
 
-
-def _user_of(body: bytes) -> str | None:
-    """The user_id for the per-user cap; a malformed body has none and is left to the replica to refuse."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    user = data.get("user_id") if isinstance(data, dict) else None
-    return user if isinstance(user, str) else None
-
-
-def _problem_code(payload: bytes) -> str | None:
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    code = data.get("code") if isinstance(data, dict) else None
-    return code if isinstance(code, str) else None
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Router-made errors as problem+json with `X-Replica: router`; unknown paths are a problem 404 too."""
-    try:
-        return await handler(request)
-    except GatewayError as exc:
-        response = exc.to_response()
-    except web.HTTPNotFound:
-        response = NotFound(f"no route for {request.method} {request.path}").to_response()
-    except web.HTTPMethodNotAllowed as exc:
-        response = MethodNotAllowed(request.method, set(exc.allowed_methods)).to_response()
-    response.headers.setdefault("X-Replica", ROUTER_NAME)
-    return response
+    The soft descriptor limit is raised to the hard one first (what servers do at start); each client of the
+    router uses a descriptor too, so the replicas share at most half of them.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_PER_REPLICA
+    return max(16, min(MAX_CONNECTIONS_PER_REPLICA, (soft - 64) // (2 * max(1, replicas))))
 
 
 async def _healthz(request: web.Request) -> web.Response:
@@ -440,7 +428,8 @@ def create_router_app(router: Router, admin_routes: list[web.RouteDef]) -> web.A
         yield
         await router.close()
 
-    app = web.Application(middlewares=[problem_middleware], client_max_size=router.settings.max_body_bytes + 1)
+    middleware = problem_middleware(ROUTER_NAME, max_body_bytes=router.settings.max_body_bytes)
+    app = web.Application(middlewares=[middleware], client_max_size=router.settings.max_body_bytes + 1)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

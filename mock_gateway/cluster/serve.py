@@ -21,8 +21,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from mock_gateway.cluster.router import Router, RouterSettings, create_router_ap
 from mock_gateway.cluster.supervisor import Supervisor
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
 from mock_gateway.net import is_loopback_host
+from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.ledger import LedgerError
 from mock_gateway.replica.ledger import prepare as prepare_ledger
 
@@ -56,14 +57,6 @@ class ClusterStartError(Exception):
     """Exit 3: the cluster itself failed to come up."""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port free right now; the tiny race until the replica binds it is acceptable on loopback."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def resolve_for_replicas(config: GatewayConfig, state_dir: Path) -> dict[str, Any]:
     """The one config every replica reads: the same anchored clock and ledger (the token goes by env)."""
     data = config.model_dump(mode="json")
@@ -79,11 +72,25 @@ def resolve_for_replicas(config: GatewayConfig, state_dir: Path) -> dict[str, An
     return data
 
 
-def _write_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    tmp.chmod(0o600)  # cluster.json holds the admin token
-    tmp.replace(path)
+def write_private_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically, readable by the owner only from the first byte: cluster.json holds the admin token.
+
+    The temporary file is created 0600 by `mkstemp` (O_CREAT|O_EXCL), never with the umask's mode first and
+    tightened afterwards, so there is no moment at which another user could open it.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2)
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def make_private_dir(path: Path) -> None:
+    """A state directory only its owner can enter (0700): it holds the token, the ledger and the logs."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +101,8 @@ class ClusterInfo:
     admin_token: str
     state_dir: Path
     state: dict[str, Any]
+    token_generated: bool = False
+    """True when the token was made up at start (print it); False when the operator supplied it (never print)."""
 
 
 async def serve_cluster(
@@ -113,31 +122,33 @@ async def serve_cluster(
         raise ClusterUsageError(f"refusing to bind {host}: not a loopback address (use --allow-public-bind)")
     if replicas < 1:
         raise ClusterUsageError(f"--replicas must be >= 1 (got {replicas})")
-    token, replica_config, config_path = _prepare_state_dir(config, state_dir)
-    ports = {f"r{i}": free_port() for i in range(1, replicas + 1)}
+    if not 0 <= port <= 65535:
+        raise ClusterUsageError(f"--port must be 0-65535 (got {port})")
+    token, generated, replica_config, config_path = _prepare_state_dir(config, state_dir)
     stop = stop or asyncio.Event()
 
     with EventLog(state_dir / EVENTS_FILE, RouterMetrics()) as events:
-        router = Router(
-            RouterSettings.from_config(config), ports, "127.0.0.1", events, running=lambda: supervisor.running()
-        )
         supervisor = Supervisor(
             config_path=config_path,
             admin_token=token,
-            replicas=list(ports.items()),
+            replicas=[f"r{i}" for i in range(1, replicas + 1)],
             log_dir=state_dir,
             on_event=lambda kind, name, detail: events.emit(kind, name, detail),
-            on_exit=router.process_exited,
+            on_exit=lambda name: router.process_exited(name),
+            on_port=lambda name, new_port: router.move(name, new_port),
+        )
+        router = Router(
+            RouterSettings.from_config(config), supervisor.ports(), "127.0.0.1", events, running=supervisor.running
         )
         state: dict[str, Any] = {}
 
         def write_state() -> None:
             state["replicas"] = [{"name": r.name, "port": r.port, "pid": r.pid} for r in supervisor.replicas.values()]
-            _write_atomically(state_dir / STATE_FILE, state)
+            write_private_json(state_dir / STATE_FILE, state)
 
         channels = frozenset(c.code for c in config.channels)
         admin = AdminApi(router, supervisor, token, channels, write_state)
-        runner = web.AppRunner(
+        runner = ProblemRunner(
             create_router_app(router, admin.routes()), access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S
         )
         fencing: asyncio.Future[None] | None = None
@@ -147,7 +158,7 @@ async def serve_cluster(
             await site.start()
             bound = runner.addresses[0][1]
             url = f"http://{host}:{bound}"
-            for name in ports:
+            for name in supervisor.replicas:
                 supervisor.spawn(name)
             await _wait_all_up(router, supervisor, ready_timeout_s, stop)
             if stop.is_set():  # stopped while starting: never announce a cluster that is going away
@@ -171,7 +182,7 @@ async def serve_cluster(
                 )
             )
             if on_ready is not None:
-                on_ready(ClusterInfo(url, token, state_dir, dict(state)))
+                on_ready(ClusterInfo(url, token, state_dir, dict(state), token_generated=generated))
             await stop.wait()
         finally:
             if fencing is not None:
@@ -184,18 +195,19 @@ async def serve_cluster(
                 supervisor.kill_all_now()
 
 
-def _prepare_state_dir(config: GatewayConfig, state_dir: Path) -> tuple[str, dict[str, Any], Path]:
-    """Create the state dir, the replicas' shared config and the ledger file; returns (token, that config, its path)."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    token, _ = load_admin_token(config, os.environ)
+def _prepare_state_dir(config: GatewayConfig, state_dir: Path) -> tuple[str, bool, dict[str, Any], Path]:
+    """Create the state dir (0700), the replicas' shared config and the ledger file; returns (token, whether it
+    was generated, that config, its path)."""
+    make_private_dir(state_dir)
+    token, generated = load_admin_token(config, os.environ)
     replica_config = resolve_for_replicas(config, state_dir)
     config_path = state_dir / REPLICA_CONFIG_FILE
-    _write_atomically(config_path, replica_config)
+    write_private_json(config_path, replica_config)
     try:
         prepare_ledger(Path(replica_config["ledger"]["path"]))  # once, before any replica opens it
     except LedgerError as exc:
         raise ClusterStartError(str(exc)) from exc
-    return token, replica_config, config_path
+    return token, generated, replica_config, config_path
 
 
 async def _wait_all_up(router: Router, supervisor: Supervisor, timeout_s: float, stop: asyncio.Event) -> None:
@@ -243,10 +255,21 @@ def run_in_foreground(
         runner.run(main())
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port 0-65535 (0: any free port). uvloop silently truncates a larger number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535 (got {text!r})") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 0-65535 (got {value})")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mock_gateway.cluster.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--config", type=Path, help="gateway config TOML (or resolved JSON)")
-    parser.add_argument("--port", type=int, default=0, help="router port (0: any free port)")
+    parser.add_argument("--port", type=port_number, default=0, help="router port (0: any free port)")
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")

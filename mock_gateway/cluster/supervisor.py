@@ -7,6 +7,12 @@ by a tiny trampoline in the child (`python -c "...run_guarded()"`) rather than a
 forking a threaded process and running Python before `exec` can deadlock; the trampoline also closes the
 race where the router dies between fork and prctl by checking that its parent is still the router.
 
+Ports are bound here, not in the replica: the supervisor binds each replica's listening socket (port 0 the
+first time, so the kernel picks a free one) and hands the descriptor to the child, which serves on it. Choosing
+a free port and letting the child bind it later was a race another process could win. A restarted replica gets
+its old port back when it is still free, else a new one (`on_port` tells the router). The supervisor closes its
+own copy once the child runs, so a dead replica's port refuses connections at once (the fast failure signal).
+
 Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
 fire it. The supervisor reports what happened through a callback and leaves health decisions to the router,
 with one exception: a replica the router has marked down whose process is *stopped* is fenced (killed and
@@ -18,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import logging
 import os
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,6 +41,8 @@ import psutil
 from mock_gateway.admin import ENV_TOKEN
 from mock_gateway.cluster.events import EventKind
 
+log = logging.getLogger(__name__)
+
 PR_SET_PDEATHSIG = 1
 FENCE_AFTER_S = 1.0  # down and stopped this long: fenced (see Supervisor.fence_stopped)
 
@@ -41,6 +51,25 @@ EventSink = Callable[[EventKind, str, str], object]
 
 ExitHook = Callable[[str], None]
 """Called with the replica name when its process exits, so the router can take it out at once."""
+
+PortHook = Callable[[str, int], None]
+"""Called with (replica name, new port) when a restarted replica could not get its old port back."""
+
+LISTEN_BACKLOG = 1024
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (0: any free port), inheritable by a child process."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_BACKLOG)
+        sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def guarded_argv(module: str, args: list[str]) -> list[str]:
@@ -102,6 +131,7 @@ class ReplicaProcess:
 
     name: str
     port: int
+    listener: socket.socket | None = field(default=None, repr=False)  # bound, not yet handed to a child
     popen: subprocess.Popen[bytes] | None = None
     paused: bool = False
     exited: asyncio.Future[int] | None = field(default=None, repr=False)
@@ -123,18 +153,39 @@ class Supervisor:
         *,
         config_path: Path,
         admin_token: str,
-        replicas: list[tuple[str, int]],
+        replicas: list[str],
         log_dir: Path,
         on_event: EventSink,
         on_exit: ExitHook,
+        on_port: PortHook | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
+        """Binds every replica's listening socket now, so `ports()` is known before any process starts."""
         self._config_path = config_path
         self._admin_token = admin_token
         self._log_dir = log_dir
         self._on_event = on_event
         self._on_exit = on_exit
+        self._on_port = on_port
+        self._host = host
         self._stopping = False
-        self.replicas: dict[str, ReplicaProcess] = {name: ReplicaProcess(name, port) for name, port in replicas}
+        self.replicas: dict[str, ReplicaProcess] = {}
+        try:
+            for name in replicas:
+                listener = bind_listener(host, 0)
+                self.replicas[name] = ReplicaProcess(name, listener.getsockname()[1], listener)
+        except BaseException:
+            self.close_listeners()
+            raise
+
+    def ports(self) -> dict[str, int]:
+        return {name: rep.port for name, rep in self.replicas.items()}
+
+    def close_listeners(self) -> None:
+        for rep in self.replicas.values():
+            if rep.listener is not None:
+                rep.listener.close()
+                rep.listener = None
 
     def get(self, name: str) -> ReplicaProcess:
         return self.replicas[name]
@@ -143,10 +194,24 @@ class Supervisor:
         """Replicas whose process is alive and not paused by us, in priority order."""
         return [r.name for r in self.replicas.values() if r.alive and not r.paused]
 
-    def _argv(self, rep: ReplicaProcess) -> list[str]:
-        """Replicas always bind loopback: only the router may face the outside."""
-        args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", "127.0.0.1"]
-        return guarded_argv("mock_gateway", [*args, "--name", rep.name, "--behind-router"])
+    def _argv(self, rep: ReplicaProcess, fd: int) -> list[str]:
+        """Replicas always serve on loopback (the socket bound here): only the router may face the outside."""
+        args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", self._host]
+        return guarded_argv("mock_gateway", [*args, "--listen-fd", str(fd), "--name", rep.name, "--behind-router"])
+
+    def _listener(self, rep: ReplicaProcess) -> socket.socket:
+        """The bound socket for the next process: the one bound at start, else the old port, else a new one."""
+        if rep.listener is not None:
+            return rep.listener
+        try:
+            return bind_listener(self._host, rep.port)
+        except OSError as exc:
+            listener = bind_listener(self._host, 0)
+            old, rep.port = rep.port, listener.getsockname()[1]
+            self._on_event(EventKind.PROCESS_STARTED, rep.name, f"port {old} taken ({exc.strerror}); now {rep.port}")
+            if self._on_port is not None:
+                self._on_port(rep.name, rep.port)
+            return listener
 
     def spawn(self, name: str) -> ReplicaProcess:
         """Start the replica's process (it must not be running); readiness is the health checker's job."""
@@ -154,15 +219,21 @@ class Supervisor:
         if rep.alive:
             raise RuntimeError(f"replica {name} is already running (pid {rep.pid})")
         loop = asyncio.get_running_loop()
-        with (self._log_dir / f"replica-{name}.log").open("ab") as log:
-            rep.popen = subprocess.Popen(
-                self._argv(rep),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env=child_env(self._admin_token),
-            )
+        listener = self._listener(rep)
+        rep.listener = None
+        try:
+            with (self._log_dir / f"replica-{name}.log").open("ab") as log:
+                rep.popen = subprocess.Popen(
+                    self._argv(rep, listener.fileno()),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    env=child_env(self._admin_token),
+                    pass_fds=(listener.fileno(),),
+                )
+        finally:
+            listener.close()  # the child holds its own copy: when it dies, the port refuses connections
         rep.paused = False
         rep.exited = loop.create_future()
         pidfd = os.pidfd_open(rep.popen.pid)
@@ -208,7 +279,7 @@ class Supervisor:
         self._on_event(EventKind.RESUMED, name, f"pid {rep.pid}")
 
     async def restart(self, name: str, timeout_s: float = 5.0) -> ReplicaProcess:
-        """Kill if alive, wait for the exit, spawn again on the same port."""
+        """Kill if alive, wait for the exit, spawn again (on the same port when it is still free)."""
         rep = self.replicas[name]
         if rep.alive and rep.popen is not None and rep.exited is not None:
             rep.popen.send_signal(signal.SIGKILL)
@@ -248,12 +319,18 @@ class Supervisor:
                     continue
                 del down_since[name]
                 self._on_event(EventKind.KILLED, name, f"fenced: down and stopped for {now - since:.1f} s")
-                await self.restart(name)
+                try:
+                    await self.restart(name)
+                except Exception as exc:  # a failed restart must not end the fencing of every replica
+                    log.exception("fencing: restarting replica %s failed", name)
+                    self._on_event(EventKind.RESTART_FAILED, name, f"fenced restart failed: {exc!r}"[:300])
+                    continue
                 on_fenced(name)
 
     async def stop_all(self, grace_s: float = 5.0) -> None:
         """SIGTERM everyone (SIGCONT first for the paused), wait up to `grace_s`, then SIGKILL the rest."""
         self._stopping = True
+        self.close_listeners()
         running = [r for r in self.replicas.values() if r.alive and r.popen is not None]
         for rep in running:
             assert rep.popen is not None
@@ -273,6 +350,7 @@ class Supervisor:
     def kill_all_now(self) -> None:
         """Last resort from a `finally`: SIGKILL and reap synchronously, whatever state the loop is in."""
         self._stopping = True
+        self.close_listeners()
         for rep in self.replicas.values():
             if rep.popen is not None and rep.popen.poll() is None:
                 with contextlib.suppress(ProcessLookupError):

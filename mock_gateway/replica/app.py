@@ -10,66 +10,52 @@ Admission order for POST /v1/repayments (docs/gateway.md explains why this order
     channel outage fault, bank call     503 CHANNEL_BUSY, nothing stored
     ledger step                         atomic re-check + record + commit; only then the answer
 
-Every response carries `X-Replica`; every error is problem+json, including unknown paths and methods.
+Every response carries `X-Replica`; every error is problem+json, including unknown paths and methods
+(`mock_gateway.problems`, shared with the router). Input rules live in `mock_gateway.validation`, business rules
+in `mock_gateway.rules`, the caps in `mock_gateway.limits`: this module is the HTTP wiring between them.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
-import re
-import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 from aiohttp import web
 
 from mock_gateway.admin import ADMIN_TOKEN_KEY, load_admin_token, require_admin
 from mock_gateway.clock import SimClock, business_date, resets_at
-from mock_gateway.config import ChannelConfig, GatewayConfig
+from mock_gateway.config import GatewayConfig
 from mock_gateway.errors import (
     PROBLEM_CONTENT_TYPE,
     ChannelBusy,
-    DailyLimitExceeded,
-    GatewayError,
     IdempotencyInFlight,
     IdempotencyKeyReused,
-    InvalidJson,
-    LimitExceeded,
-    MethodNotAllowed,
-    MissingIdempotencyKey,
     NotFound,
-    PayloadTooLarge,
     RateLimited,
     ReplicaUnavailable,
-    SingleLimitExceeded,
-    UnsupportedMediaType,
     ValidationFailed,
 )
 from mock_gateway.limits import Admission
-from mock_gateway.quotas import Caps, Decline, Usage, check, remaining
+from mock_gateway.problems import CODE_KEY, problem_middleware
+from mock_gateway.quotas import Usage
 from mock_gateway.replica.bank import Bank
-from mock_gateway.replica.faults import CHANNEL_CODES_KEY, FAULTS_KEY, Faults, add_admin_routes
-from mock_gateway.replica.ledger import Charge, Decide, Decision, Ledger, LedgerError, Outcome, Stored
+from mock_gateway.replica.faults import CHANNEL_CODES_KEY, FAULTS_KEY, MAX_BODY_KEY, Faults, add_admin_routes
+from mock_gateway.replica.ledger import Ledger, LedgerError, Outcome, Stored
 from mock_gateway.replica.metrics import Metrics
+from mock_gateway.rules import caps_for, make_decider, obvious_decline
+from mock_gateway.validation import Charge, id_problem, read_charge, show
 
 log = logging.getLogger(__name__)
 
-MAX_ID_CHARS: Final = 64
-MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
-FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen"})
 USAGE_CACHE_MAX: Final = 10_000  # ~400 B an entry: the pre-check's guess costs at most ~4 MB of a replica's RSS
 JSON_UTF8: Final = "application/json; charset=utf-8"
 PROBLEM_UTF8: Final = PROBLEM_CONTENT_TYPE + "; charset=utf-8"
-KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(eq=False)
@@ -90,9 +76,12 @@ class ReplicaState:
     # the pre-check only; the ledger step always decides on the authoritative totals.
     usage_guess: dict[tuple[str, str], tuple[str, Usage]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def channel_codes(self) -> tuple[str, ...]:
+        return tuple(channel.code for channel in self.config.channels)
+
 
 STATE_KEY = web.AppKey("replica", ReplicaState)
-CODE_KEY = web.ResponseKey("code", str)  # the problem code of a replayed decline, for the metrics label
 
 
 def create_app(
@@ -133,7 +122,14 @@ def create_app(
         faults=Faults(),
     )
     app = web.Application(
-        middlewares=[problem_middleware],
+        middlewares=[
+            problem_middleware(
+                name,
+                max_body_bytes=config.server.max_body_bytes,
+                before=functools.partial(_arrival_faults, state),
+                observe=functools.partial(_observe, state),
+            )
+        ],
         client_max_size=config.server.max_body_bytes,
     )
     app[STATE_KEY] = state
@@ -143,6 +139,7 @@ def create_app(
     app[FAULTS_KEY] = state.faults
     app[ADMIN_TOKEN_KEY] = admin_token if admin_token is not None else load_admin_token(config, os.environ)[0]
     app[CHANNEL_CODES_KEY] = frozenset(channel.code for channel in config.channels)
+    app[MAX_BODY_KEY] = config.server.max_body_bytes
     app.cleanup_ctx.append(_ledger_lifetime)
     app.router.add_post("/v1/repayments", post_repayment)
     app.router.add_get("/v1/repayments/{repayment_id}", get_repayment, allow_head=False)
@@ -162,46 +159,19 @@ async def _ledger_lifetime(app: web.Application) -> AsyncIterator[None]:
     await ledger.close()
 
 
-# --- middleware -------------------------------------------------------------------------------------
+# --- middleware hooks ---------------------------------------------------------------------------------
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Renders every error as problem+json, applies arrival faults, stamps X-Replica, counts the request."""
-    state = request.app[STATE_KEY]
-    started = time.perf_counter()
-    code = ""
-    try:
-        if state.faults.active and request.path.startswith("/v1/"):
-            await state.faults.before_api_request()
-        response = await handler(request)
-        code = response.get(CODE_KEY, "")
-    except GatewayError as error:
-        response, code = error.to_response(), error.code
-    except web.HTTPException as exc:
-        translated = _from_http_exception(request, exc)
-        response, code = translated.to_response(), translated.code
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = GatewayError("the replica hit an internal error").to_response()
-        code = GatewayError.code
-    response.headers["X-Replica"] = state.name
+async def _arrival_faults(state: ReplicaState, request: web.Request) -> None:
+    """Latency and error faults act on API requests only: health checks and admin calls stay truthful."""
+    if state.faults.active and request.path.startswith("/v1/"):
+        await state.faults.before_api_request()
+
+
+def _observe(state: ReplicaState, request: web.Request, response: web.StreamResponse, code: str, took: float) -> None:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    state.metrics.observe_request(route, response.status, code, time.perf_counter() - started)
-    return response
-
-
-def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:
-    if isinstance(exc, web.HTTPMethodNotAllowed):
-        return MethodNotAllowed(request.method, set(exc.allowed_methods))
-    if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        return PayloadTooLarge(request.app[STATE_KEY].config.server.max_body_bytes)
-    if isinstance(exc, web.HTTPNotFound):
-        return NotFound(f"no such resource: {request.path[:200]!r}")
-    error = GatewayError(exc.reason or "HTTP error")
-    error.status = exc.status
-    return error
+    state.metrics.observe_request(route, response.status, code, took)
 
 
 # --- POST /v1/repayments ----------------------------------------------------------------------------
@@ -209,8 +179,12 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Gatewa
 
 async def post_repayment(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
-    charge = await _parse_charge(request, state.config)
-    earlier = state.ledger.lookup(charge.key)
+    charge, _ = await read_charge(request, state.channel_codes, state.config.server.max_body_bytes)
+    try:
+        earlier = await state.ledger.lookup(charge.key)
+    except LedgerError as exc:
+        log.warning("idempotency lookup failed: %s", exc)
+        raise ReplicaUnavailable("the ledger cannot be read; nothing was recorded, retry", retry_after_s=1) from None
     if earlier is not None:
         return _replay(earlier, charge)
     if charge.key in state.in_flight:
@@ -253,16 +227,9 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
 
 def _predict_decline(state: ReplicaState, charge: Charge) -> bool:
     """A cheap guess from the cap table and this replica's last view of the totals; may under-estimate."""
-    channel = _channel(state.config, charge.channel)
-    caps = Caps(channel.single_fen, channel.card_daily_fen, state.config.limits.user_daily_fen)
-    if charge.amount_fen > caps.single_fen:
-        return True
+    caps = caps_for(state.config, charge.channel)
     guess = state.usage_guess.get((charge.card_id, charge.user_id))
-    if guess is None:
-        return False
-    day, usage = guess
-    today = business_date(state.clock.now())
-    return day == today.isoformat() and check(charge.amount_fen, caps, usage, today) is not None
+    return obvious_decline(charge, caps, guess, business_date(state.clock.now()))
 
 
 def _remember_usage(state: ReplicaState, charge: Charge, outcome: Outcome) -> None:
@@ -294,180 +261,19 @@ def _stored_response(stored: Stored, *, replayed: bool) -> web.Response:
     return response
 
 
-# --- parsing and validation ---------------------------------------------------------------------------
-
-
-async def _parse_charge(request: web.Request, config: GatewayConfig) -> Charge:
-    limit = config.server.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(limit)
-    if request.content_type.lower() != "application/json":
-        raise UnsupportedMediaType(request.headers.get("Content-Type", "")[:100])
-    key = _idempotency_key(request.headers.get("Idempotency-Key"))
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise PayloadTooLarge(limit) from None
-    user_id, card_id, channel, amount = _validate(_decode(raw), config)
-    digest = hashlib.sha256(f"{user_id}\n{card_id}\n{channel}\n{amount}".encode()).hexdigest()
-    return Charge(key, digest, user_id, card_id, channel, amount)
-
-
-def _idempotency_key(value: str | None) -> str:
-    if value is None or value == "":
-        raise MissingIdempotencyKey
-    if KEY_PATTERN.fullmatch(value) is None:
-        raise ValidationFailed(
-            [("Idempotency-Key", f"'Idempotency-Key' must be 1-64 visible ASCII characters (got {_show(value)})")]
-        )
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-# One decoder for the process: json.loads(..., parse_constant=...) would build a new one per call.
-_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return _DECODER.decode(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
-        raise InvalidJson(f"body is not valid JSON: {str(exc)[:200]}") from None
-
-
-def _validate(data: Any, config: GatewayConfig) -> tuple[str, str, str, int]:
-    if not isinstance(data, dict):
-        raise ValidationFailed([("body", f"body must be a JSON object (got {type(data).__name__})")])
-    errors: list[tuple[str, str]] = [(name, f"unknown field {_show(name)}") for name in sorted(set(data) - FIELDS)]
-    user_id = _text_field(data, "user_id", errors)
-    card_id = _text_field(data, "card_id", errors)
-    channel = _text_field(data, "channel", errors)
-    if channel is not None and config.channel(channel) is None:
-        known = ", ".join(c.code for c in config.channels)
-        errors.append(("channel", f"'channel' must be one of {known} (got {_show(channel)})"))
-    amount = data.get("amount_fen")
-    if "amount_fen" not in data:
-        errors.append(("amount_fen", "'amount_fen' is required"))
-    elif isinstance(amount, bool) or not isinstance(amount, int):
-        errors.append(("amount_fen", f"'amount_fen' must be an integer number of fen (got {_show(amount)})"))
-    elif amount <= 0:
-        errors.append(("amount_fen", f"'amount_fen' must be > 0 (got {_show(amount)})"))
-    elif amount > MAX_AMOUNT_FEN:
-        errors.append(("amount_fen", f"'amount_fen' must be <= {MAX_AMOUNT_FEN} (got {_show(amount)})"))
-    if errors:
-        raise ValidationFailed(errors)
-    assert user_id is not None and card_id is not None and channel is not None and isinstance(amount, int)
-    return user_id, card_id, channel, amount
-
-
-def _text_field(data: dict[str, Any], name: str, errors: list[tuple[str, str]]) -> str | None:
-    if name not in data:
-        errors.append((name, f"'{name}' is required"))
-        return None
-    value = data[name]
-    problem = _id_problem(value)
-    if problem:
-        errors.append((name, f"'{name}' {problem} (got {_show(value)})"))
-        return None
-    return str(value)
-
-
-def _id_problem(value: object) -> str:
-    """Empty when `value` is a usable id: 1-64 printable characters (no controls, no lone surrogates)."""
-    if not isinstance(value, str):
-        return "must be a string"
-    if not 1 <= len(value) <= MAX_ID_CHARS:
-        return f"must be 1-{MAX_ID_CHARS} characters long"
-    if not value.isprintable():
-        return "must not contain control characters"
-    return ""
-
-
-def _show(value: object) -> str:
-    text = repr(value) if not isinstance(value, int) or isinstance(value, bool) else str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _channel(config: GatewayConfig, code: str) -> ChannelConfig:
-    channel = config.channel(code)
-    if channel is None:
-        raise ValidationFailed([("channel", f"unknown channel {_show(code)}")])
-    return channel
-
-
-# --- business decisions (run inside the ledger transaction) -------------------------------------------
-
-
-def make_decider(config: GatewayConfig, replica: str) -> Decide:
-    """The rule applied inside the ledger transaction, on totals no other writer can change meanwhile."""
-
-    def decide(charge: Charge, usage: Usage, moment: datetime) -> Decision:
-        channel = _channel(config, charge.channel)
-        caps = Caps(channel.single_fen, channel.card_daily_fen, config.limits.user_daily_fen)
-        today = business_date(moment)
-        decline = check(charge.amount_fen, caps, usage, today)
-        if decline is not None:
-            error = _decline_error(decline, charge, moment)
-            return Decision(error.status, json.dumps(error.body()), None)
-        repayment_id = new_repayment_id()
-        left = remaining(caps, Usage(usage.card_fen + charge.amount_fen, usage.user_fen + charge.amount_fen))
-        body = {
-            "repayment_id": repayment_id,
-            "status": "succeeded",
-            "user_id": charge.user_id,
-            "card_id": charge.card_id,
-            "channel": charge.channel,
-            "amount_fen": charge.amount_fen,
-            "business_date": today.isoformat(),
-            "replica": replica,
-            "remaining": {"card_fen": left.card_fen, "user_fen": left.user_fen},
-        }
-        return Decision(201, json.dumps(body), repayment_id)
-
-    return decide
-
-
-def new_repayment_id() -> str:
-    """`rp_` + 32 hex digits, time-ordered like a UUIDv7 (microseconds, then 72 random bits): new ids land at the
-    end of the primary-key B-tree instead of on a random page, one page less to write per commit."""
-    return f"rp_{time.time_ns() // 1000:014x}{secrets.token_hex(9)}"
-
-
-def _decline_error(decline: Decline, charge: Charge, moment: datetime) -> LimitExceeded:
-    plan = [part.as_json() for part in decline.plan]
-    advice = "pay it as the suggested plan" if plan else "no plan within the next month fits every cap"
-    if decline.scope == "single":
-        return SingleLimitExceeded(
-            f"amount_fen {charge.amount_fen} is over channel {charge.channel}'s per-transaction limit of "
-            f"{decline.limit_fen} fen; {advice}",
-            extra={"limit_fen": decline.limit_fen, "suggested_plan": plan},
-        )
-    subject = f"card {charge.card_id!r}" if decline.scope == "card" else f"user {charge.user_id!r}"
-    return DailyLimitExceeded(
-        f"{subject} may repay {decline.limit_fen} fen a day and has {decline.remaining_fen} fen left today, "
-        f"less than amount_fen {charge.amount_fen}; {advice}",
-        extra={
-            "scope": decline.scope,
-            "limit_fen": decline.limit_fen,
-            "remaining_fen": decline.remaining_fen,
-            "resets_at": resets_at(moment).isoformat(),
-            "suggested_plan": plan,
-        },
-    )
-
-
 # --- reads and operations -----------------------------------------------------------------------------
 
 
 async def get_repayment(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     repayment_id = request.match_info["repayment_id"]
-    row = state.ledger.repayment(repayment_id) if not _id_problem(repayment_id) else None
+    try:
+        row = await state.ledger.repayment(repayment_id) if not id_problem(repayment_id) else None
+    except LedgerError as exc:
+        log.warning("ledger read failed: %s", exc)
+        raise ReplicaUnavailable("the ledger is unavailable; retry", retry_after_s=1) from None
     if row is None:
-        raise NotFound(f"no repayment {_show(repayment_id)}")
+        raise NotFound(f"no repayment {show(repayment_id)}")
     body = {
         "repayment_id": row["repayment_id"],
         "status": "succeeded",
@@ -486,15 +292,16 @@ async def get_repayment(request: web.Request) -> web.Response:
 async def get_limits(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     user_id = request.match_info["user_id"]
-    problem = _id_problem(user_id)
+    problem = id_problem(user_id)
     if problem:
-        raise ValidationFailed([("user_id", f"'user_id' {problem} (got {_show(user_id)})")])
+        raise ValidationFailed([("user_id", f"'user_id' {problem} (got {show(user_id)})")])
     now = state.clock.now()
     today = business_date(now).isoformat()
     try:
-        user_total, cards = state.ledger.user_day(user_id, today)
-    except LedgerError:
-        raise ReplicaUnavailable("the ledger is unavailable") from None
+        user_total, cards = await state.ledger.user_day(user_id, today)
+    except LedgerError as exc:
+        log.warning("ledger read failed: %s", exc)
+        raise ReplicaUnavailable("the ledger is unavailable; retry", retry_after_s=1) from None
     user_limit = state.config.limits.user_daily_fen
     card_rows = []
     for card_id, code, used in cards:
@@ -528,8 +335,9 @@ async def readyz(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     if state.draining:
         raise ReplicaUnavailable("draining: finishing in-flight requests before shutdown")
-    if not state.ledger.healthy():
-        raise ReplicaUnavailable("the ledger is not reachable")
+    problem = await state.ledger.readiness()
+    if problem:
+        raise ReplicaUnavailable(problem)
     return web.json_response({"status": "ready", "replica": state.name})
 
 

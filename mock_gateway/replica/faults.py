@@ -25,7 +25,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mock_gateway.admin import ADMIN_TOKEN_KEY, require_admin
-from mock_gateway.errors import InvalidJson, ReplicaUnavailable, ValidationFailed
+from mock_gateway.errors import ReplicaUnavailable, ValidationFailed
+from mock_gateway.validation import decode_json, read_body
 
 FaultKind = Literal["latency", "errors", "channel_outage", "lose_response"]
 
@@ -131,6 +132,7 @@ class Faults:
 
 FAULTS_KEY = web.AppKey("faults", Faults)
 CHANNEL_CODES_KEY = web.AppKey("channel_codes", frozenset[str])
+MAX_BODY_KEY = web.AppKey("max_body_bytes", int)
 
 
 def parse_spec(data: object, channels: frozenset[str]) -> FaultSpec:
@@ -152,10 +154,7 @@ def parse_spec(data: object, channels: frozenset[str]) -> FaultSpec:
 
 async def post_fault(request: web.Request) -> web.Response:
     require_admin(request, request.app[ADMIN_TOKEN_KEY])
-    try:
-        data = await request.json()
-    except ValueError:
-        raise InvalidJson("fault body is not valid JSON") from None
+    data = decode_json(await read_body(request, request.app[MAX_BODY_KEY]))
     spec = parse_spec(data, request.app[CHANNEL_CODES_KEY])
     faults = request.app[FAULTS_KEY]
     fault = faults.add(spec)

@@ -51,12 +51,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Literal, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Literal, NamedTuple, TypeVar
 
 from mock_gateway.clock import SimClock, business_date
 from mock_gateway.quotas import Usage
+from mock_gateway.rules import Decide
+from mock_gateway.validation import Charge
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS repayments (
@@ -80,30 +81,15 @@ CHECKPOINT_INTERVAL_S: Final = 0.25
 # a commit writes a page per tree per row; 1 KiB pages make that WAL traffic a quarter of the 4 KiB default's.
 PAGE_SIZE: Final = 1024
 OPEN_RETRY_S: Final = 10.0
+UNREADY_AFTER_FAILED_COMMITS: Final = 3
+"""Consecutive failed commits (disk full, a file size limit, I/O errors) after which the replica stops being
+ready, so the router takes it out; a successful commit or write probe makes it ready again."""
+PROBE_BYTES: Final = 64 * 1024
 _T = TypeVar("_T")
 
 
 class LedgerError(Exception):
     """The ledger could not record (lock timeout, disk error); nothing of the request was committed."""
-
-
-class Charge(NamedTuple):
-    """A validated repayment request reaching the ledger step."""
-
-    key: str
-    request_hash: str
-    user_id: str
-    card_id: str
-    channel: str
-    amount_fen: int
-
-
-class Decision(NamedTuple):
-    """What the business rules answered; `repayment_id` is set only when money moves."""
-
-    status: int
-    body: str
-    repayment_id: str | None
 
 
 class Stored(NamedTuple):
@@ -121,10 +107,6 @@ class Outcome(NamedTuple):
     replayed: bool
     usage: Usage
     business_date: str
-
-
-class Decide(Protocol):
-    def __call__(self, charge: Charge, usage: Usage, moment: datetime) -> Decision: ...
 
 
 CommitObserver = Callable[[int, float], None]
@@ -253,12 +235,14 @@ class Ledger:
         self._inline: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._failed_commits = 0  # in a row; written by the loop and the writer thread, one int store each
 
     async def open(self) -> None:
         self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(prepare, self.path, timeout_s=OPEN_RETRY_S)
         waiting = self._connect(self._busy_timeout_ms)
         self._reader = self._connect(self._busy_timeout_ms)
+        self._reader.execute("PRAGMA busy_timeout = 0")  # reads on the loop never wait (see _query)
         if self._synchronous == "normal":
             # Opened with the waiting timeout (start-up may race other replicas), then told never to wait.
             self._inline = self._connect(self._busy_timeout_ms)
@@ -279,15 +263,6 @@ class Ledger:
                 conn.close()
         self._inline = self._reader = None
 
-    def healthy(self) -> bool:
-        if self._writer is None or not self._writer.is_alive() or self._reader is None:
-            return False
-        try:
-            self._reader.execute("SELECT 1 FROM idempotency LIMIT 1").fetchall()
-        except sqlite3.Error:
-            return False
-        return True
-
     async def record(self, charge: Charge) -> Outcome:
         """The atomic ledger step; raises `LedgerError` when nothing could be committed."""
         if self._loop is None or self._writer is None:
@@ -298,55 +273,108 @@ class Ledger:
             self._loop.call_soon(self._flush)
         return await future
 
-    # --- reads on the event-loop thread -------------------------------------------------------------
+    # --- reads: on the event-loop thread when they cannot wait, else in a thread ---------------------
 
-    def lookup(self, key: str) -> Stored | None:
+    async def lookup(self, key: str) -> Stored | None:
         """On the loop's write connection when there is one: every commit is its own, so its page cache stays
         warm, where the read connection's is dropped at each commit (measured 12 µs a lookup there)."""
         sql = "SELECT request_hash, status, body FROM idempotency WHERE key = ?"
-        row = None
-        if self._inline is not None:
-            try:
-                row = self._inline.execute(sql, (key,)).fetchone()
-            except sqlite3.Error:
-                row = self._read(sql, (key,)).fetchone()  # e.g. busy during another process's WAL recovery
-        else:
-            row = self._read(sql, (key,)).fetchone()
-        return None if row is None else Stored(row[0], row[1], row[2])
+        rows = await self._query(sql, (key,), self._inline)
+        return None if not rows else Stored(rows[0][0], rows[0][1], rows[0][2])
 
-    def repayment(self, repayment_id: str) -> dict[str, Any] | None:
-        cursor = self._read("SELECT * FROM repayments WHERE repayment_id = ?", (repayment_id,))
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
+    async def repayment(self, repayment_id: str) -> dict[str, Any] | None:
+        rows = await self._query("SELECT * FROM repayments WHERE repayment_id = ?", (repayment_id,), None, named=True)
+        return rows[0] if rows else None
 
-    def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
+    async def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
         """The user's total on `day` and, for every card the user ever repaid, (card, channel, card total)."""
-        user_total = self._read(
+        rows = await self._query(
             "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE user_id = ? AND business_date = ?",
             (user_id, day),
-        ).fetchone()[0]
-        cards = self._read(
-            "SELECT DISTINCT card_id, channel FROM repayments WHERE user_id = ? ORDER BY card_id, channel",
-            (user_id,),
-        ).fetchall()
-        result = []
-        for card_id, channel in cards:
-            card_total = self._read(
-                "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE card_id = ? AND business_date = ?",
-                (card_id, day),
-            ).fetchone()[0]
-            result.append((card_id, channel, card_total))
-        return user_total, result
+        )
+        cards = await self._query(
+            "SELECT r.card_id, r.channel, (SELECT COALESCE(SUM(amount_fen), 0) FROM repayments "
+            "WHERE card_id = r.card_id AND business_date = ?) FROM (SELECT DISTINCT card_id, channel "
+            "FROM repayments WHERE user_id = ?) AS r ORDER BY r.card_id, r.channel",
+            (day, user_id),
+        )
+        return rows[0][0], [(card_id, channel, total) for card_id, channel, total in cards]
 
-    def _read(self, sql: str, params: Sequence[object]) -> sqlite3.Cursor:
+    async def _query(
+        self,
+        sql: str,
+        params: Sequence[object],
+        conn: sqlite3.Connection | None = None,
+        *,
+        named: bool = False,
+    ) -> list[Any]:
+        """Rows of one read. The loop's connections never wait (busy_timeout 0): a read that finds the file
+        locked (another process's WAL recovery, an exclusive lock) is retried in a thread on a connection that
+        waits up to `busy_timeout_ms`, so the event loop is never blocked. Raises `LedgerError` (a 503)."""
         if self._reader is None:
             raise LedgerError("ledger is not open")
         try:
-            return self._reader.execute(sql, params)
+            return _fetch(conn or self._reader, sql, params, named)
+        except sqlite3.Error:
+            pass
+        return await asyncio.to_thread(self._query_waiting, sql, params, named)
+
+    def _query_waiting(self, sql: str, params: Sequence[object], named: bool) -> list[Any]:
+        try:
+            conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
         except sqlite3.Error as exc:
             raise LedgerError(f"ledger read failed: {exc}") from exc
+        try:
+            return _fetch(conn, sql, params, named)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"ledger read failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    # --- readiness ----------------------------------------------------------------------------------
+
+    async def readiness(self) -> str:
+        """Empty when the ledger can take writes; else why not (for /readyz).
+
+        After `UNREADY_AFTER_FAILED_COMMITS` failed commits in a row the replica is not ready; each readiness
+        check then tries one small real commit (a heartbeat row, in a thread), and its success makes the replica
+        ready again: without it, a replica taken out of traffic would never commit again to prove it can.
+        """
+        if self._writer is None or not self._writer.is_alive() or self._reader is None:
+            return "the ledger is not open"
+        if self._failed_commits >= UNREADY_AFTER_FAILED_COMMITS:
+            problem = await asyncio.to_thread(self._probe_write)
+            if problem:
+                return f"the last {self._failed_commits} ledger commits failed ({problem})"
+            self._failed_commits = 0
+        try:
+            _fetch(self._reader, "SELECT 1 FROM idempotency LIMIT 1", (), False)
+        except sqlite3.Error as exc:
+            return f"the ledger is not readable: {exc}"
+        return ""
+
+    def _probe_write(self) -> str:
+        """One commit at least as large as a busy batch's (`PROBE_BYTES`): a tiny one can fit in the space a
+        failed transaction left in the WAL and would call a full disk healthy."""
+        try:
+            conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+        except sqlite3.Error as exc:
+            return str(exc)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS heartbeat (replica TEXT PRIMARY KEY, at TEXT NOT NULL, pad BLOB NOT NULL)"
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeat VALUES (?, ?, zeroblob(?))",
+                (self._replica, self._clock.now().isoformat(), PROBE_BYTES),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            return str(exc)
+        finally:
+            conn.close()
+        return ""
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -418,6 +446,9 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             outcomes = [LedgerError(f"ledger write failed, nothing committed: {exc}")] * len(batch)
+            self._failed_commits += 1
+        else:
+            self._failed_commits = 0
         if self._on_commit is not None:
             self._on_commit(len(batch), time.perf_counter() - started)
         return outcomes
@@ -498,6 +529,15 @@ def _in_query(conn: sqlite3.Connection, sql: str, ids: Iterable[str], head: tupl
     values = list(ids)
     placeholders = ", ".join("?" * len(values))
     return conn.execute(sql.format(placeholders), (*head, *values)).fetchall()
+
+
+def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[object], named: bool) -> list[Any]:
+    cursor = conn.execute(sql, params)
+    rows = cursor.fetchall()
+    if not named:
+        return rows
+    columns = [column[0] for column in cursor.description]
+    return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
 def _resolve(futures: list[asyncio.Future[Outcome]], outcomes: Sequence[Outcome | BaseException]) -> None:

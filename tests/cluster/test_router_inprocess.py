@@ -17,6 +17,7 @@ from mock_gateway.cluster.router import Router, RouterSettings, create_router_ap
 from mock_gateway.errors import ReplicaUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PAYMENT = {"user_id": "u", "card_id": "c", "channel": "ICBC", "amount_fen": 100}
 
 
 async def created(request: web.Request) -> web.StreamResponse:
@@ -82,6 +83,7 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
             global_tps=10_000,
             user_tps=10_000,
             max_body_bytes=16_384,
+            channels=("ICBC",),
             retry_ratio=ratio,
             retry_min_per_s=min_per_s,
         )
@@ -107,7 +109,7 @@ async def make_router(tmp_path: Path) -> AsyncIterator[RouterFactory]:
 async def post(url: str) -> tuple[int, str, dict[str, str]]:
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-        session.post(url + "/v1/repayments", json={"user_id": "u"}, headers={"Idempotency-Key": "k1"}) as r,
+        session.post(url + "/v1/repayments", json=PAYMENT, headers={"Idempotency-Key": "k1"}) as r,
     ):
         return r.status, r.headers["X-Replica"], dict(await r.json(content_type=None))
 

@@ -13,8 +13,9 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.replica.app import make_decider
-from mock_gateway.replica.ledger import Charge, Ledger, LedgerError
+from mock_gateway.replica.ledger import Ledger, LedgerError
+from mock_gateway.rules import make_decider
+from mock_gateway.validation import Charge
 
 
 def charge(i: int, amount: int = 100) -> Charge:
@@ -108,7 +109,7 @@ async def test_lock_timeout_fails_the_request_and_records_nothing(tmp_path: Path
         with pytest.raises(LedgerError, match="nothing committed"):
             await ledger.record(charge(2))
         await asyncio.to_thread(holder.join)
-        assert ledger.lookup("key-2") is None
+        assert await ledger.lookup("key-2") is None
         assert (await ledger.record(charge(2))).stored.status == 201
     finally:
         await ledger.close()

@@ -17,8 +17,9 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.replica.app import make_decider
-from mock_gateway.replica.ledger import Charge, Ledger, LedgerError, connect, prepare
+from mock_gateway.replica.ledger import Ledger, LedgerError, connect, prepare
+from mock_gateway.rules import make_decider
+from mock_gateway.validation import Charge
 
 PROCESSES = 8
 ROUNDS = 50
@@ -53,9 +54,7 @@ def test_eight_processes_open_one_fresh_ledger_at_once_fifty_times(tmp_path: Pat
     for round_ in range(ROUNDS):
         path = tmp_path / f"round-{round_}" / "surge-ledger.sqlite"
         barrier = context.Barrier(PROCESSES)
-        workers = [
-            context.Process(target=_open_record_close, args=(str(path), barrier, i)) for i in range(PROCESSES)
-        ]
+        workers = [context.Process(target=_open_record_close, args=(str(path), barrier, i)) for i in range(PROCESSES)]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -72,9 +71,7 @@ def test_prepare_is_idempotent_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     prepare(path)
     with sqlite3.connect(path) as conn:
-        conn.execute(
-            "INSERT INTO repayments VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')"
-        )
+        conn.execute("INSERT INTO repayments VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')")
     prepare(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM repayments").fetchone()[0] == 1

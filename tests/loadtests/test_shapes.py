@@ -110,6 +110,9 @@ def test_scaled_multiplies_rates_and_pool_and_stretches_time_with_the_faults() -
         ('name = "x"\n[[rate]]\nat_s = 0\nper_s = 1\n', "missing key 'duration_s'"),
         (MINIMAL.replace("at_s = 40", "at_s = 5"), "'rate'"),
         ("name = [", "s.toml"),
+        (MINIMAL.replace("duration_s", "duraton_s"), "unknown key 'duraton_s'"),
+        (MINIMAL + "[[faults]]\nat_s = 60\naction = 'kill'\n", "'faults.0.at_s' must be before the end"),
+        (MINIMAL + "[[faults]]\nat_s = 75\naction = 'kill'\n", "never played (got 75)"),
     ],
 )
 def test_bad_files_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -118,6 +121,11 @@ def test_bad_files_are_one_line_naming_the_key(tmp_path: Path, text: str, messag
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
     assert isinstance(caught.value, UsageError) and caught.value.exit_code == 2
+
+
+def test_a_scale_past_the_user_pool_limit_is_refused_naming_both() -> None:
+    with pytest.raises(ScenarioError, match=r"--scale 40 needs a user pool of 24,000 .*past the limit of 20,000"):
+        load_scenario("double11").scaled(40)
 
 
 def test_unknown_name_lists_the_builtins() -> None:

@@ -26,6 +26,8 @@ async def admin_server(calls: list[tuple[float, str, dict[str, Any] | None]]) ->
         if request.headers.get("Authorization") != f"Bearer {TOKEN}":
             return web.json_response({"code": "UNAUTHORIZED"}, status=401)
         calls.append((time.time(), f"{request.match_info['name']}/{request.match_info['action']}", None))
+        if request.match_info["name"] not in {"r1", "r2", "r3"}:
+            return web.json_response({"code": "NOT_FOUND"}, status=404)
         return web.json_response({"ok": True})
 
     async def faults(request: web.Request) -> web.Response:
@@ -72,12 +74,32 @@ async def test_plays_the_schedule_on_time_and_undoes_process_faults() -> None:
         "target": "r3",
     }
     assert calls[3][2] == {"kind": "channel_outage", "duration_s": 2.0, "ratio": 1.0, "channel": "ICBC"}
-    assert [e.kind for e in player.events] == [
-        "fault_injected",
-        "fault_injected",
-        "fault_injected",
-        "fault_cleared",
+    assert [(e.kind, e.target) for e in player.events] == [
+        ("fault_injected", "r2"),
+        ("fault_injected", "r3"),
+        ("fault_injected", "ICBC"),
+        ("fault_cleared", "r2"),
     ]
+
+
+async def test_a_refused_injection_is_a_failed_fault() -> None:
+    """An unknown replica (404 from the admin API) is `fault_failed`, never `fault_injected`."""
+    calls: list[tuple[float, str, dict[str, Any] | None]] = []
+    server = await admin_server(calls)
+    try:
+        faults = [
+            Fault(at_s=0, action="errors", target="r1", ratio=0.1, duration_s=1),
+            Fault(at_s=0, action="kill", target="r9", duration_s=0.1),
+        ]
+        player = ChaosPlayer(str(server.make_url("")).rstrip("/"), TOKEN, faults, time.time())
+        await player.play()
+    finally:
+        await server.close()
+    assert [(e.kind, e.target) for e in player.events] == [
+        ("fault_failed", "r1"),
+        ("fault_failed", "r9"),
+    ]
+    assert "r9/restart" not in [name for _, name, _ in calls]  # nothing to undo
 
 
 async def test_a_refused_fault_is_logged_not_raised() -> None:

@@ -26,8 +26,15 @@ def surge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["run", "double11", "--host", "not a url"], "--host"),
         (["run", "double11", "--config", "missing.toml"], "missing.toml"),
         (["run", "double11", "--baseline", "nowhere"], "--baseline"),
+        (["run", "double11", "--scale", "1e308"], "--scale: must be at most 100"),
+        (["run", "double11", "--scale", "40"], "past the limit of 20,000"),
+        (["run", "double11", "--host", "http://127.0.0.1:9", "--config", "gw.toml"], "--config"),
+        (["run", "double11", "--host", "http://127.0.0.1:9", "--replicas", "2"], "--replicas"),
+        (["compare", "a", "b", "--html", "missing-folder/cmp.html"], "missing-folder"),
         (["find-capacity", "--host", "http://192.168.0.1"], "--allow-remote"),
         (["frobnicate"], "invalid choice"),
+        (["gateway", "--port", "70000"], "--port"),
+        (["gateway", "--port", "-1"], "--port"),
     ],
 )
 def test_bad_usage_exits_2_with_one_line(args: list[str], needle: str, tmp_path: Path) -> None:
@@ -45,6 +52,25 @@ def test_bad_scenario_file_names_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "bogus" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_fault_target_names_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "x"\nduration_s = 10\n[[rate]]\nat_s = 0\nper_s = 5\n'
+        '[[faults]]\nat_s = 5\naction = "channel_outage"\ntarget = "CCBX"\n'
+    )
+    result = surge("run", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'faults.0.target': unknown channel 'CCBX'" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_host_is_exit_3_before_the_run(tmp_path: Path) -> None:
+    result = surge("run", "due-date-wave", "--host", "http://127.0.0.1:9", cwd=tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "--host http://127.0.0.1:9 does not answer" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_gateway_config_names_the_key(tmp_path: Path) -> None:

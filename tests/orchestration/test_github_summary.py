@@ -13,6 +13,7 @@ from reports.analysis import analyse
 from reports.compare import compare
 from reports.finalize import finalize_run
 from reports.frames import load_run
+from reports.slo import outcome, summary_checks
 from tests.reports.runs import degrade, edit_meta
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_small"
@@ -53,20 +54,22 @@ def test_run_summary_table_has_every_verdict_escaped_and_failures_annotated(
     assert "## surge run fixture-small: FAIL" in text
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     header, rows = _cells(lines[0]), [_cells(line) for line in lines[1:]]
-    assert header == ["check", "name", "value", "bound", "verdict"]
-    expected = [("slo", v) for v in summary["slos"]] + [("invariant", v) for v in summary["invariant_verdicts"]]
-    assert len(rows) == len(expected) and all(len(row) == 5 for row in rows)
+    assert header == ["check", "name", "value", "bound", "verdict", "reason"]
+    expected = summary_checks(summary)
+    assert len(rows) == len(expected) and all(len(row) == 6 for row in rows)
     for row, (kind, verdict) in zip(rows, expected, strict=True):
         assert row[0] == kind and row[1] == escape_cell(verdict["name"])
-        assert row[4] == ("pass" if verdict["passed"] else "FAIL")
+        assert row[4] == {"pass": "pass", "fail": "FAIL", "unknown": "unknown"}[outcome(verdict)]
     hostile = next(row for row in rows if row[1].startswith("p99\\_ms\\[peak"))
     assert hostile[1] == r"p99\_ms\[peak \| &lt;b&gt;\*x\*&lt;/b&gt; \[y\](z)\]"
+    assert hostile[2].endswith(" ms") and hostile[4] == "FAIL"
     assert "<b>" not in text
 
     annotations = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::")]
-    failed = [v["name"] for v in summary["slos"] + summary["invariant_verdicts"] if v["passed"] is False]
-    assert failed and len(annotations) == len(failed)
-    assert all(line.startswith("::error title=surge slo failed::") for line in annotations)
+    failed = [verdict for _, verdict in expected if outcome(verdict) == "fail"]
+    unknown = [verdict for _, verdict in expected if outcome(verdict) == "unknown"]
+    assert failed and len(annotations) == len(failed) + len(unknown)
+    assert sum(line.startswith("::error title=surge slo failed::") for line in annotations) == len(failed)
     assert any("p99_ms = " in line for line in annotations)
 
 
@@ -111,7 +114,7 @@ def test_study_summary_has_a_row_per_variant(tmp_path: Path, capsys: pytest.Capt
     lines = [line for line in target.read_text(encoding="utf-8").splitlines() if line.startswith("| ")]
     rows = [_cells(line) for line in lines[1:]]
     assert [row[0] for row in rows] == ["baseline", r"split \| plans"]
-    assert [row[1] for row in rows] == ["PASS", "FAIL"] and rows[1][5] == "unknown"
+    assert [row[1] for row in rows] == ["PASS", "FAIL"] and rows[1][5] == "—"
     assert capsys.readouterr().out.splitlines() == [
         "::error title=surge study variant failed::split | plans: exit code 1"
     ]

@@ -81,7 +81,13 @@ def test_a_hostile_locust_configuration_around_surge_run_changes_nothing(tmp_pat
             [sys.executable, "-m", "loadtests.cli.main", "run", "isolated.toml", "--host", url, "--out", "run"],
             cwd=caller, env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    summary = json.loads((caller / "run" / "summary.json").read_text(encoding="utf-8"))
-    assert summary["scenario"] == "isolated" and summary["exit_code"] == 0
+    summary_path = caller / "run" / "summary.json"
+    assert summary_path.is_file(), result.stdout[-2000:] + result.stderr[-3000:]
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    # --host: no ledger of ours, so the invariants are unknown and the run exits 3 ("not proven") even when every
+    # other verdict held; what matters here is that the run is the one surge asked for, and that it ran.
+    assert result.returncode == summary["exit_code"], result.stderr[-3000:]
+    assert {v["passed"] for v in summary["invariant_verdicts"]} == {None}
+    assert summary["scenario"] == "isolated" and summary["duration_s"] == 3
+    assert "Traceback" not in (caller / "run" / "locust" / "stdout.log").read_text(encoding="utf-8")
     assert summary["totals"]["offered"] == 60  # 3 s at 20/s, evenly spaced: the scenario, unscaled

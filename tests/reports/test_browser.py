@@ -66,7 +66,8 @@ async def test_report_opens_offline_without_errors_and_every_chart_has_data(run_
     for chart in result["charts"]:
         assert chart["svg"], chart["id"]
         assert chart["points"] and all(n > 0 for n in chart["points"]), chart["id"]
-    assert result["verdicts"] == len(summary["slos"]) + len(summary["invariant_verdicts"]) + 1
+    verdicts = summary["slos"] + summary["invariant_verdicts"] + summary["run_verdicts"]
+    assert result["verdicts"] == len(verdicts)
 
 
 async def test_a_script_in_a_scenario_name_never_runs(run_dir: Path, tmp_path: Path) -> None:

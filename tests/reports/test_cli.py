@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from loadtests.cli import compare as cmd_compare
 from loadtests.cli import report as cmd_report
 from loadtests.cli import verify as cmd_verify
 from loadtests.errors import UsageError
-from tests.reports.runs import degrade, ledger_execute
+from tests.reports.runs import degrade, edit_meta, ledger_execute
 
 
 def run(module: ModuleType, *argv: str) -> int:
@@ -65,6 +66,56 @@ def test_verify_passes_on_a_clean_run_and_fails_on_a_phantom(run_dir: Path) -> N
         "INSERT INTO repayments VALUES ('rp_x', 'never-sent', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')",
     )
     assert run(cmd_verify, str(run_dir), "--json") == 1
+
+
+PREFIX = "s0a1b2c3d"
+
+
+def own_keys(run_dir: Path) -> None:
+    """Give the fixture's keys the run's prefix, as the generator does since meta.json carries `key_prefix`."""
+    for path in (run_dir / "history").glob("*.csv"):
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        with path.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({**row, "key": PREFIX + row["key"]} for row in rows)
+    ledger_execute(run_dir, "UPDATE repayments SET idempotency_key = ? || idempotency_key", PREFIX)
+    edit_meta(run_dir, key_prefix=PREFIX)
+
+
+def other_run_row(run_dir: Path, key: str, amount_fen: int = 100) -> None:
+    ledger_execute(
+        run_dir,
+        "INSERT INTO repayments VALUES (?, ?, 'u1', 'c1', 'ICBC', ?, '2026-11-11', 'r1', 'now')",
+        f"rp_{key}",
+        key,
+        amount_fen,
+    )
+
+
+def test_verify_a_ledger_shared_with_another_run_checks_only_its_own_rows(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two runs on one ledger: the other run's rows are no phantom of this one (a false `phantom 444` before)."""
+    own_keys(run_dir)
+    for number in range(3):
+        other_run_row(run_dir, f"s99999999{number:032x}")
+    assert run(cmd_verify, str(run_dir)) == 0
+    assert "3 ledger rows belong to other runs" in capsys.readouterr().out
+    other_run_row(run_dir, f"{PREFIX}never-sent")  # this run's prefix, never attempted: a real phantom
+    assert run(cmd_verify, str(run_dir), "--json") == 1
+    assert '"phantom": 1' in capsys.readouterr().out
+
+
+def test_verify_says_unknown_for_over_cap_without_the_caps(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --host run's folder with a ledger copied in: 9,000,000 yuan on one card is not "over_cap 0 ok"."""
+    own_keys(run_dir)
+    other_run_row(run_dir, "s99999999" + "0" * 32, amount_fen=900_000_000)
+    edit_meta(run_dir, gateway_config=None, embedded=False)
+    assert run(cmd_verify, str(run_dir)) == 3
+    out = capsys.readouterr().out
+    assert "over_cap" in out and "unknown" in out and "caps are unknown" in out.replace("\n", " ")
 
 
 def test_verify_without_a_ledger_is_a_usage_error(run_dir: Path) -> None:

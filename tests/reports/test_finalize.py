@@ -46,7 +46,8 @@ def test_writes_every_file_and_the_contract_fields(run_dir: Path) -> None:
     assert summary.keys() >= SUMMARY_FIELDS
     assert set(summary["totals"]) == TOTALS
     assert set(summary["invariants"]) == {"lost", "phantom", "duplicate", "over_cap"}
-    assert all(set(v) == {"name", "value", "bound", "passed"} for v in summary["slos"])
+    assert all(set(v) == {"name", "value", "bound", "passed", "verdict", "reason"} for v in summary["slos"])
+    assert all(v["verdict"] == "pass" and v["passed"] is True for v in summary["slos"])
     assert all(
         set(r) >= {"event", "at_s", "detect_s", "failover_s", "recover_s", "errors"} for r in summary["recovery"]
     )
@@ -73,7 +74,8 @@ def test_html_verdicts_equal_summary_and_junit(run_dir: Path) -> None:
     parser = VerdictRows()
     parser.feed((run_dir / "report.html").read_text(encoding="utf-8"))
     expected = [(v["name"], v["passed"]) for v in summary["slos"] + summary["invariant_verdicts"]]
-    expected.append(("generator_valid", summary["valid"]))
+    expected += [(v["name"], v["passed"]) for v in summary["run_verdicts"]]
+    assert [name for name, _ in expected[-2:]] == ["generator_valid", "fault_failures"]
     assert parser.rows == expected
     cases = junit_root(run_dir).iter("testcase")
     assert [(case.get("name"), case.find("failure") is None) for case in cases] == expected
@@ -119,14 +121,6 @@ def test_money_errors_outrank_an_invalid_run(run_dir: Path) -> None:
     edit_json(run_dir / "generator.json", valid=False)
     ledger_execute(run_dir, "UPDATE repayments SET amount_fen = amount_fen + 10000000000 WHERE rowid = 1")
     assert finalize_run(run_dir)["exit_code"] == 1
-
-
-def test_without_a_ledger_invariants_are_unchecked_not_passed(run_dir: Path) -> None:
-    (run_dir / "ledger.sqlite").unlink()
-    summary = finalize_run(run_dir)
-    assert summary["invariants"] == dict.fromkeys(("lost", "phantom", "duplicate", "over_cap"))
-    assert summary["invariant_verdicts"] == [] and summary["exit_code"] == 0
-    assert "were not checked" in (run_dir / "report.html").read_text(encoding="utf-8")
 
 
 def test_user_strings_are_escaped_everywhere(run_dir: Path) -> None:

@@ -28,4 +28,6 @@ def test_recorded_double11_passes_and_the_page_says_what_summary_says(tmp_path: 
     assert "every SLO and invariant held" in page
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["slos"] == summary["slos"]
-    assert (run_dir / "junit.xml").read_text().count("<testcase") == len(summary["slos"]) + 4 + 1
+    run_checks = ["generator_valid", "fault_failures"]  # the kill was injected: no fault step failed
+    assert [v["name"] for v in summary["run_verdicts"]] == run_checks
+    assert (run_dir / "junit.xml").read_text().count("<testcase") == len(summary["slos"]) + 4 + len(run_checks)

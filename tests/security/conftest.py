@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mock_gateway.cluster.handle import ClusterProcess
-from mock_gateway.cluster.serve import free_port
+from mock_gateway.cluster.supervisor import bind_listener
 
 TOKEN = "security-suite-token-0123456789"
 
@@ -46,13 +46,17 @@ def lone_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     ledger = folder / "ledger.sqlite"
     config = folder / "gateway.toml"
     config.write_text(f'[ledger]\npath = "{ledger}"\n')
-    port = free_port()
+    listener = bind_listener("127.0.0.1", 0)  # bound here and inherited: no free-port race
+    port = listener.getsockname()[1]
     env = dict(os.environ, SURGE_ADMIN_TOKEN=TOKEN)
     log = (folder / "replica.log").open("wb")
+    fd = str(listener.fileno())
     process = subprocess.Popen(
-        [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", str(port), "--name", "solo"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", str(port), "--listen-fd", fd,
+         "--name", "solo"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=(listener.fileno(),),
     )  # fmt: skip
+    listener.close()
     try:
         url = f"http://127.0.0.1:{port}"
         _ready(url)

@@ -1,0 +1,100 @@
+"""Mistakes caught before anything starts (issue 20): each is exit 2 with one line naming the key or value, or —
+for a gateway that does not answer — exit 3 within a second instead of a full-length run of connection errors.
+
+- a fault aimed at a replica or channel the embedded cluster will not have;
+- options that `--host` would silently ignore (`--config`, `--replicas`: refused; the scenario's `[gateway]`
+  table and faults that need the embedded cluster: one warning line each, and the faults are logged as
+  `fault_skipped` so their recovery is reported unknown, never passed);
+- an unreachable `--host`, found with one request before the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from typing import Any
+
+from loadtests.errors import HarnessError, UsageError
+from loadtests.scenario.shapes import Fault, Scenario
+
+PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
+# Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
+# (CONTRACT §7's `exec`) is simply absent from this set and is played with --host too.
+EMBEDDED_ACTIONS = PROCESS_ACTIONS | {"latency", "errors", "channel_outage", "lose_response"}
+REACH_TIMEOUT_S = 1.0
+
+
+def check_faults(faults: Sequence[Fault], gateway_config: dict[str, Any], replicas: int) -> None:
+    """Every fault's replica target and channel exist in the cluster about to start (else the admin API would
+    answer 404/400 mid-run and the scenario would not be the one asked for)."""
+    names = [f"r{number}" for number in range(1, replicas + 1)]
+    channels = [str(channel["code"]) for channel in gateway_config.get("channels") or []]
+    for number, fault in enumerate(faults):
+        where = f"faults.{number}"
+        if fault.action == "channel_outage":
+            code = fault.channel or fault.target
+            key = "channel" if fault.channel else "target"
+            if code not in channels:
+                raise UsageError(
+                    f"scenario key '{where}.{key}': unknown channel {code!r} (the gateway has {', '.join(channels)})"
+                )
+            continue
+        allowed = ["primary", *names] if fault.action in PROCESS_ACTIONS else ["primary", "all", *names]
+        if fault.action in EMBEDDED_ACTIONS and fault.target not in allowed:
+            raise UsageError(
+                f"scenario key '{where}.target': unknown replica {fault.target!r} for {fault.action} "
+                f"(with {replicas} replicas: {', '.join(allowed)})"
+            )
+        if fault.channel is not None and fault.channel not in channels:
+            raise UsageError(
+                f"scenario key '{where}.channel': unknown channel {fault.channel!r} "
+                f"(the gateway has {', '.join(channels)})"
+            )
+
+
+def host_conflicts(args: argparse.Namespace, scenario: Scenario) -> list[str]:
+    """Refuse the options `--host` makes meaningless; return the warnings for what the scenario asks that a
+    gateway surge did not start cannot give."""
+    given = [name for name in ("config", "replicas") if getattr(args, name, None) is not None]
+    if given:
+        options = " and ".join(f"--{name}" for name in given)
+        raise UsageError(
+            f"{options} configure the embedded cluster and would be ignored with --host; drop {options} or --host"
+        )
+    warnings = []
+    if scenario.gateway:
+        keys = ", ".join(sorted(scenario.gateway))
+        warnings.append(
+            f"the scenario's [gateway] table ({keys}) configures the embedded cluster and is ignored with --host"
+        )
+    skipped = skipped_faults(scenario.faults)
+    if skipped:
+        actions = ", ".join(sorted({fault.action for fault in skipped}))
+        warnings.append(
+            f"{len(skipped)} fault(s) ({actions}) need the embedded cluster and are not played with --host; "
+            "their recovery is reported unknown"
+        )
+    return warnings
+
+
+def skipped_faults(faults: Sequence[Fault]) -> list[Fault]:
+    """The faults a gateway surge did not start cannot receive (they drive the embedded cluster's admin API)."""
+    return [fault for fault in faults if fault.action in EMBEDDED_ACTIONS]
+
+
+SKIP_REASON = "{action} needs the embedded cluster; not played against --host"
+
+
+def check_reachable(host: str) -> None:
+    """One GET of `/healthz` with a 1 s timeout: any HTTP answer (even 404 from an API without it) proves a
+    server is there; a refused or silent connection is exit 3 now, not a run full of connection errors."""
+    try:
+        with urllib.request.urlopen(f"{host}/healthz", timeout=REACH_TIMEOUT_S):  # noqa: S310 - http(s) checked
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise HarnessError(f"--host {host} does not answer ({reason}); is the gateway running?") from None

@@ -1,0 +1,45 @@
+"""Claiming a run folder atomically, so two runs can never write into one folder.
+
+A check-then-create ("is there a meta.json yet?") lets two `surge run --out X` started together both pass the
+check and interleave their files (a false `phantom` followed); two web-UI tests started in the same second got
+the same timestamped name. The claim is an exclusive create (`O_CREAT | O_EXCL`) of a marker file, which exactly
+one process wins. Light on purpose: the Locust process claims folders for plain `locust -f` runs too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+CLAIM_FILE = ".surge-claim"
+MAX_SUFFIX = 1000
+
+
+class FolderTaken(Exception):
+    """The folder already holds a run or is claimed by another process."""
+
+
+def claim(path: Path) -> Path:
+    """Claim exactly `path` (created if missing); `FolderTaken` if another run holds it or held it."""
+    path.mkdir(parents=True, exist_ok=True)
+    if (path / "summary.json").exists() or (path / "meta.json").exists():
+        raise FolderTaken(f"{path} already holds a run")
+    try:
+        handle = os.open(path / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise FolderTaken(f"{path} is claimed by another surge run") from None
+    with os.fdopen(handle, "w", encoding="utf-8") as marker:
+        marker.write(f"pid {os.getpid()} at {time.time():.3f}\n")
+    return path
+
+
+def claim_new(root: Path, stem: str) -> Path:
+    """A fresh folder `root/stem`, else `root/stem-2`, `-3`, …: runs started in the same second never share."""
+    for number in range(1, MAX_SUFFIX + 1):
+        path = root / (stem if number == 1 else f"{stem}-{number}")
+        try:
+            return claim(path)
+        except FolderTaken:
+            continue
+    raise FolderTaken(f"{root}/{stem}: {MAX_SUFFIX} folders of that name are taken")

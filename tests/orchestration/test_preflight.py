@@ -1,0 +1,102 @@
+"""Mistakes caught before anything starts (issue 20): fault targets, options --host would ignore, an unreachable
+host, and two runs claiming one folder."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration import preflight
+from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.scenario.shapes import Fault, load_scenario
+from reports.claim import FolderTaken, claim, claim_new
+
+CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        (Fault(at_s=1, action="kill", target="r9"), "'faults.0.target': unknown replica 'r9' for kill"),
+        (Fault(at_s=1, action="kill", target="all"), "unknown replica 'all'"),
+        (Fault(at_s=1, action="channel_outage", target="CCBX"), "'faults.0.target': unknown channel 'CCBX'"),
+        (Fault(at_s=1, action="latency", target="all", channel="BOC"), "'faults.0.channel': unknown channel 'BOC'"),
+    ],
+)
+def test_a_fault_aimed_at_nothing_is_refused_naming_the_key(fault: Fault, message: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        preflight.check_faults([fault], CONFIG, replicas=3)
+    assert message in str(caught.value) and caught.value.exit_code == 2
+
+
+def test_faults_aimed_at_what_the_cluster_has_pass() -> None:
+    faults = [
+        Fault(at_s=1, action="kill", target="primary"),
+        Fault(at_s=1, action="pause", target="r3"),
+        Fault(at_s=1, action="errors", target="all", ratio=0.1),
+        Fault(at_s=1, action="channel_outage", target="CCB"),
+    ]
+    preflight.check_faults(faults, CONFIG, replicas=3)
+
+
+def host_args(**given: object) -> argparse.Namespace:
+    return argparse.Namespace(**{"config": None, "replicas": None, **given})
+
+
+def test_host_refuses_the_embedded_cluster_options_it_would_ignore() -> None:
+    with pytest.raises(UsageError, match=r"--config and --replicas .* ignored with --host"):
+        preflight.host_conflicts(host_args(config=Path("gw.toml"), replicas=2), load_scenario("due-date-wave"))
+
+
+def test_host_warns_of_the_gateway_table_and_the_faults_it_cannot_play() -> None:
+    warnings = preflight.host_conflicts(host_args(), load_scenario("double11"))
+    assert any("[gateway] table (clock" in warning for warning in warnings)
+    assert any("1 fault(s) (kill)" in warning and "unknown" in warning for warning in warnings)
+
+
+def test_an_unreachable_host_is_a_harness_error() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(HarnessError, match=f"--host http://127.0.0.1:{port} does not answer"):
+        preflight.check_reachable(f"http://127.0.0.1:{port}")
+
+
+def test_two_runs_into_one_folder_one_wins(tmp_path: Path) -> None:
+    """The old check (no meta.json yet?) let both of two simultaneous runs through; the claim is exclusive."""
+    target = tmp_path / "out"
+    barrier = threading.Barrier(8)
+    won: list[Path] = []
+    lost: list[str] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            won.append(new_run_dir(str(target), "double11"))
+        except UsageError as exc:
+            lost.append(str(exc))
+
+    threads = [threading.Thread(target=race) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert won == [target] and len(lost) == 7
+    assert all("claimed by another surge run" in message for message in lost)
+
+
+def test_a_folder_holding_a_run_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "meta.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(FolderTaken, match="already holds a run"):
+        claim(tmp_path)
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
+    """Two web-UI tests started in the same second shared `runs/locust-<second>` and its meta.json."""
+    first, second = claim_new(tmp_path, "locust-20261111T000000Z"), claim_new(tmp_path, "locust-20261111T000000Z")
+    assert first.name == "locust-20261111T000000Z" and second.name == "locust-20261111T000000Z-2"

@@ -1,0 +1,115 @@
+"""The report's first screen answers the question, and every chart can be read (issues 17 and 20): the headline
+strip, legends, marker labels that do not overlap, 1-2-5 log ticks, the traffic share cut where the load stops,
+context rows of a comparison not coloured as passes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reports import render
+from reports.analysis import analyse
+from reports.compare import compare
+from reports.finalize import finalize_run
+from reports.frames import load_run
+
+RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "run_recorded"
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    target = tmp_path / "recorded"
+    shutil.copytree(RECORDED, target)
+    return target
+
+
+def charts_of(run_dir: Path) -> dict[str, dict[str, Any]]:
+    return {chart["id"]: chart for chart in render.build_charts(analyse(load_run(run_dir)))}
+
+
+def test_labels_a_second_apart_take_different_rows_and_distant_ones_share() -> None:
+    # double11: spike_start at 30 s, the kill at 31 s; a label 3 s wide; the spike's end far later
+    assert render.label_rows([30.0, 31.0, 45.0], [3.0, 3.0, 3.0]) == [0, 1, 0]
+    assert render.label_rows([10.0, 10.0, 10.0], [1.0, 1.0, 1.0]) == [0, 1, 2]
+
+
+def test_no_two_marker_labels_overlap_on_the_recorded_double11(recorded: Path) -> None:
+    chart = charts_of(recorded)["throughput"]
+    span = len(chart["data"][0]["y"])
+    labels = [
+        (a["y"], a["x"], a["x"] + len(a["text"]) * render.LABEL_CHAR_PX / render.PLOT_WIDTH_PX * span)
+        for a in chart["layout"]["annotations"]
+    ]
+    assert {"spike_start", "fault_injected r1"} <= {a["text"] for a in chart["layout"]["annotations"]}
+    for y, start, end in labels:
+        for other_y, other_start, other_end in labels:
+            if (y, start) != (other_y, other_start) and y == other_y:
+                assert end <= other_start or other_end <= start, f"labels overlap at {start:.1f}/{other_start:.1f}"
+    assert len({y for y, _, _ in labels}) > 1
+
+
+def test_every_chart_keeps_its_legend_and_its_title_clears_the_mode_bar(recorded: Path) -> None:
+    for chart in charts_of(recorded).values():
+        assert chart["layout"]["showlegend"] is True, chart["id"]
+        assert chart["layout"]["title"]["xanchor"] == "left" and chart["layout"]["margin"]["t"] >= 60
+
+
+def test_log_axes_are_labelled_at_1_2_5(recorded: Path) -> None:
+    assert render.log_ticks([3.0, 700.0])["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+    yaxis = charts_of(recorded)["latency_intended"]["layout"]["yaxis"]
+    assert yaxis["type"] == "log" and {10, 20, 50, 100} <= set(yaxis["tickvals"])
+
+
+def test_the_traffic_share_stops_where_the_load_stops(recorded: Path) -> None:
+    frames = load_run(recorded)
+    served = frames.replicas.sum(axis=1)
+    last = int(served[served > 0].index.max())
+    assert last + 1 < len(served), "the fixture has silent seconds after the load"
+    chart = charts_of(recorded)["replicas"]
+    assert all(len(trace["y"]) == last + 1 for trace in chart["data"])
+
+
+def headline_of(page: str) -> dict[str, str]:
+    section = page[page.index('id="headline"') : page.index("</section>", page.index('id="headline"'))]
+    return dict(re.findall(r'data-key="(\w+)"><dt>[^<]*</dt><dd>([^<]*)</dd>', section))
+
+
+def test_the_headline_strip_answers_the_question_before_the_verdicts(recorded: Path) -> None:
+    summary = finalize_run(recorded)
+    page = (recorded / "report.html").read_text(encoding="utf-8")
+    assert page.index('id="headline"') < page.index('id="verdict"')
+    figures = headline_of(page)
+    windows = [json.loads(line) for line in (recorded / "windows.jsonl").read_text().splitlines()]
+    assert figures["offered"] == f"{max(w['offered'] for w in windows):,}/s"
+    assert figures["p99"] == f"{summary['latency_ms']['intended']['p99_ms']:,.0f} ms"
+    worst = max(entry["recover_s"] for entry in summary["recovery"])
+    assert figures["recovery"] == f"{worst:.1f} s"
+    assert figures["invariants"] == "all 4 held"
+    assert set(figures) == {"offered", "goodput", "rejected", "p99", "recovery", "invariants"}
+
+
+def test_the_headline_never_says_held_for_unchecked_invariants(recorded: Path) -> None:
+    (recorded / "ledger.sqlite").unlink()
+    finalize_run(recorded)
+    figures = headline_of((recorded / "report.html").read_text(encoding="utf-8"))
+    assert figures["invariants"] == "unknown (not checked)"
+
+
+def test_context_rows_of_a_comparison_are_not_coloured_as_passes(recorded: Path) -> None:
+    analysis = analyse(load_run(recorded))
+    page = render.render_comparison(compare(analysis, analysis))
+    rows = re.findall(r'<tr class="(\w+)">\s*<td>([^<]*)<span', page)
+    assert ("context", "worst recovery ") in rows
+    assert all(kind != "pass" for kind, name in rows if name.strip() == "worst recovery")
+
+
+def test_charts_show_a_loading_state_until_drawn(recorded: Path) -> None:
+    finalize_run(recorded)
+    page = (recorded / "report.html").read_text(encoding="utf-8")
+    assert '.chart:not(.drawn)::before { content: "loading chart…"' in page
+    assert 'classList.add("drawn")' in page
