@@ -114,7 +114,7 @@ def analyse(frames: RunFrames) -> Analysis:
     )
 
 
-NO_CAPS = "the caps are unknown: the run's meta.json has no gateway config (a gateway surge did not start)"
+NO_CAPS = "the caps are unknown (meta.json has no gateway config: a gateway surge did not start)"
 
 
 def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, str]:
@@ -167,6 +167,7 @@ def summary(analysis: Analysis) -> dict[str, Any]:
         "run_verdicts": analysis.run_verdicts,
         "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
         "invariant_outcomes": None if report is None else report.outcomes,
+        "ledger_other_rows": None if report is None else report.other_rows,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
         "recovery": analysis.recovery,
         "success_ratio": metrics.success_ratio(windows),

@@ -28,7 +28,9 @@ def claim(path: Path) -> Path:
     try:
         handle = os.open(path / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        raise FolderTaken(f"{path} is claimed by another surge run") from None
+        raise FolderTaken(
+            f"{path} is claimed by another surge run (or by one that crashed: remove {CLAIM_FILE} if none runs)"
+        ) from None
     with os.fdopen(handle, "w", encoding="utf-8") as marker:
         marker.write(f"pid {os.getpid()} at {time.time():.3f}\n")
     return path

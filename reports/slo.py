@@ -96,7 +96,7 @@ def capacity_verdict(max_rate_per_s: float | None) -> dict[str, Any]:
     return verdict("capacity_found", value, 0.0, value is not None and value > 0)
 
 
-NO_LEDGER = "no ledger copy: the gateway was not started by surge, so the money invariants were not checked"
+NO_LEDGER = "no ledger copy (a gateway surge did not start): not checked"
 
 
 def invariant_verdicts(

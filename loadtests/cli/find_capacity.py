@@ -23,6 +23,7 @@ from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.github_summary import publish_run
 from loadtests.cli.verdict_table import print_verdicts
 from loadtests.errors import HarnessError
+from loadtests.orchestration import preflight
 from loadtests.orchestration.capacity_probe import judge, merge_probe, read_windows
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
@@ -34,7 +35,7 @@ from loadtests.orchestration.run_folder import (
     write_events_csv,
     write_json,
 )
-from loadtests.scenario.meta import git_commit, versions
+from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import RatePoint, Scenario, load_scenario
 from loadtests.scenario.targets import check_target
@@ -69,7 +70,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="probe arrival process: even measures the sustained cap, poisson adds realistic clumping",
     )
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
-    parser.add_argument("--replicas", type=positive_int, default=3, help="embedded cluster replicas")
+    parser.add_argument(
+        "--replicas", type=positive_int, help=f"embedded cluster replicas (default {preflight.DEFAULT_REPLICAS})"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,9 +88,14 @@ def run(args: argparse.Namespace) -> int:
     base = base.model_copy(update={"slo": slo, "faults": ()})
     if not 0 < slo.min_success_ratio <= 1:
         raise HarnessError("--slo-success must be within (0, 1]")
-    gateway_config = validated_config(args.config, base.gateway) if host is None else None
-    run_dir = new_run_dir(args.out, "capacity")
     console = Console(stderr=True)
+    gateway_config = validated_config(args.config, base.gateway) if host is None else None
+    if host is not None:
+        for warning in preflight.host_conflicts(args, base):
+            console.print(f"surge find-capacity: warning: {warning}", markup=False, highlight=False)
+        preflight.check_reachable(host)
+    args.replicas = args.replicas or preflight.DEFAULT_REPLICAS
+    run_dir = new_run_dir(args.out, "capacity")
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
     result = asyncio.run(_search(args, base, host, gateway_config, run_dir, console))
     write_json(
@@ -253,6 +261,7 @@ def _write_meta(
             "scenario": "capacity",
             "description": f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
             "seed": base.seed,
+            "key_prefix": new_key_prefix(),
             "scale": 1.0,
             "duration_s": None,
             "started_unix": started,

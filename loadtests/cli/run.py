@@ -39,8 +39,6 @@ from loadtests.scenario.shapes import Scenario, load_scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
 
-DEFAULT_REPLICAS = 3
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="a built-in scenario name (see `surge scenarios`) or a TOML file")
@@ -55,7 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
-    parser.add_argument("--replicas", type=positive_int, help=f"embedded cluster replicas (default {DEFAULT_REPLICAS})")
+    parser.add_argument(
+        "--replicas", type=positive_int, help=f"embedded cluster replicas (default {preflight.DEFAULT_REPLICAS})"
+    )
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
     parser.add_argument(
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     gateway_config: dict[str, Any] | None = None
     if host is None:
         gateway_config = validated_config(args.config, scenario.gateway)
-        preflight.check_faults(scenario.faults, gateway_config, args.replicas or DEFAULT_REPLICAS)
+        preflight.check_faults(scenario.faults, gateway_config, args.replicas or preflight.DEFAULT_REPLICAS)
     else:
         for warning in preflight.host_conflicts(args, scenario):
             console.print(f"surge run: warning: {warning}", markup=False)
@@ -107,7 +107,7 @@ async def _orchestrate(
     try:
         if host is None:
             cluster = await start_cluster(
-                args.config, args.replicas or DEFAULT_REPLICAS, run_dir / "cluster", scenario.gateway
+                args.config, args.replicas or preflight.DEFAULT_REPLICAS, run_dir / "cluster", scenario.gateway
             )
         target = cluster.url if cluster is not None else str(host)
         start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
@@ -119,12 +119,12 @@ async def _orchestrate(
             host=target,
             workers=args.workers,
             gateway_config=gateway_config,
-            replicas=(args.replicas or DEFAULT_REPLICAS) if gateway_config is not None else None,
+            replicas=(args.replicas or preflight.DEFAULT_REPLICAS) if gateway_config is not None else None,
         )
         write_json(run_dir / "meta.json", meta)
         events.extend(_scenario_events(scenario, start_unix))
         if cluster is None:
-            events.extend(_skipped_fault_events(scenario, start_unix))
+            events.extend(preflight.skipped_fault_events(scenario.faults, start_unix))
         rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
@@ -145,21 +145,6 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
         found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
     return found
-
-
-def _skipped_fault_events(scenario: Scenario, start_unix: float) -> list[Event]:
-    """Against --host the embedded-cluster faults are not played: one `fault_skipped` event each, at the time it
-    was due, so the report says "not played" with the reason and its recovery verdict is unknown."""
-    return [
-        Event(
-            start_unix + fault.at_s,
-            "chaos",
-            "fault_skipped",
-            fault.target,
-            preflight.SKIP_REASON.format(action=fault.action),
-        )
-        for fault in preflight.skipped_faults(scenario.faults)
-    ]
 
 
 async def _drive(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration.run_folder import Event
 from loadtests.scenario.shapes import Fault, Scenario
 
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
@@ -24,6 +25,7 @@ PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # (CONTRACT §7's `exec`) is simply absent from this set and is played with --host too.
 EMBEDDED_ACTIONS = PROCESS_ACTIONS | {"latency", "errors", "channel_outage", "lose_response"}
 REACH_TIMEOUT_S = 1.0
+DEFAULT_REPLICAS = 3  # of the embedded cluster, when --replicas is not given
 
 
 def check_faults(faults: Sequence[Fault], gateway_config: dict[str, Any], replicas: int) -> None:
@@ -84,7 +86,19 @@ def skipped_faults(faults: Sequence[Fault]) -> list[Fault]:
     return [fault for fault in faults if fault.action in EMBEDDED_ACTIONS]
 
 
-SKIP_REASON = "{action} needs the embedded cluster; not played against --host"
+def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[Event]:
+    """Against --host: one `fault_skipped` event per embedded-cluster fault, at the time it was due, so the report
+    says "not played" with the reason and its recovery verdict is unknown (reports.metrics.incidents)."""
+    return [
+        Event(
+            start_unix + fault.at_s,
+            "chaos",
+            "fault_skipped",
+            fault.target,
+            f"{fault.action} needs the embedded cluster; not played against --host",
+        )
+        for fault in skipped_faults(faults)
+    ]
 
 
 def check_reachable(host: str) -> None:

@@ -40,6 +40,11 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+def new_key_prefix() -> str:
+    """A run's idempotency-key prefix: `s` and 8 random hex digits (one in 4 billion to meet another run's)."""
+    return KEY_PREFIX_TAG + secrets.token_hex(4)
+
+
 def run_meta(
     scenario: Scenario,
     *,
@@ -61,7 +66,7 @@ def run_meta(
         "description": scenario.description,
         "scenario_ref": scenario_ref,
         "seed": scenario.seed,
-        "key_prefix": KEY_PREFIX_TAG + secrets.token_hex(4),
+        "key_prefix": new_key_prefix(),
         "scale": scale,
         "duration_s": scenario.duration_s,
         "started_unix": started_unix,

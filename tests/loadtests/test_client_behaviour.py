@@ -62,7 +62,7 @@ class Script:
             return web.json_response(self.stored[key], status=201, headers={"Idempotent-Replayed": "true"})
         if (body["user_id"], body["card_id"], body["amount_fen"]) in self.plan_parts:
             return self.created(key, body)
-        bucket = int(key[0], 16) % 4
+        bucket = int(key[-1], 16) % 4  # the random hex end (keys start with the run's prefix)
         if bucket == 0 and first:
             problem = {"code": "RATE_LIMITED", "scope": "user", "retry_after_ms": RETRY_AFTER_MS}
             return web.json_response(problem, status=429, headers={"Retry-After": "1"})

@@ -12,9 +12,11 @@ import pytest
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
-from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.orchestration.run_folder import new_run_dir, write_events_csv
 from loadtests.scenario.shapes import Fault, load_scenario
+from reports import metrics
 from reports.claim import FolderTaken, claim, claim_new
+from reports.frames import read_events
 
 CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
 
@@ -57,6 +59,17 @@ def test_host_warns_of_the_gateway_table_and_the_faults_it_cannot_play() -> None
     warnings = preflight.host_conflicts(host_args(), load_scenario("double11"))
     assert any("[gateway] table (clock" in warning for warning in warnings)
     assert any("1 fault(s) (kill)" in warning and "unknown" in warning for warning in warnings)
+
+
+def test_faults_skipped_against_a_host_are_logged_when_due_with_the_reason(tmp_path: Path) -> None:
+    """The events `surge run --host` writes, read back as the report reads them: not played, recovery unknown."""
+    faults = load_scenario("double11").faults
+    events = preflight.skipped_fault_events(faults, start_unix=1000.0)
+    assert [(e.unix, e.kind, e.target) for e in events] == [(1000.0 + faults[0].at_s, "fault_skipped", "primary")]
+    write_events_csv(tmp_path / "events.csv", 1000.0, events)
+    meta = {"faults": [fault.model_dump() for fault in faults]}
+    (incident,) = metrics.incidents(meta, read_events(tmp_path / "events.csv"))
+    assert incident.not_played == "not played: kill needs the embedded cluster; not played against --host"
 
 
 def test_an_unreachable_host_is_a_harness_error() -> None:
