@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.generator.outcomes import OUTCOMES, classify, expected_by_clients
+from loadtests.generator.outcomes import OUTCOMES, classify, expected_by_clients, request_name
 
 
 @pytest.mark.parametrize(
@@ -33,3 +33,13 @@ def test_classify(status: int, code: str, outcome: str) -> None:
 
 def test_only_successes_declines_and_rate_limits_are_expected_by_clients() -> None:
     assert [o for o in OUTCOMES if expected_by_clients(o)] == ["succeeded", "declined", "rate_limited"]
+
+
+def test_retries_and_plan_parts_are_filed_under_their_own_request_names() -> None:
+    names = {request_name(attempt, part) for attempt, part in [(1, 0), (2, 0), (1, 1), (3, 2)]}
+    assert names == {
+        "/v1/repayments",
+        "/v1/repayments [retry]",
+        "/v1/repayments [plan part]",
+        "/v1/repayments [plan part retry]",
+    }
