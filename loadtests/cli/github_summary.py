@@ -1,8 +1,9 @@
 """GitHub Actions integration: a Markdown verdict table in the job summary and `::error::` annotations.
 
-When `GITHUB_STEP_SUMMARY` names a file (GitHub sets it in every step), `surge run`, `surge compare` and
-`surge study` append one section to it, and print one workflow command per failed verdict on stdout, which the
-runner turns into an annotation on the run's page. Outside CI nothing happens.
+When `GITHUB_STEP_SUMMARY` names a file (GitHub sets it in every step), `surge run`, `surge find-capacity`,
+`surge compare` and `surge study` append one section to it, and print one workflow command per failed verdict
+(`::error::`) and per unknown one (`::warning::`) on stdout, which the runner turns into annotations on the run's
+page. Outside CI nothing happens.
 
     publish_run(summary, run_dir)          after `surge run` (and anything else that writes a run folder)
     publish_comparison(comparison)         after `surge compare`
@@ -104,7 +105,7 @@ def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[li
             found.append(annotation("error", f"surge {kind} failed", detail))
         elif result == UNKNOWN:
             found.append(annotation("warning", f"surge {kind} unknown", detail))
-    notes = [f"exit code `{code}` · run folder `{escape_cell(run_dir)}`"]
+    notes = [f"exit code {escape_cell(code)} · run folder {escape_cell(run_dir)}"]
     if summary.get("valid") is False:
         reasons = "; ".join(str(reason) for reason in summary.get("validity_reasons") or [])
         notes.insert(0, "**INVALID RUN**: the load generator was the bottleneck; these figures are not the gateway's.")
