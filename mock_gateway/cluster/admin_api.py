@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,7 @@ from mock_gateway.admin import require_admin
 from mock_gateway.cluster.events import EventKind
 from mock_gateway.cluster.router import Router
 from mock_gateway.cluster.supervisor import Supervisor
-from mock_gateway.errors import GatewayError, NotFound, Unavailable
+from mock_gateway.errors import GatewayError, InvalidJson, NotFound, Unavailable
 from mock_gateway.replica.faults import parse_spec
 from mock_gateway.validation import decode_json, read_body
 
@@ -123,11 +122,11 @@ class AdminApi:
             url = f"http://127.0.0.1:{self.supervisor.get(name).port}/admin/faults"
             try:
                 async with session.request(method, url, json=body, headers=headers) as response:
-                    text = await response.text()
+                    raw = await response.read()
                     try:
-                        return response.status, json.loads(text) if text else None
-                    except ValueError:
-                        return response.status, text
+                        return response.status, decode_json(raw) if raw else None
+                    except InvalidJson:
+                        return response.status, raw.decode("utf-8", "replace")
             except (aiohttp.ClientError, TimeoutError) as exc:
                 return 503, {"detail": f"replica {name} did not answer: {type(exc).__name__}"}
 

@@ -6,6 +6,7 @@ Admission order for POST /v1/repayments (docs/gateway.md explains why this order
     idempotency lookup                  stored: replay it (same body) or 422 (other body)
     in-flight check                     409 + Retry-After while the same key is being processed here
     per-second caps                     429, nothing stored
+    cross-replica claim (active-active) stored elsewhere meanwhile: replay; claimed by another replica: 409
     quick pre-check of the daily caps   an obvious decline skips the bank
     channel outage fault, bank call     503 CHANNEL_BUSY, nothing stored
     ledger step                         atomic re-check + record + commit; only then the answer
@@ -17,14 +18,15 @@ in `mock_gateway.rules`, the caps in `mock_gateway.limits`: this module is the H
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from aiohttp import web
 
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 USAGE_CACHE_MAX: Final = 10_000  # ~400 B an entry: the pre-check's guess costs at most ~4 MB of a replica's RSS
 JSON_UTF8: Final = "application/json; charset=utf-8"
 PROBLEM_UTF8: Final = PROBLEM_CONTENT_TYPE + "; charset=utf-8"
+_T = TypeVar("_T")
 
 
 @dataclass(eq=False)
@@ -75,6 +78,7 @@ class ReplicaState:
     # Last known (business_date, usage) per (card, user), from this replica's own ledger steps: a guess for
     # the pre-check only; the ledger step always decides on the authoritative totals.
     usage_guess: dict[tuple[str, str], tuple[str, Usage]] = field(default_factory=dict)
+    releases: set[asyncio.Future[None]] = field(default_factory=set)  # claim releases still being committed
 
     @functools.cached_property
     def channel_codes(self) -> tuple[str, ...]:
@@ -109,6 +113,7 @@ def create_app(
             synchronous=config.ledger.synchronous,
             busy_timeout_ms=config.ledger.busy_timeout_ms,
             on_commit=metrics.observe_commit,
+            claiming=config.router.mode == "active-active",
         ),
         admission=Admission(
             replica_tps=limits.replica_tps,
@@ -201,20 +206,22 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
     if refusal is not None:
         state.metrics.cap_rejections.labels(refusal.scope).inc()
         raise RateLimited(refusal.scope, refusal.retry_after_s, refusal.rate_per_s)
-    if not _predict_decline(state, charge):
-        if state.faults.active and state.faults.channel_down(charge.channel):
-            state.metrics.cap_rejections.labels("channel").inc()
-            raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
-        try:
-            await state.bank.call(charge.channel)
-        except ChannelBusy:
-            state.metrics.cap_rejections.labels("channel").inc()
-            raise
+    claimed = False
+    if state.ledger.claiming:
+        claim = await _ledger_call(state.ledger.claim(charge))
+        if claim.stored is not None:
+            return _replay(claim.stored, charge)
+        if claim.held_by is not None:
+            raise IdempotencyInFlight(charge.key)
+        claimed = True
     try:
-        outcome = await state.ledger.record(charge)
-    except LedgerError as exc:
-        log.warning("ledger step failed: %s", exc)
-        raise ReplicaUnavailable("the ledger is unavailable; nothing was recorded, retry", retry_after_s=1) from None
+        if not _predict_decline(state, charge):
+            await _call_bank(state, charge)
+        outcome = await _ledger_call(state.ledger.record(charge))
+        claimed = False  # the ledger step dropped the claim in its own transaction
+    finally:
+        if claimed:
+            _release_later(state, charge)
     _remember_usage(state, charge, outcome)
     if outcome.replayed:
         return _replay(outcome.stored, charge)
@@ -223,6 +230,44 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
     elif state.faults.active and state.faults.lose_response():
         _drop_connection(request)
     return _stored_response(outcome.stored, replayed=False)
+
+
+async def _call_bank(state: ReplicaState, charge: Charge) -> None:
+    if state.faults.active and state.faults.channel_down(charge.channel):
+        state.metrics.cap_rejections.labels("channel").inc()
+        raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
+    try:
+        await state.bank.call(charge.channel)
+    except ChannelBusy:
+        state.metrics.cap_rejections.labels("channel").inc()
+        raise
+
+
+async def _ledger_call(step: Awaitable[_T]) -> _T:
+    """A ledger write whose failure is this replica's 503: nothing was recorded, the client may retry."""
+    try:
+        return await step
+    except LedgerError as exc:
+        log.warning("ledger step failed: %s", exc)
+        raise ReplicaUnavailable("the ledger is unavailable; nothing was recorded, retry", retry_after_s=1) from None
+
+
+def _release_later(state: ReplicaState, charge: Charge) -> None:
+    """Drop the claim of a request that ended before its ledger step (a busy channel, a fault, a cancelled
+    request), without holding the answer for another commit. If the release fails, the claim lapses with
+    this process or after the lease."""
+    task = asyncio.ensure_future(state.ledger.release(charge))
+    state.releases.add(task)
+    task.add_done_callback(_released(state))
+
+
+def _released(state: ReplicaState) -> Callable[[asyncio.Future[None]], None]:
+    def done(task: asyncio.Future[None]) -> None:
+        state.releases.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("releasing a claim failed: %s", task.exception())
+
+    return done
 
 
 def _predict_decline(state: ReplicaState, charge: Charge) -> bool:

@@ -35,7 +35,13 @@ Creation, exactly once
     recovery) is retried within `OPEN_RETRY_S`.
 
 Reads: the idempotency lookup runs on the loop's write connection, whose page cache survives its own commits;
-GET by id and the limits use a third connection on the loop thread (WAL readers never wait for writers).
+GET by id and the limits use a third connection on the loop thread (WAL readers never wait for writers). Those
+connections never wait for a lock: a read that finds the file locked is retried in a thread (`_query`).
+
+Claims (active-active): `claim()` marks a key as being processed by this process, in the same group commit as
+everything else, so two replicas given one key at once do not both call the bank; `record()` drops the claim in
+its own transaction. Readiness: after `UNREADY_AFTER_FAILED_COMMITS` failed commits in a row the ledger reports
+itself not ready until a real-size write probe commits (`readiness()`).
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, TypeVar
 
+import psutil
+
 from mock_gateway.clock import SimClock, business_date
 from mock_gateway.quotas import Usage
 from mock_gateway.rules import Decide
@@ -71,6 +79,9 @@ CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
   body TEXT NOT NULL, repayment_id TEXT, created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS claims (
+  key TEXT PRIMARY KEY, replica TEXT NOT NULL, pid INTEGER NOT NULL, claimed_unix REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS repayments_user_day ON repayments (user_id, business_date);
 CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_date);
 """
@@ -81,6 +92,9 @@ CHECKPOINT_INTERVAL_S: Final = 0.25
 # a commit writes a page per tree per row; 1 KiB pages make that WAL traffic a quarter of the 4 KiB default's.
 PAGE_SIZE: Final = 1024
 OPEN_RETRY_S: Final = 10.0
+CLAIM_LEASE_S: Final = 60.0
+"""A claim older than this is stale whoever holds it: longer than any request can live (the router gives up
+after 5 s, the bank wait is bounded), short enough that a key is never blocked for long by a lost claim."""
 UNREADY_AFTER_FAILED_COMMITS: Final = 3
 """Consecutive failed commits (disk full, a file size limit, I/O errors) after which the replica stops being
 ready, so the router takes it out; a successful commit or write probe makes it ready again."""
@@ -109,13 +123,23 @@ class Outcome(NamedTuple):
     business_date: str
 
 
+class Claim(NamedTuple):
+    """The answer to `claim()`: the stored response to replay, or the replica already processing the key, or
+    (both None) the key is now this replica's until its ledger step or `release()`."""
+
+    stored: Stored | None
+    held_by: str | None
+
+
 CommitObserver = Callable[[int, float], None]
+JobKind = Literal["record", "claim", "release"]
 
 
 @dataclass(slots=True)
 class _Job:
     charge: Charge
-    future: asyncio.Future[Outcome]
+    future: asyncio.Future[Any]
+    kind: JobKind = "record"
 
 
 def prepare(path: Path, *, timeout_s: float = OPEN_RETRY_S) -> None:
@@ -159,7 +183,7 @@ def _create_once(path: Path) -> None:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new, empty file
             conn.execute("PRAGMA journal_mode = WAL")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"repayments", "idempotency"} <= tables:
+        if not {"repayments", "idempotency", "claims"} <= tables:
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -221,7 +245,10 @@ class Ledger:
         synchronous: Literal["normal", "full"] = "normal",
         busy_timeout_ms: int = 5000,
         on_commit: CommitObserver | None = None,
+        claiming: bool = False,
     ) -> None:
+        """`claiming`: keys are claimed in the ledger before the bank call (`claim()`), for replicas that take
+        traffic side by side (active-active); the ledger step then also drops the claim."""
         self.path = path
         self._replica = replica
         self._clock = clock
@@ -235,6 +262,7 @@ class Ledger:
         self._inline: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._claiming = claiming
         self._failed_commits = 0  # in a row; written by the loop and the writer thread, one int store each
 
     async def open(self) -> None:
@@ -263,12 +291,38 @@ class Ledger:
                 conn.close()
         self._inline = self._reader = None
 
+    @property
+    def claiming(self) -> bool:
+        """Whether requests claim their key in the ledger before the bank call (see `claim`)."""
+        return self._claiming
+
     async def record(self, charge: Charge) -> Outcome:
-        """The atomic ledger step; raises `LedgerError` when nothing could be committed."""
+        """The atomic ledger step; raises `LedgerError` when nothing could be committed. It also drops the key's
+        claim, in the same transaction."""
+        outcome: Outcome = await self._submit(charge, "record")
+        return outcome
+
+    async def claim(self, charge: Charge) -> Claim:
+        """Claim the key across every replica sharing the ledger before the bank is called (active-active).
+
+        In one transaction with the writes of other replicas: a stored response for the key is returned to be
+        replayed; a live claim of another replica is returned as `held_by` (409 IDEMPOTENCY_IN_FLIGHT); else the
+        key is claimed for this process. A claim is live while its process runs (same host: the ledger is a
+        local SQLite file) and for at most `CLAIM_LEASE_S`, so a killed replica's claims free their keys at once.
+        A claim of this very process is stale by definition: the caller checked its own in-flight set first.
+        """
+        claim: Claim = await self._submit(charge, "claim")
+        return claim
+
+    async def release(self, charge: Charge) -> None:
+        """Drop this process's claim on the key when the request ends without a ledger step."""
+        await self._submit(charge, "release")
+
+    async def _submit(self, charge: Charge, kind: JobKind) -> Any:
         if self._loop is None or self._writer is None:
             raise LedgerError("ledger is not open")
-        future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._pending.append(_Job(charge, future))
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending.append(_Job(charge, future, kind))
         if len(self._pending) == 1:
             self._loop.call_soon(self._flush)
         return await future
@@ -432,13 +486,11 @@ class Ledger:
         finally:
             conn.close()
 
-    def _run_batch(
-        self, conn: sqlite3.Connection, batch: list[_Job], *, wait: bool
-    ) -> Sequence[Outcome | BaseException]:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job], *, wait: bool) -> Sequence[Any]:
         """Outcomes in batch order; every failure fails the whole batch with nothing committed."""
         started = time.perf_counter()
         try:
-            outcomes: Sequence[Outcome | BaseException] = self._transaction(conn, [job.charge for job in batch], wait)
+            outcomes: Sequence[Any] = self._transaction(conn, batch, wait)
         except _LockBusy:
             raise
         except Exception as exc:  # a bad batch must fail its requests, never the writer or the loop
@@ -453,7 +505,7 @@ class Ledger:
             self._on_commit(len(batch), time.perf_counter() - started)
         return outcomes
 
-    def _transaction(self, conn: sqlite3.Connection, charges: list[Charge], wait: bool) -> list[Outcome]:
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Job], wait: bool) -> list[Outcome | Claim | None]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -463,13 +515,21 @@ class Ledger:
         moment = self._clock.now()
         day = business_date(moment).isoformat()
         created_at = moment.isoformat()
-        stored = _stored_for(conn, {c.key for c in charges})
+        charges = [job.charge for job in batch if job.kind == "record"]
+        stored = _stored_for(conn, {job.charge.key for job in batch if job.kind != "release"})
         users = _totals(conn, "user_id", {c.user_id for c in charges}, day)
         cards = _totals(conn, "card_id", {c.card_id for c in charges}, day)
+        claims = self._claims(conn, batch, stored)
         repayments: list[tuple[object, ...]] = []
         records: list[tuple[object, ...]] = []
-        outcomes: list[Outcome] = []
-        for charge in charges:
+        unclaim: list[tuple[object, ...]] = []
+        outcomes: list[Outcome | Claim | None] = []
+        for job in batch:
+            charge = job.charge
+            if job.kind != "record":
+                outcomes.append(claims.get(job.charge.key) if job.kind == "claim" else None)
+                continue
+            unclaim.append((charge.key,))
             usage = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
             earlier = stored.get(charge.key)
             if earlier is not None:
@@ -501,8 +561,54 @@ class Ledger:
             outcomes.append(Outcome(record, replayed=False, usage=after, business_date=day))
         conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", repayments)
         conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
+        if self._claiming:
+            conn.executemany("DELETE FROM claims WHERE key = ?", unclaim)
         conn.execute("COMMIT")
         return outcomes
+
+    def _claims(self, conn: sqlite3.Connection, batch: list[_Job], stored: dict[str, Stored]) -> dict[str, Claim]:
+        """Decide the batch's claims and releases (their writes join the batch's transaction)."""
+        claiming = [job.charge for job in batch if job.kind == "claim"]
+        releasing = [(job.charge.key, os.getpid()) for job in batch if job.kind == "release"]
+        if releasing:
+            conn.executemany("DELETE FROM claims WHERE key = ? AND pid = ?", releasing)
+        if not claiming:
+            return {}
+        keys = {charge.key for charge in claiming}
+        held = {
+            key: (replica, pid, claimed)
+            for key, replica, pid, claimed in _in_query(
+                conn, "SELECT key, replica, pid, claimed_unix FROM claims WHERE key IN ({})", keys, ()
+            )
+        }
+        now = time.time()
+        answers: dict[str, Claim] = {}
+        taken: list[tuple[object, ...]] = []
+        for charge in claiming:
+            if charge.key in stored:
+                answers[charge.key] = Claim(stored[charge.key], None)
+                continue
+            holder = held.get(charge.key)
+            if holder is not None and _claim_is_live(holder[1], holder[2], now):
+                answers[charge.key] = Claim(None, str(holder[0]))
+                continue
+            answers[charge.key] = Claim(None, None)
+            taken.append((charge.key, self._replica, os.getpid(), now))
+        conn.executemany("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?)", taken)
+        return answers
+
+
+def _claim_is_live(pid: int, claimed_unix: float, now: float) -> bool:
+    """Another process's claim holds while that process runs (a zombie, killed but not yet reaped, does not),
+    within the lease; this process's own claim never does."""
+    if pid == os.getpid() or now - claimed_unix > CLAIM_LEASE_S:
+        return False
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
 
 
 def _checkpoint(conn: sqlite3.Connection) -> None:
@@ -540,7 +646,7 @@ def _fetch(conn: sqlite3.Connection, sql: str, params: Sequence[object], named: 
     return [dict(zip(columns, row, strict=True)) for row in rows]
 
 
-def _resolve(futures: list[asyncio.Future[Outcome]], outcomes: Sequence[Outcome | BaseException]) -> None:
+def _resolve(futures: list[asyncio.Future[Any]], outcomes: Sequence[Any]) -> None:
     for future, outcome in zip(futures, outcomes, strict=True):
         if future.done():
             continue

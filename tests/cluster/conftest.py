@@ -28,14 +28,15 @@ FAST_CHANNEL = {
 }
 
 
-def overrides(**sections: dict[str, Any]) -> dict[str, Any]:
-    """Small, fast gateway config: one quick bank channel, caps high enough not to get in the way."""
+def overrides(**sections: Any) -> dict[str, Any]:
+    """Small, fast gateway config: one quick bank channel, caps high enough not to get in the way. A table
+    section is merged over the default; a list (`channels`) replaces it."""
     base: dict[str, Any] = {
         "channels": [FAST_CHANNEL],
         "limits": {"user_tps": 1000, "global_tps": 5000, "replica_tps": 5000},
     }
     for name, values in sections.items():
-        base[name] = {**base.get(name, {}), **values}
+        base[name] = values if isinstance(values, list) else {**base.get(name, {}), **values}
     return base
 
 
@@ -63,7 +64,7 @@ def start_cluster(tmp_path: Path) -> Iterator[StartCluster]:
     """`start_cluster(replicas=3, **config sections)`; all of them stopped and checked at teardown."""
     started: list[tuple[ClusterProcess, list[psutil.Process]]] = []
 
-    def start(replicas: int = 3, **sections: dict[str, Any]) -> ClusterProcess:
+    def start(replicas: int = 3, **sections: Any) -> ClusterProcess:
         state_dir = tmp_path / f"cluster{len(started)}"
         cluster = ClusterProcess.start(None, replicas, state_dir, overrides=overrides(**sections))
         started.append((cluster, process_tree(cluster.pid)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import subprocess
@@ -69,3 +70,28 @@ def test_bad_config_key_is_a_usage_error(tmp_path: Path) -> None:
     cmd_gateway.add_arguments(parser)
     with pytest.raises(UsageError, match=r"router\.mood"):
         cmd_gateway.run(parser.parse_args(["--config", str(config)]))
+
+
+def test_a_supplied_token_is_never_printed(tmp_path: Path) -> None:
+    """Issue 12 #4: `surge gateway` printed SURGE_ADMIN_TOKEN, so a CI secret landed in the CI log."""
+    secret = "ci-secret-token-0123456789abcdef"
+    env = {**os.environ, "SURGE_ADMIN_TOKEN": secret}
+    with subprocess.Popen(
+        [*SURGE, "--replicas", "1", "--port", "0", "--state-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            lines = [proc.stdout.readline() for _ in range(3)]
+            assert "router http://" in lines[0], lines
+            assert "not printed" in lines[1], lines
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 0
+            output = "".join(lines) + proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert secret not in output

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
+from types import SimpleNamespace
 
 import aiohttp
 import pytest
@@ -13,7 +16,13 @@ from aiohttp import web
 
 from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.health import Mode
-from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
+from mock_gateway.cluster.router import (
+    MAX_CONNECTIONS_PER_REPLICA,
+    Router,
+    RouterSettings,
+    _connection_cap,
+    create_router_app,
+)
 from mock_gateway.errors import ReplicaUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -138,7 +147,10 @@ async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(
     router, url = await make_router(hang, created)
     started = time.monotonic()
     pending = asyncio.ensure_future(post(url))
-    await asyncio.sleep(0.2)
+    for _ in range(500):  # until the attempt waits on r1 (a fixed sleep was a guess on a loaded machine)
+        if router.pool.member("r1").in_flight == 1:
+            break
+        await asyncio.sleep(0.01)
     assert router.pool.member("r1").in_flight == 1
     router.process_exited("r1")
     status, replica, _ = await pending
@@ -159,3 +171,44 @@ async def test_panic_mode_routes_to_running_replicas_when_all_fail_their_checks(
         assert body["code"] == "NO_HEALTHY_REPLICA"
     else:
         assert router.metrics.registry.get_sample_value("surge_router_panic_routed_total") == 1
+
+
+async def test_a_replicas_own_503_counts_as_a_failed_check(make_router: RouterFactory) -> None:
+    """Issue 12 #5: a replica answering 503 REPLICA_UNAVAILABLE (it cannot commit) kept its place as primary while
+    its /readyz still passed; now each such answer is a passive failed check and `fall` of them take it out."""
+    router, url = await make_router(unavailable, created, ratio=1.0, min_per_s=100)
+    for _ in range(router.settings.fall):
+        status, replica, _ = await post(url)
+        assert (status, replica) == (201, "r2")
+    assert not router.pool.member("r1").up
+
+
+async def test_the_routers_own_descriptor_shortage_is_not_the_replicas_failure(
+    make_router: RouterFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12 #13: EMFILE while connecting (the router out of descriptors) marked the replica down."""
+    router, url = await make_router(created, created, ratio=1.0, min_per_s=100)
+    backend = router._backends["r1"]
+
+    def out_of_descriptors(*args: object, **kwargs: object) -> object:
+        key = SimpleNamespace(host="127.0.0.1", port=1, ssl=True)
+        raise aiohttp.ClientConnectorError(key, OSError(errno.EMFILE, "Too many open files"))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend.session, "request", out_of_descriptors)
+    for _ in range(router.settings.fall + 1):
+        status, replica, _ = await post(url)
+        assert (status, replica) == (201, "r2")
+    assert router.pool.member("r1").up, "the replica did nothing wrong"
+    failures = router.metrics.registry.get_sample_value(
+        "surge_router_attempt_failures_total", {"replica": "r1", "reason": "router_resources"}
+    )
+    assert failures == router.settings.fall + 1
+
+
+def test_the_connection_pool_per_replica_is_capped_below_the_descriptor_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cap = _connection_cap(3)
+    soft_after, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert 16 <= cap <= MAX_CONNECTIONS_PER_REPLICA
+    assert soft_after >= soft
+    assert soft_after == resource.RLIM_INFINITY or 3 * cap * 2 < soft_after

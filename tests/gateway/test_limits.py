@@ -76,6 +76,20 @@ def test_admission_charges_nothing_when_one_cap_refuses() -> None:
     assert admitted == default_burst(100) - 1
 
 
+def test_the_routers_admission_has_no_replica_cap_and_names_the_longest_wait() -> None:
+    """The router uses the same Admission with only the global and per-user caps (issue 13: one admission path)."""
+    now = [0.0]
+    admission = Admission(replica_tps=None, global_tps=2, user_tps=0.5, monotonic=lambda: now[0], max_user_keys=10)
+    assert admission.admit("u1") is None
+    refusal = admission.admit("u1")  # the user must wait 2 s, the global cap 0.5 s: the user's wait is named
+    assert refusal is not None and refusal.scope == "user" and refusal.retry_after_s == pytest.approx(2.0)
+    now[0] = 0.5  # one global interval later: free only if the refused request charged nothing
+    assert admission.admit("u2") is None
+    refusal = admission.admit("u3")
+    assert refusal is not None and refusal.scope == "global" and refusal.retry_after_s == pytest.approx(0.5)
+    assert admission.user_keys == 2
+
+
 def test_rate_must_be_positive() -> None:
     with pytest.raises(ValueError, match="must be > 0"):
         Gcra(0)

@@ -1,5 +1,9 @@
 """Hypothesis throws bad input at the gateway — through the router and at a lone replica — and every answer must
-be a 4xx problem+json, with the ledger unchanged and the process alive (no input ever gets a 500)."""
+be a 4xx problem+json, with the ledger unchanged and the process alive (no input ever gets a 500).
+
+The battery: mutated and malformed bodies, bad keys and media types, JSON nested up to 20 000 deep (also inside
+a field), user ids up to 200 000 characters, header values that are not UTF-8 (Idempotency-Key, Content-Type,
+Authorization on an admin route) and paths with dot-segments, literal or percent-encoded."""
 
 from __future__ import annotations
 
@@ -75,7 +79,43 @@ def _is_json_object(raw: bytes) -> bool:
         return False
 
 
+def _nested(depth: int, opener: str, inside_field: bool) -> tuple[bytes, str]:
+    closer = {"[": "]", '{"a": ': "}"}[opener]
+    nest = opener * depth + "1" + closer * depth
+    body = json.dumps({**VALID, "user_id": "@"}).replace('"@"', nest) if inside_field else nest
+    return body.encode(), f"nested {depth} deep{' in user_id' if inside_field else ''}"
+
+
+NESTED = st.builds(_nested, st.integers(min_value=1, max_value=20_000), st.sampled_from(["[", '{"a": ']), st.booleans())
+HUGE_USER_IDS = st.integers(min_value=65, max_value=200_000).map(
+    lambda n: (json.dumps({**VALID, "user_id": "u" * n}).encode(), f"user_id of {n} characters")
+)
+NOT_UTF8 = st.binary(min_size=1, max_size=40).filter(lambda b: any(c >= 0x80 for c in b) and not set(b) & {10, 13, 0})
+DOT_SEGMENT = st.sampled_from(["..", ".", "%2e%2e", "%2E%2e", "%2e", ".%2E"])
+PATH_SEGMENT = st.sampled_from(["v1", "repayments", "users", "u1", "limits", "admin", "drain", "metrics", "readyz"])
+DOT_PATHS = st.builds(
+    lambda head, dots, tail, query: "/" + "/".join([*head, *dots, *tail]) + query,
+    st.lists(PATH_SEGMENT, max_size=3),
+    st.lists(DOT_SEGMENT, min_size=1, max_size=3),
+    st.lists(PATH_SEGMENT, max_size=3),
+    st.sampled_from(["", "?x=1", "?a=..%2f"]),
+)
+
 REQUESTS = st.one_of(
+    st.tuples(st.just("POST"), st.just("/v1/repayments"), NESTED, st.just("key")),
+    st.tuples(st.just("POST"), st.just("/v1/repayments"), HUGE_USER_IDS, st.just("key")),
+    st.tuples(
+        st.just("POST"),
+        st.just("/v1/repayments"),
+        st.just((json.dumps(VALID).encode(), "valid")),
+        st.tuples(st.sampled_from(["Idempotency-Key", "Content-Type"]), NOT_UTF8),
+    ),
+    st.tuples(
+        st.just("GET"), st.just("/admin/faults"), st.just((b"", "")), st.tuples(st.just("Authorization"), NOT_UTF8)
+    ),
+    st.tuples(
+        st.sampled_from(["GET", "POST", "DELETE"]), DOT_PATHS, st.just((b"{}", "dot-segments")), st.just("admin")
+    ),
     st.tuples(st.just("POST"), st.just("/v1/repayments"), _mutated_body(), st.just("key")),
     st.tuples(st.just("POST"), st.just("/v1/repayments"), RAW_BODIES, st.just("key")),
     st.tuples(
@@ -96,10 +136,18 @@ REQUESTS = st.one_of(
 )
 
 
-def send(target: Target, method: str, path: str, body: bytes, mode: str) -> tuple[int, dict[str, str], bytes]:
+Mode = str | tuple[str, bytes]
+"""How the headers are spoiled: a name from `send`, or (header, raw bytes) sent as they are."""
+
+
+def send(target: Target, method: str, path: str, body: bytes, mode: Mode) -> tuple[int, dict[str, str], bytes]:
     parts = urlsplit(target.url)
-    headers = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
-    if mode == "no-key":
+    headers: dict[str, str | bytes] = {"Content-Type": "application/json", "Idempotency-Key": uuid.uuid4().hex}
+    if isinstance(mode, tuple):
+        headers[mode[0]] = mode[1]
+    elif mode == "admin":
+        headers["Authorization"] = f"Bearer {target.token}"
+    elif mode == "no-key":
         del headers["Idempotency-Key"]
     elif mode == "text/plain":
         headers["Content-Type"] = "text/plain"
@@ -111,7 +159,10 @@ def send(target: Target, method: str, path: str, body: bytes, mode: str) -> tupl
         headers["Idempotency-Key"] = mode
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
-        encoded = {k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in headers.items()}
+        encoded = {
+            k: v if isinstance(v, bytes) else v.encode("utf-8", "surrogateescape").decode("latin-1")
+            for k, v in headers.items()
+        }
         connection.request(method, path, body=body or None, headers=encoded)
         response = connection.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
@@ -129,9 +180,9 @@ def ledger_rows(target: Target) -> int:
 def fuzz(target: Target) -> None:
     before = ledger_rows(target)
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(max_examples=250, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
     @given(REQUESTS)
-    def check(request: tuple[str, str, tuple[bytes, str], str]) -> None:
+    def check(request: tuple[str, str, tuple[bytes, str], Mode]) -> None:
         method, path, (body, why), mode = request
         status, headers, raw = send(target, method, path, body, mode)
         context = f"{method} {path} {why!r} mode={mode!r} → {status} {raw[:200]!r}"
