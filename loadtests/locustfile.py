@@ -18,7 +18,6 @@ loads a locustfile); README "Plain Locust" lists them, and `surge run --help` sh
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -39,13 +38,13 @@ from loadtests.generator import live_metrics
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.plain_run import finish_plain_run
-from loadtests.generator.policy import SimClock
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
+from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
@@ -293,7 +292,7 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
         gateway_config=None,
         replicas=None,
     )
-    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_json(path, meta)
 
 
 def _scenario(options: Any) -> Scenario:
@@ -324,12 +323,13 @@ def _check_host(host: str) -> None:
 
 def _channels(scenario: Scenario, out: Path) -> list[str]:
     """The gateway's channel codes: the run's effective config (meta.json) or the gateway defaults + overrides."""
-    meta = out / "meta.json"
-    if meta.is_file():
-        config = json.loads(meta.read_text(encoding="utf-8")).get("gateway_config") or {}
-        codes = [str(channel["code"]) for channel in config.get("channels", [])]
-        if codes:
-            return codes
+    try:
+        config = read_meta(out).gateway_config or {}
+    except RunFolderError:
+        config = {}
+    codes = [str(channel["code"]) for channel in config.get("channels", [])]
+    if codes:
+        return codes
     from mock_gateway.config import load_config
 
     return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
@@ -337,21 +337,20 @@ def _channels(scenario: Scenario, out: Path) -> list[str]:
 
 def _key_prefix(out: Path) -> str:
     """The run's idempotency-key prefix from meta.json (every writer of meta.json sets one), else none."""
-    meta = out / "meta.json"
-    if not meta.is_file():
+    try:
+        return read_meta(out).key_prefix or ""
+    except RunFolderError:
         return ""
-    return str(json.loads(meta.read_text(encoding="utf-8")).get("key_prefix") or "")
 
 
-def _clock(scenario: Scenario, out: Path) -> SimClock:
+def _clock(scenario: Scenario, out: Path) -> ClusterClock:
     """The cluster's anchored clock from cluster.json (surge run puts it in the run folder), else real time."""
-    for path in (out / "cluster" / "cluster.json", out / "cluster.json"):
-        if path.is_file():
-            clock = json.loads(path.read_text(encoding="utf-8"))["clock"]
-            return SimClock(datetime.fromisoformat(clock["start"]), float(clock["anchor_unix"]), float(clock["speed"]))
+    clock = read_cluster_clock(out)
+    if clock is not None:
+        return clock
     if scenario.gateway.get("clock", {}).get("speed", 1.0) != 1.0:
         log.warning("surge: no cluster.json under %s; plan parts are timed as if the gateway ran on real time", out)
-    return SimClock.wall()
+    return ClusterClock.wall()
 
 
 # Locust's EventHook.add_listener carries no type hints, hence no decorators above.

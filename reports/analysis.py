@@ -32,7 +32,7 @@ import pandas as pd
 from reports import hdr, invariants, metrics, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
-from reports.metrics import Slo
+from reports.runfolder import GOOD, Slo, Summary
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 
@@ -66,7 +66,7 @@ class Analysis:
 
 def analyse(frames: RunFrames) -> Analysis:
     """All metrics, verdicts and the exit code of one run."""
-    thresholds = Slo.from_meta(frames.meta)
+    thresholds = frames.meta.slo
     seconds = frames.windows.index
     intended = metrics.latency_per_second(frames.latency, seconds, "intended")
     service = metrics.latency_per_second(frames.latency, seconds, "service")
@@ -84,7 +84,7 @@ def analyse(frames: RunFrames) -> Analysis:
         None
         if frames.ledger is None
         else invariants.check(
-            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.get("key_prefix")
+            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.key_prefix
         )
     )
     invariant_verdicts = slo.invariant_verdicts(
@@ -125,8 +125,8 @@ def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, st
 
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
-    if frames.capacity:
-        return {name: frames.capacity.get(name) for name in ("max_rate_per_s", "spread", "limited_by")}
+    if frames.capacity is not None:
+        return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
     return metrics.knee(frames.steps)
 
 
@@ -144,56 +144,58 @@ def exit_code(
     return EXIT_HARNESS if any(slo.outcome(verdict) == slo.UNKNOWN for verdict in every) else EXIT_PASS
 
 
-def summary(analysis: Analysis) -> dict[str, Any]:
+def summary(analysis: Analysis) -> Summary:
     """summary.json: CONTRACT §6 fields first, then what the report and `surge compare` read."""
     frames, meta = analysis.frames, analysis.frames.meta
     windows = frames.windows
     active = windows[windows["offered"] > 0]
     report = analysis.invariants
-    return {
-        "scenario": meta.get("scenario"),
-        "description": meta.get("description"),
-        "seed": meta.get("seed"),
-        "scale": meta.get("scale"),
-        "duration_s": meta.get("duration_s"),
-        "started_unix": meta.get("started_unix"),
-        "valid": analysis.valid,
-        "validity_reasons": list(frames.generator.get("reasons") or []),
-        "exit_code": analysis.exit_code,
-        "totals": analysis.totals,
-        "slos": analysis.slo_verdicts,
-        "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
-        "invariant_verdicts": analysis.invariant_verdicts,
-        "run_verdicts": analysis.run_verdicts,
-        "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
-        "invariant_outcomes": None if report is None else report.outcomes,
-        "ledger_other_rows": None if report is None else report.other_rows,
-        "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
-        "recovery": analysis.recovery,
-        "success_ratio": metrics.success_ratio(windows),
-        "latency_ms": {
-            "intended": metrics.latency_summary(analysis.overall_intended),
-            "service": metrics.latency_summary(analysis.overall_service),
-        },
-        "throughput_per_s": {
-            "offered": _mean(active["offered"]),
-            "succeeded": _mean(active["n_succeeded"]),
-            "good": _mean(active["n_succeeded"] + active["n_declined"]),
-        },
-        "codes": metrics.codes_share(frames.codes),
-        "amount_repaid_fen": int(windows["amount_fen"].sum()),
-        "plans_followed": metrics.plans_followed(frames),
-        "capacity": analysis.capacity,
-        "versions": meta.get("versions"),
-        "git_commit": meta.get("git_commit"),
-        "slo_thresholds": {
-            "min_success_ratio": analysis.slo.min_success_ratio,
-            "max_p99_ms": analysis.slo.max_p99_ms,
-            "max_recovery_s": analysis.slo.max_recovery_s,
-            "max_lost": analysis.slo.max_lost,
-            "max_over_cap": analysis.slo.max_over_cap,
-        },
-    }
+    return Summary.model_validate(
+        {
+            "scenario": meta.scenario,
+            "description": meta.description,
+            "seed": meta.seed,
+            "scale": meta.scale,
+            "duration_s": meta.duration_s,
+            "started_unix": meta.started_unix,
+            "valid": analysis.valid,
+            "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
+            "exit_code": analysis.exit_code,
+            "totals": analysis.totals,
+            "slos": analysis.slo_verdicts,
+            "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
+            "invariant_verdicts": analysis.invariant_verdicts,
+            "run_verdicts": analysis.run_verdicts,
+            "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
+            "invariant_outcomes": None if report is None else report.outcomes,
+            "ledger_other_rows": None if report is None else report.other_rows,
+            "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
+            "recovery": analysis.recovery,
+            "success_ratio": metrics.success_ratio(windows),
+            "latency_ms": {
+                "intended": metrics.latency_summary(analysis.overall_intended),
+                "service": metrics.latency_summary(analysis.overall_service),
+            },
+            "throughput_per_s": {
+                "offered": _mean(active["offered"]),
+                "succeeded": _mean(active["n_succeeded"]),
+                "good": _mean(metrics.class_sum(active, GOOD)),
+            },
+            "codes": metrics.codes_share(frames.codes),
+            "amount_repaid_fen": int(windows["amount_fen"].sum()),
+            "plans_followed": metrics.plans_followed(frames),
+            "capacity": analysis.capacity,
+            "versions": meta.versions,
+            "git_commit": meta.git_commit,
+            "slo_thresholds": {
+                "min_success_ratio": analysis.slo.min_success_ratio,
+                "max_p99_ms": analysis.slo.max_p99_ms,
+                "max_recovery_s": analysis.slo.max_recovery_s,
+                "max_lost": analysis.slo.max_lost,
+                "max_over_cap": analysis.slo.max_over_cap,
+            },
+        }
+    )
 
 
 def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:

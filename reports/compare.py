@@ -32,7 +32,7 @@ from rich.table import Table
 
 from reports import hdr, metrics
 from reports.analysis import Analysis
-from reports.frames import ADMITTED
+from reports.runfolder import ADMITTED, GOOD
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +93,13 @@ def compare(base: Analysis, candidate: Analysis, tolerances: Tolerances | None =
 
 
 def _label(analysis: Analysis) -> str:
-    return f"{analysis.frames.meta.get('scenario', '?')} ({analysis.frames.run_dir.name})"
+    return f"{analysis.frames.meta.scenario} ({analysis.frames.run_dir.name})"
 
 
 def _good_per_second(analysis: Analysis) -> pd.Series:
     windows = analysis.frames.windows
     active = windows[windows["offered"] > 0]
-    return metrics.class_sum(active, metrics.GOOD).astype(float)
+    return metrics.class_sum(active, GOOD).astype(float)
 
 
 def _standard_error(series: pd.Series) -> float:

@@ -6,13 +6,13 @@ carries the exit code (rules in `reports.analysis`).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from reports import compare, render, slo
 from reports.analysis import Analysis, analyse, summary, timeseries
 from reports.frames import load_run
+from reports.runfolder import write_json
 
 
 def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
@@ -20,11 +20,11 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
 
     With a baseline run folder, the comparison goes into the summary (`comparison`) and the report; a regression
     against the baseline does not change the exit code, which CONTRACT §2 ties to SLOs and invariants only.
-    Raises `reports.frames.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
+    Raises `reports.runfolder.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
     """
     analysis = analyse(load_run(run_dir))
     comparison = compare.compare(analyse(load_run(baseline)), analysis) if baseline is not None else None
-    result = summary(analysis)
+    result = summary(analysis).model_dump(mode="json")
     if comparison is not None:
         result["comparison"] = comparison.as_dict()
     timeseries(analysis).to_csv(run_dir / "timeseries.csv", index=False)
@@ -40,11 +40,4 @@ def junit(analysis: Analysis) -> str:
         "invariants": analysis.invariant_verdicts,
         "run": analysis.run_verdicts,
     }
-    return slo.junit_xml(str(analysis.frames.meta.get("scenario", "run")), suites)
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Atomically, so a reader (CI, `surge compare`) never sees half a summary."""
-    scratch = path.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False) + "\n", encoding="utf-8")
-    scratch.replace(path)
+    return slo.junit_xml(analysis.frames.meta.scenario, suites)

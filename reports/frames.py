@@ -22,27 +22,31 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from reports import hdr
+from reports.runfolder import (
+    ADMITTED,
+    EVENT_COLUMNS,
+    HISTORY_COLUMNS,
+    OUTCOME_CLASSES,
+    Capacity,
+    ClusterClock,
+    GeneratorVerdict,
+    RunFolderError,
+    RunMeta,
+    read_capacity,
+    read_generator,
+    read_meta,
+)
 
-CLASSES = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
+CLASSES = OUTCOME_CLASSES
 KINDS = ("intended", "service")
-# Every class but 429s (see reports.metrics): the only ones whose latency is ever reported, so the only ones decoded.
-ADMITTED = ("succeeded", "declined", "shed", "error", "timeout")
-HISTORY_COLUMNS = [
-    *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
-    *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
-]
 _HISTORY_TEXT = (
     *("payment_id", "key", "user_id", "card_id", "channel", "code", "outcome", "repayment_id", "replica"),
     *("business_date", "replayed"),
 )
-EVENT_COLUMNS = ["t_s", "unix", "source", "kind", "target", "detail"]
 LEDGER_COLUMNS = ["repayment_id", "idempotency_key", "user_id", "card_id", "channel", "amount_fen", "business_date"]
-STEP_COLUMNS = ["rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed"]
+# the steps.csv columns the knee chart and metrics.knee need (older folders may lack the rest of STEP_COLUMNS)
+NEEDED_STEP_COLUMNS = ("rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed")
 _WINDOW_SCALARS = ("offered", "sent", "late", "dropped", "amount_fen", "plans_followed")
-
-
-class RunFolderError(ValueError):
-    """The folder is not a readable run folder; the message names the file and the problem in one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +59,8 @@ class RunFrames:
     """
 
     run_dir: Path
-    meta: dict[str, Any]
-    generator: dict[str, Any]
+    meta: RunMeta
+    generator: GeneratorVerdict | None
     windows: pd.DataFrame
     codes: pd.DataFrame
     replicas: pd.DataFrame
@@ -65,13 +69,13 @@ class RunFrames:
     events: pd.DataFrame
     ledger: pd.DataFrame | None
     steps: pd.DataFrame
-    capacity: dict[str, Any]
-    clock: dict[str, Any]
+    capacity: Capacity | None
+    clock: ClusterClock | None
 
     @property
     def is_capacity_search(self) -> bool:
         """A `surge find-capacity` folder (internals §6): probes overload the gateway on purpose."""
-        return self.meta.get("kind") == "capacity"
+        return self.meta.is_capacity_search
 
 
 def load_run(run_dir: Path) -> RunFrames:
@@ -83,7 +87,7 @@ def load_run(run_dir: Path) -> RunFrames:
     return RunFrames(
         run_dir=run_dir,
         meta=meta,
-        generator=_read_json(run_dir / "generator.json", required=False),
+        generator=read_generator(run_dir),
         windows=windows,
         codes=codes,
         replicas=replicas,
@@ -92,48 +96,9 @@ def load_run(run_dir: Path) -> RunFrames:
         events=read_events(run_dir / "events.csv"),
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
-        capacity=_read_json(run_dir / "capacity.json", required=False),
-        clock=read_clock(run_dir, meta),
+        capacity=read_capacity(run_dir),
+        clock=meta.clock(run_dir),
     )
-
-
-def read_clock(run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The gateway's simulated clock (`start`, `speed`, `anchor_unix`): the config's, completed by the cluster's
-    state file, which alone knows the anchor the cluster chose. Only `clock` is taken from cluster.json: it
-    also holds the admin token, which must never reach a report."""
-    clock = dict((meta.get("gateway_config") or {}).get("clock") or {})
-    for candidate in (run_dir / "cluster" / "cluster.json", run_dir / "cluster.json"):
-        if candidate.is_file():
-            try:
-                state = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
-                continue
-            found = state.get("clock") if isinstance(state, dict) else None
-            if isinstance(found, dict):
-                clock.update({k: v for k, v in found.items() if k in ("start", "speed", "anchor_unix") and v})
-            break
-    return clock
-
-
-def read_meta(run_dir: Path) -> dict[str, Any]:
-    """meta.json, the one file that makes a folder a run folder."""
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir} is not a directory")
-    return _read_json(run_dir / "meta.json", required=True)
-
-
-def _read_json(path: Path, *, required: bool) -> dict[str, Any]:
-    if not path.exists():
-        if required:
-            raise RunFolderError(f"{path} is missing: not a run folder")
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunFolderError(f"{path} is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise RunFolderError(f"{path} must hold a JSON object")
-    return data
 
 
 def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -229,7 +194,7 @@ def read_history(folder: Path) -> pd.DataFrame:
     """
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     types = _history_types()
-    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, include_columns=HISTORY_COLUMNS)
+    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, include_columns=list(HISTORY_COLUMNS))
     frames = []
     for file in files:
         try:
@@ -329,12 +294,12 @@ def _ledger_by_row(conn: sqlite3.Connection) -> pa.Table:
 def read_steps(path: Path) -> pd.DataFrame:
     """steps.csv of a capacity search (offered vs goodput per step); empty when the run was not one."""
     if not path.exists():
-        return pd.DataFrame({name: pd.Series(dtype="float64") for name in STEP_COLUMNS})
+        return pd.DataFrame({name: pd.Series(dtype="float64") for name in NEEDED_STEP_COLUMNS})
     try:
         steps = pd.read_csv(path)
     except (ValueError, pd.errors.ParserError) as exc:
         raise RunFolderError(f"{path}: unreadable capacity steps ({exc})") from exc
-    missing = set(STEP_COLUMNS) - set(steps.columns)
+    missing = set(NEEDED_STEP_COLUMNS) - set(steps.columns)
     if missing:
         raise RunFolderError(f"{path}: lacks columns {sorted(missing)}")
     steps["passed"] = steps["passed"].astype(str).str.lower().isin(["1", "true", "yes"])

@@ -1,6 +1,7 @@
 """What a run measured: pure functions over the frames of `reports.frames` (no I/O, no globals).
 
-Two definitions carry the whole report and are used the same way everywhere (SLOs, recovery, comparison):
+The outcome algebra is `reports.runfolder`'s (good, failures, admitted, rejected) and is used the same way
+everywhere (SLOs, recovery, comparison, the live line of `surge run`):
 
 - *admitted* attempts are every completed attempt except `rate_limited`: a 429 is the gateway's advertised,
   deliberate admission control (Retry-After, RateLimit headers) that the client honours and retries, while a 503,
@@ -16,45 +17,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from reports import hdr
-from reports.frames import ADMITTED, CLASSES, RunFrames
+from reports.frames import CLASSES, RunFrames
+from reports.runfolder import ADMITTED, FAILURES, GOOD, REJECTED, SHANGHAI, ClusterClock, RunMeta, Slo
 
-GOOD = ("succeeded", "declined")
-FAILED = ("shed", "error", "timeout")
 PERCENTILES = (50.0, 95.0, 99.0)
 RECOVERY_STREAK_S = 3
 RECOVERY_TAIL_S = 10.0
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-
-
-@dataclass(frozen=True, slots=True)
-class Slo:
-    """The thresholds of a scenario's `[slo]` table (CONTRACT §5), defaults where the scenario says nothing."""
-
-    min_success_ratio: float = 0.99
-    max_p99_ms: float = 800.0
-    max_recovery_s: float = 5.0
-    max_lost: int = 0
-    max_over_cap: int = 0
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> Slo:
-        raw = meta.get("slo") or {}
-        base = cls()
-        return cls(
-            min_success_ratio=float(raw.get("min_success_ratio", base.min_success_ratio)),
-            max_p99_ms=float(raw.get("max_p99_ms", base.max_p99_ms)),
-            max_recovery_s=float(raw.get("max_recovery_s", base.max_recovery_s)),
-            max_lost=int(raw.get("max_lost", base.max_lost)),
-            max_over_cap=int(raw.get("max_over_cap", base.max_over_cap)),
-        )
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
@@ -71,15 +45,17 @@ def class_sum(windows: pd.DataFrame, classes: tuple[str, ...]) -> pd.Series:
 
 
 def throughput(windows: pd.DataFrame) -> pd.DataFrame:
-    """Per second: offered, sent, succeeded, declined, rejected (429 + shed) and failed (5xx + timeouts)."""
+    """Per second: offered, sent, succeeded, declined, rejected (429 + shed) and failed (5xx + timeouts).
+
+    `failed` here leaves shed out because `rejected` shows it: the chart stacks the two."""
     return pd.DataFrame(
         {
             "offered": windows["offered"],
             "sent": windows["sent"],
             "succeeded": windows["n_succeeded"],
             "declined": windows["n_declined"],
-            "rejected": windows["n_rate_limited"] + windows["n_shed"],
-            "failed": windows["n_error"] + windows["n_timeout"],
+            "rejected": class_sum(windows, REJECTED),
+            "failed": class_sum(windows, tuple(cls for cls in FAILURES if cls not in REJECTED)),
         }
     )
 
@@ -201,7 +177,7 @@ MATCH_WITHIN_S = 3.0
 NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
 
 
-def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
+def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
     """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order.
 
     Each scheduled fault is matched to the nearest chaos event (within 3 s of its `at_s`) that is an injection,
@@ -212,7 +188,7 @@ def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
     chaos = events[(events["source"] == "chaos") & events["kind"].isin(kinds)]
     outcomes = list(zip(chaos["t_s"].astype(float), chaos["kind"].astype(str), chaos["detail"], strict=True))
     found: list[Incident] = []
-    for fault in meta.get("faults") or []:
+    for fault in meta.faults:
         at_s = float(fault.get("at_s", 0))
         near = [entry for entry in outcomes if abs(entry[0] - at_s) <= MATCH_WITHIN_S]
         match = min(near, key=lambda entry: abs(entry[0] - at_s)) if near else None
@@ -229,8 +205,8 @@ def incidents(meta: dict[str, Any], events: pd.DataFrame) -> list[Incident]:
         target = fault.get("target")
         name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
         found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target, not_played))
-    for spike in meta.get("spikes") or []:
-        start, end = float(spike["start_s"]), float(spike["end_s"])
+    for spike in meta.spikes:
+        start, end = float(spike.start_s), float(spike.end_s)
         found.append(Incident("spike", start, max(end - start, 0.0), None))
     return sorted(found, key=lambda incident: incident.start_s)
 
@@ -258,7 +234,7 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
     ok = healthy.to_numpy(bool)
     last_second = ok.size
     successes = frames.history.loc[frames.history["outcome"] == "succeeded", ["replica", "done"]]
-    started = float(frames.meta.get("started_unix", 0.0))
+    started = float(frames.meta.started_unix)
     played = [incident for incident in incident_list if incident.not_played is None]
     results = []
     for incident in incident_list:
@@ -283,7 +259,7 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
         victim = victim or _victim_without_event(frames, incident)
         failover_s = _failover(frames, successes, incident, victim, started) if victim else None
         end = last_second if recover_at is None else max(recover_at, horizon)
-        errors = int(class_sum(frames.windows.iloc[first:end], FAILED).sum())
+        errors = int(class_sum(frames.windows.iloc[first:end], FAILURES).sum())
         results.append(
             {
                 "event": incident.name,
@@ -382,24 +358,17 @@ def _step_latency_failed(step: pd.Series, steps: pd.DataFrame) -> bool:
     return float(step["p99_ms"]) > ceiling * 1.5 and float(step["success_ratio"]) >= floor
 
 
-def business_dates(unix: pd.Series, clock: dict[str, Any], started_unix: float) -> pd.Series:
+def business_dates(unix: pd.Series, clock: ClusterClock | None) -> pd.Series:
     """The gateway's business date (Asia/Shanghai, on its possibly fast simulated clock) of each wall time;
-    without a known anchor the clock is taken to read `start` when the run started."""
-    speed = float(clock.get("speed", 1.0) or 1.0)
-    start_text = clock.get("start")
-    if start_text:
-        start = datetime.fromisoformat(str(start_text)).timestamp()
-        anchor = float(clock.get("anchor_unix") or started_unix)
-        simulated = start + (unix - anchor) * speed
-    else:
-        simulated = unix
+    without a clock, real time."""
+    simulated = unix if clock is None else clock.sim_unix(unix)
     stamps = pd.to_datetime(simulated, unit="s", utc=True).dt.tz_convert(SHANGHAI)
     return stamps.dt.strftime("%Y-%m-%d")
 
 
-def caps(meta: dict[str, Any]) -> tuple[dict[str, int], int | None]:
+def caps(meta: RunMeta) -> tuple[dict[str, int], int | None]:
     """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown)."""
-    config = meta.get("gateway_config") or {}
+    config = meta.gateway_config or {}
     card = {
         str(channel["code"]): int(channel["card_daily_fen"])
         for channel in config.get("channels") or []
@@ -438,7 +407,7 @@ def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataF
         return pd.DataFrame(columns=["single", "card", "user"], dtype="int64")
     days = declines["business_date"].where(
         declines["business_date"] != "",
-        business_dates(declines["done"], frames.clock, float(frames.meta.get("started_unix") or 0.0)),
+        business_dates(declines["done"], frames.clock),
     )
     card_caps, _ = caps(frames.meta)
     keyed = pd.DataFrame(

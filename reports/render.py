@@ -29,6 +29,7 @@ from reports import hdr, metrics, slo
 from reports.analysis import Analysis, all_verdicts
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
+from reports.runfolder import GOOD
 
 MARKED_EVENTS = {
     ("chaos", "fault_injected"): "#d62728",
@@ -102,8 +103,8 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             passed=analysis.exit_code == 0,
             facts=_facts(analysis),
             headline=headline(analysis),
-            config_rows=_flatten(analysis.frames.meta.get("gateway_config") or {}),
-            generator=analysis.frames.generator,
+            config_rows=_flatten(analysis.frames.meta.gateway_config or {}),
+            generator={} if analysis.frames.generator is None else analysis.frames.generator.model_dump(),
             charts={chart["id"]: chart for chart in charts},
             chart_json=_script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
             plotly_gz=plotly_bundle(),
@@ -140,7 +141,7 @@ def headline(analysis: Analysis) -> list[Headline]:
     """The answer at a glance (issue 17): how much load came, how much got through, what was refused and why,
     how slow, how fast the worst recovery, whether the money held — before any table or chart."""
     windows = analysis.frames.windows
-    good = metrics.class_sum(windows, metrics.GOOD)
+    good = metrics.class_sum(windows, GOOD)
     completed = int(metrics.class_sum(windows, CLASSES).sum())
     codes = metrics.codes_share(analysis.frames.codes)
     shares = [f"{code} {count / completed:.1%}" for code, count in list(codes.items())[:TOP_CODES]] if completed else []
@@ -151,7 +152,7 @@ def headline(analysis: Analysis) -> list[Headline]:
     return [
         Headline("offered", "peak offered", f"{_peak(windows['offered'])}/s"),
         Headline("goodput", "peak goodput", f"{_peak(good)}/s"),
-        Headline("rejected", "rejected, by reason", ", ".join(shares) or "none"),
+        Headline("rejected", "declined or refused, by code", ", ".join(shares) or "none"),
         Headline("p99", "p99 (intended time)", "—" if p99 is None else f"{p99:,.0f} ms", p99_state),
         _worst_recovery(analysis),
         _invariants_headline(analysis),
@@ -194,21 +195,21 @@ def _invariants_headline(analysis: Analysis) -> Headline:
 
 def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
     meta = analysis.frames.meta
-    started = meta.get("started_unix")
+    started = meta.started_unix
     started_text = datetime.fromtimestamp(float(started), tz=UTC).isoformat(timespec="seconds") if started else None
-    versions = meta.get("versions") or {}
+    versions = meta.versions
     return [
-        ("scenario", meta.get("scenario")),
-        ("description", meta.get("description")),
-        ("seed", meta.get("seed")),
-        ("scale", meta.get("scale")),
-        ("duration", f"{meta.get('duration_s')} s planned, {len(analysis.frames.windows)} s recorded"),
+        ("scenario", meta.scenario),
+        ("description", meta.description),
+        ("seed", meta.seed),
+        ("scale", meta.scale),
+        ("duration", f"{meta.duration_s} s planned, {len(analysis.frames.windows)} s recorded"),
         ("started (UTC)", started_text),
-        ("host", meta.get("host")),
-        ("embedded cluster", meta.get("embedded")),
-        ("workers", meta.get("workers")),
-        ("client policy", meta.get("client_policy")),
-        ("git commit", meta.get("git_commit")),
+        ("host", meta.host),
+        ("embedded cluster", meta.embedded),
+        ("workers", meta.workers),
+        ("client policy", meta.client_policy),
+        ("git commit", meta.git_commit),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items()) or None),
         ("amount repaid", yuan(int(analysis.frames.windows["amount_fen"].sum()))),
         ("success ratio", fmt(metrics.success_ratio(analysis.frames.windows), "")),

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reports import metrics
 from reports.frames import RunFrames
-from reports.metrics import Slo
+from reports.runfolder import GeneratorVerdict, Slo
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
@@ -67,14 +67,14 @@ def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) ->
         _verdict("success_ratio", metrics.success_ratio(frames.windows), slo.min_success_ratio, at_least=True),
         _verdict("p99_ms", _p99(frames, None, None), slo.max_p99_ms, at_least=False),
     ]
-    phases = frames.meta.get("phases") or []
+    phases = frames.meta.phases
     for phase in phases if len(phases) > 1 else []:
-        start, end = float(phase["start_s"]), float(phase["end_s"])
+        start, end = float(phase.start_s), float(phase.end_s)
         seconds = frames.windows[(frames.windows.index >= start) & (frames.windows.index < end)]
         ratio = metrics.success_ratio(seconds)
         if ratio is None:
             continue
-        name = str(phase["name"])
+        name = phase.name
         verdicts.append(_verdict(f"success_ratio[{name}]", ratio, slo.min_success_ratio, at_least=True))
         verdicts.append(_verdict(f"p99_ms[{name}]", _p99(frames, start, end), slo.max_p99_ms, at_least=False))
     for entry in recovery:
@@ -123,10 +123,11 @@ def invariant_verdicts(
     ]
 
 
-def generator_verdict(generator: dict[str, Any]) -> dict[str, Any]:
-    """The load generator kept up: without it, latency and throughput describe surge, not the gateway."""
-    valid = bool(generator.get("valid", True))
-    reasons = "; ".join(str(reason) for reason in generator.get("reasons") or []) or None
+def generator_verdict(generator: GeneratorVerdict | None) -> dict[str, Any]:
+    """The load generator kept up: without it, latency and throughput describe surge, not the gateway. No
+    generator.json (the generator never finished) proves nothing against it."""
+    valid = True if generator is None else generator.valid
+    reasons = None if generator is None else "; ".join(generator.reasons) or None
     return verdict("generator_valid", valid, True, valid, None if valid else reasons)
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from reports import invariants, metrics, slo
 from reports.analysis import uncheckable
-from reports.frames import RunFolderError, read_history, read_ledger, read_meta
+from reports.frames import read_history, read_ledger
+from reports.runfolder import RunFolderError, read_meta
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
@@ -28,11 +29,9 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
     report = invariants.check(
-        read_history(run_dir / "history"), ledger, card_caps, user_cap, key_prefix=meta.get("key_prefix")
+        read_history(run_dir / "history"), ledger, card_caps, user_cap, key_prefix=meta.key_prefix
     )
-    verdicts = slo.invariant_verdicts(
-        report.counts(), metrics.Slo.from_meta(meta), unknown=uncheckable(card_caps, user_cap)
-    )
+    verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
     outcomes = [slo.outcome(verdict) for verdict in verdicts]
     return {
         "counts": report.counts(),

@@ -28,6 +28,7 @@ import pyarrow.csv as pacsv
 
 from reports import analysis, frames, hdr, render
 from reports.finalize import finalize_run
+from reports.runfolder import GeneratorVerdict, Phase, RunEvent, RunMeta, Slo, write_events_csv, write_json
 
 STARTED_UNIX = 1_794_358_800.0  # 2026-11-11T00:00:00+08:00
 CLOCK_START = "2026-11-11T00:00:00+08:00"
@@ -156,35 +157,33 @@ def write_soak(out: Path, seconds: int, rate: float) -> int:
     faults: list[dict[str, Any]] = [
         {"at_s": at, "action": "kill", "target": "primary", "duration_s": 10} for at in range(600, seconds, 600)
     ]
-    meta = {
-        "scenario": "soak-bench",
-        "description": "synthetic one-hour soak for scripts/bench_report.py",
-        "seed": 42,
-        "scale": 1.0,
-        "duration_s": seconds,
-        "started_unix": STARTED_UNIX,
-        "host": "http://127.0.0.1:8080",
-        "embedded": True,
-        "workers": 2,
-        "versions": {"surge": "bench"},
-        "git_commit": "bench",
-        "gateway_config": {
+    meta = RunMeta(
+        scenario="soak-bench",
+        description="synthetic one-hour soak for scripts/bench_report.py",
+        seed=42,
+        scale=1.0,
+        duration_s=seconds,
+        started_unix=STARTED_UNIX,
+        host="http://127.0.0.1:8080",
+        embedded=True,
+        workers=2,
+        versions={"surge": "bench"},
+        git_commit="bench",
+        gateway_config={
             "clock": {"speed": 1.0, "start": CLOCK_START, "anchor_unix": STARTED_UNIX},
             "limits": {"user_daily_fen": 20_000_000},
             "channels": [{"code": code, "card_daily_fen": 5_000_000, "single_fen": 5_000_000} for code in CHANNELS],
         },
-        "slo": {"min_success_ratio": 0.95, "max_p99_ms": 800, "max_recovery_s": 5},
-        "phases": [{"name": "soak", "start_s": 0, "end_s": seconds}],
-        "spikes": [],
-        "faults": faults,
-    }
-    (out / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    (out / "generator.json").write_text(json.dumps({"valid": True, "reasons": []}), encoding="utf-8")
-    events = pd.DataFrame(
-        [(f["at_s"] + 0.01, STARTED_UNIX + f["at_s"], "chaos", "fault_injected", "primary", "kill") for f in faults],
-        columns=["t_s", "unix", "source", "kind", "target", "detail"],
+        slo=Slo(min_success_ratio=0.95, max_p99_ms=800, max_recovery_s=5),
+        phases=[Phase(name="soak", start_s=0, end_s=seconds)],
+        faults=faults,
     )
-    events.to_csv(out / "events.csv", index=False)
+    write_json(out / "meta.json", meta)
+    write_json(out / "generator.json", GeneratorVerdict())
+    fault_events = [
+        RunEvent(STARTED_UNIX + f["at_s"] + 0.01, "chaos", "fault_injected", "primary", "kill") for f in faults
+    ]
+    write_events_csv(out / "events.csv", STARTED_UNIX, fault_events)
     ledger = history[history["status"] == 201]
     columns = ["repayment_id", "key", "user_id", "card_id", "channel", "amount_fen", "business_date", "replica"]
     rows = zip(*(ledger[name].tolist() for name in columns), strict=True)

@@ -11,8 +11,9 @@ from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table
-from reports.frames import RunFolderError, load_run
+from reports.frames import load_run
 from reports.render import render_comparison
+from reports.runfolder import RunFolderError
 
 
 def _non_negative(text: str) -> float:

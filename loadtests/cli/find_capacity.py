@@ -10,36 +10,37 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
-import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from loadtests.cli.args import positive_float, positive_int
-from loadtests.cli.github_summary import publish_run
-from loadtests.cli.verdict_table import print_verdicts
-from loadtests.errors import HarnessError
+from loadtests.cli.verdict_table import finish
+from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
-from loadtests.orchestration.capacity_probe import judge, merge_probe, read_windows
+from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
-from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
-from loadtests.orchestration.run_folder import (
-    Event,
-    analyse,
-    new_run_dir,
-    write_events_csv,
-    write_json,
-)
+from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.orchestration.session import GatewayChoice, check_before_start, choose_gateway, gateway_session
 from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
-from loadtests.scenario.shapes import RatePoint, Scenario, load_scenario
-from loadtests.scenario.targets import check_target
-from mock_gateway.cluster.handle import ClusterProcess
+from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
+from reports.runfolder import (
+    Capacity,
+    CapacityStep,
+    GeneratorVerdict,
+    RunEvent,
+    RunMeta,
+    Slo,
+    read_generator,
+    read_window_records,
+    write_json,
+    write_steps_csv,
+)
 
 PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boots before each probe
 
@@ -76,97 +77,83 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    base = load_scenario(args.scenario_base)
-    host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
-    slo = base.slo.model_copy(
-        update={
-            key: value
-            for key, value in (("max_p99_ms", args.slo_p99_ms), ("min_success_ratio", args.slo_success))
-            if value is not None
-        }
+    base = _probe_base(args)
+    gateway = choose_gateway(args, base.gateway)
+    console = Console(stderr=True, highlight=False)
+    check_before_start(
+        gateway, args, base, lambda warning: console.print(f"surge find-capacity: warning: {warning}", markup=False)
     )
-    base = base.model_copy(update={"slo": slo, "faults": ()})
-    if not 0 < slo.min_success_ratio <= 1:
-        raise HarnessError("--slo-success must be within (0, 1]")
-    console = Console(stderr=True)
-    gateway_config = validated_config(args.config, base.gateway) if host is None else None
-    if host is not None:
-        for warning in preflight.host_conflicts(args, base):
-            console.print(f"surge find-capacity: warning: {warning}", markup=False, highlight=False)
-        preflight.check_reachable(host)
-    args.replicas = args.replicas or preflight.DEFAULT_REPLICAS
     run_dir = new_run_dir(args.out, "capacity")
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
-    result = asyncio.run(_search(args, base, host, gateway_config, run_dir, console))
-    write_json(
-        run_dir / "capacity.json",
-        {
-            "max_rate_per_s": round(result.max_rate_per_s, 1),
-            "spread": round(result.spread, 4),
-            "limited_by": result.limited_by,
-            "bracket": list(result.bracket) if result.bracket else None,
-            "probes": len(result.probes),
-        },
+    result = asyncio.run(_search(args, base, gateway, run_dir, console))
+    capacity = Capacity(
+        max_rate_per_s=round(result.max_rate_per_s, 1),
+        spread=round(result.spread, 4),
+        limited_by=result.limited_by,
+        bracket=list(result.bracket) if result.bracket else None,
+        probes=len(result.probes),
     )
-    summary = analyse(run_dir, None)
-    print_verdicts(summary, Console())
-    publish_run(summary, run_dir)
+    write_json(run_dir / "capacity.json", capacity)
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
-    print(f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
-    print(f"report: {(run_dir / 'report.html').resolve()}")
-    exit_code: int = summary["exit_code"]
-    return exit_code
+    return finish(run_dir, None, f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
+
+
+def _probe_base(args: argparse.Namespace) -> Scenario:
+    """The base scenario with the command line's SLO overrides and without faults, validated like a scenario
+    file: `--slo-success 1.5` is a usage error (exit 2) naming the option, before anything starts."""
+    base = load_scenario(args.scenario_base)
+    options = {
+        "max_p99_ms": ("--slo-p99-ms", args.slo_p99_ms),
+        "min_success_ratio": ("--slo-success", args.slo_success),
+    }
+    overrides = {key: value for key, (_, value) in options.items() if value is not None}
+    try:
+        slo = Slo.model_validate(base.slo.model_dump() | overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option, value = options[str(error["loc"][0])]
+        raise UsageError(f"{option}: {error['msg'].lower()} (got {value:g})") from None
+    return validated_scenario(base, slo=slo, faults=[])
 
 
 async def _search(
-    args: argparse.Namespace,
-    base: Scenario,
-    host: str | None,
-    gateway_config: dict[str, Any] | None,
-    run_dir: Path,
-    console: Console,
+    args: argparse.Namespace, base: Scenario, gateway: GatewayChoice, run_dir: Path, console: Console
 ) -> SearchResult:
-    cluster: ClusterProcess | None = None
-    started = time.time()
-    events: list[Event] = []
-    try:
-        if host is None:
-            cluster = await start_cluster(args.config, args.replicas, run_dir / "cluster", base.gateway)
-        target = cluster.url if cluster is not None else str(host)
-        started = time.time()
-        _write_meta(run_dir, args, base, target, gateway_config, started)
-        steps: list[dict[str, Any]] = []
+    async with gateway_session(gateway, run_dir) as session:
+        started = session.start_unix = time.time()
+        write_json(run_dir / "meta.json", _capacity_meta(args, base, session.target, gateway, started))
+        steps: list[CapacityStep] = []
         loop = asyncio.get_running_loop()
 
         def probe(rate: float) -> Probe:
             step = len(steps) + 1
             console.print(f"probe {step}: {rate:.1f}/s …", end=" ")
             result, window, probe_start = asyncio.run_coroutine_threadsafe(
-                _probe(args, base, target, run_dir, step, rate), loop
+                _probe(args, base, session.target, run_dir, step, rate), loop
             ).result()
             offset = round(probe_start - started)
             merge_probe(run_dir / "probes" / f"{step:02d}", run_dir, offset, step)
-            events.append(Event(probe_start, "capacity", "probe_start", f"{rate:.1f}/s", f"step {step}"))
+            session.events.append(RunEvent(probe_start, "capacity", "probe_start", f"{rate:.1f}/s", f"step {step}"))
             verdict = "pass" if result.passed else f"FAIL ({result.limited_by})"
             console.print(
                 f"goodput {result.goodput:.1f}/s, success {result.success_ratio:.3f}, "
                 f"p99 {result.p99_ms:.0f} ms: {verdict}"
             )
             steps.append(
-                {
-                    "step": step,
-                    "rate_per_s": round(rate, 2),
-                    "start_s": round(offset + window[0], 1),
-                    "end_s": round(offset + window[1], 1),
-                    "offered": round(result.offered, 2),
-                    "goodput": round(result.goodput, 2),
-                    "success_ratio": round(result.success_ratio, 5),
-                    "p99_ms": round(result.p99_ms, 1),
-                    "passed": result.passed,
-                    "limited_by": result.limited_by,
-                }
+                CapacityStep(
+                    step=step,
+                    rate_per_s=round(rate, 2),
+                    start_s=round(offset + window[0], 1),
+                    end_s=round(offset + window[1], 1),
+                    offered=round(result.offered, 2),
+                    goodput=round(result.goodput, 2),
+                    success_ratio=round(result.success_ratio, 5),
+                    p99_ms=round(result.p99_ms, 1),
+                    passed=result.passed,
+                    limited_by=result.limited_by,
+                )
             )
-            _write_steps(run_dir / "steps.csv", steps)
+            write_steps_csv(run_dir / "steps.csv", steps)
             return result
 
         return await asyncio.to_thread(
@@ -178,10 +165,6 @@ async def _search(
             precision=args.precision,
             repeats=max(0, args.repeats),
         )
-    finally:
-        if cluster is not None:
-            events.extend(await stop_and_collect(cluster, run_dir))
-        write_events_csv(run_dir / "events.csv", started, events)
 
 
 async def _probe(
@@ -196,17 +179,15 @@ async def _probe(
         (probe_dir / "cluster").symlink_to(run_dir / "cluster", target_is_directory=True)
     duration = args.warmup_s + args.probe_s
     scenario_file = probe_dir / "scenario.toml"
-    scenario = base.model_copy(
-        update={
-            "name": f"capacity-probe-{step:02d}",
-            "description": f"steady {rate:.1f}/s",
-            "duration_s": duration,
-            "seed": base.seed + step,
-            "rate": (RatePoint(at_s=0.0, per_s=rate), RatePoint(at_s=duration, per_s=rate)),
-            "arrivals": base.arrivals.model_copy(
-                update={"pool": max(base.arrivals.pool, int(rate * 2)), "process": args.arrivals}
-            ),
-        }
+    scenario = validated_scenario(
+        base,
+        name=f"capacity-probe-{step:02d}",
+        description=f"steady {rate:.1f}/s",
+        duration_s=duration,
+        seed=base.seed + step,
+        rate=[{"at_s": 0.0, "per_s": rate}, {"at_s": duration, "per_s": rate}],
+        arrivals=base.arrivals.model_dump()
+        | {"pool": max(base.arrivals.pool, int(rate * 2)), "process": args.arrivals},
     )
     write_scenario(scenario, scenario_file)
     start = time.time() + PROBE_START_MARGIN_S + 0.5 * args.workers
@@ -222,12 +203,11 @@ async def _probe(
     rc = await run_locust(
         command, probe_dir, deadline_unix=start + duration + STOP_GRACE_S + 30, allow_remote=args.allow_remote
     )
-    windows = read_windows(probe_dir)
+    windows = read_window_records(probe_dir)
     if rc is None or not windows:
         raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")
-    generator = probe_dir / "generator.json"
-    valid = bool(json.loads(generator.read_text())["valid"]) if generator.exists() else True
-    result, window = judge(
+    valid = (read_generator(probe_dir) or GeneratorVerdict()).valid
+    result, window = judge_probe(
         windows,
         rate,
         warmup_s=args.warmup_s,
@@ -239,43 +219,32 @@ async def _probe(
     return result, window, start
 
 
-def _write_steps(path: Path, steps: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(steps[0]))
-        writer.writeheader()
-        writer.writerows(steps)
-
-
-def _write_meta(
-    run_dir: Path,
-    args: argparse.Namespace,
-    base: Scenario,
-    target: str,
-    gateway_config: dict[str, Any] | None,
-    started: float,
-) -> None:
-    write_json(
-        run_dir / "meta.json",
-        {
-            "kind": "capacity",
-            "scenario": "capacity",
-            "description": f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
-            "seed": base.seed,
-            "key_prefix": new_key_prefix(),
-            "scale": 1.0,
-            "duration_s": None,
-            "started_unix": started,
-            "host": target,
-            "embedded": gateway_config is not None,
-            "workers": args.workers,
-            "replicas": args.replicas if gateway_config is not None else None,
-            "versions": versions(),
-            "git_commit": git_commit(),
-            "gateway_config": gateway_config,
-            "slo": base.slo.model_dump(),
-            "phases": [],
-            "spikes": [],
-            "faults": [],
-            "client_policy": base.client.policy,
-        },
+def _capacity_meta(
+    args: argparse.Namespace, base: Scenario, target: str, gateway: GatewayChoice, started: float
+) -> RunMeta:
+    """meta.json of a capacity search (internals §6): the base scenario's SLOs judge every probe; no phases,
+    spikes or faults, and no rate curve (each probe has its own, in its scenario.toml)."""
+    return RunMeta(
+        kind="capacity",
+        scenario="capacity",
+        description=f"knee search on {base.name}: {args.probe_s:g} s probes after a warm-up",
+        scenario_ref=args.scenario_base,
+        seed=base.seed,
+        key_prefix=new_key_prefix(),
+        scale=1.0,
+        duration_s=None,
+        started_unix=started,
+        host=target,
+        embedded=gateway.embedded,
+        workers=args.workers,
+        replicas=gateway.replicas_for_meta,
+        versions=versions(),
+        git_commit=git_commit(),
+        gateway_config=gateway.config,
+        slo=base.slo,
+        phases=[],
+        spikes=[],
+        faults=[],
+        client_policy=base.client.policy,
+        rate=[],
     )

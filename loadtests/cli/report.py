@@ -12,8 +12,9 @@ from pathlib import Path
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import compare
-from reports.frames import RunFolderError, load_run
+from reports.frames import load_run
 from reports.render import render_report
+from reports.runfolder import RunFolderError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,32 +12,29 @@ import asyncio
 import contextlib
 import time
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
 from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
-from loadtests.cli.github_summary import publish_run
-from loadtests.cli.verdict_table import print_verdicts
+from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
-from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
-from loadtests.orchestration.run_folder import (
-    Event,
-    analyse,
-    new_run_dir,
-    write_events_csv,
-    write_json,
+from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.orchestration.session import (
+    GatewayChoice,
+    GatewaySession,
+    check_before_start,
+    choose_gateway,
+    gateway_session,
 )
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
-from loadtests.scenario.targets import check_target
-from mock_gateway.cluster.handle import ClusterProcess
+from reports.runfolder import RunEvent, write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,99 +66,63 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
-    host = check_target(args.host, allow_remote=args.allow_remote) if args.host else None
+    gateway = choose_gateway(args, scenario.gateway)
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = Console(stderr=True, highlight=False)
-    gateway_config: dict[str, Any] | None = None
-    if host is None:
-        gateway_config = validated_config(args.config, scenario.gateway)
-        preflight.check_faults(scenario.faults, gateway_config, args.replicas or preflight.DEFAULT_REPLICAS)
-    else:
-        for warning in preflight.host_conflicts(args, scenario):
-            console.print(f"surge run: warning: {warning}", markup=False)
-        preflight.check_reachable(host)
+    check_before_start(
+        gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {warning}", markup=False)
+    )
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
-    asyncio.run(_orchestrate(args, scenario, host, gateway_config, run_dir, console))
-    summary = analyse(run_dir, args.baseline)
-    print_verdicts(summary, Console())
-    publish_run(summary, run_dir)
-    report = run_dir / "report.html"
-    print(f"report: {(report if report.exists() else run_dir).resolve()}")
-    exit_code: int = summary["exit_code"]
-    return exit_code
+    asyncio.run(_orchestrate(args, scenario, gateway, run_dir, console))
+    return finish(run_dir, args.baseline)
 
 
 async def _orchestrate(
-    args: argparse.Namespace,
-    scenario: Scenario,
-    host: str | None,
-    gateway_config: dict[str, Any] | None,
-    run_dir: Path,
-    console: Console,
+    args: argparse.Namespace, scenario: Scenario, gateway: GatewayChoice, run_dir: Path, console: Console
 ) -> None:
-    cluster: ClusterProcess | None = None
-    events: list[Event] = []
-    start_unix = time.time()
-    try:
-        if host is None:
-            cluster = await start_cluster(
-                args.config, args.replicas or preflight.DEFAULT_REPLICAS, run_dir / "cluster", scenario.gateway
-            )
-        target = cluster.url if cluster is not None else str(host)
-        start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
+    async with gateway_session(gateway, run_dir) as session:
+        session.start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
         meta = run_meta(
             scenario,
             scenario_ref=args.scenario,
             scale=args.scale,
-            started_unix=start_unix,
-            host=target,
+            started_unix=session.start_unix,
+            host=session.target,
             workers=args.workers,
-            gateway_config=gateway_config,
-            replicas=(args.replicas or preflight.DEFAULT_REPLICAS) if gateway_config is not None else None,
+            gateway_config=gateway.config,
+            replicas=gateway.replicas_for_meta,
         )
         write_json(run_dir / "meta.json", meta)
-        events.extend(_scenario_events(scenario, start_unix))
-        if cluster is None:
-            events.extend(preflight.skipped_fault_events(scenario.faults, start_unix))
-        rc = await _drive(args, scenario, target, run_dir, start_unix, cluster, events, console)
+        session.events.extend(_scenario_events(scenario, session.start_unix))
+        if not gateway.embedded:
+            session.events.extend(preflight.skipped_fault_events(scenario.faults, session.start_unix))
+        rc = await _drive(args, scenario, session, console)
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
         if not (run_dir / "windows.jsonl").exists():
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
-    finally:
-        if cluster is not None:
-            events.extend(await stop_and_collect(cluster, run_dir))
-        write_events_csv(run_dir / "events.csv", start_unix, events)
 
 
-def _scenario_events(scenario: Scenario, start_unix: float) -> list[Event]:
+def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
     found = [
-        Event(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
+        RunEvent(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
     ]
     for start, end in scenario.spikes():
         peak = scenario.rate_at(end)
-        found.append(Event(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
-        found.append(Event(start_unix + end, "scenario", "spike_end", "", ""))
+        found.append(RunEvent(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
+        found.append(RunEvent(start_unix + end, "scenario", "spike_end", "", ""))
     return found
 
 
-async def _drive(
-    args: argparse.Namespace,
-    scenario: Scenario,
-    target: str,
-    run_dir: Path,
-    start_unix: float,
-    cluster: ClusterProcess | None,
-    events: list[Event],
-    console: Console,
-) -> int | None:
+async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewaySession, console: Console) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
+    run_dir, start_unix, cluster, events = session.run_dir, session.start_unix, session.cluster, session.events
     live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
-        events.append(Event(event.unix, "chaos", event.kind, event.target, event.detail))
+        events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
     chaos: asyncio.Task[None] | None = None
@@ -172,7 +133,7 @@ async def _drive(
         scenario_ref=args.scenario,
         scale=args.scale,
         duration_s=scenario.duration_s,
-        target=target,
+        target=session.target,
         run_dir=run_dir,
         start_unix=start_unix,
         workers=args.workers,

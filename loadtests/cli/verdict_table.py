@@ -6,13 +6,31 @@ how many were unknown, so a console reader never takes "nothing failed" for "eve
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from loadtests.cli.github_summary import publish_run
+from loadtests.orchestration.run_folder import conclude
 from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
+
+
+def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
+    """The end of every command that wrote a run folder: analyse it, print the verdicts, the command's own
+    `lines` and the report's path on stdout (and the verdict table in a GitHub Actions job summary); the exit
+    code (CONTRACT §2)."""
+    summary = conclude(run_dir, baseline)
+    print_verdicts(summary, Console())
+    publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
+    for line in lines:
+        print(line)
+    report = run_dir / "report.html"
+    print(f"report: {(report if report.exists() else run_dir).resolve()}")
+    exit_code: int = summary["exit_code"]
+    return exit_code
 
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:

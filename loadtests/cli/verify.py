@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from loadtests.errors import UsageError
-from reports.frames import RunFolderError
+from reports.runfolder import RunFolderError
 from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
 

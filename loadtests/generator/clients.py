@@ -27,29 +27,29 @@ import gevent
 from gevent.event import Event
 from locust.contrib.fasthttp import FastHttpSession
 
-from loadtests.generator.history import Attempt
-from loadtests.generator.outcomes import (
-    CONNECTION_ERROR,
-    DECLINE_CODES,
-    PATH,
-    TIMEOUT,
-    classify,
-    expected_by_clients,
-    request_name,
-)
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
+    PATH,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
-    SimClock,
     backoff_s,
     on_decline,
+    request_name,
     retry_after_s,
     should_retry,
 )
 from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
 from loadtests.scenario.shapes import Scenario
+from reports.runfolder import (
+    CONNECTION_ERROR,
+    DECLINE_CODES,
+    TIMEOUT,
+    Attempt,
+    ClusterClock,
+    classify,
+    is_failure,
+)
 
 DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
@@ -79,7 +79,7 @@ class Generator:
         self,
         scenario: Scenario,
         population: Population,
-        clock: SimClock,
+        clock: ClusterClock,
         recorder: ProcessRecorder,
         arrival_times: Iterator[float],
         *,
@@ -95,7 +95,7 @@ class Generator:
         self.run_end = self.t0 + scenario.duration_s
         self.hard_stop = self.run_end + drain_s(scenario)
         self.rng = random.Random(seed)
-        self.budget = RetryBudget()
+        self.budget = ClientRetryBudget()
         self._times = arrival_times
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []
@@ -290,7 +290,7 @@ class Payer:
             outcome = classify(answer.status, answer.code)
             # Locust merged our dict into a new one; its request event (and any listener) reads that one.
             response.request_meta["context"]["outcome"] = outcome
-            if expected_by_clients(outcome):
+            if not is_failure(outcome):
                 response.success()
             else:
                 response.failure(f"{answer.status} {answer.code}".strip())

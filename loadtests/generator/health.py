@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
 from hdrh.histogram import HdrHistogram
 
 from loadtests.generator.windows import Window
+from reports.runfolder import GeneratorVerdict
 
 CPU_LIMIT_PCT = 90.0
 CPU_LIMIT_SECONDS = 3  # consecutive seconds at or above the limit
@@ -61,28 +61,9 @@ class LagMeter:
         return worst
 
 
-@dataclass(frozen=True)
-class Verdict:
-    valid: bool
-    reasons: list[str] = field(default_factory=list)
-    cpu_pct_max: float = 0.0
-    lag_ms_p99: float = 0.0
-    late: int = 0
-    dropped: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """generator.json (internals §5)."""
-        return {
-            "valid": self.valid,
-            "reasons": self.reasons,
-            "cpu_pct_max": round(self.cpu_pct_max, 1),
-            "lag_ms_p99": round(self.lag_ms_p99, 2),
-            "late": self.late,
-            "dropped": self.dropped,
-        }
-
-
-def judge(windows: Iterable[Window], expected_offered: float, lag: HdrHistogram) -> Verdict:
+def assess_generator(
+    windows: Iterable[Window], expected_offered: float, lag: HdrHistogram, *, started_unix: float | None = None
+) -> GeneratorVerdict:
     """The generator's verdict from merged windows (their `gen` part holds each second's worst worker).
 
     `expected_offered` is the rate curve's integral; offering far fewer arrivals (beyond Poisson noise) means
@@ -113,7 +94,15 @@ def judge(windows: Iterable[Window], expected_offered: float, lag: HdrHistogram)
             f"{late} late + {dropped} dropped arrivals = {share:.1f}% of {offered} offered "
             f"(> {100 * LATE_DROPPED_LIMIT:.0f}%): the user pool or the generator could not keep up"
         )
-    return Verdict(not reasons, reasons, cpu_max, lag_p99, late, dropped)
+    return GeneratorVerdict(
+        valid=not reasons,
+        reasons=reasons,
+        cpu_pct_max=round(cpu_max, 1),
+        lag_ms_p99=round(lag_p99, 2),
+        late=late,
+        dropped=dropped,
+        started_unix=started_unix,
+    )
 
 
 def _longest_run(seconds: Iterable[int]) -> int:

@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from loadtests.generator.outcomes import OUTCOMES
 from loadtests.generator.windows import ARRIVAL_FIELDS, Window
 from reports import hdr
+from reports.runfolder import OUTCOME_CLASSES
 
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HOST = "127.0.0.1"
@@ -51,7 +51,7 @@ class LiveMetrics(Collector):
         latency = HistogramMetricFamily(
             "surge_latency_seconds", "surge: latency from the intended send time, by outcome", labels=["outcome"]
         )
-        for outcome in OUTCOMES:
+        for outcome in OUTCOME_CLASSES:
             stats = total.classes.get(outcome)
             attempts.add_metric([outcome], stats.count if stats is not None else 0)
             if stats is None or stats.count == 0:

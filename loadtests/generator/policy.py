@@ -5,7 +5,7 @@ stripe-python's (a good production reference): retry transport errors, timeouts,
 Idempotency-Key, exponential backoff capped at MAX_DELAY_S with jitter in [50 %, 100 %], and never sooner than the
 server's Retry-After. Unlike stripe-python, 429 is retried too: a mobile app's "pay" button does exactly that
 after Retry-After, and the gateway stores nothing for a 429 (CONTRACT §3), so it is safe; the per-payment retry
-limit and the process-wide `RetryBudget` keep those retries from becoming a storm.
+limit and the process-wide `ClientRetryBudget` keep those retries from becoming a storm.
 """
 
 from __future__ import annotations
@@ -13,19 +13,26 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from loadtests.generator.population import Card, User
+from reports.runfolder import SHANGHAI, ClusterClock
 
 BASE_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
 MAX_RETRY_AFTER_S = 30.0  # a server asking for longer than this is treated as "not today": give up
 RESET_MARGIN_S = 0.1  # wall seconds after a business-day reset before the next part of a plan is sent
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
+PATH = "/v1/repayments"
+
+
+def request_name(attempt: int, part: int) -> str:
+    """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
+    its retries and the parts of a suggested plan are different questions, so each gets its own row."""
+    labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
+    return f"{PATH} [{' '.join(labels)}]" if labels else PATH
 
 
 def should_retry(status: int) -> bool:
@@ -54,8 +61,9 @@ def retry_after_s(header: str | None, problem: dict[str, Any]) -> float | None:
 
 
 @dataclass
-class RetryBudget:
-    """A process-wide cap on retries (Finagle's RetryBudget): each first attempt deposits `ratio` of a retry.
+class ClientRetryBudget:
+    """A process-wide cap on a client's retries (Finagle's RetryBudget): each first attempt deposits `ratio` of a
+    retry. The router's own budget on its replays is `mock_gateway.cluster.retry_budget.RetryBudget`.
 
     `min_per_s` retries a second are always allowed so a quiet client still retries; the balance is capped so
     a long calm spell cannot bank a storm. Times are passed in so the budget is testable without sleeping.
@@ -87,31 +95,9 @@ class RetryBudget:
 
 
 @dataclass(frozen=True, slots=True)
-class SimClock:
-    """The gateway's simulated clock (internals §3 `cluster.json:clock`): sim = start + (wall − anchor) · speed."""
-
-    start: datetime
-    anchor_unix: float
-    speed: float = 1.0
-
-    @classmethod
-    def wall(cls) -> SimClock:
-        """A gateway on real time: what to assume when nothing says otherwise."""
-        return cls(datetime.fromtimestamp(0, SHANGHAI), 0.0, 1.0)
-
-    def sim_at(self, unix: float) -> datetime:
-        return self.start + timedelta(seconds=(unix - self.anchor_unix) * self.speed)
-
-    def unix_at(self, sim: datetime) -> float:
-        return self.anchor_unix + (sim - self.start).total_seconds() / self.speed
-
-    def business_date(self, unix: float) -> date:
-        return self.sim_at(unix).astimezone(SHANGHAI).date()
-
-
-@dataclass(frozen=True, slots=True)
-class PlanPart:
-    """One part of a suggested plan: a new payment (new key) of `amount_fen` to start at `unix`."""
+class ScheduledPart:
+    """One part of a suggested plan as the client schedules it: a new payment (new key) of `amount_fen` to start
+    at wall time `unix` (the gateway's own `quotas.PlanPart` is the part on a business date)."""
 
     unix: float
     amount_fen: int
@@ -119,17 +105,18 @@ class PlanPart:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    """After a decline: amounts to pay now (each a new key), parts for later days, or another card."""
+class AfterDecline:
+    """What the client does after a decline: amounts to pay now (each a new key), parts for later days, or
+    another card."""
 
-    now: tuple[PlanPart, ...] = ()
-    later: tuple[PlanPart, ...] = ()
+    now: tuple[ScheduledPart, ...] = ()
+    later: tuple[ScheduledPart, ...] = ()
     card: Card | None = None
     skipped_fen: int = 0  # plan parts that would fall after the run's end
     followed_plan: bool = False
 
 
-GIVE_UP = Decision()
+GIVE_UP = AfterDecline()
 
 
 @dataclass
@@ -140,11 +127,11 @@ class DeclineContext:
     card: Card
     now_unix: float
     run_end_unix: float
-    clock: SimClock
+    clock: ClusterClock
     tried: set[str] = field(default_factory=set)
 
 
-def on_decline(policy: DeclinePolicy, problem: dict[str, Any], ctx: DeclineContext) -> Decision:
+def on_decline(policy: DeclinePolicy, problem: dict[str, Any], ctx: DeclineContext) -> AfterDecline:
     """The scenario's answer to SINGLE/DAILY_LIMIT_EXCEEDED; a decline of a plan part itself is never chased."""
     if policy == "give-up":
         return GIVE_UP
@@ -153,29 +140,29 @@ def on_decline(policy: DeclinePolicy, problem: dict[str, Any], ctx: DeclineConte
             return GIVE_UP  # the platform cap covers every card of this user
         tried = ctx.tried | {ctx.card.card_id}
         spare = next((card for card in ctx.user.cards if card.card_id not in tried), None)
-        return GIVE_UP if spare is None else Decision(card=spare)
+        return GIVE_UP if spare is None else AfterDecline(card=spare)
     return _follow_plan(problem, ctx)
 
 
-def _follow_plan(problem: dict[str, Any], ctx: DeclineContext) -> Decision:
+def _follow_plan(problem: dict[str, Any], ctx: DeclineContext) -> AfterDecline:
     parts = _plan_parts(problem.get("suggested_plan"))
     if not parts:
         return GIVE_UP
     today = ctx.clock.business_date(ctx.now_unix)
-    now: list[PlanPart] = []
-    later: list[PlanPart] = []
+    now: list[ScheduledPart] = []
+    later: list[ScheduledPart] = []
     skipped = 0
     for index, (day, amount) in enumerate(parts, start=1):
         if day <= today:
-            now.append(PlanPart(ctx.now_unix, amount, index))
+            now.append(ScheduledPart(ctx.now_unix, amount, index))
             continue
         midnight = datetime.combine(day, time(0), SHANGHAI)
         unix = max(ctx.now_unix, ctx.clock.unix_at(midnight)) + RESET_MARGIN_S
         if unix < ctx.run_end_unix:
-            later.append(PlanPart(unix, amount, index))
+            later.append(ScheduledPart(unix, amount, index))
         else:
             skipped += amount
-    return Decision(now=tuple(now), later=tuple(later), skipped_fen=skipped, followed_plan=True)
+    return AfterDecline(now=tuple(now), later=tuple(later), skipped_fen=skipped, followed_plan=True)
 
 
 def _plan_parts(plan: Any) -> list[tuple[date, int]]:

@@ -26,10 +26,10 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.generator.health import CpuSampler, LagMeter, Verdict, judge, new_lag_histogram
-from loadtests.generator.history import Attempt, HistoryWriter
-from loadtests.generator.outcomes import Outcome
+from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
+from loadtests.generator.history import HistoryWriter
 from loadtests.generator.windows import Window, WindowBook
+from reports.runfolder import Attempt, GeneratorVerdict, OutcomeClass, write_json
 
 MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
 MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
@@ -75,7 +75,7 @@ class ProcessRecorder:
     def sending(self) -> None:
         self.in_flight += 1
 
-    def attempt(self, row: Attempt, outcome: Outcome) -> None:
+    def attempt(self, row: Attempt, outcome: OutcomeClass) -> None:
         self.in_flight -= 1
         self.book.at(self.second(row.done)).record(
             outcome,
@@ -146,7 +146,7 @@ class RunWriter:
                 self.closed[line["t"]] = line
                 handle.write(json.dumps(line, separators=(",", ":")) + "\n")
 
-    def finish(self, started_unix: float, expected_offered: float) -> Verdict:
+    def finish(self, started_unix: float, expected_offered: float) -> GeneratorVerdict:
         """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
         self._append(self.book.take())
         if self.rewrite:
@@ -155,13 +155,13 @@ class RunWriter:
                 for t in sorted(self.closed):
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
-        verdict = judge((Window.from_json(line) for line in self.closed.values()), expected_offered, self.lag)
-        payload = verdict.to_json() | {"started_unix": started_unix}
-        (self.out_dir / "generator.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        windows = (Window.from_json(line) for line in self.closed.values())
+        verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix)
+        write_json(self.out_dir / "generator.json", verdict)
         return verdict
 
 
-def summary_lines(writer: RunWriter, verdict: Verdict) -> list[str]:
+def summary_lines(writer: RunWriter, verdict: GeneratorVerdict) -> list[str]:
     """The short console summary printed at the end (loud when the generator was the bottleneck)."""
     total = Window(0)
     for line in writer.closed.values():

@@ -16,7 +16,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from loadtests.generator.outcomes import OUTCOMES, Outcome
+from reports.runfolder import OUTCOME_CLASSES, OutcomeClass
 
 HDR_LOWEST_US = 1
 HDR_HIGHEST_US = 3_600_000_000
@@ -71,7 +71,7 @@ class Window:
 
     def record(
         self,
-        outcome: Outcome,
+        outcome: OutcomeClass,
         *,
         intended_us: float,
         service_us: float,
@@ -126,7 +126,7 @@ class Window:
                     "intended": self.classes[name].intended.encode().decode("ascii"),
                     "service": self.classes[name].service.encode().decode("ascii"),
                 }
-                for name in OUTCOMES
+                for name in OUTCOME_CLASSES
                 if name in self.classes
             },
             "codes": dict(sorted(self.codes.items())),

@@ -18,16 +18,9 @@ import numpy as np
 
 from loadtests.orchestration.capacity_search import Probe
 from reports.hdr import decode_sparse, dense, percentiles_ms
+from reports.runfolder import GOOD, read_window_records
 
-ANSWERED = ("succeeded", "declined")
 REJECTION_CODES = {"RATE_LIMITED", "CHANNEL_BUSY", "REPLICA_UNAVAILABLE", "NO_HEALTHY_REPLICA"}
-
-
-def read_windows(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "windows.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +36,7 @@ class Evidence:
     generator_valid: bool
 
 
-def judge(
+def judge_probe(
     windows: list[dict[str, Any]],
     rate: float,
     *,
@@ -72,7 +65,7 @@ def judge(
                 indices.append(index)
                 values.append(count)
     done = sum(counts.values())
-    answered = sum(counts[name] for name in ANSWERED)
+    answered = sum(counts[name] for name in GOOD)
     success = answered / done if done else 0.0
     merged = dense(np.concatenate(indices), np.concatenate(values)) if indices else None
     p99 = (percentiles_ms(merged, [99.0])[0] if merged is not None else None) or 0.0
@@ -109,7 +102,7 @@ def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
 def merge_probe(probe_dir: Path, run_dir: Path, offset_s: int, step: int) -> None:
     """Append a probe's windows (shifted onto the capacity run's time axis) and history to the run folder."""
     with (run_dir / "windows.jsonl").open("a", encoding="utf-8") as out:
-        for window in read_windows(probe_dir):
+        for window in read_window_records(probe_dir):
             window["t"] = int(window["t"]) + offset_s
             out.write(json.dumps(window, separators=(",", ":")) + "\n")
     history = run_dir / "history"

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
-from loadtests.orchestration.run_folder import Event, copy_ledger, read_cluster_events
+from loadtests.orchestration.run_folder import copy_ledger, read_cluster_events
 from mock_gateway.cluster.handle import ClusterProcess
 from mock_gateway.cluster.serve import STATE_FILE
 from mock_gateway.config import ConfigError, load_config
+from reports.runfolder import RunEvent, write_json
 
 
 def validated_config(config_path: Path | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -38,7 +39,7 @@ async def start_cluster(
         raise HarnessError(f"the embedded gateway cluster did not start: {exc}") from exc
 
 
-async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[Event]:
+async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[RunEvent]:
     """Snapshot the ledger, stop the cluster, keep its events, and strip the admin token from its state file:
     a run folder is uploaded as a CI artifact and must not carry a secret, even a dead cluster's. The cluster is
     stopped and the token stripped even when the copy fails."""
@@ -56,4 +57,4 @@ def _strip_token(state_file: Path) -> None:
     if state_file.exists():
         state = json.loads(state_file.read_text(encoding="utf-8"))
         state.pop("admin_token", None)
-        state_file.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        write_json(state_file, state)

@@ -1,5 +1,9 @@
 """The live status line of `surge run`: tails windows.jsonl as the Locust master appends it.
 
+`failed` is the newest second's share of failures among admitted attempts — one minus the success ratio the
+`min_success_ratio` SLO judges (reports.runfolder's algebra): a business decline is not a failure and a 429 is
+not admitted.
+
 Only counts are read here (no histogram decoding beyond the p99 of the newest second), so following the run
 costs the orchestrator almost nothing while Locust and the gateway share the machine's cores.
 """
@@ -13,7 +17,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-REJECTED = ("declined", "rate_limited", "shed", "error", "timeout")
+from reports.runfolder import success_ratio
 
 
 @dataclass
@@ -50,15 +54,14 @@ class LiveWindows:
         if not window:
             return f"{head}  waiting for the first second of load…"
         classes: dict[str, dict[str, Any]] = window.get("classes", {})
-        done = sum(int(c.get("count", 0)) for c in classes.values())
         ok = int(classes.get("succeeded", {}).get("count", 0))
-        rejected = sum(int(classes.get(name, {}).get("count", 0)) for name in REJECTED)
-        share = 100.0 * rejected / done if done else 0.0
+        ratio = success_ratio({name: int(c.get("count", 0)) for name, c in classes.items()})
+        share = 100.0 * (1.0 - ratio) if ratio is not None else 0.0
         p99 = _p99_ms(classes)
         tail = f"  faults: {', '.join(self.faults[-3:])}" if self.faults else ""
         return (
             f"{head}  t={window.get('t')}s  offered {window.get('offered', 0)}/s  succeeded {ok}/s  "
-            f"rejected {share:.1f}%  p99 {p99:.0f} ms{tail}"
+            f"failed {share:.1f}%  p99 {p99:.0f} ms{tail}"
         )
 
 

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
-from loadtests.orchestration.run_folder import Event
 from loadtests.scenario.shapes import Fault, Scenario
+from reports.runfolder import RunEvent
 
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
@@ -86,11 +86,11 @@ def skipped_faults(faults: Sequence[Fault]) -> list[Fault]:
     return [fault for fault in faults if fault.action in EMBEDDED_ACTIONS]
 
 
-def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[Event]:
+def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[RunEvent]:
     """Against --host: one `fault_skipped` event per embedded-cluster fault, at the time it was due, so the report
     says "not played" with the reason and its recovery verdict is unknown (reports.metrics.incidents)."""
     return [
-        Event(
+        RunEvent(
             start_unix + fault.at_s,
             "chaos",
             "fault_skipped",

@@ -1,13 +1,11 @@
-"""Writes the parts of a run folder (CONTRACT §6) that belong to the orchestrator, not to Locust or reports:
-meta.json before the load, events.csv and the ledger copy after it."""
+"""The orchestrator's part of a run folder (CONTRACT §6), not Locust's or the reports': the folder itself, the
+cluster's events and the ledger copy after the load, and the hand-over to `reports`. The formats are
+`reports.runfolder`'s."""
 
 from __future__ import annotations
 
-import csv
 import json
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,18 +13,7 @@ from typing import Any
 from loadtests.errors import HarnessError, UsageError
 from reports.claim import FolderTaken, claim, claim_new
 from reports.finalize import finalize_run
-from reports.frames import RunFolderError
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One row of events.csv; `unix` is turned into `t_s` against the run's start when written."""
-
-    unix: float
-    source: str
-    kind: str
-    target: str
-    detail: str
+from reports.runfolder import RunEvent, RunFolderError
 
 
 def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) -> Path:
@@ -45,13 +32,9 @@ def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) 
         raise UsageError(f"cannot create the run folder {out or root}: {exc.strerror}") from None
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n", encoding="utf-8")
-
-
-def read_cluster_events(path: Path) -> list[Event]:
+def read_cluster_events(path: Path) -> list[RunEvent]:
     """The cluster's JSON-lines events (docs/internals.md §3); a torn last line from a kill is skipped."""
-    events: list[Event] = []
+    events: list[RunEvent] = []
     if not path.exists():
         return events
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -60,7 +43,7 @@ def read_cluster_events(path: Path) -> list[Event]:
         except json.JSONDecodeError:
             continue
         events.append(
-            Event(
+            RunEvent(
                 float(raw["unix"]),
                 "cluster",
                 str(raw["kind"]),
@@ -69,23 +52,6 @@ def read_cluster_events(path: Path) -> list[Event]:
             )
         )
     return events
-
-
-def write_events_csv(path: Path, start_unix: float, events: Iterable[Event]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["t_s", "unix", "source", "kind", "target", "detail"])
-        for event in sorted(events, key=lambda e: e.unix):
-            writer.writerow(
-                [
-                    f"{event.unix - start_unix:.3f}",
-                    f"{event.unix:.6f}",
-                    event.source,
-                    event.kind,
-                    event.target,
-                    event.detail,
-                ]
-            )
 
 
 def copy_ledger(source: Path, target: Path) -> bool:
@@ -105,7 +71,7 @@ def copy_ledger(source: Path, target: Path) -> bool:
     return True
 
 
-def analyse(run_dir: Path, baseline: Path | None) -> dict[str, Any]:
+def conclude(run_dir: Path, baseline: Path | None) -> dict[str, Any]:
     """The verdict (reports.finalize); a folder the load left unreadable is the harness's failure (exit 3)."""
     try:
         return finalize_run(run_dir, baseline)

@@ -1,7 +1,8 @@
-"""meta.json: what ran, against what, with which versions — written before the load starts.
+"""meta.json's content for a scenario run: what ran, against what, with which versions — written before the load.
 
-Kept free of heavy imports: the locustfile writes it too (a plain `locust -f` run, a distributed master), so
-that `surge report` can read any folder a surge locustfile recorded.
+The format itself is `reports.runfolder.RunMeta`; this module fills it from a `Scenario`. Kept free of heavy
+imports: the locustfile writes it too (a plain `locust -f` run, a distributed master), so that `surge report`
+can read any folder a surge locustfile recorded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.scenario.shapes import Scenario
+from reports.runfolder import Phase, RunMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix
@@ -41,7 +43,8 @@ def git_commit() -> str | None:
 
 
 def new_key_prefix() -> str:
-    """A run's idempotency-key prefix: `s` and 8 random hex digits (one in 4 billion to meet another run's)."""
+    """A run's idempotency-key prefix (meta.json `key_prefix`): `s` and 8 random hex digits (one in 4 billion to
+    meet another run's), so the invariants can keep to the run's own rows of a ledger other runs wrote to."""
     return KEY_PREFIX_TAG + secrets.token_hex(4)
 
 
@@ -55,32 +58,29 @@ def run_meta(
     workers: int,
     gateway_config: dict[str, Any] | None,
     replicas: int | None,
-) -> dict[str, Any]:
-    """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against).
-
-    `key_prefix` starts every idempotency key the run sends, so the invariants can be restricted to the run's own
-    ledger rows when other runs (or other traffic) wrote to the same ledger."""
-    return {
-        "kind": "run",
-        "scenario": scenario.name,
-        "description": scenario.description,
-        "scenario_ref": scenario_ref,
-        "seed": scenario.seed,
-        "key_prefix": new_key_prefix(),
-        "scale": scale,
-        "duration_s": scenario.duration_s,
-        "started_unix": started_unix,
-        "host": host,
-        "embedded": gateway_config is not None,
-        "workers": workers,
-        "replicas": replicas,
-        "versions": versions(),
-        "git_commit": git_commit(),
-        "gateway_config": gateway_config,
-        "slo": scenario.slo.model_dump(),
-        "phases": [{"name": n, "start_s": s, "end_s": e} for n, s, e in scenario.phases()],
-        "spikes": [{"start_s": s, "end_s": e} for s, e in scenario.spikes()],
-        "faults": [fault.model_dump() for fault in scenario.faults],
-        "client_policy": scenario.client.policy,
-        "rate": [point.model_dump() for point in scenario.rate],
-    }
+) -> RunMeta:
+    """docs/internals.md §5; `gateway_config` None means the gateway is not ours (no caps to check against)."""
+    return RunMeta(
+        kind="run",
+        scenario=scenario.name,
+        description=scenario.description,
+        scenario_ref=scenario_ref,
+        seed=scenario.seed,
+        key_prefix=new_key_prefix(),
+        scale=scale,
+        duration_s=scenario.duration_s,
+        started_unix=started_unix,
+        host=host,
+        embedded=gateway_config is not None,
+        workers=workers,
+        replicas=replicas,
+        versions=versions(),
+        git_commit=git_commit(),
+        gateway_config=gateway_config,
+        slo=scenario.slo,
+        phases=[Phase(name=n, start_s=s, end_s=e) for n, s, e in scenario.phases()],
+        spikes=[Span(start_s=s, end_s=e) for s, e in scenario.spikes()],
+        faults=[fault.model_dump() for fault in scenario.faults],
+        client_policy=scenario.client.policy,
+        rate=[point.model_dump() for point in scenario.rate],
+    )

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loadtests.errors import UsageError
+from reports.runfolder import Slo
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
@@ -99,19 +100,6 @@ class Fault(_Strict):
     """HTTP status returned, for `errors`."""
     channel: str | None = None
     """Limit an injected fault to one bank channel (a code from the gateway config)."""
-
-
-class Slo(_Strict):
-    min_success_ratio: float = Field(default=0.99, ge=0, le=1)
-    """Good (succeeded + declined) over admitted attempts, overall and per phase; business declines are not failures."""
-    max_p99_ms: float = Field(default=800, gt=0)
-    """Intended-time p99 latency of admitted attempts, overall and per phase."""
-    max_recovery_s: float = Field(default=5, ge=0)
-    """After each fault and each spike: seconds until 3 healthy seconds in a row."""
-    max_lost: int = Field(default=0, ge=0)
-    """Acknowledged repayments missing from the ledger."""
-    max_over_cap: int = Field(default=0, ge=0)
-    """Card- or user-days charged above their daily cap."""
 
 
 class ClientConfig(_Strict):
@@ -337,6 +325,15 @@ def load_scenario(ref: str) -> Scenario:
         return Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
+
+
+def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
+    """`base` with `changes` (plain data, as in a scenario file), validated as a whole like a file is: unlike
+    `model_copy(update=...)`, which trusts its input, a bad value is a ScenarioError naming the key."""
+    try:
+        return Scenario.model_validate(base.model_dump() | changes)
+    except ValidationError as exc:
+        raise ScenarioError(f"scenario {base.name}: {_first_error(exc)}") from None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loadtests.generator.policy import SHANGHAI, SimClock
+from reports.runfolder import SHANGHAI, ClusterClock
 from tests.loadtests.procs import history, run_locust, windows
 
 TIMEOUT_S = 0.5
@@ -47,7 +47,7 @@ pool = 60
 
 
 class Script:
-    def __init__(self, clock: SimClock) -> None:
+    def __init__(self, clock: ClusterClock) -> None:
         self.clock = clock
         self.attempts: Counter[str] = Counter()
         self.plan_parts: set[tuple[str, str, int]] = set()
@@ -106,7 +106,7 @@ async def test_retries_reuse_the_key_honour_retry_after_replay_lost_responses_an
     (out / "cluster").mkdir(parents=True)
     t0 = time.time() + LEAD_S
     midnight = datetime(2026, 11, 12, tzinfo=SHANGHAI)
-    clock = SimClock(midnight - timedelta(seconds=RESET_AFTER_S), anchor_unix=t0, speed=1.0)
+    clock = ClusterClock(start=midnight - timedelta(seconds=RESET_AFTER_S), anchor_unix=t0, speed=1.0)
     cluster = {"clock": {"start": clock.start.isoformat(), "speed": 1.0, "anchor_unix": t0}}
     (out / "cluster" / "cluster.json").write_text(json.dumps(cluster), encoding="utf-8")
     script = Script(clock)

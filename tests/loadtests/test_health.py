@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hdrh.histogram import HdrHistogram
 
-from loadtests.generator.health import CpuSampler, LagMeter, judge
+from loadtests.generator.health import CpuSampler, LagMeter, assess_generator
 from loadtests.generator.windows import Window
 
 
@@ -23,26 +23,26 @@ def seconds(n: int, *, cpu: float = 20.0, lag: float = 1.0, offered: int = 100) 
 
 
 def test_a_healthy_run_is_valid() -> None:
-    verdict = judge(seconds(10), 1000, CALM)
+    verdict = assess_generator(seconds(10), 1000, CALM)
     assert verdict.valid and verdict.reasons == []
-    assert verdict.to_json()["cpu_pct_max"] == 20.0
+    assert verdict.model_dump(mode="json")["cpu_pct_max"] == 20.0
 
 
 def test_cpu_at_the_limit_for_three_consecutive_seconds_is_invalid_but_two_are_not() -> None:
     windows = seconds(10)
     for t in (2, 3, 6, 7, 8):
         windows[t].cpu_pct = 97.0
-    assert not judge(windows, 1000, CALM).valid
-    assert "3 consecutive seconds" in judge(windows, 1000, CALM).reasons[0]
+    assert not assess_generator(windows, 1000, CALM).valid
+    assert "3 consecutive seconds" in assess_generator(windows, 1000, CALM).reasons[0]
     windows[7].cpu_pct = 10.0
-    assert judge(windows, 1000, CALM).valid
+    assert assess_generator(windows, 1000, CALM).valid
 
 
 def test_scheduling_lag_p99_over_all_wake_ups_decides_not_one_hiccup() -> None:
     hiccup = lags(*([1.0] * 995), *([400.0] * 5))
-    assert judge(seconds(10), 1000, hiccup).valid
+    assert assess_generator(seconds(10), 1000, hiccup).valid
     persistent = lags(*([1.0] * 970), *([400.0] * 30))
-    verdict = judge(seconds(10), 1000, persistent)
+    verdict = assess_generator(seconds(10), 1000, persistent)
     assert not verdict.valid and "lag" in verdict.reasons[0]
     assert abs(verdict.lag_ms_p99 - 400) <= 4
 
@@ -50,14 +50,14 @@ def test_scheduling_lag_p99_over_all_wake_ups_decides_not_one_hiccup() -> None:
 def test_late_and_dropped_over_one_percent_is_invalid() -> None:
     windows = seconds(10)
     windows[0].late, windows[1].dropped = 6, 6
-    verdict = judge(windows, 1000, CALM)
+    verdict = assess_generator(windows, 1000, CALM)
     assert not verdict.valid and (verdict.late, verdict.dropped) == (6, 6)
     windows[1].dropped = 4
-    assert judge(windows, 1000, CALM).valid
+    assert assess_generator(windows, 1000, CALM).valid
 
 
 def test_a_generator_that_never_ran_is_invalid() -> None:
-    verdict = judge([Window(t) for t in range(5)], 500, lags())
+    verdict = assess_generator([Window(t) for t in range(5)], 500, lags())
     assert not verdict.valid
     assert any("no generator" in r for r in verdict.reasons)
     assert any("only 0 arrivals" in r for r in verdict.reasons)

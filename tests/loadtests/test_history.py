@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from loadtests.generator.history import HEADER, Attempt, HistoryWriter
+from loadtests.generator.history import HistoryWriter
+from reports.runfolder import HISTORY_COLUMNS, Attempt
 
 
 def attempt(n: int) -> Attempt:
@@ -24,10 +25,10 @@ def test_rows_follow_the_internals_header_and_survive_the_buffer(tmp_path: Path)
     writer.close()
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == HEADER
+    assert list(rows[0]) == list(HISTORY_COLUMNS)
     expected = "payment_id,key,attempt,user_id,card_id,channel,amount_fen,intended,sent,done,status,code,outcome,"
     expected += "repayment_id,replica,business_date,replayed,part"
-    assert expected.split(",") == HEADER
+    assert expected.split(",") == list(HISTORY_COLUMNS)
     assert len(rows) == 4500 == writer.written
     assert rows[0]["replayed"] == "true" and rows[1]["replayed"] == "false"
     assert rows[3]["intended"] == "1.500000" and rows[3]["status"] == "201" and rows[3]["amount_fen"] == "1500"

@@ -8,9 +8,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from loadtests.generator.outcomes import OUTCOMES
 from loadtests.generator.windows import Window, decode_histogram
 from mock_gateway.config import load_config
+from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
 from tests.loadtests.procs import generator, history, replica, run_locust, windows
 
 STEADY = """

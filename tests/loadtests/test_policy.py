@@ -11,21 +11,21 @@ from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
     MAX_DELAY_S,
-    SHANGHAI,
+    ClientRetryBudget,
     DeclineContext,
-    RetryBudget,
-    SimClock,
     backoff_s,
     on_decline,
+    request_name,
     retry_after_s,
     should_retry,
 )
 from loadtests.generator.population import Card, User
+from reports.runfolder import SHANGHAI, ClusterClock
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
 USER = User("u1", (CARD_A, CARD_B, CARD_C))
 # The gateway clock reads 23:59:50 on 11.11 at wall time 1000 and runs 60x: the day resets 10 sim s = 1/6 s later.
-CLOCK = SimClock(datetime(2026, 11, 11, 23, 59, 50, tzinfo=SHANGHAI), anchor_unix=1000.0, speed=60.0)
+CLOCK = ClusterClock(start=datetime(2026, 11, 11, 23, 59, 50, tzinfo=SHANGHAI), anchor_unix=1000.0, speed=60.0)
 
 
 def plan(*parts: tuple[str, int]) -> dict[str, object]:
@@ -69,16 +69,16 @@ def test_retry_after_prefers_milliseconds_then_the_header() -> None:
 
 
 def test_retry_budget_allows_a_share_of_first_attempts_plus_a_floor() -> None:
-    budget = RetryBudget(ratio=0.2, min_per_s=0.0, cap=100.0, balance=0.0)
+    budget = ClientRetryBudget(ratio=0.2, min_per_s=0.0, cap=100.0, balance=0.0)
     for _ in range(50):
         budget.on_first_attempt(10.0)
     spent = sum(budget.try_spend(10.0) for _ in range(50))
     assert spent == 10
-    floor = RetryBudget(ratio=0.0, min_per_s=5.0, balance=0.0)
+    floor = ClientRetryBudget(ratio=0.0, min_per_s=5.0, balance=0.0)
     floor.on_first_attempt(0.0)
     assert not floor.try_spend(0.0)
     assert sum(floor.try_spend(1.0) for _ in range(20)) == 5
-    capped = RetryBudget(ratio=0.0, min_per_s=1000.0, cap=3.0, balance=0.0)
+    capped = ClientRetryBudget(ratio=0.0, min_per_s=1000.0, cap=3.0, balance=0.0)
     capped.on_first_attempt(0.0)
     assert sum(capped.try_spend(100.0) for _ in range(10)) == 3
 
@@ -89,7 +89,7 @@ def test_sim_clock_maps_both_ways_and_knows_the_business_day() -> None:
     midnight = datetime(2026, 11, 12, tzinfo=SHANGHAI)
     assert CLOCK.unix_at(midnight) == pytest.approx(1000.0 + 10 / 60)
     assert CLOCK.sim_at(CLOCK.unix_at(midnight)) == midnight
-    wall = SimClock.wall()
+    wall = ClusterClock.wall()
     assert abs(wall.sim_at(1_800_000_000.0) - datetime.fromtimestamp(1_800_000_000.0, SHANGHAI)) < timedelta(
         milliseconds=1
     )
@@ -134,3 +134,13 @@ def test_switch_card_walks_the_users_other_cards_then_stops() -> None:
 
 def test_switch_card_does_not_help_against_the_users_platform_cap() -> None:
     assert on_decline("switch-card", {"code": "DAILY_LIMIT_EXCEEDED", "scope": "user"}, ctx()) == GIVE_UP
+
+
+def test_retries_and_plan_parts_are_filed_under_their_own_request_names() -> None:
+    names = {request_name(attempt, part) for attempt, part in [(1, 0), (2, 0), (1, 1), (3, 2)]}
+    assert names == {
+        "/v1/repayments",
+        "/v1/repayments [retry]",
+        "/v1/repayments [plan part]",
+        "/v1/repayments [plan part retry]",
+    }

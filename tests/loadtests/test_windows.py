@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtests.generator.outcomes import OUTCOMES
 from loadtests.generator.windows import HDR_HIGHEST_US, Window, WindowBook, decode_histogram, merge_all
+from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
 
 attempts = st.lists(
     st.tuples(

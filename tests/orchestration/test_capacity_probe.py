@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.orchestration.capacity_probe import judge
+from loadtests.orchestration.capacity_probe import judge_probe
 from reports.hdr import new_histogram
 
 
@@ -34,7 +34,7 @@ def window(t: int, offered: int, ok: int, limited: int = 0, latency_us: int = 10
 def test_passing_probe_ignores_the_warmup() -> None:
     windows = [window(0, 50, 10, latency_us=5_000_000)] + [window(t, 100, 100) for t in range(1, 6)]
     windows.append(window(6, 0, 3))  # the drain after the end does not count
-    probe, span = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
+    probe, span = judge_probe(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert probe.passed
     assert probe.goodput == 100
     assert 9.9 <= probe.p99_ms <= 10.1
@@ -43,7 +43,7 @@ def test_passing_probe_ignores_the_warmup() -> None:
 
 def test_rate_limited_probe_fails_and_names_the_cap() -> None:
     windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
-    probe, _ = judge(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge_probe(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert probe.success_ratio == 0.75
     assert "rate cap" in probe.limited_by
@@ -51,19 +51,19 @@ def test_rate_limited_probe_fails_and_names_the_cap() -> None:
 
 def test_slow_probe_fails_on_latency() -> None:
     windows = [window(t, 100, 100, latency_us=2_000_000) for t in range(0, 6)]
-    probe, _ = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge_probe(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert probe.limited_by.startswith("latency")
 
 
 def test_offered_shortfall_is_the_client_pool() -> None:
     windows = [window(t, 60, 60) for t in range(0, 6)]
-    probe, _ = judge(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
+    probe, _ = judge_probe(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
     assert not probe.passed
     assert "client pool" in probe.limited_by
 
 
 def test_an_invalid_generator_is_blamed_first() -> None:
     windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
-    probe, _ = judge(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800, generator_valid=False)
+    probe, _ = judge_probe(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800, generator_valid=False)
     assert "generator" in probe.limited_by

@@ -32,6 +32,8 @@ def surge(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["run", "double11", "--host", "http://127.0.0.1:9", "--replicas", "2"], "--replicas"),
         (["compare", "a", "b", "--html", "missing-folder/cmp.html"], "missing-folder"),
         (["find-capacity", "--host", "http://192.168.0.1"], "--allow-remote"),
+        (["find-capacity", "--slo-success", "1.5"], "--slo-success"),
+        (["find-capacity", "--config", "missing.toml"], "missing.toml"),
         (["frobnicate"], "invalid choice"),
         (["gateway", "--port", "70000"], "--port"),
         (["gateway", "--port", "-1"], "--port"),
@@ -88,3 +90,11 @@ def test_scenarios_lists_the_six_builtins(tmp_path: Path) -> None:
     assert sorted(names) == sorted(
         ["double11", "festival618", "due-date-wave", "zero-down-installments", "capacity-step", "soak"]
     )
+
+
+def test_a_capacity_slo_override_out_of_range_is_a_usage_error_naming_the_option(tmp_path: Path) -> None:
+    """Validated like a scenario file (it was copied in unvalidated and then refused as a harness failure, 3)."""
+    result = surge("find-capacity", "--slo-success", "1.5", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    expected = "surge find-capacity: --slo-success: input should be less than or equal to 1 (got 1.5)"
+    assert result.stderr.strip() == expected

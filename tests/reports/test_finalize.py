@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from reports.finalize import finalize_run
-from reports.frames import RunFolderError, load_run
+from reports.frames import load_run
+from reports.runfolder import RunFolderError
 from tests.reports.runs import edit_json, edit_meta, ledger_execute
 
 SUMMARY_FIELDS = {"scenario", "seed", "scale", "valid", "exit_code", "totals", "slos", "invariants", "recovery"}
@@ -176,7 +177,8 @@ def test_the_clock_comes_from_the_cluster_state_but_the_token_never_leaves_it(ru
     state = {"admin_token": "s3cret-admin-token", "clock": {"start": "2026-11-11T00:00:00+08:00", "anchor_unix": 5.0}}
     (run_dir / "cluster" / "cluster.json").write_text(json.dumps(state), encoding="utf-8")
     frames = load_run(run_dir)
-    assert frames.clock["anchor_unix"] == 5.0 and frames.clock["start"] == "2026-11-11T00:00:00+08:00"
+    assert frames.clock is not None and frames.clock.anchor_unix == 5.0
+    assert frames.clock.start.isoformat() == "2026-11-11T00:00:00+08:00"
     finalize_run(run_dir)
     for name in ("summary.json", "junit.xml", "timeseries.csv", "report.html"):
         assert "s3cret-admin-token" not in (run_dir / name).read_text(encoding="utf-8"), name

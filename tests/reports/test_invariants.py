@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from reports import invariants
-from reports.frames import HISTORY_COLUMNS, LEDGER_COLUMNS
+from reports.frames import LEDGER_COLUMNS
+from reports.runfolder import HISTORY_COLUMNS
 
 CARD_CAPS = {"ICBC": 5_000_000}
 USER_CAP = 8_000_000

@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 
 from reports import metrics
-from reports.frames import CLASSES, EVENT_COLUMNS, HISTORY_COLUMNS, RunFrames, read_steps
-from reports.metrics import Incident, Slo
+from reports.frames import CLASSES, RunFrames, read_steps
+from reports.metrics import Incident
+from reports.runfolder import EVENT_COLUMNS, HISTORY_COLUMNS, RunMeta, Slo, Span
 
 SLO = Slo(min_success_ratio=0.99, max_p99_ms=500.0, max_recovery_s=5.0)
 STARTED = 1_000.0
@@ -37,8 +38,8 @@ def frames_of(
     )
     return RunFrames(
         run_dir=Path(),
-        meta={"started_unix": STARTED},
-        generator={},
+        meta=RunMeta(scenario="recovery", seed=0, started_unix=STARTED),
+        generator=None,
         windows=windows,
         codes=pd.DataFrame(index=seconds),
         replicas=pd.DataFrame(replicas or {}, index=seconds),
@@ -47,8 +48,8 @@ def frames_of(
         events=event_frame,
         ledger=None,
         steps=read_steps(Path("/nonexistent/steps.csv")),
-        capacity={},
-        clock={},
+        capacity=None,
+        clock=None,
     )
 
 
@@ -130,10 +131,13 @@ def test_a_later_fault_is_not_blamed_on_an_earlier_spike() -> None:
 
 
 def test_incidents_use_the_injection_time_from_events() -> None:
-    meta = {
-        "faults": [{"at_s": 45, "action": "kill", "target": "primary", "duration_s": 15}],
-        "spikes": [{"start_s": 30, "end_s": 32}],
-    }
+    meta = RunMeta(
+        scenario="recovery",
+        seed=0,
+        started_unix=STARTED,
+        faults=[{"at_s": 45, "action": "kill", "target": "primary", "duration_s": 15}],
+        spikes=[Span(start_s=30, end_s=32)],
+    )
     events = pd.DataFrame([(45.31, 0.0, "chaos", "fault_injected", "primary", "kill")], columns=EVENT_COLUMNS)
     assert metrics.incidents(meta, events) == [
         Incident("spike", 30.0, 2.0, None),
@@ -149,6 +153,7 @@ def test_a_fault_on_all_replicas_or_a_channel_has_no_failover() -> None:
 
 
 def test_fault_names_carry_their_channel() -> None:
-    meta = {"faults": [{"at_s": 5, "action": "latency", "target": "all", "channel": "CCB", "duration_s": 10}]}
+    fault = {"at_s": 5, "action": "latency", "target": "all", "channel": "CCB", "duration_s": 10}
+    meta = RunMeta(scenario="recovery", seed=0, started_unix=STARTED, faults=[fault])
     empty = pd.DataFrame(columns=EVENT_COLUMNS)
     assert [incident.name for incident in metrics.incidents(meta, empty)] == ["latency all CCB"]

@@ -1,0 +1,115 @@
+"""The one skeleton of every surge command that produces a run folder (`surge run`, `surge find-capacity`).
+
+    choose_gateway   validate --host / --config before anything starts (a mistake is exit 2, nothing started)
+    check_before_start  the preflight of the chosen gateway: faults aimed at replicas or channels the cluster will
+                     not have, options --host would ignore, a --host that does not answer
+    new_run_dir      (run_folder) the folder, refused when it already holds a run
+    gateway_session  start the embedded cluster (exit 3 when it cannot) or take --host; the command writes
+                     meta.json and drives the load inside; on the way out, whatever happened, the ledger is
+                     copied, the cluster stopped and events.csv written
+    conclude         (run_folder) hand the folder to `reports` (summary.json, junit.xml, report.html) and get
+                     the exit code; `loadtests.cli.verdict_table.finish` prints it
+
+The commands differ only in what they drive inside the session (one Locust run and a fault schedule, or a
+series of probes); the order around it is written here once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from loadtests.orchestration import preflight
+from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.targets import check_target
+from mock_gateway.cluster.handle import ClusterProcess
+from reports.runfolder import RunEvent, write_events_csv
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayChoice:
+    """The gateway a command will load: a `--host` surge did not start, or the embedded cluster.
+
+    `config` is the embedded cluster's effective config for meta.json (None for `--host`: the gateway is not
+    ours, so there are no caps to check against); `overrides` is the scenario's `[gateway]` table.
+    """
+
+    host: str | None
+    config: dict[str, Any] | None
+    config_path: Path | None
+    replicas: int
+    overrides: dict[str, Any]
+
+    @property
+    def embedded(self) -> bool:
+        return self.host is None
+
+    @property
+    def replicas_for_meta(self) -> int | None:
+        """meta.json `replicas`: only known for the cluster surge started."""
+        return self.replicas if self.embedded else None
+
+
+def choose_gateway(args: argparse.Namespace, overrides: dict[str, Any]) -> GatewayChoice:
+    """From the options every run-folder command takes (`--host`, `--allow-remote`, `--config`, `--replicas`):
+    the loopback guard on `--host`, else the embedded cluster's config with the scenario's `overrides`
+    validated; UsageError otherwise. No `--replicas`: the embedded cluster's default."""
+    count = args.replicas or preflight.DEFAULT_REPLICAS
+    if args.host:
+        host = check_target(args.host, allow_remote=args.allow_remote)
+        return GatewayChoice(host, None, args.config, count, overrides)
+    return GatewayChoice(None, validated_config(args.config, overrides), args.config, count, overrides)
+
+
+def check_before_start(
+    gateway: GatewayChoice, args: argparse.Namespace, scenario: Scenario, warn: Callable[[str], None]
+) -> None:
+    """The preflight (`preflight`): against the embedded cluster, every fault's replica or channel exists;
+    against `--host`, the options it would ignore are refused (`args.config`, `args.replicas`), what the scenario
+    asks that it cannot give is one `warn` line each, and the host answers. UsageError or HarnessError."""
+    if gateway.config is not None:
+        preflight.check_faults(scenario.faults, gateway.config, gateway.replicas)
+        return
+    for warning in preflight.host_conflicts(args, scenario):
+        warn(warning)
+    preflight.check_reachable(str(gateway.host))
+
+
+@dataclass(slots=True)
+class GatewaySession:
+    """What a command drives inside `gateway_session`: the URL to load and the events to put in events.csv.
+
+    `start_unix` is the run's t=0 (events.csv's `t_s` is measured from it); the command sets it once it knows
+    (a run fixes it a few seconds ahead so that Locust has booted; a capacity search takes the moment the
+    cluster is up).
+    """
+
+    run_dir: Path
+    target: str
+    cluster: ClusterProcess | None
+    start_unix: float
+    events: list[RunEvent] = field(default_factory=list)
+
+
+@asynccontextmanager
+async def gateway_session(choice: GatewayChoice, run_dir: Path) -> AsyncIterator[GatewaySession]:
+    """Start the embedded cluster (its state under `run_dir/cluster`) or take `--host`; on exit, by success or
+    by exception, collect the ledger and the cluster's events and write events.csv."""
+    session = GatewaySession(run_dir, choice.host or "", None, time.time())
+    try:
+        if choice.embedded:
+            session.cluster = await start_cluster(
+                choice.config_path, choice.replicas, run_dir / "cluster", choice.overrides
+            )
+            session.target = session.cluster.url
+        yield session
+    finally:
+        if session.cluster is not None:
+            session.events.extend(await stop_and_collect(session.cluster, run_dir))
+        write_events_csv(run_dir / "events.csv", session.start_unix, session.events)

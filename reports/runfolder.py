@@ -1,0 +1,516 @@
+"""THE run-folder format (docs/internals.md §5, §6): what loadtests writes and reports reads, defined once.
+
+Both sides import this module: the Locust process (generator/recorder, generator/history, the locustfile), surge's
+own process (orchestration, cli) and `reports`. It is therefore kept light — standard library and pydantic only,
+no pandas, numpy or hdrh — so importing it inside a gevent-patched Locust worker costs nothing.
+
+What lives here, each in one place:
+
+- the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
+- the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_row`), of `events.csv`
+  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`) and of a capacity search's `steps.csv` (`CapacityStep`,
+  `STEP_COLUMNS`, `write_steps_csv`);
+- the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
+  Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
+- the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Capacity`
+  (capacity.json), `Verdict` and `Summary` (summary.json), with `Slo`, the scenario `[slo]` table and its
+  defaults;
+- the one JSON writer (`write_json`, atomic) and the one JSON reader (`read_json_object`).
+
+Every model keeps keys it does not know (`extra="allow"`): a folder written by a newer surge (or by a sibling
+feature that adds a key before this module learns it) still reads, and rewriting it loses nothing. The files are
+compatible with the folders written before this module existed — summary.json, junit.xml and timeseries.csv
+byte for byte; meta.json and generator.json hold the same JSON values (non-ASCII text is now UTF-8 rather than
+`\\u` escapes, an unset SLO bound `800.0` rather than `800`) — so there is no `format` key yet; the first
+incompatible change must add one to meta.json and document it in docs/internals.md §5.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import astuple, dataclass, fields
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SHANGHAI: Final = ZoneInfo("Asia/Shanghai")  # business days are Asia/Shanghai days on the gateway's clock
+
+# A JSON number kept as written: a float field would turn a recorded 30 into 30.0 and change the bytes.
+Number = int | float
+
+
+class RunFolderError(ValueError):
+    """The folder is not a readable run folder; the message names the file and the problem in one line."""
+
+
+# Outcome classes ----------------------------------------------------------------------------------------------
+
+OutcomeClass = Literal["succeeded", "declined", "rate_limited", "shed", "error", "timeout"]
+OUTCOME_CLASSES: Final[tuple[OutcomeClass, ...]] = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
+
+# The algebra every verdict, chart, live line and capacity probe uses:
+#   good      = succeeded + declined        a business decline is the gateway working as specified (CONTRACT §5)
+#   failures  = shed + error + timeout      what the paying user felt as the gateway failing
+#   admitted  = good + failures             every class but rate_limited: a 429 is advertised admission control
+#                                           that the client honours and retries, not a failure
+#   rejected  = rate_limited + shed         the gateway protecting itself: "not now, come back later"
+#   success ratio = good / admitted         the `min_success_ratio` SLO
+GOOD: Final[tuple[OutcomeClass, ...]] = ("succeeded", "declined")
+FAILURES: Final[tuple[OutcomeClass, ...]] = ("shed", "error", "timeout")
+ADMITTED: Final[tuple[OutcomeClass, ...]] = (*GOOD, *FAILURES)
+REJECTED: Final[tuple[OutcomeClass, ...]] = ("rate_limited", "shed")
+
+DECLINE_CODES: Final = frozenset({"SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED"})
+TIMEOUT: Final = "TIMEOUT"
+CONNECTION_ERROR: Final = "CONNECTION_ERROR"
+
+
+def classify(status: int, code: str) -> OutcomeClass:
+    """One attempt's class from its status and problem code; `status` 0 means no response, and `code` is then
+    TIMEOUT or CONNECTION_ERROR. A 409 IDEMPOTENCY_IN_FLIGHT is `shed`: the gateway refused to do the work now
+    and said when to come back, exactly as a 503 does."""
+    if status == 0:
+        return "timeout" if code == TIMEOUT else "error"
+    if 200 <= status < 300:
+        return "succeeded"
+    if status == 422 and code in DECLINE_CODES:
+        return "declined"
+    if status == 429:
+        return "rate_limited"
+    if status in (503, 409):
+        return "shed"
+    return "error"
+
+
+def is_failure(outcome: str) -> bool:
+    """A failure the SLOs count; every other class is handled by a well-behaved client by design (Locust's own
+    statistics count those as successes)."""
+    return outcome in FAILURES
+
+
+def success_ratio(counts: Mapping[str, int]) -> float | None:
+    """good / admitted from per-class counts; None when nothing was admitted (no evidence either way)."""
+    admitted = sum(int(counts.get(name, 0)) for name in ADMITTED)
+    if admitted == 0:
+        return None
+    return sum(int(counts.get(name, 0)) for name in GOOD) / admitted
+
+
+# history/<worker>.csv ---------------------------------------------------------------------------------------------
+
+HISTORY_COLUMNS: Final[tuple[str, ...]] = (
+    *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
+    *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One history row; times are unix seconds, `status` 0 when no response came back, `part` the index of a
+    split-plan part (0 otherwise)."""
+
+    payment_id: str
+    key: str
+    attempt: int
+    user_id: str
+    card_id: str
+    channel: str
+    amount_fen: int
+    intended: float
+    sent: float
+    done: float
+    status: int
+    code: str
+    outcome: OutcomeClass
+    repayment_id: str
+    replica: str
+    business_date: str
+    replayed: bool
+    part: int
+
+
+def history_row(a: Attempt) -> tuple[object, ...]:
+    """The CSV cells of one attempt, in HISTORY_COLUMNS order. Spelled out field by field: dataclasses.astuple
+    deep-copies and costs more than the HTTP call at a few thousand attempts a second."""
+    return (
+        a.payment_id, a.key, a.attempt, a.user_id, a.card_id, a.channel, a.amount_fen,
+        f"{a.intended:.6f}", f"{a.sent:.6f}", f"{a.done:.6f}", a.status, a.code, a.outcome,
+        a.repayment_id, a.replica, a.business_date, "true" if a.replayed else "false", a.part,
+    )  # fmt: skip
+
+
+# events.csv ---------------------------------------------------------------------------------------------------
+
+EVENT_COLUMNS: Final[tuple[str, ...]] = ("t_s", "unix", "source", "kind", "target", "detail")
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One row of events.csv; `unix` is turned into `t_s` against the run's start when written."""
+
+    unix: float
+    source: str
+    kind: str
+    target: str
+    detail: str
+
+
+def write_events_csv(path: Path, start_unix: float, events: Iterable[RunEvent]) -> None:
+    """events.csv sorted by time (internals §5)."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(EVENT_COLUMNS)
+        for event in sorted(events, key=lambda e: e.unix):
+            writer.writerow(
+                [
+                    f"{event.unix - start_unix:.3f}",
+                    f"{event.unix:.6f}",
+                    event.source,
+                    event.kind,
+                    event.target,
+                    event.detail,
+                ]
+            )
+
+
+# steps.csv (a capacity search) -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityStep:
+    """One probe of a capacity search, one row of steps.csv: its rate, its measured window (`start_s`/`end_s`
+    against `started_unix`, after the warm-up), what it got, and whether it met the SLOs (else what limited it)."""
+
+    step: int
+    rate_per_s: float
+    start_s: float
+    end_s: float
+    offered: float
+    goodput: float
+    success_ratio: float
+    p99_ms: float
+    passed: bool
+    limited_by: str
+
+
+STEP_COLUMNS: Final[tuple[str, ...]] = tuple(field.name for field in fields(CapacityStep))
+
+
+def write_steps_csv(path: Path, steps: Iterable[CapacityStep]) -> None:
+    """steps.csv, rewritten whole after every probe so that a search cut short still leaves its steps."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(STEP_COLUMNS)
+        writer.writerows(astuple(step) for step in steps)
+
+
+# windows.jsonl, lightly ------------------------------------------------------------------------------------------
+
+
+def read_window_records(run_dir: Path) -> list[dict[str, Any]]:
+    """windows.jsonl as plain dicts (no histogram decoded); empty when absent. `reports.frames` reads the same
+    file into pandas frames; this is for the light readers (a capacity probe's verdict, merging probes)."""
+    path = run_dir / "windows.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+_Seconds = TypeVar("_Seconds")  # a float, or anything that does float arithmetic element-wise (a pandas Series)
+
+
+# The cluster clock ------------------------------------------------------------------------------------------
+
+
+class ClusterClock(BaseModel):
+    """The gateway's simulated clock (internals §3 `cluster.json:clock`): sim = start + (wall − anchor) · speed.
+
+    mock_gateway has its own `SimClock` (it imports nothing outside itself); this is the same formula read from
+    a run folder, for the generator (which business day a plan part falls on) and for the reports.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    start: datetime
+    anchor_unix: float
+    speed: float = 1.0
+
+    @classmethod
+    def wall(cls) -> ClusterClock:
+        """Real time: what a gateway without a simulated clock shows."""
+        return cls(start=datetime.fromtimestamp(0, SHANGHAI), anchor_unix=0.0, speed=1.0)
+
+    def sim_unix(self, unix: _Seconds) -> _Seconds:
+        """Simulated unix seconds of wall unix seconds: a float, or a whole column of them at once."""
+        return self.start.timestamp() + (unix - self.anchor_unix) * self.speed  # type: ignore[operator,return-value]
+
+    def sim_at(self, unix: float) -> datetime:
+        return datetime.fromtimestamp(self.sim_unix(unix), SHANGHAI)
+
+    def business_date(self, unix: float) -> date:
+        return self.sim_at(unix).date()
+
+    def unix_at(self, sim: datetime) -> float:
+        """The wall time at which the gateway's clock will read `sim`."""
+        return self.anchor_unix + (sim.timestamp() - self.start.timestamp()) / self.speed
+
+
+CLUSTER_STATE_FILES: Final = (Path("cluster") / "cluster.json", Path("cluster.json"))
+
+
+def read_cluster_clock(run_dir: Path) -> ClusterClock | None:
+    """The anchored clock the cluster chose, from its state file in the run folder (`surge run` keeps it under
+    `cluster/`, a probe or a plain run may hold it at the top); None when the folder has none. Only `clock` is
+    taken from cluster.json: it also holds the admin token, which must never reach a report."""
+    for candidate in CLUSTER_STATE_FILES:
+        path = run_dir / candidate
+        if not path.is_file():
+            continue
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+            return ClusterClock.model_validate(state["clock"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, ValidationError):
+            return None
+    return None
+
+
+# The JSON files -------------------------------------------------------------------------------------------------
+
+
+def write_json(path: Path, data: BaseModel | Mapping[str, Any]) -> None:
+    """Atomically, so a reader — CI, `surge compare`, a probe, the locustfile — never sees half a file: the text
+    is made first (strict JSON, no NaN: a ValueError leaves the old file alone), written to an exclusively
+    created scratch file beside the target (mode from the umask, like any other file of the folder) and renamed
+    over it; a failure removes the scratch. UTF-8, two-space indent, one trailing newline."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with scratch.open("x", encoding="utf-8") as out:
+            out.write(text)
+        scratch.replace(path)
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+
+
+def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:
+    """A JSON object file of a run folder; `{}` when an optional one is absent; RunFolderError otherwise."""
+    if not path.exists():
+        if required:
+            raise RunFolderError(f"{path} is missing: not a run folder")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object")
+    return data
+
+
+class _Open(BaseModel):
+    """A run-folder file: unknown keys are kept (see the module docstring)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Slo(BaseModel):
+    """A scenario's `[slo]` table (CONTRACT §5) and its defaults, also what meta.json records the run was judged
+    by. Unknown keys are errors: a misspelt bound must not silently become the default."""
+
+    # attribute docstrings are the keys' meanings in docs/reference/scenario-keys.md (scripts/gen_reference.py);
+    # defaults are validated so that an unset bound reads 800.0 like a set one, wherever it is shown
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, validate_default=True)
+
+    min_success_ratio: float = Field(default=0.99, ge=0, le=1)
+    """Good (succeeded + declined) over admitted attempts, overall and per phase; business declines are not failures."""
+    max_p99_ms: float = Field(default=800, gt=0)
+    """Intended-time p99 latency of admitted attempts, overall and per phase."""
+    max_recovery_s: float = Field(default=5, ge=0)
+    """After each fault and each spike: seconds until 3 healthy seconds in a row."""
+    max_lost: int = Field(default=0, ge=0)
+    """Acknowledged repayments missing from the ledger."""
+    max_over_cap: int = Field(default=0, ge=0)
+    """Card- or user-days charged above their daily cap."""
+
+
+class Phase(BaseModel):
+    name: str
+    start_s: float
+    end_s: float
+
+
+class Span(BaseModel):
+    start_s: float
+    end_s: float
+
+
+class RunMeta(_Open):
+    """meta.json (internals §5, §6): what ran, against what, with which versions — written before the load.
+
+    Defaults are for folders written by older versions that lacked a key; every writer sets every field.
+    """
+
+    kind: Literal["run", "capacity"] = "run"
+    scenario: str
+    description: str = ""
+    scenario_ref: str | None = None
+    seed: int
+    key_prefix: str | None = None
+    scale: Number = 1.0
+    duration_s: Number | None = None
+    started_unix: Number
+    host: str = ""
+    embedded: bool = False
+    workers: int = 1
+    replicas: int | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    git_commit: str | None = None
+    gateway_config: dict[str, Any] | None = None
+    slo: Slo = Field(default_factory=Slo)
+    phases: list[Phase] = Field(default_factory=list)
+    spikes: list[Span] = Field(default_factory=list)
+    faults: list[dict[str, Any]] = Field(default_factory=list)
+    client_policy: str | None = None
+    rate: list[dict[str, float]] = Field(default_factory=list)
+
+    @property
+    def is_capacity_search(self) -> bool:
+        """A `surge find-capacity` folder (internals §6): probes overload the gateway on purpose."""
+        return self.kind == "capacity"
+
+    def clock(self, run_dir: Path) -> ClusterClock | None:
+        """The gateway's clock during the run: the cluster's own record, else the config's start and speed
+        anchored at the run's start, else None (real time)."""
+        found = read_cluster_clock(run_dir)
+        if found is not None:
+            return found
+        config = (self.gateway_config or {}).get("clock") or {}
+        if not config.get("start"):
+            return None
+        anchor = config.get("anchor_unix") or self.started_unix
+        return ClusterClock(start=config["start"], anchor_unix=anchor, speed=config.get("speed") or 1.0)
+
+
+def read_meta(run_dir: Path) -> RunMeta:
+    """meta.json, the one file that makes a folder a run folder."""
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a directory")
+    return _validated(run_dir / "meta.json", read_json_object(run_dir / "meta.json", required=True), RunMeta)
+
+
+class GeneratorVerdict(_Open):
+    """generator.json: was the load generator the bottleneck? (`valid` false: the run measured surge, not the
+    gateway.) `started_unix` is the arrival schedule's t=0 the generator used."""
+
+    valid: bool = True
+    reasons: list[str] = Field(default_factory=list)
+    cpu_pct_max: Number = 0.0
+    lag_ms_p99: Number = 0.0
+    late: int = 0
+    dropped: int = 0
+    started_unix: Number | None = None
+
+
+def read_generator(run_dir: Path) -> GeneratorVerdict | None:
+    """generator.json, or None when the generator never finished (no verdict either way)."""
+    return _optional(run_dir / "generator.json", GeneratorVerdict)
+
+
+class Capacity(_Open):
+    """capacity.json of a capacity search (internals §6): the knee and how it was found."""
+
+    max_rate_per_s: Number | None = None
+    spread: Number | None = None
+    limited_by: str | None = None
+    bracket: list[Number] | None = None
+    probes: int | None = None
+
+
+def read_capacity(run_dir: Path) -> Capacity | None:
+    """capacity.json, or None when the folder is not a capacity search."""
+    return _optional(run_dir / "capacity.json", Capacity)
+
+
+class Verdict(_Open):
+    """One SLO, invariant or run check in summary.json `slos` / `invariant_verdicts` (and one JUnit test case)."""
+
+    name: str
+    value: bool | Number | None
+    bound: bool | Number | None
+    passed: bool | None
+    """None: unknown — surge could not check it (`reason` says why); never a pass."""
+    verdict: Literal["pass", "fail", "unknown"]
+    reason: str | None = None
+
+
+class Totals(_Open):
+    """CONTRACT §6 `totals`: every counter of the run summed over its seconds."""
+
+    offered: int
+    sent: int
+    succeeded: int
+    declined: int
+    rate_limited: int
+    shed: int
+    error: int
+    timeout: int
+    late: int
+    dropped: int
+
+
+class Summary(_Open):
+    """summary.json: the README's fields first, then what the report and `surge compare` read (internals §10).
+
+    Declared fields are written in this order and undeclared ones after them, so a new key is declared here, in
+    its place, rather than passed through as an extra.
+    """
+
+    scenario: str | None
+    description: str | None = None
+    seed: int | None
+    scale: Number | None
+    duration_s: Number | None = None
+    started_unix: Number | None = None
+    valid: bool
+    validity_reasons: list[str] = Field(default_factory=list)
+    exit_code: int
+    totals: Totals
+    slos: list[Verdict]
+    invariants: dict[str, int | None]
+    invariant_verdicts: list[Verdict] = Field(default_factory=list)
+    run_verdicts: list[Verdict] = Field(default_factory=list)
+    unknown: list[str] = Field(default_factory=list)
+    invariant_outcomes: dict[str, int] | None = None
+    ledger_other_rows: int | None = None
+    invariant_examples: dict[str, list[dict[str, Any]]] | None = None
+    recovery: list[dict[str, Any]] = Field(default_factory=list)
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _optional(path: Path, model: type[_Model]) -> _Model | None:
+    """An optional JSON file of the folder as `model`; None when absent (or empty)."""
+    raw = read_json_object(path, required=False)
+    return _validated(path, raw, model) if raw else None
+
+
+def _validated(path: Path, raw: dict[str, Any], model: type[_Model]) -> _Model:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{where}: {error['msg']}"
