@@ -14,9 +14,11 @@ import tomllib
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mock_gateway.quotas import Caps
 
 ENV_PREFIX = "SURGE_"
 
@@ -50,6 +52,65 @@ class ClockConfig(_Section):
         return value
 
 
+class LimitOverride(_Section):
+    """One `[[limits.schedule]]` entry: limits in force on the gateway clock in [from, until).
+
+    Festival days raise the daily caps (and the gateway's rates) for a while. Every replica and the router
+    derive their clock from the same anchor, so all of them switch at the same simulated instant.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+
+    from_: datetime = Field(alias="from")
+    """When the overrides come into force on the gateway clock (ISO 8601 with offset)."""
+    until: datetime
+    """When they stop (exclusive)."""
+    global_tps: float | None = Field(default=None, gt=0)
+    """The whole gateway's attempts per second meanwhile."""
+    replica_tps: float | None = Field(default=None, gt=0)
+    """Each replica's attempts per second meanwhile."""
+    user_tps: float | None = Field(default=None, gt=0)
+    """Attempts per second per user_id meanwhile."""
+    user_daily_fen: int | None = Field(default=None, gt=0)
+    """The platform cap per user per business day in force meanwhile, in fen."""
+    burst_ms: float | None = Field(default=None, ge=0, le=10_000)
+    """The burst tolerance of the global and replica caps meanwhile, in ms."""
+    card_daily_fen: int | None = Field(default=None, gt=0)
+    """Every channel's per-card daily cap in force meanwhile, in fen."""
+    single_fen: int | None = Field(default=None, gt=0)
+    """Every channel's per-transaction limit in force meanwhile, in fen."""
+
+    @field_validator("from_", "until")
+    @classmethod
+    def _needs_offset(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("must carry a UTC offset, e.g. 2026-11-11T00:00:00+08:00")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitOverride:
+        if self.until <= self.from_:
+            raise ValueError(f"'until' must be after 'from' (got {self.until.isoformat()} <= {self.from_.isoformat()})")
+        if not any(getattr(self, key) is not None for key in OVERRIDABLE):
+            raise ValueError(f"must override at least one of {', '.join(OVERRIDABLE)}")
+        return self
+
+    def in_force(self, moment: datetime) -> bool:
+        return self.from_ <= moment < self.until
+
+
+OVERRIDABLE = ("global_tps", "replica_tps", "user_tps", "user_daily_fen", "burst_ms", "card_daily_fen", "single_fen")
+
+
+class Rates(NamedTuple):
+    """The per-second caps in force at one moment (what `limits.Admission` is built from)."""
+
+    global_tps: float
+    replica_tps: float
+    user_tps: float
+    burst_ms: float
+
+
 class LimitsConfig(_Section):
     global_tps: float = Field(default=5000, gt=0)
     """Attempts per second for the whole gateway (the router; a lone replica applies it itself); past it, 429
@@ -63,6 +124,9 @@ class LimitsConfig(_Section):
     """Platform cap per user per business day, in fen."""
     burst_ms: float = Field(default=40, ge=0, le=10_000)  # GCRA burst tolerance of the global/replica caps
     """Burst tolerance of the global and replica caps (GCRA), in ms."""
+    schedule: tuple[LimitOverride, ...] = ()
+    """Dynamic limits: `[[limits.schedule]]` entries, each overriding limits between `from` and `until` on the
+    gateway clock; where two are in force at once, the later one wins key by key."""
 
 
 class LatencyConfig(_Section):
@@ -91,6 +155,9 @@ class ChannelConfig(_Section):
     """How long a call waits for a free bank slot before 503 CHANNEL_BUSY."""
     latency_ms: LatencyConfig = LatencyConfig()
     """The bank's simulated latency."""
+    tps: float = Field(default=0, ge=0, le=1_000_000)
+    """The bank's per-second quota for this channel, per replica (0: none). Calls past it wait their turn (paced
+    with asyncio-throttle) up to `queue_timeout_ms`, then 503 CHANNEL_BUSY."""
 
 
 def _default_channels() -> tuple[ChannelConfig, ...]:
@@ -181,9 +248,42 @@ class GatewayConfig(_Section):
                 return channel
         return None
 
+    def money_caps(self, channel: ChannelConfig, moment: datetime) -> Caps:
+        """The single, card-daily and user-daily caps of `channel` in force at `moment` on the gateway clock."""
+        single, card, user = channel.single_fen, channel.card_daily_fen, self.limits.user_daily_fen
+        for override in self.limits.schedule:
+            if override.in_force(moment):
+                single = override.single_fen or single
+                card = override.card_daily_fen or card
+                user = override.user_daily_fen or user
+        return Caps(single, card, user)
+
+    def rates_at(self, moment: datetime) -> Rates:
+        """The per-second caps in force at `moment` on the gateway clock, dynamic limits included."""
+        limits = self.limits
+        rates = Rates(limits.global_tps, limits.replica_tps, limits.user_tps, limits.burst_ms)
+        for override in limits.schedule:
+            if override.in_force(moment):
+                rates = Rates(
+                    override.global_tps or rates.global_tps,
+                    override.replica_tps or rates.replica_tps,
+                    override.user_tps or rates.user_tps,
+                    rates.burst_ms if override.burst_ms is None else override.burst_ms,
+                )
+        return rates
+
+    def schedules_rates(self) -> bool:
+        """Whether some `[[limits.schedule]]` entry changes a per-second cap (else admission needs no clock)."""
+        keys = ("global_tps", "replica_tps", "user_tps", "burst_ms")
+        return any(getattr(entry, key) is not None for entry in self.limits.schedule for key in keys)
+
+    def user_daily_fen(self, moment: datetime) -> int:
+        """The platform's per-user daily cap in force at `moment`."""
+        return self.money_caps(self.channels[0], moment).user_daily_fen
+
     def public_dict(self) -> dict[str, Any]:
         """The config as JSON-able data without the admin token, for reports and run folders."""
-        data = self.model_dump(mode="json")
+        data = self.model_dump(mode="json", by_alias=True)
         data["admin"].pop("token", None)
         return data
 

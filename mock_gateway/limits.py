@@ -18,9 +18,11 @@ spend a whole second's allowance at once (burst = user_tps) while the long-run r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from mock_gateway.config import Rates
 
 K = TypeVar("K", bound=Hashable)
 
@@ -159,3 +161,54 @@ class Admission:
         if self._user is not None:
             waits.append(("user", self._user.wait(user_id, now), self._user.rate_per_s))
         return waits
+
+
+class ScheduledAdmission(Generic[K]):
+    """An `Admission` whose rates follow the dynamic limits (`[[limits.schedule]]`).
+
+    `current()` names the rates in force now (a hashable value, from the gateway clock); when it changes, the
+    next request gets a fresh `Admission` built for the new rates by `build`. Fresh state at a switch is what a
+    gateway reloading its limits does: a raised cap opens at once, a lowered one starts from an empty bucket.
+    Every replica and the router read the same anchored clock, so all switch at the same simulated instant.
+    """
+
+    __slots__ = ("_admission", "_build", "_current", "_rates")
+
+    def __init__(self, build: Callable[[K], Admission], current: Callable[[], K]) -> None:
+        self._build = build
+        self._current = current
+        self._rates = current()
+        self._admission = build(self._rates)
+
+    def admit(self, user_id: str) -> Refusal | None:
+        rates = self._current()
+        if rates != self._rates:
+            self._rates, self._admission = rates, self._build(rates)
+        return self._admission.admit(user_id)
+
+    @property
+    def user_keys(self) -> int:
+        return self._admission.user_keys
+
+
+def admission_for(
+    rates_now: Callable[[], Rates],
+    *,
+    scheduled: bool,
+    scopes: Collection[str],
+    monotonic: Callable[[], float],
+) -> Admission | ScheduledAdmission[Rates]:
+    """The admission of one front end applying the caps named in `scopes` (`replica`, `global`, `user`) at the
+    rates `rates_now()` gives; `scheduled` when the dynamic limits change a rate (a plain `Admission` otherwise:
+    no clock read per request)."""
+
+    def build(rates: Rates) -> Admission:
+        return Admission(
+            replica_tps=rates.replica_tps if "replica" in scopes else None,
+            global_tps=rates.global_tps if "global" in scopes else None,
+            user_tps=rates.user_tps if "user" in scopes else None,
+            monotonic=monotonic,
+            burst_ms=rates.burst_ms,
+        )
+
+    return ScheduledAdmission(build, rates_now) if scheduled else build(rates_now())

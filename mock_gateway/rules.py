@@ -33,19 +33,20 @@ class Decide(Protocol):
     def __call__(self, charge: Charge, usage: Usage, moment: datetime) -> Decision: ...
 
 
-def caps_for(config: GatewayConfig, channel_code: str) -> Caps:
-    """The caps a charge on `channel_code` is held to (the channel is validated before a charge exists)."""
+def caps_for(config: GatewayConfig, channel_code: str, moment: datetime) -> Caps:
+    """The caps a charge on `channel_code` is held to at `moment` on the gateway clock, dynamic limits
+    (`limits.schedule`) included (the channel is validated before a charge exists)."""
     channel = config.channel(channel_code)
     if channel is None:
         raise ValidationFailed([("channel", f"unknown channel {show(channel_code)}")])
-    return Caps(channel.single_fen, channel.card_daily_fen, config.limits.user_daily_fen)
+    return config.money_caps(channel, moment)
 
 
 def make_decider(config: GatewayConfig, replica: str) -> Decide:
     """The rule applied inside the ledger transaction, on totals no other writer can change meanwhile."""
 
     def decide(charge: Charge, usage: Usage, moment: datetime) -> Decision:
-        caps = caps_for(config, charge.channel)
+        caps = caps_for(config, charge.channel, moment)  # the caps in force at the moment of the charge
         today = business_date(moment)
         decline = check(charge.amount_fen, caps, usage, today)
         if decline is not None:

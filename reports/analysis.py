@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, metrics, slo
+from reports import hdr, invariants, memory, metrics, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
 from reports.runfolder import GOOD, Slo, Summary
@@ -84,7 +84,13 @@ def analyse(frames: RunFrames) -> Analysis:
         None
         if frames.ledger is None
         else invariants.check(
-            frames.history, frames.ledger, card_caps, user_cap, daily, key_prefix=frames.meta.key_prefix
+            frames.history,
+            frames.ledger,
+            card_caps,
+            user_cap,
+            daily,
+            key_prefix=frames.meta.key_prefix,
+            schedule=metrics.cap_schedule(frames.meta),
         )
     )
     invariant_verdicts = slo.invariant_verdicts(
@@ -184,6 +190,7 @@ def summary(analysis: Analysis) -> Summary:
             "codes": metrics.codes_share(frames.codes),
             "amount_repaid_fen": int(windows["amount_fen"].sum()),
             "plans_followed": metrics.plans_followed(frames),
+            "memory": memory.summarize(frames.run_dir, float(meta.duration_s or 0.0)),
             "capacity": analysis.capacity,
             "versions": meta.versions,
             "git_commit": meta.git_commit,

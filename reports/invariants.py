@@ -15,7 +15,9 @@ and the checkers compare those outcomes with the ledger:
     duplicate  one key recorded twice, one key acknowledged with two repayment ids, or one payment part
                (payment_id, part) recorded under two keys: a user charged twice
     over_cap   a card's total on a business day above its channel's `card_daily_fen`, or a user's above
-               `user_daily_fen`
+               `user_daily_fen` — the caps in force that day: with dynamic limits (`[[limits.schedule]]`) the
+               highest cap in force at any moment of the business day, since the gateway checks each charge
+               against the cap of its moment and a day's total may legitimately reach a cap lowered later
 
 An hour-long soak has a million attempts, so keys, repayment ids and payments are factorised once into integer
 codes shared by history and ledger (`Evidence`), and every checker is numpy over those codes.
@@ -23,12 +25,17 @@ codes shared by history and ledger (`Evidence`), and every checker is numpy over
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from reports.runfolder import SHANGHAI
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")
@@ -240,9 +247,71 @@ def daily_totals(rows: pd.DataFrame) -> DailyTotals:
     )
 
 
-def find_over_cap(totals: DailyTotals, card_caps: dict[str, int], user_cap: int | None) -> list[dict[str, Any]]:
-    """Business days on which a card or a user was charged more than its cap."""
-    per_card = totals.per_card.assign(cap=totals.per_card["channel"].map(card_caps))
+@dataclass(frozen=True, slots=True)
+class CapOverride:
+    """One `[[limits.schedule]]` entry of the gateway config: daily caps in force in [start, end)."""
+
+    start: datetime
+    end: datetime
+    card_daily_fen: int | None = None
+    user_daily_fen: int | None = None
+
+    @classmethod
+    def from_config(cls, entry: dict[str, Any]) -> CapOverride:
+        card, user = entry.get("card_daily_fen"), entry.get("user_daily_fen")
+        return cls(
+            start=datetime.fromisoformat(str(entry["from"])),
+            end=datetime.fromisoformat(str(entry["until"])),
+            card_daily_fen=None if card is None else int(card),
+            user_daily_fen=None if user is None else int(user),
+        )
+
+
+Schedule = Sequence[CapOverride]
+
+
+def cap_on_day(day: str, base: int, schedule: Schedule, scope: str) -> int:
+    """The highest `scope` ("card" or "user") cap in force at any moment of business day `day` (Asia/Shanghai):
+    the day is cut at every override boundary inside it, and in each piece the last override covering it wins
+    (as in the gateway), else the configured `base`."""
+    start = datetime.combine(date.fromisoformat(day), time(0), SHANGHAI)
+    end = start + timedelta(days=1)
+    cuts = sorted({start, end} | {edge for o in schedule for edge in (o.start, o.end) if start < edge < end})
+    highest = 0
+    for piece_start, piece_end in itertools.pairwise(cuts):
+        value = base
+        for override in schedule:
+            scheduled = override.card_daily_fen if scope == "card" else override.user_daily_fen
+            if scheduled is not None and override.start <= piece_start and piece_end <= override.end:
+                value = scheduled
+        highest = max(highest, value)
+    return highest
+
+
+def card_caps_on_days(
+    channels: pd.Series, days: pd.Series, card_caps: dict[str, int], schedule: Schedule = ()
+) -> npt.NDArray[np.float64]:
+    """The card cap in force per (channel, business day) row; NaN where the channel's cap is unknown."""
+    if not schedule:
+        return np.asarray(channels.map(card_caps).to_numpy(np.float64, na_value=np.nan), dtype=np.float64)
+    pairs = pd.DataFrame({"channel": channels.to_numpy(), "business_date": days.to_numpy()})
+    unique = pairs.drop_duplicates()
+    unique = unique.assign(
+        cap=[
+            float(cap_on_day(str(day), card_caps[str(code)], schedule, "card")) if str(code) in card_caps else np.nan
+            for code, day in zip(unique["channel"], unique["business_date"], strict=True)
+        ]
+    )
+    return pairs.merge(unique, how="left", on=["channel", "business_date"])["cap"].to_numpy(np.float64)
+
+
+def find_over_cap(
+    totals: DailyTotals, card_caps: dict[str, int], user_cap: int | None, schedule: Schedule = ()
+) -> list[dict[str, Any]]:
+    """Business days on which a card or a user was charged more than the cap in force that day."""
+    per_card = totals.per_card.assign(
+        cap=card_caps_on_days(totals.per_card["channel"], totals.per_card["business_date"], card_caps, schedule)
+    )
     over = per_card[per_card["cap"].notna() & (per_card["amount_fen"] > per_card["cap"])]
     found = [
         {"scope": "card", "id": str(card), "business_date": str(day), "total_fen": int(total), "cap_fen": int(cap)}
@@ -252,10 +321,14 @@ def find_over_cap(totals: DailyTotals, card_caps: dict[str, int], user_cap: int 
     ]
     if user_cap is not None:
         per_user = totals.per_user
-        over = per_user[per_user["amount_fen"] > user_cap]
+        day_caps = {day: cap_on_day(str(day), user_cap, schedule, "user") for day in per_user["business_date"].unique()}
+        caps = per_user["business_date"].map(day_caps).astype("int64")
+        over_user = per_user.assign(cap=caps)[per_user["amount_fen"] > caps]
         found += [
-            {"scope": "user", "id": str(user), "business_date": str(day), "total_fen": int(total), "cap_fen": user_cap}
-            for user, day, total in zip(over["user_id"], over["business_date"], over["amount_fen"], strict=True)
+            {"scope": "user", "id": str(user), "business_date": str(day), "total_fen": int(total), "cap_fen": int(cap)}
+            for user, day, total, cap in zip(
+                over_user["user_id"], over_user["business_date"], over_user["amount_fen"], over_user["cap"], strict=True
+            )
         ]
     return found
 
@@ -278,8 +351,10 @@ def check(
     user_cap: int | None,
     totals: DailyTotals | None = None,
     key_prefix: str | None = None,
+    schedule: Schedule = (),
 ) -> InvariantReport:
-    """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed).
+    """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed;
+    `schedule`: the gateway's dynamic limits, when it had any).
 
     lost, phantom and duplicate look at the run's own rows (`own_rows`); over_cap at the whole ledger, because
     a cap bounds every charge of a card's day, whoever made it.
@@ -291,7 +366,7 @@ def check(
             "lost": find_lost(evidence),
             "phantom": find_phantom(evidence),
             "duplicate": find_duplicates(evidence),
-            "over_cap": find_over_cap(totals or daily_totals(ledger), card_caps, user_cap),
+            "over_cap": find_over_cap(totals or daily_totals(ledger), card_caps, user_cap, schedule),
         },
         outcomes=evidence.outcome_counts(),
         other_rows=len(ledger) - len(own),

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports import hdr
+from reports import hdr, invariants
 from reports.frames import CLASSES, RunFrames
 from reports.runfolder import ADMITTED, FAILURES, GOOD, REJECTED, SHANGHAI, ClusterClock, RunMeta, Slo
 
 PERCENTILES = (50.0, 95.0, 99.0)
 RECOVERY_STREAK_S = 3
 RECOVERY_TAIL_S = 10.0
+RECOVERY_BASELINE_S = 5  # the seconds before an incident whose 429 share counts as its usual level
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
@@ -225,14 +226,20 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
 
     detect: the first router `check_failed`/`replica_down` after the start. fail over: the first success from a
     replica other than the victim (the detected replica, else the named target, else the replica that served
-    most in the 3 s before). recover: from the start to the first second of the first run of 3 healthy seconds
-    that follows the first unhealthy second (0 when the incident never hurt; None when the run ended first).
+    most in the 3 s before). recover: from the start to the first second of the first run of 3 recovered
+    seconds that follows the first second that was not (0 when the incident never hurt; None when the run ended
+    first). A recovered second is healthy *and* turns no more load away with 429s than before the incident
+    (its rate-limited share at most the share of the RECOVERY_BASELINE_S before, plus the SLO's failure
+    allowance): a 429 is not a failure, but a gateway still rate-limiting a spike's backlog has not absorbed
+    it yet, and a steady per-user cap that limited as much before is not blamed on the incident.
     errors: shed, error and timeout attempts from the start until the later of recovery and the end of the look
     window. The look window (for the first unhealthy second and the detection event) runs from the start to the
     end of the incident plus 10 s, cut at the next incident, so one kill is not blamed on the spike before it.
     """
-    ok = healthy.to_numpy(bool)
-    last_second = ok.size
+    healthy_now = healthy.to_numpy(bool)
+    last_second = healthy_now.size
+    limited = frames.windows["n_rate_limited"].to_numpy(float)
+    answered = limited + class_sum(frames.windows, ADMITTED).to_numpy(float)
     successes = frames.history.loc[frames.history["outcome"] == "succeeded", ["replica", "done"]]
     started = float(frames.meta.started_unix)
     played = [incident for incident in incident_list if incident.not_played is None]
@@ -243,6 +250,9 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
             continue
         number = played.index(incident)
         first = max(math.floor(incident.start_s), 0)
+        before = slice(max(first - RECOVERY_BASELINE_S, 0), first)
+        usual = limited[before].sum() / answered[before].sum() if answered[before].sum() > 0 else 0.0
+        ok = healthy_now & (limited <= (usual + 1.0 - slo.min_success_ratio) * answered)
         look_end_s = incident.start_s + incident.duration_s + RECOVERY_TAIL_S
         if number + 1 < len(played):
             look_end_s = min(look_end_s, played[number + 1].start_s)
@@ -378,6 +388,29 @@ def caps(meta: RunMeta) -> tuple[dict[str, int], int | None]:
     return card, None if user is None else int(user)
 
 
+def cap_schedule(meta: RunMeta) -> tuple[invariants.CapOverride, ...]:
+    """The dynamic limits (`limits.schedule`) of the gateway config the run used; empty when none or unknown."""
+    limits = (meta.gateway_config or {}).get("limits") or {}
+    return tuple(invariants.CapOverride.from_config(entry) for entry in limits.get("schedule") or [])
+
+
+def caps_by_day(meta: RunMeta, days: list[str]) -> list[dict[str, Any]]:
+    """Per business day, the user cap and each channel's card cap in force (the highest of the day), for the
+    report's daily-caps section; empty when the gateway config is unknown."""
+    card_caps, user_cap = caps(meta)
+    schedule = cap_schedule(meta)
+    return [
+        {
+            "business_date": day,
+            "user_daily_fen": None if user_cap is None else invariants.cap_on_day(day, user_cap, schedule, "user"),
+            "card_daily_fen": {
+                code: invariants.cap_on_day(day, cap, schedule, "card") for code, cap in sorted(card_caps.items())
+            },
+        }
+        for day in days
+    ]
+
+
 def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
     """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
     else from the acknowledged attempts of the history (one per repayment id)."""
@@ -410,13 +443,14 @@ def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataF
         business_dates(declines["done"], frames.clock),
     )
     card_caps, _ = caps(frames.meta)
+    day_caps = invariants.card_caps_on_days(declines["channel"], days, card_caps, cap_schedule(frames.meta))
     keyed = pd.DataFrame(
         {
             "card_id": declines["card_id"].to_numpy(),
             "business_date": days.to_numpy(),
             "amount_fen": declines["amount_fen"].to_numpy(np.int64),
             "code": declines["code"].to_numpy(),
-            "cap": declines["channel"].map(card_caps).astype("float64").fillna(np.inf).to_numpy(),
+            "cap": np.nan_to_num(day_caps, nan=np.inf),
         }
     )
     keyed = keyed.merge(

@@ -49,7 +49,7 @@ SCOPES = ("single", "card", "user")
 
 
 @cache
-def _environment() -> Environment:
+def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("reports", "templates"),
         autoescape=True,
@@ -94,7 +94,7 @@ def _num(value: Any, digits: int = 2) -> str:
 def render_report(analysis: Analysis, comparison: Comparison | None = None) -> str:
     charts = build_charts(analysis)
     return (
-        _environment()
+        environment()
         .get_template("report.html.j2")
         .render(
             a=analysis,
@@ -106,7 +106,7 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             config_rows=_flatten(analysis.frames.meta.gateway_config or {}),
             generator={} if analysis.frames.generator is None else analysis.frames.generator.model_dump(),
             charts={chart["id"]: chart for chart in charts},
-            chart_json=_script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
+            chart_json=script_json([{k: chart[k] for k in ("id", "data", "layout")} for chart in charts]),
             plotly_gz=plotly_bundle(),
             recovery=analysis.recovery,
             capacity=analysis.capacity,
@@ -115,13 +115,26 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             locust_report=_locust_report(analysis),
             comparison=comparison,
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
+            cap_days=_cap_days(analysis),
         )
     )
 
 
+def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:
+    """The caps in force per business day of the run, shown only when the gateway had dynamic limits (else the
+    configured caps, listed with the config, held every day)."""
+    meta = analysis.frames.meta
+    if not metrics.cap_schedule(meta):
+        return []
+    days = set(analysis.daily.per_card["business_date"].astype(str)) | set(
+        analysis.daily.per_user["business_date"].astype(str)
+    )
+    return metrics.caps_by_day(meta, sorted(days))
+
+
 def render_comparison(comparison: Comparison) -> str:
     """The standalone page `surge compare` writes: the same table as the report's comparison section."""
-    return _environment().get_template("compare.html.j2").render(comparison=comparison)
+    return environment().get_template("compare.html.j2").render(comparison=comparison)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +253,7 @@ def _locust_report(analysis: Analysis) -> str | None:
     return f"locust/{pages[0].name}" if pages else None
 
 
-def _script_json(data: Any) -> str:
+def script_json(data: Any) -> str:
     """JSON safe inside a <script> element: no `</script>`, no `<!--`, whatever the strings hold."""
     text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

@@ -334,7 +334,8 @@ class Slo(BaseModel):
     max_p99_ms: float = Field(default=800, gt=0)
     """Intended-time p99 latency of admitted attempts, overall and per phase."""
     max_recovery_s: float = Field(default=5, ge=0)
-    """After each fault and each spike: seconds until 3 healthy seconds in a row."""
+    """After each fault and each spike: seconds until 3 recovered seconds in a row (healthy, and rate-limiting
+    no more than before it; docs/report.md)."""
     max_lost: int = Field(default=0, ge=0)
     """Acknowledged repayments missing from the ledger."""
     max_over_cap: int = Field(default=0, ge=0)

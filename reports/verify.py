@@ -29,7 +29,12 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
     report = invariants.check(
-        read_history(run_dir / "history"), ledger, card_caps, user_cap, key_prefix=meta.key_prefix
+        read_history(run_dir / "history"),
+        ledger,
+        card_caps,
+        user_cap,
+        key_prefix=meta.key_prefix,
+        schedule=metrics.cap_schedule(meta),
     )
     verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
     outcomes = [slo.outcome(verdict) for verdict in verdicts]

@@ -20,12 +20,12 @@ import os
 import platform
 import re
 import shutil
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -37,6 +37,7 @@ OUT = REPO / "docs" / "perf" / "gateway.md"
 
 BARE_SERVER = """
 import json
+import socket
 import sys
 from aiohttp import web
 import uvloop
@@ -61,11 +62,15 @@ async def stamp(request: web.Request, handler) -> web.StreamResponse:
     response.headers["X-Replica"] = "r1"
     return response
 
-is_floor = sys.argv[2] == "floor"
+is_floor = sys.argv[1] == "floor"
 app = web.Application(middlewares=[stamp] if is_floor else [])
 app.router.add_post("/v1/repayments", floor if is_floor else handler)
 app.router.add_get("/readyz", ready)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None, loop=uvloop.new_event_loop())
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(1024)
+print(f"listening on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+web.run_app(app, sock=sock, access_log=None, print=None, loop=uvloop.new_event_loop())
 """
 
 WRK_SCRIPT = """
@@ -94,13 +99,22 @@ end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    """A server that binds port 0 itself and prints `listening on URL`: its process and URL. (Picking a free port
+    here for the server to bind later is a race: another process can take the port in between.)"""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            # Keep reading so a chatty server never blocks on a full pipe.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return process, found.group(1)
+    stop(process)
+    raise SystemExit(f"{command[-1]!r} exited with {process.returncode} before it listened")
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 15) -> None:
+def wait_ready(url: str, process: subprocess.Popen[str], timeout_s: float = 15) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -139,7 +153,7 @@ def run_wrk(url: str, script: Path, duration: int, connections: int, core: int |
     return float(rate.group(1)), int(total.group(1)), int(non_2xx.group(1)) if non_2xx else 0
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
+def stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.terminate()
         try:
@@ -237,27 +251,20 @@ def measure(
 ) -> None:
     """A bare run, a floor run, then a replica run (fresh ledger), same wrk settings, same placement."""
     for variant, rates in (("bare", placement.bare), ("floor", placement.floor)):
-        port = free_port()
-        command = [*pin(placement.server_core), sys.executable, str(bare_script), str(port), variant]
-        process = subprocess.Popen(command)
+        process, url = start([*pin(placement.server_core), sys.executable, str(bare_script), variant])
         try:
-            wait_ready(f"http://127.0.0.1:{port}", process)
-            rate, _, _ = run_wrk(
-                f"http://127.0.0.1:{port}", script, args.duration, args.connections, placement.wrk_core
-            )
+            wait_ready(url, process)
+            rate, _, _ = run_wrk(url, script, args.duration, args.connections, placement.wrk_core)
             rates.append(rate)
         finally:
             stop(process)
     run_dir = folder / f"replica-{placement.server_core}-{rep}"
     run_dir.mkdir()
-    port = free_port()
-    command = [sys.executable, "-m", "mock_gateway", "--config", str(replica_config(run_dir)), "--port", str(port)]
-    process = subprocess.Popen([*pin(placement.server_core), *command], cwd=REPO, stdout=subprocess.DEVNULL)
+    command = [sys.executable, "-m", "mock_gateway", "--config", str(replica_config(run_dir)), "--port", "0"]
+    process, url = start([*pin(placement.server_core), *command])
     try:
-        wait_ready(f"http://127.0.0.1:{port}", process)
-        rate, total, non_2xx = run_wrk(
-            f"http://127.0.0.1:{port}", script, args.duration, args.connections, placement.wrk_core
-        )
+        wait_ready(url, process)
+        rate, total, non_2xx = run_wrk(url, script, args.duration, args.connections, placement.wrk_core)
         placement.replica.append(rate)
     finally:
         stop(process)

@@ -89,8 +89,9 @@ READING = [
 ]
 
 
-def serve(port: int, delay_ms: float) -> None:
-    """The bare handler: what a gateway costs when it does nothing."""
+def serve(delay_ms: float) -> None:
+    """The bare handler: what a gateway costs when it does nothing. It binds port 0 itself and prints the port
+    it got (a port picked free by the parent and bound later here could be taken in between)."""
     from aiohttp import web
 
     async def handle(request: web.Request) -> web.Response:
@@ -107,32 +108,26 @@ def serve(port: int, delay_ms: float) -> None:
         pass
     app = web.Application()
     app.router.add_post("/v1/repayments", handle)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1024)  # connections queue from now on, so the parent may connect as soon as it reads the port
+    print(sock.getsockname()[1], flush=True)
+    web.run_app(app, sock=sock, print=None, access_log=None)
 
 
 @contextmanager
 def server(delay_ms: float = 0.0) -> Iterator[str]:
-    port = free_port()
-    command = [sys.executable, __file__, "--serve", str(port), "--delay-ms", str(delay_ms)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [sys.executable, __file__, "--serve", "--delay-ms", str(delay_ms)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
+        assert process.stdout is not None
+        port = int(process.stdout.readline())  # the handler's own bound port; "" (exit) fails here
         yield f"http://127.0.0.1:{port}"
     finally:
         process.kill()
         process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def run(command: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -306,13 +301,13 @@ def search(url: str, reference: float, windows: int, work: Path) -> tuple[float,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--windows", type=int, default=2, help="10 s windows per open-model probe (default 2)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf" / "generator.md")
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.delay_ms)
+        serve(args.delay_ms)
         return 0
     if shutil.which("wrk") is None:
         print("wrk is missing (apt-get install wrk)", file=sys.stderr)

@@ -55,6 +55,12 @@ def _gateway() -> type[BaseModel]:
     return GatewayConfig
 
 
+def _study() -> type[BaseModel]:
+    from loadtests.scenario.study import Study
+
+    return Study
+
+
 REFERENCES = [
     Reference(
         name="scenario",
@@ -81,6 +87,23 @@ REFERENCES = [
         ),
         example="docs/examples/gateway.toml",
     ),
+    Reference(
+        name="study",
+        model=_study,
+        page="study-keys.md",
+        title="Study file keys",
+        intro=(
+            "Every key of a study TOML file (`surge study FILE`, docs/study.md). Unknown keys are errors that name "
+            "the key (exit 2), found before the first variant starts. `[[name]]` rows are arrays of tables."
+        ),
+        example="docs/examples/study.toml",
+        extra={
+            "variant.client": "any key of the scenario's `[client]`: [scenario-keys.md](scenario-keys.md)",
+            "variant.gateway": (
+                "a partial gateway config: every key of [gateway-config-keys.md](gateway-config-keys.md)"
+            ),
+        },
+    ),
 ]
 
 
@@ -96,7 +119,7 @@ class Key:
 def keys(model: type[BaseModel], prefix: str = "") -> Iterator[Key]:
     """Every key of `model`, depth first; a nested model (or a list of them) contributes its own keys."""
     for name, info in model.model_fields.items():
-        path = f"{prefix}{name}"
+        path = f"{prefix}{info.alias or name}"  # the key as written in the file (`from`, not `from_`)
         nested, many = _nested(info.annotation)
         shown = f"[[{path}]]" if nested is not None and many else f"[{path}]" if nested is not None else path
         yield Key(shown, _type(info.annotation), _default(info), _bounds(info), _meaning(model, name, info))

@@ -10,7 +10,7 @@ from rich.console import Console
 from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
-from reports.compare import Tolerances, compare, console_table
+from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
 from reports.frames import load_run
 from reports.render import render_comparison
 from reports.runfolder import RunFolderError
@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"allowed success-ratio drop in percentage points (default {defaults.success_points:g})",
     )
     parser.add_argument(
+        "--force",
+        action="store_true",
+        help="give a verdict even when the runs are not like for like (other scenario, scale, seed, config)",
+    )
+    parser.add_argument(
         "--html",
         type=Path,
         metavar="FILE",
@@ -64,7 +69,17 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None and not args.html.parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {args.html.parent} does not exist")
     try:
-        comparison = compare(analyse(load_run(args.base)), analyse(load_run(args.candidate)), tolerances)
+        base, candidate = load_run(args.base), load_run(args.candidate)
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    console = Console()
+    differences = unlike(base.meta.model_dump(mode="json"), candidate.meta.model_dump(mode="json"))
+    if differences and not args.force:
+        raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")
+    if differences:
+        console.print(f"[yellow]warning:[/yellow] {unlike_line(differences)}", highlight=False)
+    try:
+        comparison = compare(analyse(base), analyse(candidate), tolerances)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     target = args.html or args.candidate / "comparison.html"
@@ -72,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
         target.write_text(render_comparison(comparison), encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"--html {target}: {exc.strerror}") from None
-    console = Console()
     console.print(console_table(comparison))
     verdict = "[bold red]REGRESSED[/bold red]" if comparison.regressed else "[green]no regression[/green]"
     console.print(f"{verdict} · {target}", highlight=False)

@@ -25,6 +25,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "find-capacity": ("loadtests.cli.find_capacity", "search the highest arrival rate that meets the SLOs"),
     "verify": ("loadtests.cli.verify", "re-check a run's invariants against its ledger"),
     "scenarios": ("loadtests.cli.scenarios", "list the built-in scenarios"),
+    "study": ("loadtests.cli.study", "run one scenario under several variants and compare them on one page"),
+    "studies": ("loadtests.cli.studies", "list the built-in studies"),
 }
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -24,6 +27,7 @@ from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.orchestration.memory import sample_memory
 from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.orchestration.session import (
     GatewayChoice,
@@ -35,6 +39,8 @@ from loadtests.orchestration.session import (
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.runfolder import RunEvent, write_json
+
+CLUSTER_BOOT_S = 3.0  # the cluster is ready well within this on a busy 2-core machine; t=0 is planned past it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,8 +88,12 @@ def run(args: argparse.Namespace) -> int:
 async def _orchestrate(
     args: argparse.Namespace, scenario: Scenario, gateway: GatewayChoice, run_dir: Path, console: Console
 ) -> None:
+    lead_s = START_MARGIN_S + 0.5 * args.workers
+    planned = time.time() + CLUSTER_BOOT_S + lead_s
+    if gateway.embedded:
+        gateway = dataclasses.replace(gateway, overrides=_clock_anchored(gateway.overrides, planned))
     async with gateway_session(gateway, run_dir) as session:
-        session.start_unix = time.time() + START_MARGIN_S + 0.5 * args.workers
+        session.start_unix = max(planned, time.time() + lead_s) if gateway.embedded else time.time() + lead_s
         meta = run_meta(
             scenario,
             scenario_ref=args.scenario,
@@ -105,12 +115,22 @@ async def _orchestrate(
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
 
 
+def _clock_anchored(gateway: dict[str, Any], t0_unix: float) -> dict[str, Any]:
+    """The scenario's [gateway] with the gateway clock anchored at the run's t=0, so that it reads `clock.start`
+    when the load starts: double11's midnight falls on its spike and due-date-wave's days on their bumps, not a
+    start margin (times the clock's speed: a whole business day at due-date-wave's short durations) earlier. An
+    anchor the scenario sets itself is kept."""
+    anchored = copy.deepcopy(gateway)
+    anchored.setdefault("clock", {}).setdefault("anchor_unix", t0_unix)
+    return anchored
+
+
 def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
     found = [
         RunEvent(start_unix + s, "scenario", "phase_start", name, f"until {e:g}s") for name, s, e in scenario.phases()
     ]
     for start, end in scenario.spikes():
-        peak = scenario.rate_at(end)
+        peak = scenario.peak_rate(start, end)
         found.append(RunEvent(start_unix + start, "scenario", "spike_start", "", f"to {peak:.0f}/s"))
         found.append(RunEvent(start_unix + end, "scenario", "spike_end", "", ""))
     return found
@@ -125,6 +145,8 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
+    memory_csv = run_dir / "memory.csv"
+    sampler = None if cluster is None else asyncio.create_task(sample_memory(cluster, start_unix, memory_csv))
     chaos: asyncio.Task[None] | None = None
     if scenario.faults and cluster is not None:
         player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
@@ -152,7 +174,8 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
                 command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
             )
     finally:
-        if chaos is not None:
-            chaos.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await chaos
+        for task in (chaos, sampler):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

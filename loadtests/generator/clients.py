@@ -95,6 +95,9 @@ class Generator:
         self.run_end = self.t0 + scenario.duration_s
         self.hard_stop = self.run_end + drain_s(scenario)
         self.rng = random.Random(seed)
+        # Bills from their own stream: retries' jitter (self.rng) differs between client policies, and must not
+        # change which bills arrive, so a study's variants meet the same bills in the same order.
+        self.bills = random.Random(f"{seed}/bills")
         self.budget = ClientRetryBudget()
         self._times = arrival_times
         self._upcoming = self._next_arrival()
@@ -207,7 +210,7 @@ class Payer:
 
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
-        payment = ticket.payment or gen.population.draw(gen.rng)
+        payment = ticket.payment or gen.population.draw(gen.bills)
         payment_id = ticket.payment_id or new_key()
         jobs = deque([_Job(payment.card, payment.amount_fen, ticket.part, ticket.intended)])
         tried: set[str] = set()

@@ -16,7 +16,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from loadtests.errors import UsageError
 from reports.runfolder import Slo
@@ -24,6 +32,10 @@ from reports.runfolder import Slo
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike
 MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets outgrow one process (scenarios.md)
+
+# The [gateway] capacities a scenario may tie to --scale (`scaled_caps`): the per-second caps of the gateway and
+# the banks' concurrency. Per-user and money caps are not capacities: a user pays no faster on a bigger festival.
+ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurrency"]
 
 
 class ScenarioError(UsageError):
@@ -145,6 +157,29 @@ class Scenario(_Strict):
     """A partial gateway config for the embedded cluster, merged over the defaults and `--config`; ignored with
     `--host` (a warning says so).
     """
+    scaled_caps: tuple[ScaledCap, ...] = ()
+    """The [gateway] capacities that follow --scale like the rates: "limits.global_tps", "limits.replica_tps"
+    (multiplied) and "channels.concurrency" (every channel's, rounded, at least 1); each must be set in [gateway].
+    """
+
+    @field_validator("scaled_caps")
+    @classmethod
+    def _caps_are_set(cls, caps: tuple[ScaledCap, ...], info: ValidationInfo) -> tuple[ScaledCap, ...]:
+        """A cap that follows --scale must be written in [gateway]: scaling the gateway's default (5000/s) would
+        give a figure nobody chose, and the run would silently test something else."""
+        gateway = info.data.get("gateway") or {}
+        for cap in caps:
+            section, key = cap.split(".")
+            tables = gateway.get(section)
+            if section == "limits":
+                tables = [tables] if isinstance(tables, dict) else []
+            if not isinstance(tables, list) or not tables:
+                raise ValueError(f"names {cap}, but [gateway] does not set it")
+            for table in tables:
+                value = table.get(key) if isinstance(table, dict) else None
+                if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                    raise ValueError(f"names {cap}, but [gateway] does not set it to a number > 0 everywhere")
+        return caps
 
     @model_validator(mode="after")
     def _faults_before_the_end(self) -> Scenario:
@@ -187,7 +222,7 @@ class Scenario(_Strict):
                 f"past the limit of {MAX_POOL:,}; use a smaller --scale or --workers with a smaller pool"
             )
         arrivals = self.arrivals.model_copy(update={"pool": pool})
-        gateway = copy.deepcopy(self.gateway)
+        gateway = self._scaled_gateway(scale)
         clock = gateway.get("clock")
         if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
             clock["speed"] = clock["speed"] / stretch  # business days keep their place on the curve
@@ -200,6 +235,20 @@ class Scenario(_Strict):
                 "gateway": gateway,
             }
         )
+
+    def _scaled_gateway(self, scale: float) -> dict[str, Any]:
+        """[gateway] with every cap of `scaled_caps` times `scale`: a capacity that must stay below the peak at
+        any scale (double11's spike is meant to overflow the gateway) moves with the rates. A concurrency is a
+        whole number of calls: rounded, never below one."""
+        gateway = copy.deepcopy(self.gateway)
+        for cap in self.scaled_caps:
+            section, key = cap.split(".")
+            if section == "limits":
+                gateway[section][key] = gateway[section][key] * scale
+            else:
+                for table in gateway[section]:
+                    table[key] = max(1, round(table[key] * scale))
+        return gateway
 
     def rate_at(self, t_s: float) -> float:
         """Target arrivals per second at `t_s`: linear between points, flat outside them, zero after the end."""
@@ -258,6 +307,12 @@ class Scenario(_Strict):
             found.append((start_t, end_t))
             i = k
         return found
+
+    def peak_rate(self, start_s: float, end_s: float) -> float:
+        """The highest rate on [start_s, end_s]: a spike's peak (the curve is linear between corners, so the
+        highest point is a corner or an end)."""
+        inside = [r for t, r in self.breakpoints() if start_s <= t <= end_s]
+        return max([self.rate_at(start_s), self.rate_at(end_s), *inside])
 
     @staticmethod
     def _crossing(before: tuple[float, float], after: tuple[float, float], level: float) -> float:
@@ -324,7 +379,7 @@ def load_scenario(ref: str) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {path}: {_first_error(exc)}") from None
+        raise ScenarioError(f"scenario {path}: {first_error(exc)}") from None
 
 
 def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
@@ -333,10 +388,10 @@ def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
     try:
         return Scenario.model_validate(base.model_dump() | changes)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {base.name}: {_first_error(exc)}") from None
+        raise ScenarioError(f"scenario {base.name}: {first_error(exc)}") from None
 
 
-def _first_error(exc: ValidationError) -> str:
+def first_error(exc: ValidationError) -> str:
     """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed.
 
     An unknown key comes first: a typo (`duraton_s`) also makes the real key missing, and "unknown key

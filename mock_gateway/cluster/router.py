@@ -34,10 +34,11 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from mock_gateway.clock import SimClock
 from mock_gateway.cluster.events import EventKind, EventLog, RouterMetrics
 from mock_gateway.cluster.health import Mode, ReplicaPool, Transition
 from mock_gateway.cluster.retry_budget import RetryBudget
-from mock_gateway.config import GatewayConfig
+from mock_gateway.config import GatewayConfig, Rates
 from mock_gateway.errors import (
     GatewayError,
     NoHealthyReplica,
@@ -45,7 +46,7 @@ from mock_gateway.errors import (
     RateLimited,
     ReplicaUnavailable,
 )
-from mock_gateway.limits import DEFAULT_BURST_MS, Admission
+from mock_gateway.limits import DEFAULT_BURST_MS, admission_for
 from mock_gateway.problems import problem_middleware
 from mock_gateway.validation import peek_code, read_body, read_charge
 
@@ -95,6 +96,7 @@ class RouterSettings:
     max_body_bytes: int
     channels: tuple[str, ...]
     burst_ms: float = DEFAULT_BURST_MS
+    rates_now: Callable[[], Rates] | None = None  # the dynamic limits' rates on the gateway clock, when scheduled
     connect_timeout_s: float = 0.25
     request_timeout_s: float = 5.0
     retry_ratio: float = 0.2
@@ -106,7 +108,9 @@ class RouterSettings:
         return min(self.check_interval_s, 0.25)
 
     @classmethod
-    def from_config(cls, config: GatewayConfig) -> RouterSettings:
+    def from_config(cls, config: GatewayConfig, clock: SimClock | None = None) -> RouterSettings:
+        """`clock`: the replicas' anchored clock, so that dynamic limits switch here at the same instant."""
+        sim = clock or SimClock.from_config(config.clock)
         return cls(
             mode=Mode(config.router.mode),
             check_interval_s=config.router.check_interval_ms / 1000,
@@ -117,6 +121,7 @@ class RouterSettings:
             max_body_bytes=config.server.max_body_bytes,
             channels=tuple(channel.code for channel in config.channels),
             burst_ms=config.limits.burst_ms,
+            rates_now=(lambda: config.rates_at(sim.now())) if config.schedules_rates() else None,
         )
 
 
@@ -160,12 +165,12 @@ class Router:
         self.ports = dict(ports)
         self.host = host
         self.budget = RetryBudget(settings.retry_ratio, 10, settings.retry_min_per_s)
-        self.admission = Admission(
-            replica_tps=None,
-            global_tps=settings.global_tps,
-            user_tps=settings.user_tps,
+        fixed = Rates(settings.global_tps, 0.0, settings.user_tps, settings.burst_ms)
+        self.admission = admission_for(
+            settings.rates_now or (lambda: fixed),
+            scheduled=settings.rates_now is not None,
+            scopes=("global", "user"),
             monotonic=time.monotonic,
-            burst_ms=settings.burst_ms,
         )
         self._backends: dict[str, Backend] = {}
         self._probe_session: aiohttp.ClientSession | None = None

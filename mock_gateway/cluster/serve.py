@@ -33,11 +33,12 @@ from typing import Any
 from aiohttp import web
 
 from mock_gateway.admin import load_admin_token
+from mock_gateway.clock import SimClock
 from mock_gateway.cluster.admin_api import AdminApi
 from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
 from mock_gateway.cluster.supervisor import Supervisor
-from mock_gateway.config import ConfigError, GatewayConfig, load_config
+from mock_gateway.config import ClockConfig, ConfigError, GatewayConfig, load_config
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.ledger import LedgerError
@@ -138,7 +139,13 @@ async def serve_cluster(
             on_port=lambda name, new_port: router.move(name, new_port),
         )
         router = Router(
-            RouterSettings.from_config(config), supervisor.ports(), "127.0.0.1", events, running=supervisor.running
+            RouterSettings.from_config(
+                config, SimClock.from_config(ClockConfig.model_validate(replica_config["clock"]))
+            ),
+            supervisor.ports(),
+            "127.0.0.1",
+            events,
+            running=supervisor.running,
         )
         state: dict[str, Any] = {}
 

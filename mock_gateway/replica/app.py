@@ -32,7 +32,7 @@ from aiohttp import web
 
 from mock_gateway.admin import ADMIN_TOKEN_KEY, load_admin_token, require_admin
 from mock_gateway.clock import SimClock, business_date, resets_at
-from mock_gateway.config import GatewayConfig
+from mock_gateway.config import GatewayConfig, Rates
 from mock_gateway.errors import (
     PROBLEM_CONTENT_TYPE,
     ChannelBusy,
@@ -43,7 +43,7 @@ from mock_gateway.errors import (
     ReplicaUnavailable,
     ValidationFailed,
 )
-from mock_gateway.limits import Admission
+from mock_gateway.limits import Admission, ScheduledAdmission, admission_for
 from mock_gateway.problems import CODE_KEY, problem_middleware
 from mock_gateway.quotas import Usage
 from mock_gateway.replica.bank import Bank
@@ -69,7 +69,7 @@ class ReplicaState:
     name: str
     clock: SimClock
     ledger: Ledger
-    admission: Admission
+    admission: Admission | ScheduledAdmission[Rates]
     bank: Bank
     metrics: Metrics
     faults: Faults
@@ -100,7 +100,6 @@ def create_app(
     per-user caps); standalone, the replica applies all three itself."""
     clock = clock or SimClock.from_config(config.clock)
     metrics = Metrics(name)
-    limits = config.limits
     state = ReplicaState(
         config=config,
         name=name,
@@ -115,12 +114,11 @@ def create_app(
             on_commit=metrics.observe_commit,
             claiming=config.router.mode == "active-active",
         ),
-        admission=Admission(
-            replica_tps=limits.replica_tps,
-            global_tps=None if behind_router else limits.global_tps,
-            user_tps=None if behind_router else limits.user_tps,
+        admission=admission_for(
+            lambda: config.rates_at(clock.now()),  # the dynamic limits' rates, when they schedule any
+            scheduled=config.schedules_rates(),
+            scopes=("replica",) if behind_router else ("replica", "global", "user"),
             monotonic=time.monotonic,
-            burst_ms=limits.burst_ms,
         ),
         bank=Bank(config.channels),
         metrics=metrics,
@@ -272,9 +270,10 @@ def _released(state: ReplicaState) -> Callable[[asyncio.Future[None]], None]:
 
 def _predict_decline(state: ReplicaState, charge: Charge) -> bool:
     """A cheap guess from the cap table and this replica's last view of the totals; may under-estimate."""
-    caps = caps_for(state.config, charge.channel)
+    now = state.clock.now()
+    caps = caps_for(state.config, charge.channel, now)
     guess = state.usage_guess.get((charge.card_id, charge.user_id))
-    return obvious_decline(charge, caps, guess, business_date(state.clock.now()))
+    return obvious_decline(charge, caps, guess, business_date(now))
 
 
 def _remember_usage(state: ReplicaState, charge: Charge, outcome: Outcome) -> None:
@@ -347,12 +346,12 @@ async def get_limits(request: web.Request) -> web.Response:
     except LedgerError as exc:
         log.warning("ledger read failed: %s", exc)
         raise ReplicaUnavailable("the ledger is unavailable; retry", retry_after_s=1) from None
-    user_limit = state.config.limits.user_daily_fen
+    user_limit = state.config.user_daily_fen(now)  # the caps in force now, dynamic limits included
     card_rows = []
     for card_id, code, used in cards:
         channel = state.config.channel(code)
         if channel is not None:
-            limit = channel.card_daily_fen
+            limit = state.config.money_caps(channel, now).card_daily_fen
             card_rows.append(
                 {
                     "card_id": card_id,

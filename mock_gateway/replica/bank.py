@@ -1,10 +1,16 @@
-"""The simulated bank behind each quick-pay channel: a lognormal call latency and a concurrency ceiling.
+"""The simulated bank behind each quick-pay channel: a per-second quota, a concurrency ceiling, a lognormal latency.
 
 Without these a mock gateway answers in microseconds at any load and no capacity curve has a knee. With them,
 saturation looks like the real thing: up to `concurrency` calls are in flight per channel, the next ones wait
 up to `queue_timeout_ms` for a slot (latency climbs) and are then shed with 503 CHANNEL_BUSY (throughput
 flattens). The lognormal is fitted to the configured median and p99: mu = ln(median),
 sigma = ln(p99 / median) / z(0.99).
+
+A bank also grants each channel a quota of calls per second (`tps`). Gateways queue toward it rather than
+refuse: a call past the quota waits its turn, paced by asyncio-throttle (a pacer toward a downstream, unlike the
+admission caps in limits.py, which answer at once), and is shed with 503 CHANNEL_BUSY when its turn would come
+after `queue_timeout_ms`. The quota is waited for first and holds no concurrency slot: a call queued behind the
+quota must not keep a slot from a call the bank would take now. One `queue_timeout_ms` bounds both waits.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from asyncio_throttle import Throttler
 
 from mock_gateway.config import ChannelConfig
 from mock_gateway.errors import ChannelBusy
@@ -35,19 +43,66 @@ class LatencyModel:
         return rng.lognormvariate(math.log(self.median_ms), sigma) / 1000.0
 
 
+def quota_throttler(tps: float) -> Throttler | None:
+    """A pacer admitting `tps` calls per second on average; None for no quota. asyncio-throttle counts whole
+    calls per period, so a fractional quota becomes n calls per n / tps seconds (0.5/s: 1 call per 2 s)."""
+    if tps <= 0:
+        return None
+    calls = max(1, round(tps))
+    return Throttler(rate_limit=calls, period=calls / tps)
+
+
 class _Channel:
-    __slots__ = ("busy", "latency", "limit", "semaphore", "timeout_s")
+    __slots__ = ("busy", "code", "latency", "limit", "quota", "semaphore", "timeout_s", "waiting")
 
     def __init__(self, config: ChannelConfig) -> None:
+        self.code = config.code
         self.latency = LatencyModel(config.latency_ms.median, config.latency_ms.p99)
         self.limit = config.concurrency
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.timeout_s = config.queue_timeout_ms / 1000.0
+        self.quota = quota_throttler(config.tps)
         self.busy = 0
+        self.waiting = 0  # calls waiting for their turn in the quota
+
+    async def wait_for_quota(self) -> float:
+        """Waits for a turn in the quota; returns what is left of the queue timeout for the slot."""
+        if self.quota is None:
+            return self.timeout_s
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.waiting += 1
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.quota.acquire()
+        except TimeoutError:
+            raise ChannelBusy(
+                f"channel {self.code} is at its bank quota of {self.quota.rate_limit / self.quota.period:g} "
+                f"calls/s and no turn came within {self.timeout_s * 1000:g} ms",
+                retry_after_s=1.0,
+            ) from None
+        finally:
+            self.waiting -= 1
+        return max(0.0, self.timeout_s - (loop.time() - started))
+
+    async def take_slot(self, timeout_s: float) -> None:
+        if not self.semaphore.locked():
+            await self.semaphore.acquire()
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.semaphore.acquire()
+        except TimeoutError:
+            raise ChannelBusy(
+                f"channel {self.code} has {self.limit} calls in flight and none finished within "
+                f"{self.timeout_s * 1000:g} ms",
+                retry_after_s=1.0,
+            ) from None
 
 
 class Bank:
-    """`await bank.call(code)` holds one of the channel's slots for the simulated call, or sheds."""
+    """`await bank.call(code)` waits for the channel's quota, then holds one of its slots for the simulated
+    call; either wait past the queue timeout sheds the call."""
 
     def __init__(self, channels: Iterable[ChannelConfig], rng: random.Random | None = None) -> None:
         self._channels = {config.code: _Channel(config) for config in channels}
@@ -56,23 +111,16 @@ class Bank:
     def in_flight(self, code: str) -> int:
         return self._channels[code].busy
 
+    def waiting_for_quota(self, code: str) -> int:
+        return self._channels[code].waiting
+
     async def call(self, code: str) -> None:
-        """Raises `ChannelBusy` when no slot frees up within the channel's queue timeout."""
+        """Raises `ChannelBusy` when the quota or a slot is not granted within the channel's queue timeout."""
         channel = self._channels[code]
+        left_s = await channel.wait_for_quota()
         if channel.latency.median_ms <= 0:
             return  # a bank that answers at once never has a call in flight: no slot to take
-        if channel.semaphore.locked():
-            try:
-                async with asyncio.timeout(channel.timeout_s):
-                    await channel.semaphore.acquire()
-            except TimeoutError:
-                raise ChannelBusy(
-                    f"channel {code} has {channel.limit} calls in flight and none finished within "
-                    f"{channel.timeout_s * 1000:g} ms",
-                    retry_after_s=1.0,
-                ) from None
-        else:
-            await channel.semaphore.acquire()
+        await channel.take_slot(left_s)
         channel.busy += 1
         try:
             delay = channel.latency.sample(self._rng)

@@ -14,9 +14,10 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 
 def wait_event(
-    path: Path, kind: str, replica: str | None = None, after_mono: float = 0.0, timeout_s: float = 5.0
+    path: Path, kind: str, replica: str | None = None, after_mono: float = 0.0, timeout_s: float = 15.0
 ) -> dict[str, Any]:
-    """The first event of `kind` (for `replica`) later than `after_mono`; fails the test after `timeout_s`."""
+    """The first event of `kind` (for `replica`) later than `after_mono`; fails the test after `timeout_s`. Only a
+    bound on waiting (generous: a starved machine): how soon an event came is asserted on its `mono` stamps."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for event in read_events(path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,15 @@ def claims(ledger: Path) -> list[tuple[str, str]]:
         return [(key, replica) for key, replica in db.execute("SELECT key, replica FROM claims")]
 
 
+async def until_claimed(ledger: Path, key: str, replica: str) -> None:
+    """Until `replica` holds the claim on `key` (it then waits on the slow bank for 600 ms or more); the 30 s
+    deadline only turns a hang into a failure."""
+    deadline = time.monotonic() + 30
+    while claims(ledger) != [(key, replica)]:
+        assert time.monotonic() < deadline, f"{replica} never claimed {key}: {claims(ledger)}"
+        await asyncio.sleep(0.01)
+
+
 async def post(session: aiohttp.ClientSession, url: str, key: str, body: dict[str, Any]) -> tuple[int, str, bool]:
     async with session.post(f"{url}/v1/repayments", json=body, headers={"Idempotency-Key": key}) as response:
         data = await response.json(content_type=None)
@@ -40,12 +50,13 @@ async def test_the_same_key_at_two_replicas_at_once_is_409_for_the_second(start_
     ports = {r["name"]: r["port"] for r in cluster.refresh()["replicas"]}
     body = repayment("u-aa", "c-aa", 1000)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        first, second = await asyncio.gather(
-            post(session, f"http://127.0.0.1:{ports['r1']}", "k-aa", body),
-            post(session, f"http://127.0.0.1:{ports['r2']}", "k-aa", body),
-        )
-        answers = sorted([first, second])
-        assert answers == [(201, "", False), (409, "IDEMPOTENCY_IN_FLIGHT", False)], answers
+        # r2 gets the key once r1 holds its claim, not "at once" by luck: sent together, a starved r2 could
+        # answer after r1 had finished (a replay), and the in-flight case would go untested.
+        pending = asyncio.ensure_future(post(session, f"http://127.0.0.1:{ports['r1']}", "k-aa", body))
+        await until_claimed(cluster.ledger_path, "k-aa", "r1")
+        second = await post(session, f"http://127.0.0.1:{ports['r2']}", "k-aa", body)
+        first = await pending
+        assert (first, second) == ((201, "", False), (409, "IDEMPOTENCY_IN_FLIGHT", False))
         again = await post(session, f"http://127.0.0.1:{ports['r2']}", "k-aa", body)
         assert again == (201, "", True)
     assert [row["idempotency_key"] for row in ledger_rows(cluster.ledger_path)] == ["k-aa"]
@@ -57,11 +68,7 @@ async def test_a_killed_replicas_claim_does_not_block_the_retry(start_cluster: S
     body = repayment("u-kill", "c-kill", 1000)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         pending = asyncio.ensure_future(post(session, f"http://127.0.0.1:{ports['r1']}", "k-kill", body))
-        for _ in range(200):  # until r1 holds the claim (it then waits on the bank for 600 ms or more)
-            if claims(cluster.ledger_path) == [("k-kill", "r1")]:
-                break
-            await asyncio.sleep(0.01)
-        assert claims(cluster.ledger_path) == [("k-kill", "r1")]
+        await until_claimed(cluster.ledger_path, "k-kill", "r1")
         assert (await admin(cluster, "POST", "/admin/replicas/r1/kill"))[0] == 200
         await asyncio.gather(pending, return_exceptions=True)
         retried = await post(session, f"http://127.0.0.1:{ports['r2']}", "k-kill", body)

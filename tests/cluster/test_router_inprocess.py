@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import resource
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,8 +37,9 @@ async def unavailable(request: web.Request) -> web.StreamResponse:
 
 
 async def hang(request: web.Request) -> web.StreamResponse:
-    await asyncio.sleep(5)
-    return await created(request)
+    """A replica that never answers (the runner's shutdown cancels it)."""
+    await asyncio.Event().wait()
+    raise AssertionError("unreachable")
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
@@ -145,7 +145,6 @@ async def test_a_refused_connection_moves_to_the_next_replica_without_budget(mak
 
 async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(make_router: RouterFactory) -> None:
     router, url = await make_router(hang, created)
-    started = time.monotonic()
     pending = asyncio.ensure_future(post(url))
     for _ in range(500):  # until the attempt waits on r1 (a fixed sleep was a guess on a loaded machine)
         if router.pool.member("r1").in_flight == 1:
@@ -154,8 +153,9 @@ async def test_requests_waiting_on_a_replica_that_goes_down_are_cut_and_retried(
     assert router.pool.member("r1").in_flight == 1
     router.process_exited("r1")
     status, replica, _ = await pending
+    # r1 never answers and there is no retry budget (ratio 0), so the router's 5 s request timeout would end in
+    # an error, not in r2's 201: r2 answering proves the attempt was cut when r1 went down (no wall-clock bound).
     assert (status, replica) == (201, "r2")
-    assert time.monotonic() - started < 1.5  # not the 5 s the hung replica would take
 
 
 @pytest.mark.parametrize(("running", "expected"), [(None, (503, "router")), (("r1", "r2"), (201, "r1"))])

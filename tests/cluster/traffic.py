@@ -27,6 +27,7 @@ class Payment:
     status: int = 0
     repayment_id: str | None = None
     replica: str | None = None
+    sent_at: float = 0.0  # monotonic, when the first attempt left
     answered_at: float = 0.0
     errors: list[str] = field(default_factory=list)  # every non-final answer the client saw, in order
 
@@ -39,6 +40,7 @@ async def pay(
     session: aiohttp.ClientSession, url: str, payment: Payment, max_attempts: int = 20, pause_s: float = 0.05
 ) -> Payment:
     """POST with the same Idempotency-Key until a final answer or `max_attempts` (bounded by design)."""
+    payment.sent_at = time.monotonic()
     for _ in range(max_attempts):
         try:
             async with session.post(
@@ -59,16 +61,25 @@ async def pay(
 
 
 async def steady_load(
-    url: str, workers: int, duration_s: float, cards: int = 4, amount_fen: int = 50_000
+    url: str,
+    workers: int,
+    duration_s: float,
+    cards: int = 4,
+    amount_fen: int = 50_000,
+    *,
+    stop: asyncio.Event | None = None,
+    payments: list[Payment] | None = None,
 ) -> list[Payment]:
-    """`workers` clients each paying back to back with fresh keys for `duration_s` seconds."""
+    """`workers` clients each paying back to back with fresh keys for `duration_s` seconds, or until `stop` is
+    set (then `duration_s` is only a safety bound); every payment is appended to `payments` as it starts, so a
+    test can wait on what the load has done so far rather than on time."""
     counter = itertools.count()
-    payments: list[Payment] = []
+    payments = [] if payments is None else payments
     stop_at = time.monotonic() + duration_s
     timeout = aiohttp.ClientTimeout(total=10)
 
     async def worker(session: aiohttp.ClientSession, w: int) -> None:
-        while time.monotonic() < stop_at:
+        while time.monotonic() < stop_at and not (stop is not None and stop.is_set()):
             n = next(counter)
             card = f"card-{n % cards}"
             p = Payment(f"load-{w}-{n}", repayment(f"user-{n % cards}", card, amount_fen))

@@ -30,7 +30,8 @@ def repayment_count(config: Any) -> int:
 async def test_error_fault_answers_503_records_nothing_and_expires(make_config: Any, make_client: Any) -> None:
     config = make_config()
     client = await make_client(config)
-    await add_fault(client, kind="errors", ratio=1.0, duration_s=0.5)
+    # 2 s: the checks below must all fall inside the fault, even on a starved machine (0.5 s did not always).
+    await add_fault(client, kind="errors", ratio=1.0, duration_s=2)
 
     failed = await pay(client, "e1")
     assert failed.status == 503
@@ -38,7 +39,10 @@ async def test_error_fault_answers_503_records_nothing_and_expires(make_config: 
     assert "Retry-After" in failed.headers
     assert (await client.get("/healthz")).status == 200
     assert repayment_count(config) == 0
-    await asyncio.sleep(0.6)
+    deadline = time.monotonic() + 30
+    while (await (await client.get("/admin/faults", headers=ADMIN)).json())["faults"]:  # until it expires
+        assert time.monotonic() < deadline, "the fault never expired"
+        await asyncio.sleep(0.05)
 
     assert (await pay(client, "e1")).status == 201
     assert (await (await client.get("/admin/faults", headers=ADMIN)).json()) == {"faults": []}
@@ -138,15 +142,18 @@ async def test_channel_concurrency_waits_then_sheds_with_503(make_config: Any, m
         "card_daily_fen": 5_000_000,
         "concurrency": 1,
         "queue_timeout_ms": 50,
-        "latency_ms": {"median": 400, "p99": 400},
+        # The first call holds the only slot for 2 s: the second must arrive, wait its 50 ms and be shed within
+        # that time; that takes ~10 ms here, so 2 s holds on a machine starved many times over (400 ms did not).
+        "latency_ms": {"median": 2000, "p99": 2000},
     }
     config = make_config(channels=[channel])
     client = await make_client(config)
     first = asyncio.ensure_future(pay(client, "b1", user="a"))
-    await asyncio.sleep(0.1)
+    deadline = time.monotonic() + 30
+    while 'surge_gateway_bank_in_flight{channel="ICBC"} 1.0' not in await (await client.get("/metrics")).text():
+        assert time.monotonic() < deadline, "the first call never reached the bank"
+        await asyncio.sleep(0.01)
 
-    metrics = await (await client.get("/metrics")).text()
-    assert 'surge_gateway_bank_in_flight{channel="ICBC"} 1.0' in metrics
     second = await pay(client, "b2", user="b")
 
     assert second.status == 503

@@ -7,6 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from mock_gateway.replica.app import STATE_KEY
 from tests.gateway.conftest import body
 
 
@@ -50,20 +53,27 @@ async def test_reuse_with_another_body_is_422_and_records_nothing(make_config: A
     assert ledger_counts(config.ledger.path) == (1, 1)
 
 
-async def test_concurrent_duplicate_is_409_with_retry_after(make_config: Any, make_client: Any) -> None:
-    # A slow bank keeps the first request in flight while the duplicate arrives.
-    slow = {
-        "code": "ICBC",
-        "single_fen": 5_000_000,
-        "card_daily_fen": 5_000_000,
-        "latency_ms": {"median": 300, "p99": 300},
-    }
-    config = make_config(channels=[slow])
+async def test_concurrent_duplicate_is_409_with_retry_after(
+    make_config: Any, make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bank holds the first request until the duplicate has been answered: a slow bank and a fixed sleep
+    # raced on a loaded machine (the first could finish, or not yet be in flight, when the duplicate arrived).
+    config = make_config()
     client = await make_client(config)
-    first = asyncio.ensure_future(client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"}))
-    await asyncio.sleep(0.1)
+    at_bank, release = asyncio.Event(), asyncio.Event()
 
-    duplicate = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"})
+    async def held_call(code: str) -> None:
+        at_bank.set()
+        await release.wait()
+
+    monkeypatch.setattr(client.app[STATE_KEY].bank, "call", held_call)
+    first = asyncio.ensure_future(client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"}))
+    await asyncio.wait_for(at_bank.wait(), timeout=30)
+
+    duplicate = await asyncio.wait_for(  # bounded: a duplicate let through would wait at the held bank too
+        client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "k-3"}), timeout=30
+    )
+    release.set()
 
     assert duplicate.status == 409
     assert (await duplicate.json())["code"] == "IDEMPOTENCY_IN_FLIGHT"
@@ -96,6 +106,8 @@ async def test_rate_limited_request_is_not_stored_and_retry_runs_afresh(make_con
     limited = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "b"})
     assert limited.status == 429
     assert ledger_counts(config.ledger.path) == (1, 1)
+    # Waiting out the user's 1 s rate window IS the behaviour here (the per-second caps run on the monotonic
+    # wall clock, not the simulated one); a loaded machine only makes the wait longer, never too short.
     await asyncio.sleep(1.05)
 
     retried = await client.post("/v1/repayments", json=body(), headers={"Idempotency-Key": "b"})

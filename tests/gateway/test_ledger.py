@@ -13,6 +13,7 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
+from mock_gateway.replica import ledger as ledger_module
 from mock_gateway.replica.ledger import Ledger, LedgerError
 from mock_gateway.rules import make_decider
 from mock_gateway.validation import Charge
@@ -38,21 +39,22 @@ def make_ledger(
     )
 
 
-def hold_write_lock(path: Path, seconds: float) -> threading.Thread:
-    """Another 'process' (connection) holding SQLite's write lock for a while."""
+def hold_write_lock(path: Path, release: threading.Event) -> threading.Thread:
+    """Another 'process' (connection) holding SQLite's write lock until the test sets `release` (not for a fixed
+    time: on a loaded machine a timed hold could end before the code under test even met the lock)."""
     started = threading.Event()
 
     def hold() -> None:
         conn = sqlite3.connect(path, isolation_level=None)
         conn.execute("BEGIN IMMEDIATE")
         started.set()
-        time.sleep(seconds)
+        release.wait(60)
         conn.execute("COMMIT")
         conn.close()
 
     thread = threading.Thread(target=hold)
     thread.start()
-    started.wait(5)
+    assert started.wait(30)
     return thread
 
 
@@ -82,36 +84,39 @@ async def test_a_lock_held_elsewhere_is_waited_for_off_the_loop(tmp_path: Path) 
     path = tmp_path / "l.sqlite"
     ledger = make_ledger(path)
     await ledger.open()
+    release = threading.Event()
     try:
-        holder = await asyncio.to_thread(hold_write_lock, path, 0.4)
-        started = time.monotonic()
+        holder = await asyncio.to_thread(hold_write_lock, path, release)
         pending = asyncio.ensure_future(ledger.record(charge(1)))
-        # The loop stays free while the writer thread waits for the lock.
-        ticks = 0
-        while not pending.done() and ticks < 1000:
+        # The loop stays free (20 turns of it) while the writer thread waits for the lock.
+        for _ in range(20):
             await asyncio.sleep(0.01)
-            ticks += 1
+        waited = not pending.done()
+        release.set()
         outcome = await pending
         await asyncio.to_thread(holder.join)
     finally:
+        release.set()
         await ledger.close()
+    assert waited
     assert outcome.stored.status == 201
-    assert time.monotonic() - started >= 0.3
-    assert ticks >= 20
 
 
 async def test_lock_timeout_fails_the_request_and_records_nothing(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     ledger = make_ledger(path, busy_ms=100)
     await ledger.open()
+    release = threading.Event()
     try:
-        holder = await asyncio.to_thread(hold_write_lock, path, 0.6)
+        holder = await asyncio.to_thread(hold_write_lock, path, release)
         with pytest.raises(LedgerError, match="nothing committed"):
             await ledger.record(charge(2))
+        release.set()
         await asyncio.to_thread(holder.join)
         assert await ledger.lookup("key-2") is None
         assert (await ledger.record(charge(2))).stored.status == 201
     finally:
+        release.set()
         await ledger.close()
 
 
@@ -130,18 +135,33 @@ async def test_a_key_committed_by_another_replica_is_replayed(tmp_path: Path) ->
     assert again.stored == original.stored
 
 
-async def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(tmp_path: Path) -> None:
+async def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "l.sqlite"
+    # No periodic checkpoint during the burst: on a loaded machine 200 commits can outlast the 0.25 s interval,
+    # and that checkpoint would be mistaken for one on the commit path.
+    monkeypatch.setattr(ledger_module, "CHECKPOINT_INTERVAL_S", 3600.0)
     ledger = make_ledger(path)
     await ledger.open()
     try:
         before = path.stat().st_size
         await asyncio.gather(*(ledger.record(charge(i)) for i in range(200)))
         assert path.stat().st_size == before  # committed to the WAL only: no checkpoint on the commit path
-        for _ in range(100):  # up to 5 s; the writer checkpoints every 0.25 s
-            if path.stat().st_size > before:
-                break
+        monkeypatch.setattr(ledger_module, "CHECKPOINT_INTERVAL_S", 0.05)
+        # A commit that meets a held lock goes to the writer thread: that wakes it, and it then finds a checkpoint
+        # due (it checkpoints between batches, at most every CHECKPOINT_INTERVAL_S).
+        release = threading.Event()
+        holder = await asyncio.to_thread(hold_write_lock, path, release)
+        pending = asyncio.ensure_future(ledger.record(charge(200)))
+        for _ in range(5):  # loop turns, not time: the record is submitted, then flushed and met the lock
+            await asyncio.sleep(0)
+        release.set()
+        assert (await pending).stored.status == 201
+        await asyncio.to_thread(holder.join)
+        deadline = time.monotonic() + 30
+        while path.stat().st_size == before:
+            assert time.monotonic() < deadline, "the writer thread never checkpointed"
             await asyncio.sleep(0.05)
-        assert path.stat().st_size > before
     finally:
         await ledger.close()

@@ -23,6 +23,7 @@ from reports.runfolder import SHANGHAI, ClusterClock
 from tests.loadtests.procs import history, run_locust, windows
 
 TIMEOUT_S = 0.5
+LATE_S = 1.5  # a "lost" answer comes this long after the client's timeout: room for a starved gevent hub
 RETRY_AFTER_MS = 300
 LEAD_S = 3.0  # Locust boots before t=0
 RESET_AFTER_S = 3.0  # the business day ends this long after t=0
@@ -70,7 +71,7 @@ class Script:
             return web.json_response({"code": "CHANNEL_BUSY"}, status=503, headers={"Retry-After": "0"})
         if bucket == 2 and first:
             self.created(key, body)  # committed, but the answer never arrives in time
-            await asyncio.sleep(TIMEOUT_S + 0.4)
+            await asyncio.sleep(TIMEOUT_S + LATE_S)
             return web.json_response({}, status=201)
         if bucket == 3:
             return self.declined(body)
@@ -145,7 +146,9 @@ async def test_retries_reuse_the_key_honour_retry_after_replay_lost_responses_an
         elif first["status"] == "0":
             seen["lost"] += 1
             assert first["code"] == "TIMEOUT" and first["outcome"] == "timeout"
-            assert float(first["done"]) - float(first["sent"]) < TIMEOUT_S + 0.3
+            # Cut by the client's own timeout: not before it, and before the answer came (bounds that hold on a
+            # loaded machine, unlike the former "within 0.3 s of the timeout", which measured the scheduler).
+            assert TIMEOUT_S - 0.005 <= float(first["done"]) - float(first["sent"]) < TIMEOUT_S + LATE_S
             assert retries and retries[0]["status"] == "201" and retries[0]["replayed"] == "true"
             assert retries[0]["repayment_id"] == f"rp_{key}"
         elif first["status"] == "422":
@@ -164,13 +167,20 @@ async def test_retries_reuse_the_key_honour_retry_after_replay_lost_responses_an
         parts = {int(r["part"]): r for r in attempts if r["part"] != "0"}
         assert parts[1]["status"] == "201" and parts[1]["key"] != decline["key"]
         assert int(parts[1]["amount_fen"]) == int(decline["amount_fen"]) // 2
-        assert float(parts[1]["sent"]) - float(decline["done"]) < 0.5
+        # Today's part is scheduled the moment the decline is read (its intended time lies between the decline's
+        # answer and its own send); a deferred part would be scheduled at the business-day reset instead. Only CPU
+        # work with no gevent yield lies between the two, so 1 s covers an OS stall at 4x CPU contention.
+        intended = float(parts[1]["intended"])
+        assert float(decline["done"]) <= intended <= float(parts[1]["sent"])
+        assert intended - float(decline["done"]) < 1.0
         followed_today += 1
-        if float(decline["done"]) < reset_unix - 0.2:
+        # Declines within 1 s of the reset are left out: the gateway dated the decline when it handled it, the
+        # client decides when it reads the answer, and on a loaded machine the two can straddle the reset.
+        if float(decline["done"]) < reset_unix - 1.0:
             assert parts[2]["status"] == "201" and parts[2]["key"] not in {decline["key"], parts[1]["key"]}
             assert float(parts[2]["sent"]) >= reset_unix
             followed_after_reset += 1
-        elif float(decline["done"]) > reset_unix + 0.2:
+        elif float(decline["done"]) > reset_unix + 1.0:
             assert 2 not in parts, "tomorrow's part falls after the run and is not scheduled"
     assert followed_today >= 5 and followed_after_reset >= 3
 

@@ -95,7 +95,7 @@ def test_scaled_multiplies_rates_and_pool_and_stretches_time_with_the_faults() -
     assert small.faults[0].at_s == base.faults[0].at_s / 2
     assert small.arrivals.pool == base.arrivals.pool // 4
     assert small.gateway["clock"]["speed"] == base.gateway["clock"]["speed"] * 2
-    assert base.scaled(2.0).gateway == base.gateway
+    assert base.scaled(2.0).gateway["clock"] == base.gateway["clock"]
     curve_base, curve_small = RateCurve(base.breakpoints()), RateCurve(small.breakpoints())
     assert curve_small.total == pytest.approx(curve_base.total * 0.25 / 2)
 
@@ -110,6 +110,12 @@ def test_scaled_multiplies_rates_and_pool_and_stretches_time_with_the_faults() -
         ('name = "x"\n[[rate]]\nat_s = 0\nper_s = 1\n', "missing key 'duration_s'"),
         (MINIMAL.replace("at_s = 40", "at_s = 5"), "'rate'"),
         ("name = [", "s.toml"),
+        ('scaled_caps = ["limits.user_tps"]\n' + MINIMAL, "'scaled_caps.0'"),
+        ('scaled_caps = ["limits.global_tps"]\n' + MINIMAL, "names limits.global_tps, but [gateway] does not set it"),
+        (
+            'scaled_caps = ["channels.concurrency"]\n' + MINIMAL + "[[gateway.channels]]\ncode = 'ICBC'\n",
+            "names channels.concurrency, but [gateway] does not set it to a number > 0 everywhere",
+        ),
         (MINIMAL.replace("duration_s", "duraton_s"), "unknown key 'duraton_s'"),
         (MINIMAL + "[[faults]]\nat_s = 60\naction = 'kill'\n", "'faults.0.at_s' must be before the end"),
         (MINIMAL + "[[faults]]\nat_s = 75\naction = 'kill'\n", "never played (got 75)"),
@@ -136,3 +142,35 @@ def test_unknown_name_lists_the_builtins() -> None:
 def test_gateway_table_is_passed_through_for_the_gateway_to_validate() -> None:
     assert load_scenario("soak").gateway["limits"]["replica_tps"] == 150
     assert {channel["concurrency"] for channel in load_scenario("capacity-step").gateway["channels"]} == {2}
+
+
+def test_scaled_caps_follow_the_scale_and_the_rest_of_the_gateway_does_not(tmp_path: Path) -> None:
+    text = (
+        'scaled_caps = ["limits.global_tps", "channels.concurrency"]\n'
+        + MINIMAL
+        + "[gateway.limits]\nglobal_tps = 320\nuser_tps = 2\n"
+        + "[[gateway.channels]]\ncode = 'ICBC'\nconcurrency = 4\n[[gateway.channels]]\ncode = 'CCB'\nconcurrency = 6\n"
+    )
+    scenario = load_scenario(write(tmp_path, text))
+    quarter = scenario.scaled(0.25)
+    assert quarter.gateway["limits"] == {"global_tps": 80.0, "user_tps": 2}
+    assert [channel["concurrency"] for channel in quarter.gateway["channels"]] == [1, 2]  # 1.5 rounds to even
+    assert [channel["concurrency"] for channel in scenario.scaled(0.01).gateway["channels"]] == [1, 1]
+    assert scenario.scaled(2.0).gateway["limits"]["global_tps"] == 640
+    assert scenario.gateway["limits"]["global_tps"] == 320, "scaling returns a copy"
+
+
+def test_double11_peak_overflows_its_scaled_cap_at_every_scale() -> None:
+    base = load_scenario("double11")
+    for scale in (0.1, 0.25, 1.0, 2.0):
+        scaled = base.scaled(scale)
+        [(start, end)] = scaled.spikes()
+        cap = scaled.gateway["limits"]["global_tps"]
+        assert scaled.rate_at(start) < cap < scaled.peak_rate(start, end)
+
+
+def test_a_spikes_peak_is_its_highest_rate_not_the_rate_where_it_ends(tmp_path: Path) -> None:
+    scenario = load_scenario(write(tmp_path, MINIMAL))
+    [(start, end)] = scenario.spikes()
+    assert scenario.rate_at(end) == pytest.approx(50)
+    assert scenario.peak_rate(start, end) == 100

@@ -50,11 +50,12 @@ async def test_plays_the_schedule_on_time_and_undoes_process_faults() -> None:
     calls: list[tuple[float, str, dict[str, Any] | None]] = []
     server = await admin_server(calls)
     try:
-        start = time.time() + 0.2
+        # Steps 0.5 s apart or more: a step played late on a starved machine must not overtake the next one.
+        start = time.time() + 1.0
         faults = [
-            Fault(at_s=0.0, action="kill", target="primary", duration_s=0.3),
-            Fault(at_s=0.1, action="latency", target="r3", duration_s=5, ratio=0.5, latency_ms=300),
-            Fault(at_s=0.15, action="channel_outage", target="ICBC", duration_s=2),
+            Fault(at_s=0.0, action="kill", target="primary", duration_s=1.5),
+            Fault(at_s=0.5, action="latency", target="r3", duration_s=5, ratio=0.5, latency_ms=300),
+            Fault(at_s=0.75, action="channel_outage", target="ICBC", duration_s=2),
         ]
         player = ChaosPlayer(str(server.make_url("")).rstrip("/"), TOKEN, faults, start)
         await player.play()
@@ -64,8 +65,10 @@ async def test_plays_the_schedule_on_time_and_undoes_process_faults() -> None:
     assert kinds == ["GET replicas", "r2/kill", "faults", "faults", "r2/restart"]
     kill_at = calls[1][0]
     restart_at = calls[4][0]
-    assert 0 <= kill_at - start < 0.15
-    assert 0.28 <= restart_at - kill_at < 0.5
+    # Never early; late by less than the gap to the next step (0.5 s: a loop starved at 4x CPU contention). The
+    # restart is due 1.5 s after the kill's scheduled time (not after its arrival, which may itself be late).
+    assert 0 <= kill_at - start < 0.5
+    assert 1.5 <= restart_at - start < 1.5 + 0.5
     assert calls[2][2] == {
         "kind": "latency",
         "duration_s": 5.0,

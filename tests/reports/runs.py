@@ -11,9 +11,15 @@ from reports import hdr
 
 
 def edit_meta(run_dir: Path, **changes: Any) -> None:
+    """Change meta.json keys; a dotted key ("gateway_config.limits.global_tps") reaches inside."""
     path = run_dir / "meta.json"
     meta = json.loads(path.read_text(encoding="utf-8"))
-    meta.update(changes)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split(".")
+        table = meta
+        for part in parents:
+            table = table[part]
+        table[last] = value
     path.write_text(json.dumps(meta), encoding="utf-8")
 
 

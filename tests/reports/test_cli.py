@@ -59,6 +59,37 @@ def test_compare_a_missing_folder_is_a_usage_error(run_dir: Path) -> None:
     assert caught.value.exit_code == 2
 
 
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"scale": 1.0}, "scale 0.25 vs 1"),
+        ({"seed": 12}, "seed 11 vs 12"),
+        ({"scenario": "soak"}, "scenario double11 vs soak"),
+        ({"gateway_config.limits.global_tps": 340.0}, "gateway limits.global_tps 85 vs 340"),
+    ],
+)
+def test_compare_refuses_a_verdict_on_runs_that_are_not_like_for_like(
+    run_dir: Path, twin: Path, changes: dict[str, object], named: str
+) -> None:
+    edit_meta(run_dir, scale=0.25, seed=11, scenario="double11", **{"gateway_config.limits.global_tps": 85.0})
+    edit_meta(twin, scale=0.25, seed=11, scenario="double11", **{"gateway_config.limits.global_tps": 85.0})
+    edit_meta(twin, **changes)
+    with pytest.raises(UsageError, match="not like for like") as caught:
+        run(cmd_compare, str(run_dir), str(twin))
+    assert named in str(caught.value) and "--force" in str(caught.value)
+    assert caught.value.exit_code == 2
+    assert not (twin / "comparison.html").exists(), "no verdict, no comparison page"
+
+
+def test_compare_force_gives_a_verdict_with_a_warning(
+    run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_meta(twin, scale=4.0)
+    assert run(cmd_compare, str(run_dir), str(twin), "--force") == 0
+    out = capsys.readouterr().out
+    assert "not like for like" in out and "no regression" in out
+
+
 def test_verify_passes_on_a_clean_run_and_fails_on_a_phantom(run_dir: Path) -> None:
     assert run(cmd_verify, str(run_dir)) == 0
     ledger_execute(
@@ -146,3 +177,7 @@ def test_the_surge_command_wires_compare_exit_codes(run_dir: Path, twin: Path) -
     missing = subprocess.run([*surge, str(run_dir), str(twin / "nope")], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0 and "not a directory" in missing.stderr
+    edit_meta(twin, seed=99)
+    unlike = subprocess.run([*surge, str(run_dir), str(twin)], capture_output=True, text=True, timeout=120)
+    assert unlike.returncode == 2
+    assert unlike.stderr.strip().count("\n") == 0 and "not like for like" in unlike.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -225,3 +226,41 @@ def test_caps_are_per_business_day() -> None:
     )
     rows = [record(f"kd{d}", f"rd{d}", amount=amount, card="c6", day=d) for d in days]
     assert counts(hist, ledger(*CLEAN_LEDGER, *rows)) == NONE
+
+
+FESTIVAL = invariants.CapOverride(
+    start=datetime.fromisoformat("2026-11-11T00:00:00+08:00"),
+    end=datetime.fromisoformat("2026-11-12T00:00:00+08:00"),
+    card_daily_fen=10_000_000,
+    user_daily_fen=12_000_000,
+)
+
+
+def test_over_cap_uses_the_cap_in_force_on_that_business_day() -> None:
+    """7,500,000 on one card: within the festival day's raised cap, over the normal cap the day after."""
+    days = ("2026-11-11", "2026-11-12")
+    keys = [(f"kf{d}{i}", d) for d in days for i in range(3)]
+    hist = history(
+        *CLEAN_HISTORY, *(attempt(k, 201, repayment_id=f"r{k}", amount=2_500_000, card="c7") for k, _ in keys)
+    )
+    rows = [record(k, f"r{k}", amount=2_500_000, card="c7", day=d) for k, d in keys]
+    report = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP, schedule=[FESTIVAL])
+    assert report.counts() == {**NONE, "over_cap": 1}
+    assert report.violations["over_cap"][0] == {
+        "scope": "card",
+        "id": "c7",
+        "business_date": "2026-11-12",
+        "total_fen": 7_500_000,
+        "cap_fen": 5_000_000,
+    }
+    without_schedule = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
+    assert without_schedule.counts()["over_cap"] == 2
+
+
+def test_a_day_partly_raised_is_bounded_by_its_highest_cap() -> None:
+    morning = invariants.CapOverride(FESTIVAL.start, FESTIVAL.start + timedelta(hours=12), user_daily_fen=9_000_000)
+    assert invariants.cap_on_day("2026-11-11", USER_CAP, [morning], "user") == 9_000_000
+    assert invariants.cap_on_day("2026-11-11", USER_CAP, [morning], "card") == USER_CAP
+    assert invariants.cap_on_day("2026-11-12", USER_CAP, [morning], "user") == USER_CAP
+    lowered = invariants.CapOverride(FESTIVAL.start, FESTIVAL.end, user_daily_fen=1_000)
+    assert invariants.cap_on_day("2026-11-11", USER_CAP, [lowered], "user") == 1_000  # the whole day lowered

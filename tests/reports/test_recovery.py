@@ -157,3 +157,19 @@ def test_fault_names_carry_their_channel() -> None:
     meta = RunMeta(scenario="recovery", seed=0, started_unix=STARTED, faults=[fault])
     empty = pd.DataFrame(columns=EVENT_COLUMNS)
     assert [incident.name for incident in metrics.incidents(meta, empty)] == ["latency all CCB"]
+
+
+def test_a_spike_is_absorbed_only_when_its_backlog_is_no_longer_rate_limited() -> None:
+    """Every admitted attempt succeeded, but seconds 5-8 still turned away a third of the load with 429s."""
+    frames = frames_of([100] * 16, [0] * 16)
+    frames.windows["n_rate_limited"] = [0] * 5 + [50, 60, 40, 20] + [1] * 7
+    (result,) = recover(frames, [Incident("spike", 5.0, 4.0, None)])
+    assert result["recover_s"] == 4.0 and result["errors"] == 0
+    assert metrics.healthy_seconds(frames.windows, pd.Series([float("nan")] * 16), SLO).all()
+
+
+def test_a_steady_per_user_rate_limit_is_not_blamed_on_an_incident() -> None:
+    frames = frames_of([100] * 16, [0] * 16)
+    frames.windows["n_rate_limited"] = [25] * 16
+    (result,) = recover(frames, [Incident("latency CCB", 6.0, 3.0, None)])
+    assert result["recover_s"] == 0.0

@@ -1,0 +1,86 @@
+"""`surge study STUDY [--out DIR]`: one scenario under several variants, compared on one page (CONTRACT §8).
+
+Each variant is a whole `surge run` of its own (fresh embedded cluster, fresh ledger, the scenario's seed) into
+DIR/<variant>/; then DIR/study.json and DIR/study.html. The exit code is the worst variant's; a bad study file
+is exit 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from loadtests.cli import run as run_command
+from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.github_summary import publish_study
+from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
+from loadtests.scenario.study import load_study
+from reports.render import yuan
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", help="a built-in study (see `surge studies`) or a study TOML file")
+    parser.add_argument("--out", help="the study folder (default runs/<UTC timestamp>-study-<name>)")
+    parser.add_argument("--scale", type=positive_float, help="override the study's scale")
+    parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
+    parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    study, scenario = load_study(args.study)
+    out = Path(args.out) if args.out else _default_out(study.name)
+    plans = plan_study(study, scenario, out, scale=args.scale, duration_s=args.duration)
+    header = study_header(study, scenario, plans)
+    console = Console(stderr=True)
+    console.print(f"surge study {study.name}: {len(plans)} variants of {scenario.name} → {out}")
+
+    def run_variant(plan: VariantPlan) -> int:
+        """The variant as `surge run` would run it from its own command line (so every later option of
+        `surge run` gets its default here too)."""
+        console.rule(f"variant {plan.name}")
+        argv = [str(plan.scenario_path), "--scale", repr(plan.scale), "--replicas", str(plan.replicas)]
+        argv += ["--out", str(plan.run_dir), "--workers", str(args.workers)]
+        if plan.duration_s is not None:
+            argv += ["--duration", repr(plan.duration_s)]
+        run_parser = argparse.ArgumentParser(prog="surge run")
+        run_command.add_arguments(run_parser)
+        return run_command.run(run_parser.parse_args(argv))
+
+    rows = run_study(header, plans, out, run_variant)
+    _print_table(rows, Console(width=max(Console().width, 110)))
+    publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
+    print(f"study: {(out / 'study.html').resolve()}")
+    return max((int(row["exit_code"]) for row in rows), default=0)
+
+
+def _default_out(name: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in name)[:60] or "study"
+    return Path("runs") / f"{stamp}-study-{safe}"
+
+
+def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
+    table = Table(title="study")
+    for column in ("variant", "bills", "completed", "repaid", "429", "503", "p99 ms", "verdict"):
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
+    for row in rows:
+        table.add_row(
+            row["name"] + ("" if row["valid"] else " (invalid)"),
+            _fmt(row.get("payments"), "{:,}"),
+            _fmt(row.get("completed_ratio"), "{:.1%}"),
+            yuan(row.get("amount_repaid_fen")),
+            _fmt(row.get("rate_limited_share"), "{:.1%}"),
+            _fmt(row.get("shed_share"), "{:.1%}"),
+            _fmt(row.get("p99_ms"), "{:,.0f}"),
+            f"{row.get('verdict') or 'unknown'} (exit {row['exit_code']})",
+        )
+    console.print(table)
+
+
+def _fmt(value: Any, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)

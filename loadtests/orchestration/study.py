@@ -1,0 +1,124 @@
+"""Running a study: every variant planned and validated first, then run one after another into DIR/<variant>/.
+
+The order is the contract: a bad study (a key, a variant's gateway config, a folder that already holds results)
+is a `UsageError` before the first cluster starts. Each variant then gets a fresh embedded cluster and ledger (a
+run folder of its own) and the scenario's seed, so the variants differ only in what the study changes.
+
+Interruption: study.json and study.html are rewritten after every variant, so whatever stops the study keeps
+the variants that finished. `run_study` is the one place that decides what a stop means: on KeyboardInterrupt
+(SIGINT, and whatever the lifecycle turns a SIGTERM into) it writes the page as unfinished — the variant that
+was running is kept as a row when its own run folder got as far as a summary — and re-raises for the CLI's
+exit code. A harness failure of one variant (exit 3) is recorded and the study goes on to the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loadtests.errors import HarnessError, UsageError
+from loadtests.orchestration.embedded import validated_config
+from loadtests.scenario.scenario_file import write_scenario
+from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.study import Study, variant_scenario
+from reports.study import variant_row, write_study
+
+
+@dataclass(frozen=True, slots=True)
+class VariantPlan:
+    """One variant, ready to run: its scenario (seed, rates and faults of the study's), folder and replicas."""
+
+    name: str
+    scenario: Scenario
+    run_dir: Path
+    replicas: int
+    scale: float
+    duration_s: float | None  # None: the scenario's own
+
+    @property
+    def scenario_path(self) -> Path:
+        """Where the variant's scenario is written for Locust to load (inside its own run folder)."""
+        return self.run_dir / "scenario.toml"
+
+
+RunVariant = Callable[[VariantPlan], int]
+
+
+def plan_study(
+    study: Study, scenario: Scenario, out: Path, *, scale: float | None = None, duration_s: float | None = None
+) -> list[VariantPlan]:
+    """Every variant's scenario and gateway config, validated; nothing is written. Raises `UsageError` naming
+    the variant and the key. `scale` and `duration_s` (the command line's) win over the study file's."""
+    if (out / "study.json").exists():
+        raise UsageError(f"--out {out} already holds a study; choose an empty folder")
+    plans = []
+    for variant in study.variants:
+        merged = variant_scenario(scenario, variant)
+        try:
+            validated_config(None, merged.gateway)
+        except UsageError as exc:
+            raise UsageError(f"study {study.name}: variant {variant.name!r}: {exc}") from None
+        run_dir = out / variant.name
+        if (run_dir / "summary.json").exists() or (run_dir / "meta.json").exists():
+            raise UsageError(f"--out {out}: {run_dir} already holds a run; choose an empty folder")
+        plans.append(
+            VariantPlan(
+                variant.name,
+                merged,
+                run_dir,
+                study.replicas_of(variant),
+                scale or study.scale,
+                duration_s or study.duration_s,
+            )
+        )
+    return plans
+
+
+def study_header(study: Study, scenario: Scenario, plans: list[VariantPlan]) -> dict[str, Any]:
+    """The head of study.json: what was studied (CONTRACT §8 `study`, `scenario`) and under which settings."""
+    return {
+        "study": study.name,
+        "description": study.description,
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "scale": plans[0].scale if plans else study.scale,
+        "duration_s": (plans[0].duration_s if plans else None) or scenario.duration_s,
+        "variants_planned": [plan.name for plan in plans],
+    }
+
+
+def run_study(
+    header: dict[str, Any],
+    plans: list[VariantPlan],
+    out: Path,
+    run_variant: RunVariant,
+    on_variant: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run every plan in order; the rows of study.json. Writes study.json/html after each variant."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    current: VariantPlan | None = None
+    try:
+        for plan in plans:
+            current = plan
+            plan.run_dir.mkdir(parents=True, exist_ok=True)
+            write_scenario(plan.scenario, plan.scenario_path)
+            problem = ""
+            try:
+                code = run_variant(plan)
+            except HarnessError as exc:
+                code, problem = exc.exit_code, str(exc)
+            rows.append(variant_row(plan.name, plan.run_dir, code, problem))
+            current = None
+            write_study(out, header, rows, finished=False)
+            if on_variant is not None:
+                on_variant(rows[-1])
+    except KeyboardInterrupt:
+        if current is not None and (current.run_dir / "summary.json").exists():
+            rows.append(variant_row(current.name, current.run_dir, 130, "interrupted"))
+        write_study(out, {**header, "interrupted": True}, rows, finished=False)
+        raise
+    write_study(out, header, rows, finished=True)
+    return rows

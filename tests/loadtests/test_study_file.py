@@ -1,0 +1,108 @@
+"""The study file (CONTRACT §8): validated whole before anything runs, every mistake one line naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.errors import UsageError
+from loadtests.orchestration.study import plan_study
+from loadtests.scenario.study import StudyError, builtin_studies, load_study, merge_gateway, variant_scenario
+
+GOOD = """
+name = "s"
+scenario = "due-date-wave"
+[[variant]]
+name = "baseline"
+[[variant]]
+name = "split plans"
+client = { policy = "follow-plan" }
+[[variant]]
+name = "three replicas"
+replicas = 3
+gateway = { limits = { replica_tps = 200 } }
+"""
+
+
+def study_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "study.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_the_contract_example_loads_and_keeps_the_seed(tmp_path: Path) -> None:
+    study, scenario = load_study(study_file(tmp_path, GOOD))
+    assert [v.name for v in study.variants] == ["baseline", "split plans", "three replicas"]
+    plans = plan_study(study, scenario, tmp_path / "out")
+    assert [plan.run_dir.name for plan in plans] == ["baseline", "split plans", "three replicas"]
+    assert {plan.scenario.seed for plan in plans} == {scenario.seed}
+    assert plans[1].scenario.client.policy == "follow-plan"
+    assert plans[2].replicas == 3 and plans[0].replicas == 3
+    assert plans[2].scenario.gateway["limits"] == {"user_daily_fen": 20_000_000, "replica_tps": 200}
+    assert not (tmp_path / "out").exists(), "planning writes nothing"
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ('bogus = 1\n[[variant]]\nname = "a"', "unknown key 'bogus'"),
+        ('[[variant]]\nname = "a"\nreplicas = 0', "'variant.0.replicas'"),
+        ('[[variant]]\nname = "a"\n[[variant]]\nname = "a"', "unique"),
+        ('[[variant]]\nname = "a/b"', "'variant.0.name'"),
+        ('[[variant]]\nname = ".."', "'variant.0.name'"),
+        ('[[variant]]\nname = "a"\nclient = { polcy = "give-up" }', "polcy"),
+        ('[[variant]]\nname = "a"\nclient = { policy = "pray" }', "client.policy"),
+        ('[[variant]]\nname = "a"\nfrobs = 1', "'variant.0.frobs'"),
+        ("", "'variant'"),
+    ],
+)
+def test_a_bad_study_names_the_key(tmp_path: Path, change: str, needle: str) -> None:
+    with pytest.raises(StudyError, match=r"study .*study\.toml") as caught:
+        load_study(study_file(tmp_path, f'name = "s"\nscenario = "due-date-wave"\n{change}\n'))
+    assert needle in str(caught.value)
+
+
+def test_a_variant_gateway_mistake_is_found_before_anything_starts(tmp_path: Path) -> None:
+    text = GOOD + '[[variant]]\nname = "typo"\ngateway = { limits = { replica_tsp = 5 } }\n'
+    study, scenario = load_study(study_file(tmp_path, text))
+    with pytest.raises(UsageError, match=r"variant 'typo'.*unknown key 'limits.replica_tsp'"):
+        plan_study(study, scenario, tmp_path / "out")
+
+
+def test_channels_merge_by_code_and_other_lists_replace() -> None:
+    base = {"channels": [{"code": "ICBC", "tps": 5, "single_fen": 1}, {"code": "BOC", "tps": 5}], "limits": {"a": 1}}
+    merged = merge_gateway(base, {"channels": [{"code": "BOC", "tps": 9}, {"code": "CMB"}], "limits": {"b": 2}})
+    assert merged["channels"] == [
+        {"code": "ICBC", "tps": 5, "single_fen": 1},
+        {"code": "BOC", "tps": 9},
+        {"code": "CMB"},
+    ]
+    assert merged["limits"] == {"a": 1, "b": 2}
+    assert base["channels"][1] == {"code": "BOC", "tps": 5}, "the scenario's own config is left alone"
+
+
+def test_the_builtin_study_plans_every_variant(tmp_path: Path) -> None:
+    assert "festival-remedies" in builtin_studies()
+    study, scenario = load_study("festival-remedies")
+    plans = plan_study(study, scenario, tmp_path / "out")
+    by_name = {plan.name: plan for plan in plans}
+    assert {plan.scenario.client.policy for plan in plans} == {"give-up", "follow-plan", "switch-card"}
+    assert by_name["one more replica"].replicas == by_name["baseline"].replicas + 1
+    paced = by_name["paced bank quotas"].scenario.gateway["channels"]
+    assert all(channel["queue_timeout_ms"] == 1000 and channel["tps"] > 0 for channel in paced)
+    assert variant_scenario(scenario, study.variants[0]) == scenario  # the baseline changes nothing
+
+
+def test_a_bad_study_file_is_exit_2_with_one_line_and_nothing_started(tmp_path: Path) -> None:
+    bad = study_file(tmp_path, GOOD.replace('name = "baseline"', 'name = "baseline"\nreplicas = -2'))
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli.main", "study", bad, "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "variant.0.replicas" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
