@@ -2,6 +2,7 @@
 
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11            (web UI)
     locust -f loadtests/locustfile.py --host http://127.0.0.1:8080 --scenario double11 --headless --processes 2
+    locust -f loadtests/locustfile.py --target examples/acme/target.toml --scenario double11 --headless  (§7)
 
 The shape spawns the scenario's user pool at once and ends the test by itself once every process has sent its
 last windows; arrivals come from clients.Generator, not from Locust's user count (open model). Without
@@ -40,8 +41,12 @@ from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.generator.target import TargetApi
+from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
+from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
+from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
 from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
@@ -130,6 +135,12 @@ def _add_options(parser: Any) -> None:
         "--surge-start-unix", type=float, default=0.0, include_in_web_ui=False, help="surge: the shared t=0"
     )
     parser.add_argument(
+        "--target", default="", include_in_web_ui=False, help="surge: a target profile TOML for another API (§7)"
+    )
+    parser.add_argument(
+        "--surge-no-abort", action="store_true", default=False, help="surge: ignore the scenario's [[abort]] rules"
+    )
+    parser.add_argument(
         "--surge-managed",
         action="store_true",
         include_in_web_ui=False,
@@ -148,6 +159,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     assert options is not None
     master = not isinstance(environment.runner, WorkerRunner)
+    if not master and getattr(options, "processes", None):
+        die_with_parent(os.getppid())  # forked by a --processes master: no worker outlives it, even on SIGKILL
     metrics: live_metrics.LiveMetrics | None = None
     if master:
         try:
@@ -157,6 +170,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
                     "set the rate in the scenario's [[rate]] or with --scale"
                 )
             _scenario(options)
+            if options.target:  # its base_url is the host unless --host overrides it
+                environment.host = options.host = _profile(options.target, environment.host or None).base_url
             if environment.host:
                 _check_host(environment.host)
             if options.metrics_port:
@@ -204,7 +219,7 @@ class _PlainEnd:
 
     def on_quitting(self, **_: Any) -> None:
         if FestivalShape.recording is not None:
-            FestivalShape.recording.stop()  # Ctrl-C or SIGTERM mid-run: what was recorded still gets its verdict
+            FestivalShape.recording.end()  # Ctrl-C or SIGTERM mid-run: what was recorded still gets its verdict
         if self.writing is not None:
             self.writing.join()
         if self.pending is not None:
@@ -242,6 +257,9 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         hard_stop=t0 + scenario.duration_s + drain_s(scenario),
         late_ms=scenario.arrivals.late_ms,
         expected_offered=RateCurve(scenario.breakpoints()).total,
+        channels=_channels(scenario, Path(out), environment.host or "", targeted=bool(options.target)),
+        target=options.target,
+        abort=not options.surge_no_abort,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)
@@ -251,7 +269,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
-    population = Population(scenario.population, _channels(scenario, out), scenario.seed)
+    population = Population(scenario.population, settings.channels or default_channels(scenario), scenario.seed)
     times = arrival_times(
         RateCurve(scenario.breakpoints()),
         scenario.arrivals.process,
@@ -259,6 +277,9 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         worker_index=index,
         worker_count=count,
     )
+    target = None
+    if settings.target:  # checked by the master; the base URL is Locust's host
+        target = TargetApi(load_profile(settings.target, allow_remote=True, host=None))
     generator = Generator(
         scenario,
         population,
@@ -266,6 +287,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         recorder,
         times,
         seed=f"{scenario.seed}/payer/{index}",
+        target=target,
         key_prefix=_key_prefix(out),
     )
     RepayingUser.network_timeout = scenario.client.timeout_s
@@ -292,6 +314,9 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
         gateway_config=None,
         replicas=None,
     )
+    if options.target:
+        profile = _profile(options.target, host or None)
+        meta = meta.model_copy(update={"target": target_meta(profile, options.target, default_channels(scenario))})
     write_json(path, meta)
 
 
@@ -321,8 +346,14 @@ def _check_host(host: str) -> None:
         )
 
 
-def _channels(scenario: Scenario, out: Path) -> list[str]:
-    """The gateway's channel codes: the run's effective config (meta.json) or the gateway defaults + overrides."""
+def _profile(path: str, host: str | None) -> TargetProfile:
+    """The --target profile, checked as `surge run` checks it (exit 2 from _on_init when it is wrong)."""
+    return load_profile(path, allow_remote=os.environ.get("SURGE_ALLOW_REMOTE") == "1", host=host, env=os.environ)
+
+
+def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> list[str]:
+    """The bank codes cards are drawn on, read once at test start: the embedded cluster's effective config
+    (meta.json); else what a §3 gateway serves at GET /v1/channels; else, with a warning, the defaults."""
     try:
         config = read_meta(out).gateway_config or {}
     except RunFolderError:
@@ -330,9 +361,14 @@ def _channels(scenario: Scenario, out: Path) -> list[str]:
     codes = [str(channel["code"]) for channel in config.get("channels", [])]
     if codes:
         return codes
-    from mock_gateway.config import load_config
-
-    return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]
+    if not targeted and host:
+        try:
+            return served_channels(host)
+        except ChannelsUnavailable as exc:
+            defaults = default_channels(scenario)
+            log.warning("surge: warning: %s; drawing cards on the default channels %s", exc, ", ".join(defaults))
+            return defaults
+    return default_channels(scenario)
 
 
 def _key_prefix(out: Path) -> str:

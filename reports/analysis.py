@@ -20,6 +20,11 @@ Exit code (CONTRACT §2), in this order:
 4. a verdict is unknown (nothing failed, but not everything was checked): **3**, because 0 means "every SLO and
    invariant held" and surge cannot say so;
 5. otherwise **0**.
+
+A run stopped early (stop.json, `StopRecord`) is judged on the seconds that ran (the frames end at the stop,
+and faults or spikes planned after it are no incidents), and the stop decides the exit code: **130** for
+SIGINT, **143** for SIGTERM, **1** for a tripped `[[abort]]` rule (also a failed `aborted` check in junit.xml);
+a stop in Locust's web UI is the user's choice and leaves the rules above in force.
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ def analyse(frames: RunFrames) -> Analysis:
         recovery: list[dict[str, Any]] = []
         slo_verdicts = [slo.capacity_verdict(None if capacity is None else capacity.get("max_rate_per_s"))]
     else:
-        recovery = metrics.recovery(frames, healthy, metrics.incidents(frames.meta, frames.events), thresholds)
+        ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
+        found = [i for i in metrics.incidents(frames.meta, frames.events) if i.start_s < ran_until]
+        recovery = metrics.recovery(frames, healthy, found, thresholds)
         slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = invariants.daily_totals(metrics.recorded_repayments(frames))
@@ -91,6 +98,7 @@ def analyse(frames: RunFrames) -> Analysis:
             daily,
             key_prefix=frames.meta.key_prefix,
             schedule=metrics.cap_schedule(frames.meta),
+            foreign=metrics.is_foreign(frames.meta),
         )
     )
     invariant_verdicts = slo.invariant_verdicts(
@@ -99,6 +107,9 @@ def analyse(frames: RunFrames) -> Analysis:
     generator = slo.generator_verdict(frames.generator)
     injection = slo.fault_injection_verdict(frames.events)
     run_verdicts = [generator] if injection is None else [generator, injection]
+    aborted = frames.stop.aborted if frames.stop is not None else None
+    if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
+        run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
     return Analysis(
         frames=frames,
         slo=thresholds,
@@ -116,7 +127,7 @@ def analyse(frames: RunFrames) -> Analysis:
         generator_verdict=generator,
         run_verdicts=run_verdicts,
         capacity=capacity,
-        exit_code=exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
+        exit_code=_stop_exit_code(frames) or exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
     )
 
 
@@ -134,6 +145,10 @@ def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     if frames.capacity is not None:
         return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
     return metrics.knee(frames.steps)
+
+
+def _stop_exit_code(frames: RunFrames) -> int | None:
+    return frames.stop.exit_code if frames.stop is not None else None
 
 
 def exit_code(
@@ -156,6 +171,7 @@ def summary(analysis: Analysis) -> Summary:
     windows = frames.windows
     active = windows[windows["offered"] > 0]
     report = analysis.invariants
+    stop = frames.stop
     return Summary.model_validate(
         {
             "scenario": meta.scenario,
@@ -167,6 +183,9 @@ def summary(analysis: Analysis) -> Summary:
             "valid": analysis.valid,
             "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
             "exit_code": analysis.exit_code,
+            "interrupted": stop is not None and stop.aborted is None,
+            "stopped": None if stop is None else stop.stopped,
+            "aborted": None if stop is None else stop.aborted,
             "totals": analysis.totals,
             "slos": analysis.slo_verdicts,
             "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,11 @@ from reports.runfolder import (
     GeneratorVerdict,
     RunFolderError,
     RunMeta,
+    StopRecord,
     read_capacity,
     read_generator,
     read_meta,
+    read_stop,
 )
 
 CLASSES = OUTCOME_CLASSES
@@ -71,6 +74,7 @@ class RunFrames:
     steps: pd.DataFrame
     capacity: Capacity | None
     clock: ClusterClock | None
+    stop: StopRecord | None = None  # stop.json: the run ended early; the frames above end at `stop.at_s`
 
     @property
     def is_capacity_search(self) -> bool:
@@ -84,6 +88,13 @@ def load_run(run_dir: Path) -> RunFrames:
         raise RunFolderError(f"{run_dir} is not a directory")
     meta = read_meta(run_dir)
     windows, codes, replicas, latency = read_windows(run_dir / "windows.jsonl")
+    events = read_events(run_dir / "events.csv")
+    stop = read_stop(run_dir)
+    if stop is not None:  # charts and verdicts cover the seconds that ran, not the stop's grace
+        seconds = max(1, math.ceil(stop.at_s))
+        windows, codes, replicas = windows.iloc[:seconds], codes.iloc[:seconds], replicas.iloc[:seconds]
+        latency = latency[latency["t"] < seconds].reset_index(drop=True)
+        events = events[events["t_s"] <= stop.at_s].reset_index(drop=True)
     return RunFrames(
         run_dir=run_dir,
         meta=meta,
@@ -93,11 +104,12 @@ def load_run(run_dir: Path) -> RunFrames:
         replicas=replicas,
         latency=latency,
         history=read_history(run_dir / "history"),
-        events=read_events(run_dir / "events.csv"),
+        events=events,
         ledger=read_ledger(run_dir / "ledger.sqlite"),
         steps=read_steps(run_dir / "steps.csv"),
         capacity=read_capacity(run_dir),
         clock=meta.clock(run_dir),
+        stop=stop,
     )
 
 

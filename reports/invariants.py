@@ -19,6 +19,11 @@ and the checkers compare those outcomes with the ledger:
                highest cap in force at any moment of the business day, since the gateway checks each charge
                against the cap of its moment and a day's total may legitimately reach a cap lowered later
 
+Against a target profile (CONTRACT §7, `foreign=True`) the statuses are the target's own, so the outcomes come
+from the classes its rules assigned: `succeeded` is ok; `declined` and `rate_limited` are failed (the rules say
+the target refused); everything else is unknown — surge cannot know whether a foreign 503 ran the payment. A
+foreign 2xx carries the target's payment id, which its ledger query need not return, so lost is checked by key.
+
 An hour-long soak has a million attempts, so keys, repayment ids and payments are factorised once into integer
 codes shared by history and ledger (`Evidence`), and every checker is numpy over those codes.
 """
@@ -39,6 +44,7 @@ from reports.runfolder import SHANGHAI
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")
+FOREIGN_FAILURES = ("declined", "rate_limited")
 NAMES = ("lost", "phantom", "duplicate", "over_cap")
 FAILED, UNKNOWN, OK, NEVER = 0, 1, 2, -1
 OUTCOME_NAMES = {FAILED: "failed", UNKNOWN: "unknown", OK: "ok"}
@@ -74,15 +80,18 @@ class Evidence:
     h_rid: Codes
     l_rid: Codes
     best: npt.NDArray[np.int8]
+    acked: npt.NDArray[np.bool_]  # per attempt: the client was told the repayment succeeded
+    foreign: bool = False
 
     @classmethod
-    def of(cls, history: pd.DataFrame, ledger: pd.DataFrame) -> Evidence:
+    def of(cls, history: pd.DataFrame, ledger: pd.DataFrame, *, foreign: bool = False) -> Evidence:
         n_history = len(history)
         key_codes, key_names = _factorize(history["key"], ledger["idempotency_key"])
         rid_codes, rid_names = _factorize(history["repayment_id"], ledger["repayment_id"])
         h_key = key_codes[:n_history].astype(np.int64)
         best = np.full(len(key_names), NEVER, dtype=np.int8)
-        np.maximum.at(best, h_key, attempt_outcomes(history))
+        outcomes = attempt_outcomes(history, foreign=foreign)
+        np.maximum.at(best, h_key, outcomes)
         return cls(
             history=history,
             ledger=ledger,
@@ -93,6 +102,8 @@ class Evidence:
             h_rid=rid_codes[:n_history].astype(np.int64),
             l_rid=rid_codes[n_history:].astype(np.int64),
             best=best,
+            acked=outcomes == OK,
+            foreign=foreign,
         )
 
     def outcome_counts(self) -> dict[str, int]:
@@ -107,8 +118,13 @@ def _factorize(*columns: pd.Series) -> tuple[Codes, pd.Index]:
     return codes.astype(np.int64), pd.Index(names)
 
 
-def attempt_outcomes(history: pd.DataFrame) -> npt.NDArray[np.int8]:
-    """Per attempt: OK (a 201), FAILED (an answer that guarantees nothing was recorded) or UNKNOWN."""
+def attempt_outcomes(history: pd.DataFrame, *, foreign: bool = False) -> npt.NDArray[np.int8]:
+    """Per attempt: OK (a 201), FAILED (an answer that guarantees nothing was recorded) or UNKNOWN; against a
+    target profile, by the outcome classes its rules gave (module docstring)."""
+    if foreign:
+        outcome = history["outcome"].to_numpy()
+        failed = np.isin(outcome, FOREIGN_FAILURES)
+        return np.where(outcome == "succeeded", OK, np.where(failed, FAILED, UNKNOWN)).astype(np.int8)
     status = history["status"].to_numpy()
     definite = np.isin(status, DEFINITE_FAILURE_STATUSES) | (
         (status == 422) & history["code"].isin(LIMIT_DECLINES).to_numpy()
@@ -119,12 +135,12 @@ def attempt_outcomes(history: pd.DataFrame) -> npt.NDArray[np.int8]:
 def find_lost(evidence: Evidence) -> list[dict[str, Any]]:
     """Acknowledged repayments the ledger does not hold (by repayment id when the 201 gave one, else by key)."""
     history = evidence.history
-    acked = _first_per_key(evidence.h_key, np.flatnonzero(history["status"].to_numpy() == 201))
+    acked = _first_per_key(evidence.h_key, np.flatnonzero(evidence.acked))
     rid_in_ledger = np.zeros(len(evidence.rid_names), dtype=bool)
     rid_in_ledger[evidence.l_rid] = True
     key_in_ledger = np.zeros(len(evidence.key_names), dtype=bool)
     key_in_ledger[evidence.l_key] = True
-    has_id = (history["repayment_id"] != "").to_numpy(bool)[acked]
+    has_id = (history["repayment_id"] != "").to_numpy(bool)[acked] & (not evidence.foreign)
     missing = np.where(has_id, ~rid_in_ledger[evidence.h_rid[acked]], ~key_in_ledger[evidence.h_key[acked]])
     lost = history.iloc[acked[missing]]
     return [
@@ -167,7 +183,7 @@ def find_duplicates(evidence: Evidence) -> list[dict[str, Any]]:
         for key in np.flatnonzero(rows_per_key > 1)
     ]
     history = evidence.history
-    acked = (history["status"].to_numpy() == 201) & (history["repayment_id"] != "").to_numpy(bool)
+    acked = evidence.acked & (history["repayment_id"] != "").to_numpy(bool)
     keys, rids = evidence.h_key[acked], evidence.h_rid[acked]
     some_rid = np.full(len(names), -1, dtype=np.int64)
     some_rid[keys] = rids
@@ -352,15 +368,18 @@ def check(
     totals: DailyTotals | None = None,
     key_prefix: str | None = None,
     schedule: Schedule = (),
+    *,
+    foreign: bool = False,
 ) -> InvariantReport:
     """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed;
-    `schedule`: the gateway's dynamic limits, when it had any).
+    `schedule`: the gateway's dynamic limits, when it had any; `foreign`: the history was recorded against a
+    target profile, module docstring).
 
     lost, phantom and duplicate look at the run's own rows (`own_rows`); over_cap at the whole ledger, because
     a cap bounds every charge of a card's day, whoever made it.
     """
     own = own_rows(ledger, key_prefix)
-    evidence = Evidence.of(history, own)
+    evidence = Evidence.of(history, own, foreign=foreign)
     return InvariantReport(
         violations={
             "lost": find_lost(evidence),

@@ -376,8 +376,19 @@ def business_dates(unix: pd.Series, clock: ClusterClock | None) -> pd.Series:
     return stamps.dt.strftime("%Y-%m-%d")
 
 
+def is_foreign(meta: RunMeta) -> bool:
+    """Whether the run drove a target profile's API (CONTRACT §7) rather than the §3 gateway."""
+    return meta.target is not None
+
+
 def caps(meta: RunMeta) -> tuple[dict[str, int], int | None]:
-    """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown)."""
+    """Card caps per channel code and the user cap, from the gateway config the run used (None: unknown); for a
+    target profile, its `[ledger.caps]` (one card cap for every channel the cards were drawn on)."""
+    if meta.target is not None:
+        limits = meta.target.caps
+        card_cap = None if limits is None else limits.card_daily_fen
+        user = None if limits is None else limits.user_daily_fen
+        return ({} if card_cap is None else dict.fromkeys(meta.target.channels, card_cap)), user
     config = meta.gateway_config or {}
     card = {
         str(channel["code"]): int(channel["card_daily_fen"])
@@ -422,7 +433,7 @@ def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
     """The ledger when the run has one, else the acknowledged attempts (one per repayment id)."""
     if frames.ledger is not None:
         return frames.ledger
-    acked = frames.history[frames.history["status"] == 201]
+    acked = frames.history[frames.history["outcome"] == "succeeded"]  # a 201, or a target's rule said so
     return acked.drop_duplicates("repayment_id")
 
 

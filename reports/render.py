@@ -211,14 +211,17 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
     started = meta.started_unix
     started_text = datetime.fromtimestamp(float(started), tz=UTC).isoformat(timespec="seconds") if started else None
     versions = meta.versions
+    stop = analysis.frames.stop
     return [
         ("scenario", meta.scenario),
         ("description", meta.description),
         ("seed", meta.seed),
         ("scale", meta.scale),
         ("duration", f"{meta.duration_s} s planned, {len(analysis.frames.windows)} s recorded"),
+        ("stopped", None if stop is None else f"at t = {stop.at_s:.1f} s by {stop.by}: {stop.reason}"),
         ("started (UTC)", started_text),
         ("host", meta.host),
+        ("target profile", None if meta.target is None else meta.target.name),
         ("embedded cluster", meta.embedded),
         ("workers", meta.workers),
         ("client policy", meta.client_policy),

@@ -13,8 +13,8 @@ What lives here, each in one place:
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
   Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
 - the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Capacity`
-  (capacity.json), `Verdict` and `Summary` (summary.json), with `Slo`, the scenario `[slo]` table and its
-  defaults;
+  (capacity.json), `StopRecord` (stop.json), `Verdict` and `Summary` (summary.json), with `Slo`, the scenario
+  `[slo]` table and its defaults;
 - the one JSON writer (`write_json`, atomic) and the one JSON reader (`read_json_object`).
 
 Every model keeps keys it does not know (`extra="allow"`): a folder written by a newer surge (or by a sibling
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import astuple, dataclass, fields
@@ -283,18 +284,25 @@ def read_cluster_clock(run_dir: Path) -> ClusterClock | None:
 # The JSON files -------------------------------------------------------------------------------------------------
 
 
-def write_json(path: Path, data: BaseModel | Mapping[str, Any]) -> None:
+def write_json(path: Path, data: BaseModel | Mapping[str, Any], *, replace: bool = True) -> None:
     """Atomically, so a reader — CI, `surge compare`, a probe, the locustfile — never sees half a file: the text
     is made first (strict JSON, no NaN: a ValueError leaves the old file alone), written to an exclusively
     created scratch file beside the target (mode from the umask, like any other file of the folder) and renamed
-    over it; a failure removes the scratch. UTF-8, two-space indent, one trailing newline."""
+    over it; a failure removes the scratch. UTF-8, two-space indent, one trailing newline.
+
+    `replace=False` keeps a file already there (FileExistsError): the scratch is hard-linked to the name, which
+    fails rather than overwrites, so of two racing writers the first one's whole file stays (stop.json)."""
     payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
     text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         with scratch.open("x", encoding="utf-8") as out:
             out.write(text)
-        scratch.replace(path)
+        if replace:
+            scratch.replace(path)
+        else:
+            os.link(scratch, path)
+            scratch.unlink()
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
@@ -353,6 +361,25 @@ class Span(BaseModel):
     end_s: float
 
 
+class TargetCaps(BaseModel):
+    """A target profile's `[ledger.caps]`: what over_cap is checked against (None: not checked)."""
+
+    card_daily_fen: int | None = None
+    user_daily_fen: int | None = None
+
+
+class TargetMeta(_Open):
+    """meta.json `target` of a run against a target profile (CONTRACT §7): what the reports need, never a header
+    value, a body or the ledger URL (they may hold secrets)."""
+
+    name: str
+    profile: str = ""
+    base_url: str = ""
+    ledger: bool = False
+    caps: TargetCaps | None = None
+    channels: list[str] = Field(default_factory=list)  # the bank codes the cards were drawn on
+
+
 class RunMeta(_Open):
     """meta.json (internals §5, §6): what ran, against what, with which versions — written before the load.
 
@@ -381,6 +408,7 @@ class RunMeta(_Open):
     faults: list[dict[str, Any]] = Field(default_factory=list)
     client_policy: str | None = None
     rate: list[dict[str, float]] = Field(default_factory=list)
+    target: TargetMeta | None = None  # a run against a target profile; None for the §3 gateway
 
     @property
     def is_capacity_search(self) -> bool:
@@ -440,12 +468,80 @@ def read_capacity(run_dir: Path) -> Capacity | None:
     return _optional(run_dir / "capacity.json", Capacity)
 
 
+# stop.json ------------------------------------------------------------------------------------------------------
+
+STOP_FILE: Final = "stop.json"
+StoppedBy = Literal["sigint", "sigterm", "web-ui", "abort"]
+EXIT_SIGINT, EXIT_SIGTERM, EXIT_ABORTED = 130, 143, 1  # 128 + signal number, as shells report a signal's end
+
+
+class Aborted(_Open):
+    """The `[[abort]]` rule that tripped, when (seconds since t=0), and the value it saw."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    rule: str
+    at_s: Number
+    value: Number
+
+
+class Stopped(_Open):
+    """summary.json `stopped`: when (seconds since t=0; negative: before the load began), by whom, and why."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at_s: Number
+    by: StoppedBy
+    reason: str = ""
+
+
+class StopRecord(_Open):
+    """stop.json: how a run that did not reach its scenario's end was stopped — the one record of it.
+
+    Written once by whoever stopped the run first (`write_stop`): `surge` on SIGINT/SIGTERM (before it asks
+    Locust to stop), the Locust master on a web-UI stop or a tripped `[[abort]]` rule; later writers keep the
+    first record. Charts and verdicts stop at `at_s`.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    at_unix: Number
+    at_s: Number
+    by: StoppedBy
+    reason: str = ""
+    aborted: Aborted | None = None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code the stop itself imposes (130, 143, 1 for an abort); None for a web-UI stop."""
+        return {"sigint": EXIT_SIGINT, "sigterm": EXIT_SIGTERM, "abort": EXIT_ABORTED}.get(self.by)
+
+    @property
+    def stopped(self) -> Stopped:
+        return Stopped(at_s=self.at_s, by=self.by, reason=self.reason)
+
+
+def write_stop(run_dir: Path, record: StopRecord) -> StopRecord:
+    """Record the stop unless one is recorded already; the record in force (the first) is returned."""
+    try:
+        write_json(run_dir / STOP_FILE, record, replace=False)
+    except FileExistsError:
+        return read_stop(run_dir) or record
+    return record
+
+
+def read_stop(run_dir: Path) -> StopRecord | None:
+    """The run's stop record, or None when the run ran to its end."""
+    return _optional(run_dir / STOP_FILE, StopRecord)
+
+
 class Verdict(_Open):
     """One SLO, invariant or run check in summary.json `slos` / `invariant_verdicts` (and one JUnit test case)."""
 
     name: str
     value: bool | Number | None
-    bound: bool | Number | None
+    bound: bool | Number | str | None
+    """A number or flag; for the `aborted` run check, the text of the `[[abort]]` rule that tripped."""
     passed: bool | None
     """None: unknown — surge could not check it (`reason` says why); never a pass."""
     verdict: Literal["pass", "fail", "unknown"]
@@ -483,6 +579,10 @@ class Summary(_Open):
     valid: bool
     validity_reasons: list[str] = Field(default_factory=list)
     exit_code: int
+    interrupted: bool = False
+    """Stopped early by a signal or the web UI (not by an `[[abort]]` rule)."""
+    stopped: Stopped | None = None
+    aborted: Aborted | None = None
     totals: Totals
     slos: list[Verdict]
     invariants: dict[str, int | None]

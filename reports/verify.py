@@ -35,6 +35,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         user_cap,
         key_prefix=meta.key_prefix,
         schedule=metrics.cap_schedule(meta),
+        foreign=metrics.is_foreign(meta),
     )
     verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
     outcomes = [slo.outcome(verdict) for verdict in verdicts]

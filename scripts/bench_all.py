@@ -17,23 +17,31 @@ from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ORDER = ["bench_gateway", "bench_ledger", "bench_failover", "bench_generator", "bench_report"]
+# (section written to docs/perf/<section>.md, script, its arguments)
+ORDER = [
+    ("gateway", "bench_gateway", []),
+    ("ledger", "bench_ledger", []),
+    ("failover", "bench_failover", []),
+    ("generator", "bench_generator", []),
+    ("generator-profile", "bench_generator", ["--profile-path", "300", "--pairs", "5", "--windows", "2"]),
+    ("report", "bench_report", []),
+]
 
 
 def main() -> int:
     failed = []
-    for name in ORDER:
+    for section, name, arguments in ORDER:
         script = ROOT / "scripts" / f"{name}.py"
         if not script.exists():
             print(f"== {name}: missing", flush=True)
             failed.append(name)
             continue
-        print(f"== {name}", flush=True)
+        print(f"== {section}", flush=True)
         started = time.monotonic()
-        result = subprocess.run([sys.executable, str(script)], cwd=ROOT, check=False)
-        print(f"== {name}: exit {result.returncode} after {time.monotonic() - started:.0f} s", flush=True)
+        result = subprocess.run([sys.executable, str(script), *arguments], cwd=ROOT, check=False)
+        print(f"== {section}: exit {result.returncode} after {time.monotonic() - started:.0f} s", flush=True)
         if result.returncode != 0:
-            failed.append(name)
+            failed.append(section)
     write_performance_md()
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
@@ -58,7 +66,7 @@ def write_performance_md() -> None:
         f"- Python {platform.python_version()}; {', '.join(versions)}",
         "",
     ]
-    sections = [(ROOT / "docs" / "perf" / f"{name.removeprefix('bench_')}.md") for name in ORDER]
+    sections = [ROOT / "docs" / "perf" / f"{section}.md" for section, _, _ in ORDER]
     body = [path.read_text(encoding="utf-8").strip() + "\n" for path in sections if path.exists()]
     (ROOT / "docs" / "performance.md").write_text("\n".join(header) + "\n" + "\n".join(body), encoding="utf-8")
 

@@ -16,6 +16,14 @@ Against a bare aiohttp handler (its own process, uvloop), in the same run:
    p50/p99 side by side (surge's service time and its time from the intended send).
 
 Machines differ, so the ratios are the result; absolute rates are information only.
+
+    .venv/bin/python scripts/bench_generator.py --profile-path 300 [--pairs 3] [--out docs/perf/generator-profile.md]
+
+measures instead what a target profile (CONTRACT §7) costs the generator: the same open-model run at the same
+rate against the same handler, once on the built-in path and once through examples/gateway/target.toml (the
+§3 API written as a profile: templates rendered, rules matched, the payment id read by JSON pointer), in
+alternating pairs. The figure is the Locust process's CPU seconds (user + system) per 1,000 arrivals; the
+ratio profile / built-in is the result (goal <= 1.10).
 """
 
 from __future__ import annotations
@@ -26,9 +34,11 @@ import csv
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -198,9 +208,15 @@ class Probe:
     p99_ms: float = 0.0
     intended_p50_ms: float = 0.0
     intended_p99_ms: float = 0.0
+    cpu_s: float = 0.0  # the Locust process's CPU time, user + system
+    arrivals: int = 0
+
+    @property
+    def cpu_ms_per_arrival(self) -> float:
+        return 1000.0 * self.cpu_s / max(1, self.arrivals)
 
 
-def open_model(url: str, rate: float, windows: int, work: Path) -> Probe:
+def open_model(url: str, rate: float, windows: int, work: Path, *extra: str) -> Probe:
     out = Path(tempfile.mkdtemp(dir=work, prefix=f"open-{rate:.0f}-"))
     scenario = out / "bench.toml"
     pool = max(100, min(2000, int(rate * 0.25)))  # 250 ms of arrivals in flight: a service hiccup is absorbed
@@ -208,8 +224,11 @@ def open_model(url: str, rate: float, windows: int, work: Path) -> Probe:
     t0 = time.time() + LEAD_S
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
-               "--only-summary", "--loglevel", "ERROR"]  # fmt: skip
+               "--only-summary", "--loglevel", "ERROR", *extra]  # fmt: skip
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     run(command, 10 * windows + 60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     sent: list[float] = []
     for path in (out / "history").glob("*.csv"):
         with path.open(newline="") as handle:
@@ -222,7 +241,8 @@ def open_model(url: str, rate: float, windows: int, work: Path) -> Probe:
     worst = max(errors, key=abs) if errors else -100.0
     reasons = list(verdict.get("reasons", ["no generator.json"]))
     cpu = float(verdict.get("cpu_pct_max", 0))
-    probe = Probe(rate, abs(worst) <= 2.0, worst, bool(verdict.get("valid")), reasons, cpu)
+    probe = Probe(rate, abs(worst) <= 2.0, worst, bool(verdict.get("valid")), reasons, cpu, cpu_s=cpu_s,
+                  arrivals=len(sent))  # fmt: skip
     probe.p50_ms, probe.p99_ms, probe.intended_p50_ms, probe.intended_p99_ms = latencies(out)
     shutil.rmtree(out / "history", ignore_errors=True)
     return probe
@@ -304,11 +324,17 @@ def main() -> int:
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--windows", type=int, default=2, help="10 s windows per open-model probe (default 2)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "perf" / "generator.md")
+    parser.add_argument("--out", type=Path, help="default docs/perf/generator.md (generator-profile.md)")
+    parser.add_argument("--profile-path", type=float, metavar="RATE", help="compare the profile path at RATE/s")
+    parser.add_argument("--pairs", type=int, default=3, help="built-in/profile pairs for --profile-path")
     args = parser.parse_args()
     if args.serve:
         serve(args.delay_ms)
         return 0
+    if args.profile_path:
+        out = args.out or ROOT / "docs" / "perf" / "generator-profile.md"
+        return profile_path(args.profile_path, args.pairs, args.windows, out)
+    args.out = args.out or ROOT / "docs" / "perf" / "generator.md"
     if shutil.which("wrk") is None:
         print("wrk is missing (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -330,6 +356,52 @@ def main() -> int:
                  args.windows)  # fmt: skip
     print(f"held {held:.0f}/s = {held / max(before, after):.2f} x closed loop; written to {args.out}")
     return 0
+
+
+def profile_path(rate: float, pairs: int, windows: int, out: Path) -> int:
+    """Built-in and profile runs at the same rate, alternating so that drifting load hits both alike."""
+    profile = ROOT / "examples" / "gateway" / "target.toml"
+    builtin: list[Probe] = []
+    targeted: list[Probe] = []
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as url:
+        work = Path(tmp)
+        for pair in range(pairs):
+            for probes, extra in ((builtin, ()), (targeted, ("--target", str(profile)))):
+                probe = open_model(url, rate, windows, work, *extra)
+                probes.append(probe)
+                name = "profile" if extra else "built-in"
+                print(f"  pair {pair + 1} {name}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, worst window "
+                      f"{probe.worst_error_pct:+.2f} %, valid {probe.valid}", flush=True)  # fmt: skip
+    base = statistics.median(p.cpu_ms_per_arrival for p in builtin)
+    mine = statistics.median(p.cpu_ms_per_arrival for p in targeted)
+    ratio = mine / base
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    lines = [
+        "## The target-profile path (issue 14)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores (load "
+        f"average at the end: {load}) with",
+        f"`scripts/bench_generator.py --profile-path {rate:g} --pairs {pairs} --windows {windows}`:",
+        f"one open-model Locust process at {rate:g} arrivals/s for {10 * windows} s against the bare aiohttp",
+        "handler, on the built-in path and through `examples/gateway/target.toml` (the same API as a profile),",
+        "alternating. Cost is the Locust process's CPU time (user + system) per arrival, median of the runs.",
+        "",
+        "| path | CPU ms per arrival (median) | runs (ms/arrival; worst 10 s window; valid) |",
+        "| --- | --- | --- |",
+        f"| built-in | {base:.3f} | "
+        + "; ".join(f"{p.cpu_ms_per_arrival:.3f}, {p.worst_error_pct:+.1f} %, {p.valid}" for p in builtin)
+        + " |",
+        f"| target profile | {mine:.3f} | "
+        + "; ".join(f"{p.cpu_ms_per_arrival:.3f}, {p.worst_error_pct:+.1f} %, {p.valid}" for p in targeted)
+        + " |",
+        "",
+        f"**Ratio profile / built-in: {ratio:.3f}** (goal <= 1.10).",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"profile / built-in CPU per arrival: {ratio:.3f}; written to {out}")
+    return 0 if ratio <= 1.10 else 1
 
 
 def write_report(

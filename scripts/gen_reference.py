@@ -7,7 +7,7 @@ the field's attribute docstring — so the reference cannot drift from what surg
     python scripts/gen_reference.py           # rewrite docs/reference/
     python scripts/gen_reference.py --check   # exit 1 when a file is stale
 
-A new file format joins by adding one `Reference` to `REFERENCES` (a target profile's model, for one).
+A new file format joins by adding one `Reference` to `REFERENCES`.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def _scenario() -> type[BaseModel]:
     from loadtests.scenario.shapes import Scenario
 
     return Scenario
+
+
+def _target() -> type[BaseModel]:
+    from loadtests.scenario.profile import TargetProfile
+
+    return TargetProfile
 
 
 def _gateway() -> type[BaseModel]:
@@ -104,6 +110,21 @@ REFERENCES = [
             ),
         },
     ),
+    Reference(
+        name="target",
+        model=_target,
+        page="target-profile-keys.md",
+        title="Target profile keys",
+        intro=(
+            "Every key of a target profile (`surge run SCENARIO --target FILE`, CONTRACT §7, docs/targets.md). "
+            "Unknown keys, unknown `{placeholders}` and bad JSON pointers are errors that name them (exit 2)."
+        ),
+        example="docs/examples/target.toml",
+        extra={
+            "request.headers, response.rules.json, response.rules.headers": "free-form tables (names of your "
+            "headers, JSON pointers into your bodies), described in [../targets.md](../targets.md)",
+        },
+    ),
 ]
 
 
@@ -130,6 +151,10 @@ def keys(model: type[BaseModel], prefix: str = "") -> Iterator[Key]:
 def _nested(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation, False
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):  # an optional table: `Model | None`
+        present = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(present) == 1:
+            return _nested(present[0])
     args = [arg for arg in typing.get_args(annotation) if arg is not Ellipsis]
     if typing.get_origin(annotation) in (tuple, list) and len(args) == 1:
         inner, _ = _nested(args[0])

@@ -4,6 +4,9 @@ Each probe is a short steady run of the locustfile at one rate against the same 
 is started once for the whole search). The search itself is `capacity_search.find_knee`; the probes' windows
 and histories are gathered on one time axis into a run folder (docs/internals.md §6) that `reports` turns into
 summary.json and a report with the offered-vs-goodput curve.
+
+Ctrl-C or SIGTERM (stopping.Interrupt) stops the probe running and starts no other: the probes that finished
+are kept in the folder and its report, no capacity is claimed (`limited_by: "interrupted"`), exit 130 or 143.
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import new_run_dir
-from loadtests.orchestration.session import GatewayChoice, check_before_start, choose_gateway, gateway_session
+from loadtests.orchestration.session import (
+    GatewayChoice,
+    check_before_start,
+    choose_gateway,
+    gateway_session,
+    stoppable,
+)
+from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
@@ -85,7 +95,22 @@ def run(args: argparse.Namespace) -> int:
     )
     run_dir = new_run_dir(args.out, "capacity")
     console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
-    result = asyncio.run(_search(args, base, gateway, run_dir, console))
+    return stoppable(
+        "surge find-capacity",
+        run_dir,
+        lambda interrupt: _search(args, base, gateway, run_dir, console, interrupt),
+        lambda result, interrupt: _conclude(run_dir, result, interrupt),
+    )
+
+
+def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) -> int:
+    """capacity.json and the report. A search cut short (`result` None) claims no capacity: the probes that
+    finished are analysed as far as they go, with `limited_by: "interrupted"`."""
+    if result is None:
+        probes = len(list((run_dir / "probes").iterdir())) if (run_dir / "probes").is_dir() else 0
+        capacity = Capacity(max_rate_per_s=None, spread=None, limited_by="interrupted", bracket=None, probes=probes)
+        write_json(run_dir / "capacity.json", capacity)
+        return finish(run_dir, None, f"capacity: unknown (search {interrupt.reason} after {probes} probes)")
     capacity = Capacity(
         max_rate_per_s=round(result.max_rate_per_s, 1),
         spread=round(result.spread, 4),
@@ -117,19 +142,27 @@ def _probe_base(args: argparse.Namespace) -> Scenario:
 
 
 async def _search(
-    args: argparse.Namespace, base: Scenario, gateway: GatewayChoice, run_dir: Path, console: Console
-) -> SearchResult:
-    async with gateway_session(gateway, run_dir) as session:
+    args: argparse.Namespace,
+    base: Scenario,
+    gateway: GatewayChoice,
+    run_dir: Path,
+    console: Console,
+    interrupt: Interrupt,
+) -> SearchResult | None:
+    """The knee search inside the gateway session; None when a signal cut it short."""
+    async with gateway_session(gateway, run_dir, interrupt) as session:
         started = session.start_unix = time.time()
         write_json(run_dir / "meta.json", _capacity_meta(args, base, session.target, gateway, started))
         steps: list[CapacityStep] = []
         loop = asyncio.get_running_loop()
 
         def probe(rate: float) -> Probe:
+            if interrupt.requested:
+                raise Interrupted
             step = len(steps) + 1
             console.print(f"probe {step}: {rate:.1f}/s …", end=" ")
             result, window, probe_start = asyncio.run_coroutine_threadsafe(
-                _probe(args, base, session.target, run_dir, step, rate), loop
+                _probe(args, base, session.target, run_dir, step, rate, interrupt), loop
             ).result()
             offset = round(probe_start - started)
             merge_probe(run_dir / "probes" / f"{step:02d}", run_dir, offset, step)
@@ -156,19 +189,28 @@ async def _search(
             write_steps_csv(run_dir / "steps.csv", steps)
             return result
 
-        return await asyncio.to_thread(
-            find_knee,
-            probe,
-            start_rate=args.start_rate,
-            max_rate=args.max_rate,
-            growth=args.growth,
-            precision=args.precision,
-            repeats=max(0, args.repeats),
-        )
+        try:
+            return await asyncio.to_thread(
+                find_knee,
+                probe,
+                start_rate=args.start_rate,
+                max_rate=args.max_rate,
+                growth=args.growth,
+                precision=args.precision,
+                repeats=max(0, args.repeats),
+            )
+        except Interrupted:
+            return None
 
 
 async def _probe(
-    args: argparse.Namespace, base: Scenario, target: str, run_dir: Path, step: int, rate: float
+    args: argparse.Namespace,
+    base: Scenario,
+    target: str,
+    run_dir: Path,
+    step: int,
+    rate: float,
+    interrupt: Interrupt,
 ) -> tuple[Probe, tuple[float, float], float]:
     """One steady probe in its own folder; its verdict, measured window and wall start."""
     probe_dir = run_dir / "probes" / f"{step:02d}"
@@ -199,10 +241,18 @@ async def _probe(
         run_dir=probe_dir,
         start_unix=start,
         workers=args.workers,
+        abort=False,  # a probe overloads the gateway on purpose
     )
     rc = await run_locust(
-        command, probe_dir, deadline_unix=start + duration + STOP_GRACE_S + 30, allow_remote=args.allow_remote
+        command,
+        probe_dir,
+        deadline_unix=start + duration + STOP_GRACE_S + 30,
+        allow_remote=args.allow_remote,
+        interrupt=interrupt,
+        start_unix=start,
     )
+    if interrupt.requested:
+        raise Interrupted  # the probe was cut short: it measured nothing the search could use
     windows = read_window_records(probe_dir)
     if rc is None or not windows:
         raise HarnessError(f"probe {step} at {rate:.1f}/s recorded nothing (Locust exit {rc}); see {probe_dir}")

@@ -3,6 +3,10 @@
 The order is the whole job of this module: validate everything first (exit 2 with nothing started), then start
 the cluster, fix a shared t=0 a few seconds ahead, launch Locust as a subprocess, play the faults against the
 same t=0, bound every wait, collect the ledger and events, and only then hand the folder to `reports`.
+
+Ctrl-C or SIGTERM (stopping.Interrupt) ends the same way, early: the load stops, the faults are undone, the
+folder and report are written as far as the run got, and the exit code is 130 or 143; a second signal skips
+the report but still stops every process.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +32,7 @@ from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
+from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.live import LiveWindows
 from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.memory import sample_memory
@@ -35,10 +43,18 @@ from loadtests.orchestration.session import (
     check_before_start,
     choose_gateway,
     gateway_session,
+    stoppable,
 )
+from loadtests.orchestration.stopping import Interrupt
+from loadtests.orchestration.target_ledger import copy_target_ledger
+from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
+from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
-from reports.runfolder import RunEvent, write_json
+from reports.runfolder import STOP_FILE, RunEvent, write_json
+from reports.verify import verify_run
+
+LOST_KEYS_SHOWN = 20
 
 CLUSTER_BOOT_S = 3.0  # the cluster is ready well within this on a busy 2-core machine; t=0 is planned past it
 
@@ -61,6 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-<scenario>)")
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
+    parser.add_argument("--target", type=Path, help="a target profile TOML: drive another repayment API (§7)")
+    parser.add_argument("--no-abort", action="store_true", help="ignore the scenario's [[abort]] rules for this run")
     parser.add_argument(
         "--metrics-port",
         type=port_number,
@@ -72,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
+    profile = None
+    if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
+        profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
+        args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, scenario.gateway)
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
@@ -81,18 +103,63 @@ def run(args: argparse.Namespace) -> int:
     )
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
-    asyncio.run(_orchestrate(args, scenario, gateway, run_dir, console))
-    return finish(run_dir, args.baseline)
+    if not gateway.embedded and profile is None:
+        _warn_without_channels(str(gateway.host), console)
+    exit_code = stoppable(
+        "surge run",
+        run_dir,
+        lambda interrupt: _orchestrate(args, scenario, gateway, run_dir, console, profile, interrupt),
+        lambda _, __: finish(run_dir, args.baseline),
+    )
+    if profile is not None and (run_dir / "summary.json").exists():
+        _print_target_notes(run_dir, scenario, profile)
+    return exit_code
+
+
+def _warn_without_channels(host: str, console: Console) -> None:
+    """Against a gateway surge did not start, the driver reads GET /v1/channels; say now if it cannot."""
+    try:
+        served_channels(host)
+    except ChannelsUnavailable as exc:
+        console.print(f"surge run: warning: {exc}; cards are drawn on the default channels", markup=False)
+
+
+def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfile) -> None:
+    """What a target run adds to the verdict table: where the invariants come from, lost keys by name, and
+    that follow-plan could not follow a plan the target never offers."""
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    invariants = summary.get("invariants")
+    if profile.ledger is None:
+        print("invariants: unknown (the profile has no [ledger] query)")
+    elif isinstance(invariants, dict) and invariants.get("lost"):
+        lost = verify_run(run_dir)["violations"]["lost"]
+        keys = ", ".join(str(item["key"]) for item in lost[:LOST_KEYS_SHOWN])
+        more = f" and {len(lost) - LOST_KEYS_SHOWN} more" if len(lost) > LOST_KEYS_SHOWN else ""
+        print(f"lost payments (acknowledged, not in {profile.name}'s ledger), by key: {keys}{more}")
+    declined = int((summary.get("totals") or {}).get("declined", 0))
+    if scenario.client.policy == "follow-plan" and declined:
+        print(
+            f"follow-plan: {profile.name} offers no suggested plan, so each of the {declined} declined attempts "
+            "ended its payment"
+        )
 
 
 async def _orchestrate(
-    args: argparse.Namespace, scenario: Scenario, gateway: GatewayChoice, run_dir: Path, console: Console
+    args: argparse.Namespace,
+    scenario: Scenario,
+    gateway: GatewayChoice,
+    run_dir: Path,
+    console: Console,
+    profile: TargetProfile | None,
+    interrupt: Interrupt,
 ) -> None:
     lead_s = START_MARGIN_S + 0.5 * args.workers
     planned = time.time() + CLUSTER_BOOT_S + lead_s
     if gateway.embedded:
         gateway = dataclasses.replace(gateway, overrides=_clock_anchored(gateway.overrides, planned))
-    async with gateway_session(gateway, run_dir) as session:
+    async with gateway_session(gateway, run_dir, interrupt) as session:
+        if interrupt.requested:
+            return
         session.start_unix = max(planned, time.time() + lead_s) if gateway.embedded else time.time() + lead_s
         meta = run_meta(
             scenario,
@@ -104,15 +171,23 @@ async def _orchestrate(
             gateway_config=gateway.config,
             replicas=gateway.replicas_for_meta,
         )
+        if profile is not None:
+            target = target_meta(profile, args.target, default_channels(scenario))
+            meta = meta.model_copy(update={"target": target})
         write_json(run_dir / "meta.json", meta)
         session.events.extend(_scenario_events(scenario, session.start_unix))
         if not gateway.embedded:
             session.events.extend(preflight.skipped_fault_events(scenario.faults, session.start_unix))
         rc = await _drive(args, scenario, session, console)
+        if interrupt.requested:
+            return  # whatever Locust recorded before it stopped is the evidence
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
         if not (run_dir / "windows.jsonl").exists():
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
+        if profile is not None and profile.ledger is not None:
+            rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
+            console.print(f"ledger: {rows} rows copied from {profile.name}'s ledger into {run_dir / 'ledger.sqlite'}")
 
 
 def _clock_anchored(gateway: dict[str, Any], t0_unix: float) -> dict[str, Any]:
@@ -139,6 +214,7 @@ def _scenario_events(scenario: Scenario, start_unix: float) -> list[RunEvent]:
 async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewaySession, console: Console) -> int | None:
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
     run_dir, start_unix, cluster, events = session.run_dir, session.start_unix, session.cluster, session.events
+    interrupt = session.interrupt
     live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
@@ -146,11 +222,16 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
 
     memory_csv = run_dir / "memory.csv"
-    sampler = None if cluster is None else asyncio.create_task(sample_memory(cluster, start_unix, memory_csv))
+    tasks: list[asyncio.Task[None]] = []
+    if cluster is not None:
+        tasks.append(asyncio.create_task(sample_memory(cluster, start_unix, memory_csv)))
+    if any(fault.action == "exec" for fault in scenario.faults):
+        tasks.append(asyncio.create_task(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos).play()))
     chaos: asyncio.Task[None] | None = None
-    if scenario.faults and cluster is not None:
-        player = ChaosPlayer(cluster.url, cluster.admin_token, scenario.faults, start_unix, on_event=on_chaos)
-        chaos = asyncio.create_task(player.play())
+    builtin = [fault for fault in scenario.faults if fault.action != "exec"]
+    if builtin and cluster is not None:
+        player = ChaosPlayer(cluster.url, cluster.admin_token, builtin, start_unix, on_event=on_chaos)
+        chaos = asyncio.create_task(_play_until_stopped(player, lambda: _stopped(run_dir, interrupt), interrupt))
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -159,6 +240,8 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         run_dir=run_dir,
         start_unix=start_unix,
         workers=args.workers,
+        target_profile=args.target,
+        abort=not args.no_abort,
         metrics_port=args.metrics_port,
     )
     try:
@@ -171,11 +254,39 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
 
             deadline = start_unix + scenario.duration_s + STOP_GRACE_S + 30.0
             return await run_locust(
-                command, run_dir, deadline_unix=deadline, allow_remote=args.allow_remote, on_tick=tick
+                command,
+                run_dir,
+                deadline_unix=deadline,
+                allow_remote=args.allow_remote,
+                on_tick=tick,
+                interrupt=interrupt,
+                start_unix=start_unix,
             )
     finally:
-        for task in (chaos, sampler):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if chaos is not None:
+            if interrupt.hurry or not _stopped(run_dir, interrupt):
+                chaos.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos
+
+
+def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
+    """The run is ending early: a signal to surge, or the Locust master's record of an abort or web-UI stop."""
+    return interrupt.requested or (run_dir / STOP_FILE).exists()
+
+
+async def _play_until_stopped(player: ChaosPlayer, early_stop: Callable[[], bool], interrupt: Interrupt) -> None:
+    """The fault schedule until it ends or the run stops early; then what it injected is undone at once, so the
+    attempts still in flight during the stop's grace meet no paused replica."""
+    play = asyncio.create_task(player.play())
+    while not play.done() and not early_stop():
+        await asyncio.wait({play}, timeout=0.2)
+    play.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await play
+    if early_stop() and not interrupt.hurry:
+        await player.undo()

@@ -21,6 +21,7 @@ from loadtests.cli.github_summary import publish_study
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.render import yuan
+from reports.runfolder import read_stop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
             argv += ["--duration", repr(plan.duration_s)]
         run_parser = argparse.ArgumentParser(prog="surge run")
         run_command.add_arguments(run_parser)
-        return run_command.run(run_parser.parse_args(argv))
+        code = run_command.run(run_parser.parse_args(argv))
+        stop = read_stop(plan.run_dir)
+        if stop is not None and stop.by in ("sigint", "sigterm"):
+            raise KeyboardInterrupt  # `surge run` stopped cleanly on the signal; the study starts no further variant
+        return code
 
     rows = run_study(header, plans, out, run_variant)
     _print_table(rows, Console(width=max(Console().width, 110)))

@@ -44,6 +44,17 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     for name, verdict in rows:
         table.add_row(*_row(name, verdict))
     console.print(table)
+    aborted, stopped = summary.get("aborted"), summary.get("stopped")
+    if aborted:
+        console.print(
+            f"[bold red]ABORTED at t = {aborted['at_s']:.0f} s: {escape(str(aborted['rule']))}[/]"
+            f" (measured {aborted['value']:.4g}); the verdicts cover the seconds before it"
+        )
+    elif stopped:
+        console.print(
+            f"[bold yellow]interrupted at t = {stopped['at_s']:.0f} s[/] ({escape(str(stopped['reason']))});"
+            " the verdicts cover only the seconds that ran"
+        )
     if summary.get("valid") is False:
         console.print(
             "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's[/]"

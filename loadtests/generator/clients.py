@@ -9,6 +9,10 @@ down (which is what a closed-model Locust run does).
 A payment is one bill: one Idempotency-Key reused on every retry of it, retries paced by policy.py; after a
 business decline the scenario's policy may start new payments — today's plan parts now, later parts as tickets
 for after the business-day reset, or the same bill on another card — each with its own new key.
+
+The request and the reading of its answer are the built-in §3 API's, or a target profile's (target.py): the
+Payer's decisions only ever look at the answer's outcome class, code and Retry-After, so both APIs get the
+same clients.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gevent
@@ -40,13 +44,14 @@ from loadtests.generator.policy import (
 )
 from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
+from loadtests.generator.target import Classifier, TargetApi, Values, no_response
 from loadtests.scenario.shapes import Scenario
 from reports.runfolder import (
     CONNECTION_ERROR,
-    DECLINE_CODES,
     TIMEOUT,
     Attempt,
     ClusterClock,
+    OutcomeClass,
     classify,
     is_failure,
 )
@@ -84,6 +89,7 @@ class Generator:
         arrival_times: Iterator[float],
         *,
         seed: str,
+        target: TargetApi | None = None,
         key_prefix: str = "",
     ) -> None:
         self.scenario = scenario
@@ -99,18 +105,29 @@ class Generator:
         # change which bills arrive, so a study's variants meet the same bills in the same order.
         self.bills = random.Random(f"{seed}/bills")
         self.budget = ClientRetryBudget()
+        self.target = target  # None: the built-in §3 API
         self._times = arrival_times
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []
         self._more = Event()  # set when a deferred ticket arrives for users that found nothing to claim
         self._stopped = False
+        self._claimed: dict[int, float] = {}  # id(ticket) → intended: fresh arrivals claimed, not yet begun
         self._greenlet: gevent.Greenlet[[], None] | None = None
 
     def start(self) -> None:
         self._greenlet = gevent.spawn(self._watch)
 
     def stop(self) -> None:
+        """No arrival, retry or plan part starts after this; attempts in flight finish.
+
+        Arrivals a user had claimed and was sleeping towards are cancelled: taken back from `offered`, so that
+        offered = sent + dropped holds for a run stopped early (they were never due while the run lived).
+        """
         self._stopped = True
+        self.hard_stop = min(self.hard_stop, time.time())  # Payer starts no attempt that cannot end before it
+        for intended in self._claimed.values():
+            self.recorder.cancelled(intended)
+        self._claimed.clear()
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
 
@@ -133,12 +150,18 @@ class Generator:
             return None
         self._upcoming = self._next_arrival()
         self.recorder.offered(upcoming)
-        return Ticket(upcoming)
+        ticket = Ticket(upcoming)
+        self._claimed[id(ticket)] = upcoming
+        return ticket
 
     def begin(self, ticket: Ticket, now: float) -> bool:
         """At the ticket's time: count it sent (late past `late_ms`), or dropped when no user reached it within
         DROP_AFTER_S (the pool was exhausted)."""
         fresh = ticket.payment is None
+        if fresh:
+            self._claimed.pop(id(ticket), None)
+        if self._stopped:
+            return False  # claimed before the stop: cancelled (and un-offered) by stop()
         if now - ticket.intended > DROP_AFTER_S:
             if fresh:
                 self.recorder.dropped(ticket.intended)
@@ -193,12 +216,28 @@ class _Job:
     intended: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Answer:
+    """One answer in surge's terms, whichever API gave it (the built-in §3 one or a target profile's)."""
+
     status: int
     code: str
+    outcome: OutcomeClass
     problem: dict[str, Any]
-    retry_after_header: str | None
+    wait_s: float | None  # the server's Retry-After, in seconds
+    repayment_id: str = ""
+    replica: str = ""
+    business_date: str = ""
+    replayed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    name: str
+    body: str
+    headers: dict[str, str]
 
 
 class Payer:
@@ -237,6 +276,37 @@ class Payer:
         gen = self.gen
         timeout_s = gen.scenario.client.timeout_s
         key = new_key(gen.key_prefix)
+        target = gen.target
+        values = None if target is None else Values(key, user.user_id, job.card.card_id, job.card.channel,
+                                                    job.amount_fen, 1)  # fmt: skip
+        request = self._builtin_request(key, user, job) if values is None else self._target_request(values)
+        intended = job.intended
+        gen.budget.on_first_attempt(intended)
+        for attempt in range(1, gen.scenario.client.max_retries + 2):
+            sent = time.time()
+            if sent + timeout_s > gen.hard_stop:
+                return None  # it could not end before the run does; unsent, so it is not in the history
+            if values is not None and attempt > 1 and gen.target is not None and gen.target.uses_attempt:
+                values = replace(values, attempt=attempt)
+                request = self._target_request(values)
+            answer, row = self._attempt(request, payment_id, key, attempt, user, job, intended, sent)
+            if answer.outcome == "succeeded":
+                return None
+            if answer.outcome == "declined":
+                return answer.problem
+            if not should_retry(answer.status, answer.outcome) or attempt > gen.scenario.client.max_retries:
+                return None
+            wish = answer.wait_s
+            if wish is not None and wish > MAX_RETRY_AFTER_S:
+                return None
+            intended = row.done + backoff_s(attempt, wish, gen.rng)
+            if intended + timeout_s > gen.hard_stop or not gen.budget.try_spend(row.done):
+                return None
+            gevent.sleep(max(0.0, intended - time.time()))
+        return None
+
+    @staticmethod
+    def _builtin_request(key: str, user: User, job: _Job) -> _Request:
         body = json.dumps(
             {
                 "user_id": user.user_id,
@@ -246,32 +316,17 @@ class Payer:
             }
         )
         headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
-        intended = job.intended
-        gen.budget.on_first_attempt(intended)
-        for attempt in range(1, gen.scenario.client.max_retries + 2):
-            sent = time.time()
-            if sent + timeout_s > gen.hard_stop:
-                return None  # it could not end before the run does; unsent, so it is not in the history
-            answer, row = self._attempt(body, headers, payment_id, key, attempt, user, job, intended, sent)
-            if row.outcome == "succeeded":
-                return None
-            if answer.status == 422 and answer.code in DECLINE_CODES:
-                return answer.problem
-            if not should_retry(answer.status) or attempt > gen.scenario.client.max_retries:
-                return None
-            wish = retry_after_s(answer.retry_after_header, answer.problem)
-            if wish is not None and wish > MAX_RETRY_AFTER_S:
-                return None
-            intended = row.done + backoff_s(attempt, wish, gen.rng)
-            if intended + timeout_s > gen.hard_stop or not gen.budget.try_spend(row.done):
-                return None
-            gevent.sleep(max(0.0, intended - time.time()))
-        return None
+        return _Request("POST", PATH, PATH, body, headers)
+
+    def _target_request(self, values: Values) -> _Request:
+        target = self.gen.target
+        assert target is not None
+        built = target.builder.build(values)
+        return _Request(built.method, built.path, target.builder.name, built.body, built.headers)
 
     def _attempt(
         self,
-        body: str,
-        headers: dict[str, str],
+        request: _Request,
         payment_id: str,
         key: str,
         attempt: int,
@@ -281,19 +336,25 @@ class Payer:
         sent: float,
     ) -> tuple[_Answer, Attempt]:
         self.gen.recorder.sending()
+        target = self.gen.target
         context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key}
-        name = request_name(attempt, job.part)
         # Never follow a redirect: a loopback target answering 3xx to another host would lead the load past the
         # loopback guard. A 3xx is recorded as what it is, an "error" outcome with its status.
-        with self.client.post(
-            PATH, data=body, headers=headers, catch_response=True, name=name, context=context, allow_redirects=False
+        with self.client.request(
+            request.method,
+            request.path,
+            data=request.body,
+            headers=request.headers,
+            catch_response=True,
+            name=request_name(attempt, job.part, request.name),
+            context=context,
+            allow_redirects=False,
         ) as response:
             done = time.time()
-            answer, reply = _read(response)
-            outcome = classify(answer.status, answer.code)
+            answer = _read(response) if target is None else _read_target(response, target.classifier, done)
             # Locust merged our dict into a new one; its request event (and any listener) reads that one.
-            response.request_meta["context"]["outcome"] = outcome
-            if not is_failure(outcome):
+            response.request_meta["context"]["outcome"] = answer.outcome
+            if not is_failure(answer.outcome):
                 response.success()
             else:
                 response.failure(f"{answer.status} {answer.code}".strip())
@@ -310,14 +371,14 @@ class Payer:
             done=done,
             status=answer.status,
             code=answer.code,
-            outcome=outcome,
-            repayment_id=str(reply.get("repayment_id", "")),
-            replica=str(reply.get("replica") or _header(response, "X-Replica") or ""),
-            business_date=str(reply.get("business_date", "")),
-            replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
+            outcome=answer.outcome,
+            repayment_id=answer.repayment_id,
+            replica=answer.replica,
+            business_date=answer.business_date,
+            replayed=answer.replayed,
             part=job.part,
         )
-        self.gen.recorder.attempt(row, outcome)
+        self.gen.recorder.attempt(row, answer.outcome)
         return answer, row
 
 
@@ -329,13 +390,17 @@ def _header(response: Any, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _read(response: Any) -> tuple[_Answer, dict[str, Any]]:
-    """(status, code, problem, Retry-After) and the success body; a missing response is TIMEOUT or CONNECTION_ERROR."""
+def _no_response(response: Any) -> bool:
+    error = getattr(response, "error", None)
+    return isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower()
+
+
+def _read(response: Any) -> _Answer:
+    """An answer of the §3 API; a missing response is TIMEOUT or CONNECTION_ERROR."""
     status = int(response.status_code or 0)
     if status == 0:
-        error = getattr(response, "error", None)
-        timed_out = isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower()
-        return _Answer(0, TIMEOUT if timed_out else CONNECTION_ERROR, {}, None), {}
+        code = TIMEOUT if _no_response(response) else CONNECTION_ERROR
+        return _Answer(0, code, classify(0, code), {}, None)
     try:
         data = json.loads(response.content or b"{}")
     except ValueError:
@@ -343,5 +408,27 @@ def _read(response: Any) -> tuple[_Answer, dict[str, Any]]:
     if not isinstance(data, dict):
         data = {}
     if 200 <= status < 300:
-        return _Answer(status, "", {}, None), data
-    return _Answer(status, str(data.get("code", "")), data, _header(response, "Retry-After")), {}
+        return _Answer(
+            status,
+            "",
+            "succeeded",
+            {},
+            None,
+            repayment_id=str(data.get("repayment_id", "")),
+            replica=str(data.get("replica") or _header(response, "X-Replica") or ""),
+            business_date=str(data.get("business_date", "")),
+            replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
+        )
+    code = str(data.get("code", ""))
+    return _Answer(status, code, classify(status, code), data, retry_after_s(_header(response, "Retry-After"), data))
+
+
+def _read_target(response: Any, classifier: Classifier, now: float) -> _Answer:
+    """An answer of a target's own API, classified by its profile's rules (no suggested plan, no scope)."""
+    status = int(response.status_code or 0)
+    if status == 0:
+        verdict = no_response(_no_response(response))
+    else:
+        verdict = classifier.classify(status, response.content, response.headers or {}, now)
+    problem = {"code": verdict.code} if verdict.outcome == "declined" else {}
+    return _Answer(status, verdict.code, verdict.outcome, problem, verdict.retry_after_s, verdict.payment_id)

@@ -62,13 +62,19 @@ class LagMeter:
 
 
 def assess_generator(
-    windows: Iterable[Window], expected_offered: float, lag: HdrHistogram, *, started_unix: float | None = None
+    windows: Iterable[Window],
+    expected_offered: float,
+    lag: HdrHistogram,
+    *,
+    started_unix: float | None = None,
+    stopped: bool = False,
 ) -> GeneratorVerdict:
     """The generator's verdict from merged windows (their `gen` part holds each second's worst worker).
 
     `expected_offered` is the rate curve's integral; offering far fewer arrivals (beyond Poisson noise) means
     a generator process never started or stopped early, whatever its CPU said. `lag` holds every wake-up
-    lateness sample of every process (LagMeter.samples, merged).
+    lateness sample of every process (LagMeter.samples, merged). A run `stopped` early passes the integral up
+    to the stop, and a stop before the first health sample is the user's doing, not a silent generator.
     """
     ordered = sorted(windows, key=lambda window: window.t)
     offered = sum(w.offered for w in ordered)
@@ -78,7 +84,7 @@ def assess_generator(
     cpu_max = max((w.cpu_pct for w in sampled), default=0.0)
     lag_p99 = lag.get_value_at_percentile(99.0) / 1000.0 if lag.get_total_count() else 0.0
     reasons: list[str] = []
-    if not sampled:
+    if not sampled and not stopped:
         reasons.append("no generator process reported its health")
     shortfall = expected_offered - offered
     if shortfall > 5.0 * math.sqrt(expected_offered) + 0.01 * expected_offered + 1.0:

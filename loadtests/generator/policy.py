@@ -10,7 +10,9 @@ limit and the process-wide `ClientRetryBudget` keep those retries from becoming 
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time as _time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -28,16 +30,18 @@ DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
 PATH = "/v1/repayments"
 
 
-def request_name(attempt: int, part: int) -> str:
+def request_name(attempt: int, part: int, base: str = PATH) -> str:
     """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
-    its retries and the parts of a suggested plan are different questions, so each gets its own row."""
+    its retries and the parts of a suggested plan are different questions, so each gets its own row. `base` is
+    the request's own name (a target profile's path template)."""
     labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
-    return f"{PATH} [{' '.join(labels)}]" if labels else PATH
+    return f"{base} [{' '.join(labels)}]" if labels else base
 
 
-def should_retry(status: int) -> bool:
-    """Same key again for: no response (0), 409 in flight, 429 rate limited, any 5xx. Never for a 4xx answer."""
-    return status in (0, 409, 429) or status >= 500
+def should_retry(status: int, outcome: str) -> bool:
+    """Same key again for: no response (0), rate limited or shed (429, 409 in flight, 503 — or whatever a target
+    profile's rules call so), any other 5xx. Never for a 4xx error, a decline or an unmatched 2xx."""
+    return status == 0 or outcome in ("rate_limited", "shed") or (outcome == "error" and status >= 500)
 
 
 def backoff_s(retry_number: int, retry_after_s: float | None, rng: random.Random) -> float:
@@ -52,12 +56,24 @@ def retry_after_s(header: str | None, problem: dict[str, Any]) -> float | None:
     millis = problem.get("retry_after_ms")
     if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:
         return float(millis) / 1000.0
-    if header is not None:
-        try:
-            return max(0.0, float(header))
-        except ValueError:
-            return None  # an HTTP-date Retry-After is not produced by the gateway; fall back to backoff
-    return None
+    return header_seconds(header)
+
+
+def header_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A Retry-After header as seconds from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3), None when
+    absent or unreadable. The gateway sends seconds; a team's own API may send a date."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
 
 
 @dataclass

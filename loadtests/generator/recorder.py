@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,31 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests.generator.abort import AbortGuard
+from loadtests.generator.arrivals import RateCurve
 from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
 from loadtests.generator.history import HistoryWriter
 from loadtests.generator.windows import Window, WindowBook
-from reports.runfolder import Attempt, GeneratorVerdict, OutcomeClass, write_json
+from loadtests.scenario.shapes import AbortRule, load_scenario
+from reports.runfolder import (
+    Aborted,
+    Attempt,
+    GeneratorVerdict,
+    OutcomeClass,
+    StoppedBy,
+    StopRecord,
+    write_json,
+    write_stop,
+)
 
 MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
 MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
+MSG_STOP = "surge_stop"  # master → worker: the run stopped early; stop generating and send the last delta now
 FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
 FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
 IN_FLIGHT_WAIT_S = 3.0  # a process's bound on waiting for its attempts still in flight before its last delta
+CLOSE_TICK_S = 0.5  # the master closes seconds and judges the [[abort]] rules this often
 CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
 
 log = logging.getLogger("surge")
@@ -65,6 +80,10 @@ class ProcessRecorder:
         window.sent += 1
         if now - intended > self.late_s:
             window.late += 1
+
+    def cancelled(self, intended: float) -> None:
+        """An offered arrival the run's early stop cancelled before it was due: no longer offered."""
+        self.book.at(self.second(intended)).offered -= 1
 
     def dropped(self, intended: float) -> None:
         self.book.at(self.second(intended)).dropped += 1
@@ -106,8 +125,9 @@ class ProcessRecorder:
 class RunWriter:
     """The master's merge of every process's deltas, written to the run folder as seconds close."""
 
-    def __init__(self, out_dir: Path, t0: float) -> None:
+    def __init__(self, out_dir: Path, t0: float, abort_rules: tuple[AbortRule, ...] = ()) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
+        self.guard = AbortGuard(abort_rules)
         self.out_dir = out_dir
         self.t0 = t0
         self.book = WindowBook()
@@ -120,6 +140,7 @@ class RunWriter:
 
     def merge(self, windows: list[Window]) -> None:
         for window in windows:
+            self.guard.add(window)
             if window.t in self.closed:
                 late = Window.from_json(self.closed[window.t])
                 late.merge(window)
@@ -146,7 +167,7 @@ class RunWriter:
                 self.closed[line["t"]] = line
                 handle.write(json.dumps(line, separators=(",", ":")) + "\n")
 
-    def finish(self, started_unix: float, expected_offered: float) -> GeneratorVerdict:
+    def finish(self, started_unix: float, expected_offered: float, *, stopped: bool = False) -> GeneratorVerdict:
         """Close every second, rewrite the file if stragglers changed a closed one, write generator.json."""
         self._append(self.book.take())
         if self.rewrite:
@@ -156,7 +177,7 @@ class RunWriter:
                     handle.write(json.dumps(self.closed[t], separators=(",", ":")) + "\n")
             tmp.replace(self._path)
         windows = (Window.from_json(line) for line in self.closed.values())
-        verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix)
+        verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix, stopped=stopped)
         write_json(self.out_dir / "generator.json", verdict)
         return verdict
 
@@ -201,6 +222,9 @@ class RunSettings:
     hard_stop: float  # no attempt is recorded after this; the final deltas are sent FINAL_AFTER_S later
     late_ms: float
     expected_offered: float  # the rate curve's integral: what all processes together should offer
+    channels: list[str] = field(default_factory=list)  # the bank codes cards are drawn on (read once, by the master)
+    target: str = ""  # a target profile's path (CONTRACT §7); "" for the built-in API
+    abort: bool = True  # judge the scenario's [[abort]] rules (False: --no-abort)
 
 
 # Starts this process's generator on a recorder (worker index, worker count); returns its stop function.
@@ -214,6 +238,11 @@ class LocustRecording:
     workers' last words): every process knows `hard_stop`, sends its final delta on its own just after it,
     and the master finishes once every final arrived (or FINAL_WAIT_S later) — then `finished` tells the shape
     to end the test.
+
+    A run stopped before its end (`stop_early`: `surge run` on SIGINT/SIGTERM, which arrives here as Locust's
+    SIGTERM shutdown; the web UI's stop button; a tripped `[[abort]]` rule) is recorded first (`write_stop`),
+    then every process stops generating at once (MSG_STOP), lets its attempts in flight finish for at most
+    IN_FLIGHT_WAIT_S and sends its final delta, exactly as at the planned end.
     """
 
     def __init__(
@@ -231,15 +260,25 @@ class LocustRecording:
         self.settings: RunSettings | None = None
         self.writer: RunWriter | None = None
         self.finished = False
+        self.stop: StopRecord | None = None
         self._expected_finals = 0
         self._finals: set[int] = set()
         self._local_stop: Callable[[], None] | None = None
         runner = environment.runner
         if isinstance(runner, WorkerRunner):
             runner.register_message(MSG_START, self._on_start_message)
+            runner.register_message(MSG_STOP, self._on_stop_message)
         elif isinstance(runner, MasterRunner):
             runner.register_message(MSG_WINDOWS, self._on_windows_message)
+        options = environment.parsed_options
+        if not isinstance(runner, WorkerRunner) and options is not None and options.headless:
+            # Headless with a shape, Locust installs its own SIGTERM handler only once the shape has ended
+            # (locust/main.py): until then SIGTERM — how `surge run` stops it — would kill it, recording nothing;
+            # and its Ctrl-C ends the test without a word of why. Both become an early end like any other.
+            gevent.signal_handler(signal.SIGTERM, lambda: gevent.spawn(self._on_signal, "sigterm"))
+            gevent.signal_handler(signal.SIGINT, lambda: gevent.spawn(self._on_signal, "sigint"))
         # Locust's EventHook.add_listener carries no type hints.
+        environment.events.test_stopping.add_listener(self._on_test_stopping)  # type: ignore[no-untyped-call]
         environment.events.test_stop.add_listener(self._on_test_stop)  # type: ignore[no-untyped-call]
         environment.events.quitting.add_listener(self._on_test_stop)  # type: ignore[no-untyped-call]
 
@@ -249,8 +288,10 @@ class LocustRecording:
         """At test start on the master (or the lone process): open the run folder and start every generator."""
         self.settings = settings
         self.finished = False
+        self.stop = None
         self._finals.clear()
-        self.writer = RunWriter(Path(settings.out_dir), settings.t0)
+        rules = load_scenario(settings.scenario_ref).abort if settings.abort else ()
+        self.writer = RunWriter(Path(settings.out_dir), settings.t0, rules)
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
             workers = sorted(runner.clients.keys())
@@ -268,11 +309,18 @@ class LocustRecording:
         assert settings is not None and writer is not None
         deadline = settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
         while self.writer is writer and not self.finished and time.time() < deadline:
-            gevent.sleep(1.0)
+            gevent.sleep(CLOSE_TICK_S)
             now = time.time()
             if now >= settings.t0:
                 writer.sample_own_cpu(now)
             writer.close_before(now)
+            trip = writer.guard.check(now - settings.t0) if self.stop is None else None
+            if trip is not None:
+                rule = trip.rule.describe()
+                log.error("surge: aborted at t = %.0f s: %s (value %g)", trip.at_s, rule, trip.value)
+                self.stop_early(
+                    "abort", f"abort rule {rule} tripped", Aborted(rule=rule, at_s=trip.at_s, value=trip.value)
+                )
         if self.writer is writer:
             self.finish()
 
@@ -300,7 +348,12 @@ class LocustRecording:
         if self.finished or self.writer is None or self.settings is None:
             return
         self.finished = True
-        verdict = self.writer.finish(self.settings.t0, self.settings.expected_offered)
+        expected = self.settings.expected_offered
+        if self.stop is not None:  # only what was due before the stop could have been offered
+            settings = self.settings
+            scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
+            expected = RateCurve(scenario.breakpoints()).cumulative(max(0.0, self.stop.at_s))
+        verdict = self.writer.finish(self.settings.t0, expected, stopped=self.stop is not None)
         for line in summary_lines(self.writer, verdict):
             log.info("%s", line)
         if not verdict.valid:
@@ -308,14 +361,58 @@ class LocustRecording:
         if self.on_finished is not None:
             self.on_finished(self.settings)
 
-    def _on_test_stop(self, **_: Any) -> None:
-        self.stop()
+    def stop_early(self, by: StoppedBy, reason: str, aborted: Aborted | None = None) -> None:
+        """Record the stop (the first record wins), stop every generator, wait for the last deltas, finish."""
+        settings = self.settings
+        if settings is None or self.finished or self.stop is not None or time.time() >= settings.hard_stop:
+            return
+        now = time.time()
+        record = StopRecord(at_unix=now, at_s=round(now - settings.t0, 3), by=by, reason=reason, aborted=aborted)
+        self.stop = write_stop(Path(settings.out_dir), record)
+        log.warning("surge: run stopped at t = %.1f s by %s: %s", self.stop.at_s, self.stop.by, self.stop.reason)
+        runner = self.environment.runner
+        if isinstance(runner, MasterRunner):
+            for client_id in list(runner.clients.keys()):
+                runner.send_message(MSG_STOP, None, client_id=client_id)
+        elif self._local_stop is not None:
+            self._local_stop()  # the lone process: its final delta finishes the recording
+        deadline = time.time() + IN_FLIGHT_WAIT_S + FINAL_WAIT_S
+        while not self.finished and len(self._finals) < self._expected_finals and time.time() < deadline:
+            gevent.sleep(0.1)
+        self.finish()
 
-    def stop(self) -> None:
+    def _on_signal(self, by: StoppedBy) -> None:
+        """An early end like any other (the shape then ends the test); a second signal, or one without a test
+        running, quits at once."""
+        if self.settings is None or self.finished or self.stop is not None:
+            runner = self.environment.runner
+            if runner is not None:
+                runner.quit()
+            return
+        self.stop_early(by, "interrupted (SIGINT, Ctrl-C)" if by == "sigint" else "Locust received SIGTERM")
+
+    def _on_test_stopping(self, **_: Any) -> None:
+        """Locust stops the test before the recording finished: a stop in the web UI (or Locust's own)."""
+        if isinstance(self.environment.runner, WorkerRunner):
+            if self._local_stop is not None:
+                gevent.spawn(self._local_stop)
+            return
+        if self.environment.web_ui is not None:
+            self.stop_early("web-ui", "stopped in Locust's web UI")
+        else:
+            self.stop_early("sigterm", "Locust stopped the test before the scenario's end")
+
+    def _on_test_stop(self, **_: Any) -> None:
+        self.end()
+
+    def end(self) -> None:
         """Stopped early (web UI, --run-time) or quitting: stop generating, send or wait for the last deltas.
 
-        Idempotent. Afterwards the recording is ready for the next test of a web UI session (settings None).
+        Idempotent. Quitting before the end is Locust's SIGTERM: `surge run` recorded why in stop.json before
+        sending it. Afterwards the recording is ready for the next test of a web UI session (settings None).
         """
+        if not isinstance(self.environment.runner, WorkerRunner):
+            self.stop_early("sigterm", "Locust received SIGTERM")
         if self._local_stop is not None:
             self._local_stop()
         if isinstance(self.environment.runner, MasterRunner) and not self.finished and self.writer is not None:
@@ -327,6 +424,10 @@ class LocustRecording:
         self.writer = None
 
     # every generating process ----------------------------------------------------------------------------
+
+    def _on_stop_message(self, msg: Any, **_: Any) -> None:
+        if self._local_stop is not None:
+            gevent.spawn(self._local_stop)
 
     def _on_start_message(self, msg: Any, **_: Any) -> None:
         data = msg.data

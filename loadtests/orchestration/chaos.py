@@ -2,7 +2,9 @@
 
 A fault with a duration is undone by the player itself (a killed replica is restarted, a paused one resumed);
 injected faults (latency, errors, channel_outage, lose_response) carry their duration to the gateway, which
-expires them on its own clock, so a player that dies cannot leave a fault behind for ever.
+expires them on its own clock, so a player that dies cannot leave a fault behind for ever. A run stopped before
+a pause's planned end calls `undo()`: a SIGSTOPped replica would otherwise hold the shared ledger's lock and
+ignore the SIGTERM that stops the cluster.
 
 Events (source `chaos` in events.csv): `fault_injected` when the admin API accepted a fault, `fault_failed` when
 it refused it (an unknown channel: 400, an unknown replica: 404) or could not be reached — the run then exits 3,
@@ -59,6 +61,7 @@ class ChaosPlayer:
     events: list[ChaosEvent] = field(default_factory=list)
     _names: dict[int, str] = field(default_factory=dict)  # fault → replica its first step hit
     _failed: set[int] = field(default_factory=set)  # faults whose injection failed: nothing to undo
+    _paused: dict[int, FaultLike] = field(default_factory=dict)  # pause faults injected and not yet resumed
 
     async def play(self) -> None:
         steps = sorted(self._steps(), key=lambda step: step[0])
@@ -70,6 +73,18 @@ class ChaosPlayer:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 await self._apply(session, action, target, fault)
+
+    async def undo(self) -> None:
+        """Resume every replica this player paused and has not resumed yet (called after `play` is cancelled).
+
+        A killed replica is left down: the cluster is being stopped, and a restart would only delay that.
+        """
+        if not self._paused:
+            return
+        headers = {"Authorization": f"Bearer {self.token}"}
+        async with aiohttp.ClientSession(headers=headers, timeout=aiohttp.ClientTimeout(total=5)) as session:
+            for fault in list(self._paused.values()):
+                await self._apply(session, "resume", fault.target, fault)
 
     def _steps(self) -> list[tuple[float, str, str, FaultLike]]:
         steps: list[tuple[float, str, str, FaultLike]] = []
@@ -93,6 +108,10 @@ class ChaosPlayer:
                     text = await response.text()
                     ok = response.status < 300
                 if ok:
+                    if action == "pause":
+                        self._paused[id(fault)] = fault
+                    elif action == "resume":
+                        self._paused.pop(id(fault), None)
                     self._log("fault_cleared" if undo else "fault_injected", name, action)
                 else:
                     self._failed.add(id(fault))

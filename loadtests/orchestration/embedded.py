@@ -4,9 +4,12 @@ starts (exit 2), the cluster started in its own process (exit 3 when it cannot).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.run_folder import copy_ledger, read_cluster_events
@@ -14,6 +17,8 @@ from mock_gateway.cluster.handle import ClusterProcess
 from mock_gateway.cluster.serve import STATE_FILE
 from mock_gateway.config import ConfigError, load_config
 from reports.runfolder import RunEvent, write_json
+
+KILL_WAIT_S = 3.0  # for the replicas to die after their router (PR_SET_PDEATHSIG is prompt; reaping is not)
 
 
 def validated_config(config_path: Path | None, overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -58,3 +63,16 @@ def _strip_token(state_file: Path) -> None:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         state.pop("admin_token", None)
         write_json(state_file, state)
+
+
+async def kill_and_collect(cluster: ClusterProcess) -> list[RunEvent]:
+    """In a hurry (a second Ctrl-C): SIGKILL the cluster, whose replicas die with it (`mock_gateway.lifeline`),
+    without the ledger copy or the replicas' graceful stop; its events so far are kept."""
+    replicas = []
+    for pid in (replica.get("pid") for replica in cluster.refresh().get("replicas", [])):
+        with contextlib.suppress(psutil.Error, TypeError):
+            replicas.append(psutil.Process(pid))
+    cluster.popen.kill()
+    await asyncio.to_thread(cluster.popen.wait)
+    await asyncio.to_thread(psutil.wait_procs, replicas, timeout=KILL_WAIT_S)  # gone before surge exits
+    return read_cluster_events(cluster.events_path)

@@ -9,6 +9,11 @@ or `users = 1` in the directory `surge run` was started from would quietly chang
 the run folder's `locust/` directory with every `LOCUST_*` variable removed and `HOME` pointed there too (the
 caller's user site-packages stay importable through `PYTHONUSERBASE`); every path on its command line is
 absolute.
+
+Locust runs in a session of its own (a terminal's Ctrl-C reaches only surge, which stops it in order) and dies
+with surge even when surge is SIGKILLed (`mock_gateway.lifeline`). On a stop request (`stopping.Interrupt`)
+the stop is recorded in the run folder and Locust gets SIGTERM, which the locustfile turns into a clean early
+end; a second request kills the process group at once.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ import contextlib
 import os
 import signal
 import site
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from loadtests.orchestration.stopping import Interrupt
+from mock_gateway.lifeline import guarded_argv
+
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
 START_MARGIN_S = 4.0  # time for Locust (and its worker processes) to boot before t=0
 STOP_GRACE_S = 30.0  # after the scenario's end: in-flight requests, last windows, Locust's own reports
+EARLY_STOP_BOUND_S = 15.0  # after an early stop: in-flight grace (3 s) + last deltas (5 s) + Locust's shutdown
 
 
 def locust_command(
@@ -38,6 +46,8 @@ def locust_command(
     start_unix: float,
     workers: int,
     metrics_port: int = 0,
+    target_profile: Path | None = None,
+    abort: bool = True,
 ) -> list[str]:
     """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master."""
     run_dir = run_dir.resolve()
@@ -45,8 +55,8 @@ def locust_command(
     locust_dir.mkdir(parents=True, exist_ok=True)
     if Path(scenario_ref).is_file():
         scenario_ref = str(Path(scenario_ref).resolve())  # Locust runs in locust_dir, not in the caller's directory
-    command = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", target,
+    command = guarded_argv("locust", [
+        "-f", str(LOCUSTFILE), "--headless", "--host", target,
         "--scenario", scenario_ref, "--scale", repr(scale),
         "--surge-duration", repr(duration_s), "--surge-out", str(run_dir),
         "--surge-start-unix", repr(start_unix),
@@ -54,11 +64,15 @@ def locust_command(
         "--run-time", f"{int(duration_s + STOP_GRACE_S + START_MARGIN_S)}s",
         "--stop-timeout", "10", "--loglevel", "WARNING", "--logfile", str(locust_dir / "locust.log"),
         "--only-summary", "--surge-managed",
-    ]  # fmt: skip
+    ])  # fmt: skip
     if workers > 1:
         command += ["--processes", str(workers)]
     if metrics_port:
         command += ["--metrics-port", str(metrics_port)]
+    if target_profile is not None:
+        command += ["--target", str(target_profile.resolve())]
+    if not abort:
+        command.append("--surge-no-abort")
     return command
 
 
@@ -69,8 +83,13 @@ async def run_locust(
     deadline_unix: float,
     allow_remote: bool = False,
     on_tick: Callable[[], None] | None = None,
+    interrupt: Interrupt | None = None,
+    start_unix: float = 0.0,
 ) -> int | None:
-    """Run Locust until it exits or the deadline passes; its exit code, or None when it had to be killed."""
+    """Run Locust until it exits or the deadline passes; its exit code, or None when it had to be killed.
+
+    `start_unix` is the run's t=0, against which a stop requested through `interrupt` is recorded.
+    """
     locust_dir = (run_dir / "locust").resolve()
     env = locust_environment(os.environ, locust_dir)
     if allow_remote:
@@ -84,10 +103,24 @@ async def run_locust(
             cwd=locust_dir,
             start_new_session=True,
         )
+        (run_dir / "locust" / "locust.pid").write_text(f"{process.pid}\n", encoding="utf-8")  # for post-mortems
+        exited = asyncio.ensure_future(process.wait())
+        forwarded = False
         try:
             while process.returncode is None and time.time() < deadline_unix:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), timeout=1.0)
+                if interrupt is None:
+                    await asyncio.wait({exited}, timeout=1.0)
+                else:
+                    woken = asyncio.ensure_future(interrupt.wait(1.0))
+                    await asyncio.wait({exited, woken}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
+                    woken.cancel()
+                    if interrupt.hurry:
+                        break
+                    if interrupt.requested and not forwarded and process.returncode is None:
+                        forwarded = True
+                        interrupt.write(run_dir, start_unix)
+                        process.send_signal(signal.SIGTERM)
+                        deadline_unix = min(deadline_unix, time.time() + EARLY_STOP_BOUND_S)
                 if on_tick is not None:
                     on_tick()
             return process.returncode
@@ -95,7 +128,7 @@ async def run_locust(
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
+                await exited
 
 
 def locust_environment(caller: Mapping[str, str], home: Path) -> dict[str, str]:

@@ -4,32 +4,39 @@
     check_before_start  the preflight of the chosen gateway: faults aimed at replicas or channels the cluster will
                      not have, options --host would ignore, a --host that does not answer
     new_run_dir      (run_folder) the folder, refused when it already holds a run
+    stoppable        everything below under one `stopping.Interrupt` (Ctrl-C, SIGTERM): a first signal stops
+                     the load and still writes the report, a second one kills every process and skips it
     gateway_session  start the embedded cluster (exit 3 when it cannot) or take --host; the command writes
                      meta.json and drives the load inside; on the way out, whatever happened, the ledger is
-                     copied, the cluster stopped and events.csv written
+                     copied and the cluster stopped (killed, on a second signal), a stop is recorded in
+                     stop.json and events.csv written without the planned events the stop cancelled
     conclude         (run_folder) hand the folder to `reports` (summary.json, junit.xml, report.html) and get
                      the exit code; `loadtests.cli.verdict_table.finish` prints it
 
 The commands differ only in what they drive inside the session (one Locust run and a fault schedule, or a
-series of probes); the order around it is written here once.
+series of probes); the order around it, and how a signal ends it, are written here once.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loadtests.orchestration import preflight
-from loadtests.orchestration.embedded import start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.embedded import kill_and_collect, start_cluster, stop_and_collect, validated_config
+from loadtests.orchestration.stopping import Interrupt
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
-from reports.runfolder import RunEvent, write_events_csv
+from reports.runfolder import RunEvent, read_stop, write_events_csv
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +88,34 @@ def check_before_start(
     preflight.check_reachable(str(gateway.host))
 
 
+def stoppable(
+    command: str,
+    run_dir: Path,
+    load: Callable[[Interrupt], Coroutine[Any, Any, T]],
+    report: Callable[[T, Interrupt], int],
+) -> int:
+    """Run `load` (which opens the `gateway_session`) and then `report` (which concludes the folder) with
+    SIGINT/SIGTERM routed to one `Interrupt`; the exit code. A first signal lets `load` end early and `report`
+    still runs on what was recorded; a second one, or any signal once the load is over, skips the report (exit
+    130 or 143, one line saying where the evidence is)."""
+    interrupt = Interrupt()
+    with interrupt.installed():
+        result = asyncio.run(load(interrupt))
+        interrupt.after_load()
+        if interrupt.hurry:
+            print(f"{command}: stopped without a report; what was recorded is in {run_dir.resolve()}")
+            return interrupt.exit_code
+        if interrupt.requested and not _recorded_any(run_dir):
+            print(f"{command}: {interrupt.reason} before the load began; nothing to report in {run_dir.resolve()}")
+            return interrupt.exit_code
+        return report(result, interrupt)
+
+
+def _recorded_any(run_dir: Path) -> bool:
+    windows = run_dir / "windows.jsonl"
+    return windows.is_file() and windows.stat().st_size > 0
+
+
 @dataclass(slots=True)
 class GatewaySession:
     """What a command drives inside `gateway_session`: the URL to load and the events to put in events.csv.
@@ -94,14 +129,18 @@ class GatewaySession:
     target: str
     cluster: ClusterProcess | None
     start_unix: float
+    interrupt: Interrupt
     events: list[RunEvent] = field(default_factory=list)
 
 
 @asynccontextmanager
-async def gateway_session(choice: GatewayChoice, run_dir: Path) -> AsyncIterator[GatewaySession]:
+async def gateway_session(choice: GatewayChoice, run_dir: Path, interrupt: Interrupt) -> AsyncIterator[GatewaySession]:
     """Start the embedded cluster (its state under `run_dir/cluster`) or take `--host`; on exit, by success or
-    by exception, collect the ledger and the cluster's events and write events.csv."""
-    session = GatewaySession(run_dir, choice.host or "", None, time.time())
+    by exception, collect the ledger and the cluster's events (or, on a second signal, kill the cluster without
+    the ledger copy), record a requested stop against the run's t=0 (the first record wins: Locust's own, of
+    a web-UI stop or an abort, stays) and write events.csv without the scenario's phases and spikes planned
+    after the stop: they never happened."""
+    session = GatewaySession(run_dir, choice.host or "", None, time.time(), interrupt)
     try:
         if choice.embedded:
             session.cluster = await start_cluster(
@@ -111,5 +150,13 @@ async def gateway_session(choice: GatewayChoice, run_dir: Path) -> AsyncIterator
         yield session
     finally:
         if session.cluster is not None:
-            session.events.extend(await stop_and_collect(session.cluster, run_dir))
+            collect = (
+                kill_and_collect(session.cluster) if interrupt.hurry else stop_and_collect(session.cluster, run_dir)
+            )
+            session.events.extend(await collect)
+        if interrupt.requested and not interrupt.hurry:
+            interrupt.write(run_dir, session.start_unix)
+        stop = read_stop(run_dir)
+        if stop is not None:
+            session.events = [e for e in session.events if e.source != "scenario" or e.unix < stop.at_unix]
         write_events_csv(run_dir / "events.csv", session.start_unix, session.events)

@@ -35,7 +35,8 @@ MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets out
 
 # The [gateway] capacities a scenario may tie to --scale (`scaled_caps`): the per-second caps of the gateway and
 # the banks' concurrency. Per-user and money caps are not capacities: a user pays no faster on a bigger festival.
-ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurrency"]
+ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurrency", "channels.tps"]
+_WHOLE_CAPS = frozenset({"channels.concurrency"})  # counts of calls: rounded, never below one
 
 
 class ScenarioError(UsageError):
@@ -86,21 +87,28 @@ class Population(_Strict):
         return value
 
 
-FaultAction = Literal["kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response"]
+FaultAction = Literal[
+    "kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response", "exec"
+]
 
 
 class Fault(_Strict):
-    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API."""
+    """One step of the fault schedule; `ratio`, `latency_ms`, `status`, `channel` are passed to the admin API.
+
+    `exec` runs `command` (an argv list, no shell) at `at_s` and `undo` after `duration_s`, each bounded by
+    `timeout_s`: how a team kills or pauses its own service (`docker kill`, `kill -STOP`) at the peak.
+    """
 
     at_s: float = Field(ge=0)
     """When the fault is injected, in seconds since the start; before the end of the scenario."""
     action: FaultAction
     """What happens: a replica killed (SIGKILL), paused (SIGSTOP), resumed or restarted; or an injected fault: added
-    latency, error responses, a channel outage, or a response lost after the commit.
+    latency, error responses, a channel outage, or a response lost after the commit; or `exec`, a command of your own
+    against a service surge did not start (docs/targets.md).
     """
     target: str = "primary"
     """`primary` (the replica taking traffic when the fault fires), a replica name (`r1`…), `all` (injected faults), or
-    a channel code for `channel_outage`.
+    a channel code for `channel_outage`; for `exec`, a label for events.csv and the report.
     """
     duration_s: float = Field(default=0.0, ge=0)
     """How long it lasts; a killed or paused replica is restarted or resumed after it (0: never, for kill and pause)."""
@@ -112,6 +120,22 @@ class Fault(_Strict):
     """HTTP status returned, for `errors`."""
     channel: str | None = None
     """Limit an injected fault to one bank channel (a code from the gateway config)."""
+    command: tuple[str, ...] | None = None
+    """For `exec`: the argv list to run at `at_s` (no shell), e.g. ["kill", "-STOP", "1234"]; exit 0 is injected."""
+    undo: tuple[str, ...] | None = None
+    """For `exec`: the argv list run `duration_s` after the command (optional), e.g. ["kill", "-CONT", "1234"]."""
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """For `exec`: each command is killed past this many seconds, and the fault is then `fault_failed` (exit 3)."""
+
+    @model_validator(mode="after")
+    def _exec_has_a_command(self) -> Fault:
+        if self.action == "exec" and not self.command:
+            raise ValueError('an \'exec\' fault needs \'command\', an argv list such as ["kill", "-STOP", "1234"]')
+        if self.action != "exec" and (self.command is not None or self.undo is not None):
+            raise ValueError(f"'command' and 'undo' belong to 'exec' faults (got action {self.action!r})")
+        if self.undo is not None and not self.undo:
+            raise ValueError("'undo' must be a non-empty argv list")
+        return self
 
 
 class ClientConfig(_Strict):
@@ -132,6 +156,36 @@ class Arrivals(_Strict):
     """An arrival begun more than this after its intended time counts late."""
 
 
+AbortMetric = Literal["error_ratio", "timeout_ratio", "shed_ratio", "rate_limited_ratio", "p99_ms"]
+
+
+class AbortRule(_Strict):
+    """A live SLO guard: the run stops itself when `metric` over the last `window_s` seconds is above `above`.
+
+    Ratios are of the attempts that completed in those seconds (every outcome class); `p99_ms` is the p99
+    latency from the intended send time of every class but 429s. Not judged before `grace_s` into the run.
+    """
+
+    metric: AbortMetric
+    """What is judged: error_ratio, timeout_ratio, shed_ratio, rate_limited_ratio (of completed attempts) or p99_ms."""
+    above: float = Field(ge=0)
+    """The run aborts when the metric is above this (a ratio: below 1; p99_ms: milliseconds)."""
+    window_s: int = Field(default=5, ge=1, le=600)
+    """Judged over the last this many complete seconds of the per-second windows."""
+    grace_s: float = Field(default=10.0, ge=0)
+    """Not judged before this many seconds into the run (warm-up)."""
+
+    @model_validator(mode="after")
+    def _ratio_range(self) -> AbortRule:
+        if self.metric.endswith("_ratio") and self.above >= 1:
+            raise ValueError(f"'above' of a ratio must be < 1 (got {self.above})")
+        return self
+
+    def describe(self) -> str:
+        """How the rule is named in the report, summary.json and the logs."""
+        return f"{self.metric} > {self.above:g} over {self.window_s} s"
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1)
     """The scenario's name, shown in reports and run-folder names."""
@@ -146,7 +200,8 @@ class Scenario(_Strict):
     rate: tuple[RatePoint, ...] = Field(min_length=1)
     """The arrival curve: (at_s, per_s) points, at least one."""
     faults: tuple[Fault, ...] = ()
-    """The fault schedule, played against the embedded cluster (not played with `--host`: reported unknown)."""
+    """The fault schedule, played against the embedded cluster; with `--host` or `--target` only `exec` faults are
+    played, the others are skipped and reported unknown."""
     slo: Slo = Slo()
     """The verdicts: each bound is a test case in junit.xml."""
     client: ClientConfig = ClientConfig()
@@ -158,8 +213,8 @@ class Scenario(_Strict):
     `--host` (a warning says so).
     """
     scaled_caps: tuple[ScaledCap, ...] = ()
-    """The [gateway] capacities that follow --scale like the rates: "limits.global_tps", "limits.replica_tps"
-    (multiplied) and "channels.concurrency" (every channel's, rounded, at least 1); each must be set in [gateway].
+    """The [gateway] capacities that follow --scale like the rates: "limits.global_tps", "limits.replica_tps",
+    "channels.tps" (multiplied) and "channels.concurrency" (rounded, at least 1); each must be set in [gateway].
     """
 
     @field_validator("scaled_caps")
@@ -180,6 +235,9 @@ class Scenario(_Strict):
                 if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                     raise ValueError(f"names {cap}, but [gateway] does not set it to a number > 0 everywhere")
         return caps
+
+    abort: tuple[AbortRule, ...] = ()
+    """Live SLO guards (`[[abort]]`): the run stops itself, exit 1, when one trips; `--no-abort` ignores them."""
 
     @model_validator(mode="after")
     def _faults_before_the_end(self) -> Scenario:
@@ -245,9 +303,12 @@ class Scenario(_Strict):
             section, key = cap.split(".")
             if section == "limits":
                 gateway[section][key] = gateway[section][key] * scale
-            else:
+            elif cap in _WHOLE_CAPS:
                 for table in gateway[section]:
                     table[key] = max(1, round(table[key] * scale))
+            else:
+                for table in gateway[section]:
+                    table[key] = table[key] * scale
         return gateway
 
     def rate_at(self, t_s: float) -> float:

@@ -99,7 +99,7 @@ class AdminApi:
         name = self._resolve(request.match_info["name"])
         try:
             if action == "kill":
-                self.supervisor.kill(name)
+                await self.supervisor.kill(name)
             elif action == "pause":
                 self.supervisor.pause(name)
             elif action == "resume":

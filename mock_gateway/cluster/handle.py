@@ -25,8 +25,9 @@ from mock_gateway.cluster.serve import (
     make_private_dir,
     write_private_json,
 )
-from mock_gateway.cluster.supervisor import child_env, guarded_argv
+from mock_gateway.cluster.supervisor import child_env
 from mock_gateway.config import load_config
+from mock_gateway.lifeline import guarded_argv
 
 
 class ClusterProcess:

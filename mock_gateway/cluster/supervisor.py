@@ -2,10 +2,7 @@
 
 Orphans are the failure this module exists to prevent. Each replica runs in a session of its own (so a
 terminal's Ctrl-C reaches only the router, which then stops the replicas in order) and with
-`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it). The death signal is set
-by a tiny trampoline in the child (`python -c "...run_guarded()"`) rather than a `preexec_fn`, because
-forking a threaded process and running Python before `exec` can deadlock; the trampoline also closes the
-race where the router dies between fork and prctl by checking that its parent is still the router.
+`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it; `mock_gateway.lifeline`).
 
 Ports are bound here, not in the replica: the supervisor binds each replica's listening socket (port 0 the
 first time, so the kernel picks a free one) and hands the descriptor to the child, which serves on it. Choosing
@@ -23,14 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
-import runpy
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,10 +34,10 @@ import psutil
 
 from mock_gateway.admin import ENV_TOKEN
 from mock_gateway.cluster.events import EventKind
+from mock_gateway.lifeline import guarded_argv
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
 FENCE_AFTER_S = 1.0  # down and stopped this long: fenced (see Supervisor.fence_stopped)
 
 EventSink = Callable[[EventKind, str, str], object]
@@ -70,36 +64,6 @@ def bind_listener(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def guarded_argv(module: str, args: list[str]) -> list[str]:
-    """The command that runs `python -m MODULE ARGS` in a child that dies with the calling thread's process.
-
-    The cluster handle uses it too, so a test or `surge run` that is SIGKILLed leaves no cluster behind.
-    """
-    return [
-        sys.executable,
-        "-c",
-        "from mock_gateway.cluster.supervisor import run_guarded; run_guarded()",
-        str(os.getpid()),
-        module,
-        *args,
-    ]
-
-
-def run_guarded() -> None:
-    """Child side of the trampoline: set the death signal, check the parent, become `python -m MODULE`.
-
-    argv: [-c, PARENT_PID, MODULE, module args...].
-    """
-    parent_pid, module = int(sys.argv[1]), sys.argv[2]
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-    sys.argv = [module, *sys.argv[3:]]
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def child_env(admin_token: str) -> dict[str, str]:
@@ -259,11 +223,14 @@ class Supervisor:
             raise ProcessLookupError(f"replica {rep.name} is not running")
         rep.popen.send_signal(sig)
 
-    def kill(self, name: str) -> None:
-        """SIGKILL: the crash the harness measures recovery from."""
+    async def kill(self, name: str, timeout_s: float = 5.0) -> None:
+        """SIGKILL: the crash the harness measures recovery from. Returns once the process is reaped, so that
+        whoever asked sees it gone: until then its idempotency claims still look live to the other replicas."""
         rep = self.replicas[name]
         self._signal(rep, signal.SIGKILL)
         self._on_event(EventKind.KILLED, name, f"pid {rep.pid}")
+        if rep.exited is not None:
+            await asyncio.wait_for(asyncio.shield(rep.exited), timeout_s)
 
     def pause(self, name: str) -> None:
         """SIGSTOP: a replica that hangs with its sockets open, the harder case for detection."""

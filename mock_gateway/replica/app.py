@@ -147,6 +147,7 @@ def create_app(
     app.router.add_post("/v1/repayments", post_repayment)
     app.router.add_get("/v1/repayments/{repayment_id}", get_repayment, allow_head=False)
     app.router.add_get("/v1/users/{user_id}/limits", get_limits, allow_head=False)
+    app.router.add_get("/v1/channels", get_channels, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", get_metrics, allow_head=False)
@@ -369,6 +370,24 @@ async def get_limits(request: web.Request) -> web.Response:
         "cards": card_rows,
     }
     return web.json_response(body)
+
+
+async def get_channels(request: web.Request) -> web.Response:
+    """The bank channels and their limits in force now: what a load driver draws its users' cards on."""
+    state = request.app[STATE_KEY]
+    now = state.clock.now()
+    rows = []
+    for channel in state.config.channels:
+        caps = state.config.money_caps(channel, now)  # dynamic limits (`limits.schedule`) included
+        rows.append(
+            {
+                "code": channel.code,
+                "single_fen": caps.single_fen,
+                "card_daily_fen": caps.card_daily_fen,
+                "tps": channel.tps,  # the bank's per-second quota, 0 for none
+            }
+        )
+    return web.json_response({"channels": rows})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from tests.cluster.conftest import FAST_CHANNEL, StartCluster
+from tests.cluster.events_file import wait_event
 from tests.cluster.test_failover import admin
 from tests.cluster.traffic import ledger_rows, repayment
 
@@ -71,6 +72,10 @@ async def test_a_killed_replicas_claim_does_not_block_the_retry(start_cluster: S
         await until_claimed(cluster.ledger_path, "k-kill", "r1")
         assert (await admin(cluster, "POST", "/admin/replicas/r1/kill"))[0] == 200
         await asyncio.gather(pending, return_exceptions=True)
+        # The admin kill answers once SIGKILL is sent; until the process is gone (reaped) its claim reads as live,
+        # and on a starved host the retry could land in that window. Dead means its claim is void at once: no
+        # 60 s lease to wait out.
+        await asyncio.to_thread(wait_event, cluster.events_path, "process_died", "r1")
         retried = await post(session, f"http://127.0.0.1:{ports['r2']}", "k-kill", body)
     assert retried == (201, "", False)
     assert [row["idempotency_key"] for row in ledger_rows(cluster.ledger_path)] == ["k-kill"]

@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import aiohttp
+import psutil
 
 from mock_gateway.cluster.handle import ClusterProcess
 from tests.cluster.conftest import CARD_DAILY_FEN, StartCluster
@@ -170,3 +171,19 @@ async def test_active_active_spreads_by_least_in_flight(start_cluster: StartClus
     assert {p.replica for p in payments} == {"r1", "r2"}
     states = await replica_states(cluster)
     assert {role for _, role in states.values()} == {"active"}
+
+
+async def test_an_admin_kill_answers_once_the_process_is_gone(start_cluster: StartCluster) -> None:
+    """The kill's answer means the replica is dead and reaped: its pid is gone and the admin API lists it down,
+    so a client retrying at another replica never meets the dead one's idempotency claim as live."""
+    cluster = start_cluster(2)
+    headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        pid = next(r["pid"] for r in cluster.refresh()["replicas"] if r["name"] == "r1")
+        async with session.post(cluster.url + "/admin/replicas/r1/kill", headers=headers) as response:
+            assert response.status == 200
+            assert (await response.json())["state"] == "down", "answered while the process was still alive"
+        assert not psutil.pid_exists(pid), "answered before the process was reaped (a zombie still has its pid)"
+        async with session.get(cluster.url + "/admin/replicas", headers=headers) as response:
+            states = {r["name"]: r["state"] for r in (await response.json())["replicas"]}
+    assert states["r1"] == "down"

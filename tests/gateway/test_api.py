@@ -111,3 +111,31 @@ async def test_behind_router_applies_only_the_replica_cap(make_config: Any, make
         for i in range(5)
     ]
     assert statuses == [201] * 5
+
+
+async def test_channels_lists_the_configured_banks_and_their_limits(make_config: Any, make_client: Any) -> None:
+    client = await make_client(make_config())
+
+    response = await client.get("/v1/channels")
+
+    assert response.status == 200
+    channels = (await response.json())["channels"]
+    assert [channel["code"] for channel in channels] == ["ICBC", "BOC"]
+    assert channels[0]["single_fen"] == 5_000_000
+    assert channels[0]["card_daily_fen"] == 5_000_000
+    assert channels[1]["card_daily_fen"] == 2_000_000
+    assert all(channel["tps"] == 0 for channel in channels)
+
+
+async def test_channels_report_the_bank_quota_and_the_caps_in_force_now(make_config: Any, make_client: Any) -> None:
+    """`tps` is the channel's own quota; the money caps are the ones a charge would meet now (dynamic limits)."""
+    raised = {"from": "2026-01-01T00:00:00+08:00", "until": "2099-01-01T00:00:00+08:00", "card_daily_fen": 9_000_000}
+    config = make_config(
+        channels=[{"code": "ICBC", "single_fen": 5_000_000, "card_daily_fen": 5_000_000, "tps": 40}],
+        limits={"schedule": [raised]},
+    )
+    client = await make_client(config)
+
+    channels = (await (await client.get("/v1/channels")).json())["channels"]
+
+    assert channels == [{"code": "ICBC", "single_fen": 5_000_000, "card_daily_fen": 9_000_000, "tps": 40}]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -39,6 +40,15 @@ async def timed_call(bank: Bank) -> tuple[float, float | None]:
     return started, time.monotonic()
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Until `condition` holds (polled between loop turns, not after a fixed sleep that a busy machine outlasts);
+    the 10 s bound only turns a hang into a failure."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.001)
+
+
 def most_in_any_second(ends: list[float]) -> int:
     ends = sorted(ends)
     return max(sum(1 for other in ends[i:] if other - end < 1.0) for i, end in enumerate(ends))
@@ -67,11 +77,10 @@ async def test_a_call_waiting_for_the_quota_holds_no_concurrency_slot() -> None:
     second waits for its turn, the slot count shows only the first; the slot frees when the first returns."""
     bank = Bank([channel(tps=1, concurrency=1, latency_ms=LatencyConfig(median=300, p99=300))])
     first = asyncio.create_task(bank.call("ICBC"))
-    await asyncio.sleep(0.05)
+    await until(lambda: bank.in_flight("ICBC") == 1)
     second = asyncio.create_task(bank.call("ICBC"))
-    await asyncio.sleep(0.05)
+    await until(lambda: bank.waiting_for_quota("ICBC") == 1)
     assert bank.in_flight("ICBC") == 1
-    assert bank.waiting_for_quota("ICBC") == 1
     await first
     assert bank.in_flight("ICBC") == 0  # the first call is done and the second still waits for its turn
     assert bank.waiting_for_quota("ICBC") == 1
@@ -84,7 +93,7 @@ async def test_the_slot_wait_gets_only_what_the_quota_wait_left_of_the_timeout()
     for the slot, never a second full timeout, and is shed."""
     bank = Bank([channel(tps=2, concurrency=1, queue_timeout_ms=700, latency_ms=LatencyConfig(median=5000, p99=5000))])
     holder = asyncio.create_task(bank.call("ICBC"))
-    await asyncio.sleep(0.05)
+    await until(lambda: bank.in_flight("ICBC") == 1)
     second = asyncio.create_task(bank.call("ICBC"))  # the second turn of this period: slot wait only
     third = asyncio.create_task(bank.call("ICBC"))  # waits ~1 s for a turn: past 700 ms, shed by the quota
     with pytest.raises(ChannelBusy, match="calls in flight"):

@@ -82,7 +82,12 @@ async def test_two_processes_end_by_themselves_and_merge_like_one(tmp_path: Path
     lines = windows(out)
     assert [w["t"] for w in lines] == list(range(len(lines)))
     samples = [w["gen"]["workers"] for w in lines]  # each process samples once a second (a late tick may slip)
-    assert abs(sum(samples) - 2 * len(lines)) <= 4 and min(samples[:-1]) >= 1
+    # The master closes seconds on its own clock after both processes said their last words: on a loaded machine
+    # a few more, with no process sample in them. Judge the seconds the processes were running (the run's 4 s+).
+    while samples and samples[-1] == 0:
+        samples.pop()
+    assert len(samples) >= 4, lines
+    assert abs(sum(samples) - 2 * len(samples)) <= 4 and min(samples[:-1]) >= 1
     offered = sum(w["offered"] for w in lines)
     assert abs(offered - 300) < 5 * math.sqrt(300)
     assert offered == sum(w["sent"] for w in lines) + sum(w["dropped"] for w in lines)

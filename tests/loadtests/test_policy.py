@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import random
 from datetime import date, datetime, timedelta
 
@@ -14,13 +15,14 @@ from loadtests.generator.policy import (
     ClientRetryBudget,
     DeclineContext,
     backoff_s,
+    header_seconds,
     on_decline,
     request_name,
     retry_after_s,
     should_retry,
 )
 from loadtests.generator.population import Card, User
-from reports.runfolder import SHANGHAI, ClusterClock
+from reports.runfolder import SHANGHAI, ClusterClock, classify
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
 USER = User("u1", (CARD_A, CARD_B, CARD_C))
@@ -46,7 +48,24 @@ def ctx(now: float = 1000.0, run_end: float = 5000.0, card: Card = CARD_A) -> De
      (404, False), (422, False)],
 )  # fmt: skip
 def test_retry_transport_errors_in_flight_rate_limits_and_5xx_never_other_4xx(status: int, retry: bool) -> None:
-    assert should_retry(status) is retry
+    assert should_retry(status, classify(status, "TIMEOUT" if status == 0 else "")) is retry
+
+
+def test_retry_follows_a_target_profiles_outcomes_not_its_statuses() -> None:
+    assert should_retry(200, "rate_limited")  # e.g. {"code": "BUSY"} at 200, called rate_limited by a rule
+    assert should_retry(400, "shed")
+    assert not should_retry(200, "declined")
+    assert not should_retry(200, "error")  # a 2xx no rule matched: maybe recorded, never blindly repeated
+    assert should_retry(502, "error")
+
+
+def test_retry_after_header_as_seconds_or_an_http_date() -> None:
+    now = 1_800_000_000.0
+    assert header_seconds("3", now) == 3.0
+    assert header_seconds(email.utils.formatdate(now + 5, usegmt=True), now) == 5.0
+    assert header_seconds(email.utils.formatdate(now - 5, usegmt=True), now) == 0.0
+    assert header_seconds("tomorrow", now) is None
+    assert header_seconds(None, now) is None
 
 
 def test_backoff_grows_is_capped_jittered_and_never_below_retry_after() -> None:
@@ -64,7 +83,7 @@ def test_retry_after_prefers_milliseconds_then_the_header() -> None:
     assert retry_after_s("2", {"retry_after_ms": 250}) == 0.25
     assert retry_after_s("2", {}) == 2.0
     assert retry_after_s(None, {}) is None
-    assert retry_after_s("Wed, 21 Oct 2026 07:28:00 GMT", {}) is None
+    assert retry_after_s("soon", {}) is None
     assert retry_after_s("1", {"retry_after_ms": True}) == 1.0
 
 

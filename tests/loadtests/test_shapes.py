@@ -146,15 +146,17 @@ def test_gateway_table_is_passed_through_for_the_gateway_to_validate() -> None:
 
 def test_scaled_caps_follow_the_scale_and_the_rest_of_the_gateway_does_not(tmp_path: Path) -> None:
     text = (
-        'scaled_caps = ["limits.global_tps", "channels.concurrency"]\n'
+        'scaled_caps = ["limits.global_tps", "channels.concurrency", "channels.tps"]\n'
         + MINIMAL
         + "[gateway.limits]\nglobal_tps = 320\nuser_tps = 2\n"
-        + "[[gateway.channels]]\ncode = 'ICBC'\nconcurrency = 4\n[[gateway.channels]]\ncode = 'CCB'\nconcurrency = 6\n"
+        + "[[gateway.channels]]\ncode = 'ICBC'\nconcurrency = 4\ntps = 40\n"
+        + "[[gateway.channels]]\ncode = 'CCB'\nconcurrency = 6\ntps = 60\n"
     )
     scenario = load_scenario(write(tmp_path, text))
     quarter = scenario.scaled(0.25)
     assert quarter.gateway["limits"] == {"global_tps": 80.0, "user_tps": 2}
     assert [channel["concurrency"] for channel in quarter.gateway["channels"]] == [1, 2]  # 1.5 rounds to even
+    assert [channel["tps"] for channel in quarter.gateway["channels"]] == [10, 15]
     assert [channel["concurrency"] for channel in scenario.scaled(0.01).gateway["channels"]] == [1, 1]
     assert scenario.scaled(2.0).gateway["limits"]["global_tps"] == 640
     assert scenario.gateway["limits"]["global_tps"] == 320, "scaling returns a copy"

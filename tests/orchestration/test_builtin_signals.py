@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(200)]
 # second after its spike starts, or the spike's recovery window holds no second of overload).
 RUNS = {
     "double11": ("--scale", "0.25", "--duration", "20"),
-    "capacity-step": ("--duration", "16"),
+    # scale 1.3: the last steps (~270/s) are far enough past the banks' ~200/s that the knee does not hinge on
+    # how busy the machine is
+    "capacity-step": ("--scale", "1.3", "--duration", "16"),
     "festival618": ("--scale", "0.5", "--duration", "12"),
     "due-date-wave": ("--scale", "0.5", "--duration", "12"),
     "zero-down-installments": ("--duration", "9"),
@@ -144,7 +146,9 @@ def test_capacity_step_latency_climbs_step_by_step_to_a_knee(runs: Runs) -> None
     low = [row["p99_ms"] for row in between(rows, first["start_s"], first["end_s"])]
     high = [row["p99_ms"] for row in between(rows, last["start_s"], last["end_s"] + 1)]
     assert max(high) > summary["slo_thresholds"]["max_p99_ms"] > min(low), (low, high)
-    assert max(high) > 2 * min(low)
+    # past the knee the banks' queues time out: CHANNEL_BUSY appears in the last step, never in the first
+    assert sum(row["shed"] for row in between(rows, first["start_s"], first["end_s"])) == 0
+    assert sum(row["shed"] for row in between(rows, last["start_s"] - 2, last["end_s"] + 1)) > 0
 
 
 def test_soak_watches_the_memory_of_every_gateway_process(runs: Runs) -> None:

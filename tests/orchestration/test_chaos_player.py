@@ -50,7 +50,7 @@ async def test_plays_the_schedule_on_time_and_undoes_process_faults() -> None:
     calls: list[tuple[float, str, dict[str, Any] | None]] = []
     server = await admin_server(calls)
     try:
-        # Steps 0.5 s apart or more: a step played late on a starved machine must not overtake the next one.
+        # A 1 s lead (the replicas are listed first) and a 1.5 s kill: room for a loop starved at 4x CPU contention.
         start = time.time() + 1.0
         faults = [
             Fault(at_s=0.0, action="kill", target="primary", duration_s=1.5),

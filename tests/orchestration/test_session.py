@@ -10,6 +10,7 @@ import pytest
 
 from loadtests.errors import UsageError
 from loadtests.orchestration.session import choose_gateway, gateway_session
+from loadtests.orchestration.stopping import Interrupt
 from reports.runfolder import EVENT_COLUMNS, RunEvent
 
 
@@ -34,7 +35,7 @@ def test_a_host_is_guarded_and_a_bad_config_refused_before_anything_starts(tmp_p
 async def test_events_csv_is_written_even_when_the_command_fails_inside(tmp_path: Path) -> None:
     choice = choose_gateway(options("http://127.0.0.1:9"), {})
     with pytest.raises(RuntimeError, match="Locust died"):
-        async with gateway_session(choice, tmp_path) as session:
+        async with gateway_session(choice, tmp_path, Interrupt()) as session:
             session.start_unix = 1000.0
             session.events.append(RunEvent(1002.5, "scenario", "spike_start", "", "to 800/s"))
             raise RuntimeError("Locust died")

@@ -228,6 +228,27 @@ def test_caps_are_per_business_day() -> None:
     assert counts(hist, ledger(*CLEAN_LEDGER, *rows)) == NONE
 
 
+def foreign(key: str, status: int, outcome: str, *, payment_no: str = "", code: str = "") -> dict[str, Any]:
+    """An attempt against a target profile: the target's own status, the outcome its rules gave."""
+    return {**attempt(key, status, code=code), "outcome": outcome, "repayment_id": payment_no}
+
+
+def test_foreign_histories_are_judged_by_outcome_class_and_lost_by_key() -> None:
+    hist = history(
+        foreign("k1", 200, "succeeded", payment_no="P1"),  # acknowledged; its ledger row carries another id
+        foreign("k2", 200, "succeeded", payment_no="P2"),  # acknowledged, missing: lost
+        foreign("k3", 200, "declined", code="DAILY_LIMIT_EXCEEDED"),  # refused at 200, yet recorded: phantom
+        foreign("k4", 503, "shed"),  # a foreign 503 may have run: recorded is fine
+    )
+    led = ledger(record("k1", "row-1"), record("k3", "row-2"), record("k4", "row-3"))
+    report = invariants.check(hist, led, CARD_CAPS, USER_CAP, foreign=True)
+    assert report.counts() == {"lost": 1, "phantom": 1, "duplicate": 0, "over_cap": 0}
+    assert report.violations["lost"][0]["key"] == "k2"
+    assert report.violations["phantom"][0]["key"] == "k3"
+    # read as a §3 history, the same rows mean something else: no 201 anywhere, so nothing was acknowledged
+    assert invariants.check(hist, led, CARD_CAPS, USER_CAP).counts()["lost"] == 0
+
+
 FESTIVAL = invariants.CapOverride(
     start=datetime.fromisoformat("2026-11-11T00:00:00+08:00"),
     end=datetime.fromisoformat("2026-11-12T00:00:00+08:00"),

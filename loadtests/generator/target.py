@@ -1,0 +1,219 @@
+"""Requests built from a target profile's templates, and answers classified by its ordered rules (CONTRACT §7).
+
+Pure and light (no gevent, no Locust) so that rendering and rule matching are unit tests. Every template is
+compiled once into a list of literal strings and value slots; rendering a request is a join, not a regex,
+so the profile path costs the generator about what the built-in path does.
+
+Escaping depends on where a value lands: inside a JSON body each substituted value is JSON-string-escaped
+(quotes, backslashes, control characters; non-ASCII kept as UTF-8), in a form body it is
+application/x-www-form-urlencoded, in the path it is percent-encoded, in a header it is sent as is.
+`${NAME}` is read from the environment when the compiled request is built in the Locust process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+from loadtests.generator.policy import header_seconds
+from loadtests.scenario.profile import FORM, JSON, ResponseRule, Segment, TargetProfile, parse_pointer
+from reports.runfolder import CONNECTION_ERROR, TIMEOUT, OutcomeClass
+
+MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Values:
+    """What a payment attempt fills into the templates."""
+
+    key: str
+    user_id: str
+    card_id: str
+    channel: str
+    amount_fen: int
+    attempt: int
+
+    def get(self, name: str) -> str:
+        if name == "amount_yuan":
+            return f"{self.amount_fen // 100}.{self.amount_fen % 100:02d}"
+        return str(getattr(self, name))
+
+
+def json_escape(value: str) -> str:
+    """The inside of a JSON string literal holding `value`."""
+    return json.dumps(value, ensure_ascii=False)[1:-1]
+
+
+class CompiledTemplate:
+    """Literal parts with value slots between them; `env` values are fixed (escaped) at compile time."""
+
+    __slots__ = ("_parts", "_slots", "uses_attempt")
+
+    def __init__(self, segments: tuple[Segment, ...], escape: Callable[[str], str], env: Mapping[str, str]) -> None:
+        parts: list[str] = [""]
+        slots: list[str] = []
+        for kind, value in segments:
+            if kind == "text":
+                parts[-1] += value
+            elif kind == "env":
+                parts[-1] += escape(env.get(value, ""))
+            else:
+                slots.append(value)
+                parts.append("")
+        self._parts = tuple(parts)
+        self._slots = tuple((slot, escape) for slot in slots)
+        self.uses_attempt = "attempt" in slots
+
+    def render(self, values: Values) -> str:
+        parts = self._parts
+        if not self._slots:
+            return parts[0]
+        out = [parts[0]]
+        for index, (slot, escape) in enumerate(self._slots, start=1):
+            out.append(escape(values.get(slot)))
+            out.append(parts[index])
+        return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltRequest:
+    method: str
+    path: str
+    body: str
+    headers: dict[str, str]
+
+
+class RequestBuilder:
+    """A profile's request, compiled; `build` renders one attempt."""
+
+    def __init__(self, profile: TargetProfile, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        spec = profile.request
+        templates = spec.templates()
+        body_escape = json_escape if spec.content_type == JSON else quote_plus
+        self.method = spec.method
+        self.name = spec.path  # Locust's request name: the template, not every rendered path
+        self._path = CompiledTemplate(templates["path"], lambda text: quote(text, safe=""), env)
+        self._body = CompiledTemplate(templates["body"], body_escape, env)
+        self._headers = {name: CompiledTemplate(templates[f"header {name}"], str, env) for name in spec.headers}
+        self._content_type = FORM if spec.content_type == FORM else JSON
+        self.uses_attempt = any(template.uses_attempt for template in (self._path, self._body, *self._headers.values()))
+
+    def build(self, values: Values) -> BuiltRequest:
+        headers = {"Content-Type": self._content_type}
+        for name, template in self._headers.items():
+            headers[name] = template.render(values)
+        return BuiltRequest(self.method, self._path.render(values), self._body.render(values), headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """An answer in surge's terms: the outcome class, the code recorded, Retry-After (s) and the target's id."""
+
+    outcome: OutcomeClass
+    code: str
+    retry_after_s: float | None
+    payment_id: str
+
+
+def resolve(document: Any, tokens: tuple[str, ...]) -> Any:
+    """The value at a parsed JSON pointer, or MISSING."""
+    for token in tokens:
+        if isinstance(document, dict):
+            if token not in document:
+                return MISSING
+            document = document[token]
+        elif isinstance(document, list):
+            if not token.isdigit() or int(token) >= len(document):
+                return MISSING
+            document = document[int(token)]
+        else:
+            return MISSING
+    return document
+
+
+def _same(found: Any, wanted: Any) -> bool:
+    """JSON equality without Python's True == 1: a rule for `true` does not match the number 1."""
+    return isinstance(found, bool) is isinstance(wanted, bool) and found == wanted
+
+
+class _CompiledRule:
+    __slots__ = ("code", "headers", "json", "outcome", "payment_id", "retry_after_header", "statuses")
+
+    def __init__(self, rule: ResponseRule) -> None:
+        self.statuses = frozenset(rule.status)
+        self.json = tuple(
+            (parse_pointer(pointer), tuple(wanted) if isinstance(wanted, list) else (wanted,))
+            for pointer, wanted in rule.json_.items()
+        )
+        self.headers = tuple(
+            (name, tuple(wanted) if isinstance(wanted, list) else (wanted,)) for name, wanted in rule.headers.items()
+        )
+        self.outcome: OutcomeClass = rule.outcome
+        self.code = rule.code
+        self.payment_id = None if rule.payment_id is None else parse_pointer(rule.payment_id)
+        self.retry_after_header = rule.retry_after_header
+
+    def matches(self, status: int, body: Any, headers: Mapping[str, str]) -> bool:
+        if status not in self.statuses:
+            return False
+        for tokens, wanted in self.json:
+            found = resolve(body, tokens)
+            if found is MISSING or not any(_same(found, value) for value in wanted):
+                return False
+        for name, values in self.headers:
+            value = headers.get(name)
+            if value is None or value not in values:
+                return False
+        return True
+
+
+class Classifier:
+    """The profile's ordered rules; the first that matches decides, none matching is outcome `error`."""
+
+    def __init__(self, profile: TargetProfile) -> None:
+        self._rules = tuple(_CompiledRule(rule) for rule in profile.response.rules)
+        self._needs_body = any(rule.json or rule.payment_id is not None for rule in self._rules)
+
+    def classify(
+        self, status: int, content: bytes | None, headers: Mapping[str, str], now: float | None = None
+    ) -> Classified:
+        """`status` 0: no response (timeout or connection error, named by the caller)."""
+        body: Any = None
+        if self._needs_body and content:
+            try:
+                body = json.loads(content)
+            except ValueError:
+                body = None
+        for rule in self._rules:
+            if rule.matches(status, body, headers):
+                found = MISSING if rule.payment_id is None else resolve(body, rule.payment_id)
+                payment_id = "" if found is MISSING or found is None else str(found)
+                wait = None
+                if rule.retry_after_header is not None:
+                    wait = header_seconds(headers.get(rule.retry_after_header), now)
+                return Classified(
+                    rule.outcome,
+                    rule.code,
+                    wait,
+                    "" if payment_id is MISSING or payment_id is None else str(payment_id),
+                )
+        return Classified("error", f"HTTP_{status}", None, "")
+
+
+def no_response(timed_out: bool) -> Classified:
+    return Classified("timeout" if timed_out else "error", TIMEOUT if timed_out else CONNECTION_ERROR, None, "")
+
+
+class TargetApi:
+    """A profile compiled for the generator: the request builder and the classifier of its answers."""
+
+    def __init__(self, profile: TargetProfile, env: Mapping[str, str] | None = None) -> None:
+        self.profile = profile
+        self.builder = RequestBuilder(profile, env)
+        self.classifier = Classifier(profile)
+        self.uses_attempt = self.builder.uses_attempt

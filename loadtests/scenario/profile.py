@@ -1,0 +1,283 @@
+"""A target profile (CONTRACT §7): how surge's payments map onto a repayment API that surge did not build.
+
+Validated once, before anything starts, so that a mistake is one line and exit 2 (`ProfileError`): an unknown
+key, an unknown `{placeholder}`, a JSON pointer that is not RFC 6901, a rule set with no 2xx success, a
+non-loopback `base_url` without --allow-remote, or a `${NAME}` the environment does not hold.
+
+Templates are parsed here into segments (`Template`); the generator renders them (loadtests.generator.target).
+`${NAME}` values are *not* expanded into the model: they are read from the environment by whoever renders, so
+that a secret never sits in an object that could be dumped into the run folder.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from loadtests.errors import UsageError
+from loadtests.scenario.targets import check_target
+from reports.runfolder import TargetCaps, TargetMeta
+
+PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", "amount_yuan", "attempt"})
+TOKEN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+RuleOutcome = Literal["succeeded", "declined", "rate_limited", "shed", "error"]
+Scalar = str | int | float | bool | None
+
+
+class ProfileError(UsageError):
+    """A target profile that cannot be used: unreadable, or a bad or unknown key; nothing was started."""
+
+
+# A template is literal text and substitutions: ("text", "…"), ("var", "user_id") or ("env", "ACME_TOKEN").
+Segment = tuple[Literal["text", "var", "env"], str]
+
+
+def parse_template(text: str, where: str) -> tuple[Segment, ...]:
+    """Split `text` at `{placeholder}` and `${NAME}`; an unknown placeholder is a ProfileError naming it."""
+    segments: list[Segment] = []
+    last = 0
+    for match in TOKEN.finditer(text):
+        if match.start() > last:
+            segments.append(("text", text[last : match.start()]))
+        env, var = match.group(1), match.group(2)
+        if env is not None:
+            segments.append(("env", env))
+        elif var in PLACEHOLDERS:
+            segments.append(("var", var))
+        else:
+            known = ", ".join(sorted(PLACEHOLDERS))
+            raise ProfileError(f"{where}: unknown placeholder {{{var}}} (known: {known}, or ${{NAME}})")
+        last = match.end()
+    if last < len(text):
+        segments.append(("text", text[last:]))
+    return tuple(segments)
+
+
+def parse_pointer(pointer: str) -> tuple[str, ...]:
+    """RFC 6901: "" is the whole document, else "/"-separated tokens with ~1 for "/" and ~0 for "~".
+
+    Twelve lines instead of a dependency: the generator resolves these on every response, as plain tuple walks.
+    """
+    if pointer == "":
+        return ()
+    if not pointer.startswith("/"):
+        raise ValueError(f"a JSON pointer must start with '/' (got {pointer!r})")
+    if re.search(r"~(?![01])", pointer):
+        raise ValueError(f"a JSON pointer may use '~' only as ~0 or ~1 (got {pointer!r})")
+    return tuple(token.replace("~1", "/").replace("~0", "~") for token in pointer[1:].split("/"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class RequestSpec(_Strict):
+    method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
+    """The HTTP method of a payment request."""
+    path: str = Field(pattern=r"^/")
+    """The path under `base_url`; placeholders allowed (their values percent-encoded)."""
+    content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
+    """How `body` is encoded, and so how each substituted value is escaped (JSON string or form encoding)."""
+    body: str = ""
+    """The body template: `{key}`, `{user_id}`, `{card_id}`, `{channel}`, `{amount_fen}`, `{amount_yuan}`,
+    `{attempt}` and `${NAME}` (from the environment)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry)."""
+
+    @model_validator(mode="after")
+    def _templates_known(self) -> RequestSpec:
+        self.templates()
+        for name in self.headers:
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"header name {name!r} is not an HTTP token")
+        return self
+
+    def templates(self) -> dict[str, tuple[Segment, ...]]:
+        """Every template of the request by where it sits: "path", "body", "header X-Request-Id"."""
+        found = {
+            "path": parse_template(self.path, "request.path"),
+            "body": parse_template(self.body, "request.body"),
+        }
+        for name, value in self.headers.items():
+            found[f"header {name}"] = parse_template(value, f"request.headers.{name}")
+        return found
+
+
+def _statuses(value: int | list[int]) -> tuple[int, ...]:
+    statuses = (value,) if isinstance(value, int) else tuple(value)
+    if not statuses or any(not 100 <= status <= 599 for status in statuses):
+        raise ValueError(f"'status' must be HTTP statuses 100-599 (got {value})")
+    return statuses
+
+
+class ResponseRule(_Strict):
+    """One rule: all of status, `json` pointers and `headers` must match; the first matching rule wins."""
+
+    status: tuple[int, ...]
+    """The HTTP status this rule is for: an int or a list of ints (100-599)."""
+    json_: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, alias="json")
+    """RFC 6901 pointer -> the value (or list of values) the JSON body must hold there; all must match."""
+    headers: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Header name -> the value (or list of values) it must have; all must match."""
+    outcome: RuleOutcome
+    """The class a matching answer counts as; it decides what the client does next (docs/targets.md §3)."""
+    code: str = ""
+    """The code recorded for a matching answer; SINGLE_/DAILY_LIMIT_EXCEEDED name the limit declines."""
+    payment_id: str | None = None
+    """A pointer to the target's own payment id in the body, kept in the history as `repayment_id`."""
+    retry_after_header: str | None = None
+    """The header holding Retry-After (delta-seconds or an HTTP date) that the client's retry waits out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_list(cls, value: Any) -> tuple[int, ...]:
+        if isinstance(value, bool) or not isinstance(value, int | list):
+            raise ValueError(f"'status' must be an int or a list of ints (got {value!r})")
+        return _statuses(value)
+
+    @field_validator("json_")
+    @classmethod
+    def _pointers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for pointer in value:
+            parse_pointer(pointer)
+        return value
+
+    @field_validator("payment_id")
+    @classmethod
+    def _payment_pointer(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_pointer(value)
+        return value
+
+
+class LedgerCaps(_Strict):
+    card_daily_fen: int | None = Field(default=None, gt=0)
+    """A card's cap per business day, in fen, for every channel; unset: not checked."""
+    user_daily_fen: int | None = Field(default=None, gt=0)
+    """A user's cap per business day, in fen, over all cards; unset: not checked."""
+
+
+class LedgerSpec(_Strict):
+    url: str = Field(min_length=1)
+    """The database URL (postgresql://, mysql:// or sqlite:///); ${NAME} expanded; its password never written."""
+    query: str = Field(min_length=1)
+    """A read-only query returning `key`, `card_id`, `user_id`, `amount_fen`, `business_date` (and optionally
+    `payment_id`, `channel`), run once after the load."""
+    caps: LedgerCaps = LedgerCaps()
+    """The caps over_cap is checked against; without any, over_cap is unknown."""
+
+    @field_validator("url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"postgresql", "postgres", "mysql", "sqlite"}:
+            raise ValueError(f"'url' must be a postgresql://, mysql:// or sqlite:/// URL (got scheme {scheme!r})")
+        return value
+
+
+class Response(_Strict):
+    rules: tuple[ResponseRule, ...] = Field(min_length=1)
+    """Ordered rules: the first that matches classifies the answer; none matching is outcome `error`."""
+
+    @model_validator(mode="after")
+    def _success_rule(self) -> Response:
+        if not any(rule.outcome == "succeeded" and any(200 <= s < 300 for s in rule.status) for rule in self.rules):
+            raise ValueError("no rule maps a 2xx status to outcome 'succeeded': no payment could ever succeed")
+        return self
+
+
+class TargetProfile(_Strict):
+    name: str = Field(min_length=1)
+    """The target's name, shown in the report and the console."""
+    base_url: str
+    """Scheme, host and port of the API; `--host` overrides it; loopback only unless `--allow-remote`."""
+    request: RequestSpec
+    """How one payment attempt is sent."""
+    response: Response
+    """How an answer is read."""
+    ledger: LedgerSpec | None = None
+    """What the target recorded, for the money invariants; without it they are unknown."""
+
+    def env_names(self) -> list[str]:
+        """Every ${NAME} the profile reads from the environment, in order of appearance."""
+        names: list[str] = []
+        sources = [*self.request.templates().values()]
+        if self.ledger is not None:
+            sources.append(parse_template(self.ledger.url, "ledger.url"))
+        for segments in sources:
+            names += [value for kind, value in segments if kind == "env" and value not in names]
+        return names
+
+
+def load_profile(
+    path: Path | str, *, allow_remote: bool, host: str | None = None, env: Mapping[str, str] | None = None
+) -> TargetProfile:
+    """Read and validate a profile; `host` (--host) overrides `base_url`, which the loopback guard checks.
+
+    `env` (default: none checked) is the environment the run will have: each ${NAME} must be set in it.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"target profile {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"target profile {path}: invalid TOML ({exc})") from None
+    if host is not None:
+        data["base_url"] = host
+    try:
+        profile = TargetProfile.model_validate(data)
+    except ValidationError as exc:
+        raise ProfileError(f"target profile {path}: {_first_error(exc)}") from None
+    except ProfileError as exc:
+        raise ProfileError(f"target profile {path}: {exc}") from None
+    try:
+        base_url = check_target(profile.base_url, allow_remote=allow_remote)
+    except UsageError as exc:
+        raise ProfileError(f"target profile {path}: base_url: {str(exc).removeprefix('--host ')}") from None
+    if env is not None:
+        missing = [name for name in profile.env_names() if name not in env]
+        if missing:
+            raise ProfileError(f"target profile {path}: ${{{missing[0]}}} is not set in the environment")
+    return profile.model_copy(update={"base_url": base_url})
+
+
+def _first_error(exc: ValidationError) -> str:
+    """One line naming the key: "request.bodyy: unknown key" rather than pydantic's multi-line report."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"] if part != "json_") or "profile"
+    where = where.replace("json_", "json")
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if error["type"] == "missing":
+        return f"{where}: required key missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def expand_env(text: str, env: Mapping[str, str]) -> str:
+    """`text` with each ${NAME} replaced from `env` (placeholders in `{…}` are left alone)."""
+    return TOKEN.sub(lambda match: env.get(match.group(1), "") if match.group(1) else match.group(0), text)
+
+
+def target_meta(profile: TargetProfile, path: Path | str, channels: list[str]) -> TargetMeta:
+    """meta.json's `target`: what the reports need (name, caps, the channels cards were drawn on), and nothing
+    secret — no header values, no body, no ledger URL."""
+    caps = None if profile.ledger is None else TargetCaps(**profile.ledger.caps.model_dump())
+    return TargetMeta(
+        name=profile.name,
+        profile=str(path),
+        base_url=profile.base_url,
+        ledger=profile.ledger is not None,
+        caps=caps,
+        channels=channels,
+    )

@@ -1,0 +1,122 @@
+"""exec faults (argv, undo, timeout -> events) and the ledger copy's failures: one line, exit 3, no password."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from loadtests.errors import HarnessError
+from loadtests.orchestration.exec_faults import ExecPlayer
+from loadtests.orchestration.target_ledger import copy_target_ledger, database_url
+from loadtests.scenario.profile import LedgerSpec
+from loadtests.scenario.shapes import Fault
+from reports.frames import read_ledger
+from tests.targets.postgres import Postgres
+
+
+async def test_exec_faults_log_injected_cleared_and_failed(tmp_path: Path) -> None:
+    marker = tmp_path / "undone"
+    faults = [
+        Fault(at_s=0, action="exec", target="svc", command=("true",), undo=("touch", str(marker)), duration_s=0.1),
+        Fault(
+            at_s=0, action="exec", target="bad", command=(sys.executable, "-c", "print('nope'); raise SystemExit(4)")
+        ),
+        Fault(at_s=0, action="exec", target="slow", command=("sleep", "30"), timeout_s=0.3),
+        Fault(at_s=0, action="exec", target="absent", command=("/nonexistent/tool",)),
+    ]
+    player = ExecPlayer(faults, start_unix=0.0)
+    await player.play()
+    seen = {(event.kind, event.target) for event in player.events}
+    assert seen == {
+        ("fault_injected", "svc"),
+        ("fault_cleared", "svc"),
+        ("fault_failed", "bad"),
+        ("fault_failed", "slow"),
+        ("fault_failed", "absent"),
+    }
+    details = {event.target: event.detail for event in player.events if event.kind == "fault_failed"}
+    assert "exit 4: nope" in details["bad"]
+    assert "timed out" in details["slow"]
+    assert marker.exists()
+
+
+def test_a_sqlite_ledger_is_copied_in_the_checkers_schema(tmp_path: Path) -> None:
+    source = tmp_path / "team.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE pay (req TEXT, card TEXT, uid TEXT, fen INTEGER, day TEXT)")
+        conn.executemany("INSERT INTO pay VALUES (?, ?, ?, ?, ?)", [("k1", "c1", "u1", 100, "2026-11-11")] * 2)
+    query = "SELECT req AS key, card AS card_id, uid AS user_id, fen AS amount_fen, day AS business_date FROM pay"
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    assert copy_target_ledger(LedgerSpec(url=f"sqlite:///{source}", query=query), {}, run_dir) == 2
+    ledger = read_ledger(run_dir / "ledger.sqlite")
+    assert ledger is not None
+    assert list(ledger["idempotency_key"]) == ["k1", "k1"]  # a key recorded twice survives for `duplicate`
+    assert list(ledger["amount_fen"]) == [100, 100]
+
+
+def test_wrong_columns_are_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "team.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE pay (req TEXT)")
+    spec = LedgerSpec(url=f"sqlite:///{source}", query="SELECT req AS key FROM pay")
+    with pytest.raises(HarnessError, match="missing card_id, user_id, amount_fen, business_date"):
+        copy_target_ledger(spec, {}, tmp_path)
+
+
+@pytest.mark.parametrize("query", ["SELECT * FROM no_such_table", "INSERT INTO x VALUES (1)"])
+def test_a_failing_postgres_query_is_one_line_without_the_password(postgres: Postgres, query: str) -> None:
+    spec = LedgerSpec(url="postgresql://acme:${PW}@127.0.0.1:" + str(postgres.port) + "/acme", query=query)
+    with pytest.raises(HarnessError) as caught:
+        copy_target_ledger(spec, {"PW": postgres.password}, Path("/nonexistent"))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert postgres.password not in message
+    assert "***" in message
+
+
+def test_the_query_runs_read_only(postgres: Postgres, tmp_path: Path) -> None:
+    with psycopg.connect(postgres.dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS scratch (k TEXT)")
+    spec = LedgerSpec(
+        url=postgres.dsn,
+        query="INSERT INTO scratch VALUES ('k') RETURNING k AS key, 'c' AS card_id, 'u' AS user_id, "
+        "1 AS amount_fen, DATE '2026-11-11' AS business_date",
+    )
+    with pytest.raises(HarnessError, match="read-only transaction"):
+        copy_target_ledger(spec, {}, tmp_path)
+    with psycopg.connect(postgres.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM scratch").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgresql://u:${PW}@127.0.0.1:5432/pay", "postgresql+psycopg"),
+        ("postgres://u:${PW}@127.0.0.1/pay", "postgresql+psycopg"),
+        ("mysql://u:${PW}@127.0.0.1:3306/pay", "mysql+pymysql"),
+        ("sqlite:////var/lib/pay.db", "sqlite"),
+    ],
+)
+def test_each_dialect_gets_the_driver_surge_ships(url: str, driver: str) -> None:
+    resolved = database_url(LedgerSpec(url=url, query="SELECT 1"), {"PW": "pw"})
+    assert resolved.drivername == driver
+    assert resolved.password in (None, "pw")
+
+
+def test_an_unreachable_mysql_is_one_line_without_the_password(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    spec = LedgerSpec(url=f"mysql://surge:${{PW}}@127.0.0.1:{port}/pay", query="SELECT 1")
+    with pytest.raises(HarnessError) as caught:
+        copy_target_ledger(spec, {"PW": "my-Sql-pw-31"}, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"the ledger query on mysql+pymysql://surge:***@127.0.0.1:{port}/pay failed")
+    assert "my-Sql-pw-31" not in message
+    assert "\n" not in message
