@@ -6,8 +6,15 @@
 
 The shape spawns the scenario's user pool at once and ends the test by itself once every process has sent its
 last windows; arrivals come from clients.Generator, not from Locust's user count (open model). Without
-`--surge-out` the run folder is ./runs/locust-<UTC time>/ and a summary is printed at the end. A non-loopback
---host is refused unless SURGE_ALLOW_REMOTE=1 (what `surge run --allow-remote` sets).
+`--surge-out` the run folder is ./runs/locust-<UTC time>/. A non-loopback --host is refused unless
+SURGE_ALLOW_REMOTE=1 (what `surge run --allow-remote` sets).
+
+A plain run ends with surge's verdict (plain_run.py): the master writes the whole run folder and Locust exits
+with surge's code. `surge run` passes `--surge-managed` because it analyses the folder itself, after collecting
+the ledger and the events. `locust --help` cannot list the options below (Locust prints its help before it
+loads a locustfile); README "Plain Locust" lists them, and `surge run --help` shows the same run's options.
+
+    --scenario NAME|FILE   --scale X   --surge-duration S   --surge-out DIR   --metrics-port PORT
 """
 
 from __future__ import annotations
@@ -28,8 +35,10 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.errors import UsageError
+from loadtests.generator import live_metrics
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
+from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
 from loadtests.generator.target import TargetApi
@@ -111,16 +120,20 @@ class FestivalShape(LoadTestShape):
         key = (options.scenario, options.scale, options.surge_duration)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _scenario(options).arrivals.pool
+            try:
+                pool = self._pools[key] = _scenario(options).arrivals.pool
+            except UsageError as exc:  # typed into the web UI's form: one line in its Logs tab, the test stops
+                log.error("surge: %s", exc)
+                return None
         return pool, float(pool)
 
 
 def _add_options(parser: Any) -> None:
+    # --scale and --surge-duration stay text until _scenario reads them: the web UI's form converts a field to
+    # its option's type itself, and a typo in a float field would be an HTTP 500 instead of one logged line.
     parser.add_argument("--scenario", default="double11", help="surge: a built-in scenario name or a TOML file")
-    parser.add_argument("--scale", type=float, default=1.0, help="surge: multiply every rate and the user pool")
-    parser.add_argument(
-        "--surge-duration", type=float, default=0.0, help="surge: stretch the scenario to S seconds (0: its own)"
-    )
+    parser.add_argument("--scale", default="1", help="surge: multiply every rate and the user pool")
+    parser.add_argument("--surge-duration", default="0", help="surge: stretch the scenario to S seconds (0: its own)")
     parser.add_argument(
         "--surge-out", default="", include_in_web_ui=False, help="surge: the run folder (default runs/locust-<time>)"
     )
@@ -133,23 +146,91 @@ def _add_options(parser: Any) -> None:
     parser.add_argument(
         "--surge-no-abort", action="store_true", default=False, help="surge: ignore the scenario's [[abort]] rules"
     )
+    parser.add_argument(
+        "--surge-managed",
+        action="store_true",
+        include_in_web_ui=False,
+        help="surge: set by `surge run`, which analyses the run folder itself (no verdict at the end here)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        include_in_web_ui=False,
+        help="surge: serve Prometheus metrics on 127.0.0.1:PORT from the master (default 0: off)",
+    )
 
 
 def _on_init(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner) and getattr(environment.parsed_options, "processes", None):
+    options = environment.parsed_options
+    assert options is not None
+    master = not isinstance(environment.runner, WorkerRunner)
+    if not master and getattr(options, "processes", None):
         die_with_parent(os.getppid())  # forked by a --processes master: no worker outlives it, even on SIGKILL
-    if not isinstance(environment.runner, WorkerRunner):
+    metrics: live_metrics.LiveMetrics | None = None
+    if master:
         try:
-            options = environment.parsed_options
+            if getattr(options, "ips", None):  # locust-plugins' constant-rate option, when it is loaded
+                raise UsageError(
+                    "--ips (locust-plugins) replaces surge's arrival schedule and would send nothing; "
+                    "set the rate in the scenario's [[rate]] or with --scale"
+                )
             _scenario(options)
-            if options is not None and options.target:  # its base_url is the host unless --host overrides it
+            if options.target:  # its base_url is the host unless --host overrides it
                 environment.host = options.host = _profile(options.target, environment.host or None).base_url
             if environment.host:
                 _check_host(environment.host)
+            if options.metrics_port:
+                metrics = _serve_metrics(options.metrics_port)
         except UsageError as exc:
             print(f"surge: {exc}", file=sys.stderr)
             sys.exit(2)
-    FestivalShape.recording = LocustRecording(environment, _start_generator)
+    plain = _PlainEnd(environment) if master and not options.surge_managed else None
+    FestivalShape.recording = LocustRecording(
+        environment,
+        _start_generator,
+        on_windows=metrics.add if metrics is not None else None,
+        on_finished=plain.on_finished if plain is not None else None,
+    )
+    if plain is not None:
+        environment.events.quitting.add_listener(plain.on_quitting)  # type: ignore[no-untyped-call]
+
+
+def _serve_metrics(port: int) -> live_metrics.LiveMetrics:
+    if not 0 < port < 65536:
+        raise UsageError(f"--metrics-port must be 1..65535 (got {port})")
+    try:
+        metrics = live_metrics.serve(port)
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {port}: {exc.strerror}") from None
+    log.info("surge: Prometheus metrics on http://%s:%d/metrics", live_metrics.HOST, port)
+    return metrics
+
+
+class _PlainEnd:
+    """A plain run's verdict (plain_run.py): after each web UI test, or at `quitting` for a headless run, once
+    Locust's own statistics are final too."""
+
+    def __init__(self, environment: Environment) -> None:
+        self.environment = environment
+        self.pending: Path | None = None
+        self.writing: gevent.Greenlet[[Environment, Path], int] | None = None
+
+    def on_finished(self, settings: RunSettings) -> None:
+        options = self.environment.parsed_options
+        if options is not None and options.headless:
+            self.pending = Path(settings.out_dir)
+        else:  # the web UI stays up for the next test: write this one's folder now, off the stop request
+            self.writing = gevent.spawn(finish_plain_run, self.environment, Path(settings.out_dir))
+
+    def on_quitting(self, **_: Any) -> None:
+        if FestivalShape.recording is not None:
+            FestivalShape.recording.end()  # Ctrl-C or SIGTERM mid-run: what was recorded still gets its verdict
+        if self.writing is not None:
+            self.writing.join()
+        if self.pending is not None:
+            run_dir, self.pending = self.pending, None
+            finish_plain_run(self.environment, run_dir)
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
@@ -160,11 +241,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     assert options is not None
     try:
         _check_host(environment.host or "")
+        scenario = _scenario(options)
     except UsageError as exc:
         log.error("surge: %s", exc)
-        gevent.spawn(runner.stop)  # the web UI stays up to take a loopback host
+        gevent.spawn(runner.stop)  # the web UI stays up to take a loopback host or a scenario that exists
         return
-    scenario = _scenario(options)
     workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
@@ -172,10 +253,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     # each test started from the web UI gets its own folder, even two in the same second (reports.claim)
     out = options.surge_out or str(claim_new(Path("runs"), f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"))
     _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
+    scale, duration_s = _numbers(options)
     settings = RunSettings(
         scenario_ref=options.scenario,
-        scale=options.scale,
-        duration_s=options.surge_duration or None,
+        scale=scale,
+        duration_s=duration_s,
         out_dir=out,
         t0=t0,
         hard_stop=t0 + scenario.duration_s + drain_s(scenario),
@@ -229,7 +311,7 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
     meta = run_meta(
         scenario,
         scenario_ref=options.scenario,
-        scale=options.scale,
+        scale=_numbers(options)[0],
         started_unix=t0,
         host=host,
         workers=max(1, workers),
@@ -243,7 +325,19 @@ def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: flo
 
 
 def _scenario(options: Any) -> Scenario:
-    return load_scenario(options.scenario).scaled(options.scale, options.surge_duration or None)
+    scale, duration_s = _numbers(options)
+    return load_scenario(options.scenario).scaled(scale, duration_s)
+
+
+def _numbers(options: Any) -> tuple[float, float | None]:
+    """--scale and --surge-duration (None: the scenario's own) from their text; UsageError names a bad one."""
+    values: list[float] = []
+    for flag, text in (("--scale", options.scale), ("--surge-duration", options.surge_duration)):
+        try:
+            values.append(float(text))
+        except (TypeError, ValueError):
+            raise UsageError(f"{flag} must be a number (got {text!r})") from None
+    return values[0], values[1] or None
 
 
 def _check_host(host: str) -> None:

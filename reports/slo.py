@@ -9,6 +9,7 @@ success ratio and p99 are computed from the whole run; each phase of the scenari
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET  # builds XML only; never parses untrusted input
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -145,6 +146,34 @@ def fault_injection_verdict(events: pd.DataFrame) -> dict[str, Any] | None:
         or None
     )
     return verdict("fault_failures", len(failed), 0, failed.empty, reason)
+
+
+def summary_checks(summary: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, verdict) for every verdict of a summary.json — "slo", "invariant", "run" — in the order the console
+    table, the CI job summary and a plain Locust run's log show them."""
+    kinds = (("slo", "slos"), ("invariant", "invariant_verdicts"), ("run", "run_verdicts"))
+    return [(kind, entry) for kind, key in kinds for entry in summary.get(key) or []]
+
+
+def headline(exit_code: Any, checks: list[tuple[str, dict[str, Any]]]) -> str:
+    """The one word for a run: PASS, FAIL, NOT PROVEN (nothing failed, some verdict unknown) or HARNESS FAILED."""
+    if exit_code == 0:
+        return "PASS"
+    if exit_code == 1:
+        return "FAIL"
+    harness_failed = any(kind == "run" and outcome(entry) == FAIL for kind, entry in checks)
+    if exit_code == 3 and not harness_failed and any(outcome(entry) == UNKNOWN for _, entry in checks):
+        return "NOT PROVEN"
+    return "HARNESS FAILED" if exit_code == 3 else f"exit {exit_code}"
+
+
+def format_value(value: Any, unit: str = "") -> str:
+    """A verdict's value or bound (with `verdict_unit`) as the console, the CI summary and the logs show it."""
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}{unit}"
+    return f"{value}{unit}"
 
 
 def junit_xml(scenario: str, suites: dict[str, list[dict[str, Any]]]) -> str:

@@ -311,7 +311,7 @@ def open_model(url: str, rate: float, windows: int, work: Path, *extra: str) -> 
     t0 = time.time() + LEAD_S
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
-               "--only-summary", "--loglevel", "ERROR", *extra]  # fmt: skip
+               "--surge-managed", "--only-summary", "--loglevel", "ERROR", *extra]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     run(command, 10 * windows + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -409,7 +409,7 @@ def cpu_per_request(url: str, rate: float, work: Path, *, surge: bool) -> float:
         scenario.write_text(SCENARIO.format(duration=int(measure + 4), rate=rate, pool=pool), encoding="utf-8")
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                    "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
-                   "--only-summary", "--loglevel", "ERROR"]  # fmt: skip
+                   "--surge-managed", "--only-summary", "--loglevel", "ERROR"]  # fmt: skip
     else:
         users = max(1, round(rate / PACED_PER_USER))
         locustfile = work / "paced_cpu.py"

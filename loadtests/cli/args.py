@@ -26,6 +26,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535 (got {value})")
+    return value
+
+
 MAX_SCALE = 100.0  # with the default pool of 200 users, 100x is the documented ceiling of 20,000 (scenarios.md)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
@@ -89,4 +90,5 @@ def run(args: argparse.Namespace) -> int:
     console.print(console_table(comparison))
     verdict = "[bold red]REGRESSED[/bold red]" if comparison.regressed else "[green]no regression[/green]"
     console.print(f"{verdict} · {target}", highlight=False)
+    publish_comparison(comparison)
     return 1 if comparison.regressed else 0

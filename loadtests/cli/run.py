@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from loadtests.cli.args import MAX_SCALE, positive_float, positive_int, scale_factor
+from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
@@ -79,6 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, help="a previous run folder to compare against in the report")
     parser.add_argument("--target", type=Path, help="a target profile TOML: drive another repayment API (§7)")
     parser.add_argument("--no-abort", action="store_true", help="ignore the scenario's [[abort]] rules for this run")
+    parser.add_argument(
+        "--metrics-port",
+        type=port_number,
+        default=0,
+        metavar="PORT",
+        help="serve live Prometheus metrics on 127.0.0.1:PORT during the run (default: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,6 +242,7 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         workers=args.workers,
         target_profile=args.target,
         abort=not args.no_abort,
+        metrics_port=args.metrics_port,
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:

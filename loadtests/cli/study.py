@@ -17,6 +17,7 @@ from rich.table import Table
 
 from loadtests.cli import run as run_command
 from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.github_summary import publish_study
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.render import yuan
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = run_study(header, plans, out, run_variant)
     _print_table(rows, Console(width=max(Console().width, 110)))
+    publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
     print(f"study: {(out / 'study.html').resolve()}")
     return max((int(row["exit_code"]) for row in rows), default=0)
 

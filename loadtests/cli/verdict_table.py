@@ -13,15 +13,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
-from reports.slo import FAIL, PASS, UNKNOWN, outcome, verdict_unit
+from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
 
 
 def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
     """The end of every command that wrote a run folder: analyse it, print the verdicts, the command's own
-    `lines` and the report's path on stdout; the exit code (CONTRACT §2)."""
+    `lines` and the report's path on stdout (and the verdict table in a GitHub Actions job summary); the exit
+    code (CONTRACT §2)."""
     summary = conclude(run_dir, baseline)
     print_verdicts(summary, Console())
+    publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
     for line in lines:
         print(line)
     report = run_dir / "report.html"
@@ -34,9 +37,10 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"surge verdicts — {escape(str(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
-    rows = [(str(slo["name"]), slo) for slo in summary.get("slos", [])]
-    rows += [(f"invariant {verdict['name']}", verdict) for verdict in summary.get("invariant_verdicts", [])]
-    rows += [(f"run {verdict['name']}", verdict) for verdict in summary.get("run_verdicts", [])]
+    rows = [
+        (str(verdict["name"]) if kind == "slo" else f"{kind} {verdict['name']}", verdict)
+        for kind, verdict in summary_checks(summary)
+    ]
     for name, verdict in rows:
         table.add_row(*_row(name, verdict))
     console.print(table)
@@ -69,18 +73,10 @@ def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
     unit = verdict_unit(str(verdict.get("name", "")))
     return (
         escape(name),
-        _fmt(verdict.get("value"), unit),
-        _fmt(verdict.get("bound"), unit),
+        format_value(verdict.get("value"), unit),
+        format_value(verdict.get("bound"), unit),
         _verdict(outcome(verdict), verdict.get("reason")),
     )
-
-
-def _fmt(value: Any, unit: str) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4g}{unit}"
-    return f"{value}{unit}"
 
 
 def _verdict(result: str, reason: Any) -> str:

@@ -32,10 +32,12 @@ from gevent.event import Event
 
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
+    PATH,
     ClientRetryBudget,
     DeclineContext,
     backoff_s,
     on_decline,
+    request_name,
     retry_after_s,
     should_retry,
 )
@@ -58,7 +60,6 @@ DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
 WARM_CHUNK = 500  # users built between two yields to the hub while the population is built before t=0
 WARM_MARGIN_S = 0.2  # building users stops this long before t=0, so the first arrivals find an idle hub
-PATH = "/v1/repayments"
 
 
 @dataclass(order=True, slots=True)
@@ -375,8 +376,11 @@ class Payer:
         )
         self.gen.recorder.attempt(row, answer.outcome)
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
+        context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key,
+                   "outcome": answer.outcome}  # fmt: skip
+        name = request_name(attempt, job.part, request.name)
         self.transport.report(
-            request.method, request.path, request.name, reply, sent=sent, done=done, failure=failure, context={}
+            request.method, request.path, name, reply, sent=sent, done=done, failure=failure, context=context
         )
         return answer, row
 

@@ -27,6 +27,15 @@ MAX_RETRY_AFTER_S = 30.0  # a server asking for longer than this is treated as "
 RESET_MARGIN_S = 0.1  # wall seconds after a business-day reset before the next part of a plan is sent
 
 DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
+PATH = "/v1/repayments"
+
+
+def request_name(attempt: int, part: int, base: str = PATH) -> str:
+    """The name Locust's statistics (and any Locust listener) file an attempt under: first attempts of a payment,
+    its retries and the parts of a suggested plan are different questions, so each gets its own row. `base` is
+    the request's own name (a target profile's path template)."""
+    labels = (["plan part"] if part else []) + (["retry"] if attempt > 1 else [])
+    return f"{base} [{' '.join(labels)}]" if labels else base
 
 
 def should_retry(status: int, outcome: str) -> bool:

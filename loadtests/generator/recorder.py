@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -246,9 +245,18 @@ class LocustRecording:
     IN_FLIGHT_WAIT_S and sends its final delta, exactly as at the planned end.
     """
 
-    def __init__(self, environment: Environment, start_generator: StartGenerator) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        start_generator: StartGenerator,
+        *,
+        on_windows: Callable[[list[Window]], None] | None = None,
+        on_finished: Callable[[RunSettings], None] | None = None,
+    ) -> None:
         self.environment = environment
         self.start_generator = start_generator
+        self.on_windows = on_windows  # every delta the master merges (the --metrics-port endpoint)
+        self.on_finished = on_finished  # the master, once the run folder's windows and generator.json are complete
         self.settings: RunSettings | None = None
         self.writer: RunWriter | None = None
         self.finished = False
@@ -326,6 +334,8 @@ class LocustRecording:
         if self.writer is None or self.finished:
             return
         self.writer.merge(windows)
+        if self.on_windows is not None:
+            self.on_windows(windows)
         if lag is not None:
             self.writer.lag.add(lag)
             self._finals.add(index)
@@ -333,7 +343,8 @@ class LocustRecording:
                 self.finish()
 
     def finish(self) -> None:
-        """Write windows.jsonl's last seconds and generator.json once; print the verdict, loudly if invalid."""
+        """Write windows.jsonl's last seconds and generator.json once; log the summary (Locust's console and its
+        web UI's Logs tab both show the "surge" logger), loudly if the generator was the bottleneck."""
         if self.finished or self.writer is None or self.settings is None:
             return
         self.finished = True
@@ -344,9 +355,11 @@ class LocustRecording:
             expected = RateCurve(scenario.breakpoints()).cumulative(max(0.0, self.stop.at_s))
         verdict = self.writer.finish(self.settings.t0, expected, stopped=self.stop is not None)
         for line in summary_lines(self.writer, verdict):
-            print(line, file=sys.stderr, flush=True)
+            log.info("%s", line)
         if not verdict.valid:
             log.error("surge: run invalid: %s", "; ".join(verdict.reasons))
+        if self.on_finished is not None:
+            self.on_finished(self.settings)
 
     def stop_early(self, by: StoppedBy, reason: str, aborted: Aborted | None = None) -> None:
         """Record the stop (the first record wins), stop every generator, wait for the last deltas, finish."""
@@ -390,10 +403,13 @@ class LocustRecording:
             self.stop_early("sigterm", "Locust stopped the test before the scenario's end")
 
     def _on_test_stop(self, **_: Any) -> None:
+        self.end()
+
+    def end(self) -> None:
         """Stopped early (web UI, --run-time) or quitting: stop generating, send or wait for the last deltas.
 
-        Quitting before the end is Locust's SIGTERM: `surge run` recorded why in stop.json before sending it.
-        Afterwards the recording is ready for the next test of a web UI session (settings None: not started).
+        Idempotent. Quitting before the end is Locust's SIGTERM: `surge run` recorded why in stop.json before
+        sending it. Afterwards the recording is ready for the next test of a web UI session (settings None).
         """
         if not isinstance(self.environment.runner, WorkerRunner):
             self.stop_early("sigterm", "Locust received SIGTERM")
@@ -444,8 +460,8 @@ class LocustRecording:
             deadline = time.time() + IN_FLIGHT_WAIT_S
             while recorder.in_flight > 0 and time.time() < deadline:
                 gevent.sleep(0.05)
+            recorder.close()  # before the last delta: the master may read history/ as soon as it has every final
             send(recorder.take_delta(), recorder.lag.samples)
-            recorder.close()
 
         def loop() -> None:
             final_at = settings.hard_stop + FINAL_AFTER_S

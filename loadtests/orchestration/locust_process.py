@@ -2,6 +2,14 @@
 
 Shared by `surge run` and the probes of `surge find-capacity`: one command line (docs/internals.md §5), one
 bounded wait that kills the whole process group (Locust's --processes children included) past its deadline.
+
+Nothing of the caller's environment reaches Locust's options: Locust reads `LOCUST_*` variables, `~/.locust.conf`,
+`./locust.conf` and `[tool.locust]` of `./pyproject.toml` on top of its command line, so a stray `run-time = 5s`
+or `users = 1` in the directory `surge run` was started from would quietly change the test. The child runs in
+the run folder's `locust/` directory with every `LOCUST_*` variable removed and `HOME` pointed there too (the
+caller's user site-packages stay importable through `PYTHONUSERBASE`); every path on its command line is
+absolute.
+
 Locust runs in a session of its own (a terminal's Ctrl-C reaches only surge, which stops it in order) and dies
 with surge even when surge is SIGKILLed (`mock_gateway.lifeline`). On a stop request (`stopping.Interrupt`)
 the stop is recorded in the run folder and Locust gets SIGTERM, which the locustfile turns into a clean early
@@ -14,8 +22,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import site
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from loadtests.orchestration.stopping import Interrupt
@@ -36,11 +45,16 @@ def locust_command(
     run_dir: Path,
     start_unix: float,
     workers: int,
+    metrics_port: int = 0,
     target_profile: Path | None = None,
     abort: bool = True,
 ) -> list[str]:
+    """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master."""
+    run_dir = run_dir.resolve()
     locust_dir = run_dir / "locust"
     locust_dir.mkdir(parents=True, exist_ok=True)
+    if Path(scenario_ref).is_file():
+        scenario_ref = str(Path(scenario_ref).resolve())  # Locust runs in locust_dir, not in the caller's directory
     command = guarded_argv("locust", [
         "-f", str(LOCUSTFILE), "--headless", "--host", target,
         "--scenario", scenario_ref, "--scale", repr(scale),
@@ -49,10 +63,12 @@ def locust_command(
         "--csv", str(locust_dir / "locust"), "--html", str(locust_dir / "report.html"),
         "--run-time", f"{int(duration_s + STOP_GRACE_S + START_MARGIN_S)}s",
         "--stop-timeout", "10", "--loglevel", "WARNING", "--logfile", str(locust_dir / "locust.log"),
-        "--only-summary",
+        "--only-summary", "--surge-managed",
     ])  # fmt: skip
     if workers > 1:
         command += ["--processes", str(workers)]
+    if metrics_port:
+        command += ["--metrics-port", str(metrics_port)]
     if target_profile is not None:
         command += ["--target", str(target_profile.resolve())]
     if not abort:
@@ -74,12 +90,18 @@ async def run_locust(
 
     `start_unix` is the run's t=0, against which a stop requested through `interrupt` is recorded.
     """
-    env = dict(os.environ)
+    locust_dir = (run_dir / "locust").resolve()
+    env = locust_environment(os.environ, locust_dir)
     if allow_remote:
         env["SURGE_ALLOW_REMOTE"] = "1"
-    with (run_dir / "locust" / "stdout.log").open("wb") as log:
+    with (locust_dir / "stdout.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            *command, stdout=log, stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True
+            *command,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=locust_dir,
+            start_new_session=True,
         )
         (run_dir / "locust" / "locust.pid").write_text(f"{process.pid}\n", encoding="utf-8")  # for post-mortems
         exited = asyncio.ensure_future(process.wait())
@@ -107,3 +129,11 @@ async def run_locust(
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 await exited
+
+
+def locust_environment(caller: Mapping[str, str], home: Path) -> dict[str, str]:
+    """The caller's environment without anything Locust reads as configuration (see the module docstring)."""
+    env = {name: value for name, value in caller.items() if not name.upper().startswith("LOCUST_")}
+    env.setdefault("PYTHONUSERBASE", site.getuserbase())
+    env["HOME"] = str(home)
+    return env

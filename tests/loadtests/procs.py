@@ -59,7 +59,7 @@ async def run_locust(host: str, scenario: Path, out: Path, *extra: str, timeout_
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", host,
         "--scenario", str(scenario), "--surge-out", str(out), "--csv", str(out / "locust" / "locust"),
-        "--only-summary", "--loglevel", "WARNING", *extra,
+        "--only-summary", "--loglevel", "WARNING", "--surge-managed", *extra,
     ]  # fmt: skip
     (out / "locust").mkdir(parents=True, exist_ok=True)
     with (out / "locust" / "stdout.log").open("wb") as log:

@@ -30,3 +30,10 @@ def test_a_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "surge: scenario" in result.stderr and "'rate'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_scale_that_is_not_a_number_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = locust("--host", "http://127.0.0.1:9", "--scale", "lots", "--surge-out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "surge: --scale must be a number (got 'lots')" in result.stderr
+    assert "Traceback" not in result.stderr

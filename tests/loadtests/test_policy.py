@@ -17,6 +17,7 @@ from loadtests.generator.policy import (
     backoff_s,
     header_seconds,
     on_decline,
+    request_name,
     retry_after_s,
     should_retry,
 )
@@ -152,3 +153,13 @@ def test_switch_card_walks_the_users_other_cards_then_stops() -> None:
 
 def test_switch_card_does_not_help_against_the_users_platform_cap() -> None:
     assert on_decline("switch-card", {"code": "DAILY_LIMIT_EXCEEDED", "scope": "user"}, ctx()) == GIVE_UP
+
+
+def test_retries_and_plan_parts_are_filed_under_their_own_request_names() -> None:
+    names = {request_name(attempt, part) for attempt, part in [(1, 0), (2, 0), (1, 1), (3, 2)]}
+    assert names == {
+        "/v1/repayments",
+        "/v1/repayments [retry]",
+        "/v1/repayments [plan part]",
+        "/v1/repayments [plan part retry]",
+    }

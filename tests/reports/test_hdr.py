@@ -88,3 +88,35 @@ def test_per_second_percentiles_equal_one_histogram_per_second() -> None:
         assert result.loc[t, "p99_ms"] == hdr.percentiles_ms(dense, [99.0])[0]
         assert result.loc[t, "max_ms"] == hdr.max_ms(dense)
     assert result.loc[2].isna().all()
+
+
+def test_installed_hdrhistogram_is_the_pinned_minor_version() -> None:
+    """reports/hdr.py reads the codec's internals (payload header, `init_counts`, the raw counts buffer), which
+    hdrhistogram does not promise to keep; the pin in pyproject.toml names the minor version they were read from.
+    A new minor version must be checked (the next test) and the pin moved on purpose, not by an upgrade."""
+    import tomllib
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    pins = [Requirement(dep) for dep in pyproject["project"]["dependencies"] if dep.startswith("hdrhistogram")]
+    assert len(pins) == 1 and pins[0].specifier, "hdrhistogram must be pinned to one minor version"
+    installed = version("hdrhistogram")
+    assert pins[0].specifier.contains(installed), f"hdrhistogram {installed} is outside the pin {pins[0].specifier}"
+    assert not pins[0].specifier.contains("0.11.0"), "the pin must stop at the next minor version"
+
+
+def test_codec_level_decode_matches_the_library_bucket_by_bucket() -> None:
+    """decode_sparse reads the codec's buffers directly: every (bucket index, count) it reports must be the
+    library's own, including the highest trackable value and a value far below the first sub-bucket."""
+    values = [1, 2, 999, 1_000, 1_001, 65_536, 3_000_000, 3_600_000_000]
+    hist = hdr.new_histogram()
+    for value in values:
+        hist.record_value(value, 3)
+    idx, counts = hdr.decode_sparse(hist.encode())
+    library = {i: hist.get_count_at_index(i) for i in range(hist.counts_len) if hist.get_count_at_index(i)}
+    assert dict(zip(idx.tolist(), counts.tolist(), strict=True)) == library
+    assert sum(library.values()) == 3 * len(values)
+    assert hdr.bucket_table().size == hist.counts_len

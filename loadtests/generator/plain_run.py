@@ -1,0 +1,75 @@
+"""The end of a plain `locust -f loadtests/locustfile.py` run (headless, or each test of a web UI session).
+
+`surge run` analyses its run folder itself, after it has collected the ledger and the events; the locustfile
+then runs with `--surge-managed` and never comes here. Without it nobody else will, so the master does it:
+
+    <run>/locust/report.html, locust_stats.csv, locust_failures.csv, locust_exceptions.csv   Locust's own view
+    <run>/timeseries.csv, summary.json, junit.xml, report.html                               surge's (reports)
+
+and sets Locust's process exit code to surge's (0 every SLO and invariant held, 1 one failed, 3 a verdict is
+unknown — without a ledger the invariants are — or the folder could not be analysed), logging the verdict and
+the folder's path through the "surge" logger, which Locust prints and its web UI shows in the Logs tab.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from locust.env import Environment
+from locust.html import get_html_report
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+log = logging.getLogger("surge")
+
+
+def save_locust_output(environment: Environment, locust_dir: Path) -> None:
+    """Locust's own HTML report and CSVs, as `--html`/`--csv` would write them, next to surge's files."""
+    locust_dir.mkdir(parents=True, exist_ok=True)
+    html = get_html_report(environment, show_download_link=False)  # type: ignore[no-untyped-call]
+    (locust_dir / "report.html").write_text(html, encoding="utf-8")
+    stats = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for name, write in (
+        ("stats", stats.requests_csv),
+        ("failures", stats.failures_csv),
+        ("exceptions", stats.exceptions_csv),
+    ):
+        with (locust_dir / f"locust_{name}.csv").open("w", newline="", encoding="utf-8") as handle:
+            write(csv.writer(handle))
+
+
+def finish_plain_run(environment: Environment, run_dir: Path) -> int:
+    """Write the whole run folder, log the verdict, set and return Locust's exit code."""
+    # reports pulls in pandas and plotly: imported here, once, at the end of a plain run, so that Locust's
+    # worker processes (and runs under `surge run`) never pay for it.
+    from reports.finalize import finalize_run
+    from reports.runfolder import RunFolderError
+    from reports.slo import FAIL, format_value, headline, outcome, summary_checks, verdict_unit
+
+    run_dir = run_dir.resolve()
+    try:
+        save_locust_output(environment, run_dir / "locust")
+    except OSError as exc:
+        log.warning("surge: Locust's own report was not saved: %s", exc)
+    try:
+        summary = finalize_run(run_dir)
+    except (RunFolderError, OSError) as exc:
+        log.error("surge: the run folder %s cannot be analysed: %s", run_dir, exc)
+        environment.process_exit_code = 3
+        return 3
+    code = int(summary["exit_code"])
+    checks = summary_checks(summary)
+    for kind, verdict in checks:
+        result, unit = outcome(verdict), verdict_unit(str(verdict["name"]))
+        line = "surge:   %-9s %-40s %12s  bound %-10s %s%s"
+        value, bound = format_value(verdict.get("value"), unit), format_value(verdict.get("bound"), unit)
+        reason = f" — {verdict['reason']}" if verdict.get("reason") else ""
+        (log.error if result == FAIL else log.info)(line, kind, verdict["name"], value, bound, result, reason)
+    if summary.get("valid") is False:
+        log.error("surge: INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's")
+    log.info("surge: verdict %s (exit code %d)", headline(code, checks), code)
+    log.info("surge: run folder %s", run_dir)
+    log.info("surge: report %s", run_dir / "report.html")
+    environment.process_exit_code = code
+    return code
