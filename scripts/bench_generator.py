@@ -550,6 +550,16 @@ def profile_path(rate: float, pairs: int, windows: int, out: Path) -> int:
     return 0 if ratio <= 1.10 else 1
 
 
+def cpu_rule_line(probes: list[Probe]) -> str:
+    """Does the CPU criterion describe the generator's limit? The probes it alone would have marked invalid."""
+    hot = [p for p in probes if p.cpu_hot_s >= 3]
+    on_time = [p for p in hot if p.lag_ms_p99 <= 50.0 and p.late_dropped_pct <= 1.0]
+    return (
+        f"The CPU criterion: {len(hot)} probe(s) spent >= 3 consecutive seconds at >= 90 % CPU; {len(on_time)} of "
+        "them went out on time (lag p99 <= 50 ms, late + dropped <= 1 %), i.e. were marked invalid by CPU alone."
+    )
+
+
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(statistics.median(values))} (min {fmt.format(min(values))}, max {fmt.format(max(values))})"
 
@@ -616,6 +626,7 @@ def write_report(
                 f"{probe.late_dropped_pct:.2f} % | "
                 f"{probe.p50_ms:.2f} / {probe.p99_ms:.2f} | {'; '.join(probe.reasons)} |"
             )
+    lines += ["", cpu_rule_line([probe for rep in reps for probe in rep.probes])]
     lines += ["", "Plain paced Locust (the floor any open model built on Locust starts from):", ""]
     for k, rep in enumerate(reps, start=1):
         lines.append(
