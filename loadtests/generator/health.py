@@ -1,10 +1,14 @@
 """Is the load generator itself the bottleneck? Sampled every second, judged at the end.
 
 A saturated generator sends late and measures its own queueing as the gateway's latency, so such a run must be
-marked invalid and said so loudly, never reported as the gateway's result. Locust's own cpu_warning cannot do
-this job: it samples every 10 s and its first reading is 0, so a two-minute run barely registers. Here CPU comes
-from psutil each second (per process, 100 % = one core — a gevent worker cannot use more), and scheduling lag is
-how late a greenlet wakes up against its deadline, measured by the caller (recorder.py) and kept here.
+marked invalid and said so loudly, never reported as the gateway's result. What makes it invalid is being late
+(wake-up lag, late and dropped arrivals), not its CPU: a process at 90-100 % of a core that still sends on time
+is a valid run (scripts/bench_generator.py found such probes; the CPU is reported in `cpu_pct_max`).
+
+Locust's own cpu_warning cannot do this job: it samples every 10 s and its first reading is 0, so a two-minute
+run barely registers. Here CPU comes from psutil each second (per process, 100 % = one core — a gevent worker
+cannot use more), and scheduling lag is how late a greenlet wakes up against its deadline, measured by the
+caller (recorder.py) and kept here.
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ from hdrh.histogram import HdrHistogram
 from loadtests.generator.windows import Window
 from reports.runfolder import GeneratorVerdict
 
-CPU_LIMIT_PCT = 90.0
-CPU_LIMIT_SECONDS = 3  # consecutive seconds at or above the limit
 LAG_P99_LIMIT_MS = 50.0
 LATE_DROPPED_LIMIT = 0.01  # of offered arrivals
 
@@ -89,9 +91,6 @@ def assess_generator(
     shortfall = expected_offered - offered
     if shortfall > 5.0 * math.sqrt(expected_offered) + 0.01 * expected_offered + 1.0:
         reasons.append(f"only {offered} arrivals offered of about {expected_offered:.0f} scheduled")
-    hot = _longest_run(w.t for w in sampled if w.cpu_pct >= CPU_LIMIT_PCT)
-    if hot >= CPU_LIMIT_SECONDS:
-        reasons.append(f"generator CPU >= {CPU_LIMIT_PCT:.0f}% for {hot} consecutive seconds")
     if lag_p99 > LAG_P99_LIMIT_MS:
         reasons.append(f"generator scheduling lag p99 {lag_p99:.0f} ms > {LAG_P99_LIMIT_MS:.0f} ms")
     if offered and (late + dropped) / offered > LATE_DROPPED_LIMIT:
@@ -109,13 +108,3 @@ def assess_generator(
         dropped=dropped,
         started_unix=started_unix,
     )
-
-
-def _longest_run(seconds: Iterable[int]) -> int:
-    best = run = 0
-    previous: int | None = None
-    for t in seconds:
-        run = run + 1 if previous is not None and t == previous + 1 else 1
-        best = max(best, run)
-        previous = t
-    return best

@@ -28,14 +28,13 @@ def test_a_healthy_run_is_valid() -> None:
     assert verdict.model_dump(mode="json")["cpu_pct_max"] == 20.0
 
 
-def test_cpu_at_the_limit_for_three_consecutive_seconds_is_invalid_but_two_are_not() -> None:
-    windows = seconds(10)
-    for t in (2, 3, 6, 7, 8):
-        windows[t].cpu_pct = 97.0
-    assert not assess_generator(windows, 1000, CALM).valid
-    assert "3 consecutive seconds" in assess_generator(windows, 1000, CALM).reasons[0]
-    windows[7].cpu_pct = 10.0
-    assert assess_generator(windows, 1000, CALM).valid
+def test_a_generator_at_full_cpu_that_sends_on_time_is_valid() -> None:
+    """Issue 15: the bench found probes at >= 90 % CPU for 3+ s whose arrivals all went out on time; only
+    lateness (lag, late, dropped) makes a run invalid, and the CPU is still reported."""
+    windows = seconds(10, cpu=97.0)
+    verdict = assess_generator(windows, 1000, CALM)
+    assert verdict.valid and verdict.reasons == []
+    assert verdict.cpu_pct_max == 97.0
 
 
 def test_scheduling_lag_p99_over_all_wake_ups_decides_not_one_hiccup() -> None:
