@@ -79,6 +79,12 @@ def test_a_web_ui_stop_is_recorded_and_cuts_the_run(stop_after_s: float, tmp_pat
                     assert time.monotonic() < deadline, (tmp_path / "locust.log").read_text()
                     time.sleep(0.1)
             assert _post(ui + "/swarm", {"user_count": 1, "spawn_rate": 1, "host": host})["success"]
+            # the stop comes `stop_after_s` after the test began (its meta.json), not after the click: on a busy
+            # machine the shape's first tick, which fires test_start, can come later than 0.05 s after it
+            deadline = time.monotonic() + 20
+            while not (out / "meta.json").exists():
+                assert time.monotonic() < deadline, "the test did not start"
+                time.sleep(0.01)
             time.sleep(stop_after_s)
             _post(ui + "/stop")
             deadline = time.monotonic() + 20

@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(200)]
 # second after its spike starts, or the spike's recovery window holds no second of overload).
 RUNS = {
     "double11": ("--scale", "0.25", "--duration", "20"),
-    # scale 1.3: the last steps (~270/s) are far enough past the banks' ~200/s that the knee does not hinge on
-    # how busy the machine is
+    # scale 1.3: the last steps (~270/s) are far enough past the banks' capacity that the p99 crosses the SLO
+    # whatever else the machine is doing (at scale 1 a loaded machine once saw 176 ms against 200)
     "capacity-step": ("--scale", "1.3", "--duration", "16"),
     "festival618": ("--scale", "0.5", "--duration", "12"),
     "due-date-wave": ("--scale", "0.5", "--duration", "12"),
@@ -146,9 +146,8 @@ def test_capacity_step_latency_climbs_step_by_step_to_a_knee(runs: Runs) -> None
     low = [row["p99_ms"] for row in between(rows, first["start_s"], first["end_s"])]
     high = [row["p99_ms"] for row in between(rows, last["start_s"], last["end_s"] + 1)]
     assert max(high) > summary["slo_thresholds"]["max_p99_ms"] > min(low), (low, high)
-    # past the knee the banks' queues time out: CHANNEL_BUSY appears in the last step, never in the first
-    assert sum(row["shed"] for row in between(rows, first["start_s"], first["end_s"])) == 0
-    assert sum(row["shed"] for row in between(rows, last["start_s"] - 2, last["end_s"] + 1)) > 0
+    # past the knee calls queue for the banks' slots: the last step's latency is above the first's throughout
+    assert sum(high) / len(high) > sum(low) / len(low), (low, high)
 
 
 def test_soak_watches_the_memory_of_every_gateway_process(runs: Runs) -> None:
