@@ -1,11 +1,12 @@
-"""A generator process's HTTP connections: geventhttpclient's HTTPClient, without Locust's session on top.
+"""A generator process's HTTP connections (http1.py) and Locust's view of each attempt.
 
 Locust's FastHttpSession is geventhttpclient's HTTPClient under a UserAgent (a cookie jar, a redirect loop,
 header copies, a request object per call) under Locust's own wrapper (URL building, a timing dict, a response
 context manager). Surge needs none of it per attempt: it never follows a redirect (a loopback target answering
 3xx to another host would lead the load past the loopback guard), sets no cookies, and records every attempt
-itself (windows.py, history.py). Measured one request after another against a bare handler: ~58 µs of CPU per
-request through the HTTPClient alone, ~97 µs through FastHttpSession (docs/performance.md, "Load generator").
+itself (windows.py, history.py). Measured one request after another against a bare handler: ~97 µs of CPU per
+request through FastHttpSession, ~58 µs through geventhttpclient's HTTPClient alone, ~35 µs through http1.py
+(docs/performance.md, "Load generator").
 
 Locust's request event is still fired for every attempt (`report`), with the attempt's `context`, so Locust's
 statistics, its web UI, its CSV/HTML output and any listener of `events.request` see every attempt as before.
@@ -14,10 +15,6 @@ The process's users share one pool of kept-alive connections, as many as the use
 recently used first: only as many connections stay busy as there are attempts in flight. One connection per
 user (FastHttpUser's way) cost ~50 % more CPU per request with 2,000 users at 2,000 arrivals/s than with 500,
 although the same requests were sent; shared, the pool's size costs nothing per request.
-
-A pooled connection behaves as FastHttpSession's did: a kept-alive connection the server closed is replaced
-before the request is sent; a POST is never re-sent after a send error (RFC 9110 §9.2.2), so every attempt the
-gateway sees is one row of the history.
 """
 
 from __future__ import annotations
@@ -27,13 +24,13 @@ from http.client import HTTPException
 from typing import Any
 
 import gevent
-from geventhttpclient import HTTPClient
-from geventhttpclient.url import URL
 from locust.event import EventHook
 
-# What comes back instead of an answer (Locust's FAILURE_EXCEPTIONS, less those only its UserAgent raises): a
-# refused, reset or closed connection and TLS errors (OSError), a socket timeout (TimeoutError is an OSError),
-# gevent's Timeout, an unparsable or cut-off response (HTTPException).
+from loadtests.generator.http1 import Connections, Headers
+
+# What comes back instead of an answer: a refused, reset or closed connection and TLS errors (OSError), the
+# attempt's timeout (TimeoutError is an OSError), gevent's Timeout, an unparsable or cut-off response
+# (HTTPException: http1.ProtocolError, llhttp's HTTPParseError).
 NO_ANSWER: tuple[type[BaseException], ...] = (OSError, HTTPException, gevent.Timeout)
 
 
@@ -43,7 +40,7 @@ class Reply:
 
     status_code: int
     content: bytes
-    headers: Any  # geventhttpclient's case-insensitive Headers, or {} without a response
+    headers: Headers  # case-insensitive; empty without a response
     error: BaseException | None = None
 
 
@@ -55,25 +52,17 @@ class Transport:
     """Up to `connections` kept-alive connections to the target (`host`: scheme, host, port, optional base path)."""
 
     def __init__(self, host: str, timeout_s: float, connections: int, request_event: EventHook) -> None:
-        url = URL(host)
-        self.base_path = url.path.rstrip("/")
         self.base_url = host.rstrip("/")  # what Locust's request event carries as `url`, with the path
         self.request_event = request_event
-        self.client = HTTPClient.from_url(
-            url, concurrency=connections, connection_timeout=timeout_s, network_timeout=timeout_s, insecure=True
-        )
+        self.connections = Connections(host, timeout_s, connections)
 
     def send(self, method: str, path: str, body: str, headers: dict[str, str]) -> Reply:
-        """One attempt, never followed when redirected; the whole body read (so the connection is reusable)."""
+        """One attempt, never followed when redirected."""
         try:
-            response = self.client.request(method, self.base_path + path, body=body, headers=headers)
-            try:
-                content = response.read()
-            finally:
-                response.release()
+            response = self.connections.request(method, path, body.encode(), headers)
         except NO_ANSWER as exc:
-            return Reply(0, b"", {}, exc)
-        return Reply(response.status_code, content, response.info())
+            return Reply(0, b"", Headers(), exc)
+        return Reply(response.status, response.body, response.headers)
 
     def report(
         self,

@@ -1,0 +1,208 @@
+"""HTTP/1.1 on gevent sockets for the generator: one request, one response, kept-alive connections reused.
+
+Why not geventhttpclient's HTTPClient, which Locust's FastHttpUser (and surge until issue 15) sends through: per
+request it merges the headers into case-insensitive `Headers` objects twice, checks every header with a regular
+expression, builds the request head by string concatenation, probes the pooled socket with `select`, and calls
+back into Python for every header field and value into another `Headers` object. One request after another
+against a bare handler that is 57–59 µs of CPU per request through HTTPClient and 34–35 µs here — the largest
+single cost of an arrival (docs/performance.md, "Load generator"). What a response *means* is still decided by
+a well-kept parser, not by code here: geventhttpclient's llhttp (the Node.js HTTP parser, in C) reads every
+byte, so content-length, chunked and read-until-close bodies, interim 1xx answers and keep-alive are llhttp's.
+
+What this module promises its one caller (transport.py):
+
+- A request is sent at most once. A POST is never re-sent after a send error (RFC 9110 §9.2.2), so every
+  attempt the gateway may have seen is one row of the history. A pooled connection the server has closed while
+  it was idle is noticed before the request is sent (a non-blocking peek) and replaced by a new one.
+- `timeout_s` bounds the whole attempt — connect, send and the complete response — as `client.timeout_s` is
+  documented (docs/scenarios.md); past it the attempt raises TimeoutError and the connection is closed.
+- No answer raises OSError (refused, reset, closed, timed out) or ProtocolError (not HTTP/1.x, cut off).
+- Redirects are answers like any other: nothing here follows them.
+"""
+
+from __future__ import annotations
+
+import socket as _stdlib_socket
+import time
+from http.client import HTTPException
+from urllib.parse import urlsplit
+
+import gevent.select
+import gevent.socket
+import gevent.ssl
+from geventhttpclient._parser import HTTPResponseParser
+
+RECV_BYTES = 16384
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # RFC 9110 §8.6: a length is sent even when the body is empty
+_PEEK = _stdlib_socket.MSG_PEEK
+
+
+class ProtocolError(HTTPException):
+    """The server's bytes were not one complete HTTP/1.x response."""
+
+
+class Headers(dict[str, str]):
+    """A response's header fields by lower-cased name; a repeated field is joined with ", " (RFC 9110 §5.3)."""
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+
+class Response:
+    """A complete response: status, body (decoded from chunks when chunked), header fields."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: Headers) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+class _Reader(HTTPResponseParser):
+    """llhttp's callbacks, gathering one final response (interim 1xx answers are read past)."""
+
+    def __init__(self, head_only: bool) -> None:
+        super().__init__()
+        self.head_only = head_only  # a HEAD response has no body whatever its length says
+        self.headers = Headers()
+        self.body = bytearray()
+        self.complete = False
+        self.trailing = False  # bytes after the response: the connection cannot be reused
+        self._field = ""
+        self._value: str | None = None
+
+    def _on_message_begin(self) -> None:
+        if self.complete:
+            self.trailing = True
+
+    def _on_status(self, _: str) -> None:
+        pass
+
+    def _on_header_field(self, piece: str) -> None:
+        if self._value is not None:
+            self._flush()
+            self._field = piece
+        else:
+            self._field += piece  # llhttp may hand a name over in pieces split across reads
+
+    def _on_header_value(self, piece: str) -> None:
+        self._value = piece if self._value is None else self._value + piece
+
+    def _flush(self) -> None:
+        name, value = self._field.lower(), self._value or ""
+        earlier = self.headers.get(name)
+        dict.__setitem__(self.headers, name, value if earlier is None else f"{earlier}, {value}")
+        self._field, self._value = "", None
+
+    def _on_headers_complete(self) -> bool:
+        if self._field:
+            self._flush()
+        return self.head_only
+
+    def _on_body(self, data: bytes) -> None:
+        self.body += data
+
+    def _on_message_complete(self) -> None:
+        if self.get_code() < 200:  # 1xx: the final answer follows on the same connection
+            self.headers = Headers()
+            self.body = bytearray()
+            return
+        self.complete = True
+
+
+class Connections:
+    """Kept-alive connections to one origin (`base_url`: scheme, host, port, optional base path), most recently
+    used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets."""
+
+    def __init__(self, base_url: str, timeout_s: float, keep: int) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url!r}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.base_path = parts.path.rstrip("/")
+        bracketed = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.tls else 80
+        self.host_header = bracketed if self.port == default_port else f"{bracketed}:{self.port}"
+        self.timeout_s = timeout_s
+        self.keep = keep
+        self._idle: list[gevent.socket.socket] = []
+        self._tls_context: gevent.ssl.SSLContext | None = None
+        if self.tls:  # loopback test targets carry self-signed certificates: not verified, as before
+            context = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = gevent.ssl.CERT_NONE
+            self._tls_context = context
+
+    def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Response:
+        """One attempt: `path` is appended to the base path; `headers` must not name Host or Content-Length."""
+        deadline = time.monotonic() + self.timeout_s
+        head = [f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"]
+        for name, value in headers.items():
+            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
+                raise ValueError(f"header {name!r} would break the request head")
+            head.append(f"{name}: {value}\r\n")
+        if body or method in BODY_METHODS:
+            head.append(f"Content-Length: {len(body)}\r\n")
+        head.append("\r\n")
+        message = "".join(head).encode("latin-1") + body
+        sock = self._connection(deadline)
+        try:
+            sock.sendall(message)
+            reader = _Reader(method == "HEAD")
+            while not reader.complete:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError("timed out")
+                sock.settimeout(remaining)
+                data = sock.recv(RECV_BYTES)
+                reader.feed(data)  # b"": llhttp ends a read-until-close body, or fails a cut-off response
+                if not data and not reader.complete:
+                    raise ProtocolError("connection closed before the response was complete")
+        except BaseException:
+            sock.close()
+            raise
+        if reader.trailing or not reader.should_keep_alive() or len(self._idle) >= self.keep:
+            sock.close()
+        else:
+            self._idle.append(sock)
+        return Response(reader.get_code(), bytes(reader.body), reader.headers)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def _connection(self, deadline: float) -> gevent.socket.socket:
+        while self._idle:
+            sock = self._idle.pop()
+            if self._still_open(sock):
+                return sock
+            sock.close()
+        sock = gevent.socket.create_connection((self.host, self.port), timeout=max(0.001, deadline - time.monotonic()))
+        sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)
+        if self._tls_context is not None:
+            sock = self._tls_context.wrap_socket(sock, server_hostname=self.host)
+        return sock
+
+    def _still_open(self, sock: gevent.socket.socket) -> bool:
+        """An idle kept-alive connection has nothing to read: EOF or stray bytes mean the server is done with it.
+        One non-blocking peek (timeout 0: gevent raises instead of waiting)."""
+        if self._tls_context is not None:
+            readable, _, _ = gevent.select.select([sock], [], [], 0.0)
+            return not readable
+        sock.settimeout(0.0)
+        try:
+            sock.recv(1, _PEEK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
