@@ -207,10 +207,11 @@ def read_history(folder: Path) -> pd.DataFrame:
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     types = _history_types()
     options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, include_columns=list(HISTORY_COLUMNS))
+    quoted_line_breaks = pacsv.ParseOptions(newlines_in_values=True)  # a code a target chose may hold one
     frames = []
     for file in files:
         try:
-            table = pacsv.read_csv(file, convert_options=options)
+            table = pacsv.read_csv(file, parse_options=quoted_line_breaks, convert_options=options)
         except (pa.ArrowInvalid, pa.ArrowKeyError, OSError) as exc:
             raise RunFolderError(f"{file}: unreadable history ({str(exc).splitlines()[0]})") from exc
         frame: pd.DataFrame = table.to_pandas(types_mapper=_text_as_str)

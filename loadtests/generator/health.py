@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psutil
 from hdrh.histogram import HdrHistogram
 
-from loadtests.generator.windows import Window
+from loadtests.generator.windows import Window, record_counted
 from reports.runfolder import GeneratorVerdict
 
 LAG_P99_LIMIT_MS = 50.0
@@ -38,9 +38,12 @@ class CpuSampler:
         return float(self._process.cpu_percent(None))
 
 
+LAG_HIGHEST_US = 60_000_000
+
+
 def new_lag_histogram() -> HdrHistogram:
     """Wake-up lateness in microseconds, up to a minute, 2 significant digits (a verdict, not a report)."""
-    return HdrHistogram(1, 60_000_000, 2)
+    return HdrHistogram(1, LAG_HIGHEST_US, 2)
 
 
 @dataclass
@@ -52,13 +55,21 @@ class LagMeter:
     """
 
     current_max: float = 0.0
-    samples: HdrHistogram = field(default_factory=new_lag_histogram)
+    histogram: HdrHistogram = field(default_factory=new_lag_histogram)
+    pending_us: list[int] = field(default_factory=list)  # recorded once a second (windows.record_counted)
 
     def record(self, lag_ms: float) -> None:
-        self.current_max = max(self.current_max, lag_ms)
-        self.samples.record_value(min(60_000_000, max(1, round(lag_ms * 1000))))
+        if lag_ms > self.current_max:
+            self.current_max = lag_ms
+        self.pending_us.append(int(lag_ms * 1000 + 0.5))
+
+    @property
+    def samples(self) -> HdrHistogram:
+        record_counted(self.histogram, self.pending_us, LAG_HIGHEST_US)
+        return self.histogram
 
     def take_max(self) -> float:
+        record_counted(self.histogram, self.pending_us, LAG_HIGHEST_US)
         worst, self.current_max = self.current_max, 0.0
         return worst
 

@@ -2,18 +2,16 @@
 checks. The columns and the row format are `reports.runfolder`'s; this module owns only the buffering.
 
 The checks compare what clients were told against the ledger, so every attempt is kept, retries and replays
-included. Rows are formatted in memory and written in blocks: a write per attempt would cost the generator more
-than the attempt itself at a few thousand a second.
+included. Lines are formatted as attempts end (`history_line`) and written in blocks: a write per attempt would
+cost the generator more than the attempt itself at a few thousand a second.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import IO
 
-from reports.runfolder import HISTORY_COLUMNS, Attempt, history_row
+from reports.runfolder import HISTORY_COLUMNS, Attempt, history_line
 
 FLUSH_ROWS = 2000
 
@@ -25,27 +23,21 @@ class HistoryWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._file: IO[str] | None = path.open("w", newline="", encoding="utf-8")
-        self._buffer = io.StringIO()
-        self._csv = csv.writer(self._buffer, lineterminator="\n")
-        self._csv.writerow(HISTORY_COLUMNS)
-        self._rows = 0
+        self._lines = [",".join(HISTORY_COLUMNS) + "\n"]
         self.written = 0
 
     def write(self, a: Attempt) -> None:
-        self._csv.writerow(history_row(a))
-        self._rows += 1
+        self._lines.append(history_line(a))
         self.written += 1
-        if self._rows >= FLUSH_ROWS:
+        if len(self._lines) >= FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
         if self._file is None:
             return
-        self._file.write(self._buffer.getvalue())
+        self._file.write("".join(self._lines))
         self._file.flush()
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._rows = 0
+        self._lines.clear()
 
     def close(self) -> None:
         if self._file is None:

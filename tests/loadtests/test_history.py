@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from loadtests.generator.history import HistoryWriter
-from reports.runfolder import HISTORY_COLUMNS, Attempt
+from reports.runfolder import HISTORY_COLUMNS, Attempt, history_line
 
 
 def attempt(n: int) -> Attempt:
@@ -32,3 +36,42 @@ def test_rows_follow_the_internals_header_and_survive_the_buffer(tmp_path: Path)
     assert len(rows) == 4500 == writer.written
     assert rows[0]["replayed"] == "true" and rows[1]["replayed"] == "false"
     assert rows[3]["intended"] == "1.500000" and rows[3]["status"] == "201" and rows[3]["amount_fen"] == "1500"
+
+
+def csv_line(a: Attempt) -> str:
+    """The line csv.writer makes of the same cells (what history_line promises to equal)."""
+    buffer = io.StringIO()
+    cells = [
+        a.payment_id, a.key, a.attempt, a.user_id, a.card_id, a.channel, a.amount_fen, f"{a.intended:.6f}",
+        f"{a.sent:.6f}", f"{a.done:.6f}", a.status, a.code, a.outcome, a.repayment_id, a.replica, a.business_date,
+        "true" if a.replayed else "false", a.part,
+    ]  # fmt: skip
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=12), min_size=6, max_size=6),
+    times=st.lists(st.floats(min_value=0, max_value=4e9, allow_nan=False), min_size=3, max_size=3),
+    numbers=st.lists(st.integers(min_value=0, max_value=10**12), min_size=4, max_size=4),
+)
+def test_a_history_line_is_what_csv_writes_whatever_the_text(
+    texts: list[str], times: list[float], numbers: list[int]
+) -> None:
+    code, replica, repayment_id, business_date, user_id, channel = texts
+    a = Attempt(
+        "p" * 32, "k" * 32, numbers[0], user_id, f"{user_id}-c1", channel, numbers[1], *times, numbers[2], code,
+        "declined", repayment_id, replica, business_date, numbers[3] % 2 == 0, numbers[3] % 5,
+    )  # fmt: skip
+    line = history_line(a)
+    cells = next(csv.reader(io.StringIO(line, newline="")))
+    expected = [
+        a.payment_id, a.key, str(a.attempt), a.user_id, a.card_id, a.channel, str(a.amount_fen), f"{a.intended:.6f}",
+        f"{a.sent:.6f}", f"{a.done:.6f}", str(a.status), a.code, a.outcome, a.repayment_id, a.replica,
+        a.business_date, "true" if a.replayed else "false", str(a.part),
+    ]  # fmt: skip
+    assert cells == expected, "every cell reads back as it was"
+    assert line.endswith("\n")
+    if not any(mark in text for text in texts for mark in ',"\r\n'):
+        assert line == csv_line(a), "the fast line is the csv module's"

@@ -8,7 +8,14 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loadtests.generator.windows import HDR_HIGHEST_US, Window, WindowBook, decode_histogram, merge_all
+from loadtests.generator.windows import (
+    HDR_HIGHEST_US,
+    Window,
+    WindowBook,
+    decode_histogram,
+    merge_all,
+    new_histogram,
+)
 from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
 
 attempts = st.lists(
@@ -73,8 +80,24 @@ def test_latencies_are_clamped_into_the_histogram_range() -> None:
     window = Window(0)
     window.record("timeout", intended_us=-5, service_us=10 * HDR_HIGHEST_US)
     stats = window.classes["timeout"]
+    assert stats.intended.get_total_count() == stats.service.get_total_count() == 1
     assert stats.intended.get_min_value() >= 1
     assert stats.service.get_max_value() <= HDR_HIGHEST_US * 1.001
+
+
+def test_latencies_kept_until_a_fold_make_the_histogram_recording_each_would() -> None:
+    rng = random.Random(7)
+    values = [(rng.lognormvariate(7, 1), rng.lognormvariate(6, 1.5)) for _ in range(3000)] + [(1800.0, 900.4)] * 500
+    window = Window(0)
+    intended, service = new_histogram(), new_histogram()
+    for intended_us, service_us in values:
+        window.record("succeeded", intended_us=intended_us, service_us=service_us)
+        intended.record_value(round(intended_us))
+        service.record_value(round(service_us))
+    line = window.to_json()["classes"]["succeeded"]
+    assert decode_histogram(line["intended"]).encode() == intended.encode()
+    assert decode_histogram(line["service"]).encode() == service.encode()
+    assert line["count"] == 3500
 
 
 def test_book_take_hands_over_closed_seconds_in_order() -> None:
