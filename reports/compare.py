@@ -68,9 +68,13 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Comparison:
+    """`unlike` names what differs between the two runs beyond what a comparison assumes equal (`unlike`);
+    the rows are still computed, and every view of them says the verdict is not like for like."""
+
     base: str
     candidate: str
     rows: list[Row]
+    unlike: list[str]
 
     @property
     def regressed(self) -> bool:
@@ -81,6 +85,7 @@ class Comparison:
             "base": self.base,
             "candidate": self.candidate,
             "regressed": self.regressed,
+            "unlike": self.unlike,
             "rows": [{**asdict(row), "delta": row.delta} for row in self.rows],
         }
 
@@ -153,7 +158,8 @@ def compare(base: Analysis, candidate: Analysis, tolerances: Tolerances | None =
         rows.append(_context(name.replace("_ms", ""), "ms", _latency(base, name), _latency(candidate, name), "lower"))
     rows.append(_context("offered", "/s", _mean_active(base, "offered"), _mean_active(candidate, "offered"), "higher"))
     rows.append(_context("worst recovery", "s", _worst_recovery(base), _worst_recovery(candidate), "lower"))
-    return Comparison(base=_label(base), candidate=_label(candidate), rows=rows)
+    differences = unlike(base.frames.meta.model_dump(mode="json"), candidate.frames.meta.model_dump(mode="json"))
+    return Comparison(base=_label(base), candidate=_label(candidate), rows=rows, unlike=differences)
 
 
 def _label(analysis: Analysis) -> str:

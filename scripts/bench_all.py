@@ -24,6 +24,7 @@ ORDER = [
     ("failover", "bench_failover", []),
     ("generator", "bench_generator", []),
     ("generator-profile", "bench_generator", ["--profile-path", "300", "--pairs", "5", "--windows", "2"]),
+    ("attempt-costs", "bench_attempt_costs", []),
     ("report", "bench_report", []),
 ]
 

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from loadtests.errors import SurgeError
+from loadtests.orchestration.stopping import StoppedBySignal
+from reports.runfolder import EXIT_SIGINT, EXIT_SIGTERM
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": (
@@ -47,9 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SurgeError as exc:
         print(f"surge {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except StoppedBySignal as exc:  # the run folders say where it stopped
+        print(f"surge {args.command}: stopped by {'SIGTERM' if exc.exit_code == EXIT_SIGTERM else 'SIGINT'}",
+              file=sys.stderr)  # fmt: skip
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"surge {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_SIGINT
     except Exception as exc:  # a harness fault the subcommand did not foresee: exit 3, one line
         print(f"surge {args.command}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 3

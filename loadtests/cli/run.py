@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.live import Live
@@ -225,13 +225,16 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
     tasks: list[asyncio.Task[None]] = []
     if cluster is not None:
         tasks.append(asyncio.create_task(sample_memory(cluster, start_unix, memory_csv)))
+    players: list[FaultPlayer] = []
     if any(fault.action == "exec" for fault in scenario.faults):
-        tasks.append(asyncio.create_task(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos).play()))
-    chaos: asyncio.Task[None] | None = None
+        players.append(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos))
     builtin = [fault for fault in scenario.faults if fault.action != "exec"]
     if builtin and cluster is not None:
-        player = ChaosPlayer(cluster.url, cluster.admin_token, builtin, start_unix, on_event=on_chaos)
-        chaos = asyncio.create_task(_play_until_stopped(player, lambda: _stopped(run_dir, interrupt), interrupt))
+        players.append(ChaosPlayer(cluster.url, cluster.admin_token, builtin, start_unix, on_event=on_chaos))
+    chaos = [
+        asyncio.create_task(_play_until_stopped(player, lambda: _stopped(run_dir, interrupt), interrupt))
+        for player in players
+    ]
     command = locust_command(
         scenario_ref=args.scenario,
         scale=args.scale,
@@ -267,11 +270,14 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if chaos is not None:
+        for playing in chaos:
             if interrupt.hurry or not _stopped(run_dir, interrupt):
-                chaos.cancel()
+                playing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await chaos
+                await playing
+        for player in players:
+            if isinstance(player, ExecPlayer) and not interrupt.hurry:
+                await player.undo()  # a fault outlasting the run: the team's system is left as it was found
 
 
 def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
@@ -279,14 +285,24 @@ def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
     return interrupt.requested or (run_dir / STOP_FILE).exists()
 
 
-async def _play_until_stopped(player: ChaosPlayer, early_stop: Callable[[], bool], interrupt: Interrupt) -> None:
+class FaultPlayer(Protocol):
+    """A fault schedule (chaos.ChaosPlayer: the built-in faults; exec_faults.ExecPlayer: a team's commands)."""
+
+    async def play(self) -> None: ...
+
+    async def undo(self) -> None: ...
+
+
+async def _play_until_stopped(player: FaultPlayer, early_stop: Callable[[], bool], interrupt: Interrupt) -> None:
     """The fault schedule until it ends or the run stops early; then what it injected is undone at once, so the
     attempts still in flight during the stop's grace meet no paused replica."""
     play = asyncio.create_task(player.play())
-    while not play.done() and not early_stop():
-        await asyncio.wait({play}, timeout=0.2)
-    play.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await play
+    try:
+        while not play.done() and not early_stop():
+            await asyncio.wait({play}, timeout=0.2)
+    finally:  # also when this task is cancelled: no step of the schedule outlives it
+        play.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await play
     if early_stop() and not interrupt.hurry:
         await player.undo()

@@ -18,6 +18,7 @@ from rich.table import Table
 from loadtests.cli import run as run_command
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.github_summary import publish_study
+from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.render import yuan
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         code = run_command.run(run_parser.parse_args(argv))
         stop = read_stop(plan.run_dir)
         if stop is not None and stop.by in ("sigint", "sigterm"):
-            raise KeyboardInterrupt  # `surge run` stopped cleanly on the signal; the study starts no further variant
+            raise StoppedBySignal(stop.by)  # `surge run` stopped cleanly on it; the study starts no further variant
         return code
 
     rows = run_study(header, plans, out, run_variant)

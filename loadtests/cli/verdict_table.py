@@ -15,6 +15,7 @@ from rich.table import Table
 
 from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
+from reports.compare import unlike_line
 from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
 
 
@@ -24,6 +25,9 @@ def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
     code (CONTRACT §2)."""
     summary = conclude(run_dir, baseline)
     print_verdicts(summary, Console())
+    differences = (summary.get("comparison") or {}).get("unlike") or []
+    if differences:  # `surge run --baseline` with a folder of another scenario, scale or gateway
+        Console(stderr=True, highlight=False).print(f"warning: --baseline: {unlike_line(differences)}", markup=False)
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
     for line in lines:
         print(line)

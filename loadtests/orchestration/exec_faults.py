@@ -4,6 +4,12 @@ argv lists only, never a shell, so a profile cannot smuggle in `; rm -rf`. Each 
 `timeout_s` and killed past it. What happened becomes events: `fault_injected` (the command exited 0),
 `fault_cleared` (the undo exited 0) and `fault_failed` (non-zero, not runnable or timed out) — a run with a
 failed fault exits 3, because the fault the scenario promised was not played.
+
+A fault's undo is owed once its command exited 0 (or was killed on its timeout: it may have acted), and it is
+paid even when the run does not live to its time: a run stopped early (a signal, an abort rule) or one whose
+fault outlasts the scenario calls `undo()`, which runs every owed undo at once — a team's delay rule or paused
+process must not outlive the rehearsal. Only a second Ctrl-C (which kills everything surge started, at once)
+skips it. A failed injection owes nothing: its undo is skipped, as for the built-in faults.
 """
 
 from __future__ import annotations
@@ -32,23 +38,39 @@ class ExecPlayer:
         self.start_unix = start_unix
         self.on_event = on_event
         self.events: list[ChaosEvent] = []
+        self._owed: dict[int, Fault] = {}  # injected (exit 0) with an undo that has not started yet
+
+    async def undo(self) -> None:
+        """Run now, one after another, the undo of every fault injected and not undone yet (call it after `play`
+        ended or was cancelled)."""
+        for fault in list(self._owed.values()):
+            await self._run(fault, undo=True)
 
     async def play(self) -> None:
-        steps: list[tuple[float, bool, Fault]] = []
-        for fault in self.faults:
-            steps.append((fault.at_s, False, fault))
-            if fault.undo:
-                steps.append((fault.at_s + fault.duration_s, True, fault))
-        await asyncio.gather(*(self._step(at_s, undo, fault) for at_s, undo, fault in steps))
+        await asyncio.gather(*(self._play(fault) for fault in self.faults))
 
-    async def _step(self, at_s: float, undo: bool, fault: Fault) -> None:
+    async def _play(self, fault: Fault) -> None:
+        """One fault: its command at `at_s`, then — once that has ended and owes an undo — the undo at its time."""
+        await self._sleep_until(fault.at_s)
+        await self._run(fault, undo=False)
+        if id(fault) in self._owed:
+            await self._sleep_until(fault.at_s + fault.duration_s)
+            await self._run(fault, undo=True)
+
+    async def _sleep_until(self, at_s: float) -> None:
         delay = self.start_unix + at_s - time.time()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    async def _run(self, fault: Fault, *, undo: bool) -> None:
         argv = fault.undo if undo else fault.command
         assert argv is not None
+        if undo and self._owed.pop(id(fault), None) is None:
+            return  # the injection failed (nothing to undo) or the undo already started
         label = shlex.join(argv)[:DETAIL_CHARS]
         status, output = await run_bounded(argv, fault.timeout_s)
+        if not undo and fault.undo and status in (0, None):  # a command killed on its timeout may have acted
+            self._owed[id(fault)] = fault
         if status == 0:
             self._log("fault_cleared" if undo else "fault_injected", fault.target, f"exec {label}: exit 0")
         else:

@@ -38,6 +38,15 @@ class Interrupted(Exception):
     """Raised to unwind a command that runs several loads once a stop was requested."""
 
 
+class StoppedBySignal(KeyboardInterrupt):
+    """A command that runs several commands in turn (`surge study`) stops because one of them was stopped by
+    a signal and has written what it could: the caller exits `exit_code` (130 SIGINT, 143 SIGTERM)."""
+
+    def __init__(self, by: StoppedBy) -> None:
+        super().__init__(by)
+        self.exit_code = EXIT_SIGTERM if by == "sigterm" else EXIT_SIGINT
+
+
 class Interrupt:
     """The signals a command received; `installed()` routes SIGINT and SIGTERM here for its duration."""
 

@@ -20,9 +20,11 @@ from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.embedded import validated_config
+from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.study import Study, variant_scenario
+from reports.runfolder import EXIT_SIGINT
 from reports.study import variant_row, write_study
 
 
@@ -115,9 +117,10 @@ def run_study(
             write_study(out, header, rows, finished=False)
             if on_variant is not None:
                 on_variant(rows[-1])
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        code = exc.exit_code if isinstance(exc, StoppedBySignal) else EXIT_SIGINT
         if current is not None and (current.run_dir / "summary.json").exists():
-            rows.append(variant_row(current.name, current.run_dir, 130, "interrupted"))
+            rows.append(variant_row(current.name, current.run_dir, code, "interrupted"))
         write_study(out, {**header, "interrupted": True}, rows, finished=False)
         raise
     write_study(out, header, rows, finished=True)

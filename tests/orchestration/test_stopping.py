@@ -254,3 +254,41 @@ def test_sigterm_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) 
     assert summary["capacity"]["limited_by"] == "interrupted" and summary["capacity"]["max_rate_per_s"] is None
     assert len(_rows(out / "steps.csv")) == 1, "the finished probe is kept, the cut one is not"
     assert (out / "report.html").exists()
+
+
+def test_sigterm_during_a_study_keeps_the_finished_variant_and_exits_143(tmp_path: Path) -> None:
+    """A study is several `surge run`s in turn: SIGTERM during the second variant stops it as a run is stopped,
+    starts no third, writes the study page as unfinished with both variants, and exits 143 (not 130)."""
+    steady = SCENARIO.split("[[faults]]")[0].replace("duration_s = 30", "duration_s = 6")
+    steady = steady.replace("at_s = 30", "at_s = 6")
+    (tmp_path / "steady.toml").write_text(steady + "[arrivals]\npool = 40\n")
+    (tmp_path / "study.toml").write_text(
+        'name = "stopped study"\nscenario = "steady.toml"\nreplicas = 2\n'
+        + "".join(f'[[variant]]\nname = "v{k}"\nreplicas = 2\n' for k in (1, 2, 3))
+    )
+    out = tmp_path / "study"
+    command = [sys.executable, "-m", "loadtests.cli.main", "study", str(tmp_path / "study.toml"), "--out", str(out)]
+    with (tmp_path / "surge.log").open("wb") as log:
+        surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "v2" / "meta.json").exists():  # the first variant is done, the second has begun
+            assert surge.poll() is None and time.monotonic() < deadline, (tmp_path / "surge.log").read_text()[-3000:]
+            time.sleep(0.1)
+        started = _once_all_started(surge, out / "v2")
+        _wait_until_t(surge, out / "v2", 2.0)
+        os.kill(surge.pid, signal.SIGTERM)
+        assert surge.wait(timeout=30) == 143, (tmp_path / "surge.log").read_text()[-3000:]
+    finally:
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
+    _assert_nothing_left(surge.pid, started, out / "v2")
+    study = json.loads((out / "study.json").read_text())
+    assert study["interrupted"] is True and study["finished"] is False
+    rows = {row["name"]: row for row in study["variants"]}
+    assert list(rows) == ["v1", "v2"], "no variant starts after the signal"
+    assert rows["v1"]["exit_code"] in (0, 1, 3) and rows["v2"]["exit_code"] == 143
+    assert json.loads((out / "v2" / "summary.json").read_text())["stopped"]["by"] == "sigterm"
+    assert not (out / "v3").exists() or not (out / "v3" / "meta.json").exists()
+    assert (out / "study.html").exists()

@@ -15,6 +15,7 @@ import pytest
 from loadtests.cli import compare as cmd_compare
 from loadtests.cli import report as cmd_report
 from loadtests.cli import verify as cmd_verify
+from loadtests.cli.verdict_table import finish
 from loadtests.errors import UsageError
 from tests.reports.runs import degrade, edit_meta, ledger_execute
 
@@ -88,6 +89,17 @@ def test_compare_force_gives_a_verdict_with_a_warning(
     assert run(cmd_compare, str(run_dir), str(twin), "--force") == 0
     out = capsys.readouterr().out
     assert "not like for like" in out and "no regression" in out
+    page = (twin / "comparison.html").read_text(encoding="utf-8")
+    assert 'id="comparison-unlike"' in page and "scale 1 vs 4" in page
+
+
+def test_a_baseline_that_is_not_like_for_like_is_said_so_on_the_page(run_dir: Path, twin: Path) -> None:
+    assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
+    assert 'id="comparison-unlike"' not in (twin / "report.html").read_text(encoding="utf-8"), "like for like"
+    edit_meta(twin, seed=99)
+    assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
+    page = (twin / "report.html").read_text(encoding="utf-8")
+    assert 'id="comparison-unlike"' in page and "seed" in page and "vs 99" in page
 
 
 def test_verify_passes_on_a_clean_run_and_fails_on_a_phantom(run_dir: Path) -> None:
@@ -181,3 +193,14 @@ def test_the_surge_command_wires_compare_exit_codes(run_dir: Path, twin: Path) -
     unlike = subprocess.run([*surge, str(run_dir), str(twin)], capture_output=True, text=True, timeout=120)
     assert unlike.returncode == 2
     assert unlike.stderr.strip().count("\n") == 0 and "not like for like" in unlike.stderr
+
+
+def test_surge_run_baseline_of_another_scale_warns_on_the_console(
+    run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    edit_meta(twin, scale=4.0)
+    finish(twin, run_dir)
+    err = capsys.readouterr().err
+    assert err.count("warning: --baseline: the runs are not like for like") == 1 and "scale 1 vs 4" in err
+    finish(twin, twin)
+    assert "warning" not in capsys.readouterr().err

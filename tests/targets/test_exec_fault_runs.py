@@ -41,13 +41,20 @@ at_s = 2
 action = "exec"
 target = "broken"
 command = ["false"]
+[[faults]]
+at_s = 3
+action = "exec"
+target = "outlasting"
+command = ["true"]
+undo = ["touch", "{outlasting}"]
+duration_s = 600
 """
 
 
 def test_exec_faults_are_played_a_failed_one_exits_3_and_builtin_faults_are_skipped(tmp_path: Path) -> None:
-    marker = tmp_path / "undone"
+    marker, outlasting = tmp_path / "undone", tmp_path / "outlasting-undone"
     scenario = tmp_path / "faults.toml"
-    scenario.write_text(SCENARIO.format(marker=marker), encoding="utf-8")
+    scenario.write_text(SCENARIO.format(marker=marker, outlasting=outlasting), encoding="utf-8")
     out = tmp_path / "run"
     with replica(tmp_path) as url:
         result = subprocess.run(
@@ -66,5 +73,8 @@ def test_exec_faults_are_played_a_failed_one_exits_3_and_builtin_faults_are_skip
         ("fault_injected", "svc"),
         ("fault_cleared", "svc"),
         ("fault_failed", "broken"),
+        ("fault_injected", "outlasting"),
+        ("fault_cleared", "outlasting"),
     } <= events
     assert marker.exists()
+    assert outlasting.exists(), "a fault that outlasts the run is undone when the run ends"

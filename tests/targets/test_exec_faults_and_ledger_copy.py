@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from loadtests.errors import HarnessError
+from loadtests.orchestration.chaos import ChaosEvent
 from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.target_ledger import copy_target_ledger, database_url
 from loadtests.scenario.profile import LedgerSpec
@@ -43,6 +47,33 @@ async def test_exec_faults_log_injected_cleared_and_failed(tmp_path: Path) -> No
     assert "exit 4: nope" in details["bad"]
     assert "timed out" in details["slow"]
     assert marker.exists()
+
+
+async def test_undo_pays_what_is_owed_once_when_the_schedule_is_cut_short(tmp_path: Path) -> None:
+    undone = tmp_path / "undone.log"
+    append = [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + '\\n')", str(undone)]
+    faults = [
+        Fault(at_s=0, action="exec", target="delay", command=("true",), undo=(*append, "delay"), duration_s=60),
+        Fault(at_s=0, action="exec", target="broken", command=("false",), undo=(*append, "broken"), duration_s=60),
+        Fault(at_s=30, action="exec", target="later", command=("true",), undo=(*append, "later"), duration_s=1),
+    ]
+    both_played = asyncio.Event()
+
+    def on_event(_: ChaosEvent) -> None:
+        if {event.target for event in player.events} == {"delay", "broken"}:
+            both_played.set()
+
+    player = ExecPlayer(faults, start_unix=time.time(), on_event=on_event)
+    playing = asyncio.create_task(player.play())
+    await asyncio.wait_for(both_played.wait(), timeout=20)
+    playing.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await playing
+    assert not undone.exists(), "nothing is undone before it is asked"
+    await player.undo()
+    await player.undo()
+    assert undone.read_text().split() == ["delay"], "owed once; a failed or unplayed injection owes nothing"
+    assert [event.kind for event in player.events if event.target == "delay"] == ["fault_injected", "fault_cleared"]
 
 
 def test_a_sqlite_ledger_is_copied_in_the_checkers_schema(tmp_path: Path) -> None:
