@@ -6,7 +6,7 @@ Issue 15 keeps every semantic of an attempt (intended- and service-time HDR per 
 arrivals, the per-attempt history, the client policies) and asks what each must cost. Each row times one of
 them alone, as the generator calls it, in this process (Locust imported, so gevent has patched it as in a
 worker): µs per call, the median of `--repeats` timeit runs with the spread. The reference in the same run is
-the whole attempt's CPU, measured end to end by `scripts/bench_generator.py --cpu-at` (~85–95 µs on the
+the whole attempt's CPU, measured end to end by `scripts/bench_generator.py --cpu-at` (~80–90 µs on the
 2-core machine of docs/performance.md): the rows say how much of it each semantic is.
 """
 
@@ -115,7 +115,7 @@ def main() -> int:
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores (load average at"
         f" the end: {load}) with `scripts/bench_attempt_costs.py --repeats {args.repeats}`: each operation alone,",
         "as the generator calls it per attempt, in a process Locust has patched; µs per call, median of the",
-        "repeats (min–max). For scale: a whole attempt costs the generator ~85–95 µs of CPU end to end",
+        "repeats (min–max). For scale: a whole attempt costs the generator ~80–90 µs of CPU end to end",
         "(`scripts/bench_generator.py --cpu-at 5000`, above), most of it the HTTP exchange and gevent.",
         "",
         "| semantic | what is timed | µs per attempt |",

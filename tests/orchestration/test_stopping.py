@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -61,12 +62,32 @@ def _start(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
     scenario = tmp_path / "stop.toml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "run"
+    return _launch(tmp_path, "run", str(scenario), "--out", str(out), "--replicas", "2"), out
+
+
+def _launch(tmp_path: Path, *argv: str) -> subprocess.Popen[bytes]:
+    """`surge ARGV` in its own session (so a test can kill its whole group), its output in tmp_path/surge.log."""
     with (tmp_path / "surge.log").open("wb") as log:
-        surge = subprocess.Popen(
-            [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out), "--replicas", "2"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    return surge, out
+        return subprocess.Popen([sys.executable, "-m", "loadtests.cli.main", *argv], stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _reaped(surge: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """Whatever the test asserts, no surge (nor anything in its process group) outlives it."""
+    try:
+        yield surge
+    finally:
+        if surge.poll() is None:
+            os.killpg(surge.pid, signal.SIGKILL)
+            surge.wait()
+
+
+def _wait_for(surge: subprocess.Popen[bytes], path: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert surge.poll() is None and time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.1)
 
 
 def _wait_until_t(surge: subprocess.Popen[bytes], out: Path, t_s: float) -> None:
@@ -157,17 +178,13 @@ def test_each_signal_has_its_record_and_exit_code(sig: signal.Signals, code: int
 def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(tmp_path: Path) -> None:
     sig, code, by = signal.SIGINT, 130, "sigint"
     surge, out = _start(tmp_path)
-    try:
+    with _reaped(surge):
         _wait_until_t(surge, out, 3.0)  # the pause (from 2 s) is played
         started = _descendants(surge.pid)
         os.kill(surge.pid, sig)
         sent = time.monotonic()
         assert surge.wait(timeout=30) == code, (tmp_path / "surge.log").read_text()[-2000:]
         assert time.monotonic() - sent <= 10.0, "surge took longer than 10 s to stop"
-    finally:
-        if surge.poll() is None:
-            os.killpg(surge.pid, signal.SIGKILL)
-            surge.wait()
     _assert_nothing_left(surge.pid, started, out)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["aborted"] is None
@@ -190,17 +207,13 @@ def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(tmp_path: Path) -
 
 def test_a_second_ctrl_c_skips_the_grace_and_the_report_but_stops_everything(tmp_path: Path) -> None:
     surge, out = _start(tmp_path)
-    try:
+    with _reaped(surge):
         _wait_until_t(surge, out, 3.0)  # the replica is paused from 2 s: its in-flight attempts hang
         started = _descendants(surge.pid)
         os.kill(surge.pid, signal.SIGINT)
         time.sleep(0.3)
         os.kill(surge.pid, signal.SIGINT)
         assert surge.wait(timeout=30) == 130, (tmp_path / "surge.log").read_text()[-2000:]
-    finally:
-        if surge.poll() is None:
-            os.killpg(surge.pid, signal.SIGKILL)
-            surge.wait()
     _assert_nothing_left(surge.pid, started, out)
     assert not (out / "report.html").exists(), "the second Ctrl-C skips the report"
     assert "without a report" in (tmp_path / "surge.log").read_text()
@@ -229,24 +242,14 @@ def test_sigterm_during_find_capacity_keeps_the_finished_probes(tmp_path: Path) 
     base = tmp_path / "base.toml"
     base.write_text(SCENARIO.split("[[faults]]")[0] + '[arrivals]\nprocess = "even"\npool = 40\n')
     out = tmp_path / "capacity"
-    command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
-               "--out", str(out), "--start-rate", "10", "--probe-s", "1", "--warmup-s", "1",
-               "--repeats", "0", "--replicas", "2"]  # fmt: skip
-    with (tmp_path / "surge.log").open("wb") as log:
-        surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not (out / "steps.csv").exists():  # the first probe has finished
-            assert surge.poll() is None and time.monotonic() < deadline, (tmp_path / "surge.log").read_text()
-            time.sleep(0.1)
+    with _reaped(_launch(tmp_path, "find-capacity", "--scenario-base", str(base), "--out", str(out),
+                         "--start-rate", "10", "--probe-s", "1", "--warmup-s", "1", "--repeats", "0",
+                         "--replicas", "2")) as surge:  # fmt: skip
+        _wait_for(surge, out / "steps.csv", 60)  # the first probe has finished
         time.sleep(1.0)  # into the second probe
         started = psutil.Process(surge.pid).children(recursive=True)
         os.kill(surge.pid, signal.SIGTERM)
         assert surge.wait(timeout=30) == 143, (tmp_path / "surge.log").read_text()[-2000:]
-    finally:
-        if surge.poll() is None:
-            os.killpg(surge.pid, signal.SIGKILL)
-            surge.wait()
     assert not _alive(started), f"still running: {_alive(started)}"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["stopped"]["by"] == "sigterm"
@@ -267,22 +270,12 @@ def test_sigterm_during_a_study_keeps_the_finished_variant_and_exits_143(tmp_pat
         + "".join(f'[[variant]]\nname = "v{k}"\nreplicas = 2\n' for k in (1, 2, 3))
     )
     out = tmp_path / "study"
-    command = [sys.executable, "-m", "loadtests.cli.main", "study", str(tmp_path / "study.toml"), "--out", str(out)]
-    with (tmp_path / "surge.log").open("wb") as log:
-        surge = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 90
-        while not (out / "v2" / "meta.json").exists():  # the first variant is done, the second has begun
-            assert surge.poll() is None and time.monotonic() < deadline, (tmp_path / "surge.log").read_text()[-3000:]
-            time.sleep(0.1)
+    with _reaped(_launch(tmp_path, "study", str(tmp_path / "study.toml"), "--out", str(out))) as surge:
+        _wait_for(surge, out / "v2" / "meta.json", 90)  # the first variant is done, the second has begun
         started = _once_all_started(surge, out / "v2")
         _wait_until_t(surge, out / "v2", 2.0)
         os.kill(surge.pid, signal.SIGTERM)
         assert surge.wait(timeout=30) == 143, (tmp_path / "surge.log").read_text()[-3000:]
-    finally:
-        if surge.poll() is None:
-            os.killpg(surge.pid, signal.SIGKILL)
-            surge.wait()
     _assert_nothing_left(surge.pid, started, out / "v2")
     study = json.loads((out / "study.json").read_text())
     assert study["interrupted"] is True and study["finished"] is False
