@@ -7,12 +7,17 @@ summary.json and a report with the offered-vs-goodput curve.
 
 Ctrl-C or SIGTERM (stopping.Interrupt) stops the probe running and starts no other: the probes that finished
 are kept in the folder and its report, no capacity is claimed (`limited_by: "interrupted"`), exit 130 or 143.
+
+With `--target PROFILE` the probes drive a team's own API (CONTRACT §7), exactly as `surge run --target` does:
+the profile's base_url is the host, its rules classify every answer, and its `[ledger]` query is copied into the
+folder after the search, so the money invariants are checked over every probe's attempts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import time
 from pathlib import Path
@@ -36,7 +41,10 @@ from loadtests.orchestration.session import (
     stoppable,
 )
 from loadtests.orchestration.stopping import Interrupt, Interrupted
+from loadtests.orchestration.target_ledger import copy_target_ledger
+from loadtests.scenario.channels import default_channels
 from loadtests.scenario.meta import git_commit, new_key_prefix, versions
+from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.runfolder import (
@@ -57,6 +65,7 @@ PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boot
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="search this gateway instead of the embedded cluster")
+    parser.add_argument("--target", type=Path, help="a target profile TOML: search another repayment API (§7)")
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--out", help="the run folder (default runs/<UTC timestamp>-capacity)")
@@ -88,6 +97,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     base = _probe_base(args)
+    profile = None
+    if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
+        profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
+        args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, base.gateway)
     console = Console(stderr=True, highlight=False)
     check_before_start(
@@ -98,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     return stoppable(
         "surge find-capacity",
         run_dir,
-        lambda interrupt: _search(args, base, gateway, run_dir, console, interrupt),
+        lambda interrupt: _search(args, base, gateway, run_dir, console, profile, interrupt),
         lambda result, interrupt: _conclude(run_dir, result, interrupt),
     )
 
@@ -147,12 +160,16 @@ async def _search(
     gateway: GatewayChoice,
     run_dir: Path,
     console: Console,
+    profile: TargetProfile | None,
     interrupt: Interrupt,
 ) -> SearchResult | None:
     """The knee search inside the gateway session; None when a signal cut it short."""
     async with gateway_session(gateway, run_dir, interrupt) as session:
         started = session.start_unix = time.time()
-        write_json(run_dir / "meta.json", _capacity_meta(args, base, session.target, gateway, started))
+        meta = _capacity_meta(args, base, session.target, gateway, started)
+        if profile is not None:
+            meta = meta.model_copy(update={"target": target_meta(profile, args.target, default_channels(base))})
+        write_json(run_dir / "meta.json", meta)
         steps: list[CapacityStep] = []
         loop = asyncio.get_running_loop()
 
@@ -190,7 +207,7 @@ async def _search(
             return result
 
         try:
-            return await asyncio.to_thread(
+            result = await asyncio.to_thread(
                 find_knee,
                 probe,
                 start_rate=args.start_rate,
@@ -201,6 +218,10 @@ async def _search(
             )
         except Interrupted:
             return None
+        if profile is not None and profile.ledger is not None:
+            rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
+            console.print(f"ledger: {rows} rows copied from {profile.name}'s ledger into {run_dir / 'ledger.sqlite'}")
+        return result
 
 
 async def _probe(
@@ -241,6 +262,7 @@ async def _probe(
         run_dir=probe_dir,
         start_unix=start,
         workers=args.workers,
+        target_profile=args.target,
         abort=False,  # a probe overloads the gateway on purpose
     )
     rc = await run_locust(

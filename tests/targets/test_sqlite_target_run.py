@@ -72,3 +72,31 @@ def test_a_ledger_query_with_the_wrong_columns_is_one_line_and_exit_3(tmp_path: 
     last = result.stderr.strip().splitlines()[-1]
     assert "the ledger query returned columns" in last
     assert "missing key, user_id, amount_fen, business_date" in last
+
+
+def test_find_capacity_drives_a_target_and_checks_its_ledger(tmp_path: Path) -> None:
+    """`surge find-capacity --target`: every probe goes through the profile, and the team's ledger is copied after
+    the search, so the money invariants are checked over all the probes' attempts (not left unknown)."""
+    base = tmp_path / "tiny.toml"
+    base.write_text(SCENARIO, encoding="utf-8")
+    out = tmp_path / "capacity"
+    target = profile(tmp_path, GOOD)  # its request path is made visible in Locust's statistics of each probe
+    target.write_text(target.read_text().replace('path = "/v1/repayments"', 'path = "/v1/repayments?via=profile"'))
+    with replica(tmp_path) as url:
+        result = subprocess.run(
+            [str(SURGE), "find-capacity", "--scenario-base", str(base), "--target", str(target), "--host", url,
+             "--out", str(out), "--start-rate", "20", "--max-rate", "50", "--growth", "2", "--probe-s", "1",
+             "--warmup-s", "1", "--repeats", "0"],
+            capture_output=True, text=True, timeout=150,
+        )  # fmt: skip
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    assert "rows copied from surge-gateway's ledger" in result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
+    capacity = json.loads((out / "capacity.json").read_text())
+    assert capacity["probes"] >= 2 and capacity["max_rate_per_s"] == 50.0, capacity
+    assert summary["totals"]["succeeded"] > 20
+    assert json.loads((out / "meta.json").read_text())["target"]["name"] == "surge-gateway"
+    for probe in sorted((out / "probes").iterdir()):
+        stats = (probe / "locust" / "locust_stats.csv").read_text(encoding="utf-8")
+        assert "/v1/repayments?via=profile" in stats, f"{probe.name} was not driven through the profile"
