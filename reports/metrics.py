@@ -24,7 +24,19 @@ import pandas as pd
 
 from reports import hdr, invariants
 from reports.frames import CLASSES, RunFrames
-from reports.runfolder import ADMITTED, FAILURES, GOOD, REJECTED, SHANGHAI, ClusterClock, RunMeta, Slo
+from reports.runfolder import (
+    ADMITTED,
+    FAILURES,
+    FAULT_FAILED,
+    FAULT_INJECTED,
+    FAULT_SKIPPED,
+    GOOD,
+    REJECTED,
+    SHANGHAI,
+    ClusterClock,
+    RunMeta,
+    Slo,
+)
 
 PERCENTILES = (50.0, 95.0, 99.0)
 RECOVERY_STREAK_S = 3
@@ -172,8 +184,7 @@ class Incident:
     not_played: str | None = None
 
 
-FAULT_PLAYED = "fault_injected"
-FAULT_NOT_PLAYED = {"fault_failed": "injection failed", "fault_skipped": "not played"}
+FAULT_NOT_PLAYED = {FAULT_FAILED: "injection failed", FAULT_SKIPPED: "not played"}
 MATCH_WITHIN_S = 3.0
 NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
 
@@ -185,7 +196,7 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
     a failed injection or a skip; a fault with no such event, or whose event is not `fault_injected`, was not
     played and carries the reason.
     """
-    kinds = [FAULT_PLAYED, *FAULT_NOT_PLAYED]
+    kinds = [FAULT_INJECTED, *FAULT_NOT_PLAYED]
     chaos = events[(events["source"] == "chaos") & events["kind"].isin(kinds)]
     outcomes = list(zip(chaos["t_s"].astype(float), chaos["kind"].astype(str), chaos["detail"], strict=True))
     found: list[Incident] = []
@@ -198,7 +209,7 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
         if match is not None:
             outcomes.remove(match)
             t_s, kind, detail = match
-            if kind == FAULT_PLAYED:
+            if kind == FAULT_INJECTED:
                 start, not_played = t_s, None
             else:
                 reason = "" if pd.isna(detail) else str(detail)

@@ -29,11 +29,11 @@ from reports import hdr, metrics, slo
 from reports.analysis import Analysis, all_verdicts
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
-from reports.runfolder import GOOD
+from reports.runfolder import FAULT_CLEARED, FAULT_INJECTED, GOOD
 
 MARKED_EVENTS = {
-    ("chaos", "fault_injected"): "#d62728",
-    ("chaos", "fault_cleared"): "#2ca02c",
+    ("chaos", FAULT_INJECTED): "#d62728",
+    ("chaos", FAULT_CLEARED): "#2ca02c",
     ("cluster", "fault_ended"): "#2ca02c",
     ("scenario", "spike_start"): "#ff7f0e",
     ("scenario", "spike_end"): "#bcbd22",

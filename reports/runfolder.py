@@ -8,7 +8,7 @@ What lives here, each in one place:
 
 - the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
 - the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_line`), of `events.csv`
-  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`) and of a capacity search's `steps.csv` (`CapacityStep`,
+  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`, the fault players' kinds `FAULT_*`) and of a capacity search's `steps.csv` (`CapacityStep`,
   `STEP_COLUMNS`, `write_steps_csv`);
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
   Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
@@ -169,6 +169,13 @@ def history_line(a: Attempt) -> str:
 # events.csv ---------------------------------------------------------------------------------------------------
 
 EVENT_COLUMNS: Final[tuple[str, ...]] = ("t_s", "unix", "source", "kind", "target", "detail")
+
+# The `kind` of the fault players' rows (source `chaos`), written by loadtests' players and read by the reports.
+# (The cluster's own kinds — replica_down, failover, … — are mock_gateway's, which may import nothing from here.)
+FAULT_INJECTED: Final = "fault_injected"  # the fault's step succeeded (a built-in fault, or a command exited 0)
+FAULT_CLEARED: Final = "fault_cleared"  # its undo succeeded
+FAULT_FAILED: Final = "fault_failed"  # the injection or the undo failed: the run exits 3
+FAULT_SKIPPED: Final = "fault_skipped"  # not played: a built-in fault against a gateway surge did not start
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from reports import metrics
 from reports.frames import RunFrames
-from reports.runfolder import GeneratorVerdict, Slo
+from reports.runfolder import FAULT_FAILED, FAULT_INJECTED, GeneratorVerdict, Slo
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
@@ -135,9 +135,9 @@ def fault_injection_verdict(events: pd.DataFrame) -> dict[str, Any] | None:
     """No fault step failed (`fault_failed` in events.csv): a failed injection or undo means the harness did not
     run the scenario it was asked to (exit 3). None when the run played no fault at all."""
     chaos = events[events["source"] == "chaos"]
-    if chaos.empty or not chaos["kind"].isin(["fault_injected", "fault_failed"]).any():
+    if chaos.empty or not chaos["kind"].isin([FAULT_INJECTED, FAULT_FAILED]).any():
         return None
-    failed = chaos[chaos["kind"] == "fault_failed"]
+    failed = chaos[chaos["kind"] == FAULT_FAILED]
     reason = (
         "; ".join(
             f"{target} at {t_s:.1f} s: {detail}"

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from reports.runfolder import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
+
 PROCESS_ACTIONS = {"kill", "pause", "resume", "restart"}
 UNDO = {"kill": "restart", "pause": "resume"}
 
@@ -112,10 +114,10 @@ class ChaosPlayer:
                         self._paused[id(fault)] = fault
                     elif action == "resume":
                         self._paused.pop(id(fault), None)
-                    self._log("fault_cleared" if undo else "fault_injected", name, action)
+                    self._log(FAULT_CLEARED if undo else FAULT_INJECTED, name, action)
                 else:
                     self._failed.add(id(fault))
-                    self._log("fault_failed", name, f"{action} failed: HTTP {response.status} {text[:200]}")
+                    self._log(FAULT_FAILED, name, f"{action} failed: HTTP {response.status} {text[:200]}")
             else:
                 body = _fault_body(action, target, fault)
                 async with session.post(f"{self.admin_url}/admin/faults", json=body) as response:
@@ -123,12 +125,12 @@ class ChaosPlayer:
                     ok = response.status < 300
                 if not ok:
                     self._failed.add(id(fault))
-                    self._log("fault_failed", target, f"{action} failed: HTTP {response.status} {text[:200]}")
+                    self._log(FAULT_FAILED, target, f"{action} failed: HTTP {response.status} {text[:200]}")
                     return
-                self._log("fault_injected", target, f"{action} for {fault.duration_s}s")
+                self._log(FAULT_INJECTED, target, f"{action} for {fault.duration_s}s")
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed.add(id(fault))
-            self._log("fault_failed", target, f"{action}: {type(exc).__name__}: {exc}")
+            self._log(FAULT_FAILED, target, f"{action}: {type(exc).__name__}: {exc}")
 
     async def _resolve(self, session: aiohttp.ClientSession, target: str) -> str:
         """Turn `primary` into the replica taking traffic now, so the undo step hits the same process."""

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 
 from loadtests.orchestration.chaos import ChaosEvent
 from loadtests.scenario.shapes import Fault
+from reports.runfolder import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
 
 DETAIL_CHARS = 200
 
@@ -72,11 +73,11 @@ class ExecPlayer:
         if not undo and fault.undo and status in (0, None):  # a command killed on its timeout may have acted
             self._owed[id(fault)] = fault
         if status == 0:
-            self._log("fault_cleared" if undo else "fault_injected", fault.target, f"exec {label}: exit 0")
+            self._log(FAULT_CLEARED if undo else FAULT_INJECTED, fault.target, f"exec {label}: exit 0")
         else:
             reason = "timed out" if status is None else f"exit {status}"
             tail = f": {output}" if output else ""
-            self._log("fault_failed", fault.target, f"{'undo' if undo else 'exec'} {label}: {reason}{tail}")
+            self._log(FAULT_FAILED, fault.target, f"{'undo' if undo else 'exec'} {label}: {reason}{tail}")
 
     def _log(self, kind: str, target: str, detail: str) -> None:
         event = ChaosEvent(time.time(), kind, target, detail)

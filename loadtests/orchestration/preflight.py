@@ -18,7 +18,7 @@ from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.scenario.shapes import Fault, Scenario
-from reports.runfolder import RunEvent
+from reports.runfolder import FAULT_SKIPPED, RunEvent
 
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
@@ -93,7 +93,7 @@ def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[Run
         RunEvent(
             start_unix + fault.at_s,
             "chaos",
-            "fault_skipped",
+            FAULT_SKIPPED,
             fault.target,
             f"{fault.action} needs the embedded cluster; not played against --host",
         )
