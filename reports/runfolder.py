@@ -8,8 +8,8 @@ What lives here, each in one place:
 
 - the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
 - the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_line`), of `events.csv`
-  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`, the fault players' kinds `FAULT_*`) and of a capacity search's `steps.csv` (`CapacityStep`,
-  `STEP_COLUMNS`, `write_steps_csv`);
+  (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`, the fault players' kinds `FAULT_*`) and of a capacity
+  search's `steps.csv` (`CapacityStep`, `STEP_COLUMNS`, `write_steps_csv`);
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
   Asia/Shanghai zone business dates are counted in (`SHANGHAI`);
 - the JSON files as pydantic models: `RunMeta` (meta.json), `GeneratorVerdict` (generator.json), `Capacity`

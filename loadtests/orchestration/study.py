@@ -6,16 +6,19 @@ run folder of its own) and the scenario's seed, so the variants differ only in w
 
 Interruption: study.json and study.html are rewritten after every variant, so whatever stops the study keeps
 the variants that finished. `run_study` is the one place that decides what a stop means: on KeyboardInterrupt
-(SIGINT, and whatever the lifecycle turns a SIGTERM into) it writes the page as unfinished — the variant that
+(SIGINT; a SIGTERM, which during a variant stops that run cleanly and between variants is turned into one
+here) it writes the page as unfinished — the variant that
 was running is kept as a row when its own run folder got as far as a summary — and re-raises for the CLI's
 exit code. A harness failure of one variant (exit 3) is recorded and the study goes on to the next.
 """
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
@@ -91,6 +94,11 @@ def study_header(study: Study, scenario: Scenario, plans: list[VariantPlan]) -> 
     }
 
 
+def _stop_on_sigterm(_signal: int, _frame: FrameType | None) -> None:
+    """SIGTERM between two variants (no `surge run` is handling signals then): stop as a variant's SIGTERM does."""
+    raise StoppedBySignal("sigterm")
+
+
 def run_study(
     header: dict[str, Any],
     plans: list[VariantPlan],
@@ -102,6 +110,7 @@ def run_study(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     current: VariantPlan | None = None
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # each variant's `surge run` installs its own
     try:
         for plan in plans:
             current = plan
@@ -123,5 +132,7 @@ def run_study(
             rows.append(variant_row(current.name, current.run_dir, code, "interrupted"))
         write_study(out, {**header, "interrupted": True}, rows, finished=False)
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     write_study(out, header, rows, finished=True)
     return rows

@@ -4,12 +4,15 @@ interruption keeps the variants that finished and says the study is unfinished."
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from loadtests.errors import HarnessError
+from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.finalize import finalize_run
@@ -75,3 +78,24 @@ def test_an_interrupted_study_keeps_the_variants_that_finished(tmp_path: Path) -
     assert [v["name"] for v in study["variants"]] == ["first"]
     assert study["finished"] is False and study["interrupted"] is True
     assert "UNFINISHED" in (out / "study.html").read_text(encoding="utf-8")
+
+
+def test_sigterm_between_variants_stops_the_study_as_a_variants_sigterm_does(tmp_path: Path) -> None:
+    """No `surge run` handles signals between two variants: the study's own handler turns SIGTERM into the same
+    stop (exit 143, the page unfinished) instead of Python's default death, and is removed afterwards."""
+    header, planned, out = plans(tmp_path)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def run_variant(plan: VariantPlan) -> int:
+        code = finished_run(plan)
+        if plan.name == "first":
+            os.kill(os.getpid(), signal.SIGTERM)  # as if it came just after the first variant ended
+        return code
+
+    with pytest.raises(StoppedBySignal) as stopped:
+        run_study(header, planned, out, run_variant)
+    assert stopped.value.exit_code == 143
+    study = json.loads((out / "study.json").read_text(encoding="utf-8"))
+    assert [v["name"] for v in study["variants"]] == ["first"]
+    assert study["finished"] is False and study["interrupted"] is True
+    assert signal.getsignal(signal.SIGTERM) is before
