@@ -37,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--behind-router", action="store_true", help="leave the global and per-user caps to the router")
     parser.add_argument("--allow-public-bind", action="store_true", help="allow binding a non-loopback address")
     parser.add_argument(
+        "--bank-share",
+        type=float,
+        default=1.0,
+        help="this replica's share of each channel's bank quota, 0 < x <= 1 (the cluster gives each of N "
+        "active-active replicas 1/N)",
+    )
+    parser.add_argument(
         "--listen-fd",
         type=int,
         help="serve on this inherited, already listening socket (the cluster supervisor binds the port)",
@@ -65,11 +72,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.name or len(args.name) > 64 or not args.name.isprintable():
         print(f"mock_gateway: --name must be 1-64 printable characters (got {args.name!r})", file=sys.stderr)
         return 2
+    if not 0 < args.bank_share <= 1:
+        print(f"mock_gateway: --bank-share must be > 0 and <= 1 (got {args.bank_share:g})", file=sys.stderr)
+        return 2
     token, generated = load_admin_token(config, os.environ)
     if generated:
         print(f"surge replica {args.name} admin token: {token}", flush=True)
     try:
-        _run(_serve(config, host, args.port, args.name, args.behind_router, token, args.listen_fd))
+        _run(_serve(config, host, args.port, args.name, args.behind_router, token, args.listen_fd, args.bank_share))
     except LedgerError as exc:
         print(f"mock_gateway: {exc}", file=sys.stderr)
         return 3
@@ -103,8 +113,9 @@ async def _serve(
     behind_router: bool,
     token: str,
     listen_fd: int | None,
+    bank_share: float,
 ) -> None:
-    app = create_app(config, name=name, behind_router=behind_router, admin_token=token)
+    app = create_app(config, name=name, behind_router=behind_router, admin_token=token, bank_share=bank_share)
     runner = ProblemRunner(app, shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None, handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()

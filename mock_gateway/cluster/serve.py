@@ -137,6 +137,7 @@ async def serve_cluster(
             on_event=lambda kind, name, detail: events.emit(kind, name, detail),
             on_exit=lambda name: router.process_exited(name),
             on_port=lambda name, new_port: router.move(name, new_port),
+            bank_share=1.0 / replicas if config.router.mode == "active-active" else 1.0,
         )
         router = Router(
             RouterSettings.from_config(

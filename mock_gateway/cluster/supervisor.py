@@ -123,9 +123,12 @@ class Supervisor:
         on_exit: ExitHook,
         on_port: PortHook | None = None,
         host: str = "127.0.0.1",
+        bank_share: float = 1.0,
     ) -> None:
-        """Binds every replica's listening socket now, so `ports()` is known before any process starts."""
+        """Binds every replica's listening socket now, so `ports()` is known before any process starts.
+        `bank_share`: each replica's part of a channel's bank quota (1/N for N active-active replicas)."""
         self._config_path = config_path
+        self._bank_share = bank_share
         self._admin_token = admin_token
         self._log_dir = log_dir
         self._on_event = on_event
@@ -161,7 +164,8 @@ class Supervisor:
     def _argv(self, rep: ReplicaProcess, fd: int) -> list[str]:
         """Replicas always serve on loopback (the socket bound here): only the router may face the outside."""
         args = ["--config", str(self._config_path), "--port", str(rep.port), "--host", self._host]
-        return guarded_argv("mock_gateway", [*args, "--listen-fd", str(fd), "--name", rep.name, "--behind-router"])
+        args += ["--listen-fd", str(fd), "--name", rep.name, "--behind-router", "--bank-share", repr(self._bank_share)]
+        return guarded_argv("mock_gateway", args)
 
     def _listener(self, rep: ReplicaProcess) -> socket.socket:
         """The bound socket for the next process: the one bound at start, else the old port, else a new one."""

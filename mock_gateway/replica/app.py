@@ -95,6 +95,7 @@ def create_app(
     behind_router: bool = False,
     clock: SimClock | None = None,
     admin_token: str | None = None,
+    bank_share: float = 1.0,
 ) -> web.Application:
     """A replica app. Behind the router only `replica_tps` is applied here (the router owns the global and
     per-user caps); standalone, the replica applies all three itself."""
@@ -120,7 +121,7 @@ def create_app(
             scopes=("replica",) if behind_router else ("replica", "global", "user"),
             monotonic=time.monotonic,
         ),
-        bank=Bank(config.channels),
+        bank=Bank(config.channels, quota_share=bank_share),
         metrics=metrics,
         faults=Faults(),
     )

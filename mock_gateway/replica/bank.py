@@ -55,13 +55,13 @@ def quota_throttler(tps: float) -> Throttler | None:
 class _Channel:
     __slots__ = ("busy", "code", "latency", "limit", "quota", "semaphore", "timeout_s", "waiting")
 
-    def __init__(self, config: ChannelConfig) -> None:
+    def __init__(self, config: ChannelConfig, quota_share: float) -> None:
         self.code = config.code
         self.latency = LatencyModel(config.latency_ms.median, config.latency_ms.p99)
         self.limit = config.concurrency
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.timeout_s = config.queue_timeout_ms / 1000.0
-        self.quota = quota_throttler(config.tps)
+        self.quota = quota_throttler(config.tps * quota_share)
         self.busy = 0
         self.waiting = 0  # calls waiting for their turn in the quota
 
@@ -102,10 +102,17 @@ class _Channel:
 
 class Bank:
     """`await bank.call(code)` waits for the channel's quota, then holds one of its slots for the simulated
-    call; either wait past the queue timeout sheds the call."""
+    call; either wait past the queue timeout sheds the call.
 
-    def __init__(self, channels: Iterable[ChannelConfig], rng: random.Random | None = None) -> None:
-        self._channels = {config.code: _Channel(config) for config in channels}
+    `quota_share` is this replica's part of each channel's bank quota (`tps`): 1 alone or in active-standby
+    (one replica serves), 1/N for each of N active-active replicas — the bank grants its quota to the merchant,
+    not to each gateway instance, so the cluster together never calls a channel more than `tps` times a second.
+    """
+
+    def __init__(
+        self, channels: Iterable[ChannelConfig], rng: random.Random | None = None, quota_share: float = 1.0
+    ) -> None:
+        self._channels = {config.code: _Channel(config, quota_share) for config in channels}
         self._rng = rng or random.Random()
 
     def in_flight(self, code: str) -> int:

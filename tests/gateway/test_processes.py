@@ -167,6 +167,10 @@ def test_public_bind_is_refused_without_the_flag(tmp_path: Path) -> None:
 def test_bad_usage_exits_2() -> None:
     assert run_cli("--config").returncode == 2
     assert run_cli("--port", "70000").returncode == 2
+    for share in ("0", "1.5", "-0.5"):
+        result = run_cli("--port", "0", "--bank-share", share)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [f"mock_gateway: --bank-share must be > 0 and <= 1 (got {share})"]
 
 
 async def test_sigterm_drains_in_flight_requests_and_exits_0(tmp_path: Path, start_replica: Any) -> None:
