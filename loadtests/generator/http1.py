@@ -156,6 +156,7 @@ class Connections:
         message = "".join(head).encode("latin-1") + body
         sock = self._connection(deadline)
         try:
+            sock.settimeout(max(0.001, deadline - time.monotonic()))  # a pooled socket was left non-blocking
             sock.sendall(message)
             reader = _Reader(method == "HEAD")
             while not reader.complete:

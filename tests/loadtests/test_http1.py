@@ -188,6 +188,25 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_before_sending(co
     assert [request.split(b"Idempotency-Key: ")[1][:1] for request in server.requests] == [b"a", b"b"]
 
 
+def test_a_large_body_on_a_kept_alive_connection_waits_for_a_slow_reader(connect: Connect) -> None:
+    """The pooled connection's liveness peek leaves it non-blocking; the send must still wait, within the
+    attempt's timeout, for a server that reads slowly."""
+
+    def slow_reader(conn: socket.socket, server: Server) -> None:
+        server.read_request(conn)
+        conn.sendall(CREATED)
+        time.sleep(0.3)  # the client's 4 MiB fill the socket buffers meanwhile
+        server.read_request(conn)
+        conn.sendall(CREATED)
+        server.read_request(conn)
+
+    with serving(slow_reader) as server:
+        connections = connect(f"http://127.0.0.1:{server.port}", 5.0)
+        assert connections.request("POST", "/", b"{}", {}).status == 201
+        assert connections.request("POST", "/", b"x" * (4 << 20), {}).status == 201
+    assert server.connections == 1 and len(server.requests[1]) > 4 << 20
+
+
 def test_connection_close_is_honoured(connect: Connect) -> None:
     closing = b"HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
     with serving(answering(closing, close=True)) as server:
