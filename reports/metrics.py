@@ -175,6 +175,7 @@ class Incident:
 
     `not_played` says why a scheduled fault never reached the gateway (skipped against a gateway surge did not
     start, its injection failed, or no fault player ran at all); its recovery is then unknown, never a pass.
+    `action` is the fault's (`exec` is a team's own command), empty for a spike.
     """
 
     name: str
@@ -182,11 +183,14 @@ class Incident:
     duration_s: float
     target: str | None
     not_played: str | None = None
+    action: str = ""
 
 
 FAULT_NOT_PLAYED = {FAULT_FAILED: "injection failed", FAULT_SKIPPED: "not played"}
 MATCH_WITHIN_S = 3.0
 NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
+UNSEEN_REPLICAS = "surge cannot see the target's replicas"
+NO_FAILED_ATTEMPT = "no attempt failed after the fault"
 
 
 def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
@@ -216,7 +220,8 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
                 not_played = f"{FAULT_NOT_PLAYED[kind]}: {reason}".rstrip(": ")
         target = fault.get("target")
         name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
-        found.append(Incident(name, start, float(fault.get("duration_s") or 0.0), target, not_played))
+        duration = float(fault.get("duration_s") or 0.0)
+        found.append(Incident(name, start, duration, target, not_played, str(fault.get("action", ""))))
     for spike in meta.spikes:
         start, end = float(spike.start_s), float(spike.end_s)
         found.append(Incident("spike", start, max(end - start, 0.0), None))
@@ -237,12 +242,16 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
 
     detect: the first router `check_failed`/`replica_down` after the start. fail over: the first success from a
     replica other than the victim (the detected replica, else the named target, else the replica that served
-    most in the 3 s before). recover: from the start to the first second of the first run of 3 recovered
-    seconds that follows the first second that was not (0 when the incident never hurt; None when the run ended
-    first). A recovered second is healthy *and* turns no more load away with 429s than before the incident
-    (its rate-limited share at most the share of the RECOVERY_BASELINE_S before, plus the SLO's failure
-    allowance): a 429 is not a failure, but a gateway still rate-limiting a spike's backlog has not absorbed
-    it yet, and a steady per-user cap that limited as much before is not blamed on the incident.
+    most in the 3 s before). An `exec` fault against a service surge did not start has no router to watch:
+    detect is then the end of the first failed attempt after the start (what a client of that service saw
+    first), and fail over is unknown — surge cannot see that service's replicas — with the reason in
+    `why_unknown` (figure name -> reason), so a report never shows a bare dash for it.
+    recover: from the start to the first second of the first run of 3 recovered seconds that follows the first
+    second that was not (0 when the incident never hurt; None when the run ended first). A recovered second is
+    healthy *and* turns no more load away with 429s than before the incident (its rate-limited share at most the
+    share of the RECOVERY_BASELINE_S before, plus the SLO's failure allowance): a 429 is not a failure, but a
+    gateway still rate-limiting a spike's backlog has not absorbed it yet, and a steady per-user cap that
+    limited as much before is not blamed on the incident.
     errors: shed, error and timeout attempts from the start until the later of recovery and the end of the look
     window. The look window (for the first unhealthy second and the detection event) runs from the start to the
     end of the incident plus 10 s, cut at the next incident, so one kill is not blamed on the spike before it.
@@ -276,9 +285,16 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
         else:
             recover_at = _first_streak(ok, first + int(window_bad[0]) + 1, RECOVERY_STREAK_S)
             recover_s = None if recover_at is None else max(recover_at - incident.start_s, 0.0)
-        detect_s, victim = _detection(frames.events, incident, look_end_s)
-        victim = victim or _victim_without_event(frames, incident)
-        failover_s = _failover(frames, successes, incident, victim, started) if victim else None
+        why_unknown: dict[str, str] = {}
+        if incident.action == "exec" and not frames.meta.embedded:
+            detect_s = _first_failure(frames, incident, started, look_end_s)
+            failover_s, why_unknown["failover_s"] = None, UNSEEN_REPLICAS
+            if detect_s is None:
+                why_unknown["detect_s"] = NO_FAILED_ATTEMPT
+        else:
+            detect_s, victim = _detection(frames.events, incident, look_end_s)
+            victim = victim or _victim_without_event(frames, incident)
+            failover_s = _failover(frames, successes, incident, victim, started) if victim else None
         end = last_second if recover_at is None else max(recover_at, horizon)
         errors = int(class_sum(frames.windows.iloc[first:end], FAILURES).sum())
         results.append(
@@ -292,6 +308,7 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
                 "recovered_within_slo": recover_s is not None and recover_s <= slo.max_recovery_s,
                 "played": True,
                 "not_played": None,
+                "why_unknown": why_unknown,
             }
         )
     return results
@@ -309,6 +326,7 @@ def _not_played(incident: Incident) -> dict[str, Any]:
         "recovered_within_slo": None,
         "played": False,
         "not_played": incident.not_played,
+        "why_unknown": {},
     }
 
 
@@ -322,6 +340,21 @@ def _detection(events: pd.DataFrame, incident: Incident, look_end_s: float) -> t
         return None, None
     row = found.iloc[0]
     return float(row["t_s"]) - incident.start_s, (str(row["target"]) or None)
+
+
+def _first_failure(frames: RunFrames, incident: Incident, started_unix: float, look_end_s: float) -> float | None:
+    """Seconds from the start to the end of the first failed attempt (shed, error, timeout) that ended after it,
+    within the look window; from the per-second counts when the folder has no history."""
+    since = started_unix + incident.start_s
+    if not frames.history.empty:
+        failed = frames.history[frames.history["outcome"].isin(FAILURES)]
+        done = failed["done"].to_numpy(float)
+        done = done[(done >= since) & (done < started_unix + look_end_s)]
+        return None if done.size == 0 else float(done.min()) - since
+    first = max(math.floor(incident.start_s), 0)
+    seconds = class_sum(frames.windows.iloc[first : max(math.ceil(look_end_s), first + 1)], FAILURES).to_numpy()
+    hit = np.flatnonzero(seconds > 0)
+    return None if hit.size == 0 else max(first + float(hit[0]) - incident.start_s, 0.0)
 
 
 def _victim_without_event(frames: RunFrames, incident: Incident) -> str | None:

@@ -141,7 +141,7 @@ def test_incidents_use_the_injection_time_from_events() -> None:
     events = pd.DataFrame([(45.31, 0.0, "chaos", "fault_injected", "primary", "kill")], columns=EVENT_COLUMNS)
     assert metrics.incidents(meta, events) == [
         Incident("spike", 30.0, 2.0, None),
-        Incident("kill primary", 45.31, 15.0, "primary"),
+        Incident("kill primary", 45.31, 15.0, "primary", action="kill"),
     ]
 
 
@@ -173,3 +173,26 @@ def test_a_steady_per_user_rate_limit_is_not_blamed_on_an_incident() -> None:
     frames.windows["n_rate_limited"] = [25] * 16
     (result,) = recover(frames, [Incident("latency CCB", 6.0, 3.0, None)])
     assert result["recover_s"] == 0.0
+
+
+def test_an_exec_fault_against_a_target_is_detected_by_its_first_failed_attempt() -> None:
+    """No router of surge's watches a team's own service: detect is the first failed attempt after the fault,
+    and fail over is unknown with the reason, never a bare null."""
+    history = [
+        {"status": 503, "outcome": "shed", "replica": "", "done": STARTED + 9.5},  # before the fault
+        {"status": 201, "outcome": "succeeded", "replica": "", "done": STARTED + 10.1},
+        {"status": 0, "outcome": "error", "replica": "", "done": STARTED + 10.34},
+        {"status": 502, "outcome": "error", "replica": "", "done": STARTED + 10.9},
+    ]
+    frames = frames_of([100] * 20, [0] * 20, history=history)
+    (result,) = recover(frames, [Incident("exec acme-1", 10.0, 5.0, "acme-1", action="exec")])
+    assert result["detect_s"] == 0.34
+    assert result["failover_s"] is None
+    assert result["why_unknown"] == {"failover_s": "surge cannot see the target's replicas"}
+
+
+def test_an_exec_fault_that_failed_no_attempt_says_why_detect_is_unknown() -> None:
+    frames = frames_of([100] * 20, [0] * 20)
+    (result,) = recover(frames, [Incident("exec acme-1", 10.0, 5.0, "acme-1", action="exec")])
+    assert result["detect_s"] is None and result["recover_s"] == 0.0
+    assert result["why_unknown"]["detect_s"] == "no attempt failed after the fault"

@@ -112,3 +112,26 @@ def test_over_cap_is_unknown_without_the_caps(run_dir: Path) -> None:
     assert verdicts["over_cap"]["verdict"] == "unknown" and "caps are unknown" in verdicts["over_cap"]["reason"]
     assert verdicts["lost"]["verdict"] == "pass"
     assert summary["exit_code"] == 3
+
+
+def test_an_exec_fault_against_a_target_reports_detection_and_why_failover_is_unknown(run_dir: Path) -> None:
+    """The fixture's kill at 18 s replayed as a team's own `exec` fault against a target: no router events, so
+    detect comes from the history and fail over is unknown with its reason — in summary.json and the report."""
+    rewrite_chaos(run_dir, "fault_injected", "exec kill 4242: exit 0")
+    path = run_dir / "events.csv"
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(line for line in lines if ",cluster," not in line), encoding="utf-8")
+    meta = json.loads((run_dir / "meta.json").read_text(encoding="utf-8"))
+    fault = {**meta["faults"][0], "action": "exec", "target": "acme-1", "command": ["kill", "4242"]}
+    edit_meta(run_dir, faults=[fault], embedded=False, target={"name": "acme"})
+    finalize_run(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    (entry,) = [r for r in summary["recovery"] if r["event"].startswith("exec")]
+    assert entry["detect_s"] is not None and 0 <= entry["detect_s"] < 5
+    assert entry["failover_s"] is None
+    assert entry["why_unknown"]["failover_s"] == "surge cannot see the target's replicas"
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    row = page[page.index("<td>exec acme-1</td>") :]
+    row = row[: row.index("</tr>")]
+    assert "unknown: surge cannot see the target&#39;s replicas" in row
+    assert "— s" not in row
