@@ -227,15 +227,17 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
         return _replay(outcome.stored, charge)
     if outcome.stored.status != 201:
         state.metrics.cap_rejections.labels(json.loads(outcome.stored.body).get("scope", "single")).inc()
-    elif state.faults.active and state.faults.lose_response():
+    elif state.faults.active and state.faults.lose_response(charge.channel):
         _drop_connection(request)
     return _stored_response(outcome.stored, replayed=False)
 
 
 async def _call_bank(state: ReplicaState, charge: Charge) -> None:
-    if state.faults.active and state.faults.channel_down(charge.channel):
-        state.metrics.cap_rejections.labels("channel").inc()
-        raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
+    if state.faults.active:
+        if state.faults.channel_down(charge.channel):
+            state.metrics.cap_rejections.labels("channel").inc()
+            raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
+        await state.faults.before_bank_call(charge.channel)
     try:
         await state.bank.call(charge.channel)
     except ChannelBusy:

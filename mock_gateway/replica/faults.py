@@ -9,6 +9,11 @@ is recorded (an injected error stores nothing, so a retry runs afresh); `channel
 call (503 CHANNEL_BUSY);
 `lose_response` after the commit (the repayment exists, the client never hears of it — the case idempotent
 retries exist for).
+
+A fault with a `channel` touches the payments on that channel only: a slow or failing bank slows or fails its
+own channel, never the others. The channel is known only once the body is read, so a channel's latency and
+errors act just before its bank call (`before_bank_call`: still before anything is recorded) rather than on
+arrival, and its lost responses only on that channel's commits.
 """
 
 from __future__ import annotations
@@ -97,28 +102,37 @@ class Faults:
         now = self._monotonic()
         return [fault.as_json(now) for fault in self._current()]
 
-    def added_latency_s(self) -> float:
-        return sum(f.spec.latency_ms for f in self._hits("latency")) / 1000.0
+    def added_latency_s(self, channel: str | None) -> float:
+        """The latency of the faults on `channel` (None: of the faults on every channel)."""
+        return sum(f.spec.latency_ms for f in self._hits("latency", channel)) / 1000.0
 
-    def error_status(self) -> int | None:
-        hits = self._hits("errors")
+    def error_status(self, channel: str | None) -> int | None:
+        hits = self._hits("errors", channel)
         return hits[0].spec.status if hits else None
 
     def channel_down(self, channel: str) -> bool:
-        return any(f.spec.channel == channel for f in self._hits("channel_outage"))
+        return bool(self._hits("channel_outage", channel))
 
-    def lose_response(self) -> bool:
-        return bool(self._hits("lose_response"))
+    def lose_response(self, channel: str) -> bool:
+        """Whether to drop the answer of a commit on `channel`: a fault on every channel or on this one."""
+        return bool(self._hits("lose_response", None) or self._hits("lose_response", channel))
 
     async def before_api_request(self) -> None:
-        """Latency and error faults, applied to API paths only (health checks and admin calls stay truthful)
-        and before anything is recorded, so an injected error leaves nothing behind."""
-        delay = self.added_latency_s()
+        """The latency and error faults on every channel, applied to API paths only (health checks and admin
+        calls stay truthful) and before anything is recorded, so an injected error leaves nothing behind."""
+        await self._delay_or_fail(None, "this replica answers errors")
+
+    async def before_bank_call(self, channel: str) -> None:
+        """The latency and error faults on `channel`, before its bank call: nothing is recorded yet."""
+        await self._delay_or_fail(channel, f"channel {channel} answers errors")
+
+    async def _delay_or_fail(self, channel: str | None, what: str) -> None:
+        delay = self.added_latency_s(channel)
         if delay > 0:
             await asyncio.sleep(delay)
-        status = self.error_status()
+        status = self.error_status(channel)
         if status is not None:
-            raise ReplicaUnavailable("injected fault: this replica answers errors", status=status)
+            raise ReplicaUnavailable(f"injected fault: {what}", status=status)
 
     def _current(self) -> list[ActiveFault]:
         now = self._monotonic()
@@ -126,8 +140,13 @@ class Faults:
             self._faults = [f for f in self._faults if f.expires_mono > now]
         return self._faults
 
-    def _hits(self, kind: FaultKind) -> list[ActiveFault]:
-        return [f for f in self._current() if f.spec.kind == kind and self._rng.random() < f.spec.ratio]
+    def _hits(self, kind: FaultKind, channel: str | None) -> list[ActiveFault]:
+        """The faults of `kind` on exactly `channel` (None: those on every channel) that this request draws."""
+        return [
+            f
+            for f in self._current()
+            if f.spec.kind == kind and f.spec.channel == channel and self._rng.random() < f.spec.ratio
+        ]
 
 
 FAULTS_KEY = web.AppKey("faults", Faults)

@@ -115,6 +115,15 @@ def test_festival618_latency_fault_slows_its_channel_during_the_second_wave(runs
     assert max(row["p99_ms"] for row in during) > 400, "CCB answers 400 ms late"
     assert max(row["p99_ms"] for row in before) < 400
     assert "latency all CCB" in [entry["event"] for entry in summary["recovery"]]
+    # the fault is CCB's: the payments on the other channels stay fast while CCB's are 400 ms late
+    took: dict[str, list[float]] = {}
+    for row in history(out):
+        sent = float(row["sent"]) - meta["started_unix"]
+        if row["status"] == "201" and fault["at_s"] + 0.5 <= sent < fault["at_s"] + fault["duration_s"] - 0.5:
+            took.setdefault(row["channel"], []).append(float(row["done"]) - float(row["sent"]))
+    medians = {channel: sorted(times)[len(times) // 2] for channel, times in took.items()}
+    assert medians.pop("CCB") >= 0.4 and len(medians) >= 3, medians
+    assert max(medians.values()) < 0.2, f"a fault on CCB slowed the other channels: {medians}"
 
 
 def test_due_date_wave_crosses_daily_resets_and_pays_split_plans_on_later_days(runs: Runs) -> None:
