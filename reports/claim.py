@@ -4,6 +4,12 @@ A check-then-create ("is there a meta.json yet?") lets two `surge run --out X` s
 check and interleave their files (a false `phantom` followed); two web-UI tests started in the same second got
 the same timestamped name. The claim is an exclusive create (`O_CREAT | O_EXCL`) of a marker file, which exactly
 one process wins. Light on purpose: the Locust process claims folders for plain `locust -f` runs too.
+
+A folder that exists and holds anything is refused, not only one with a summary.json or meta.json: a leftover
+`history/old.csv` would be merged into the new run, a leftover `ledger.sqlite` read as its ledger. The one
+exception is a claim this same command made for itself and handed over (`claim(..., hand_over=True)`): a
+study claims each variant's folder and writes its scenario.toml there before that variant's `surge run`
+claims it, once, in the same process.
 """
 
 from __future__ import annotations
@@ -14,17 +20,31 @@ from pathlib import Path
 
 CLAIM_FILE = ".surge-claim"
 MAX_SUFFIX = 1000
+SHOWN_ENTRIES = 3
+
+_handed_over: set[Path] = set()  # folders this process claimed for its own next claim of them
 
 
 class FolderTaken(Exception):
     """The folder already holds a run or is claimed by another process."""
 
 
-def claim(path: Path) -> Path:
-    """Claim exactly `path` (created if missing); `FolderTaken` if another run holds it or held it."""
+def claim(path: Path, *, hand_over: bool = False) -> Path:
+    """Claim exactly `path` (created if missing); `FolderTaken` if another run holds it or held it, or if it is
+    not empty. `hand_over`: this process will claim it once more itself (and may write into it meanwhile)."""
     path.mkdir(parents=True, exist_ok=True)
+    try:
+        _handed_over.remove(path.resolve())
+    except KeyError:
+        pass
+    else:
+        return path
     if (path / "summary.json").exists() or (path / "meta.json").exists():
         raise FolderTaken(f"{path} already holds a run")
+    entries = sorted(entry.name for entry in path.iterdir() if entry.name != CLAIM_FILE)
+    if entries:
+        shown = ", ".join(entries[:SHOWN_ENTRIES]) + (", …" if len(entries) > SHOWN_ENTRIES else "")
+        raise FolderTaken(f"{path} is not empty (it holds {shown})")
     try:
         handle = os.open(path / CLAIM_FILE, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
@@ -33,6 +53,8 @@ def claim(path: Path) -> Path:
         ) from None
     with os.fdopen(handle, "w", encoding="utf-8") as marker:
         marker.write(f"pid {os.getpid()} at {time.time():.3f}\n")
+    if hand_over:
+        _handed_over.add(path.resolve())
     return path
 
 

@@ -27,6 +27,7 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.study import Study, variant_scenario
+from reports.claim import FolderTaken, claim
 from reports.runfolder import EXIT_SIGINT
 from reports.study import variant_row, write_study
 
@@ -106,8 +107,16 @@ def run_study(
     run_variant: RunVariant,
     on_variant: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every plan in order; the rows of study.json. Writes study.json/html after each variant."""
+    """Run every plan in order; the rows of study.json. Writes study.json/html after each variant.
+
+    Every variant's folder is claimed first (a leftover folder is refused before anything runs) and handed
+    over to that variant's own `surge run`, which finds the study's scenario.toml in it."""
     out.mkdir(parents=True, exist_ok=True)
+    for plan in plans:
+        try:
+            claim(plan.run_dir, hand_over=True)
+        except FolderTaken as exc:
+            raise UsageError(f"--out {out}: {exc}; choose an empty folder") from None
     rows: list[dict[str, Any]] = []
     current: VariantPlan | None = None
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # each variant's `surge run` installs its own

@@ -114,3 +114,25 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -
     """Two web-UI tests started in the same second shared `runs/locust-<second>` and its meta.json."""
     first, second = claim_new(tmp_path, "locust-20261111T000000Z"), claim_new(tmp_path, "locust-20261111T000000Z")
     assert first.name == "locust-20261111T000000Z" and second.name == "locust-20261111T000000Z-2"
+
+
+def test_a_folder_with_leftovers_is_refused_before_the_run(tmp_path: Path) -> None:
+    """A leftover history file was merged into the next run (a false `lost`), a leftover ledger.sqlite read as
+    its ledger: a folder that exists and is not empty is a usage error."""
+    (tmp_path / "history").mkdir()
+    (tmp_path / "history" / "old-run.csv").write_text("payment_id\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="is not empty \\(it holds history\\)") as caught:
+        new_run_dir(str(tmp_path), "double11")
+    assert caught.value.exit_code == 2
+    assert not (tmp_path / ".surge-claim").exists()
+
+
+def test_a_folder_handed_over_by_this_command_is_claimed_once_more(tmp_path: Path) -> None:
+    """A study claims each variant folder and writes its scenario.toml there; the variant's run then claims
+    it once — and a third claim is refused, as is the handed-over folder for anybody else."""
+    folder = tmp_path / "variant"
+    claim(folder, hand_over=True)
+    (folder / "scenario.toml").write_text("name = 'x'\n", encoding="utf-8")
+    assert new_run_dir(str(folder), "x") == folder
+    with pytest.raises(UsageError, match="is not empty"):
+        new_run_dir(str(folder), "x")
