@@ -5,12 +5,15 @@ for a gateway that does not answer — exit 3 within a second instead of a full-
 - options that `--host` would silently ignore (`--config`, `--replicas`: refused; the scenario's `[gateway]`
   table and faults that need the embedded cluster: one warning line each, and the faults are logged as
   `fault_skipped` so their recovery is reported unknown, never passed);
-- an unreachable `--host`, found with one request before the run.
+- an unreachable `--host`, found with one request before the run;
+- a `--metrics-port` another process already listens on (the Locust child would refuse it only once the run
+  folder exists and the cluster runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -26,6 +29,20 @@ PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 EMBEDDED_ACTIONS = PROCESS_ACTIONS | {"latency", "errors", "channel_outage", "lose_response"}
 REACH_TIMEOUT_S = 1.0
 DEFAULT_REPLICAS = 3  # of the embedded cluster, when --replicas is not given
+METRICS_HOST = "127.0.0.1"  # where the generator serves --metrics-port (loadtests/generator/live_metrics.py)
+
+
+def check_metrics_port(port: int) -> None:
+    """UsageError when `port` cannot be bound on the metrics host now: a bind and close, with SO_REUSEADDR
+    like the metrics server's own, so a port in TIME_WAIT passes and one with a listener does not."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((METRICS_HOST, port))
+        except OSError as exc:
+            raise UsageError(f"--metrics-port {port}: {exc.strerror or exc}") from None
 
 
 def check_faults(faults: Sequence[Fault], gateway_config: dict[str, Any], replicas: int) -> None:

@@ -79,7 +79,9 @@ def check_before_start(
 ) -> None:
     """The preflight (`preflight`): against the embedded cluster, every fault's replica or channel exists;
     against `--host`, the options it would ignore are refused (`args.config`, `args.replicas`), what the scenario
-    asks that it cannot give is one `warn` line each, and the host answers. UsageError or HarnessError."""
+    asks that it cannot give is one `warn` line each, and the host answers; `--metrics-port` is free.
+    UsageError or HarnessError."""
+    preflight.check_metrics_port(getattr(args, "metrics_port", 0))
     if gateway.config is not None:
         preflight.check_faults(scenario.faults, gateway.config, gateway.replicas)
         return

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -136,3 +138,23 @@ def test_a_folder_handed_over_by_this_command_is_claimed_once_more(tmp_path: Pat
     assert new_run_dir(str(folder), "x") == folder
     with pytest.raises(UsageError, match="is not empty"):
         new_run_dir(str(folder), "x")
+
+
+def test_a_metrics_port_in_use_is_exit_2_before_anything_starts(tmp_path: Path) -> None:
+    """It was found by the Locust child once the cluster ran: exit 3 and a run folder left behind."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = tmp_path / "run"
+        command = [sys.executable, "-m", "loadtests.cli.main", "run", "double11", "--duration", "2"]
+        done = subprocess.run(
+            [*command, "--metrics-port", str(port), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"surge run: --metrics-port {port}: Address already in use"
+    assert not out.exists()
