@@ -184,10 +184,18 @@ class Incident:
     target: str | None
     not_played: str | None = None
     action: str = ""
+    hit: str | None = None  # the replica the fault player named when it injected the fault (a kill's victim)
 
 
 FAULT_NOT_PLAYED = {FAULT_FAILED: "injection failed", FAULT_SKIPPED: "not played"}
 MATCH_WITHIN_S = 3.0
+# The cluster's own record of a process action: the moment the signal was sent, which the fault player only
+# logs once the admin call has returned (after the kill's process was reaped, say).
+CLUSTER_RECORD = {"kill": "killed", "pause": "paused"}
+# How far apart two processes' clocks may log one cause and its effect in the wrong order: a replica's death
+# logged by the router up to this long before the fault player logged the kill is still that kill's.
+CAUSE_SLACK_S = 0.5
+DETECTION_KINDS = ("check_failed", "replica_down")
 NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
 UNSEEN_REPLICAS = "surge cannot see the target's replicas"
 NO_FAILED_ATTEMPT = "no attempt failed after the fault"
@@ -198,11 +206,21 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
 
     Each scheduled fault is matched to the nearest chaos event (within 3 s of its `at_s`) that is an injection,
     a failed injection or a skip; a fault with no such event, or whose event is not `fault_injected`, was not
-    played and carries the reason.
+    played and carries the reason. A kill or pause starts when the cluster logged it (`killed`, `paused` of the
+    replica the chaos event names, within CAUSE_SLACK_S): the fault player logs it only once the admin call
+    returned, and the router may log the replica's death before that.
     """
     kinds = [FAULT_INJECTED, *FAULT_NOT_PLAYED]
     chaos = events[(events["source"] == "chaos") & events["kind"].isin(kinds)]
-    outcomes = list(zip(chaos["t_s"].astype(float), chaos["kind"].astype(str), chaos["detail"], strict=True))
+    outcomes = list(
+        zip(
+            chaos["t_s"].astype(float),
+            chaos["kind"].astype(str),
+            chaos["detail"],
+            chaos["target"].fillna("").astype(str),
+            strict=True,
+        )
+    )
     found: list[Incident] = []
     for fault in meta.faults:
         at_s = float(fault.get("at_s", 0))
@@ -210,22 +228,37 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
         match = min(near, key=lambda entry: abs(entry[0] - at_s)) if near else None
         not_played: str | None = NO_PLAYER
         start = at_s
+        action = str(fault.get("action", ""))
+        hit: str | None = None
         if match is not None:
             outcomes.remove(match)
-            t_s, kind, detail = match
+            t_s, kind, detail, hit = match
             if kind == FAULT_INJECTED:
-                start, not_played = t_s, None
+                start, not_played = _cluster_record(events, action, hit, t_s), None
             else:
                 reason = "" if pd.isna(detail) else str(detail)
                 not_played = f"{FAULT_NOT_PLAYED[kind]}: {reason}".rstrip(": ")
         target = fault.get("target")
         name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
         duration = float(fault.get("duration_s") or 0.0)
-        found.append(Incident(name, start, duration, target, not_played, str(fault.get("action", ""))))
+        found.append(Incident(name, start, duration, target, not_played, action, hit))
     for spike in meta.spikes:
         start, end = float(spike.start_s), float(spike.end_s)
         found.append(Incident("spike", start, max(end - start, 0.0), None))
     return sorted(found, key=lambda incident: incident.start_s)
+
+
+def _cluster_record(events: pd.DataFrame, action: str, replica: str, logged_s: float) -> float:
+    """When the cluster itself logged `action` on `replica` (nearest to the fault player's `logged_s`, within
+    CAUSE_SLACK_S); `logged_s` when it did not (an injected fault, a gateway surge did not start)."""
+    kind = CLUSTER_RECORD.get(action)
+    if kind is None or not replica:
+        return logged_s
+    times = events.loc[
+        (events["source"] == "cluster") & (events["kind"] == kind) & (events["target"] == replica), "t_s"
+    ].to_numpy(float)
+    times = times[np.abs(times - logged_s) <= CAUSE_SLACK_S]
+    return logged_s if times.size == 0 else float(times[np.argmin(np.abs(times - logged_s))])
 
 
 def _first_streak(ok: np.ndarray[Any, Any], start: int, length: int) -> int | None:
@@ -240,7 +273,8 @@ def _first_streak(ok: np.ndarray[Any, Any], start: int, length: int) -> int | No
 def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident], slo: Slo) -> list[dict[str, Any]]:
     """CONTRACT §6 `recovery`, one entry per incident.
 
-    detect: the first router `check_failed`/`replica_down` after the start. fail over: the first success from a
+    detect: the first router `check_failed`/`replica_down` the incident caused (`_attribute_detections`). fail
+    over: the first success from a
     replica other than the victim (the detected replica, else the named target, else the replica that served
     most in the 3 s before). An `exec` fault against a service surge did not start has no router to watch:
     detect is then the end of the first failed attempt after the start (what a client of that service saw
@@ -263,6 +297,8 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
     successes = frames.history.loc[frames.history["outcome"] == "succeeded", ["replica", "done"]]
     started = float(frames.meta.started_unix)
     played = [incident for incident in incident_list if incident.not_played is None]
+    look_ends = _look_ends(played)
+    detections = _attribute_detections(frames.events, played, look_ends)
     results = []
     for incident in incident_list:
         if incident.not_played is not None:
@@ -273,9 +309,7 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
         before = slice(max(first - RECOVERY_BASELINE_S, 0), first)
         usual = limited[before].sum() / answered[before].sum() if answered[before].sum() > 0 else 0.0
         ok = healthy_now & (limited <= (usual + 1.0 - slo.min_success_ratio) * answered)
-        look_end_s = incident.start_s + incident.duration_s + RECOVERY_TAIL_S
-        if number + 1 < len(played):
-            look_end_s = min(look_end_s, played[number + 1].start_s)
+        look_end_s = look_ends[number]
         horizon = min(max(math.floor(look_end_s), first + 1), last_second)
         window_bad = np.flatnonzero(~ok[first:horizon])
         recover_at: int | None
@@ -292,7 +326,7 @@ def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident
             if detect_s is None:
                 why_unknown["detect_s"] = NO_FAILED_ATTEMPT
         else:
-            detect_s, victim = _detection(frames.events, incident, look_end_s)
+            detect_s, victim = detections.get(number, (None, None))
             victim = victim or _victim_without_event(frames, incident)
             failover_s = _failover(frames, successes, incident, victim, started) if victim else None
         end = last_second if recover_at is None else max(recover_at, horizon)
@@ -330,16 +364,37 @@ def _not_played(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _detection(events: pd.DataFrame, incident: Incident, look_end_s: float) -> tuple[float | None, str | None]:
-    found = events[
-        events["kind"].isin(["check_failed", "replica_down"])
-        & (events["t_s"] >= incident.start_s)
-        & (events["t_s"] < look_end_s)
-    ]
-    if found.empty:
-        return None, None
-    row = found.iloc[0]
-    return float(row["t_s"]) - incident.start_s, (str(row["target"]) or None)
+def _look_ends(played: list[Incident]) -> list[float]:
+    """Where each played incident's look window ends: its end plus RECOVERY_TAIL_S, cut at the next start."""
+    ends = [incident.start_s + incident.duration_s + RECOVERY_TAIL_S for incident in played]
+    return [min(end, played[n + 1].start_s) if n + 1 < len(played) else end for n, end in enumerate(ends)]
+
+
+def _attribute_detections(
+    events: pd.DataFrame, played: list[Incident], look_ends: list[float]
+) -> dict[int, tuple[float, str | None]]:
+    """Per played incident (by position), its detection: seconds from its start to the first router
+    `check_failed`/`replica_down` it caused, and the replica that event names.
+
+    An event is caused by the latest incident whose look window holds it; a fault's window opens CAUSE_SLACK_S
+    early for events on the replica it hit, so a death the router logged a millisecond before the fault player
+    logged the kill is the kill's, never the spike's before it (its detection is then 0, not negative).
+    """
+    found: dict[int, tuple[float, str | None]] = {}
+    rows = events[events["kind"].isin(DETECTION_KINDS)]
+    for t_s, target in zip(rows["t_s"].astype(float), rows["target"].fillna("").astype(str), strict=True):
+        causes = [
+            number
+            for number, incident in enumerate(played)
+            if incident.start_s - (CAUSE_SLACK_S if target and target == incident.hit else 0.0)
+            <= t_s
+            < look_ends[number]
+        ]
+        if causes:
+            number = max(causes, key=lambda n: played[n].start_s)
+            if number not in found:
+                found[number] = (max(t_s - played[number].start_s, 0.0), target or None)
+    return found
 
 
 def _first_failure(frames: RunFrames, incident: Incident, started_unix: float, look_end_s: float) -> float | None:

@@ -141,8 +141,53 @@ def test_incidents_use_the_injection_time_from_events() -> None:
     events = pd.DataFrame([(45.31, 0.0, "chaos", "fault_injected", "primary", "kill")], columns=EVENT_COLUMNS)
     assert metrics.incidents(meta, events) == [
         Incident("spike", 30.0, 2.0, None),
-        Incident("kill primary", 45.31, 15.0, "primary", action="kill"),
+        Incident("kill primary", 45.31, 15.0, "primary", action="kill", hit="primary"),
     ]
+
+
+def test_a_kill_starts_when_the_cluster_killed_and_owns_the_death_logged_before_the_player_logged_it() -> None:
+    """make run: the router logged replica_down at 28.029 s, 1 ms before the fault player's fault_injected at
+    28.030 s; the kill row showed detect "—" and the spike before it detect 4.03 s / fail over 4.04 s."""
+    meta = RunMeta(
+        scenario="recovery",
+        seed=0,
+        started_unix=STARTED,
+        faults=[{"at_s": 28, "action": "kill", "target": "primary", "duration_s": 5}],
+        spikes=[Span(start_s=24, end_s=27)],
+    )
+    events = [
+        (28.009, "cluster", "killed", "r1"),
+        (28.025, "cluster", "process_died", "r1"),
+        (28.029, "cluster", "replica_down", "r1"),
+        (28.030, "chaos", "fault_injected", "r1"),
+    ]
+    success = {"status": 201, "outcome": "succeeded"}
+    history = [
+        {**success, "replica": "r1", "done": STARTED + 27.5},
+        {**success, "replica": "r2", "done": STARTED + 28.1},
+    ]
+    frames = frames_of([100] * 40, [0] * 40, events=events, history=history, replicas={"r1": [100] * 40})
+    found = metrics.incidents(meta, frames.events)
+    assert [(incident.name, incident.start_s) for incident in found] == [("spike", 24.0), ("kill primary", 28.009)]
+    spike, kill = recover(frames, found)
+    assert kill["detect_s"] == 0.02 and kill["failover_s"] == 0.091
+    assert spike["detect_s"] is None and spike["failover_s"] is None
+
+
+def test_a_death_logged_just_before_the_kill_without_the_clusters_record_is_still_the_kills() -> None:
+    """Without a `killed` row (an older run folder), the death 1 ms before the kill's row is the kill's, at 0 s;
+    a check on another replica in that millisecond stays the spike's."""
+    events = [
+        (28.020, "cluster", "check_failed", "r2"),
+        (28.029, "cluster", "replica_down", "r1"),
+        (28.030, "chaos", "fault_injected", "r1"),
+    ]
+    frames = frames_of([100] * 40, [0] * 40, events=events)
+    spike = Incident("spike", 24.0, 3.0, None)
+    kill = Incident("kill primary", 28.030, 5.0, "primary", action="kill", hit="r1")
+    spike_row, kill_row = recover(frames, [spike, kill])
+    assert kill_row["detect_s"] == 0.0
+    assert spike_row["detect_s"] == 4.02
 
 
 def test_a_fault_on_all_replicas_or_a_channel_has_no_failover() -> None:
