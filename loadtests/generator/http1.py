@@ -16,7 +16,15 @@ What this module promises its one caller (transport.py):
   it was idle is noticed before the request is sent (a non-blocking peek) and replaced by a new one.
 - `timeout_s` bounds the whole attempt — connect, send and the complete response — as `client.timeout_s` is
   documented (docs/scenarios.md); past it the attempt raises TimeoutError and the connection is closed.
-- No answer raises OSError (refused, reset, closed, timed out) or ProtocolError (not HTTP/1.x, cut off).
+- No answer raises OSError (refused, reset, closed, timed out) or ProtocolError (not HTTP/1.x, cut off, a
+  status outside 100–599, a body past `max_body` bytes — `TooLarge` — or a head past MAX_HEAD_BYTES).
+- The answer is the first complete final response, and only it: its status, header fields and body are fixed
+  when llhttp completes it. Any byte after it (a second response in the same segment, a stray `100 Continue`)
+  stops the parsing and makes the connection unusable (closed, never pooled), so it can never be taken for
+  another attempt's answer. What arrives later, while the connection is idle, is caught by the liveness peek.
+- What is held per attempt is bounded: the body by `max_body`, the head (with any interim 1xx answers) by
+  MAX_HEAD_BYTES; past either the attempt fails at once with TooLarge and the connection is closed, so a
+  server announcing or streaming gigabytes costs a few kilobytes of reading, not the process's memory.
 - Redirects are answers like any other: nothing here follows them.
 """
 
@@ -33,12 +41,19 @@ import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
 RECV_BYTES = 16384
+DEFAULT_MAX_BODY_BYTES = 1 << 20  # a target profile's `response.max_body_bytes` default (docs/targets.md)
+MAX_HEAD_BYTES = 64 << 10  # status line and header fields, interim 1xx answers included: nginx's default is 8 KiB
+NO_BODY_STATUSES = frozenset({204, 304})  # RFC 9110 §6.4.1: their Content-Length describes no body here
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # RFC 9110 §8.6: a length is sent even when the body is empty
 _PEEK = _stdlib_socket.MSG_PEEK
 
 
 class ProtocolError(HTTPException):
     """The server's bytes were not one complete HTTP/1.x response."""
+
+
+class TooLarge(ProtocolError):
+    """The response's body (or its head) passed the bound surge holds per attempt; nothing of it is kept."""
 
 
 class Headers(dict[str, str]):
@@ -66,21 +81,25 @@ class Response:
 
 
 class _Reader(HTTPResponseParser):
-    """llhttp's callbacks, gathering one final response (interim 1xx answers are read past)."""
+    """llhttp's callbacks, gathering one final response (interim 1xx answers are read past).
 
-    def __init__(self, head_only: bool) -> None:
+    A callback returning true makes llhttp stop with an error (feed raises HTTPParseError); an exception raised
+    in a callback comes out of feed as it is."""
+
+    def __init__(self, head_only: bool, max_body: int) -> None:
         super().__init__()
         self.head_only = head_only  # a HEAD response has no body whatever its length says
+        self.max_body = max_body
+        self.status = 0  # the final response's, fixed when it completes
         self.headers = Headers()
         self.body = bytearray()
+        self.head_done = False  # the final response's header fields are all read
         self.complete = False
-        self.trailing = False  # bytes after the response: the connection cannot be reused
         self._field = ""
         self._value: str | None = None
 
-    def _on_message_begin(self) -> None:
-        if self.complete:
-            self.trailing = True
+    def _on_message_begin(self) -> bool:
+        return self.complete  # another message after the answer: stop here, it is nobody's answer
 
     def _on_status(self, _: str) -> None:
         pass
@@ -104,16 +123,28 @@ class _Reader(HTTPResponseParser):
     def _on_headers_complete(self) -> bool:
         if self._field:
             self._flush()
+        status = self.get_code()
+        if not 100 <= status <= 599:  # llhttp takes any three digits; 000 is no interim answer to wait past
+            raise ProtocolError(f"status {status:03d} is not an HTTP status")
+        if status >= 200:
+            self.head_done = True
+            if self.head_only or status in NO_BODY_STATUSES:
+                return True
+            if self.get_remaining_content_length() > self.max_body:  # announced too large: not even started
+                raise TooLarge(f"the response announced a body of more than {self.max_body} bytes")
         return self.head_only
 
     def _on_body(self, data: bytes) -> None:
         self.body += data
+        if len(self.body) > self.max_body:
+            raise TooLarge(f"the response's body passed {self.max_body} bytes")
 
     def _on_message_complete(self) -> None:
         if self.get_code() < 200:  # 1xx: the final answer follows on the same connection
             self.headers = Headers()
             self.body = bytearray()
             return
+        self.status = self.get_code()
         self.complete = True
 
 
@@ -121,7 +152,7 @@ class Connections:
     """Kept-alive connections to one origin (`base_url`: scheme, host, port, optional base path), most recently
     used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets."""
 
-    def __init__(self, base_url: str, timeout_s: float, keep: int) -> None:
+    def __init__(self, base_url: str, timeout_s: float, keep: int, max_body: int = DEFAULT_MAX_BODY_BYTES) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -134,6 +165,7 @@ class Connections:
         self.host_header = bracketed if self.port == default_port else f"{bracketed}:{self.port}"
         self.timeout_s = timeout_s
         self.keep = keep
+        self.max_body = max_body
         self._idle: list[gevent.socket.socket] = []
         self._tls_context: gevent.ssl.SSLContext | None = None
         if self.tls:  # loopback test targets carry self-signed certificates: not verified, as before
@@ -158,24 +190,34 @@ class Connections:
         try:
             sock.settimeout(max(0.001, deadline - time.monotonic()))  # a pooled socket was left non-blocking
             sock.sendall(message)
-            reader = _Reader(method == "HEAD")
+            reader = _Reader(method == "HEAD", self.max_body)
+            received = 0
+            reusable = True
             while not reader.complete:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError("timed out")
                 sock.settimeout(remaining)
                 data = sock.recv(RECV_BYTES)
-                reader.feed(data)  # b"": llhttp ends a read-until-close body, or fails a cut-off response
+                try:
+                    reader.feed(data)  # b"": llhttp ends a read-until-close body, or fails a cut-off response
+                except HTTPException:
+                    if not reader.complete:
+                        raise
+                    reusable = False  # bytes after the answer (or after `Connection: close`): not pooled
                 if not data and not reader.complete:
                     raise ProtocolError("connection closed before the response was complete")
+                received += len(data)
+                if received > MAX_HEAD_BYTES and not reader.head_done:
+                    raise TooLarge(f"the response's head passed {MAX_HEAD_BYTES} bytes")
         except BaseException:
             sock.close()
             raise
-        if reader.trailing or not reader.should_keep_alive() or len(self._idle) >= self.keep:
+        if not reusable or not reader.should_keep_alive() or len(self._idle) >= self.keep:
             sock.close()
         else:
             self._idle.append(sock)
-        return Response(reader.get_code(), bytes(reader.body), reader.headers)
+        return Response(reader.status, bytes(reader.body), reader.headers)
 
     def close(self) -> None:
         while self._idle:

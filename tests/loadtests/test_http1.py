@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.generator.http1 import Connections
+from loadtests.generator.http1 import Connections, ProtocolError, TooLarge
 
 Handler = Callable[[socket.socket, "Server"], None]
 Connect = Callable[..., Connections]
@@ -261,3 +262,123 @@ def test_https_with_a_self_signed_certificate(tmp_path: Path, connect: Connect) 
         assert connections.request("POST", "/", b"{}", {}).body == b'{"status":"ok"}'
         assert connections.request("POST", "/", b"{}", {}).status == 201
     assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "after", "status", "body"),
+    [
+        (b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n", CREATED, 503, b""),
+        (CREATED, b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n", 201, b'{"status":"ok"}'),
+        (CREATED, b"HTTP/1.1 100 Continue\r\n\r\n", 201, b'{"status":"ok"}'),
+    ],
+    ids=["503-then-201", "201-then-500", "201-then-100-continue"],
+)
+def test_bytes_after_the_first_complete_answer_are_nobodys_answer(
+    first: bytes, after: bytes, status: int, body: bytes, connect: Connect
+) -> None:
+    """One segment holding a whole answer and then more: the attempt's status, header fields and body are the
+    first answer's, and the connection that carried the extra bytes is never used again — the next attempt
+    gets a new connection and its own answer, not the leftover."""
+
+    def first_connection_doubled(conn: socket.socket, server: Server) -> None:
+        doubled = server.connections == 1
+        while server.read_request(conn) is not None:
+            conn.sendall(first + after if doubled else CREATED)
+            doubled = False
+
+    with serving(first_connection_doubled) as server:
+        connections = connect(f"http://127.0.0.1:{server.port}", 2.0)
+        reply = connections.request("POST", "/v1/repayments", b"{}", {"Idempotency-Key": "a"})
+        assert (reply.status, reply.body) == (status, body)
+        assert reply.headers["Content-Length"] == str(len(body)), "no header field of the second message merged"
+        following = connections.request("POST", "/v1/repayments", b"{}", {"Idempotency-Key": "b"})
+    assert (following.status, following.body) == (201, b'{"status":"ok"}')
+    assert server.connections == 2, "the connection with bytes after its answer was closed, not reused"
+
+
+def test_a_status_outside_100_to_599_is_a_protocol_error_at_once(connect: Connect) -> None:
+    """`HTTP/1.1 000` is no interim answer to wait past: the attempt fails now, not at its timeout."""
+    with serving(answering(b"HTTP/1.1 000\r\n\r\n")) as server:
+        connections = connect(f"http://127.0.0.1:{server.port}", 5.0)
+        started = time.monotonic()
+        with pytest.raises(ProtocolError, match="000"):
+            connections.request("POST", "/", b"{}", {})
+        took = time.monotonic() - started
+    assert took < 2.0, f"a status 000 ended the attempt after {took:.2f} s"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 201 Created\r\nContent-Length: 100000000000\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 201 Created\r\nX-Padding: " + b"p" * (200 << 10),
+    ],
+    ids=["content-length-100-GB", "chunked-without-end", "endless-head"],
+)
+def test_a_body_past_the_bound_fails_the_attempt_and_closes_the_connection(head: bytes, connect: Connect) -> None:
+    """A body (announced or streamed) past `max_body`, or a head past MAX_HEAD_BYTES: TooLarge, at once —
+    not at the timeout — and the connection closed, so the next attempt gets a new one."""
+    chunk = b"x" * 65536
+
+    def huge(conn: socket.socket, server: Server) -> None:
+        server.read_request(conn)
+        conn.sendall(head)
+        chunked = b"chunked" in head
+        for _ in range(2000):  # up to 128 MiB, as long as the client reads
+            conn.sendall(b"10000\r\n" + chunk + b"\r\n" if chunked else chunk)
+
+    with serving(huge) as server:
+        connections = Connections(f"http://127.0.0.1:{server.port}", 10.0, 8, max_body=256 << 10)
+        started = time.monotonic()
+        with pytest.raises(TooLarge):
+            connections.request("POST", "/", b"{}", {})
+        took = time.monotonic() - started
+        deadline = time.monotonic() + 10
+        while server.closed < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.closed == 1, "the server's send failed: the client closed the connection"
+        connections.close()
+    assert took < 5.0, f"the attempt ended after {took:.2f} s, not when its bound was passed"
+
+
+LARGE_BODY_CLIENT = """
+import resource, sys
+from loadtests.generator.http1 import Connections, TooLarge
+connections = Connections(sys.argv[1], 20.0, 8)
+try:
+    connections.request("GET", "/", b"", {})
+    print("answered", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+except TooLarge:
+    print("too-large", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_300_mb_body_leaves_the_generators_memory_where_it_was(chunked: bool, tmp_path: Path) -> None:
+    """The default bound (1 MiB) in a process of its own: a 300 MB answer (with its length announced, or
+    chunked) is refused, and the process's peak RSS stays within tens of MB."""
+    block = b"y" * (1 << 20)
+
+    def large(conn: socket.socket, server: Server) -> None:
+        server.read_request(conn)
+        if chunked:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            for _ in range(300):
+                conn.sendall(b"100000\r\n" + block + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (300 << 20))
+            for _ in range(300):
+                conn.sendall(block)
+
+    root = Path(__file__).resolve().parents[2]
+    with serving(large) as server:
+        result = subprocess.run(
+            [sys.executable, "-c", LARGE_BODY_CLIENT, f"http://127.0.0.1:{server.port}"],
+            capture_output=True, text=True, timeout=60, cwd=root,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    outcome, peak_kib = result.stdout.split()
+    assert outcome == "too-large"
+    assert int(peak_kib) < 150 << 10, f"peak RSS {int(peak_kib) >> 10} MiB for a refused 300 MB answer"
