@@ -86,7 +86,7 @@ def analyse(frames: RunFrames) -> Analysis:
         recovery = metrics.recovery(frames, healthy, found, thresholds)
         slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
-    daily = invariants.daily_totals(metrics.recorded_repayments(frames))
+    daily = metrics.charges_per_day(frames)
     report = (
         None
         if frames.ledger is None

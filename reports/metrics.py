@@ -522,16 +522,28 @@ def caps_by_day(meta: RunMeta, days: list[str]) -> list[dict[str, Any]]:
 
 
 def repaid_per_day(frames: RunFrames) -> pd.DataFrame:
-    """Amount and count of repayments per business day: from the ledger (the truth) when the run has one,
-    else from the acknowledged attempts of the history (one per repayment id)."""
+    """Amount and count of this run's repayments per business day: from its rows of the ledger (the truth) when
+    the run has one, else from the acknowledged attempts of the history (one per repayment id)."""
     grouped = recorded_repayments(frames).groupby("business_date")["amount_fen"].agg(["sum", "count"])
     return grouped.rename(columns={"sum": "amount_fen", "count": "repayments"}).astype("int64").sort_index()
 
 
 def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
-    """The ledger when the run has one, else the acknowledged attempts (one per repayment id)."""
+    """This run's repayments, what every money figure counts: its own rows of the ledger (its key prefix, as
+    the invariants use) when the run has one — a ledger shared with other runs holds theirs too — else the
+    acknowledged attempts (one per repayment id)."""
     if frames.ledger is not None:
-        return frames.ledger
+        return invariants.own_rows(frames.ledger, frames.meta.key_prefix)
+    return _acknowledged(frames)
+
+
+def charges_per_day(frames: RunFrames) -> invariants.DailyTotals:
+    """Every charge the caps counted, per card and per user and day: the whole ledger (a cap bounds every
+    charge of a card's day, whoever made it), else this run's acknowledged attempts."""
+    return invariants.daily_totals(frames.ledger if frames.ledger is not None else _acknowledged(frames))
+
+
+def _acknowledged(frames: RunFrames) -> pd.DataFrame:
     acked = frames.history[frames.history["outcome"] == "succeeded"]  # a 201, or a target's rule said so
     return acked.drop_duplicates("repayment_id")
 

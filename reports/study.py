@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import invariants, metrics
+from reports import metrics
 from reports.frames import RunFrames, load_run
 from reports.render import environment, plotly_bundle, script_json
 from reports.runfolder import RunFolderError, write_json
@@ -143,7 +143,7 @@ def variant_row(name: str, run_dir: Path, exit_code: int, problem: str = "") -> 
 
 
 def _declines_by_scope(frames: RunFrames) -> dict[str, int]:
-    per_card = invariants.daily_totals(metrics.recorded_repayments(frames)).per_card
+    per_card = metrics.charges_per_day(frames).per_card
     table = metrics.declines_by_scope(frames, per_card)
     return {scope: int(table[scope].sum()) if scope in table else 0 for scope in ("single", "card", "user")}
 
