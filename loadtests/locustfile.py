@@ -50,6 +50,7 @@ from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
+from reports.console_text import one_line
 from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
@@ -123,7 +124,7 @@ class FestivalShape(LoadTestShape):
             try:
                 pool = self._pools[key] = _scenario(options).arrivals.pool
             except UsageError as exc:  # typed into the web UI's form: one line in its Logs tab, the test stops
-                log.error("surge: %s", exc)
+                log.error("surge: %s", one_line(exc))
                 return None
         return pool, float(pool)
 
@@ -183,7 +184,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             if options.metrics_port:
                 metrics = _serve_metrics(options.metrics_port)
         except UsageError as exc:
-            print(f"surge: {exc}", file=sys.stderr)
+            print(f"surge: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
     plain = _PlainEnd(environment) if master and not options.surge_managed else None
     FestivalShape.recording = LocustRecording(
@@ -243,7 +244,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         _check_host(environment.host or "")
         scenario = _scenario(options)
     except UsageError as exc:
-        log.error("surge: %s", exc)
+        log.error("surge: %s", one_line(exc))
         gevent.spawn(runner.stop)  # the web UI stays up to take a loopback host or a scenario that exists
         return
     workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
@@ -370,7 +371,8 @@ def _channels(scenario: Scenario, out: Path, host: str, *, targeted: bool) -> li
             return served_channels(host)
         except ChannelsUnavailable as exc:
             defaults = default_channels(scenario)
-            log.warning("surge: warning: %s; drawing cards on the default channels %s", exc, ", ".join(defaults))
+            shown = ", ".join(defaults)
+            log.warning("surge: warning: %s; drawing cards on the default channels %s", one_line(exc), shown)
             return defaults
     return default_channels(scenario)
 

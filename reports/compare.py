@@ -36,6 +36,7 @@ from rich.table import Table
 
 from reports import hdr, metrics
 from reports.analysis import Analysis
+from reports.console_text import one_line
 from reports.runfolder import ADMITTED, GOOD
 
 
@@ -250,7 +251,7 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def console_table(comparison: Comparison) -> Table:
-    table = Table(title=escape(f"{comparison.base} → {comparison.candidate}"))
+    table = Table(title=escape(one_line(f"{comparison.base} → {comparison.candidate}")))
     for column in ("metric", "base", "candidate", "delta", "allowed", "verdict"):
         table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
     for row in comparison.rows:
@@ -260,7 +261,7 @@ def console_table(comparison: Comparison) -> Table:
             verdict = "[bold red]REGRESSED[/bold red]" if row.regressed else "[green]ok[/green]"
         allowed = "—" if row.allowed is None else ("−" if row.better == "higher" else "+") + fmt(row.allowed, row.unit)
         table.add_row(
-            row.metric,
+            escape(one_line(row.metric)),
             fmt(row.base, row.unit),
             fmt(row.candidate, row.unit),
             fmt(row.delta, row.unit),

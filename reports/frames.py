@@ -13,6 +13,7 @@ import io
 import json
 import math
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ _HISTORY_TEXT = (
 )
 LEDGER_COLUMNS = ["repayment_id", "idempotency_key", "user_id", "card_id", "channel", "amount_fen", "business_date"]
 # the steps.csv columns the knee chart and metrics.knee need (older folders may lack the rest of STEP_COLUMNS)
+LEDGER_READ_LIMIT_S = 120.0  # a soak's ~1M-row ledger loads in seconds; a folder from elsewhere may hold anything
 NEEDED_STEP_COLUMNS = ("rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed")
 _WINDOW_SCALARS = ("offered", "sent", "late", "dropped", "amount_fen", "plans_followed")
 
@@ -249,13 +251,30 @@ def read_events(path: Path) -> pd.DataFrame:
     return events.sort_values("t_s", kind="stable").reset_index(drop=True)
 
 
-def read_ledger(path: Path) -> pd.DataFrame | None:
-    """The columns of the `repayments` table the checks need (read-only); None when the run has no ledger copy."""
+def read_ledger(path: Path, limit_s: float = LEDGER_READ_LIMIT_S) -> pd.DataFrame | None:
+    """The columns of the `repayments` table the checks need (read-only); None when the run has no ledger copy.
+
+    A run folder may come from anywhere (a CI artifact, a colleague), so its ledger is untrusted input:
+    `repayments` must be a plain table (a view can run any query, an endless recursive one included), the
+    schema is not trusted to call functions with side effects, and the read is interrupted past `limit_s`.
+    """
     if not path.exists():
         return None
+    deadline = time.monotonic() + limit_s
     try:
         with contextlib.closing(sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
+            conn.execute("PRAGMA trusted_schema = OFF")
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 100_000)
+            kind = conn.execute("SELECT type, sql FROM sqlite_master WHERE lower(name) = 'repayments'").fetchone()
+            if kind is None:
+                raise RunFolderError(f"{path}: unreadable ledger (no repayments table)")
+            if kind[0] != "table" or str(kind[1]).upper().startswith("CREATE VIRTUAL"):
+                raise RunFolderError(f"{path}: unreadable ledger (repayments is a {kind[0]}, not a plain table)")
             table = _ledger_by_column(conn) or _ledger_by_row(conn)
+    except sqlite3.OperationalError as exc:
+        if time.monotonic() > deadline:
+            raise RunFolderError(f"{path}: reading the ledger took longer than {limit_s:g} s") from None
+        raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc
     except sqlite3.Error as exc:
         raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc
     ledger: pd.DataFrame = table.to_pandas(types_mapper=_text_as_str)

@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
+from reports.console_text import one_line
 from reports.frames import load_run
 from reports.render import render_comparison
 from reports.runfolder import RunFolderError
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if differences and not args.force:
         raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")
     if differences:
-        console.print(f"[yellow]warning:[/yellow] {unlike_line(differences)}", highlight=False)
+        console.print(f"[yellow]warning:[/yellow] {escape(one_line(unlike_line(differences)))}", highlight=False)
     try:
         comparison = compare(analyse(base), analyse(candidate), tolerances)
     except RunFolderError as exc:
@@ -89,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--html {target}: {exc.strerror}") from None
     console.print(console_table(comparison))
     verdict = "[bold red]REGRESSED[/bold red]" if comparison.regressed else "[green]no regression[/green]"
-    console.print(f"{verdict} · {target}", highlight=False)
+    console.print(f"{verdict} · {escape(one_line(target))}", highlight=False)
     publish_comparison(comparison)
     return 1 if comparison.regressed else 0

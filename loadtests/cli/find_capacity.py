@@ -47,6 +47,7 @@ from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
+from reports.console_text import one_line
 from reports.runfolder import (
     Capacity,
     CapacityStep,
@@ -104,10 +105,16 @@ def run(args: argparse.Namespace) -> int:
     gateway = choose_gateway(args, base.gateway)
     console = Console(stderr=True, highlight=False)
     check_before_start(
-        gateway, args, base, lambda warning: console.print(f"surge find-capacity: warning: {warning}", markup=False)
+        gateway,
+        args,
+        base,
+        lambda warning: console.print(f"surge find-capacity: warning: {one_line(warning)}", markup=False),
     )
     run_dir = new_run_dir(args.out, "capacity")
-    console.print(f"surge find-capacity from {args.start_rate:g}/s (base {base.name}) → {run_dir}")
+    console.print(
+        f"surge find-capacity from {args.start_rate:g}/s (base {one_line(base.name)}) → {one_line(run_dir)}",
+        markup=False,
+    )
     return stoppable(
         "surge find-capacity",
         run_dir,
@@ -220,7 +227,11 @@ async def _search(
             return None
         if profile is not None and profile.ledger is not None:
             rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
-            console.print(f"ledger: {rows} rows copied from {profile.name}'s ledger into {run_dir / 'ledger.sqlite'}")
+            console.print(
+                f"ledger: {rows} rows copied from {one_line(profile.name)}'s ledger into "
+                f"{one_line(run_dir / 'ledger.sqlite')}",
+                markup=False,
+            )
         return result
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from loadtests.errors import SurgeError
 from loadtests.orchestration.stopping import StoppedBySignal
+from reports.console_text import one_line
 from reports.runfolder import EXIT_SIGINT, EXIT_SIGTERM
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = module.run(args)
     except SurgeError as exc:
-        print(f"surge {args.command}: {exc}", file=sys.stderr)
+        print(f"surge {args.command}: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except StoppedBySignal as exc:  # the run folders say where it stopped
         print(f"surge {args.command}: stopped by {'SIGTERM' if exc.exit_code == EXIT_SIGTERM else 'SIGINT'}",
@@ -57,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"surge {args.command}: interrupted", file=sys.stderr)
         return EXIT_SIGINT
     except Exception as exc:  # a harness fault the subcommand did not foresee: exit 3, one line
-        print(f"surge {args.command}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"surge {args.command}: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 3
     return code
 

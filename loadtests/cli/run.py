@@ -51,6 +51,7 @@ from loadtests.scenario.channels import ChannelsUnavailable, default_channels, s
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
+from reports.console_text import one_line
 from reports.runfolder import STOP_FILE, RunEvent, write_json
 from reports.verify import verify_run
 
@@ -99,10 +100,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = Console(stderr=True, highlight=False)
     check_before_start(
-        gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {warning}", markup=False)
+        gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {one_line(warning)}", markup=False)
     )
     run_dir = new_run_dir(args.out, scenario.name)
-    console.print(f"surge run {scenario.name} (scale {args.scale:g}, {scenario.duration_s:g} s) → {run_dir}")
+    console.print(
+        f"surge run {one_line(scenario.name)} (scale {args.scale:g}, {scenario.duration_s:g} s) → {one_line(run_dir)}",
+        markup=False,
+    )
     if not gateway.embedded and profile is None:
         _warn_without_channels(str(gateway.host), console)
     exit_code = stoppable(
@@ -121,7 +125,7 @@ def _warn_without_channels(host: str, console: Console) -> None:
     try:
         served_channels(host)
     except ChannelsUnavailable as exc:
-        console.print(f"surge run: warning: {exc}; cards are drawn on the default channels", markup=False)
+        console.print(f"surge run: warning: {one_line(exc)}; cards are drawn on the default channels", markup=False)
 
 
 def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfile) -> None:
@@ -135,7 +139,7 @@ def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfil
         lost = verify_run(run_dir)["violations"]["lost"]
         keys = ", ".join(str(item["key"]) for item in lost[:LOST_KEYS_SHOWN])
         more = f" and {len(lost) - LOST_KEYS_SHOWN} more" if len(lost) > LOST_KEYS_SHOWN else ""
-        print(f"lost payments (acknowledged, not in {profile.name}'s ledger), by key: {keys}{more}")
+        print(f"lost payments (acknowledged, not in {one_line(profile.name)}'s ledger), by key: {one_line(keys)}{more}")
     declined = int((summary.get("totals") or {}).get("declined", 0))
     if scenario.client.policy == "follow-plan" and declined:
         print(
@@ -187,7 +191,11 @@ async def _orchestrate(
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
         if profile is not None and profile.ledger is not None:
             rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
-            console.print(f"ledger: {rows} rows copied from {profile.name}'s ledger into {run_dir / 'ledger.sqlite'}")
+            console.print(
+                f"ledger: {rows} rows copied from {one_line(profile.name)}'s ledger into "
+                f"{one_line(run_dir / 'ledger.sqlite')}",
+                markup=False,
+            )
 
 
 def _clock_anchored(gateway: dict[str, Any], t0_unix: float) -> dict[str, Any]:
@@ -219,7 +227,7 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
 
     def on_chaos(event: ChaosEvent) -> None:
         events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
-        live.faults.append(f"{event.kind} {event.target} {event.detail}".strip())
+        live.faults.append(one_line(f"{event.kind} {event.target} {event.detail}".strip()))
 
     memory_csv = run_dir / "memory.csv"
     tasks: list[asyncio.Task[None]] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from loadtests.cli import run as run_command
@@ -21,6 +22,7 @@ from loadtests.cli.github_summary import publish_study
 from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
+from reports.console_text import one_line
 from reports.render import yuan
 from reports.runfolder import read_stop
 
@@ -39,12 +41,15 @@ def run(args: argparse.Namespace) -> int:
     plans = plan_study(study, scenario, out, scale=args.scale, duration_s=args.duration)
     header = study_header(study, scenario, plans)
     console = Console(stderr=True)
-    console.print(f"surge study {study.name}: {len(plans)} variants of {scenario.name} → {out}")
+    console.print(
+        f"surge study {one_line(study.name)}: {len(plans)} variants of {one_line(scenario.name)} → {one_line(out)}",
+        markup=False,
+    )
 
     def run_variant(plan: VariantPlan) -> int:
         """The variant as `surge run` would run it from its own command line (so every later option of
         `surge run` gets its default here too)."""
-        console.rule(f"variant {plan.name}")
+        console.rule(escape(f"variant {one_line(plan.name)}"))
         argv = [str(plan.scenario_path), "--scale", repr(plan.scale), "--replicas", str(plan.replicas)]
         argv += ["--out", str(plan.run_dir), "--workers", str(args.workers)]
         if plan.duration_s is not None:
@@ -60,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     rows = run_study(header, plans, out, run_variant)
     _print_table(rows, Console(width=max(Console().width, 110)))
     publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
-    print(f"study: {(out / 'study.html').resolve()}")
+    print(f"study: {one_line((out / 'study.html').resolve())}")
     return max((int(row["exit_code"]) for row in rows), default=0)
 
 
@@ -76,7 +81,7 @@ def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")
     for row in rows:
         table.add_row(
-            row["name"] + ("" if row["valid"] else " (invalid)"),
+            escape(one_line(row["name"])) + ("" if row["valid"] else " (invalid)"),
             _fmt(row.get("payments"), "{:,}"),
             _fmt(row.get("completed_ratio"), "{:.1%}"),
             yuan(row.get("amount_repaid_fen")),

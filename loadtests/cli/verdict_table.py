@@ -16,6 +16,7 @@ from rich.table import Table
 from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
 from reports.compare import unlike_line
+from reports.console_text import one_line
 from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
 
 
@@ -27,18 +28,20 @@ def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
     print_verdicts(summary, Console())
     differences = (summary.get("comparison") or {}).get("unlike") or []
     if differences:  # `surge run --baseline` with a folder of another scenario, scale or gateway
-        Console(stderr=True, highlight=False).print(f"warning: --baseline: {unlike_line(differences)}", markup=False)
+        Console(stderr=True, highlight=False).print(
+            f"warning: --baseline: {one_line(unlike_line(differences))}", markup=False
+        )
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
     for line in lines:
         print(line)
     report = run_dir / "report.html"
-    print(f"report: {(report if report.exists() else run_dir).resolve()}")
+    print(f"report: {one_line((report if report.exists() else run_dir).resolve())}")
     exit_code: int = summary["exit_code"]
     return exit_code
 
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:
-    table = Table(title=f"surge verdicts — {escape(str(summary.get('scenario', '?')))}", show_lines=False)
+    table = Table(title=f"surge verdicts — {escape(one_line(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
     rows = [
@@ -51,12 +54,12 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     aborted, stopped = summary.get("aborted"), summary.get("stopped")
     if aborted:
         console.print(
-            f"[bold red]ABORTED at t = {aborted['at_s']:.0f} s: {escape(str(aborted['rule']))}[/]"
+            f"[bold red]ABORTED at t = {aborted['at_s']:.0f} s: {escape(one_line(aborted['rule']))}[/]"
             f" (measured {aborted['value']:.4g}); the verdicts cover the seconds before it"
         )
     elif stopped:
         console.print(
-            f"[bold yellow]interrupted at t = {stopped['at_s']:.0f} s[/] ({escape(str(stopped['reason']))});"
+            f"[bold yellow]interrupted at t = {stopped['at_s']:.0f} s[/] ({escape(one_line(stopped['reason']))});"
             " the verdicts cover only the seconds that ran"
         )
     if summary.get("valid") is False:
@@ -76,7 +79,7 @@ def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
     """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
     unit = verdict_unit(str(verdict.get("name", "")))
     return (
-        escape(name),
+        escape(one_line(name)),
         format_value(verdict.get("value"), unit),
         format_value(verdict.get("bound"), unit),
         _verdict(outcome(verdict), verdict.get("reason")),
@@ -87,5 +90,5 @@ def _verdict(result: str, reason: Any) -> str:
     if result == PASS:
         return "[green]pass[/]"
     if result == FAIL:
-        return "[bold red]FAIL[/]" + (f" {escape(str(reason))}" if reason else "")
-    return "[yellow]unknown[/]" + (f" — {escape(str(reason))}" if reason else "")
+        return "[bold red]FAIL[/]" + (f" {escape(one_line(reason))}" if reason else "")
+    return "[yellow]unknown[/]" + (f" — {escape(one_line(reason))}" if reason else "")

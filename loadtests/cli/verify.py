@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from loadtests.errors import UsageError
+from reports.console_text import one_line
 from reports.runfolder import RunFolderError
 from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return _exit_code(result["passed"])
-    table = Table(title=escape(f"invariants of {args.run_dir}"))
+    table = Table(title=escape(one_line(f"invariants of {args.run_dir}")))
     for column in ("invariant", "violations", "bound", "verdict", "examples"):
         table.add_column(column)
     for verdict in result["verdicts"]:
@@ -49,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
             if result_of == PASS
             else "[bold red]FAILED[/bold red]"
             if result_of == FAIL
-            else f"[yellow]unknown[/yellow] — {escape(str(verdict['reason']))}",
-            escape("\n".join(json.dumps(example, ensure_ascii=False) for example in examples)),
+            else f"[yellow]unknown[/yellow] — {escape(one_line(verdict['reason']))}",
+            escape("\n".join(one_line(json.dumps(example, ensure_ascii=False)) for example in examples)),
         )
     console = Console()
     console.print(table)

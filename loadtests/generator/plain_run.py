@@ -21,6 +21,8 @@ from locust.env import Environment
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
+from reports.console_text import one_line
+
 log = logging.getLogger("surge")
 
 
@@ -55,7 +57,7 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     try:
         summary = finalize_run(run_dir)
     except (RunFolderError, OSError) as exc:
-        log.error("surge: the run folder %s cannot be analysed: %s", run_dir, exc)
+        log.error("surge: the run folder %s cannot be analysed: %s", one_line(run_dir), one_line(exc))
         environment.process_exit_code = 3
         return 3
     code = int(summary["exit_code"])
@@ -69,7 +71,7 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     if summary.get("valid") is False:
         log.error("surge: INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's")
     log.info("surge: verdict %s (exit code %d)", headline(code, checks), code)
-    log.info("surge: run folder %s", run_dir)
-    log.info("surge: report %s", run_dir / "report.html")
+    log.info("surge: run folder %s", one_line(run_dir))
+    log.info("surge: report %s", one_line(run_dir / "report.html"))
     environment.process_exit_code = code
     return code

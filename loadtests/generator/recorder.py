@@ -33,6 +33,7 @@ from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, n
 from loadtests.generator.history import HistoryWriter
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.shapes import AbortRule, load_scenario
+from reports.console_text import one_line
 from reports.runfolder import (
     Aborted,
     Attempt,
@@ -191,7 +192,7 @@ def summary_lines(writer: RunWriter, verdict: GeneratorVerdict) -> list[str]:
         total.merge(window)
     lines = [
         f"surge: {total.offered} offered, {total.sent} sent, {total.late} late, {total.dropped} dropped "
-        f"over {len(writer.closed)} s → {writer.out_dir}",
+        f"over {len(writer.closed)} s → {one_line(writer.out_dir)}",
     ]
     for name, stats in total.classes.items():
         lines.append(
@@ -317,7 +318,7 @@ class LocustRecording:
             trip = writer.guard.check(now - settings.t0) if self.stop is None else None
             if trip is not None:
                 rule = trip.rule.describe()
-                log.error("surge: aborted at t = %.0f s: %s (value %g)", trip.at_s, rule, trip.value)
+                log.error("surge: aborted at t = %.0f s: %s (value %g)", trip.at_s, one_line(rule), trip.value)
                 self.stop_early(
                     "abort", f"abort rule {rule} tripped", Aborted(rule=rule, at_s=trip.at_s, value=trip.value)
                 )
@@ -369,7 +370,8 @@ class LocustRecording:
         now = time.time()
         record = StopRecord(at_unix=now, at_s=round(now - settings.t0, 3), by=by, reason=reason, aborted=aborted)
         self.stop = write_stop(Path(settings.out_dir), record)
-        log.warning("surge: run stopped at t = %.1f s by %s: %s", self.stop.at_s, self.stop.by, self.stop.reason)
+        stop = self.stop
+        log.warning("surge: run stopped at t = %.1f s by %s: %s", stop.at_s, stop.by, one_line(stop.reason))
         runner = self.environment.runner
         if isinstance(runner, MasterRunner):
             for client_id in list(runner.clients.keys()):

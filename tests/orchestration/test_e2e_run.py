@@ -13,7 +13,7 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 TINY = """
-name = "tiny"
+name = "{name}"
 description = "a 20 s smoke run with a latency fault on one replica"
 duration_s = 20
 seed = 7
@@ -50,9 +50,11 @@ max_recovery_s = 10
 RUN_FILES = ["report.html", "summary.json", "timeseries.csv", "events.csv", "junit.xml", "ledger.sqlite", "meta.json"]
 
 
-def surge_run(tmp_path: Path, name: str, p99: float) -> tuple[subprocess.CompletedProcess[str], Path]:
+def surge_run(
+    tmp_path: Path, name: str, p99: float, scenario_name: str = "tiny"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     scenario = tmp_path / f"{name}.toml"
-    scenario.write_text(TINY.format(p99=p99))
+    scenario.write_text(TINY.format(p99=p99, name=scenario_name))
     out = tmp_path / name
     result = subprocess.run(
         [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out)],
@@ -81,9 +83,15 @@ def test_tiny_run_passes_and_writes_the_run_folder(tmp_path: Path) -> None:
 
 
 def test_impossible_slo_exits_1_and_says_which(tmp_path: Path) -> None:
-    result, out = surge_run(tmp_path, "strict", p99=0.001)
+    """The scenario's name is hostile too: it must not start a line that GitHub Actions reads as a workflow
+    command, on the run's first line, in the verdict table or anywhere else surge prints it."""
+    hostile = "tiny\\n::error title=INJ::forged\\u001b[2J"
+    result, out = surge_run(tmp_path, "strict", p99=0.001, scenario_name=hostile)
     assert result.returncode == 1, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     failed = [slo["name"] for slo in summary["slos"] if not slo["passed"]]
     assert any("p99" in name for name in failed)
     assert "FAIL" in result.stdout
+    lines = (result.stdout + result.stderr).splitlines()
+    assert not [line for line in lines if line.strip().startswith("::") or "\x1b" in line]
+    assert "surge run tiny\\n: :error title=INJ: :forged\\x1b[2J (scale 1" in result.stderr

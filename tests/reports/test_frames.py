@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -92,3 +94,34 @@ def test_the_fast_ledger_path_is_taken_for_ordinary_values_only(tmp_path: Path) 
         with sqlite3.connect(tmp_path / name) as conn:
             assert (frames._ledger_by_column(conn) is not None) is fast, name
         conn.close()
+
+
+ENDLESS_VIEW = (
+    "CREATE VIEW repayments AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) "
+    "SELECT 'rp' || i AS repayment_id, 'k' || i AS idempotency_key, 'u' AS user_id, 'c' AS card_id, "
+    "'ICBC' AS channel, 1 AS amount_fen, '2026-11-11' AS business_date, 'r1' AS replica, '' AS created_at FROM n"
+)
+
+
+def test_surge_verify_refuses_a_ledger_whose_repayments_is_a_view(run_dir: Path) -> None:
+    """A 4 KB run folder from elsewhere whose `repayments` is an endless recursive view hung `surge verify`."""
+    (run_dir / "ledger.sqlite").unlink()
+    with sqlite3.connect(run_dir / "ledger.sqlite") as conn:
+        conn.execute(ENDLESS_VIEW)
+    conn.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "loadtests.cli.main", "verify", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "repayments is a view, not a plain table" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_ledger_read_is_bounded_in_time(tmp_path: Path) -> None:
+    rows = [(f"rp{i}", f"k{i}", "u", "c", "ICBC", 1, "2026-11-11") for i in range(20_000)]
+    write_ledger(tmp_path / "ledger.sqlite", rows)
+    with pytest.raises(RunFolderError, match="reading the ledger took longer than 0 s"):
+        frames.read_ledger(tmp_path / "ledger.sqlite", limit_s=0)
