@@ -43,7 +43,15 @@ from loadtests.generator.policy import (
 )
 from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
-from loadtests.generator.target import Classifier, TargetApi, Values, no_response
+from loadtests.generator.target import (
+    UNREADABLE_BODY,
+    Classifier,
+    TargetApi,
+    Values,
+    no_response,
+    read_json,
+    scalar_text,
+)
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.shapes import Scenario
 from reports.runfolder import (
@@ -396,30 +404,28 @@ def _no_response(response: Reply) -> bool:
 
 
 def _read(response: Reply) -> _Answer:
-    """An answer of the §3 API; a missing response is TIMEOUT or CONNECTION_ERROR."""
+    """An answer of the §3 API; a missing response is TIMEOUT or CONNECTION_ERROR. A body that is JSON but
+    cannot be read (target.read_json) is classified by the status alone, with the code UNREADABLE_BODY."""
     status = int(response.status_code or 0)
     if status == 0:
         code = TIMEOUT if _no_response(response) else CONNECTION_ERROR
         return _Answer(0, code, classify(0, code), {}, None)
-    try:
-        data = json.loads(response.content or b"{}")
-    except ValueError:
-        data = {}
+    data, unreadable = read_json(response.content or b"{}")
     if not isinstance(data, dict):
         data = {}
     if 200 <= status < 300:
         return _Answer(
             status,
-            "",
+            UNREADABLE_BODY if unreadable else "",
             "succeeded",
             {},
             None,
-            repayment_id=str(data.get("repayment_id", "")),
-            replica=str(data.get("replica") or _header(response, "X-Replica") or ""),
-            business_date=str(data.get("business_date", "")),
+            repayment_id=scalar_text(data.get("repayment_id")),
+            replica=scalar_text(data.get("replica")) or _header(response, "X-Replica") or "",
+            business_date=scalar_text(data.get("business_date")),
             replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
         )
-    code = str(data.get("code", ""))
+    code = UNREADABLE_BODY if unreadable else scalar_text(data.get("code"))
     return _Answer(status, code, classify(status, code), data, retry_after_s(_header(response, "Retry-After"), data))
 
 

@@ -24,6 +24,8 @@ from reports.runfolder import SHANGHAI, ClusterClock
 BASE_DELAY_S = 0.1
 MAX_DELAY_S = 2.0
 MAX_RETRY_AFTER_S = 30.0  # a server asking for longer than this is treated as "not today": give up
+MAX_WAIT_S = 86_400.0  # any longer Retry-After is read as this: finite, so no float overflows or infinities
+MAX_PLAN_PART_FEN = 10**12  # a suggested part above ten billion yuan makes the plan malformed, not a payment
 RESET_MARGIN_S = 0.1  # wall seconds after a business-day reset before the next part of a plan is sent
 
 DeclinePolicy = Literal["follow-plan", "give-up", "switch-card"]
@@ -54,26 +56,26 @@ def backoff_s(retry_number: int, retry_after_s: float | None, rng: random.Random
 def retry_after_s(header: str | None, problem: dict[str, Any]) -> float | None:
     """The server's wish in seconds: `retry_after_ms` (precise) over the `Retry-After` header (whole seconds)."""
     millis = problem.get("retry_after_ms")
-    if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:
-        return float(millis) / 1000.0
+    if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:  # NaN is not >= 0
+        return float(min(millis, MAX_WAIT_S * 1000.0)) / 1000.0  # compared before float(): a 400-digit int
     return header_seconds(header)
 
 
 def header_seconds(value: str | None, now: float | None = None) -> float | None:
     """A Retry-After header as seconds from `now`: delta-seconds or an HTTP date (RFC 9110 §10.2.3), None when
-    absent or unreadable. The gateway sends seconds; a team's own API may send a date."""
+    absent or unreadable, at most MAX_WAIT_S. The gateway sends seconds; a team's own API may send a date."""
     if value is None:
         return None
     text = value.strip()
     try:
-        return max(0.0, float(text))
+        return min(MAX_WAIT_S, max(0.0, float(text)))  # "1e999" is inf, "nan" is 0
     except ValueError:
         pass
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(0.0, when.timestamp() - (_time.time() if now is None else now))
+    return min(MAX_WAIT_S, max(0.0, when.timestamp() - (_time.time() if now is None else now)))
 
 
 @dataclass
@@ -182,15 +184,21 @@ def _follow_plan(problem: dict[str, Any], ctx: DeclineContext) -> AfterDecline:
 
 
 def _plan_parts(plan: Any) -> list[tuple[date, int]]:
-    """`suggested_plan` as (business_date, amount_fen) pairs in date order; a malformed plan is no plan."""
+    """`suggested_plan` as (business_date, amount_fen) pairs in date order; a malformed plan is no plan: a part
+    that is not an object, a date that is not a YYYY-MM-DD string, an amount that is not a whole number of fen
+    up to MAX_PLAN_PART_FEN."""
     if not isinstance(plan, Sequence) or isinstance(plan, str):
         return []
     parts: list[tuple[date, int]] = []
     for item in plan:
+        if not isinstance(item, dict) or not isinstance(item.get("business_date"), str):
+            return []
         try:
-            day = date.fromisoformat(str(item["business_date"]))
+            day = date.fromisoformat(item["business_date"])
             amount = int(item["amount_fen"])
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
+            return []
+        if amount > MAX_PLAN_PART_FEN:
             return []
         if amount > 0:
             parts.append((day, amount))

@@ -8,6 +8,10 @@ Escaping depends on where a value lands: inside a JSON body each substituted val
 (quotes, backslashes, control characters; non-ASCII kept as UTF-8), in a form body it is
 application/x-www-form-urlencoded, in the path it is percent-encoded, in a header it is sent as is.
 `${NAME}` is read from the environment when the compiled request is built in the Locust process.
+
+Whatever an answer's body holds, classifying it returns: a body that cannot be read (`read_json`) is no JSON,
+so no `json` rule matches it and the status (and header fields) alone decide, with UNREADABLE_BODY as the code
+recorded unless the rule that matched names one; a Retry-After is clamped (policy.MAX_WAIT_S).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 from loadtests.generator.policy import header_seconds
@@ -24,6 +28,26 @@ from loadtests.scenario.profile import FORM, JSON, ResponseRule, Segment, Target
 from reports.runfolder import CONNECTION_ERROR, TIMEOUT, OutcomeClass
 
 MISSING = object()
+UNREADABLE_BODY: Final = "UNREADABLE_BODY"  # the code of an answer whose JSON body could not be held
+
+
+def read_json(content: bytes) -> tuple[Any, bool]:
+    """The JSON document a body holds, and whether the body was JSON that could not be read: nested deeper than
+    the parser's recursion limit, or a number longer than Python reads (4,300 digits). A body that is not JSON
+    at all (HTML from a proxy, plain text) is (None, False), as before: nothing unusual to record."""
+    try:
+        return json.loads(content), False
+    except RecursionError:
+        return None, True
+    except (json.JSONDecodeError, UnicodeDecodeError):  # before ValueError, their base: plainly not JSON
+        return None, False
+    except ValueError:  # int(): "Exceeds the limit (4300 digits) for integer string conversion"
+        return None, True
+
+
+def scalar_text(value: Any) -> str:
+    """A JSON scalar as the text recorded; an object or array (a field a target filled with anything) is ""."""
+    return "" if value is None or isinstance(value, dict | list) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,25 +208,18 @@ class Classifier:
     ) -> Classified:
         """`status` 0: no response (timeout or connection error, named by the caller)."""
         body: Any = None
+        unreadable = False
         if self._needs_body and content:
-            try:
-                body = json.loads(content)
-            except ValueError:
-                body = None
+            body, unreadable = read_json(content)
         for rule in self._rules:
             if rule.matches(status, body, headers):
                 found = MISSING if rule.payment_id is None else resolve(body, rule.payment_id)
-                payment_id = "" if found is MISSING or found is None else str(found)
                 wait = None
                 if rule.retry_after_header is not None:
                     wait = header_seconds(headers.get(rule.retry_after_header), now)
-                return Classified(
-                    rule.outcome,
-                    rule.code,
-                    wait,
-                    "" if payment_id is MISSING or payment_id is None else str(payment_id),
-                )
-        return Classified("error", f"HTTP_{status}", None, "")
+                code = rule.code or (UNREADABLE_BODY if unreadable else "")
+                return Classified(rule.outcome, code, wait, "" if found is MISSING else scalar_text(found))
+        return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "")
 
 
 def no_response(timed_out: bool) -> Classified:

@@ -12,6 +12,8 @@ from loadtests.generator.policy import (
     BASE_DELAY_S,
     GIVE_UP,
     MAX_DELAY_S,
+    MAX_PLAN_PART_FEN,
+    MAX_WAIT_S,
     ClientRetryBudget,
     DeclineContext,
     backoff_s,
@@ -163,3 +165,24 @@ def test_retries_and_plan_parts_are_filed_under_their_own_request_names() -> Non
         "/v1/repayments [plan part]",
         "/v1/repayments [plan part retry]",
     }
+
+
+def test_absurd_waits_are_clamped_and_never_overflow() -> None:
+    """A server's wish is a number it chose: 10^400 ms, infinity or 400 digits read as MAX_WAIT_S (longer than
+    any client waits, so the payment is given up), never an OverflowError out of the client."""
+    assert retry_after_s(None, {"retry_after_ms": 10**400}) == MAX_WAIT_S
+    assert retry_after_s(None, {"retry_after_ms": float("inf")}) == MAX_WAIT_S
+    assert retry_after_s("2", {"retry_after_ms": float("nan")}) == 2.0
+    assert header_seconds("9" * 400, 0.0) == header_seconds("1e999", 0.0) == MAX_WAIT_S
+    assert header_seconds("nan", 0.0) == 0.0
+    assert header_seconds("Fri, 31 Dec 9999 23:59:59 GMT", 0.0) == MAX_WAIT_S
+
+
+def test_a_plan_with_absurd_or_malformed_parts_is_no_plan() -> None:
+    for amount in (float("inf"), 1e400, 10**400, MAX_PLAN_PART_FEN + 1, "9" * 5000):
+        assert on_decline("follow-plan", plan(("2026-11-11", amount)), ctx()) == GIVE_UP  # type: ignore[arg-type]
+    nested: object = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert on_decline("follow-plan", {"suggested_plan": [{"business_date": nested, "amount_fen": 5}]}, ctx()) == GIVE_UP
+    assert on_decline("follow-plan", {"suggested_plan": [nested]}, ctx()) == GIVE_UP

@@ -109,3 +109,25 @@ def test_first_match_wins_lists_match_any_value_and_json_types_are_strict() -> N
     assert classifier.classify(200, b'{"ok": true, "a/b": "y"}', {"X-Busy": "1"}).outcome == "succeeded"
     assert classifier.classify(200, b"not json", {"X-Busy": "1"}).outcome == "shed"
     assert classifier.classify(200, b"[]", {}).outcome == "declined"
+
+
+@pytest.mark.parametrize(
+    ("status", "content", "headers", "outcome", "code", "wait"),
+    [
+        (200, b"[" * 100_000 + b"]" * 100_000, {}, "error", "UNREADABLE_BODY", None),  # json rules cannot match
+        (200, b'{"code": 1' + b"0" * 5000 + b"}", {}, "error", "UNREADABLE_BODY", None),  # past int's 4,300 digits
+        (429, b"[" * 100_000, {"Retry-After": "9" * 400}, "rate_limited", "E4290", 86_400.0),  # its rule's code
+        (503, b"[" * 100_000 + b"]" * 100_000, {}, "shed", "UNREADABLE_BODY", None),  # status alone, reason kept
+        (503, b"<html>busy</html>", {}, "shed", "", None),  # plainly not JSON: nothing unusual
+        (200, b'{"code": "0000", "data": {"payNo": {"deep": [1, 2]}}}', {}, "succeeded", "", None),
+    ],
+    ids=["nested-100k", "5000-digit-number", "400-digit-retry-after", "deep-503", "html-503", "object-payment-id"],
+)
+def test_any_body_is_classified_by_the_status_alone_when_it_cannot_be_read(
+    status: int, content: bytes, headers: dict[str, str], outcome: str, code: str, wait: float | None
+) -> None:
+    """A body the JSON parser cannot hold (RecursionError, a number too long) never raises out of the
+    classifier: no `json` rule matches it, the status decides, the code says why; a Retry-After is clamped, and
+    a payment id that is not a scalar is recorded as none."""
+    verdict = Classifier(ACME_PROFILE).classify(status, content, headers, now=0.0)
+    assert (verdict.outcome, verdict.code, verdict.retry_after_s, verdict.payment_id) == (outcome, code, wait, "")

@@ -1,0 +1,134 @@
+"""Whatever a body holds, every answer is exactly one recorded attempt (black box, through a real Locust process).
+
+A server answers each payment with a body built to break the reader: a 201 nested 100,000 levels deep (the
+JSON parser's RecursionError), a 503 asking to wait 10^400 ms (float overflow) or a Retry-After of 400 digits,
+a decline whose suggested plan's amount is 1e400 (int(inf)). Each is one history row, counted once by Locust's
+own statistics and once by the server: no attempt lost from the history (what the invariants would call a
+phantom), no exception in the Locust user. The reader classifies by the status alone and records why.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from tests.loadtests.procs import history, run_locust
+
+pytestmark = pytest.mark.e2e
+SCENARIO = """
+name = "hostile"
+duration_s = 2
+seed = 5
+[population]
+users = 60
+[[rate]]
+at_s = 0
+per_s = 12
+[client]
+policy = "follow-plan"
+timeout_s = 2
+max_retries = 2
+[arrivals]
+pool = 20
+"""
+DEEP = b"[" * 100_000 + b"]" * 100_000
+HUGE_WAIT = b'{"code": "CHANNEL_BUSY", "retry_after_ms": 1' + b"0" * 400 + b"}"
+INFINITE_PLAN = (
+    b'{"code": "DAILY_LIMIT_EXCEEDED", "scope": "card",'
+    b' "suggested_plan": [{"business_date": "2026-11-11", "amount_fen": 1e400}]}'
+)
+PROFILE = """
+name = "hostile"
+base_url = "http://127.0.0.1:1"
+[request]
+path = "/pay"
+body = '{{"key": "{{key}}", "fen": {{amount_fen}}}}'
+[[response.rules]]
+status = 201
+json = {{ "/ok" = true }}
+outcome = "succeeded"
+payment_id = "/id"
+[[response.rules]]
+status = 503
+outcome = "shed"
+retry_after_header = "Retry-After"
+"""
+
+
+def locust_requests(out: Path) -> int:
+    with (out / "locust" / "locust_stats.csv").open(newline="", encoding="utf-8") as handle:
+        return int(next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")["Request Count"])
+
+
+async def serve(answers: list[web.Response], path: str, tmp_path: Path, *extra: str) -> tuple[int, Path, int]:
+    """Locust against a server cycling through `answers`; (requests the server read, run folder, exit code)."""
+    cycle: Callable[[], web.Response] = itertools.cycle(answers).__next__
+    seen = 0
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal seen
+        await request.read()
+        seen += 1
+        template = cycle()
+        return web.Response(status=template.status, body=template.body, headers=dict(template.headers))
+
+    app = web.Application()
+    app.router.add_post(path, answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    scenario = tmp_path / "hostile.toml"
+    scenario.write_text(SCENARIO, encoding="utf-8")
+    out = tmp_path / "run"
+    try:
+        rc = await run_locust(f"http://127.0.0.1:{port}", scenario, out, *extra, timeout_s=60)
+    finally:
+        await runner.cleanup()
+    return seen, out, rc
+
+
+def one_row_per_answer(seen: int, out: Path) -> list[dict[str, str]]:
+    log = (out / "locust" / "stdout.log").read_text(encoding="utf-8")
+    assert "Traceback" not in log and "Error" not in log.split("Error report")[0], log
+    rows = history(out)
+    assert seen > 0 and len(rows) == seen, f"{seen} answers sent, {len(rows)} attempts recorded"
+    assert locust_requests(out) == seen
+    return rows
+
+
+async def test_the_builtin_api_records_every_hostile_answer_once(tmp_path: Path) -> None:
+    answers = [
+        web.Response(status=201, body=DEEP, content_type="application/json"),
+        web.Response(status=503, body=HUGE_WAIT, content_type="application/json"),
+        web.Response(status=422, body=INFINITE_PLAN, content_type="application/json"),
+    ]
+    seen, out, _ = await serve(answers, "/v1/repayments", tmp_path)
+    rows = one_row_per_answer(seen, out)
+    found = {(row["status"], row["outcome"], row["code"]) for row in rows}
+    assert found == {
+        ("201", "succeeded", "UNREADABLE_BODY"),  # by its status; the body could not be held
+        ("503", "shed", "CHANNEL_BUSY"),  # its wish clamped: longer than the client waits, so no retry
+        ("422", "declined", "DAILY_LIMIT_EXCEEDED"),  # a plan with an infinite amount is no plan
+    }
+    assert all(row["attempt"] == "1" for row in rows), "a 10^400 ms wish is not retried, a malformed plan not followed"
+
+
+async def test_a_target_profile_records_every_hostile_answer_once(tmp_path: Path) -> None:
+    profile = tmp_path / "hostile-target.toml"
+    profile.write_text(PROFILE.format(), encoding="utf-8")
+    answers = [
+        web.Response(status=201, body=DEEP, content_type="application/json"),
+        web.Response(status=503, body=b"busy", headers={"Retry-After": "9" * 400}),
+    ]
+    seen, out, _ = await serve(answers, "/pay", tmp_path, "--target", str(profile))
+    rows = one_row_per_answer(seen, out)
+    found = {(row["status"], row["outcome"], row["code"], row["repayment_id"]) for row in rows}
+    assert found == {("201", "error", "UNREADABLE_BODY", ""), ("503", "shed", "", "")}
+    assert all(row["attempt"] == "1" for row in rows), "a 2xx no rule matched and a 400-digit wait are not retried"
