@@ -142,6 +142,19 @@ class LatencyConfig(_Section):
         return self
 
 
+class SettleDelayConfig(_Section):
+    median: float = Field(default=2000, ge=0, le=3_600_000)
+    """Median settlement delay in ms (lognormal); 0 and 0: the bank settles as soon as the payment's turn comes."""
+    p99: float = Field(default=4000, ge=0, le=3_600_000)
+    """99th-percentile settlement delay in ms; not below the median."""
+
+    @model_validator(mode="after")
+    def _p99_not_below_median(self) -> SettleDelayConfig:
+        if self.p99 < self.median:
+            raise ValueError(f"p99 must be >= median (got p99={self.p99:g}, median={self.median:g})")
+        return self
+
+
 class ChannelConfig(_Section):
     code: str = Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9_]+$")
     """The bank code clients send as `channel` (capitals, digits, underscore)."""
@@ -157,7 +170,35 @@ class ChannelConfig(_Section):
     """The bank's simulated latency."""
     tps: float = Field(default=0, ge=0, le=1_000_000)
     """The bank's per-second quota for this channel, per replica (0: none). Calls past it wait their turn (paced
-    with asyncio-throttle) up to `queue_timeout_ms`, then 503 CHANNEL_BUSY."""
+    with asyncio-throttle) up to `queue_timeout_ms`, then 503 CHANNEL_BUSY. On an async channel it paces
+    settlement instead: payments wait their turn in the settlement backlog, however long it grows."""
+    settlement: Literal["sync", "async"] = "sync"
+    """`sync`: the bank answers within the request (201 or a decline). `async`: the payment is accepted (202,
+    status `processing`) and settled by the bank later; the client polls GET /v1/repayments/{id} or gets a
+    callback at `notify_url` (docs/gateway.md, "Asynchronous settlement")."""
+    settle_ms: SettleDelayConfig = SettleDelayConfig()
+    """Async channels: the bank's settlement delay once the payment's turn in the quota came (lognormal)."""
+    settle_fail_ratio: float = Field(default=0.0, ge=0, le=1)
+    """Async channels: the share of accepted payments the bank refuses (status `failed`, code BANK_DECLINED); the
+    day's caps they reserved are released."""
+    unknown_ratio: float = Field(default=0.0, ge=0, le=1)
+    """Async channels: the share of the bank's answers lost on the way back; the gateway queries the bank again
+    after `unknown_ms` (a re-query takes a turn in the quota and may be lost again)."""
+    unknown_ms: float = Field(default=1000, gt=0, le=3_600_000)
+    """Async channels: how long the gateway waits for a lost answer before it queries the bank again."""
+
+    @model_validator(mode="after")
+    def _async_keys_on_async_channels(self) -> ChannelConfig:
+        if self.settlement == "sync":
+            # Set away from its default, not merely present: a config written back whole (the cluster's) has them all.
+            fields = type(self).model_fields
+            stray = sorted(key for key in ASYNC_CHANNEL_KEYS if getattr(self, key) != fields[key].get_default())
+            if stray:
+                raise ValueError(f'{stray[0]} applies only to a channel with settlement = "async"')
+        return self
+
+
+ASYNC_CHANNEL_KEYS = frozenset({"settle_ms", "settle_fail_ratio", "unknown_ratio", "unknown_ms"})
 
 
 def _default_channels() -> tuple[ChannelConfig, ...]:
@@ -210,6 +251,24 @@ class LedgerConfig(_Section):
     """How long a write waits for the ledger's lock."""
 
 
+class SettlementConfig(_Section):
+    notify_secret: str = Field(default="surge-notify-secret", min_length=1, max_length=256)
+    """The key of the `Surge-Signature: sha256=<hex HMAC-SHA256 of the body>` header on settlement callbacks; set
+    your own to exercise your verifier (or SURGE_SETTLEMENT__NOTIFY_SECRET)."""
+    lease_ms: float = Field(default=3000, ge=200, le=600_000)
+    """How long a replica's hold on its pending settlements lasts without renewal (renewed every third of it):
+    a paused replica's settlements move to another replica after this, a killed one's within a third of it."""
+    callback_attempts: int = Field(default=8, ge=1, le=100)
+    """Deliveries of one callback before the gateway gives up (first try included)."""
+    callback_backoff_ms: float = Field(default=250, gt=0, le=600_000)
+    """Wait before the first retry of a callback; each further retry waits twice as long, up to
+    `callback_backoff_max_ms`."""
+    callback_backoff_max_ms: float = Field(default=4000, gt=0, le=3_600_000)
+    """The longest wait between two deliveries of one callback."""
+    callback_timeout_ms: float = Field(default=2000, gt=0, le=60_000)
+    """How long one delivery may take before it counts as failed and is retried."""
+
+
 class AdminConfig(_Section):
     token: str = ""
     """Bearer token of the /admin/ endpoints (or SURGE_ADMIN_TOKEN); empty: generated at start and printed."""
@@ -228,6 +287,8 @@ class GatewayConfig(_Section):
     """The HTTP servers."""
     ledger: LedgerConfig = LedgerConfig()
     """Where repayments are recorded."""
+    settlement: SettlementConfig = SettlementConfig()
+    """Asynchronous settlement: callback signing and retries, and how pending payments are held by replicas."""
     admin: AdminConfig = AdminConfig()
     """The admin API."""
 
@@ -241,6 +302,10 @@ class GatewayConfig(_Section):
         if duplicates:
             raise ValueError(f"channel codes must be unique (got {', '.join(duplicates)} twice)")
         return value
+
+    def async_channels(self) -> frozenset[str]:
+        """The codes of the channels whose payments are settled after acceptance."""
+        return frozenset(channel.code for channel in self.channels if channel.settlement == "async")
 
     def channel(self, code: str) -> ChannelConfig | None:
         for channel in self.channels:
@@ -282,9 +347,10 @@ class GatewayConfig(_Section):
         return self.money_caps(self.channels[0], moment).user_daily_fen
 
     def public_dict(self) -> dict[str, Any]:
-        """The config as JSON-able data without the admin token, for reports and run folders."""
+        """The config as JSON-able data without its secrets (admin token, notify secret), for run folders."""
         data = self.model_dump(mode="json", by_alias=True)
         data["admin"].pop("token", None)
+        data["settlement"].pop("notify_secret", None)
         return data
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from typing import NamedTuple, Protocol
 
 from mock_gateway.clock import business_date, resets_at
-from mock_gateway.config import GatewayConfig
+from mock_gateway.config import ChannelConfig, GatewayConfig
 from mock_gateway.errors import DailyLimitExceeded, LimitExceeded, SingleLimitExceeded, ValidationFailed
 from mock_gateway.quotas import Caps, Decline, Usage, check, remaining
 from mock_gateway.validation import Charge, show
@@ -45,6 +45,8 @@ def caps_for(config: GatewayConfig, channel_code: str, moment: datetime) -> Caps
 def make_decider(config: GatewayConfig, replica: str) -> Decide:
     """The rule applied inside the ledger transaction, on totals no other writer can change meanwhile."""
 
+    poll_after_ms = {channel.code: poll_after(channel) for channel in config.channels if channel.settlement == "async"}
+
     def decide(charge: Charge, usage: Usage, moment: datetime) -> Decision:
         caps = caps_for(config, charge.channel, moment)  # the caps in force at the moment of the charge
         today = business_date(moment)
@@ -65,9 +67,22 @@ def make_decider(config: GatewayConfig, replica: str) -> Decide:
             "replica": replica,
             "remaining": {"card_fen": left.card_fen, "user_fen": left.user_fen},
         }
+        poll_ms = poll_after_ms.get(charge.channel)
+        if poll_ms is not None:
+            # Accepted: the day's caps are reserved now (the row counts in the totals) and released if the bank
+            # refuses; the bank settles later.
+            body["status"] = "processing"
+            body["poll_after_ms"] = poll_ms
+            return Decision(202, json.dumps(body), repayment_id)
         return Decision(201, json.dumps(body), repayment_id)
 
     return decide
+
+
+def poll_after(channel: ChannelConfig) -> int:
+    """When a client should first ask for an accepted payment's state: the bank's median settlement delay,
+    at least 100 ms (a client polling faster only loads the gateway)."""
+    return max(100, round(channel.settle_ms.median))
 
 
 def obvious_decline(charge: Charge, caps: Caps, guess: tuple[str, Usage] | None, today: date) -> bool:

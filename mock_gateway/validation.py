@@ -14,6 +14,7 @@ import re
 import reprlib
 from collections.abc import Collection
 from typing import Any, Final, NamedTuple
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -24,10 +25,12 @@ from mock_gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
+from mock_gateway.net import is_loopback_host
 
 MAX_ID_CHARS: Final = 64
 MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
-FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen"})
+FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen", "notify_url"})
+MAX_URL_CHARS: Final = 2048
 KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
 
 
@@ -40,6 +43,7 @@ class Charge(NamedTuple):
     card_id: str
     channel: str
     amount_fen: int
+    notify_url: str | None = None  # async channels: where the settlement callback goes (not part of the hash)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -52,18 +56,23 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         raise PayloadTooLarge(limit) from None
 
 
-async def read_charge(request: web.Request, channels: Collection[str], limit: int) -> tuple[Charge, bytes]:
+async def read_charge(
+    request: web.Request, channels: Collection[str], limit: int, async_channels: Collection[str] = ()
+) -> tuple[Charge, bytes]:
     """`POST /v1/repayments` validated in the contract's order (413, 415, key, JSON, fields); also the raw body,
-    which the router forwards unchanged."""
+    which the router forwards unchanged. `notify_url` is accepted on `async_channels` only.
+
+    The request hash covers the money fields only: a retry of the same payment from a process with another
+    callback receiver is still the same payment, not a reused key."""
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(limit)
     if request.content_type.lower() != "application/json":
         raise UnsupportedMediaType(request.headers.get("Content-Type", "")[:100])
     key = idempotency_key(request.headers.get("Idempotency-Key"))
     raw = await read_body(request, limit)
-    user_id, card_id, channel, amount = _validate(decode_json(raw), channels)
+    user_id, card_id, channel, amount, notify_url = _validate(decode_json(raw), channels, async_channels)
     digest = hashlib.sha256(f"{user_id}\n{card_id}\n{channel}\n{amount}".encode()).hexdigest()
-    return Charge(key, digest, user_id, card_id, channel, amount), raw
+    return Charge(key, digest, user_id, card_id, channel, amount, notify_url), raw
 
 
 def idempotency_key(value: str | None) -> str:
@@ -102,7 +111,9 @@ def peek_code(payload: bytes) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _validate(data: Any, channels: Collection[str]) -> tuple[str, str, str, int]:
+def _validate(
+    data: Any, channels: Collection[str], async_channels: Collection[str]
+) -> tuple[str, str, str, int, str | None]:
     if not isinstance(data, dict):
         raise ValidationFailed([("body", f"body must be a JSON object (got {type(data).__name__})")])
     errors: list[tuple[str, str]] = [(name, f"unknown field {show(name)}") for name in sorted(set(data) - FIELDS)]
@@ -120,10 +131,38 @@ def _validate(data: Any, channels: Collection[str]) -> tuple[str, str, str, int]
         errors.append(("amount_fen", f"'amount_fen' must be > 0 (got {show(amount)})"))
     elif amount > MAX_AMOUNT_FEN:
         errors.append(("amount_fen", f"'amount_fen' must be <= {MAX_AMOUNT_FEN} (got {show(amount)})"))
+    notify_url = data.get("notify_url")
+    if notify_url is not None:
+        problem = notify_url_problem(notify_url)
+        if not problem and channel is not None and channel in channels and channel not in async_channels:
+            problem = f"applies only to a channel with asynchronous settlement ({channel} answers at once)"
+        if problem:
+            errors.append(("notify_url", f"'notify_url' {problem} (got {show(notify_url)})"))
     if errors:
         raise ValidationFailed(errors)
     assert user_id is not None and card_id is not None and channel is not None and isinstance(amount, int)
-    return user_id, card_id, channel, amount
+    return user_id, card_id, channel, amount, notify_url
+
+
+def notify_url_problem(value: object) -> str:
+    """Empty when `value` is a callback URL the gateway may call: http(s) to a loopback address. A mock that
+    POSTs wherever a request tells it to is an open relay; load tests keep their traffic on this machine."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not 1 <= len(value) <= MAX_URL_CHARS or not value.isprintable():
+        return f"must be a URL of 1-{MAX_URL_CHARS} printable characters"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "must be a valid http:// URL"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    if not is_loopback_host(parts.hostname):
+        return "must point to a loopback address (127.0.0.1, ::1 or localhost)"
+    if port == 0:
+        return "must not use port 0"
+    return ""
 
 
 def _text_field(data: dict[str, Any], name: str, errors: list[tuple[str, str]]) -> str | None:

@@ -1,6 +1,7 @@
 """Benchmark: one gateway replica against a bare aiohttp handler, same load generator, same run.
 
     .venv/bin/python scripts/bench_gateway.py [--duration 8] [--repetitions 3] [--connections 64] [--no-write]
+    .venv/bin/python scripts/bench_gateway.py --async-channel [--duration 8] [--repetitions 3] [--no-write]
 
 (a) a bare aiohttp app whose only handler returns a fixed 201 JSON, (c) the same app with what every gateway
 endpoint must do before its own logic (a response-stamping middleware, reading and decoding the JSON body), and
@@ -10,6 +11,13 @@ Idempotency-Key and spreading users and cards) drives each in turn, a, c, b with
 shared machine hits all alike, once with the servers pinned to core 0 and wrk to core 1 (taskset, when there are
 two cores) and once unpinned. Prints req/s of each, the ratio b/a (median and spread) and the floor c/a, and
 writes them to docs/perf/gateway.md. A script, never a timed test.
+
+`--async-channel` compares the replica's CPU per request on a sync channel with the same replica on an
+asynchronous channel (202, settled later), pinned when there are two cores: the server process's CPU time over
+the wrk run divided by the requests wrk completed. Two async variants: *acceptance* (a bank quota of one payment
+per 1000 s holds settlement back, so only the acceptance path runs) and *with settlement* (no quota, no delay:
+every accepted payment is also settled by the bank and written again within the run). Writes
+docs/perf/gateway-async.md.
 """
 
 from __future__ import annotations
@@ -34,6 +42,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "perf" / "gateway.md"
+ASYNC_OUT = REPO / "docs" / "perf" / "gateway-async.md"
+ASYNC_VARIANTS: dict[str, dict[str, object]] = {
+    "sync": {},
+    "async acceptance": {"settlement": "async", "tps": 0.001, "settle_ms": {"median": 0, "p99": 0}},
+    "async with settlement": {"settlement": "async", "tps": 0, "settle_ms": {"median": 0, "p99": 0}},
+}
 
 BARE_SERVER = """
 import json
@@ -163,7 +177,7 @@ def stop(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=5)
 
 
-def replica_config(folder: Path) -> Path:
+def replica_config(folder: Path, channel_extra: dict[str, object] | None = None) -> Path:
     huge = 10**9
     channel = {
         "code": "ICBC",
@@ -171,6 +185,7 @@ def replica_config(folder: Path) -> Path:
         "card_daily_fen": 5_000_000,
         "concurrency": 10_000,
         "latency_ms": {"median": 0, "p99": 0},
+        **(channel_extra or {}),
     }
     config = {
         "limits": {"global_tps": huge, "replica_tps": huge, "user_tps": huge, "user_daily_fen": 20_000_000},
@@ -221,11 +236,16 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per measurement")
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--no-write", action="store_true", help=f"do not write {OUT.relative_to(REPO)}")
+    parser.add_argument("--no-write", action="store_true", help="do not write the docs/perf page")
+    parser.add_argument(
+        "--async-channel", action="store_true", help="CPU per request: a sync channel against an async one"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("bench_gateway: wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 3
+    if args.async_channel:
+        return bench_async(args)
     placements = [Placement("unpinned (the OS places every process and thread)", None, None)]
     if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
         placements.insert(0, Placement("pinned (server on core 0, wrk on core 1)", 0, 1))
@@ -276,6 +296,81 @@ def measure(
         f"replica {placement.replica[-1]:,.0f} req/s ({placement.notes[-1]})",
         flush=True,
     )
+
+
+def bench_async(args: argparse.Namespace) -> int:
+    """The sync and async variants of one replica in turn within each repetition, same wrk load and placement."""
+    import psutil
+
+    two_cores = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    server_core, wrk_core = (0, 1) if two_cores else (None, None)
+    results: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name in ASYNC_VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp:
+        folder = Path(tmp)
+        script = folder / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        for rep in range(args.repetitions):
+            for name, extra in ASYNC_VARIANTS.items():
+                run_dir = folder / f"{name.replace(' ', '-')}-{rep}"
+                run_dir.mkdir()
+                config = replica_config(run_dir, extra)
+                command = [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0"]
+                process, url = start([*pin(server_core), *command])
+                try:
+                    wait_ready(url, process)
+                    server = psutil.Process(process.pid)
+                    before = server.cpu_times()
+                    rate, total, non_2xx = run_wrk(url, script, args.duration, args.connections, wrk_core)
+                    after = server.cpu_times()
+                finally:
+                    stop(process)
+                cpu_s = (after.user + after.system) - (before.user + before.system)
+                results[name].append((rate, cpu_s / max(1, total) * 1e6, total, non_2xx))
+                print(
+                    f"rep {rep + 1} {name}: {rate:,.0f} req/s, {results[name][-1][1]:.0f} µs CPU a request "
+                    f"({total} requests, {non_2xx} non-2xx)",
+                    flush=True,
+                )
+    sync_cpu = statistics.median(cpu for _, cpu, _, _ in results["sync"])
+    lines = []
+    for name, runs in results.items():
+        cpu = statistics.median(c for _, c, _, _ in runs)
+        rate = statistics.median(r for r, _, _, _ in runs)
+        lines.append(
+            f"| {name} | {rate:,.0f} | {cpu:.0f} | {cpu / sync_cpu:.2f} | "
+            f"{', '.join(f'{c:.0f}' for _, c, _, _ in runs)} | {sum(n for _, _, _, n in runs)} |"
+        )
+    table = (
+        "| variant | req/s (median) | µs CPU a request (median) | CPU vs sync | per repetition | non-2xx |\n"
+        "| --- | ---: | ---: | ---: | --- | ---: |\n" + "\n".join(lines)
+    )
+    print(table)
+    if not args.no_write:
+        ASYNC_OUT.write_text(
+            f"""# Gateway replica: CPU per request, sync against async channels
+
+Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with
+
+    .venv/bin/python scripts/bench_gateway.py --async-channel --duration {args.duration} \\
+        --repetitions {args.repetitions} --connections {args.connections}
+
+- Load: wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments, a unique Idempotency-Key per request,
+  10,007 users and 30,011 cards; {"server pinned to core 0, wrk to core 1" if two_cores else "unpinned"}.
+- One replica (`python -m mock_gateway`, every cap on and never refusing, bank latency 0, a fresh ledger per run).
+  *sync*: the channel answers 201. *async acceptance*: the same channel with `settlement = "async"` and a bank
+  quota of one payment per 1000 s, so the run measures the acceptance path alone (202, the payment and its
+  reservation recorded, the settlement row written, the backlog queued). *async with settlement*: no quota and no
+  settlement delay, so every payment is also settled (a second ledger write) and that cost is in the figure too.
+- CPU: the server process's user + system CPU time over the wrk run, divided by the requests wrk completed.
+- Machine: {os.cpu_count()} cores, shared with other work; the ratio within a repetition is the figure to read.
+
+{table}
+
+Where the replica's time goes: docs/gateway.md, "Performance".
+"""
+        )
+        print(f"wrote {ASYNC_OUT.relative_to(REPO)}")
+    return 0
 
 
 def write_report(args: argparse.Namespace, placements: list[Placement]) -> None:

@@ -26,7 +26,15 @@ from reports.runfolder import FAULT_SKIPPED, RunEvent
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
 # (CONTRACT §7's `exec`) is simply absent from this set and is played with --host too.
-EMBEDDED_ACTIONS = PROCESS_ACTIONS | {"latency", "errors", "channel_outage", "lose_response"}
+EMBEDDED_ACTIONS = PROCESS_ACTIONS | {
+    "latency",
+    "errors",
+    "channel_outage",
+    "lose_response",
+    "settlement_stall",
+    "callback_loss",
+    "callback_duplicate",
+}
 REACH_TIMEOUT_S = 1.0
 DEFAULT_REPLICAS = 3  # of the embedded cluster, when --replicas is not given
 METRICS_HOST = "127.0.0.1"  # where the generator serves --metrics-port (loadtests/generator/live_metrics.py)

@@ -88,7 +88,18 @@ class Population(_Strict):
 
 
 FaultAction = Literal[
-    "kill", "pause", "resume", "restart", "latency", "errors", "channel_outage", "lose_response", "exec"
+    "kill",
+    "pause",
+    "resume",
+    "restart",
+    "latency",
+    "errors",
+    "channel_outage",
+    "lose_response",
+    "settlement_stall",
+    "callback_loss",
+    "callback_duplicate",
+    "exec",
 ]
 
 
@@ -103,8 +114,10 @@ class Fault(_Strict):
     """When the fault is injected, in seconds since the start; before the end of the scenario."""
     action: FaultAction
     """What happens: a replica killed (SIGKILL), paused (SIGSTOP), resumed or restarted; or an injected fault: added
-    latency, error responses, a channel outage, or a response lost after the commit; or `exec`, a command of your own
-    against a service surge did not start (docs/targets.md).
+    latency, error responses, a channel outage, or a response lost after the commit; on async channels a
+    `settlement_stall` (the bank settles nothing for `duration_s`), `callback_loss` (a `ratio` of first callback
+    deliveries dropped) or `callback_duplicate` (a `ratio` of callbacks delivered twice); or `exec`, a command of your
+    own against a service surge did not start (docs/targets.md).
     """
     target: str = "primary"
     """`primary` (the replica taking traffic when the fault fires), a replica name (`r1`…), `all` (injected faults), or
@@ -113,7 +126,8 @@ class Fault(_Strict):
     duration_s: float = Field(default=0.0, ge=0)
     """How long it lasts; a killed or paused replica is restarted or resumed after it (0: never, for kill and pause)."""
     ratio: float | None = Field(default=None, ge=0, le=1)
-    """Share of requests hit (latency, errors, lose_response; default 1)."""
+    """Share of requests hit (latency, errors, lose_response) or of callbacks (callback_loss, callback_duplicate);
+    default 1."""
     latency_ms: int | None = Field(default=None, ge=0)
     """Added latency in ms, for `latency`."""
     status: int | None = Field(default=None, ge=400, le=599)

@@ -95,6 +95,7 @@ class RouterSettings:
     user_tps: float
     max_body_bytes: int
     channels: tuple[str, ...]
+    async_channels: frozenset[str] = frozenset()  # the channels whose requests may carry a notify_url
     burst_ms: float = DEFAULT_BURST_MS
     rates_now: Callable[[], Rates] | None = None  # the dynamic limits' rates on the gateway clock, when scheduled
     connect_timeout_s: float = 0.25
@@ -120,6 +121,7 @@ class RouterSettings:
             user_tps=config.limits.user_tps,
             max_body_bytes=config.server.max_body_bytes,
             channels=tuple(channel.code for channel in config.channels),
+            async_channels=config.async_channels(),
             burst_ms=config.limits.burst_ms,
             rates_now=(lambda: config.rates_at(sim.now())) if config.schedules_rates() else None,
         )
@@ -301,7 +303,9 @@ class Router:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
         if request.method == "POST" and request.path == "/v1/repayments":
-            charge, body = await read_charge(request, self.settings.channels, self.settings.max_body_bytes)
+            charge, body = await read_charge(
+                request, self.settings.channels, self.settings.max_body_bytes, self.settings.async_channels
+            )
             refusal = self.admission.admit(charge.user_id)
             if refusal is not None:
                 raise RateLimited(refusal.scope, refusal.retry_after_s, refusal.rate_per_s)

@@ -8,8 +8,12 @@ Admission order for POST /v1/repayments (docs/gateway.md explains why this order
     per-second caps                     429, nothing stored
     cross-replica claim (active-active) stored elsewhere meanwhile: replay; claimed by another replica: 409
     quick pre-check of the daily caps   an obvious decline skips the bank
-    channel outage fault, bank call     503 CHANNEL_BUSY, nothing stored
+    channel outage fault, bank call     503 CHANNEL_BUSY, nothing stored (sync channels only)
     ledger step                         atomic re-check + record + commit; only then the answer
+
+On an asynchronous channel the ledger step records the payment as `processing` (its amount reserved against the
+day's caps) and answers 202; the bank is called later by `mock_gateway.replica.settlement`, which writes the
+final state, releases a refused payment's reservation and sends the callback.
 
 Every response carries `X-Replica`; every error is problem+json, including unknown paths and methods
 (`mock_gateway.problems`, shared with the router). Input rules live in `mock_gateway.validation`, business rules
@@ -48,9 +52,10 @@ from mock_gateway.problems import CODE_KEY, problem_middleware
 from mock_gateway.quotas import Usage
 from mock_gateway.replica.bank import Bank
 from mock_gateway.replica.faults import CHANNEL_CODES_KEY, FAULTS_KEY, MAX_BODY_KEY, Faults, add_admin_routes
-from mock_gateway.replica.ledger import Ledger, LedgerError, Outcome, Stored
+from mock_gateway.replica.ledger import ACCEPTED, Ledger, LedgerError, Outcome, Stored, settlement_document
 from mock_gateway.replica.metrics import Metrics
-from mock_gateway.rules import caps_for, make_decider, obvious_decline
+from mock_gateway.replica.settlement import Settler
+from mock_gateway.rules import caps_for, make_decider, obvious_decline, poll_after
 from mock_gateway.validation import Charge, id_problem, read_charge, show
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,7 @@ class ReplicaState:
     bank: Bank
     metrics: Metrics
     faults: Faults
+    settler: Settler
     draining: bool = False
     in_flight: set[str] = field(default_factory=set)
     # Last known (business_date, usage) per (card, user), from this replica's own ledger steps: a guess for
@@ -83,6 +89,19 @@ class ReplicaState:
     @functools.cached_property
     def channel_codes(self) -> tuple[str, ...]:
         return tuple(channel.code for channel in self.config.channels)
+
+    @functools.cached_property
+    def async_channels(self) -> frozenset[str]:
+        return self.config.async_channels()
+
+    @functools.cached_property
+    def retry_after(self) -> dict[str, str]:
+        """The Retry-After of a `processing` answer per async channel: its poll_after_ms in whole seconds."""
+        return {
+            channel.code: str(max(1, -(-poll_after(channel) // 1000)))
+            for channel in self.config.channels
+            if channel.settlement == "async"
+        }
 
 
 STATE_KEY = web.AppKey("replica", ReplicaState)
@@ -101,29 +120,34 @@ def create_app(
     per-user caps); standalone, the replica applies all three itself."""
     clock = clock or SimClock.from_config(config.clock)
     metrics = Metrics(name)
+    ledger = Ledger(
+        config.ledger.path,
+        replica=name,
+        clock=clock,
+        decide=make_decider(config, name),
+        synchronous=config.ledger.synchronous,
+        busy_timeout_ms=config.ledger.busy_timeout_ms,
+        on_commit=metrics.observe_commit,
+        claiming=config.router.mode == "active-active",
+        lease_s=config.settlement.lease_ms / 1000,
+    )
+    bank = Bank(config.channels, quota_share=bank_share)
+    faults = Faults()
     state = ReplicaState(
         config=config,
         name=name,
         clock=clock,
-        ledger=Ledger(
-            config.ledger.path,
-            replica=name,
-            clock=clock,
-            decide=make_decider(config, name),
-            synchronous=config.ledger.synchronous,
-            busy_timeout_ms=config.ledger.busy_timeout_ms,
-            on_commit=metrics.observe_commit,
-            claiming=config.router.mode == "active-active",
-        ),
+        ledger=ledger,
         admission=admission_for(
             lambda: config.rates_at(clock.now()),  # the dynamic limits' rates, when they schedule any
             scheduled=config.schedules_rates(),
             scopes=("replica",) if behind_router else ("replica", "global", "user"),
             monotonic=time.monotonic,
         ),
-        bank=Bank(config.channels, quota_share=bank_share),
+        bank=bank,
         metrics=metrics,
-        faults=Faults(),
+        faults=faults,
+        settler=Settler(config, ledger=ledger, bank=bank, faults=faults, metrics=metrics),
     )
     app = web.Application(
         middlewares=[
@@ -145,6 +169,7 @@ def create_app(
     app[CHANNEL_CODES_KEY] = frozenset(channel.code for channel in config.channels)
     app[MAX_BODY_KEY] = config.server.max_body_bytes
     app.cleanup_ctx.append(_ledger_lifetime)
+    app.cleanup_ctx.append(_settler_lifetime)  # started after the ledger opens, stopped before it closes
     app.router.add_post("/v1/repayments", post_repayment)
     app.router.add_get("/v1/repayments/{repayment_id}", get_repayment, allow_head=False)
     app.router.add_get("/v1/users/{user_id}/limits", get_limits, allow_head=False)
@@ -162,6 +187,13 @@ async def _ledger_lifetime(app: web.Application) -> AsyncIterator[None]:
     await ledger.open()
     yield
     await ledger.close()
+
+
+async def _settler_lifetime(app: web.Application) -> AsyncIterator[None]:
+    settler = app[STATE_KEY].settler
+    await settler.start()
+    yield
+    await settler.stop()
 
 
 # --- middleware hooks ---------------------------------------------------------------------------------
@@ -184,14 +216,16 @@ def _observe(state: ReplicaState, request: web.Request, response: web.StreamResp
 
 async def post_repayment(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
-    charge, _ = await read_charge(request, state.channel_codes, state.config.server.max_body_bytes)
+    charge, _ = await read_charge(
+        request, state.channel_codes, state.config.server.max_body_bytes, state.async_channels
+    )
     try:
         earlier = await state.ledger.lookup(charge.key)
     except LedgerError as exc:
         log.warning("idempotency lookup failed: %s", exc)
         raise ReplicaUnavailable("the ledger cannot be read; nothing was recorded, retry", retry_after_s=1) from None
     if earlier is not None:
-        return _replay(earlier, charge)
+        return _replay(state, earlier, charge)
     if charge.key in state.in_flight:
         raise IdempotencyInFlight(charge.key)
     state.in_flight.add(charge.key)
@@ -210,12 +244,15 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
     if state.ledger.claiming:
         claim = await _ledger_call(state.ledger.claim(charge))
         if claim.stored is not None:
-            return _replay(claim.stored, charge)
+            return _replay(state, claim.stored, charge)
         if claim.held_by is not None:
             raise IdempotencyInFlight(charge.key)
         claimed = True
     try:
-        if not _predict_decline(state, charge):
+        if charge.channel in state.async_channels:
+            if state.faults.active:
+                await _channel_faults(state, charge)  # no bank call to wait on: the channel's faults act here
+        elif not _predict_decline(state, charge):
             await _call_bank(state, charge)
         outcome = await _ledger_call(state.ledger.record(charge))
         claimed = False  # the ledger step dropped the claim in its own transaction
@@ -224,20 +261,29 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
             _release_later(state, charge)
     _remember_usage(state, charge, outcome)
     if outcome.replayed:
-        return _replay(outcome.stored, charge)
-    if outcome.stored.status != 201:
-        state.metrics.cap_rejections.labels(json.loads(outcome.stored.body).get("scope", "single")).inc()
-    elif state.faults.active and state.faults.lose_response(charge.channel):
-        _drop_connection(request)
-    return _stored_response(outcome.stored, replayed=False)
+        return _replay(state, outcome.stored, charge)
+    stored = outcome.stored
+    if stored.status >= 400:
+        state.metrics.cap_rejections.labels(json.loads(stored.body).get("scope", "single")).inc()
+    else:
+        if stored.status == ACCEPTED and stored.repayment_id is not None:
+            state.settler.accepted(stored.repayment_id, charge.channel, charge.notify_url)
+        if state.faults.active and state.faults.lose_response(charge.channel):
+            _drop_connection(request)
+    return _stored_response(state, stored, charge.channel, replayed=False)
+
+
+async def _channel_faults(state: ReplicaState, charge: Charge) -> None:
+    """The faults injected on the charge's channel: an outage (503 CHANNEL_BUSY), its latency and errors."""
+    if state.faults.channel_down(charge.channel):
+        state.metrics.cap_rejections.labels("channel").inc()
+        raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
+    await state.faults.before_bank_call(charge.channel)
 
 
 async def _call_bank(state: ReplicaState, charge: Charge) -> None:
     if state.faults.active:
-        if state.faults.channel_down(charge.channel):
-            state.metrics.cap_rejections.labels("channel").inc()
-            raise ChannelBusy(f"channel {charge.channel} is down (injected fault)", retry_after_s=1.0)
-        await state.faults.before_bank_call(charge.channel)
+        await _channel_faults(state, charge)
     try:
         await state.bank.call(charge.channel)
     except ChannelBusy:
@@ -293,17 +339,22 @@ def _drop_connection(request: web.Request) -> None:
         transport.abort()
 
 
-def _replay(stored: Stored, charge: Charge) -> web.StreamResponse:
+def _replay(state: ReplicaState, stored: Stored, charge: Charge) -> web.StreamResponse:
+    """The key's stored answer; for an async payment that is its current state (202 while processing, then the
+    final document, which the settlement's final write stored against the key)."""
     if stored.request_hash != charge.request_hash:
         raise IdempotencyKeyReused(charge.key)
-    return _stored_response(stored, replayed=True)
+    return _stored_response(state, stored, charge.channel, replayed=True)
 
 
-def _stored_response(stored: Stored, *, replayed: bool) -> web.Response:
+def _stored_response(state: ReplicaState, stored: Stored, channel: str, *, replayed: bool) -> web.Response:
     content_type = JSON_UTF8 if stored.status < 400 else PROBLEM_UTF8
     response = web.Response(status=stored.status, body=stored.body.encode(), headers={"Content-Type": content_type})
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if stored.status == ACCEPTED:
+        response.headers["Location"] = f"/v1/repayments/{stored.repayment_id}"
+        response.headers["Retry-After"] = state.retry_after.get(channel, "1")
     if stored.status >= 400:
         response[CODE_KEY] = json.loads(stored.body).get("code", "")
     return response
@@ -316,10 +367,14 @@ async def get_repayment(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     repayment_id = request.match_info["repayment_id"]
     try:
-        row = await state.ledger.repayment(repayment_id) if not id_problem(repayment_id) else None
+        valid = not id_problem(repayment_id)
+        settlement = await state.ledger.settlement(repayment_id) if valid and state.async_channels else None
+        row = await state.ledger.repayment(repayment_id) if valid and settlement is None else None
     except LedgerError as exc:
         log.warning("ledger read failed: %s", exc)
         raise ReplicaUnavailable("the ledger is unavailable; retry", retry_after_s=1) from None
+    if settlement is not None:
+        return _settlement_response(state, settlement)
     if row is None:
         raise NotFound(f"no repayment {show(repayment_id)}")
     body = {
@@ -335,6 +390,17 @@ async def get_repayment(request: web.Request) -> web.Response:
         "created_at": row["created_at"],
     }
     return web.json_response(body)
+
+
+def _settlement_response(state: ReplicaState, row: dict[str, object]) -> web.Response:
+    """An async payment's state; while it is processing, when to ask again (body and Retry-After)."""
+    document = settlement_document(row)
+    channel = str(row["channel"])
+    if document["status"] != "processing":
+        return web.json_response(document)
+    config = state.config.channel(channel)
+    document["poll_after_ms"] = poll_after(config) if config is not None else 1000
+    return web.json_response(document, headers={"Retry-After": state.retry_after.get(channel, "1")})
 
 
 async def get_limits(request: web.Request) -> web.Response:

@@ -121,6 +121,14 @@ class Bank:
     def waiting_for_quota(self, code: str) -> int:
         return self._channels[code].waiting
 
+    async def settlement_turn(self, code: str) -> None:
+        """Waits, however long, for a turn in the channel's quota: settlement queues toward the bank (the
+        backlog) instead of being shed. Only one settlement worker per channel waits here at a time, so the
+        throttler's polling costs nothing however long the backlog grows."""
+        quota = self._channels[code].quota
+        if quota is not None:
+            await quota.acquire()
+
     async def call(self, code: str) -> None:
         """Raises `ChannelBusy` when the quota or a slot is not granted within the channel's queue timeout."""
         channel = self._channels[code]

@@ -8,7 +8,9 @@ Where each kind acts: `latency` and `errors` when the request arrives (`before_a
 is recorded (an injected error stores nothing, so a retry runs afresh); `channel_outage` just before the bank
 call (503 CHANNEL_BUSY);
 `lose_response` after the commit (the repayment exists, the client never hears of it — the case idempotent
-retries exist for).
+retries exist for). On asynchronous channels: `settlement_stall` (the bank settles nothing for `duration_s`, on
+`channel` or every channel; the backlog grows), `callback_loss` (a `ratio` of first callback deliveries never
+reach the receiver, so they are retried) and `callback_duplicate` (a `ratio` of deliveries sent twice).
 
 A fault with a `channel` touches the payments on that channel only: a slow or failing bank slows or fails its
 own channel, never the others. The channel is known only once the body is read, so a channel's latency and
@@ -33,7 +35,15 @@ from mock_gateway.admin import ADMIN_TOKEN_KEY, require_admin
 from mock_gateway.errors import ReplicaUnavailable, ValidationFailed
 from mock_gateway.validation import decode_json, read_body
 
-FaultKind = Literal["latency", "errors", "channel_outage", "lose_response"]
+FaultKind = Literal[
+    "latency",
+    "errors",
+    "channel_outage",
+    "lose_response",
+    "settlement_stall",
+    "callback_loss",
+    "callback_duplicate",
+]
 
 
 class FaultSpec(BaseModel):
@@ -116,6 +126,22 @@ class Faults:
     def lose_response(self, channel: str) -> bool:
         """Whether to drop the answer of a commit on `channel`: a fault on every channel or on this one."""
         return bool(self._hits("lose_response", None) or self._hits("lose_response", channel))
+
+    def stall_left_s(self, channel: str) -> float:
+        """How long the bank still settles nothing on `channel` (0: it settles)."""
+        now = self._monotonic()
+        stalls = [
+            f.expires_mono - now
+            for f in self._current()
+            if f.spec.kind == "settlement_stall" and f.spec.channel in (None, channel)
+        ]
+        return max(stalls, default=0.0)
+
+    def drop_callback(self) -> bool:
+        return bool(self._hits("callback_loss", None))
+
+    def duplicate_callback(self) -> bool:
+        return bool(self._hits("callback_duplicate", None))
 
     async def before_api_request(self) -> None:
         """The latency and error faults on every channel, applied to API paths only (health checks and admin

@@ -49,9 +49,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import queue
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -84,9 +86,23 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 CREATE INDEX IF NOT EXISTS repayments_user_day ON repayments (user_id, business_date);
 CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_date);
+CREATE TABLE IF NOT EXISTS settlements (
+  repayment_id    TEXT PRIMARY KEY,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL,
+  amount_fen INTEGER NOT NULL, business_date TEXT NOT NULL,
+  replica TEXT NOT NULL, created_at TEXT NOT NULL, accepted_unix REAL NOT NULL,
+  notify_url TEXT,
+  status TEXT NOT NULL, code TEXT, settled_at TEXT, settled_by TEXT,
+  callback TEXT NOT NULL,
+  owner TEXT NOT NULL, owner_pid INTEGER NOT NULL, epoch INTEGER NOT NULL, lease_until REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_open ON settlements (owner) WHERE status = 'processing' OR callback = 'pending';
 """
+TABLES: Final = frozenset({"repayments", "idempotency", "claims", "settlements"})
 
 MAX_BATCH: Final = 512
+ACCEPTED: Final = 202  # the decision of an asynchronous channel: the payment is recorded, the bank settles later
 CHECKPOINT_INTERVAL_S: Final = 0.25
 # Each repayment lands at random places in five B-trees (two primary keys, the unique key, two day indexes), so
 # a commit writes a page per tree per row; 1 KiB pages make that WAL traffic a quarter of the 4 KiB default's.
@@ -112,6 +128,7 @@ class Stored(NamedTuple):
     request_hash: str
     status: int
     body: str
+    repayment_id: str | None = None
 
 
 class Outcome(NamedTuple):
@@ -140,6 +157,78 @@ class _Job:
     charge: Charge
     future: asyncio.Future[Any]
     kind: JobKind = "record"
+
+
+@dataclass(slots=True)
+class _SettleJob:
+    """A write of the settlement path: the final state (`status` succeeded/failed), or the end of a callback's
+    deliveries (`callback` delivered/gave_up); applied only while `epoch` still holds the payment (fencing)."""
+
+    repayment_id: str
+    epoch: int
+    future: asyncio.Future[Any]
+    status: str = ""
+    code: str | None = None
+    callback: str = ""
+
+
+_Work = _Job | _SettleJob
+
+
+class Settlement(NamedTuple):
+    """A pending payment this replica now holds: accepted here, or taken over from another replica."""
+
+    repayment_id: str
+    channel: str
+    epoch: int
+    accepted_unix: float
+    processing: bool  # False: settled, its callback still to deliver
+    document: dict[str, Any]  # what GET /v1/repayments/{id} answers (the callback is built from it)
+    notify_url: str | None
+
+
+SETTLEMENT_COLUMNS: Final = (
+    "repayment_id, idempotency_key, user_id, card_id, channel, amount_fen, business_date, replica, created_at, "
+    "accepted_unix, notify_url, status, code, settled_at, settled_by, callback, owner, owner_pid, epoch, lease_until"
+)
+OPEN: Final = "(status = 'processing' OR callback = 'pending')"
+# The statements of the settlement path, built once from the constants above (no input is ever formatted in).
+RENEW_SQL: Final = f"UPDATE settlements SET lease_until = ? WHERE owner = ? AND {OPEN} RETURNING repayment_id"  # noqa: S608
+OTHERS_SQL: Final = f"SELECT repayment_id, owner_pid, epoch, lease_until FROM settlements WHERE owner != ? AND {OPEN}"  # noqa: S608
+TAKE_SQL: Final = (
+    "UPDATE settlements SET owner = ?, owner_pid = ?, epoch = epoch + 1, lease_until = ? "  # noqa: S608
+    f"WHERE repayment_id = ? AND epoch = ? RETURNING {SETTLEMENT_COLUMNS}"
+)
+ACCEPT_SQL: Final = f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES ({', '.join('?' * 20)})"  # noqa: S608
+SETTLE_SQL: Final = (
+    "UPDATE settlements SET status = ?, code = ?, settled_at = ?, settled_by = ?, "  # noqa: S608
+    "callback = CASE WHEN notify_url IS NULL THEN 'none' ELSE 'pending' END "
+    "WHERE repayment_id = ? AND owner = ? AND epoch = ? AND status = 'processing' "
+    f"RETURNING {SETTLEMENT_COLUMNS}"
+)
+READ_SQL: Final = f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE repayment_id = ?"  # noqa: S608
+
+
+def settlement_document(row: dict[str, Any]) -> dict[str, Any]:
+    """The public view of a settlements row: GET /v1/repayments/{id}, and the same key's replay once final."""
+    document = {
+        "repayment_id": row["repayment_id"],
+        "status": row["status"],
+        "idempotency_key": row["idempotency_key"],
+        "user_id": row["user_id"],
+        "card_id": row["card_id"],
+        "channel": row["channel"],
+        "amount_fen": row["amount_fen"],
+        "business_date": row["business_date"],
+        "replica": row["replica"],
+        "created_at": row["created_at"],
+        "settled_at": row["settled_at"],
+    }
+    if row["code"] is not None:
+        document["code"] = row["code"]
+    if row["settled_by"] is not None:
+        document["settled_by"] = row["settled_by"]
+    return document
 
 
 def prepare(path: Path, *, timeout_s: float = OPEN_RETRY_S) -> None:
@@ -183,7 +272,7 @@ def _create_once(path: Path) -> None:
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new, empty file
             conn.execute("PRAGMA journal_mode = WAL")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"repayments", "idempotency", "claims"} <= tables:
+        if not tables >= TABLES:
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
@@ -246,6 +335,7 @@ class Ledger:
         busy_timeout_ms: int = 5000,
         on_commit: CommitObserver | None = None,
         claiming: bool = False,
+        lease_s: float = 3.0,
     ) -> None:
         """`claiming`: keys are claimed in the ledger before the bank call (`claim()`), for replicas that take
         traffic side by side (active-active); the ledger step then also drops the claim."""
@@ -256,13 +346,17 @@ class Ledger:
         self._synchronous: Literal["normal", "full"] = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._on_commit = on_commit
-        self._pending: list[_Job] = []
-        self._queue: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()  # None: stop
+        self._pending: list[_Work] = []
+        self._queue: queue.SimpleQueue[list[_Work] | None] = queue.SimpleQueue()  # None: stop
         self._writer: threading.Thread | None = None
         self._inline: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claiming = claiming
+        self.lease_s = lease_s
+        # The holder of this process's settlement leases: name, pid and a nonce, so a restarted replica of the
+        # same name (or a reused pid) is another holder and takes its predecessor's payments over like any other.
+        self.owner = f"{replica}/{os.getpid()}/{secrets.token_hex(4)}"
         self._failed_commits = 0  # in a row; written by the loop and the writer thread, one int store each
 
     async def open(self) -> None:
@@ -322,19 +416,84 @@ class Ledger:
         if self._loop is None or self._writer is None:
             raise LedgerError("ledger is not open")
         future: asyncio.Future[Any] = self._loop.create_future()
-        self._pending.append(_Job(charge, future, kind))
+        self._enqueue(_Job(charge, future, kind))
+        return await future
+
+    def _enqueue(self, job: _Work) -> None:
+        assert self._loop is not None
+        self._pending.append(job)
         if len(self._pending) == 1:
             self._loop.call_soon(self._flush)
+
+    # --- settlement (asynchronous channels) ---------------------------------------------------------
+
+    async def settle(self, repayment_id: str, epoch: int, status: str, code: str | None) -> dict[str, Any] | None:
+        """The payment's final write, in the group commit: status, the release of a refused payment's
+        reservation, and the key's stored answer, all only if `epoch` still holds the payment. Returns the
+        settled row (None: another replica took the payment over meanwhile — fenced, nothing written)."""
+        if self._loop is None or self._writer is None:
+            raise LedgerError("ledger is not open")
+        future: asyncio.Future[dict[str, Any] | None] = self._loop.create_future()
+        self._enqueue(_SettleJob(repayment_id, epoch, future, status=status, code=code))
         return await future
+
+    async def callback_done(self, repayment_id: str, epoch: int, callback: str) -> bool:
+        """Mark the payment's callback `delivered` or `gave_up`, if `epoch` still holds it."""
+        if self._loop is None or self._writer is None:
+            raise LedgerError("ledger is not open")
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._enqueue(_SettleJob(repayment_id, epoch, future, callback=callback))
+        return await future
+
+    async def maintain(self, lease_s: float) -> tuple[set[str], list[Settlement]]:
+        """Renew this process's leases and take over the open payments whose holder is dead or whose lease
+        ran out; returns (the ids still held, the payments taken). In a thread: it may wait for the lock."""
+        return await asyncio.to_thread(self._maintain, lease_s)
+
+    def _maintain(self, lease_s: float) -> tuple[set[str], list[Settlement]]:
+        try:
+            conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"settlement lease upkeep failed: {exc}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("BEGIN IMMEDIATE")
+            now = time.time()
+            held = {row[0] for row in conn.execute(RENEW_SQL, (now + lease_s, self.owner))}
+            others = conn.execute(OTHERS_SQL, (self.owner,)).fetchall()
+            alive: dict[int, bool] = {}
+            taken: list[Settlement] = []
+            for repayment_id, pid, epoch, lease_until in others:
+                if pid not in alive:
+                    alive[pid] = _process_alive(pid)
+                if alive[pid] and lease_until > now:
+                    continue
+                row = conn.execute(TAKE_SQL, (self.owner, os.getpid(), now + lease_s, repayment_id, epoch)).fetchone()
+                if row is not None:
+                    taken.append(_settlement(dict(row)))
+            conn.execute("COMMIT")
+            return held, taken
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise LedgerError(f"settlement lease upkeep failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    async def settlement(self, repayment_id: str) -> dict[str, Any] | None:
+        """The settlements row of an asynchronous payment (None for a synchronous one or an unknown id)."""
+        rows = await self._query(READ_SQL, (repayment_id,), None, named=True)
+        return rows[0] if rows else None
 
     # --- reads: on the event-loop thread when they cannot wait, else in a thread ---------------------
 
     async def lookup(self, key: str) -> Stored | None:
         """On the loop's write connection when there is one: every commit is its own, so its page cache stays
         warm, where the read connection's is dropped at each commit (measured 12 µs a lookup there)."""
-        sql = "SELECT request_hash, status, body FROM idempotency WHERE key = ?"
+        sql = "SELECT request_hash, status, body, repayment_id FROM idempotency WHERE key = ?"
         rows = await self._query(sql, (key,), self._inline)
-        return None if not rows else Stored(rows[0][0], rows[0][1], rows[0][2])
+        return None if not rows else Stored(*rows[0])
 
     async def repayment(self, repayment_id: str) -> dict[str, Any] | None:
         rows = await self._query("SELECT * FROM repayments WHERE repayment_id = ?", (repayment_id,), None, named=True)
@@ -466,7 +625,7 @@ class Ledger:
                 except queue.Empty:
                     continue
                 stopping = item is None
-                batch: list[_Job] = [] if item is None else list(item)
+                batch: list[_Work] = [] if item is None else list(item)
                 while len(batch) < MAX_BATCH:
                     try:
                         more = self._queue.get_nowait()
@@ -486,7 +645,7 @@ class Ledger:
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job], *, wait: bool) -> Sequence[Any]:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Work], *, wait: bool) -> Sequence[Any]:
         """Outcomes in batch order; every failure fails the whole batch with nothing committed."""
         started = time.perf_counter()
         try:
@@ -505,7 +664,7 @@ class Ledger:
             self._on_commit(len(batch), time.perf_counter() - started)
         return outcomes
 
-    def _transaction(self, conn: sqlite3.Connection, batch: list[_Job], wait: bool) -> list[Outcome | Claim | None]:
+    def _transaction(self, conn: sqlite3.Connection, batch: list[_Work], wait: bool) -> list[Any]:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -515,16 +674,21 @@ class Ledger:
         moment = self._clock.now()
         day = business_date(moment).isoformat()
         created_at = moment.isoformat()
-        charges = [job.charge for job in batch if job.kind == "record"]
-        stored = _stored_for(conn, {job.charge.key for job in batch if job.kind != "release"})
+        jobs = [job for job in batch if isinstance(job, _Job)]
+        charges = [job.charge for job in jobs if job.kind == "record"]
+        stored = _stored_for(conn, {job.charge.key for job in jobs if job.kind != "release"})
         users = _totals(conn, "user_id", {c.user_id for c in charges}, day)
         cards = _totals(conn, "card_id", {c.card_id for c in charges}, day)
-        claims = self._claims(conn, batch, stored)
+        claims = self._claims(conn, jobs, stored)
         repayments: list[tuple[object, ...]] = []
         records: list[tuple[object, ...]] = []
+        accepted: list[tuple[object, ...]] = []
         unclaim: list[tuple[object, ...]] = []
-        outcomes: list[Outcome | Claim | None] = []
+        outcomes: list[Any] = []
         for job in batch:
+            if isinstance(job, _SettleJob):
+                outcomes.append(self._settle_step(conn, job, created_at))
+                continue
             charge = job.charge
             if job.kind != "record":
                 outcomes.append(claims.get(job.charge.key) if job.kind == "claim" else None)
@@ -552,7 +716,9 @@ class Ledger:
                         created_at,
                     )
                 )
-            record = Stored(charge.request_hash, decision.status, decision.body)
+            if decision.status == ACCEPTED:
+                accepted.append(self._settlement_row(charge, decision.repayment_id, day, created_at))
+            record = Stored(charge.request_hash, decision.status, decision.body, decision.repayment_id)
             records.append(
                 (charge.key, record.request_hash, record.status, record.body, decision.repayment_id, created_at)
             )
@@ -561,10 +727,63 @@ class Ledger:
             outcomes.append(Outcome(record, replayed=False, usage=after, business_date=day))
         conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", repayments)
         conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
+        if accepted:
+            conn.executemany(ACCEPT_SQL, accepted)
         if self._claiming:
             conn.executemany("DELETE FROM claims WHERE key = ?", unclaim)
         conn.execute("COMMIT")
         return outcomes
+
+    def _settlement_row(
+        self, charge: Charge, repayment_id: str | None, day: str, created_at: str
+    ) -> tuple[object, ...]:
+        """A new payment of an asynchronous channel, held by this process under epoch 1 and a fresh lease."""
+        now = time.time()
+        return (
+            repayment_id,
+            charge.key,
+            charge.user_id,
+            charge.card_id,
+            charge.channel,
+            charge.amount_fen,
+            day,
+            self._replica,
+            created_at,
+            now,
+            charge.notify_url,
+            "processing",
+            None,
+            None,
+            None,
+            "none",
+            self.owner,
+            os.getpid(),
+            1,
+            now + self.lease_s,
+        )
+
+    def _settle_step(self, conn: sqlite3.Connection, job: _SettleJob, moment: str) -> object:
+        """One fenced write of the settlement path (see `settle` and `callback_done`)."""
+        if job.callback:
+            cursor = conn.execute(
+                "UPDATE settlements SET callback = ? WHERE repayment_id = ? AND owner = ? AND epoch = ?",
+                (job.callback, job.repayment_id, self.owner, job.epoch),
+            )
+            return cursor.rowcount == 1
+        row = conn.execute(
+            SETTLE_SQL,
+            (job.status, job.code, moment, self._replica, job.repayment_id, self.owner, job.epoch),
+        ).fetchone()
+        if row is None:
+            return None
+        settled = dict(zip(SETTLEMENT_COLUMNS.split(", "), row, strict=True))
+        if job.status != "succeeded":
+            conn.execute("DELETE FROM repayments WHERE repayment_id = ?", (job.repayment_id,))
+        conn.execute(
+            "UPDATE idempotency SET status = 200, body = ? WHERE key = ?",
+            (json.dumps(settlement_document(settled)), settled["idempotency_key"]),
+        )
+        return settled
 
     def _claims(self, conn: sqlite3.Connection, batch: list[_Job], stored: dict[str, Stored]) -> dict[str, Claim]:
         """Decide the batch's claims and releases (their writes join the batch's transaction)."""
@@ -598,6 +817,29 @@ class Ledger:
         return answers
 
 
+def _settlement(row: dict[str, Any]) -> Settlement:
+    return Settlement(
+        repayment_id=row["repayment_id"],
+        channel=row["channel"],
+        epoch=row["epoch"],
+        accepted_unix=row["accepted_unix"],
+        processing=row["status"] == "processing",
+        document=settlement_document(row),
+        notify_url=row["notify_url"],
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a lease holder's process still runs (a zombie does not; a stopped one does, until its lease
+    ends); this process itself is never another holder."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
 def _claim_is_live(pid: int, claimed_unix: float, now: float) -> bool:
     """Another process's claim holds while that process runs (a zombie, killed but not yet reaped, does not),
     within the lease; this process's own claim never does."""
@@ -619,8 +861,8 @@ def _checkpoint(conn: sqlite3.Connection) -> None:
 
 
 def _stored_for(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Stored]:
-    rows = _in_query(conn, "SELECT key, request_hash, status, body FROM idempotency WHERE key IN ({})", keys, ())
-    return {key: Stored(request_hash, status, body) for key, request_hash, status, body in rows}
+    sql = "SELECT key, request_hash, status, body, repayment_id FROM idempotency WHERE key IN ({})"
+    return {row[0]: Stored(*row[1:]) for row in _in_query(conn, sql, keys, ())}
 
 
 def _totals(conn: sqlite3.Connection, column: str, ids: set[str], day: str) -> dict[str, int]:

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SETTLE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 COMMIT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
 
 
@@ -55,6 +56,39 @@ class Metrics:
             "surge_gateway_bank_in_flight",
             "Simulated bank calls holding a channel slot, by channel",
             ["channel"],
+            registry=self.registry,
+        )
+        self.settlement_backlog = Gauge(
+            "surge_gateway_settlement_backlog",
+            "Accepted payments this replica holds that the bank has not settled yet, by channel",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.settle_seconds = Histogram(
+            "surge_gateway_settle_seconds",
+            "Time from acceptance to the final state written in the ledger, by channel",
+            ["channel"],
+            buckets=SETTLE_BUCKETS,
+            registry=self.registry,
+        )
+        self.settlements = Counter(
+            "surge_gateway_settlements",
+            "Settlement steps by channel and outcome: succeeded, failed (BANK_DECLINED), unknown (the bank's answer "
+            "was lost; re-queried), fenced (another replica took the payment over; nothing written)",
+            ["channel", "outcome"],
+            registry=self.registry,
+        )
+        self.settlement_takeovers = Counter(
+            "surge_gateway_settlement_takeovers",
+            "Pending payments taken over from a replica that died or whose lease ran out",
+            registry=self.registry,
+        )
+        self.callbacks = Counter(
+            "surge_gateway_callbacks",
+            "Callback deliveries by outcome: delivered (2xx), refused (other status), error (no answer in time), "
+            "dropped (callback_loss fault), duplicate (callback_duplicate fault: sent again), gave_up (attempts "
+            "exhausted)",
+            ["outcome"],
             registry=self.registry,
         )
         self.info = Gauge(
