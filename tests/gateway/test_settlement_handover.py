@@ -73,9 +73,7 @@ async def test_one_key_at_two_active_active_replicas_200_times_is_settled_once(
     start_replica: Any, tmp_path: Path
 ) -> None:
     config = shared(tmp_path, {"settle_ms": {"median": 300, "p99": 300}}, router={"mode": "active-active"})
-    replicas = [
-        start_replica(config, name=name, extra_args=("--bank-share", "0.5")) for name in ("r1", "r2")
-    ]
+    replicas = [start_replica(config, name=name, extra_args=("--bank-share", "0.5")) for name in ("r1", "r2")]
     connector = aiohttp.TCPConnector(limit=0)
     async with receiver() as got, aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
         payment = {**body(), "notify_url": got.url}
