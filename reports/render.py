@@ -25,11 +25,12 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, metrics, slo
+from reports import hdr, invariants, metrics, slo
 from reports.analysis import Analysis, all_verdicts
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
 from reports.runfolder import FAULT_CLEARED, FAULT_INJECTED, GOOD
+from reports.violations import Violation, describe, yuan
 
 MARKED_EVENTS = {
     ("chaos", FAULT_INJECTED): "#d62728",
@@ -70,15 +71,6 @@ def plotly_bundle() -> str:
     return base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
 
 
-def yuan(fen: int | None) -> str:
-    """Integer fen as ¥ with thousands separators, never through a float."""
-    if fen is None:
-        return "—"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(int(fen)), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
-
-
 def _num(value: Any, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -116,8 +108,17 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             comparison=comparison,
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
             cap_days=_cap_days(analysis),
+            violations=_violations(analysis),
         )
     )
+
+
+def _violations(analysis: Analysis) -> tuple[list[Violation], int]:
+    """The invariant violations the report names (the first `violations.SHOWN`) and how many more there are."""
+    report, frames = analysis.invariants, analysis.frames
+    if report is None or frames.ledger is None or not any(report.counts().values()):
+        return [], 0
+    return describe(report.violations, frames.history, invariants.own_rows(frames.ledger, frames.meta.key_prefix))
 
 
 def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ against (a gateway surge did not start), never "0 ok".
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,13 @@ from reports import invariants, metrics, slo
 from reports.analysis import uncheckable
 from reports.frames import read_history, read_ledger
 from reports.runfolder import RunFolderError, read_meta
+from reports.violations import describe
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
-    """`{"counts", "verdicts", "outcomes", "violations", "other_rows", "passed"}`; `passed` is None when nothing
-    failed but a verdict is unknown.
+    """`{"counts", "verdicts", "outcomes", "violations", "described", "more", "other_rows", "passed"}`;
+    `described` tells the first violations as the report does (`reports.violations`), `more` counts the rest;
+    `passed` is None when nothing failed but a verdict is unknown.
 
     Raises `RunFolderError` when the folder has no ledger copy: a run against a remote gateway has nothing to
     verify against, and saying "passed" would be a lie.
@@ -28,8 +31,9 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     if ledger is None:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = metrics.caps(meta)
+    history = read_history(run_dir / "history")
     report = invariants.check(
-        read_history(run_dir / "history"),
+        history,
         ledger,
         card_caps,
         user_cap,
@@ -39,11 +43,14 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     )
     verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
     outcomes = [slo.outcome(verdict) for verdict in verdicts]
+    described, more = describe(report.violations, history, invariants.own_rows(ledger, meta.key_prefix))
     return {
         "counts": report.counts(),
         "verdicts": verdicts,
         "outcomes": report.outcomes,
         "violations": report.violations,
+        "described": [asdict(violation) for violation in described],
+        "more": more,
         "other_rows": report.other_rows,
         "passed": False if slo.FAIL in outcomes else None if slo.UNKNOWN in outcomes else True,
     }

@@ -23,8 +23,8 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
-from reports.render import yuan
 from reports.runfolder import read_stop
+from reports.violations import yuan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

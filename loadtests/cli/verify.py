@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,8 +20,7 @@ from reports.console_text import one_line
 from reports.runfolder import RunFolderError
 from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
-
-EXAMPLES_SHOWN = 5
+from reports.violations import yuan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +37,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return _exit_code(result["passed"])
     table = Table(title=escape(one_line(f"invariants of {args.run_dir}")))
-    for column in ("invariant", "violations", "bound", "verdict", "examples"):
+    for column in ("invariant", "violations", "bound", "verdict"):
         table.add_column(column)
     for verdict in result["verdicts"]:
         result_of = outcome(verdict)
-        examples = result["violations"][verdict["name"]][:EXAMPLES_SHOWN] if result_of == FAIL else []
         table.add_row(
             verdict["name"],
             "—" if verdict["value"] is None else str(verdict["value"]),
@@ -51,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
             else "[bold red]FAILED[/bold red]"
             if result_of == FAIL
             else f"[yellow]unknown[/yellow] — {escape(one_line(verdict['reason']))}",
-            escape("\n".join(one_line(json.dumps(example, ensure_ascii=False)) for example in examples)),
         )
     console = Console()
     console.print(table)
+    _print_violations(console, result)
     outcomes = result["outcomes"]
     console.print(
         f"payment keys: {outcomes['ok']} acknowledged, {outcomes['failed']} definitely not recorded, "
@@ -67,6 +66,24 @@ def run(args: argparse.Namespace) -> int:
             highlight=False,
         )
     return _exit_code(result["passed"])
+
+
+def _print_violations(console: Console, result: dict[str, Any]) -> None:
+    """One line per violation, never wrapped nor cut: a key is copied from here into a ledger query, and a
+    non-TTY console (a CI log, a pipe) is only 80 columns wide."""
+    for violation in result["described"]:
+        amount = "—" if violation["amount_fen"] is None else yuan(violation["amount_fen"])
+        console.print(
+            one_line(
+                f"{violation['invariant']}: key {violation['key']} · card {violation['card']} · {amount} · "
+                f"client saw {violation['client_saw']} · ledger holds {violation['ledger_holds']}"
+            ),
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    if result["more"]:
+        console.print(f"… and {result['more']} more violations: --json lists every one", highlight=False)
 
 
 def _exit_code(passed: bool | None) -> int:
