@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, memory, metrics, slo
+from reports import hdr, invariants, memory, metrics, settlement, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
 from reports.runfolder import GOOD, Slo, Summary
@@ -84,6 +84,7 @@ def analyse(frames: RunFrames) -> Analysis:
         ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
         found = [i for i in metrics.incidents(frames.meta, frames.events) if i.start_s < ran_until]
         recovery = metrics.recovery(frames, healthy, found, thresholds)
+        recovery = _settlement_recovery(frames, recovery)
         slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = metrics.charges_per_day(frames)
@@ -99,10 +100,18 @@ def analyse(frames: RunFrames) -> Analysis:
             key_prefix=frames.meta.key_prefix,
             schedule=metrics.cap_schedule(frames.meta),
             foreign=metrics.is_foreign(frames.meta),
+            settle_watched=frames.meta.settlement is not None,
         )
     )
+    accepted = settlement.accepted_payments(frames.history)
+    watched = frames.meta.settlement is not None or not accepted.empty
+    if watched and not frames.is_capacity_search:
+        slo_verdicts.append(slo.settle_verdict(settlement.time_to_final_s(accepted), thresholds))
     invariant_verdicts = slo.invariant_verdicts(
-        None if report is None else report.counts(), thresholds, unknown=uncheckable(card_caps, user_cap)
+        None if report is None else report.counts(),
+        thresholds,
+        unknown={**uncheckable(card_caps, user_cap), **({} if report is None else report.unknown)},
+        settlement=watched,
     )
     generator = slo.generator_verdict(frames.generator)
     injection = slo.fault_injection_verdict(frames.events)
@@ -140,6 +149,28 @@ def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, st
     return {"over_cap": NO_CAPS} if not card_caps and user_cap is None else {}
 
 
+STALL = "settlement_stall"
+
+
+def _settlement_recovery(frames: RunFrames, recovery: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A settlement stall hurts no answer (acceptance goes on): its recovery is the backlog's return to its
+    level before the fault (`settlement.stall_recovery_s`), measured from the end of the stall."""
+    if not any(str(entry.get("event", "")).startswith(STALL) for entry in recovery):
+        return recovery
+    accepted = settlement.accepted_payments(frames.history)
+    total = settlement.backlog(accepted, float(frames.meta.started_unix), len(frames.windows)).sum(axis=1)
+    stalls = [fault for fault in frames.meta.faults if fault.get("action") == STALL]
+    for entry in recovery:
+        if str(entry.get("event", "")).startswith(STALL) and entry.get("played", True) and stalls:
+            at_s = float(entry["at_s"])
+            fault = min(stalls, key=lambda f: abs(float(f.get("at_s", 0)) - at_s))
+            recover_s = settlement.stall_recovery_s(total, at_s, float(fault.get("duration_s") or 0.0))
+            entry["recover_s"] = None if recover_s is None else round(recover_s, 3)
+            entry["recovered_within_slo"] = recover_s is not None and recover_s <= frames.meta.slo.max_recovery_s
+            entry["measured_by"] = "settlement backlog back to its level before the stall"
+    return recovery
+
+
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
     if frames.capacity is not None:
@@ -172,56 +203,77 @@ def summary(analysis: Analysis) -> Summary:
     active = windows[windows["offered"] > 0]
     report = analysis.invariants
     stop = frames.stop
-    return Summary.model_validate(
-        {
-            "scenario": meta.scenario,
-            "description": meta.description,
-            "seed": meta.seed,
-            "scale": meta.scale,
-            "duration_s": meta.duration_s,
-            "started_unix": meta.started_unix,
-            "valid": analysis.valid,
-            "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
-            "exit_code": analysis.exit_code,
-            "interrupted": stop is not None and stop.aborted is None,
-            "stopped": None if stop is None else stop.stopped,
-            "aborted": None if stop is None else stop.aborted,
-            "totals": analysis.totals,
-            "slos": analysis.slo_verdicts,
-            "invariants": dict.fromkeys(invariants.NAMES) if report is None else report.counts(),
-            "invariant_verdicts": analysis.invariant_verdicts,
-            "run_verdicts": analysis.run_verdicts,
-            "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
-            "invariant_outcomes": None if report is None else report.outcomes,
-            "ledger_other_rows": None if report is None else report.other_rows,
-            "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
-            "recovery": analysis.recovery,
-            "success_ratio": metrics.success_ratio(windows),
-            "latency_ms": {
-                "intended": metrics.latency_summary(analysis.overall_intended),
-                "service": metrics.latency_summary(analysis.overall_service),
-            },
-            "throughput_per_s": {
-                "offered": _mean(active["offered"]),
-                "succeeded": _mean(active["n_succeeded"]),
-                "good": _mean(metrics.class_sum(active, GOOD)),
-            },
-            "codes": metrics.codes_share(frames.codes),
-            "amount_repaid_fen": int(windows["amount_fen"].sum()),
-            "plans_followed": metrics.plans_followed(frames),
-            "memory": memory.summarize(frames.run_dir, float(meta.duration_s or 0.0)),
-            "capacity": analysis.capacity,
-            "versions": meta.versions,
-            "git_commit": meta.git_commit,
-            "slo_thresholds": {
-                "min_success_ratio": analysis.slo.min_success_ratio,
-                "max_p99_ms": analysis.slo.max_p99_ms,
-                "max_recovery_s": analysis.slo.max_recovery_s,
-                "max_lost": analysis.slo.max_lost,
-                "max_over_cap": analysis.slo.max_over_cap,
-            },
-        }
-    )
+    fields: dict[str, Any] = {
+        "scenario": meta.scenario,
+        "description": meta.description,
+        "seed": meta.seed,
+        "scale": meta.scale,
+        "duration_s": meta.duration_s,
+        "started_unix": meta.started_unix,
+        "valid": analysis.valid,
+        "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
+        "exit_code": analysis.exit_code,
+        "interrupted": stop is not None and stop.aborted is None,
+        "stopped": None if stop is None else stop.stopped,
+        "aborted": None if stop is None else stop.aborted,
+        "totals": analysis.totals,
+        "slos": analysis.slo_verdicts,
+        "invariants": _invariant_counts(analysis),
+        "invariant_verdicts": analysis.invariant_verdicts,
+        "run_verdicts": analysis.run_verdicts,
+        "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
+        "invariant_outcomes": None if report is None else report.outcomes,
+        "ledger_other_rows": None if report is None else report.other_rows,
+        "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
+        "recovery": analysis.recovery,
+        "success_ratio": metrics.success_ratio(windows),
+        "latency_ms": {
+            "intended": metrics.latency_summary(analysis.overall_intended),
+            "service": metrics.latency_summary(analysis.overall_service),
+        },
+        "throughput_per_s": {
+            "offered": _mean(active["offered"]),
+            "succeeded": _mean(active["n_succeeded"]),
+            "good": _mean(metrics.class_sum(active, GOOD)),
+        },
+        "codes": metrics.codes_share(frames.codes),
+        "amount_repaid_fen": int(windows["amount_fen"].sum()),
+        "plans_followed": metrics.plans_followed(frames),
+        "memory": memory.summarize(frames.run_dir, float(meta.duration_s or 0.0)),
+        "capacity": analysis.capacity,
+        "versions": meta.versions,
+        "git_commit": meta.git_commit,
+        "slo_thresholds": {
+            "min_success_ratio": analysis.slo.min_success_ratio,
+            "max_p99_ms": analysis.slo.max_p99_ms,
+            "max_recovery_s": analysis.slo.max_recovery_s,
+            "max_lost": analysis.slo.max_lost,
+            "max_over_cap": analysis.slo.max_over_cap,
+        },
+    }
+    section = _settlement_summary(analysis)
+    if section is not None:  # a synchronous run's summary.json stays what it was before settlement existed
+        for key in ("max_settle_p99_s", "max_stuck", "max_flipped"):
+            fields["slo_thresholds"][key] = getattr(analysis.slo, key)
+        fields["settlement"] = section
+    return Summary.model_validate(fields)
+
+
+def _invariant_counts(analysis: Analysis) -> dict[str, int | None]:
+    if analysis.invariants is not None:
+        return dict(analysis.invariants.counts())
+    return {verdict["name"]: None for verdict in analysis.invariant_verdicts}
+
+
+def _settlement_summary(analysis: Analysis) -> dict[str, Any] | None:
+    """summary.json `settlement` of a run whose client watched asynchronous settlement (None otherwise)."""
+    frames = analysis.frames
+    accepted = settlement.accepted_payments(frames.history)
+    mode = None if frames.meta.settlement is None else frames.meta.settlement.mode
+    if mode is None and accepted.empty:
+        return None
+    stuck = None if analysis.invariants is None else analysis.invariants.counts().get("stuck")
+    return settlement.summary_section(accepted, mode, settlement.receiver_counters(frames.run_dir), stuck)
 
 
 def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:

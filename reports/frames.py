@@ -29,6 +29,7 @@ from reports.runfolder import (
     EVENT_COLUMNS,
     HISTORY_COLUMNS,
     OUTCOME_CLASSES,
+    SETTLEMENT_COLUMNS,
     Capacity,
     ClusterClock,
     GeneratorVerdict,
@@ -45,8 +46,9 @@ CLASSES = OUTCOME_CLASSES
 KINDS = ("intended", "service")
 _HISTORY_TEXT = (
     *("payment_id", "key", "user_id", "card_id", "channel", "code", "outcome", "repayment_id", "replica"),
-    *("business_date", "replayed"),
+    *("business_date", "replayed", "settlement", "settle_code", "callback_status", "flipped_to"),
 )
+_COUNTS = ("polls", "callbacks", "callback_refused", "callback_dups")
 LEDGER_COLUMNS = ["repayment_id", "idempotency_key", "user_id", "card_id", "channel", "amount_fen", "business_date"]
 # the steps.csv columns the knee chart and metrics.knee need (older folders may lack the rest of STEP_COLUMNS)
 LEDGER_READ_LIMIT_S = 120.0  # a soak's ~1M-row ledger loads in seconds; a folder from elsewhere may hold anything
@@ -191,14 +193,27 @@ def _per_second(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _history_types() -> dict[str, pa.DataType]:
     types = dict.fromkeys(_HISTORY_TEXT, pa.string())
-    types.update(dict.fromkeys(("amount_fen", "attempt", "status", "part"), pa.int64()))
-    types.update(dict.fromkeys(("intended", "sent", "done"), pa.float64()))
+    counts = ("amount_fen", "attempt", "status", "part", "polls", "callbacks", "callback_refused", "callback_dups")
+    types.update(dict.fromkeys(counts, pa.int64()))
+    types.update(dict.fromkeys(("intended", "sent", "done", "final_at"), pa.float64()))
     return types
 
 
 def _text_as_str(data_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
     """Arrow strings become pandas' own `str` dtype (Arrow-backed): no Python objects for a million keys."""
     return pd.StringDtype("pyarrow", na_value=np.nan) if pa.types.is_string(data_type) else None
+
+
+def _header(file: Path) -> set[str]:
+    try:
+        with file.open(encoding="utf-8", newline="") as handle:
+            return {name.strip().strip('"') for name in handle.readline().split(",")}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFolderError(f"{file}: unreadable history ({exc})") from exc
+
+
+def _text_dtype() -> pd.StringDtype:
+    return pd.StringDtype("pyarrow", na_value=np.nan)
 
 
 def read_history(folder: Path) -> pd.DataFrame:
@@ -208,15 +223,22 @@ def read_history(folder: Path) -> pd.DataFrame:
     """
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     types = _history_types()
-    options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, include_columns=list(HISTORY_COLUMNS))
+    core = [name for name in HISTORY_COLUMNS if name not in SETTLEMENT_COLUMNS]
     quoted_line_breaks = pacsv.ParseOptions(newlines_in_values=True)  # a code a target chose may hold one
     frames = []
     for file in files:
+        # the settlement columns may be absent (a folder written before them); every other one is required
+        present = [name for name in SETTLEMENT_COLUMNS if name in _header(file)]
+        options = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, include_columns=[*core, *present])
         try:
             table = pacsv.read_csv(file, parse_options=quoted_line_breaks, convert_options=options)
         except (pa.ArrowInvalid, pa.ArrowKeyError, OSError) as exc:
             raise RunFolderError(f"{file}: unreadable history ({str(exc).splitlines()[0]})") from exc
         frame: pd.DataFrame = table.to_pandas(types_mapper=_text_as_str)
+        for name in SETTLEMENT_COLUMNS:
+            if name not in present:
+                fill = 0.0 if name == "final_at" else 0 if name in _COUNTS else ""
+                frame[name] = pd.Series(fill, index=frame.index, dtype=_text_dtype() if fill == "" else None)
         frame["worker"] = file.stem
         frames.append(frame)
     if not frames:
@@ -271,6 +293,12 @@ def read_ledger(path: Path, limit_s: float = LEDGER_READ_LIMIT_S) -> pd.DataFram
             if kind[0] != "table" or str(kind[1]).upper().startswith("CREATE VIRTUAL"):
                 raise RunFolderError(f"{path}: unreadable ledger (repayments is a {kind[0]}, not a plain table)")
             table = _ledger_by_column(conn) or _ledger_by_row(conn)
+            columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(repayments)")}
+            states = (
+                [str(row[0] or "") for row in conn.execute("SELECT status FROM repayments ORDER BY rowid")]
+                if "status" in columns
+                else None
+            )
     except sqlite3.OperationalError as exc:
         if time.monotonic() > deadline:
             raise RunFolderError(f"{path}: reading the ledger took longer than {limit_s:g} s") from None
@@ -278,6 +306,8 @@ def read_ledger(path: Path, limit_s: float = LEDGER_READ_LIMIT_S) -> pd.DataFram
     except sqlite3.Error as exc:
         raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc
     ledger: pd.DataFrame = table.to_pandas(types_mapper=_text_as_str)
+    if states is not None:  # an asynchronous gateway's: processing / succeeded / failed (docs/internals.md §2)
+        ledger["status"] = pd.Series(states, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
     return ledger
 
 
@@ -315,7 +345,7 @@ def _ledger_by_column(conn: sqlite3.Connection) -> pa.Table | None:
 
 
 def _ledger_by_row(conn: sqlite3.Connection) -> pa.Table:
-    rows = conn.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM repayments").fetchall()  # noqa: S608
+    rows = conn.execute(f"SELECT {', '.join(LEDGER_COLUMNS)} FROM repayments ORDER BY rowid").fetchall()  # noqa: S608
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in LEDGER_COLUMNS]
     schema = _ledger_schema()
     return pa.Table.from_arrays(

@@ -19,6 +19,23 @@ and the checkers compare those outcomes with the ledger:
                highest cap in force at any moment of the business day, since the gateway checks each charge
                against the cap of its moment and a day's total may legitimately reach a cap lowered later
 
+Asynchronous settlement (a 202 "accepted, processing", the final state learned later by polling or by a signed
+callback; `settlement` and the columns after it in the history) adds four checks, made only for a run whose
+client watched settlement (`SETTLEMENT_NAMES`). A ledger with a `status` column is read by it (`processing` /
+`succeeded` / `failed`; only `succeeded` rows are money, so lost, phantom, duplicate and over_cap count settled
+money only); a ledger without one holds settled money only, so a row there means succeeded and no row failed:
+
+    stuck              an accepted payment not final when the client stopped watching it — `settle_timeout_s`
+                       after the run's last arrival, plus SETTLE_GRACE_S — or one the ledger still holds as
+                       `processing`
+    flipped            a payment whose final state changed after the client learned it: a later poll or
+                       callback said otherwise (`flipped_to`), or the ledger's final state is not the one learned
+    double_settled     one accepted key settled more than once in the ledger (money moved twice)
+    callback_mismatch  a callback delivered a final state the ledger disagrees with
+
+An accepted payment counts as ok for lost/phantom once the client learned it succeeded, failed once it learned
+the bank refused it, and unknown while it was not learned.
+
 Against a target profile (CONTRACT §7, `foreign=True`) the statuses are the target's own, so the outcomes come
 from the classes its rules assigned: `succeeded` is ok; `declined` and `rate_limited` are failed (the rules say
 the target refused); everything else is unknown — surge cannot know whether a foreign 503 ran the payment. A
@@ -40,12 +57,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reports.runfolder import SHANGHAI
+from reports.runfolder import ACCEPTED, SETTLED_STATES, SHANGHAI
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")
 FOREIGN_FAILURES = ("declined", "rate_limited")
 NAMES = ("lost", "phantom", "duplicate", "over_cap")
+SETTLEMENT_NAMES = ("stuck", "flipped", "double_settled", "callback_mismatch")
+SETTLE_GRACE_S = 1.0  # the client's watchers stop this long after run end + settle_timeout_s (docs/report.md)
+SETTLED = "succeeded"
 FAILED, UNKNOWN, OK, NEVER = 0, 1, 2, -1
 OUTCOME_NAMES = {FAILED: "failed", UNKNOWN: "unknown", OK: "ok"}
 
@@ -59,9 +79,14 @@ class InvariantReport:
     violations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     outcomes: dict[str, int] = field(default_factory=dict)
     other_rows: int = 0  # ledger rows of other runs (another key prefix), left out of lost/phantom/duplicate
+    settlement: bool = False  # the run watched asynchronous settlement: the SETTLEMENT_NAMES checks were made
+    unknown: dict[str, str] = field(default_factory=dict)  # checks the evidence could not decide, with the reason
+
+    def names(self) -> tuple[str, ...]:
+        return (*NAMES, *SETTLEMENT_NAMES) if self.settlement else NAMES
 
     def counts(self) -> dict[str, int]:
-        return {name: len(self.violations.get(name, [])) for name in NAMES}
+        return {name: len(self.violations.get(name, [])) for name in self.names()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +154,11 @@ def attempt_outcomes(history: pd.DataFrame, *, foreign: bool = False) -> npt.NDA
     definite = np.isin(status, DEFINITE_FAILURE_STATUSES) | (
         (status == 422) & history["code"].isin(LIMIT_DECLINES).to_numpy()
     )
-    return np.where(status == 201, OK, np.where(definite, FAILED, UNKNOWN)).astype(np.int8)
+    learned = history["settlement"].to_numpy() if "settlement" in history else np.full(len(history), "")
+    accepted = status == ACCEPTED
+    ok = (status == 201) | (accepted & (learned == SETTLED))
+    failed = definite | (accepted & (learned == "failed"))
+    return np.where(ok, OK, np.where(failed, FAILED, UNKNOWN)).astype(np.int8)
 
 
 def find_lost(evidence: Evidence) -> list[dict[str, Any]]:
@@ -370,23 +399,83 @@ def check(
     schedule: Schedule = (),
     *,
     foreign: bool = False,
+    settle_watched: bool = False,
 ) -> InvariantReport:
     """Run every checker over one history and one ledger dump (`totals`: the ledger's, when already computed;
     `schedule`: the gateway's dynamic limits, when it had any; `foreign`: the history was recorded against a
-    target profile, module docstring).
+    target profile, module docstring; `settle_watched`: the run's client watched settlement, so the settlement
+    checks are made even when nothing was accepted).
 
     lost, phantom and duplicate look at the run's own rows (`own_rows`); over_cap at the whole ledger, because
     a cap bounds every charge of a card's day, whoever made it.
     """
     own = own_rows(ledger, key_prefix)
-    evidence = Evidence.of(history, own, foreign=foreign)
+    money = settled_money(own)
+    evidence = Evidence.of(history, money, foreign=foreign)
+    violations = {
+        "lost": find_lost(evidence),
+        "phantom": find_phantom(evidence),
+        "duplicate": find_duplicates(evidence),
+        "over_cap": find_over_cap(totals or daily_totals(settled_money(ledger)), card_caps, user_cap, schedule),
+    }
+    unknown: dict[str, str] = {}
+    watched = settle_watched or bool((history["status"] == ACCEPTED).any())
+    if watched:
+        found, unknown = check_settlement(history, own)
+        violations.update(found)
     return InvariantReport(
-        violations={
-            "lost": find_lost(evidence),
-            "phantom": find_phantom(evidence),
-            "duplicate": find_duplicates(evidence),
-            "over_cap": find_over_cap(totals or daily_totals(ledger), card_caps, user_cap, schedule),
-        },
+        violations=violations,
         outcomes=evidence.outcome_counts(),
         other_rows=len(ledger) - len(own),
+        settlement=watched,
+        unknown=unknown,
     )
+
+
+def settled_money(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The rows that moved money: all of them, unless the ledger has a `status` column (async settlement)."""
+    if "status" not in ledger:
+        return ledger
+    return ledger[(ledger["status"] == SETTLED).to_numpy(bool)]
+
+
+UNWATCHED_STATE = "unwatched"  # `settlement` of an accepted payment the client had no room to watch
+UNWATCHED = "accepted payments the client did not watch (its pending set was full) and a ledger without status"
+
+
+def check_settlement(
+    history: pd.DataFrame, ledger: pd.DataFrame
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
+    """stuck, flipped, double_settled and callback_mismatch (module docstring) over the accepted attempts of the
+    history and the run's own ledger rows; the second value names the checks the evidence cannot decide."""
+    accepted = history[(history["status"] == ACCEPTED).to_numpy(bool)]
+    accepted = accepted.sort_values("final_at", ascending=False, kind="stable").drop_duplicates("key")
+    has_status = "status" in ledger
+    keys = ledger["idempotency_key"].astype("str")
+    states = ledger["status"].astype("str") if has_status else pd.Series(SETTLED, index=ledger.index)
+    settled_rows = keys[(states == SETTLED).to_numpy(bool)].value_counts()
+    pending_keys = set(keys[(states == "processing").to_numpy(bool)]) if has_status else set()
+    final_in_ledger = {
+        str(key): str(state) for key, state in zip(keys, states, strict=True) if str(state) in SETTLED_STATES
+    }  # a key with both a succeeded and a failed row: succeeded wins (money moved)
+    for key in settled_rows.index:
+        final_in_ledger[str(key)] = SETTLED
+    found: dict[str, list[dict[str, Any]]] = {name: [] for name in SETTLEMENT_NAMES}
+    for row in accepted.itertuples(index=False):
+        key, learned = str(row.key), str(row.settlement)
+        in_ledger = final_in_ledger.get(key, "" if has_status else "failed")
+        base = {"key": key, "payment_id": str(row.payment_id), "amount_fen": int(str(row.amount_fen))}
+        not_learned = learned not in SETTLED_STATES and learned != UNWATCHED_STATE
+        if not_learned or key in pending_keys:
+            found["stuck"].append({**base, "learned": learned or "processing", "ledger": in_ledger or "processing"})
+        if learned in SETTLED_STATES and (row.flipped_to or (in_ledger and in_ledger != learned)):
+            found["flipped"].append({**base, "learned": learned, "then": str(row.flipped_to or in_ledger)})
+        if settled_rows.get(key, 0) > 1:
+            found["double_settled"].append({**base, "settled_rows": int(settled_rows[key])})
+        delivered = str(row.callback_status)
+        if delivered in SETTLED_STATES and in_ledger and delivered != in_ledger:
+            found["callback_mismatch"].append({**base, "delivered": delivered, "ledger": in_ledger})
+    unknown = {}
+    if not has_status and (accepted["settlement"] == UNWATCHED_STATE).any():
+        unknown["stuck"] = UNWATCHED
+    return found, unknown

@@ -110,7 +110,14 @@ def success_ratio(counts: Mapping[str, int]) -> float | None:
 HISTORY_COLUMNS: Final[tuple[str, ...]] = (
     *("payment_id", "key", "attempt", "user_id", "card_id", "channel", "amount_fen", "intended", "sent", "done"),
     *("status", "code", "outcome", "repayment_id", "replica", "business_date", "replayed", "part"),
+    *("settlement", "settle_code", "final_at", "polls", "callbacks", "callback_refused", "callback_dups"),
+    *("callback_status", "flipped_to"),
 )
+SETTLEMENT_COLUMNS: Final[tuple[str, ...]] = HISTORY_COLUMNS[18:]  # absent from folders written before them
+ACCEPTED: Final = 202  # an async channel's "accepted, processing": the attempt's outcome class is `succeeded`
+# `settlement` of an accepted attempt: the final state the client learned, `processing` when it learned none
+# before its settle_timeout_s, `unwatched` when the process's pending set was full (never watched)
+SETTLED_STATES: Final = ("succeeded", "failed")
 
 
 @dataclass(slots=True)
@@ -137,9 +144,20 @@ class Attempt:
     business_date: str
     replayed: bool
     part: int
+    # asynchronous settlement (a 202 answer), filled in by the watcher before the row is written; defaults for
+    # every other attempt
+    settlement: str = ""
+    settle_code: str = ""
+    final_at: float = 0.0  # unix time the client first learned the final state; 0 when it never did
+    polls: int = 0
+    callbacks: int = 0  # validly signed deliveries received for the payment
+    callback_refused: int = 0  # of those, answered 500 on purpose (the scenario's callback_fail_ratio)
+    callback_dups: int = 0  # deliveries received after one had been acknowledged
+    callback_status: str = ""  # the final state the first delivery carried
+    flipped_to: str = ""  # a final state reported later (poll or callback) that differs from the one learned
 
 
-_HISTORY_LINE: Final = "%s,%s,%d,%s,%s,%s,%d,%.6f,%.6f,%.6f,%d,%s,%s,%s,%s,%s,%s,%d\n"
+_HISTORY_LINE: Final = "%s,%s,%d,%s,%s,%s,%d,%.6f,%.6f,%.6f,%d,%s,%s,%s,%s,%s,%s,%d,%s,%s,%.6f,%d,%d,%d,%d,%s,%s\n"
 _NEEDS_QUOTING: Final = re.compile(r'[,"\r\n]')
 
 
@@ -151,16 +169,17 @@ def history_line(a: Attempt) -> str:
     replica or id a target chose may hold anything) makes csv.writer write the line with every cell quoted:
     with "\n" as its line end it would leave a lone "\r" unquoted, and the line would not read back."""
     texts = (a.payment_id, a.key, a.user_id, a.card_id, a.channel, a.code, a.outcome, a.repayment_id, a.replica,
-             a.business_date)  # fmt: skip
+             a.business_date, a.settle_code)  # fmt: skip
     cells = (
         a.payment_id, a.key, a.attempt, a.user_id, a.card_id, a.channel, a.amount_fen, a.intended, a.sent, a.done,
         a.status, a.code, a.outcome, a.repayment_id, a.replica, a.business_date, "true" if a.replayed else "false",
-        a.part,
+        a.part, a.settlement, a.settle_code, a.final_at, a.polls, a.callbacks, a.callback_refused, a.callback_dups,
+        a.callback_status, a.flipped_to,
     )  # fmt: skip
     if not _NEEDS_QUOTING.search("".join(texts)):
         return _HISTORY_LINE % cells
     buffer = io.StringIO()
-    times = {7: f"{a.intended:.6f}", 8: f"{a.sent:.6f}", 9: f"{a.done:.6f}"}
+    times = {7: f"{a.intended:.6f}", 8: f"{a.sent:.6f}", 9: f"{a.done:.6f}", 20: f"{a.final_at:.6f}"}
     quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     quoted.writerow([times.get(k, cell) for k, cell in enumerate(cells)])
     return buffer.getvalue()
@@ -375,6 +394,13 @@ class Slo(BaseModel):
     """Acknowledged repayments missing from the ledger."""
     max_over_cap: int = Field(default=0, ge=0)
     """Card- or user-days charged above their daily cap."""
+    max_settle_p99_s: float = Field(default=60, gt=0)
+    """Asynchronous settlement: p99 of the time to final state (from the intended send time to when the client
+    first learned the payment's final state). Judged only in a run whose client watches settlement."""
+    max_stuck: int = Field(default=0, ge=0)
+    """Accepted payments still not final `settle_timeout_s` after the run's last arrival (async settlement)."""
+    max_flipped: int = Field(default=0, ge=0)
+    """Payments whose final state changed after the client learned it (async settlement)."""
 
 
 class Phase(BaseModel):
@@ -407,6 +433,15 @@ class TargetMeta(_Open):
     channels: list[str] = Field(default_factory=list)  # the bank codes the cards were drawn on
 
 
+class SettlementMeta(BaseModel):
+    """meta.json `settlement`: how the run's client watched asynchronous settlement (None: it did not)."""
+
+    mode: Literal["poll", "callback"]
+    settle_timeout_s: float
+    pending_max: int
+    callback_fail_ratio: float = 0.0
+
+
 class RunMeta(_Open):
     """meta.json (internals §5, §6): what ran, against what, with which versions — written before the load.
 
@@ -436,6 +471,7 @@ class RunMeta(_Open):
     client_policy: str | None = None
     rate: list[dict[str, float]] = Field(default_factory=list)
     target: TargetMeta | None = None  # a run against a target profile; None for the §3 gateway
+    settlement: SettlementMeta | None = None  # the client watched asynchronous settlement
 
     @property
     def is_capacity_search(self) -> bool:

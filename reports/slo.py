@@ -45,6 +45,11 @@ VERDICT_UNITS = {
     "phantom": " rows",
     "duplicate": " payments",
     "over_cap": " card/user-days",
+    "stuck": " payments",
+    "flipped": " payments",
+    "double_settled": " payments",
+    "callback_mismatch": " payments",
+    "settle_p99_s": " s",
     "fault_failures": " faults",
     "capacity_found": " /s",
 }
@@ -86,6 +91,13 @@ def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) ->
     return verdicts
 
 
+def settle_verdict(seconds: pd.Series, slo: Slo) -> dict[str, Any]:
+    """p99 of the time to final state of the accepted payments the client learned final (unknown: none)."""
+    if seconds.empty:
+        return verdict("settle_p99_s", None, slo.max_settle_p99_s, None, "no accepted payment was learned final")
+    return _verdict("settle_p99_s", float(seconds.quantile(0.99)), slo.max_settle_p99_s, at_least=False)
+
+
 def _p99(frames: RunFrames, start: float | None, end: float | None) -> float | None:
     return metrics.latency_summary(metrics.merged_counts(frames.latency, start_s=start, end_s=end))["p99_ms"]
 
@@ -105,19 +117,24 @@ def invariant_verdicts(
     *,
     unknown: dict[str, str] | None = None,
     missing_reason: str = NO_LEDGER,
+    settlement: bool = False,
 ) -> list[dict[str, Any]]:
-    """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero.
+    """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero; with
+    `settlement` (the client watched asynchronous settlement) also stuck and flipped against theirs,
+    double_settled and callback_mismatch against zero.
 
     Without a ledger (`counts` None) every invariant is unknown with `missing_reason`; `unknown` names single
     invariants that could not be checked (over_cap without the caps) with the reason.
     """
-    bounds = {"lost": slo.max_lost, "phantom": 0, "duplicate": 0, "over_cap": slo.max_over_cap}
+    bounds: dict[str, int] = {"lost": slo.max_lost, "phantom": 0, "duplicate": 0, "over_cap": slo.max_over_cap}
+    if settlement:
+        bounds |= {"stuck": slo.max_stuck, "flipped": slo.max_flipped, "double_settled": 0, "callback_mismatch": 0}
     if counts is None:
         return [verdict(name, None, bound, None, missing_reason) for name, bound in bounds.items()]
     unknown = unknown or {}
     return [
         verdict(name, None, bound, None, unknown[name])
-        if name in unknown
+        if name in unknown and not counts.get(name)  # a violation found is a fact, even where 0 proves nothing
         else _verdict(name, counts[name], bound, at_least=False)
         for name, bound in bounds.items()
     ]

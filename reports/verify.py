@@ -1,8 +1,9 @@
 """`surge verify`: the money invariants re-checked from a run folder's history and ledger copy, nothing else.
 
 Restricted to the run's own ledger rows (its idempotency-key prefix, `reports.invariants.own_rows`), so a ledger
-that two runs shared gives no false phantom; over_cap is unknown when the run's meta.json has no caps to check
-against (a gateway surge did not start), never "0 ok".
+that two runs shared gives no false phantom; a run whose client watched asynchronous settlement adds stuck,
+flipped, double_settled and callback_mismatch (`reports.invariants`); over_cap is unknown when the run's
+meta.json has no caps to check against (a gateway surge did not start), never "0 ok".
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         key_prefix=meta.key_prefix,
         schedule=metrics.cap_schedule(meta),
         foreign=metrics.is_foreign(meta),
+        settle_watched=meta.settlement is not None,
     )
-    verdicts = slo.invariant_verdicts(report.counts(), meta.slo, unknown=uncheckable(card_caps, user_cap))
+    verdicts = slo.invariant_verdicts(
+        report.counts(),
+        meta.slo,
+        unknown={**uncheckable(card_caps, user_cap), **report.unknown},
+        settlement=report.settlement,
+    )
     outcomes = [slo.outcome(verdict) for verdict in verdicts]
     described, more = describe(report.violations, history, invariants.own_rows(ledger, meta.key_prefix))
     return {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.scenario.shapes import Scenario
-from reports.runfolder import Phase, RunMeta, Span
+from reports.runfolder import Phase, RunMeta, SettlementMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix
@@ -83,4 +83,17 @@ def run_meta(
         faults=[fault.model_dump() for fault in scenario.faults],
         client_policy=scenario.client.policy,
         rate=[point.model_dump() for point in scenario.rate],
+        settlement=settlement_meta(scenario),
+    )
+
+
+def settlement_meta(scenario: Scenario) -> SettlementMeta | None:
+    client = scenario.client
+    if client.settlement == "none":
+        return None
+    return SettlementMeta(
+        mode=client.settlement,
+        settle_timeout_s=client.settle_timeout_s,
+        pending_max=client.settle_pending_max,
+        callback_fail_ratio=client.callback_fail_ratio,
     )

@@ -159,6 +159,21 @@ class ClientConfig(_Strict):
     """Per attempt (connect and read), in seconds."""
     max_retries: int = Field(default=4, ge=0, le=20)
     """Retries per payment, with the same Idempotency-Key."""
+    settlement: Literal["none", "poll", "callback"] = "none"
+    """How the client learns the final state of a payment accepted with 202 (asynchronous settlement): `poll`
+    its status (honouring `poll_after_ms` / Retry-After, with backoff), or wait for a signed `callback` on a
+    loopback receiver of each load-generator process. `none`: a 202 ends the payment unwatched."""
+    settle_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long after the run's last arrival the client keeps watching payments not yet final; one still not
+    final then is `stuck`. The run lasts this much longer (watchers only: no new attempt starts)."""
+    settle_pending_max: int = Field(default=20_000, ge=1, le=1_000_000)
+    """The most payments one load-generator process watches at once; an accepted payment beyond it is recorded
+    `unwatched` (its final state is then judged from the ledger alone)."""
+    callback_fail_ratio: float = Field(default=0.0, ge=0, lt=1)
+    """The ratio of callback deliveries the receiver answers 500 on purpose, to exercise the sender's retries."""
+    notify_secret: str = "surge-notify-secret"  # noqa: S105 — a loopback test harness's signing key, not a credential
+    """The HMAC-SHA256 key callbacks are signed with (`Surge-Signature: sha256=<hex>`); the embedded gateway is
+    given the same one."""
 
 
 class Arrivals(_Strict):

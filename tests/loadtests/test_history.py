@@ -31,11 +31,13 @@ def test_rows_follow_the_internals_header_and_survive_the_buffer(tmp_path: Path)
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == list(HISTORY_COLUMNS)
     expected = "payment_id,key,attempt,user_id,card_id,channel,amount_fen,intended,sent,done,status,code,outcome,"
-    expected += "repayment_id,replica,business_date,replayed,part"
+    expected += "repayment_id,replica,business_date,replayed,part,settlement,settle_code,final_at,polls,callbacks,"
+    expected += "callback_refused,callback_dups,callback_status,flipped_to"
     assert expected.split(",") == list(HISTORY_COLUMNS)
     assert len(rows) == 4500 == writer.written
     assert rows[0]["replayed"] == "true" and rows[1]["replayed"] == "false"
     assert rows[3]["intended"] == "1.500000" and rows[3]["status"] == "201" and rows[3]["amount_fen"] == "1500"
+    assert rows[3]["settlement"] == "" and rows[3]["final_at"] == "0.000000" and rows[3]["polls"] == "0"
 
 
 def csv_line(a: Attempt) -> str:
@@ -44,7 +46,8 @@ def csv_line(a: Attempt) -> str:
     cells = [
         a.payment_id, a.key, a.attempt, a.user_id, a.card_id, a.channel, a.amount_fen, f"{a.intended:.6f}",
         f"{a.sent:.6f}", f"{a.done:.6f}", a.status, a.code, a.outcome, a.repayment_id, a.replica, a.business_date,
-        "true" if a.replayed else "false", a.part,
+        "true" if a.replayed else "false", a.part, a.settlement, a.settle_code, f"{a.final_at:.6f}", a.polls,
+        a.callbacks, a.callback_refused, a.callback_dups, a.callback_status, a.flipped_to,
     ]  # fmt: skip
     csv.writer(buffer, lineterminator="\n").writerow(cells)
     return buffer.getvalue()
@@ -62,14 +65,16 @@ def test_a_history_line_is_what_csv_writes_whatever_the_text(
     code, replica, repayment_id, business_date, user_id, channel = texts
     a = Attempt(
         "p" * 32, "k" * 32, numbers[0], user_id, f"{user_id}-c1", channel, numbers[1], *times, numbers[2], code,
-        "declined", repayment_id, replica, business_date, numbers[3] % 2 == 0, numbers[3] % 5,
+        "declined", repayment_id, replica, business_date, numbers[3] % 2 == 0, numbers[3] % 5, "failed", code,
+        times[0], numbers[0] % 7, numbers[1] % 3, numbers[2] % 2, numbers[3] % 4, "failed", "succeeded",
     )  # fmt: skip
     line = history_line(a)
     cells = next(csv.reader(io.StringIO(line, newline="")))
     expected = [
         a.payment_id, a.key, str(a.attempt), a.user_id, a.card_id, a.channel, str(a.amount_fen), f"{a.intended:.6f}",
         f"{a.sent:.6f}", f"{a.done:.6f}", str(a.status), a.code, a.outcome, a.repayment_id, a.replica,
-        a.business_date, "true" if a.replayed else "false", str(a.part),
+        a.business_date, "true" if a.replayed else "false", str(a.part), "failed", a.code, f"{a.final_at:.6f}",
+        str(a.polls), str(a.callbacks), str(a.callback_refused), str(a.callback_dups), "failed", "succeeded",
     ]  # fmt: skip
     assert cells == expected, "every cell reads back as it was"
     assert line.endswith("\n")

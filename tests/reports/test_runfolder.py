@@ -83,6 +83,8 @@ def test_meta_round_trips_through_the_model(fixture: str, tmp_path: Path) -> Non
     original = json.loads((FIXTURES / fixture / "meta.json").read_text(encoding="utf-8"))
     write_json(tmp_path / "meta.json", read_meta(FIXTURES / fixture))
     rewritten = json.loads((tmp_path / "meta.json").read_text(encoding="utf-8"))
+    # an SLO key added since the folder was recorded is written with its default: the recorded ones are kept
+    rewritten["slo"] = {key: rewritten["slo"][key] for key in original["slo"]}
     assert {key: rewritten[key] for key in original} == original
 
 
