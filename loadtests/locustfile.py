@@ -41,6 +41,7 @@ from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.generator.settlement import Settler
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
@@ -298,7 +299,20 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         key_prefix=_key_prefix(out),
     )
     RepayingUser.generator = generator
-    generator.start()
+    client = scenario.client
+    settler = None
+    if client.settlement != "none":
+        settler = Settler(
+            mode=client.settlement,
+            deadline=generator.run_end + scenario.settle_tail_s(),
+            pending_max=client.settle_pending_max,
+            fail_ratio=client.callback_fail_ratio,
+            secret=client.notify_secret,
+            write_row=recorder.write_row,
+            counters_path=out / "settlement" / f"worker-{index}.json",
+            seed=f"{scenario.seed}/settle/{index}",
+        )
+    generator.start(settler)
     return generator.stop
 
 

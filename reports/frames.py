@@ -212,7 +212,7 @@ def _header(file: Path) -> set[str]:
         raise RunFolderError(f"{file}: unreadable history ({exc})") from exc
 
 
-def _text_dtype() -> pd.StringDtype:
+def _text_dtype() -> pd.api.extensions.ExtensionDtype:
     return pd.StringDtype("pyarrow", na_value=np.nan)
 
 

@@ -254,6 +254,7 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         target_profile=args.target,
         abort=not args.no_abort,
         metrics_port=args.metrics_port,
+        settle_tail_s=scenario.settle_tail_s(),
     )
     try:
         with Live(Text(""), console=console, refresh_per_second=2) as display:
@@ -263,7 +264,7 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
                 elapsed = min(max(0.0, time.time() - start_unix), scenario.duration_s)
                 display.update(Text(live.status(elapsed, scenario.duration_s)))
 
-            deadline = start_unix + scenario.duration_s + STOP_GRACE_S + 30.0
+            deadline = start_unix + scenario.duration_s + scenario.settle_tail_s() + STOP_GRACE_S + 30.0
             return await run_locust(
                 command,
                 run_dir,

@@ -43,6 +43,7 @@ from loadtests.generator.policy import (
 )
 from loadtests.generator.population import Card, Payment, Population, User
 from loadtests.generator.recorder import ProcessRecorder
+from loadtests.generator.settlement import Settler, accepted_hints
 from loadtests.generator.target import (
     UNREADABLE_BODY,
     Classifier,
@@ -55,6 +56,7 @@ from loadtests.generator.target import (
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.shapes import Scenario
 from reports.runfolder import (
+    ACCEPTED,
     CONNECTION_ERROR,
     TIMEOUT,
     Attempt,
@@ -125,8 +127,12 @@ class Generator:
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self.bodies: dict[str, str] = {}  # card id → its request body up to the amount (Payer._builtin_request)
         self.transport: Transport | None = None  # the process's connections, opened by the first user (locustfile)
+        self.settler: Settler | None = None  # watches 202-accepted payments ([client] settlement), set by start
 
-    def start(self) -> None:
+    def start(self, settler: Settler | None = None) -> None:
+        self.settler = settler
+        if settler is not None:
+            settler.start()
         self._greenlet = gevent.spawn(self._watch)
         gevent.spawn(self._warm)
 
@@ -154,6 +160,8 @@ class Generator:
         self._claimed.clear()
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
+        if self.settler is not None:
+            self.settler.finish()
 
     def defer(self, ticket: Ticket) -> None:
         heapq.heappush(self._deferred, ticket)
@@ -228,8 +236,9 @@ def new_key(prefix: str = "") -> str:
 
 
 def drain_s(scenario: Scenario) -> float:
-    """After the last arrival: time for in-flight attempts and a quick last retry to end (bounded)."""
-    return min(10.0, scenario.client.timeout_s + 1.0)
+    """After the last arrival: time for in-flight attempts and a quick last retry to end (bounded), and for the
+    settlement watchers (`Scenario.settle_tail_s`) when the client watches settlement."""
+    return min(10.0, scenario.client.timeout_s + 1.0) + scenario.settle_tail_s()
 
 
 @dataclass
@@ -253,6 +262,8 @@ class _Answer:
     replica: str = ""
     business_date: str = ""
     replayed: bool = False
+    location: str = ""  # a 202's Location (the status path)
+    poll_after_s: float | None = None  # a 202's poll_after_ms / Retry-After
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +281,8 @@ class Payer:
     def __init__(self, generator: Generator, transport: Transport) -> None:
         self.gen = generator
         self.transport = transport
+        if generator.settler is not None and generator.settler.transport is None:
+            generator.settler.transport = transport
 
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
@@ -314,6 +327,9 @@ class Payer:
                 values = replace(values, attempt=attempt)
                 request = self._target_request(values)
             answer, row = self._attempt(request, payment_id, key, attempt, user, job, intended, sent)
+            if answer.status == ACCEPTED and gen.settler is not None:
+                gen.settler.watch(row, answer.location, answer.poll_after_s)  # its watcher writes the row
+                return None
             if answer.outcome == "succeeded":
                 return None
             if answer.outcome == "declined":
@@ -336,6 +352,9 @@ class Payer:
         prefix = self.gen.bodies.get(card.card_id)
         if prefix is None:
             fields = {"user_id": user.user_id, "card_id": card.card_id, "channel": card.channel}
+            settler = self.gen.settler
+            if settler is not None and settler.notify_url:
+                fields["notify_url"] = settler.notify_url
             prefix = self.gen.bodies[card.card_id] = json.dumps(fields)[:-1] + ', "amount_fen": '
         headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
         return _Request("POST", PATH, PATH, f"{prefix}{job.amount_fen}}}", headers)
@@ -382,7 +401,8 @@ class Payer:
             replayed=answer.replayed,
             part=job.part,
         )
-        self.gen.recorder.attempt(row, answer.outcome)
+        watched = answer.status == ACCEPTED and self.gen.settler is not None
+        self.gen.recorder.attempt(row, answer.outcome, deferred=watched)
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
         context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key,
                    "outcome": answer.outcome}  # fmt: skip
@@ -413,6 +433,20 @@ def _read(response: Reply) -> _Answer:
     data, unreadable = read_json(response.content or b"{}")
     if not isinstance(data, dict):
         data = {}
+    if status == ACCEPTED:
+        location, wait = accepted_hints(response, data)
+        return _Answer(
+            status,
+            "",
+            "succeeded",
+            {},
+            None,
+            repayment_id=scalar_text(data.get("repayment_id")),
+            replica=scalar_text(data.get("replica")) or _header(response, "X-Replica") or "",
+            replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
+            location=location,
+            poll_after_s=wait,
+        )
     if 200 <= status < 300:
         return _Answer(
             status,

@@ -35,6 +35,7 @@ from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.shapes import AbortRule, load_scenario
 from reports.console_text import one_line
 from reports.runfolder import (
+    ACCEPTED,
     Aborted,
     Attempt,
     GeneratorVerdict,
@@ -95,7 +96,8 @@ class ProcessRecorder:
     def sending(self) -> None:
         self.in_flight += 1
 
-    def attempt(self, row: Attempt, outcome: OutcomeClass) -> None:
+    def attempt(self, row: Attempt, outcome: OutcomeClass, *, deferred: bool = False) -> None:
+        """One attempt ended; `deferred`: a 202 whose settlement watcher writes its history row (`write_row`)."""
         self.in_flight -= 1
         self.book.at(self.second(row.done)).record(
             outcome,
@@ -103,8 +105,12 @@ class ProcessRecorder:
             service_us=(row.done - row.sent) * 1e6,
             code=row.code,
             replica=row.replica,
-            amount_fen=row.amount_fen if outcome == "succeeded" else 0,
+            amount_fen=row.amount_fen if outcome == "succeeded" and row.status != ACCEPTED else 0,
         )
+        if self.history is not None and not deferred:
+            self.history.write(row)
+
+    def write_row(self, row: Attempt) -> None:
         if self.history is not None:
             self.history.write(row)
 

@@ -48,8 +48,10 @@ def locust_command(
     metrics_port: int = 0,
     target_profile: Path | None = None,
     abort: bool = True,
+    settle_tail_s: float = 0.0,
 ) -> list[str]:
-    """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master."""
+    """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master;
+    `settle_tail_s`: the settlement watchers' time after the last arrival (`Scenario.settle_tail_s`)."""
     run_dir = run_dir.resolve()
     locust_dir = run_dir / "locust"
     locust_dir.mkdir(parents=True, exist_ok=True)
@@ -61,7 +63,7 @@ def locust_command(
         "--surge-duration", repr(duration_s), "--surge-out", str(run_dir),
         "--surge-start-unix", repr(start_unix),
         "--csv", str(locust_dir / "locust"), "--html", str(locust_dir / "report.html"),
-        "--run-time", f"{int(duration_s + STOP_GRACE_S + START_MARGIN_S)}s",
+        "--run-time", f"{int(duration_s + settle_tail_s + STOP_GRACE_S + START_MARGIN_S)}s",
         "--stop-timeout", "10", "--loglevel", "WARNING", "--logfile", str(locust_dir / "locust.log"),
         "--only-summary", "--surge-managed",
     ])  # fmt: skip

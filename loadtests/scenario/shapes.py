@@ -39,6 +39,9 @@ ScaledCap = Literal["limits.global_tps", "limits.replica_tps", "channels.concurr
 _WHOLE_CAPS = frozenset({"channels.concurrency"})  # counts of calls: rounded, never below one
 
 
+SETTLE_GRACE_S = 1.0  # settlement watchers stop this long after the run's end + settle_timeout_s (stuck)
+
+
 class ScenarioError(UsageError):
     """A scenario that cannot be run: unknown name, unreadable TOML, a bad or unknown key."""
 
@@ -361,6 +364,12 @@ class Scenario(_Strict):
         corners += [(p.at_s, p.per_s) for p in self.rate if 0 < p.at_s < self.duration_s]
         corners.append((self.duration_s, self.rate_at(self.duration_s - 1e-9) if self.duration_s else 0.0))
         return corners
+
+    def settle_tail_s(self) -> float:
+        """How long after the last arrival the client's settlement watchers keep watching (0: it does not watch);
+        a managed run lasts this much longer."""
+        client = self.client
+        return 0.0 if client.settlement == "none" else client.settle_timeout_s + SETTLE_GRACE_S
 
     def spikes(self) -> list[tuple[float, float]]:
         """(start_s, end_s) of every rise of >= 5x within 5 s; a spike ends when the rate falls below half its peak.

@@ -1,0 +1,269 @@
+"""Watching payments accepted with 202 until their final state: polling, or a signed callback receiver.
+
+The open model holds: the paying user hands an accepted payment to the `Settler` and is free for the next
+arrival at once. In poll mode each pending payment gets its own small watcher greenlet (sleep, GET the status,
+until final or the deadline); in callback mode one loopback receiver per process (gevent's WSGI server: the
+same hub as the users, no thread) takes the deliveries and no greenlet waits per payment.
+
+The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
+recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
+generator's memory or greenlets grow without end. Every watcher stops `settle_timeout_s` after the run's last
+arrival (plus `shapes.SETTLE_GRACE_S`); what is not final then is recorded `processing` (stuck).
+
+The history row of an accepted attempt is written when its watching ends (at the process's end), so that
+duplicates delivered after the final state are counted in it (`callback_dups`, `flipped_to`). Callbacks are
+acknowledged only with a valid `Surge-Signature: sha256=<hex HMAC-SHA256 of the body>`; the rest are refused
+(401) and counted in `settlement/<worker>.json`, as are validly signed deliveries for a key this process never
+saw accepted (the POST timed out, or another run's) and bodies that are not the documented JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+from gevent.event import Event
+from gevent.pywsgi import WSGIServer
+
+from loadtests.generator.policy import retry_after_s
+from loadtests.generator.target import read_json, scalar_text
+from loadtests.generator.transport import Reply, Transport
+from reports.runfolder import SETTLED_STATES, Attempt, write_json
+
+POLL_FIRST_S = 0.25  # without a poll_after_ms or Retry-After: the first wait, doubled up to POLL_MAX_S
+POLL_MAX_S = 4.0
+EARLY_MAX = 10_000  # deliveries kept for keys whose 202 has not been read yet (the bank was faster than us)
+CALLBACK_PATH = "/surge/callback"
+SIGNATURE_HEADER = "HTTP_SURGE_SIGNATURE"  # `Surge-Signature` as WSGI spells it
+
+
+@dataclass(slots=True)
+class Watch:
+    """One accepted payment: its deferred history row and what the client has learned of it so far."""
+
+    row: Attempt
+    status_path: str
+    first_wait_s: float | None
+    acked: bool = False  # a delivery was acknowledged (callbacks after it are duplicates)
+    done: Event = field(default_factory=Event)
+
+    def learn(self, state: str, code: str, now: float) -> None:
+        """The first final state the client learns is the payment's; a later, different one is a flip."""
+        row = self.row
+        if row.settlement in SETTLED_STATES:
+            if state != row.settlement and not row.flipped_to:
+                row.flipped_to = state
+            return
+        row.settlement, row.settle_code, row.final_at = state, code, now
+        self.done.set()
+
+
+@dataclass(slots=True)
+class ReceiverCounters:
+    bad_signature: int = 0
+    unknown_key: int = 0
+    malformed: int = 0
+
+
+class Settler:
+    """This process's accepted payments until their final state (module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        deadline: float,
+        pending_max: int,
+        fail_ratio: float,
+        secret: str,
+        write_row: Callable[[Attempt], None],
+        counters_path: Path | None,
+        seed: str,
+    ) -> None:
+        self.mode = mode
+        self.transport: Transport | None = None  # the process's connections, handed over by the first payer
+        self.deadline = deadline
+        self.pending_max = pending_max
+        self.fail_ratio = fail_ratio
+        self.secret = secret.encode()
+        self.write_row = write_row
+        self.counters_path = counters_path
+        self.rng = random.Random(seed)
+        self.watches: dict[str, Watch] = {}  # key → every payment accepted in this process
+        self.pending = 0  # watched and not yet final: the bounded set
+        self.early: dict[str, list[tuple[str, str, bool]]] = {}  # key → deliveries (state, code, acked) before its 202
+        self.counters = ReceiverCounters()
+        self.server: WSGIServer | None = None
+        self.notify_url = ""
+        self._finished = False
+
+    def start(self) -> None:
+        """In callback mode: the loopback receiver on a free port (its URL goes into every request body)."""
+        if self.mode != "callback":
+            return
+        self.server = WSGIServer(("127.0.0.1", 0), self._receive, log=None, error_log=None)
+        self.server.start()
+        self.notify_url = f"http://127.0.0.1:{self.server.server_port}{CALLBACK_PATH}"
+
+    def watch(self, row: Attempt, location: str, poll_after_s: float | None) -> None:
+        """An attempt answered 202: watch it (without blocking the caller) or, the set being full, record it
+        unwatched."""
+        if self.pending >= self.pending_max or self._finished:
+            row.settlement = "unwatched"
+            self.write_row(row)
+            return
+        path = location if location.startswith("/") else f"/v1/repayments/{row.repayment_id}"
+        watch = Watch(row, path, poll_after_s)
+        self.watches[row.key] = watch
+        self.pending += 1
+        for state, code, acked in self.early.pop(row.key, []):
+            self._delivered(watch, state, code, acked=acked, now=time.time())
+        if watch.row.settlement in SETTLED_STATES:
+            self.pending -= 1
+        elif self.mode == "poll":
+            gevent.spawn(self._poll, watch)
+        else:
+            gevent.spawn(self._expire, watch)
+
+    def _settled(self, watch: Watch) -> None:
+        self.pending -= 1
+
+    def _expire(self, watch: Watch) -> None:
+        """Callback mode: free the pending slot when the delivery came, or at the deadline."""
+        watch.done.wait(max(0.0, self.deadline - time.time()))
+        self._settled(watch)
+
+    def _poll(self, watch: Watch) -> None:
+        wait = watch.first_wait_s if watch.first_wait_s is not None else POLL_FIRST_S
+        backoff = POLL_FIRST_S
+        try:
+            while True:
+                wake = time.time() + wait
+                if wake >= self.deadline:
+                    return
+                gevent.sleep(wait)
+                transport = self.transport
+                assert transport is not None  # a payer handed it over before its first 202
+                sent = time.time()
+                reply = transport.send("GET", watch.status_path, "", {"Accept": "application/json"})
+                done = time.time()
+                watch.row.polls += 1
+                state, code, hint = _status(reply)
+                failure = None if 200 <= reply.status_code < 300 else f"{reply.status_code} poll"
+                transport.report("GET", watch.status_path, "/v1/repayments/{id} [poll]", reply, sent=sent,
+                                      done=done, failure=failure, context={"key": watch.row.key})  # fmt: skip
+                if state in SETTLED_STATES:
+                    watch.learn(state, code, done)
+                    return
+                backoff = min(POLL_MAX_S, backoff * 2)
+                wait = hint if hint is not None else backoff * (0.9 + 0.2 * self.rng.random())
+        finally:
+            self._settled(watch)
+
+    def _receive(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        """One delivery: verified, then acknowledged (200), refused on purpose (500) or refused (401/400)."""
+        now = time.time()
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length > 0 else b""
+        except (ValueError, OSError):
+            body = b""
+        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != CALLBACK_PATH:
+            return _answer(start_response, "404 Not Found")
+        expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(str(environ.get(SIGNATURE_HEADER, "")), expected):
+            self.counters.bad_signature += 1
+            return _answer(start_response, "401 Unauthorized")
+        data, _ = read_json(body)
+        if not isinstance(data, dict) or not data.get("idempotency_key") or not data.get("status"):
+            self.counters.malformed += 1
+            return _answer(start_response, "400 Bad Request")
+        key, state = scalar_text(data["idempotency_key"]), scalar_text(data["status"])
+        code = scalar_text(data.get("code"))
+        acked = self.rng.random() >= self.fail_ratio
+        watch = self.watches.get(key)
+        if watch is not None:
+            self._delivered(watch, state, code, acked=acked, now=now)
+        elif len(self.early) < EARLY_MAX:
+            self.early.setdefault(key, []).append((state, code, acked))
+        else:
+            self.counters.unknown_key += 1
+        return _answer(start_response, "200 OK" if acked else "500 Internal Server Error")
+
+    def _delivered(self, watch: Watch, state: str, code: str, *, acked: bool, now: float) -> None:
+        row = watch.row
+        row.callbacks += 1
+        if not row.callback_status and state in SETTLED_STATES:
+            row.callback_status = state
+        if watch.acked:
+            row.callback_dups += 1
+        if not acked:
+            row.callback_refused += 1
+            return
+        watch.acked = True
+        if state in SETTLED_STATES:
+            watch.learn(state, code, now)
+
+    def finish(self) -> None:
+        """The process's end: every accepted payment's row is written (`processing` when not learned final)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self.server is not None:
+            self.server.stop(timeout=0.5)
+        for watch in self.watches.values():
+            if watch.row.settlement not in SETTLED_STATES:
+                watch.row.settlement = "processing"
+            self.write_row(watch.row)
+        self.counters.unknown_key += len(self.early)
+        if self.counters_path is not None and self.mode == "callback":
+            self.counters_path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(self.counters_path, vars_of(self.counters))
+
+
+def vars_of(counters: ReceiverCounters) -> dict[str, int]:
+    return {"bad_signature": counters.bad_signature, "unknown_key": counters.unknown_key,
+            "malformed": counters.malformed}  # fmt: skip
+
+
+def _answer(start_response: Callable[..., Any], status: str) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", "0")])
+    return [b""]
+
+
+def _status(reply: Reply) -> tuple[str, str, float | None]:
+    """(status, code, the server's wish before the next poll in seconds) of a status answer."""
+    if not 200 <= reply.status_code < 300:
+        return "", "", _poll_after_s({}, retry_after_s(_text(reply, "Retry-After"), {}))
+    data, _ = read_json(reply.content or b"{}")
+    if not isinstance(data, dict):
+        return "", "", None
+    hint = retry_after_s(_text(reply, "Retry-After"), {})
+    hint = _poll_after_s(data, hint)
+    return scalar_text(data.get("status")), scalar_text(data.get("code")), hint
+
+
+def _text(reply: Reply, name: str) -> str | None:
+    value = reply.headers.get(name)
+    return None if value is None else str(value)
+
+
+def accepted_hints(reply: Reply, data: dict[str, Any]) -> tuple[str, float | None]:
+    """The Location and the first poll wait of a 202 answer (`poll_after_ms`, else Retry-After)."""
+    location = _text(reply, "Location") or ""
+    return location, _poll_after_s(data, retry_after_s(_text(reply, "Retry-After"), {}))
+
+
+def _poll_after_s(data: dict[str, Any], otherwise: float | None) -> float | None:
+    """`poll_after_ms` as seconds (at most POLL_MAX_S: a wild value must not park a watcher past its deadline)."""
+    millis = data.get("poll_after_ms")
+    if isinstance(millis, int | float) and not isinstance(millis, bool) and millis >= 0:
+        return min(float(millis) / 1000.0, POLL_MAX_S)
+    return None if otherwise is None else min(otherwise, POLL_MAX_S)
