@@ -46,7 +46,7 @@ from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.meta import run_meta
-from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
+from loadtests.scenario.profile import MAX_BODY_BYTES, TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
@@ -99,7 +99,11 @@ class RepayingUser(User):
             if transport is None:
                 client, events = generator.scenario.client, self.environment.events
                 pool = generator.scenario.arrivals.pool
-                transport = generator.transport = Transport(self.host or "", client.timeout_s, pool, events.request)
+                target = generator.target
+                max_body = MAX_BODY_BYTES if target is None else target.profile.response.max_body_bytes
+                transport = generator.transport = Transport(
+                    self.host or "", client.timeout_s, pool, events.request, max_body
+                )
             Payer(generator, transport).pay(ticket)
 
 

@@ -72,12 +72,13 @@ REJECTED: Final[tuple[OutcomeClass, ...]] = ("rate_limited", "shed")
 DECLINE_CODES: Final = frozenset({"SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED"})
 TIMEOUT: Final = "TIMEOUT"
 CONNECTION_ERROR: Final = "CONNECTION_ERROR"
+RESPONSE_TOO_LARGE: Final = "RESPONSE_TOO_LARGE"  # an answer past the body bound: refused unread, connection closed
 
 
 def classify(status: int, code: str) -> OutcomeClass:
     """One attempt's class from its status and problem code; `status` 0 means no response, and `code` is then
-    TIMEOUT or CONNECTION_ERROR. A 409 IDEMPOTENCY_IN_FLIGHT is `shed`: the gateway refused to do the work now
-    and said when to come back, exactly as a 503 does."""
+    TIMEOUT, CONNECTION_ERROR or RESPONSE_TOO_LARGE. A 409 IDEMPOTENCY_IN_FLIGHT is `shed`: the gateway refused
+    to do the work now and said when to come back, exactly as a 503 does."""
     if status == 0:
         return "timeout" if code == TIMEOUT else "error"
     if 200 <= status < 300:

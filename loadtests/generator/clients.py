@@ -30,6 +30,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
+from loadtests.generator.http1 import TooLarge
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
     PATH,
@@ -58,6 +59,7 @@ from loadtests.scenario.shapes import Scenario
 from reports.runfolder import (
     ACCEPTED,
     CONNECTION_ERROR,
+    RESPONSE_TOO_LARGE,
     TIMEOUT,
     Attempt,
     ClusterClock,
@@ -418,17 +420,20 @@ def _header(response: Reply, name: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _no_response(response: Reply) -> bool:
+def _no_answer_code(response: Reply) -> str:
+    """Why no answer was read: TIMEOUT, RESPONSE_TOO_LARGE (the body bound, http1.py) or CONNECTION_ERROR."""
     error = response.error
-    return isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower()
+    if isinstance(error, TimeoutError | gevent.Timeout) or "timed out" in str(error).lower():
+        return TIMEOUT
+    return RESPONSE_TOO_LARGE if isinstance(error, TooLarge) else CONNECTION_ERROR
 
 
 def _read(response: Reply) -> _Answer:
-    """An answer of the §3 API; a missing response is TIMEOUT or CONNECTION_ERROR. A body that is JSON but
-    cannot be read (target.read_json) is classified by the status alone, with the code UNREADABLE_BODY."""
+    """An answer of the §3 API; a missing response is TIMEOUT, CONNECTION_ERROR or RESPONSE_TOO_LARGE. A body
+    that is JSON but cannot be read (target.read_json) is classified by the status alone, code UNREADABLE_BODY."""
     status = int(response.status_code or 0)
     if status == 0:
-        code = TIMEOUT if _no_response(response) else CONNECTION_ERROR
+        code = _no_answer_code(response)
         return _Answer(0, code, classify(0, code), {}, None)
     data, unreadable = read_json(response.content or b"{}")
     if not isinstance(data, dict):
@@ -467,7 +472,7 @@ def _read_target(response: Reply, classifier: Classifier, now: float) -> _Answer
     """An answer of a target's own API, classified by its profile's rules (no suggested plan, no scope)."""
     status = int(response.status_code or 0)
     if status == 0:
-        verdict = no_response(_no_response(response))
+        verdict = no_response(_no_answer_code(response))
     else:
         verdict = classifier.classify(status, response.content, response.headers or {}, now)
     problem = {"code": verdict.code} if verdict.outcome == "declined" else {}

@@ -40,8 +40,9 @@ import gevent.socket
 import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
+from loadtests.scenario.profile import MAX_BODY_BYTES  # a target profile's `response.max_body_bytes` default
+
 RECV_BYTES = 16384
-DEFAULT_MAX_BODY_BYTES = 1 << 20  # a target profile's `response.max_body_bytes` default (docs/targets.md)
 MAX_HEAD_BYTES = 64 << 10  # status line and header fields, interim 1xx answers included: nginx's default is 8 KiB
 NO_BODY_STATUSES = frozenset({204, 304})  # RFC 9110 §6.4.1: their Content-Length describes no body here
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # RFC 9110 §8.6: a length is sent even when the body is empty
@@ -152,7 +153,7 @@ class Connections:
     """Kept-alive connections to one origin (`base_url`: scheme, host, port, optional base path), most recently
     used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets."""
 
-    def __init__(self, base_url: str, timeout_s: float, keep: int, max_body: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(self, base_url: str, timeout_s: float, keep: int, max_body: int = MAX_BODY_BYTES) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")

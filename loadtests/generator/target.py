@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 
 from loadtests.generator.policy import header_seconds
 from loadtests.scenario.profile import FORM, JSON, ResponseRule, Segment, TargetProfile, parse_pointer
-from reports.runfolder import CONNECTION_ERROR, TIMEOUT, OutcomeClass
+from reports.runfolder import OutcomeClass, classify
 
 MISSING = object()
 UNREADABLE_BODY: Final = "UNREADABLE_BODY"  # the code of an answer whose JSON body could not be held
@@ -222,8 +222,9 @@ class Classifier:
         return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "")
 
 
-def no_response(timed_out: bool) -> Classified:
-    return Classified("timeout" if timed_out else "error", TIMEOUT if timed_out else CONNECTION_ERROR, None, "")
+def no_response(code: str) -> Classified:
+    """No usable answer: `code` TIMEOUT, CONNECTION_ERROR or RESPONSE_TOO_LARGE, whatever the profile's rules."""
+    return Classified(classify(0, code), code, None, "")
 
 
 class TargetApi:

@@ -27,10 +27,11 @@ import gevent
 from locust.event import EventHook
 
 from loadtests.generator.http1 import Connections, Headers
+from loadtests.scenario.profile import MAX_BODY_BYTES
 
 # What comes back instead of an answer: a refused, reset or closed connection and TLS errors (OSError), the
 # attempt's timeout (TimeoutError is an OSError), gevent's Timeout, an unparsable or cut-off response
-# (HTTPException: http1.ProtocolError, llhttp's HTTPParseError).
+# (HTTPException: http1.ProtocolError, llhttp's HTTPParseError), an answer past the body bound (http1.TooLarge).
 NO_ANSWER: tuple[type[BaseException], ...] = (OSError, HTTPException, gevent.Timeout)
 
 
@@ -49,12 +50,20 @@ class Failure(Exception):
 
 
 class Transport:
-    """Up to `connections` kept-alive connections to the target (`host`: scheme, host, port, optional base path)."""
+    """Up to `connections` kept-alive connections to the target (`host`: scheme, host, port, optional base path);
+    a response body past `max_body` bytes is no answer (a target profile's `response.max_body_bytes`)."""
 
-    def __init__(self, host: str, timeout_s: float, connections: int, request_event: EventHook) -> None:
+    def __init__(
+        self,
+        host: str,
+        timeout_s: float,
+        connections: int,
+        request_event: EventHook,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
         self.base_url = host.rstrip("/")  # what Locust's request event carries as `url`, with the path
         self.request_event = request_event
-        self.connections = Connections(host, timeout_s, connections)
+        self.connections = Connections(host, timeout_s, connections, max_body)
 
     def send(self, method: str, path: str, body: str, headers: dict[str, str]) -> Reply:
         """One attempt, never followed when redirected."""

@@ -184,9 +184,15 @@ class LedgerSpec(_Strict):
         return value
 
 
+MAX_BODY_BYTES = 1 << 20  # the default bound on a response body the generator reads (a 1 MiB answer is absurd)
+
+
 class Response(_Strict):
     rules: tuple[ResponseRule, ...] = Field(min_length=1)
     """Ordered rules: the first that matches classifies the answer; none matching is outcome `error`."""
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1)
+    """The largest response body read (1 MiB by default); a larger one, announced or streamed, makes the attempt
+    outcome `error` with code RESPONSE_TOO_LARGE and closes its connection."""
 
     @model_validator(mode="after")
     def _success_rule(self) -> Response:

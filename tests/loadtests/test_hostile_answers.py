@@ -2,9 +2,10 @@
 
 A server answers each payment with a body built to break the reader: a 201 nested 100,000 levels deep (the
 JSON parser's RecursionError), a 503 asking to wait 10^400 ms (float overflow) or a Retry-After of 400 digits,
-a decline whose suggested plan's amount is 1e400 (int(inf)). Each is one history row, counted once by Locust's
-own statistics and once by the server: no attempt lost from the history (what the invariants would call a
-phantom), no exception in the Locust user. The reader classifies by the status alone and records why.
+a decline whose suggested plan's amount is 1e400 (int(inf)), a body past the bound surge reads (1 MiB, or the
+profile's `max_body_bytes`). Each is one history row, counted once by Locust's own statistics and once by the
+server: no attempt lost from the history (what the invariants would call a phantom), no exception in the Locust
+user. The reader classifies by the status alone and records why.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ payment_id = "/id"
 status = 503
 outcome = "shed"
 retry_after_header = "Retry-After"
+[response]
+max_body_bytes = 65536
 """
 
 
@@ -95,11 +98,19 @@ async def serve(answers: list[web.Response], path: str, tmp_path: Path, *extra: 
 
 
 def one_row_per_answer(seen: int, out: Path) -> list[dict[str, str]]:
+    """The history, checked: one row per answer the server sent, each counted by Locust; a payment's only
+    retries follow an answer too large to read (no answer: retried with the same key)."""
     log = (out / "locust" / "stdout.log").read_text(encoding="utf-8")
     assert "Traceback" not in log and "Error" not in log.split("Error report")[0], log
     rows = history(out)
     assert seen > 0 and len(rows) == seen, f"{seen} answers sent, {len(rows)} attempts recorded"
     assert locust_requests(out) == seen
+    by_key: dict[str, list[dict[str, str]]] = {}
+    for row in sorted(rows, key=lambda row: int(row["attempt"])):
+        by_key.setdefault(row["key"], []).append(row)
+    for attempts in by_key.values():
+        assert [row["attempt"] for row in attempts] == [str(n) for n in range(1, len(attempts) + 1)]
+        assert all(row["code"] == "RESPONSE_TOO_LARGE" for row in attempts[:-1]), attempts
     return rows
 
 
@@ -108,6 +119,7 @@ async def test_the_builtin_api_records_every_hostile_answer_once(tmp_path: Path)
         web.Response(status=201, body=DEEP, content_type="application/json"),
         web.Response(status=503, body=HUGE_WAIT, content_type="application/json"),
         web.Response(status=422, body=INFINITE_PLAN, content_type="application/json"),
+        web.Response(status=201, body=b'{"pad": "' + b"x" * (2 << 20) + b'"}', content_type="application/json"),
     ]
     seen, out, _ = await serve(answers, "/v1/repayments", tmp_path)
     rows = one_row_per_answer(seen, out)
@@ -116,19 +128,23 @@ async def test_the_builtin_api_records_every_hostile_answer_once(tmp_path: Path)
         ("201", "succeeded", "UNREADABLE_BODY"),  # by its status; the body could not be held
         ("503", "shed", "CHANNEL_BUSY"),  # its wish clamped: longer than the client waits, so no retry
         ("422", "declined", "DAILY_LIMIT_EXCEEDED"),  # a plan with an infinite amount is no plan
+        ("0", "error", "RESPONSE_TOO_LARGE"),  # 2 MiB: past the default bound, read no further
     }
-    assert all(row["attempt"] == "1" for row in rows), "a 10^400 ms wish is not retried, a malformed plan not followed"
 
 
 async def test_a_target_profile_records_every_hostile_answer_once(tmp_path: Path) -> None:
     profile = tmp_path / "hostile-target.toml"
     profile.write_text(PROFILE.format(), encoding="utf-8")
     answers = [
-        web.Response(status=201, body=DEEP, content_type="application/json"),
+        web.Response(status=201, body=DEEP[:30_000] + DEEP[-30_000:], content_type="application/json"),  # < 64 KiB
         web.Response(status=503, body=b"busy", headers={"Retry-After": "9" * 400}),
+        web.Response(status=201, body=b'{"ok": true, "pad": "' + b"x" * 100_000 + b'"}'),
     ]
     seen, out, _ = await serve(answers, "/pay", tmp_path, "--target", str(profile))
     rows = one_row_per_answer(seen, out)
     found = {(row["status"], row["outcome"], row["code"], row["repayment_id"]) for row in rows}
-    assert found == {("201", "error", "UNREADABLE_BODY", ""), ("503", "shed", "", "")}
-    assert all(row["attempt"] == "1" for row in rows), "a 2xx no rule matched and a 400-digit wait are not retried"
+    assert found == {
+        ("201", "error", "UNREADABLE_BODY", ""),  # a 2xx no rule matched: not retried
+        ("503", "shed", "", ""),  # a 400-digit wait: longer than the client waits, not retried
+        ("0", "error", "RESPONSE_TOO_LARGE", ""),  # 100 kB past the profile's 64 KiB
+    }
