@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -191,6 +192,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         except UsageError as exc:
             print(f"surge: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
+    else:
+        _read_ahead(options)
     plain = _PlainEnd(environment) if master and not options.surge_managed else None
     FestivalShape.recording = LocustRecording(
         environment,
@@ -200,6 +203,17 @@ def _on_init(environment: Environment, **_: Any) -> None:
     )
     if plain is not None:
         environment.events.quitting.add_listener(plain.on_quitting)  # type: ignore[no-untyped-call]
+
+
+def _read_ahead(options: Any) -> None:
+    """A worker reads a replayed trace (and imports pandas) at start, not when the test starts: that would eat the
+    seconds before t=0 and make the first arrivals late. The master has validated it; a failure shows there."""
+    try:
+        replay = _scenario(options).replay()
+    except UsageError:
+        return
+    if replay is not None:
+        replay.counts_per_second()
 
 
 def _serve_metrics(port: int) -> live_metrics.LiveMetrics:
@@ -272,6 +286,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         channels=_channels(scenario, Path(out), environment.host or "", targeted=bool(options.target)),
         target=options.target,
         abort=not options.surge_no_abort,
+        trace_salt=secrets.token_hex(16),
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)
@@ -282,13 +297,22 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
     population = Population(scenario.population, settings.channels or default_channels(scenario), scenario.seed)
-    times = arrival_times(
-        RateCurve(scenario.breakpoints()),
-        scenario.arrivals.process,
-        seed=scenario.seed,
-        worker_index=index,
-        worker_count=count,
-    )
+    replay = scenario.replay()
+    specs = None
+    if replay is not None:  # a trace: its rows are the schedule, and say who pays what
+        schedule = replay.schedule(index, count)
+        times: Iterator[float] = iter(schedule.t_s.tolist())
+        specs = replay.arrivals(schedule, settings.trace_salt or secrets.token_hex(16))
+    else:
+        process = scenario.arrivals.process
+        assert process != "trace"
+        times = arrival_times(
+            RateCurve(scenario.breakpoints()),
+            process,
+            seed=scenario.seed,
+            worker_index=index,
+            worker_count=count,
+        )
     target = None
     if settings.target:  # checked by the master; the base URL is Locust's host
         target = TargetApi(load_profile(settings.target, allow_remote=True, host=None))
@@ -299,6 +323,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         recorder,
         times,
         seed=f"{scenario.seed}/payer/{index}",
+        trace_arrivals=specs,
         target=target,
         key_prefix=_key_prefix(out),
     )

@@ -14,6 +14,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     for name in sorted(builtin_scenarios()):
         scenario = load_scenario(name)
-        peak = max(point.per_s for point in scenario.rate)
+        peak = max(per_s for _, per_s in scenario.breakpoints())
         print(f"{name:<24} {scenario.duration_s:>5.0f}s  peak {peak:>6.0f}/s  {scenario.description}")
     return 0

@@ -56,6 +56,7 @@ from loadtests.generator.target import (
 )
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.trace import TraceArrival
 from reports.runfolder import (
     ACCEPTED,
     CONNECTION_ERROR,
@@ -82,6 +83,7 @@ class Ticket:
     payment: Payment | None = field(default=None, compare=False)
     payment_id: str = field(default="", compare=False)
     part: int = field(default=0, compare=False)
+    trace: TraceArrival | None = field(default=None, compare=False)  # what a replayed trace says about the arrival
 
 
 class Generator:
@@ -103,6 +105,7 @@ class Generator:
         arrival_times: Iterator[float],
         *,
         seed: str,
+        trace_arrivals: Iterator[TraceArrival] | None = None,
         target: TargetApi | None = None,
         key_prefix: str = "",
     ) -> None:
@@ -121,6 +124,8 @@ class Generator:
         self.budget = ClientRetryBudget()
         self.target = target  # None: the built-in §3 API
         self._times = arrival_times
+        self._specs = trace_arrivals  # in step with arrival_times: one per arrival of a replayed trace
+        self._upcoming_spec: TraceArrival | None = None
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []
         self._more = Event()  # set when a deferred ticket arrives for users that found nothing to claim
@@ -182,9 +187,10 @@ class Generator:
                 return ticket
         if upcoming is None:
             return None
+        spec = self._upcoming_spec
         self._upcoming = self._next_arrival()
         self.recorder.offered(upcoming)
-        ticket = Ticket(upcoming)
+        ticket = Ticket(upcoming, trace=spec)
         self._claimed[id(ticket)] = upcoming
         return ticket
 
@@ -210,6 +216,8 @@ class Generator:
 
     def _next_arrival(self) -> float | None:
         upcoming = next(self._times, None)
+        if self._specs is not None:
+            self._upcoming_spec = None if upcoming is None else next(self._specs)
         return None if upcoming is None else self.t0 + upcoming
 
     def _expire(self, now: float) -> None:
@@ -288,7 +296,12 @@ class Payer:
 
     def pay(self, ticket: Ticket) -> None:
         gen = self.gen
-        payment = ticket.payment or gen.population.draw(gen.bills)
+        if ticket.payment is not None:
+            payment = ticket.payment
+        elif ticket.trace is not None:
+            payment = gen.population.replayed(ticket.trace, gen.bills)
+        else:
+            payment = gen.population.draw(gen.bills)
         payment_id = ticket.payment_id or new_key()
         jobs = deque([_Job(payment.card, payment.amount_fen, ticket.part, ticket.intended)])
         tried: set[str] = set()

@@ -9,12 +9,16 @@ declines (and their split plans) appear as they do after a festival.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from loadtests.scenario.shapes import Population as PopulationSpec
+from loadtests.scenario.trace import TraceArrival
+
+log = logging.getLogger("surge")
 
 Z_99 = 2.3263478740408408  # the standard normal's 99th percentile
 
@@ -52,6 +56,7 @@ class Population:
         self._mu = math.log(spec.bill_fen.median)
         self._sigma = math.log(spec.bill_fen.p99 / spec.bill_fen.median) / Z_99
         self._users: dict[int, User] = {}  # seeding a Random per user costs more than an HTTP call: build once
+        self._unknown_channels: set[str] = set()
 
     def user(self, index: int) -> User:
         """User `index`, the same in every process: 1..N cards on distinct channels where there are enough."""
@@ -82,3 +87,33 @@ class Population:
     def draw(self, rng: random.Random) -> Payment:
         user = self.user(rng.randrange(self.spec.users))
         return Payment(user, rng.choice(user.cards), self.bill(rng))
+
+    def replayed(self, arrival: TraceArrival, rng: random.Random) -> Payment:
+        """A replayed trace row as a payment: what the trace says (pseudonymous user and card, channel, amount),
+        the population for what it does not. A card without its user is its own user; a user without a card
+        pays from one card of its own; a channel the gateway does not have is mapped onto one it has (by a hash
+        of the card, so the same card stays on the same bank), with one warning per channel."""
+        channel = self._known(arrival.channel)
+        amount = arrival.amount_fen if arrival.amount_fen is not None else self.bill(rng)
+        if arrival.user_id is None and arrival.card_id is None:
+            user = self.user(rng.randrange(self.spec.users))
+            if channel is None:
+                return Payment(user, rng.choice(user.cards), amount)
+            card = next((c for c in user.cards if c.channel == channel), Card(f"{user.user_id}-{channel}", channel))
+            return Payment(User(user.user_id, (*user.cards, card)), card, amount)
+        user_id = arrival.user_id or str(arrival.card_id)
+        card_id = arrival.card_id or f"{user_id}-c1"
+        if channel is None:
+            pick = int.from_bytes(hashlib.blake2b(card_id.encode(), digest_size=4).digest(), "big")
+            channel = self.channels[pick % len(self.channels)]
+        card = Card(card_id, channel)
+        return Payment(User(user_id, (card,)), card, amount)
+
+    def _known(self, channel: str | None) -> str | None:
+        if channel is None or channel in self.channels:
+            return channel
+        if channel not in self._unknown_channels:
+            self._unknown_channels.add(channel)
+            log.warning("surge: trace channel %r is not a channel of the gateway (%s): its rows go to one of those",
+                        channel, ", ".join(self.channels))  # fmt: skip
+        return None

@@ -232,6 +232,7 @@ class RunSettings:
     channels: list[str] = field(default_factory=list)  # the bank codes cards are drawn on (read once, by the master)
     target: str = ""  # a target profile's path (CONTRACT §7); "" for the built-in API
     abort: bool = True  # judge the scenario's [[abort]] rules (False: --no-abort)
+    trace_salt: str = ""  # keys the pseudonyms of a replayed trace's identities; sent to workers, never written
 
 
 # Starts this process's generator on a recorder (worker index, worker count); returns its stop function.

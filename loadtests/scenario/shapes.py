@@ -9,14 +9,17 @@ own config format and is validated by `mock_gateway.config` when the embedded cl
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import math
 import tomllib
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +30,7 @@ from pydantic import (
 )
 
 from loadtests.errors import UsageError
+from loadtests.scenario.trace import Replay, TraceError, read_trace, window_of
 from reports.runfolder import Slo
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
@@ -180,12 +184,37 @@ class ClientConfig(_Strict):
 
 
 class Arrivals(_Strict):
-    process: Literal["poisson", "even"] = "poisson"
-    """Poisson arrivals that follow the curve, or exact even spacing (for accuracy benchmarks)."""
+    process: Literal["poisson", "even", "trace"] = "poisson"
+    """Poisson arrivals that follow the curve, exact even spacing (for accuracy benchmarks), or `trace`: a recorded
+    day replayed row by row (docs/trace.md; no [[rate]] then)."""
     pool: int = Field(default=200, ge=1, le=MAX_POOL)
     """Locust users per run: the most payments in progress at once; scaled with `--scale` and at most 20,000."""
     late_ms: float = Field(default=50, gt=0)
     """An arrival begun more than this after its intended time counts late."""
+    trace: str | None = None
+    """With `process = "trace"`: the trace file (CSV, CSV.gz or Parquet; columns `ts`, optional `amount_fen`,
+    `user_id`, `card_id`, `channel`), relative to the scenario file."""
+    window: tuple[AwareDatetime, AwareDatetime] | None = None
+    """With a trace: the slice replayed, [start, end) as ISO 8601 times with offset (default: the whole trace);
+    run time 0 is its start."""
+    compress: float = Field(default=1.0, gt=0)
+    """With a trace: trace seconds per run second (30: an hour in 120 s); `--duration` changes it."""
+    growth: float = Field(default=1.0, gt=0)
+    """With a trace: the volume factor (below 1 rows are kept with that probability, above 1 extra arrivals are
+    added within ±0.5 s around each row, with fresh identities); `--scale` multiplies it."""
+
+    @model_validator(mode="after")
+    def _trace_keys(self) -> Arrivals:
+        if self.process == "trace" and not self.trace:
+            raise ValueError("'arrivals.trace' is required with process = \"trace\" (the trace file)")
+        if self.process != "trace":
+            given = [key for key in ("trace", "window") if getattr(self, key) is not None]
+            given += [key for key in ("compress", "growth") if getattr(self, key) != 1.0]
+            if given:
+                raise ValueError(f"'arrivals.{given[0]}' belongs to process = \"trace\" (got {self.process!r})")
+        if self.window is not None and self.window[1] <= self.window[0]:
+            raise ValueError("'arrivals.window' must end after it starts")
+        return self
 
 
 AbortMetric = Literal["error_ratio", "timeout_ratio", "shed_ratio", "rate_limited_ratio", "p99_ms"]
@@ -229,8 +258,8 @@ class Scenario(_Strict):
     """Seeds the users, bills and arrivals: the same seed gives the same run."""
     population: Population = Population()
     """Who pays: users, cards and bills."""
-    rate: tuple[RatePoint, ...] = Field(min_length=1)
-    """The arrival curve: (at_s, per_s) points, at least one."""
+    rate: tuple[RatePoint, ...] = ()
+    """The arrival curve: (at_s, per_s) points, at least one (none with a trace, which is the curve)."""
     faults: tuple[Fault, ...] = ()
     """The fault schedule, played against the embedded cluster; with `--host` or `--target` only `exec` faults are
     played, the others are skipped and reported unknown."""
@@ -270,6 +299,52 @@ class Scenario(_Strict):
 
     abort: tuple[AbortRule, ...] = ()
     """Live SLO guards (`[[abort]]`): the run stops itself, exit 1, when one trips; `--no-abort` ignores them."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trace_file(cls, data: Any, info: ValidationInfo) -> Any:
+        """A trace path is made absolute (relative to the scenario file) and the trace read, so that a bad trace
+        is a usage error before anything starts; `duration_s` defaults to the compressed window."""
+        if not isinstance(data, dict) or not isinstance(data.get("arrivals"), dict):
+            return data
+        arrivals = data["arrivals"]
+        if arrivals.get("process") != "trace" or not isinstance(arrivals.get("trace"), str):
+            return data
+        base = Path((info.context or {}).get("base_dir", "."))
+        path = (base / arrivals["trace"]).resolve()
+        try:
+            trace = read_trace(path)
+        except TraceError as exc:
+            raise ValueError(f"'arrivals.trace' {exc}") from None
+        data = {**data, "arrivals": {**arrivals, "trace": str(path)}}
+        if "duration_s" not in data:
+            try:
+                window = arrivals.get("window")
+                parsed = None if window is None else (datetime.fromisoformat(window[0]),
+                                                      datetime.fromisoformat(window[1]))  # fmt: skip
+                start, end = window_of(trace, parsed)
+                compress = float(arrivals.get("compress", 1.0))
+                data["duration_s"] = (end - start) / compress
+            except (TypeError, ValueError, IndexError, ZeroDivisionError):
+                pass  # the field validators name the bad key
+        return data
+
+    @model_validator(mode="after")
+    def _rate_or_trace(self) -> Scenario:
+        if self.arrivals.process == "trace" and self.rate:
+            raise ValueError("'rate' is not allowed with a trace (arrivals.process = \"trace\"): the trace is the "
+                             "arrival curve")  # fmt: skip
+        if self.arrivals.process != "trace" and not self.rate:
+            raise ValueError("'rate' needs at least one point ([[rate]] at_s, per_s)")
+        return self
+
+    def replay(self) -> Replay | None:
+        """The trace mapped onto run time, or None for a rate-curve scenario."""
+        arrivals = self.arrivals
+        if arrivals.process != "trace" or arrivals.trace is None:
+            return None
+        return _replay(Path(arrivals.trace), arrivals.window, arrivals.compress, arrivals.growth, self.seed,
+                       self.duration_s)  # fmt: skip
 
     @model_validator(mode="after")
     def _faults_before_the_end(self) -> Scenario:
@@ -312,6 +387,9 @@ class Scenario(_Strict):
                 f"past the limit of {MAX_POOL:,}; use a smaller --scale or --workers with a smaller pool"
             )
         arrivals = self.arrivals.model_copy(update={"pool": pool})
+        if self.arrivals.process == "trace":  # a trace's volume is its growth, its time its compression
+            update = {"growth": self.arrivals.growth * scale, "compress": self.arrivals.compress / stretch}
+            arrivals = arrivals.model_copy(update=update)
         gateway = self._scaled_gateway(scale)
         clock = gateway.get("clock")
         if isinstance(clock, dict) and isinstance(clock.get("speed"), int | float) and stretch != 1.0:
@@ -344,9 +422,14 @@ class Scenario(_Strict):
         return gateway
 
     def rate_at(self, t_s: float) -> float:
-        """Target arrivals per second at `t_s`: linear between points, flat outside them, zero after the end."""
+        """Target arrivals per second at `t_s`: linear between points, flat outside them, zero after the end; a
+        trace's expected count of that run second."""
         if t_s < 0 or t_s >= self.duration_s:
             return 0.0
+        replay = self.replay()
+        if replay is not None:
+            counts = replay.counts_per_second()
+            return float(counts[min(int(t_s), len(counts) - 1)]) * replay.growth
         points = self.rate
         if t_s <= points[0].at_s:
             return points[0].per_s
@@ -359,7 +442,11 @@ class Scenario(_Strict):
         return points[-1].per_s
 
     def breakpoints(self) -> list[tuple[float, float]]:
-        """The curve as (t_s, per_s) corners on [0, duration_s]: what arrivals.py integrates."""
+        """The curve as (t_s, per_s) corners on [0, duration_s]: what arrivals.py integrates (a trace: a step
+        per second)."""
+        replay = self.replay()
+        if replay is not None:
+            return replay.curve()
         corners = [(0.0, self.rate[0].per_s)]
         corners += [(p.at_s, p.per_s) for p in self.rate if 0 < p.at_s < self.duration_s]
         corners.append((self.duration_s, self.rate_at(self.duration_s - 1e-9) if self.duration_s else 0.0))
@@ -378,7 +465,8 @@ class Scenario(_Strict):
         after each spike"), so it is when the load has mostly gone, not when it stops rising; a spike that
         never falls lasts to the end of the run.
         """
-        corners = self.breakpoints()
+        replay = self.replay()
+        corners = self.breakpoints() if replay is None else replay.smoothed_curve()
         found: list[tuple[float, float]] = []
         i = 0
         while i < len(corners):
@@ -424,8 +512,12 @@ class Scenario(_Strict):
         """Named stretches of the curve for per-phase SLOs: `steady-N`, `rise-N`, `fall-N` and `spike-N`.
 
         Consecutive segments of the same direction form one phase (steady ones only at the same level, so each
-        step of capacity-step is its own phase); a spike window overrides whatever it covers.
+        step of capacity-step is its own phase); a spike window overrides whatever it covers. A trace's phases are
+        stretches of its own clock (`trace-12:00`): when it broke is said in last year's hours.
         """
+        replay = self.replay()
+        if replay is not None:
+            return replay.phases()
         spans: list[tuple[str, float, float]] = []
         levels: list[float] = []  # the rate each span ends at: two steady spans merge only at the same level
         corners = self.breakpoints()
@@ -458,6 +550,16 @@ class Scenario(_Strict):
         return named
 
 
+@functools.lru_cache(maxsize=8)
+def _replay(
+    path: Path, window: tuple[datetime, datetime] | None, compress: float, growth: float, seed: int, duration_s: float
+) -> Replay:
+    """One Replay per trace and settings: the curve, phases and spikes all read its per-second counts."""
+    trace = read_trace(path)
+    start, end = window_of(trace, window)
+    return Replay(trace, start, end, compress, growth, seed, duration_s)
+
+
 def builtin_scenarios() -> dict[str, Path]:
     """Built-in scenario names → their TOML files shipped in the package."""
     folder = resources.files("loadtests.scenario") / "scenarios"
@@ -476,7 +578,7 @@ def load_scenario(ref: str) -> Scenario:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"scenario {path}: {exc}") from None
     try:
-        return Scenario.model_validate(data)
+        return Scenario.model_validate(data, context={"base_dir": str(path.parent)})
     except ValidationError as exc:
         raise ScenarioError(f"scenario {path}: {first_error(exc)}") from None
 
