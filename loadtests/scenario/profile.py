@@ -25,6 +25,17 @@ from reports.runfolder import TargetCaps, TargetMeta
 
 PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", "amount_yuan", "attempt"})
 TOKEN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Header fields surge writes itself (Host from base_url, Content-Type from content_type, the body's length) or
+# that describe the connection and its framing (RFC 9110 §7.6.1, RFC 9112 §6): a profile's copy would be a second
+# Host or a Transfer-Encoding beside Content-Length, which a server or a proxy in front of it may read otherwise.
+SURGE_OWNED_HEADERS = frozenset(
+    {"host", "content-type", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer",
+     "upgrade", "proxy-connection", "expect"}
+)  # fmt: skip
+# What a request line's target may hold as literal text: visible ASCII but `#` (RFC 9112 §3.2); a placeholder's
+# or ${NAME}'s value is percent-encoded. A header value may hold visible characters, spaces and tabs (RFC 9110 §5.5).
+PATH_TEXT = re.compile(r"[!-\"$-~]*")
+FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 RuleOutcome = Literal["succeeded", "declined", "rate_limited", "shed", "error"]
@@ -82,21 +93,40 @@ class RequestSpec(_Strict):
     method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
     """The HTTP method of a payment request."""
     path: str = Field(pattern=r"^/")
-    """The path under `base_url`; placeholders allowed (their values percent-encoded)."""
+    """The path under `base_url`; placeholders allowed (their values percent-encoded); its own text visible ASCII
+    without `#` (no space, no control character)."""
     content_type: Literal["application/json", "application/x-www-form-urlencoded"] = "application/json"
     """How `body` is encoded, and so how each substituted value is escaped (JSON string or form encoding)."""
     body: str = ""
     """The body template: `{key}`, `{user_id}`, `{card_id}`, `{channel}`, `{amount_fen}`, `{amount_yuan}`,
     `{attempt}` and `${NAME}` (from the environment)."""
     headers: dict[str, str] = Field(default_factory=dict)
-    """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry)."""
+    """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry). Not Host,
+    Content-Type, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer, Upgrade,
+    Proxy-Connection or Expect (surge's own); no control character, in the text or in a ${NAME}'s value."""
 
     @model_validator(mode="after")
     def _templates_known(self) -> RequestSpec:
-        self.templates()
+        templates = self.templates()
         for name in self.headers:
             if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
                 raise ValueError(f"header name {name!r} is not an HTTP token")
+            if name.lower() in SURGE_OWNED_HEADERS:
+                raise ProfileError(
+                    f"request.headers.{name}: surge sets this header itself (Content-Type from request.content_type)"
+                    " or it describes the connection's framing; remove it"
+                )
+            for kind, text in templates[f"header {name}"]:
+                if kind == "text" and not FIELD_VALUE.fullmatch(text):
+                    raise ProfileError(
+                        f"request.headers.{name}: holds a control character (CR, LF, …) or a character outside Latin-1"
+                    )
+        for kind, text in templates["path"]:
+            if kind == "text" and not PATH_TEXT.fullmatch(text):
+                raise ProfileError(
+                    "request.path: holds a space, a control character (CR, LF, …), '#' or a non-ASCII character;"
+                    " percent-encode it"
+                )
         return self
 
     def templates(self) -> dict[str, tuple[Segment, ...]]:
@@ -254,6 +284,13 @@ def load_profile(
         missing = [name for name in profile.env_names() if name not in env]
         if missing:
             raise ProfileError(f"target profile {path}: ${{{missing[0]}}} is not set in the environment")
+        for name, value in profile.request.headers.items():  # sent as they are: the rest are escaped where they land
+            for kind, variable in parse_template(value, f"request.headers.{name}"):
+                if kind == "env" and not FIELD_VALUE.fullmatch(env[variable]):
+                    raise ProfileError(
+                        f"target profile {path}: request.headers.{name}: ${{{variable}}} holds a control character"
+                        " (CR, LF, …) or a character outside Latin-1"
+                    )
     return profile.model_copy(update={"base_url": base_url})
 
 
