@@ -454,6 +454,7 @@ async def get_channels(request: web.Request) -> web.Response:
                 "single_fen": caps.single_fen,
                 "card_daily_fen": caps.card_daily_fen,
                 "tps": channel.tps,  # the bank's per-second quota, 0 for none
+                "settlement": channel.settlement,  # "async": answered 202, settled later
             }
         )
     return web.json_response({"channels": rows})

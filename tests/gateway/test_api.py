@@ -138,4 +138,15 @@ async def test_channels_report_the_bank_quota_and_the_caps_in_force_now(make_con
 
     channels = (await (await client.get("/v1/channels")).json())["channels"]
 
-    assert channels == [{"code": "ICBC", "single_fen": 5_000_000, "card_daily_fen": 9_000_000, "tps": 40}]
+    assert channels == [
+        {"code": "ICBC", "single_fen": 5_000_000, "card_daily_fen": 9_000_000, "tps": 40, "settlement": "sync"}
+    ]
+
+
+async def test_channels_say_which_are_settled_asynchronously(make_config: Any, make_client: Any) -> None:
+    sync = {"code": "ICBC", "single_fen": 5_000_000, "card_daily_fen": 5_000_000}
+    client = await make_client(make_config(channels=[sync, {**sync, "code": "CMB", "settlement": "async"}]))
+
+    channels = (await (await client.get("/v1/channels")).json())["channels"]
+
+    assert [(channel["code"], channel["settlement"]) for channel in channels] == [("ICBC", "sync"), ("CMB", "async")]
