@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.callbacks import ASYNC_CHANNEL, SECRET, Receiver, metric, post, receiver, until_final
+from tests.gateway.callbacks import ASYNC_CHANNEL, SECRET, Receiver, metric, post, receiver, status_of, until_final
 from tests.gateway.conftest import ADMIN, QUIET, Replica, body
 
 LEASE_MS = 1500
@@ -156,3 +156,38 @@ async def test_a_paused_replicas_payments_move_and_it_is_fenced_when_it_resumes(
         await got.until(lambda r: set(r.by_id()) == ids)
     assert settlements(ledger) == before  # nothing written after the handover
     settled_once(got, ids)
+
+
+async def test_reservations_across_two_replicas_never_pass_the_daily_cap(start_replica: Any, tmp_path: Path) -> None:
+    """60 payments of 300 on one card with a 3000 cap, at two active-active replicas at once, most of them refused
+    by the bank after acceptance; then as many again. The money reserved plus the money settled never passes the
+    cap at any sampled moment, and the refusals' room is used again."""
+    cap, amount = 3000, 300
+    channel = {"card_daily_fen": cap, "settle_fail_ratio": 0.7, "settle_ms": {"median": 300, "p99": 600}}
+    config = shared(tmp_path, channel, router={"mode": "active-active"})
+    replicas = [start_replica(config, name=name, extra_args=("--bank-share", "0.5")) for name in ("r1", "r2")]
+    ledger = tmp_path / "ledger.sqlite"
+    reserved = "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE card_id = 'c-cap'"
+    peak = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
+        accepted: list[str] = []
+        for wave in range(2):
+            answers = await asyncio.gather(
+                *(
+                    post(session, replicas[i % 2].url, f"k-cap{wave}-{i}", body(card="c-cap", amount=amount))
+                    for i in range(60)
+                )
+            )
+            assert {status for status, _, _ in answers} <= {202, 422}
+            accepted += [a["repayment_id"] for status, a, _ in answers if status == 202]
+            assert 0 < sum(1 for status, _, _ in answers if status == 202) <= cap // amount
+            for rid in accepted:
+                peak = max(peak, count(ledger, reserved))
+                await until_final(session, replicas[0].url, rid)
+        peak = max(peak, count(ledger, reserved))
+        states = [await status_of(session, replicas[1].url, rid) for rid in accepted]
+    succeeded = sum(s["amount_fen"] for s in states if s["status"] == "succeeded")
+    assert peak <= cap and count(ledger, reserved) == succeeded <= cap
+    assert any(s["status"] == "failed" for s in states)  # refusals happened and released their room
+    assert len(accepted) > cap // amount  # the second wave used room the refusals gave back
