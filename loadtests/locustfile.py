@@ -326,6 +326,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         trace_arrivals=specs,
         target=target,
         key_prefix=_key_prefix(out),
+        users=max(1, scenario.arrivals.pool // count),  # Locust spreads the pool over the processes
     )
     RepayingUser.generator = generator
     client = scenario.client

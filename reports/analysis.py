@@ -68,6 +68,14 @@ class Analysis:
     def valid(self) -> bool:
         return bool(self.generator_verdict["passed"])
 
+    @property
+    def invalid_because(self) -> str | None:
+        """Why the run is invalid, in words for a banner (None when valid): the generator, or the scenario's pool."""
+        if self.valid:
+            return None
+        generator = self.frames.generator
+        return "the load generator was the bottleneck" if generator is None else generator.bottleneck
+
 
 def analyse(frames: RunFrames) -> Analysis:
     """All metrics, verdicts and the exit code of one run."""
@@ -212,6 +220,7 @@ def summary(analysis: Analysis) -> Summary:
         "started_unix": meta.started_unix,
         "valid": analysis.valid,
         "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
+        "invalid_because": analysis.invalid_because,
         "exit_code": analysis.exit_code,
         "interrupted": stop is not None and stop.aborted is None,
         "stopped": None if stop is None else stop.stopped,

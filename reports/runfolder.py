@@ -509,7 +509,17 @@ class GeneratorVerdict(_Open):
     lag_ms_p99: Number = 0.0
     late: int = 0
     dropped: int = 0
+    starved: int = 0
+    limited_by: Literal["generator", "pool"] | None = None
     started_unix: Number | None = None
+
+    @property
+    def bottleneck(self) -> str:
+        """What made the run invalid, in words for a banner: the generator, or the scenario's own user pool
+        (`limited_by` "pool": the generator kept up, but every user was busy when arrivals fell due)."""
+        if self.limited_by == "pool":
+            return "the scenario's user pool ran out ([arrivals] pool), not the gateway"
+        return "the load generator was the bottleneck"
 
 
 def read_generator(run_dir: Path) -> GeneratorVerdict | None:
@@ -642,6 +652,8 @@ class Summary(_Open):
     started_unix: Number | None = None
     valid: bool
     validity_reasons: list[str] = Field(default_factory=list)
+    invalid_because: str | None = None
+    """Why the run is invalid, in words (null when valid): the load generator, or the scenario's user pool."""
     exit_code: int
     interrupted: bool = False
     """Stopped early by a signal or the web UI (not by an `[[abort]]` rule)."""

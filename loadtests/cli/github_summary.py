@@ -108,8 +108,9 @@ def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[li
     notes = [f"exit code {escape_cell(code)} · run folder {escape_cell(run_dir)}"]
     if summary.get("valid") is False:
         reasons = "; ".join(str(reason) for reason in summary.get("validity_reasons") or [])
-        notes.insert(0, "**INVALID RUN**: the load generator was the bottleneck; these figures are not the gateway's.")
-        message = f"{scenario}: the load generator was the bottleneck" + (f" ({reasons})" if reasons else "")
+        because = str(summary.get("invalid_because") or "the load generator was the bottleneck")
+        notes.insert(0, f"**INVALID RUN**: {escape_cell(because)}; these figures are not the gateway's.")
+        message = f"{scenario}: {because}" + (f" ({reasons})" if reasons else "")
         found.append(annotation("error", "surge run invalid", message))
     return title, rows, notes, found
 

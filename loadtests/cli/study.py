@@ -1,8 +1,9 @@
-"""`surge study STUDY [--out DIR]`: one scenario under several variants, compared on one page (CONTRACT §8).
+"""`surge study STUDY [--out DIR] [--repeat N]`: one scenario under several variants, on one page (docs/study.md).
 
 Each variant is a whole `surge run` of its own (fresh embedded cluster, fresh ledger, the scenario's seed) into
-DIR/<variant>/; then DIR/study.json and DIR/study.html. The exit code is the worst variant's; a bad study file
-is exit 2 before anything starts.
+DIR/<variant>/ — N of them with `--repeat N`, seeds varied per repetition, into DIR/<variant>/run-<k>/; then
+DIR/study.json and DIR/study.html. The exit code is the worst run's; a bad study file is exit 2 before anything
+starts.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from loadtests.orchestration.study import VariantPlan, plan_study, run_study, st
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
 from reports.runfolder import read_stop
+from reports.study import variant_rows
 from reports.violations import yuan
 
 
@@ -33,23 +35,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=positive_float, help="override the study's scale")
     parser.add_argument("--duration", type=positive_float, help="override the scenario's duration in seconds")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
+    parser.add_argument(
+        "--repeat",
+        type=positive_int,
+        default=1,
+        help="run every variant N times, seeds seed..seed+N-1 (the same for every variant); a winner is named "
+        "only when its range over the runs clears the runner-up's (default 1: no winner named)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     study, scenario = load_study(args.study)
     out = Path(args.out) if args.out else _default_out(study.name)
-    plans = plan_study(study, scenario, out, scale=args.scale, duration_s=args.duration)
+    plans = plan_study(study, scenario, out, scale=args.scale, duration_s=args.duration, repeat=args.repeat)
     header = study_header(study, scenario, plans)
     console = Console(stderr=True)
+    runs = f" x {args.repeat} runs" if args.repeat > 1 else ""
     console.print(
-        f"surge study {one_line(study.name)}: {len(plans)} variants of {one_line(scenario.name)} → {one_line(out)}",
+        f"surge study {one_line(study.name)}: {len(study.variants)} variants{runs} of {one_line(scenario.name)}"
+        f" → {one_line(out)}",
         markup=False,
     )
 
     def run_variant(plan: VariantPlan) -> int:
         """The variant as `surge run` would run it from its own command line (so every later option of
         `surge run` gets its default here too)."""
-        console.rule(escape(f"variant {one_line(plan.name)}"))
+        console.rule(escape(f"variant {one_line(plan.name)}" + (f", run {plan.repetition}" if args.repeat > 1 else "")))
         argv = [str(plan.scenario_path), "--scale", repr(plan.scale), "--replicas", str(plan.replicas)]
         argv += ["--out", str(plan.run_dir), "--workers", str(args.workers)]
         if plan.duration_s is not None:
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             raise StoppedBySignal(stop.by)  # `surge run` stopped cleanly on it; the study starts no further variant
         return code
 
-    rows = run_study(header, plans, out, run_variant)
+    rows = variant_rows(run_study(header, plans, out, run_variant))
     _print_table(rows, Console(width=max(Console().width, 110)))
     publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
     print(f"study: {one_line((out / 'study.html').resolve())}")

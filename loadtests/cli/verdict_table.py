@@ -63,9 +63,8 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
             " the verdicts cover only the seconds that ran"
         )
     if summary.get("valid") is False:
-        console.print(
-            "[bold red]INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's[/]"
-        )
+        because = escape(str(summary.get("invalid_because") or "the load generator was the bottleneck"))
+        console.print(f"[bold red]INVALID RUN: {because}; these figures are not the gateway's[/]")
     outcomes = [outcome(verdict) for _, verdict in rows]
     unknown = outcomes.count(UNKNOWN)
     if unknown and FAIL not in outcomes:

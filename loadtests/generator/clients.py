@@ -84,6 +84,7 @@ class Ticket:
     payment_id: str = field(default="", compare=False)
     part: int = field(default=0, compare=False)
     trace: TraceArrival | None = field(default=None, compare=False)  # what a replayed trace says about the arrival
+    starved: bool = field(default=False, compare=False)  # taken late because every user of the pool was busy
 
 
 class Generator:
@@ -108,8 +109,11 @@ class Generator:
         trace_arrivals: Iterator[TraceArrival] | None = None,
         target: TargetApi | None = None,
         key_prefix: str = "",
+        users: int | None = None,
     ) -> None:
         self.scenario = scenario
+        self.users = scenario.arrivals.pool if users is None else users  # this process's share of the pool
+        self.paying = 0  # users inside Payer.pay now
         self.key_prefix = key_prefix  # the run's own: meta.json `key_prefix`, so a shared ledger can be told apart
         self.population = population
         self.clock = clock
@@ -179,7 +183,8 @@ class Generator:
         """The earliest unclaimed arrival or deferred part, or None when nothing is left to claim for now."""
         if self._stopped:
             return None
-        self._expire(time.time())
+        now = time.time()
+        self._expire(now)
         upcoming = self._upcoming
         while self._deferred and (upcoming is None or self._deferred[0].intended <= upcoming):
             ticket = heapq.heappop(self._deferred)
@@ -190,24 +195,29 @@ class Generator:
         spec = self._upcoming_spec
         self._upcoming = self._next_arrival()
         self.recorder.offered(upcoming)
-        ticket = Ticket(upcoming, trace=spec)
+        starved = now - upcoming > self.recorder.late_s and self._pool_full()
+        ticket = Ticket(upcoming, trace=spec, starved=starved)
         self._claimed[id(ticket)] = upcoming
         return ticket
 
     def begin(self, ticket: Ticket, now: float) -> bool:
         """At the ticket's time: count it sent (late past `late_ms`), or dropped when no user reached it within
-        DROP_AFTER_S (the pool was exhausted)."""
+        DROP_AFTER_S. A fresh arrival a user could take only after it was due (past `late_ms`) while every
+        other user of the pool was paying or waiting for an earlier arrival counts `starved` too: the pool ran
+        out. One taken in time and begun late, or taken late while users were free (start-up, a stalled
+        process), is the generator's own lateness."""
         fresh = ticket.payment is None
         if fresh:
             self._claimed.pop(id(ticket), None)
         if self._stopped:
             return False  # claimed before the stop: cancelled (and un-offered) by stop()
+        starved = ticket.starved
         if now - ticket.intended > DROP_AFTER_S:
             if fresh:
-                self.recorder.dropped(ticket.intended)
+                self.recorder.dropped(ticket.intended, starved=starved)
             return False
         if fresh:
-            self.recorder.taken(ticket.intended, now)
+            self.recorder.taken(ticket.intended, now, starved=starved)
         return True
 
     def idle(self, timeout_s: float) -> None:
@@ -225,8 +235,13 @@ class Generator:
         on time even when every user is stuck in a slow request."""
         while self._upcoming is not None and self._upcoming < now - DROP_AFTER_S:
             self.recorder.offered(self._upcoming)
-            self.recorder.dropped(self._upcoming)
+            self.recorder.dropped(self._upcoming, starved=self._pool_full())
             self._upcoming = self._next_arrival()
+
+    def _pool_full(self) -> bool:
+        """Every user but (at most) one is paying or holds an earlier arrival: the pool, not the process, is
+        what an arrival due now waits for."""
+        return self.paying + len(self._claimed) >= self.users - 1
 
     def _watch(self) -> None:
         """Wakes every WATCH_S until the hard stop: drops what nobody claimed, and measures this process's
@@ -295,6 +310,13 @@ class Payer:
             generator.settler.transport = transport
 
     def pay(self, ticket: Ticket) -> None:
+        self.gen.paying += 1
+        try:
+            self._pay(ticket)
+        finally:
+            self.gen.paying -= 1
+
+    def _pay(self, ticket: Ticket) -> None:
         gen = self.gen
         if ticket.payment is not None:
             payment = ticket.payment

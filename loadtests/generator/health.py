@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import psutil
 from hdrh.histogram import HdrHistogram
@@ -93,6 +94,7 @@ def assess_generator(
     offered = sum(w.offered for w in ordered)
     late = sum(w.late for w in ordered)
     dropped = sum(w.dropped for w in ordered)
+    starved = sum(w.starved for w in ordered)
     sampled = [w for w in ordered if w.workers > 0]
     cpu_max = max((w.cpu_pct for w in sampled), default=0.0)
     lag_p99 = lag.get_value_at_percentile(99.0) / 1000.0 if lag.get_total_count() else 0.0
@@ -104,15 +106,28 @@ def assess_generator(
         reasons.append(f"only {offered} arrivals offered of about {expected_offered:.0f} scheduled")
     if lag_p99 > LAG_P99_LIMIT_MS:
         reasons.append(f"generator scheduling lag p99 {lag_p99:.0f} ms > {LAG_P99_LIMIT_MS:.0f} ms")
+    generator_reasons = len(reasons)
+    pool_ran_out = False
     if offered and (late + dropped) / offered > LATE_DROPPED_LIMIT:
         share = 100.0 * (late + dropped) / offered
-        reasons.append(
-            f"{late} late + {dropped} dropped arrivals = {share:.1f}% of {offered} offered "
-            f"(> {100 * LATE_DROPPED_LIMIT:.0f}%): the user pool or the generator could not keep up"
-        )
+        missed = f"{late} late + {dropped} dropped arrivals = {share:.1f}% of {offered} offered"
+        limit = f"(> {100 * LATE_DROPPED_LIMIT:.0f}%)"
+        if 2 * starved >= late + dropped:
+            pool_ran_out = True
+            reasons.append(
+                f"{missed} {limit}: {starved} of them found every user busy when they fell due — the scenario's "
+                f"user pool ([arrivals] pool) ran out, its limit and not the generator's; raise [arrivals] pool"
+            )
+        else:
+            reasons.append(f"{missed} {limit}: the generator could not keep up")
+    limited_by: Literal["generator", "pool"] | None = None
+    if reasons:
+        limited_by = "pool" if pool_ran_out and not generator_reasons else "generator"
     return GeneratorVerdict(
         valid=not reasons,
         reasons=reasons,
+        limited_by=limited_by,
+        starved=starved,
         cpu_pct_max=round(cpu_max, 1),
         lag_ms_p99=round(lag_p99, 2),
         late=late,

@@ -69,7 +69,8 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
         reason = f" — {verdict['reason']}" if verdict.get("reason") else ""
         (log.error if result == FAIL else log.info)(line, kind, verdict["name"], value, bound, result, reason)
     if summary.get("valid") is False:
-        log.error("surge: INVALID RUN: the load generator was the bottleneck; these figures are not the gateway's")
+        because = summary.get("invalid_because") or "the load generator was the bottleneck"
+        log.error("surge: INVALID RUN: %s; these figures are not the gateway's", because)
     log.info("surge: verdict %s (exit code %d)", headline(code, checks), code)
     log.info("surge: run folder %s", one_line(run_dir))
     log.info("surge: report %s", one_line(run_dir / "report.html"))

@@ -77,18 +77,22 @@ class ProcessRecorder:
     def offered(self, intended: float) -> None:
         self.book.at(self.second(intended)).offered += 1
 
-    def taken(self, intended: float, now: float) -> None:
+    def taken(self, intended: float, now: float, *, starved: bool = False) -> None:
+        """An arrival begun at `now`; `starved`: no user was free when it fell due (clients.Generator.begin)."""
         window = self.book.at(self.second(intended))
         window.sent += 1
         if now - intended > self.late_s:
             window.late += 1
+            window.starved += starved
 
     def cancelled(self, intended: float) -> None:
         """An offered arrival the run's early stop cancelled before it was due: no longer offered."""
         self.book.at(self.second(intended)).offered -= 1
 
-    def dropped(self, intended: float) -> None:
-        self.book.at(self.second(intended)).dropped += 1
+    def dropped(self, intended: float, *, starved: bool = False) -> None:
+        window = self.book.at(self.second(intended))
+        window.dropped += 1
+        window.starved += starved
 
     def plan_followed(self, now: float) -> None:
         self.book.at(self.second(now)).plans_followed += 1
@@ -211,7 +215,7 @@ def summary_lines(writer: RunWriter, verdict: GeneratorVerdict) -> list[str]:
         )
     else:
         bar = "!" * 78
-        lines += [bar, "surge: RUN INVALID: the load generator was the bottleneck, not the gateway"]
+        lines += [bar, f"surge: RUN INVALID: {verdict.bottleneck}; these figures are not the gateway's"]
         lines += [f"surge:   - {reason}" for reason in verdict.reasons]
         lines.append(bar)
     return lines

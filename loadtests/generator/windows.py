@@ -92,6 +92,7 @@ class Window:
     sent: int = 0
     late: int = 0
     dropped: int = 0
+    starved: int = 0  # of late + dropped: arrivals that found every user of the pool busy when they fell due
     classes: dict[str, ClassStats] = field(default_factory=dict)
     codes: Counter[str] = field(default_factory=Counter)
     replicas: Counter[str] = field(default_factory=Counter)
@@ -129,6 +130,7 @@ class Window:
         self.sent += other.sent
         self.late += other.late
         self.dropped += other.dropped
+        self.starved += other.starved
         for name, stats in other.classes.items():
             mine = self.classes.get(name)
             if mine is None:
@@ -150,6 +152,7 @@ class Window:
             "sent": self.sent,
             "late": self.late,
             "dropped": self.dropped,
+            "starved": self.starved,
             "classes": {
                 name: {
                     "count": self.classes[name].count,
@@ -175,6 +178,7 @@ class Window:
             sent=int(data.get("sent", 0)),
             late=int(data.get("late", 0)),
             dropped=int(data.get("dropped", 0)),
+            starved=int(data.get("starved", 0)),
             classes={
                 name: ClassStats(
                     int(stats["count"]), decode_histogram(stats["intended"]), decode_histogram(stats["service"])

@@ -128,7 +128,8 @@ async def test_two_processes_end_by_themselves_and_merge_like_one(tmp_path: Path
 
 async def test_an_exhausted_pool_drops_and_counts_instead_of_slowing_the_arrivals(tmp_path: Path) -> None:
     """Two users against a bank answering in ~200 ms cannot pay 150 arrivals a second: the arrivals still come
-    on schedule, the ones no user reaches within a second are dropped, and the run says it is invalid."""
+    on schedule, the ones no user reaches within a second are dropped, and the run says it is invalid — because
+    the scenario's pool ran out (every user busy when they fell due), not because the generator fell behind."""
     scenario = tmp_path / "steady.toml"
     text = STEADY.format(rate=150, process="even").replace("duration_s = 10", "duration_s = 4")
     scenario.write_text(text.replace("pool = 40", "pool = 2"), encoding="utf-8")
@@ -156,4 +157,7 @@ async def test_an_exhausted_pool_drops_and_counts_instead_of_slowing_the_arrival
     verdict = generator(out)
     assert verdict["valid"] is False
     assert verdict["dropped"] == dropped
-    assert any("could not keep up" in reason for reason in verdict["reasons"]), verdict["reasons"]
+    assert verdict["limited_by"] == "pool", verdict["reasons"]
+    assert verdict["starved"] >= 0.9 * (verdict["late"] + verdict["dropped"])
+    assert sum(w["starved"] for w in lines) == verdict["starved"]
+    assert any("user pool ([arrivals] pool) ran out" in reason for reason in verdict["reasons"]), verdict["reasons"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.errors import UsageError
-from loadtests.orchestration.study import plan_study
+from loadtests.orchestration.study import plan_study, study_header
 from loadtests.scenario.study import StudyError, builtin_studies, load_study, merge_gateway, variant_scenario
 
 GOOD = """
@@ -31,6 +31,20 @@ def study_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "study.toml"
     path.write_text(text, encoding="utf-8")
     return str(path)
+
+
+def test_repeat_varies_the_seed_per_repetition_and_keeps_it_across_variants(tmp_path: Path) -> None:
+    study, scenario = load_study(study_file(tmp_path, GOOD))
+    plans = plan_study(study, scenario, tmp_path / "out", repeat=3)
+    assert [(p.repetition, p.name) for p in plans[:4]] == [(1, "baseline"), (1, "split plans"), (1, "three replicas"),
+                                                             (2, "baseline")]  # fmt: skip
+    seeds = {(p.name, p.repetition): p.scenario.seed for p in plans}
+    assert {seeds[name, 1] for name in ("baseline", "split plans", "three replicas")} == {scenario.seed}
+    assert [seeds["baseline", k] for k in (1, 2, 3)] == [scenario.seed, scenario.seed + 1, scenario.seed + 2]
+    assert plans[-1].run_dir == tmp_path / "out" / "three replicas" / "run-3"
+    header = study_header(study, scenario, plans)
+    assert header["repeat"] == 3 and header["seeds"] == [scenario.seed + k for k in range(3)]
+    assert header["variants_planned"] == ["baseline", "split plans", "three replicas"]
 
 
 def test_the_contract_example_loads_and_keeps_the_seed(tmp_path: Path) -> None:
@@ -106,3 +120,16 @@ def test_a_bad_study_file_is_exit_2_with_one_line_and_nothing_started(tmp_path: 
     assert "variant.0.replicas" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", sorted(builtin_studies()))
+def test_a_builtin_study_cannot_run_out_of_users(name: str) -> None:
+    """A built-in study's variants wait on slow paths on purpose (paced bank quotas queue calls for up to a
+    second); the pool covers the peak rate with every payment holding its user through all its attempts, each
+    up to the client's timeout — so a late arrival can only be the generator's, never the scenario's pool."""
+    study, scenario = load_study(name)
+    for variant in study.variants:
+        merged = variant_scenario(scenario, variant).scaled(study.scale)
+        peak = max(point.per_s for point in merged.rate)
+        holding_s = (merged.client.max_retries + 1) * merged.client.timeout_s
+        assert merged.arrivals.pool >= peak * holding_s, (variant.name, merged.arrivals.pool, peak * holding_s)

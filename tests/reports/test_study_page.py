@@ -13,7 +13,17 @@ import pytest
 
 from reports.finalize import finalize_run
 from reports.frames import load_run
-from reports.study import best_per_question, completed_bills, variant_row, write_study
+from reports.study import (
+    EXTRAS,
+    FIELDS,
+    _charts,
+    best_per_question,
+    completed_bills,
+    render_study,
+    variant_row,
+    variant_rows,
+    write_study,
+)
 from tests.reports.conftest import DERIVED, FIXTURE
 from tests.reports.runs import edit_json
 from tests.reports.test_browser import open_report
@@ -68,6 +78,70 @@ def test_study_json_holds_every_variant_and_the_worst_exit_code(tmp_path: Path, 
     assert [variant["name"] for variant in study["variants"]] == [EVIL, "plain", "broken"]
     assert study["exit_code"] == 3
     assert all("curves" not in variant for variant in study["variants"])
+
+
+def run(name: str, repetition: int, completed: float, *, valid: bool = True, verdict: str = "fail") -> dict[str, Any]:
+    """A run's row as variant_row makes it, with only the figures these tests rank."""
+    row: dict[str, Any] = dict.fromkeys(FIELDS + EXTRAS)
+    row.update(name=name, run_dir=f"out/{name}/run-{repetition}", exit_code=0 if verdict == "pass" else 1,
+               valid=valid, verdict=verdict, repetition=repetition, seed=repetition, problem="", failed_checks=[],
+               completed_ratio=completed, p99_ms=100.0 + repetition, curves={"t_s": [], "succeeded": [], "rejected": []})  # fmt: skip
+    return row
+
+
+def completed_answer(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(a for a in best_per_question(variant_rows(runs)) if a["key"] == "completed_ratio")
+
+
+def test_a_winner_is_named_only_when_every_run_beats_every_run_of_the_runner_up() -> None:
+    """46.9 % against 48.0 %, one run each, is noise: a study names a winner only when the ranges over its
+    repetitions do not overlap, and says "no clear winner" (and why) otherwise."""
+    clear = [run("a", k, c) for k, c in ((1, 0.72), (2, 0.70), (3, 0.71))]
+    clear += [run("b", k, c) for k, c in ((1, 0.61), (2, 0.60), (3, 0.69))]
+    answer = completed_answer(clear)
+    assert answer["clear"] is True and answer["names"] == ["a"] and answer["runner_up"] == "b"
+    assert answer["value"] == 0.71  # the median run's
+    rows = variant_rows(clear)
+    assert rows[0]["spread"]["completed_ratio"] == [0.70, 0.72] and len(rows[0]["runs"]) == 3
+    overlapping = clear[:3] + [run("b", k, c) for k, c in ((1, 0.61), (2, 0.705), (3, 0.69))]
+    answer = completed_answer(overlapping)
+    assert answer["clear"] is False and "overlaps b's" in answer["why"] and answer["names"] == ["a"]
+    single = [run("a", 1, 0.48), run("b", 1, 0.469)]
+    answer = completed_answer(single)
+    assert answer["clear"] is False and "one run each" in answer["why"]
+    invalid = clear[:3] + [run("b", k, 0.99, valid=k != 2) for k in (1, 2, 3)]  # b: one invalid run, not ranked
+    assert completed_answer(invalid)["why"] == "no other valid variant to compare with"
+
+
+def test_the_page_says_which_variant_passes_or_in_words_that_none_does(tmp_path: Path) -> None:
+    failing = [run("a", 1, 0.7), run("b", 1, 0.6, valid=False)]
+    failing[0]["failed_checks"] = ["success_ratio 0.8234 (bound 0.95)"]
+    failing[1]["problem"] = "the scenario's user pool ran out ([arrivals] pool), not the gateway"
+    page = render_study(HEADER, variant_rows(failing), finished=True)
+    assert "No variant passes." in page and "a: fails success_ratio 0.8234 (bound 0.95)" in page
+    assert "b: invalid — the scenario&#39;s user pool ran out" in page
+    write_study(tmp_path, HEADER, [run("a", 1, 0.7, verdict="pass"), *failing[1:]], finished=True)
+    study = json.loads((tmp_path / "study.json").read_text(encoding="utf-8"))
+    assert study["passing"] == ["a"] and study["noise_test"].startswith("non-overlapping ranges")
+    assert "Passes every SLO and invariant" in (tmp_path / "study.html").read_text(encoding="utf-8")
+
+
+def test_a_failed_check_of_a_variant_is_named_with_its_value_and_bound(tmp_path: Path) -> None:
+    target = finished_run(tmp_path, "v")
+    summary = json.loads((target / "summary.json").read_text(encoding="utf-8"))
+    summary["slos"][0].update(verdict="fail", passed=False)
+    edit_json(target / "summary.json", slos=summary["slos"])
+    row = variant_row("v", target, 1)
+    assert row["failed_checks"] and row["failed_checks"][0].startswith(str(summary["slos"][0]["name"]) + " ")
+    assert "(bound " in row["failed_checks"][0]
+
+
+def test_the_bar_chart_draws_invalid_variants_apart_under_a_legend(rows: list[dict[str, Any]]) -> None:
+    completed = next(chart for chart in _charts(variant_rows(rows)) if chart["id"] == "completed")
+    names = [trace["name"] for trace in completed["data"]]
+    assert names == ["bills completed", "invalid run (not ranked)"] and completed["layout"]["showlegend"] is True
+    assert completed["data"][1]["x"] == ["plain"] and completed["data"][1]["marker"]["pattern"]["shape"]
+    assert EVIL not in completed["data"][0]["x"]  # escaped, as every name the page shows
 
 
 @pytest.mark.browser
