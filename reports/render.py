@@ -42,6 +42,16 @@ MARKED_EVENTS = {
     ("cluster", "replica_up"): "#17becf",
     ("cluster", "failover"): "#8c564b",
 }
+MARKER_LABELS = {  # an event as a reader says it: "kill r1", not "fault_injected r1"
+    ("chaos", FAULT_INJECTED): "{detail} {target}",
+    ("chaos", FAULT_CLEARED): "fault cleared {target}",
+    ("cluster", "fault_ended"): "fault ended {target}",
+    ("scenario", "spike_start"): "spike {detail}",
+    ("scenario", "spike_end"): "spike over",
+    ("cluster", "replica_down"): "{target} down",
+    ("cluster", "replica_up"): "{target} up",
+    ("cluster", "failover"): "failover {detail}",
+}
 MAX_MARKERS = 60
 LABEL_CHAR_PX = 6.0  # 9 px font: the width of a label, for laying labels out so that none covers another
 PLOT_WIDTH_PX = 520.0  # the narrowest a chart is drawn (two charts side by side)
@@ -61,6 +71,7 @@ def environment() -> Environment:
     env.filters["yuan"] = yuan
     env.filters["num"] = _num
     env.filters["fmt"] = fmt
+    env.filters["pct"] = percent
     env.globals["unit"] = slo.verdict_unit
     return env
 
@@ -69,6 +80,20 @@ def environment() -> Environment:
 def plotly_bundle() -> str:
     """plotly.js, gzip + base64: computed once per process, it is the same for every report."""
     return base64.b64encode(gzip.compress(get_plotlyjs().encode("utf-8"), compresslevel=6, mtime=0)).decode("ascii")
+
+
+def percent(ratio: float | None, digits: int = 1) -> str:
+    """A share as percent with `digits` decimals; a share that is not zero never reads as zero (one 503 in ten
+    thousand attempts is "<0.1 %", not "0.0 %"), nor one short of everything as all of it (">99.9 %")."""
+    if ratio is None or math.isnan(ratio):
+        return "—"
+    step = 10.0**-digits
+    shown = round(ratio * 100, digits)
+    if ratio > 0 and shown < step:
+        return f"<{step:.{digits}f} %"
+    if ratio < 1 and shown >= 100:
+        return f">{100 - step:.{digits}f} %"
+    return f"{shown:,.{digits}f} %"
 
 
 def _num(value: Any, digits: int = 2) -> str:
@@ -158,7 +183,8 @@ def headline(analysis: Analysis) -> list[Headline]:
     good = metrics.class_sum(windows, GOOD)
     completed = int(metrics.class_sum(windows, CLASSES).sum())
     codes = metrics.codes_share(analysis.frames.codes)
-    shares = [f"{code} {count / completed:.1%}" for code, count in list(codes.items())[:TOP_CODES]] if completed else []
+    top = list(codes.items())[:TOP_CODES]
+    shares = [f"{code} {percent(count / completed)}" for code, count in top] if completed else []
     if len(codes) > TOP_CODES:
         shares.append(f"{len(codes) - TOP_CODES} more")
     p99 = metrics.latency_summary(analysis.overall_intended)["p99_ms"]
@@ -311,15 +337,22 @@ def _markers(analysis: Analysis) -> tuple[list[dict[str, Any]], list[dict[str, A
     seen: set[tuple[str, str, float]] = set()
     marked: list[tuple[float, str, str]] = []
     targets = events["target"].fillna("").astype(str)
-    for t_s, source, kind, target in zip(
-        events["t_s"].astype(float), events["source"].astype(str), events["kind"].astype(str), targets, strict=True
+    details = events["detail"].fillna("").astype(str)
+    for t_s, source, kind, target, detail in zip(
+        events["t_s"].astype(float),
+        events["source"].astype(str),
+        events["kind"].astype(str),
+        targets,
+        details,
+        strict=True,
     ):
         color = MARKED_EVENTS.get((source, kind))
         key = (kind, target, round(t_s, 1))
         if color is None or key in seen or len(marked) >= MAX_MARKERS:
             continue
         seen.add(key)
-        marked.append((t_s, f"{kind} {target}".strip(), color))
+        label = MARKER_LABELS[source, kind].format(target=target, detail=detail.replace("->", "→") or kind)
+        marked.append((t_s, " ".join(label.split()), color))
     widths = [len(label) * LABEL_CHAR_PX / PLOT_WIDTH_PX * span for _, label, _ in marked]
     rows = label_rows([t for t, _, _ in marked], widths)
     shapes = [
@@ -398,8 +431,14 @@ def _chart(chart_id: str, data: list[dict[str, Any]], layout: dict[str, Any]) ->
 
 def _throughput(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
     frame = metrics.throughput(analysis.frames.windows)
-    data = [_line(column, frame[column]) for column in frame.columns]
-    return _chart("throughput", data, _layout("Attempts per second", "attempts / s", **marks))
+    data = [
+        _line(f"arrivals {column}", frame[column], line={"dash": "dot"})
+        if column in ("offered", "sent")
+        else _line(f"attempts {column}", frame[column])
+        for column in frame.columns
+    ]
+    title = "Arrivals (dotted) and attempts per second"
+    return _chart("throughput", data, _layout(title, "per second", **marks))
 
 
 def _rejections(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
@@ -415,7 +454,13 @@ def _latency(analysis: Analysis, kind: str, marks: dict[str, Any]) -> dict[str, 
     frame = analysis.latency_intended if kind == "intended" else analysis.latency_service
     if frame["max_ms"].isna().all():
         return None
-    data = [_line(column.replace("_ms", ""), frame[column], connectgaps=False) for column in frame.columns]
+    highest = frame["max_ms"]
+    data = [  # a percentile never above the second's max (one HDR bucket apart at most); max dashed, on top
+        _line(column.replace("_ms", ""), frame[column].clip(upper=highest), connectgaps=False)
+        for column in frame.columns
+        if column != "max_ms"
+    ]
+    data.append(_line("max", highest, connectgaps=False, line={"dash": "dash", "width": 1}))
     title = "Intended-time latency (done − intended)" if kind == "intended" else "Service time (done − sent)"
     values = [float(v) for v in frame.to_numpy().ravel() if math.isfinite(v)]
     yaxis = {"type": "log", "title": {"text": "ms (log)"}, **log_ticks(values)}

@@ -254,7 +254,7 @@ def _curves(run_dir: Path) -> dict[str, list[float]]:
 
 
 def _ratio(part: int, whole: int) -> float | None:
-    return round(part / whole, 4) if whole else None
+    return round(part / whole, 6) if whole else None
 
 
 QUESTIONS: tuple[tuple[str, str, str, Callable[[float, float], bool]], ...] = (

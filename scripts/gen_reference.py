@@ -118,7 +118,7 @@ REFERENCES = [
         page="target-profile-keys.md",
         title="Target profile keys",
         intro=(
-            "Every key of a target profile (`surge run SCENARIO --target FILE`, CONTRACT §7, docs/targets.md). "
+            "Every key of a target profile (`surge run SCENARIO --target FILE`, docs/targets.md). "
             "Unknown keys, unknown `{placeholders}` and bad JSON pointers are errors that name them (exit 2)."
         ),
         example="docs/examples/target.toml",

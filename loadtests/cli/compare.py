@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
+from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         base, candidate = load_run(args.base), load_run(args.candidate)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
-    console = Console()
+    console = cli_console()
     differences = unlike(base.meta.model_dump(mode="json"), candidate.meta.model_dump(mode="json"))
     if differences and not args.force:
         raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.console import console as cli_console
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, base.gateway)
-    console = Console(stderr=True, highlight=False)
+    console = cli_console(stderr=True, highlight=False)
     check_before_start(
         gateway,
         args,

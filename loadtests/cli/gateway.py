@@ -1,9 +1,10 @@
 """`surge gateway`: the mock gateway cluster (router + N replicas) in the foreground until Ctrl-C or SIGTERM.
 
-It prints what a person needs to point a load tool or a curl at it — the router URL, the admin token when it
-was generated (once; it is also in the private cluster.json; a token the operator supplied through the config or
-`SURGE_ADMIN_TOKEN` is a secret they already have and is never printed, so it cannot land in a CI log) and the
-state directory with the ledger, the events and the logs.
+It prints what a person needs to point a load tool or a curl at it — the router URL, where the admin token is
+(never the token: a generated one is written only to the state directory's private cluster.json, mode 0600, as
+the README promises, so it cannot land in a CI log or a terminal recording; one the operator supplied through
+the config or `SURGE_ADMIN_TOKEN` is a secret they already have) and the state directory with the ledger, the
+events and the logs.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _positive_int(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=_positive_int, default=3, help="replica processes (default 3)")
-    parser.add_argument("--config", type=Path, help="gateway config TOML (CONTRACT §4)")
+    parser.add_argument("--config", type=Path, help="gateway config TOML (docs/reference/gateway-config-keys.md)")
     parser.add_argument(
         "--port", type=port_number, default=DEFAULT_PORT, help=f"router port 0-65535 (default {DEFAULT_PORT}; 0: any)"
     )
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         names = ", ".join(f"{r['name']}:{r['port']}" for r in info.state["replicas"])
         print(f"surge gateway: router {info.url} ({args.replicas} replicas: {names})")
         if info.token_generated:
-            print(f"surge gateway: admin token {info.admin_token}")
+            where = Path(info.state_dir) / "cluster.json"
+            print(f"surge gateway: admin token generated into {where} (key admin_token, readable by you only)")
         else:
             print("surge gateway: admin token as supplied (config or SURGE_ADMIN_TOKEN; not printed)")
         print(f"surge gateway: state dir {info.state_dir} (Ctrl-C stops everything)", flush=True)

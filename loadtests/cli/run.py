@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
 from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
+from loadtests.cli.console import console as cli_console
+from loadtests.cli.console import status_line
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     gateway = choose_gateway(args, scenario.gateway)
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
-    console = Console(stderr=True, highlight=False)
+    console = cli_console(stderr=True, highlight=False)
     check_before_start(
         gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {one_line(warning)}", markup=False)
     )
@@ -257,12 +257,12 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         settle_tail_s=scenario.settle_tail_s(),
     )
     try:
-        with Live(Text(""), console=console, refresh_per_second=2) as display:
+        with status_line(console) as show:
 
             def tick() -> None:
                 live.poll()
                 elapsed = min(max(0.0, time.time() - start_unix), scenario.duration_s)
-                display.update(Text(live.status(elapsed, scenario.duration_s)))
+                show(live.status(elapsed, scenario.duration_s))
 
             deadline = start_unix + scenario.duration_s + scenario.settle_tail_s() + STOP_GRACE_S + 30.0
             return await run_locust(

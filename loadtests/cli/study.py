@@ -19,11 +19,13 @@ from rich.table import Table
 
 from loadtests.cli import run as run_command
 from loadtests.cli.args import positive_float, positive_int
+from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_study
 from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
+from reports.render import percent
 from reports.runfolder import read_stop
 from reports.study import variant_rows
 from reports.violations import yuan
@@ -49,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(study.name)
     plans = plan_study(study, scenario, out, scale=args.scale, duration_s=args.duration, repeat=args.repeat)
     header = study_header(study, scenario, plans)
-    console = Console(stderr=True)
+    console = cli_console(stderr=True)
     runs = f" x {args.repeat} runs" if args.repeat > 1 else ""
     console.print(
         f"surge study {one_line(study.name)}: {len(study.variants)} variants{runs} of {one_line(scenario.name)}"
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         return code
 
     rows = variant_rows(run_study(header, plans, out, run_variant))
-    _print_table(rows, Console(width=max(Console().width, 110)))
+    _print_table(rows, cli_console())
     publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
     print(f"study: {one_line((out / 'study.html').resolve())}")
     return max((int(row["exit_code"]) for row in rows), default=0)
@@ -94,10 +96,10 @@ def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
         table.add_row(
             escape(one_line(row["name"])) + ("" if row["valid"] else " (invalid)"),
             _fmt(row.get("payments"), "{:,}"),
-            _fmt(row.get("completed_ratio"), "{:.1%}"),
+            percent(row.get("completed_ratio")),
             yuan(row.get("amount_repaid_fen")),
-            _fmt(row.get("rate_limited_share"), "{:.1%}"),
-            _fmt(row.get("shed_share"), "{:.1%}"),
+            percent(row.get("rate_limited_share")),
+            percent(row.get("shed_share")),
             _fmt(row.get("p99_ms"), "{:,.0f}"),
             f"{row.get('verdict') or 'unknown'} (exit {row['exit_code']})",
         )

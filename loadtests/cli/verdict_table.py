@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
 from reports.compare import unlike_line
@@ -25,10 +26,10 @@ def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
     `lines` and the report's path on stdout (and the verdict table in a GitHub Actions job summary); the exit
     code (CONTRACT §2)."""
     summary = conclude(run_dir, baseline)
-    print_verdicts(summary, Console())
+    print_verdicts(summary, cli_console())
     differences = (summary.get("comparison") or {}).get("unlike") or []
     if differences:  # `surge run --baseline` with a folder of another scenario, scale or gateway
-        Console(stderr=True, highlight=False).print(
+        cli_console(stderr=True, highlight=False).print(
             f"warning: --baseline: {one_line(unlike_line(differences))}", markup=False
         )
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI

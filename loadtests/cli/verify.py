@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from loadtests.cli.console import console as cli_console
 from loadtests.errors import UsageError
 from reports.console_text import one_line
 from reports.runfolder import RunFolderError
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
             if result_of == FAIL
             else f"[yellow]unknown[/yellow] — {escape(one_line(verdict['reason']))}",
         )
-    console = Console()
+    console = cli_console()
     console.print(table)
     _print_violations(console, result)
     outcomes = result["outcomes"]

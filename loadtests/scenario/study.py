@@ -1,4 +1,4 @@
-"""A study (CONTRACT §8): one scenario under several variants, to see which remedy helps.
+"""A study (docs/study.md): one scenario under several variants, to see which remedy helps.
 
 A variant changes only what a team could change before a festival — the clients' decline policy (`client`), the
 gateway's config (`gateway`: a partial config merged over the scenario's `[gateway]`) and the number of replicas
@@ -50,7 +50,8 @@ class Variant(_Strict):
     client: dict[str, Any] = Field(default_factory=dict)
     """Any `[client]` key of the scenario (policy, timeout_s, max_retries), over the scenario's."""
     gateway: dict[str, Any] = Field(default_factory=dict)
-    """A partial gateway config (CONTRACT §4) merged over the scenario's `[gateway]`; channels merge by code."""
+    """A partial gateway config (gateway-config-keys.md) merged over the scenario's `[gateway]`; channels merge by
+    code."""
     replicas: int | None = Field(default=None, ge=1, le=16)
     """Replicas of this variant's embedded cluster (default: the study's `replicas`)."""
 

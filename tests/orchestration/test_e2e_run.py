@@ -4,6 +4,7 @@ CONTRACT §6, exit 0 when the SLOs hold and exit 1 when one cannot — the CI ga
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,8 @@ def test_tiny_run_passes_and_writes_the_run_folder(tmp_path: Path) -> None:
     assert summary["totals"]["succeeded"] > 200
     assert summary["valid"] is True
     assert "report:" in result.stdout
+    progress = [line for line in result.stderr.splitlines() if re.match(r"\s*\d+/20s  ", line)]
+    assert len(progress) >= 3 and "\r" not in result.stderr, result.stderr  # a log: one status line every 5 s
     token = json.loads((out / "cluster" / "cluster.json").read_text()).get("admin_token")
     assert not token, "the admin token must not stay in the run folder"
     for path in out.rglob("*"):

@@ -45,7 +45,7 @@ def test_no_two_marker_labels_overlap_on_the_recorded_double11(recorded: Path) -
         (a["y"], a["x"], a["x"] + len(a["text"]) * render.LABEL_CHAR_PX / render.PLOT_WIDTH_PX * span)
         for a in chart["layout"]["annotations"]
     ]
-    assert {"spike_start", "fault_injected r1"} <= {a["text"] for a in chart["layout"]["annotations"]}
+    assert {"spike to 50/s", "kill r1"} <= {a["text"] for a in chart["layout"]["annotations"]}
     for y, start, end in labels:
         for other_y, other_start, other_end in labels:
             if (y, start) != (other_y, other_start) and y == other_y:
@@ -113,3 +113,41 @@ def test_charts_show_a_loading_state_until_drawn(recorded: Path) -> None:
     page = (recorded / "report.html").read_text(encoding="utf-8")
     assert '.chart:not(.drawn)::before { content: "loading chart…"' in page
     assert 'classList.add("drawn")' in page
+
+
+def test_chart_markers_say_what_happened_in_words_not_event_kinds(recorded: Path) -> None:
+    texts = {a["text"] for a in charts_of(recorded)["throughput"]["layout"]["annotations"]}
+    assert {"kill r1", "r1 down", "failover r1→r2", "spike over", "fault cleared r1"} <= texts, texts
+    assert not any("_" in text for text in texts), texts  # no raw kind such as fault_injected or replica_down
+
+
+def test_the_throughput_chart_tells_arrivals_from_attempts(recorded: Path) -> None:
+    chart = charts_of(recorded)["throughput"]
+    names = [trace["name"] for trace in chart["data"]]
+    assert names[:2] == ["arrivals offered", "arrivals sent"] and all(n.startswith("attempts ") for n in names[2:])
+    assert all(trace["line"]["dash"] == "dot" for trace in chart["data"][:2])
+    assert chart["layout"]["title"]["text"] != "Attempts per second"
+
+
+def test_no_percentile_is_drawn_above_the_max_and_the_max_is_dashed(recorded: Path) -> None:
+    for kind in ("intended", "service"):
+        traces = {trace["name"]: trace for trace in charts_of(recorded)[f"latency_{kind}"]["data"]}
+        highest = traces["max"]["y"]
+        assert traces["max"]["line"]["dash"] == "dash" and list(traces)[-1] == "max"
+        for name in ("p50", "p95", "p99"):
+            assert all(v is None or m is None or v <= m for v, m in zip(traces[name]["y"], highest, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "text"),
+    [
+        (1 / 30000, "<0.1 %"),
+        (0.0, "0.0 %"),
+        (0.0333, "3.3 %"),
+        (29999 / 30000, ">99.9 %"),
+        (1.0, "100.0 %"),
+        (None, "—"),
+    ],
+)
+def test_a_share_of_one_in_many_never_reads_as_zero(ratio: float | None, text: str) -> None:
+    assert render.percent(ratio) == text

@@ -1,0 +1,52 @@
+"""What a user reads points inside the repository: no page, example or `--help` text cites a document the
+repository does not ship (an outside contract's "CONTRACT §N"), and every repository path a page names exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loadtests.cli.main import SUBCOMMANDS
+
+ROOT = Path(__file__).resolve().parents[1]
+READ_BY_USERS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "docs").rglob("*.toml"))]
+READ_BY_USERS += sorted((ROOT / "examples").rglob("*.toml"))
+READ_BY_USERS += sorted((ROOT / "loadtests" / "scenario").rglob("*.toml"))
+OUTSIDE = re.compile(r"CONTRACT\s*§|CONTRACT\.md")
+
+
+@pytest.mark.parametrize("path", READ_BY_USERS, ids=lambda path: str(path.relative_to(ROOT)))
+def test_no_page_cites_a_document_outside_the_repository(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert not OUTSIDE.search(text), f"{path.relative_to(ROOT)} cites a contract the repository does not ship"
+
+
+def test_no_help_text_cites_a_document_outside_the_repository() -> None:
+    for command in ["", *SUBCOMMANDS]:
+        argv = [sys.executable, "-m", "loadtests.cli.main", *([command] if command else []), "--help"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT)
+        assert result.returncode == 0, result.stderr
+        assert not OUTSIDE.search(result.stdout), f"surge {command} --help: {result.stdout}"
+
+
+DOC_PATH = re.compile(r"(?<![\w/.-])((?:docs|examples|scripts|tests|loadtests|reports|mock_gateway)/[\w./-]*\w)")
+
+
+@pytest.mark.parametrize("path", [p for p in READ_BY_USERS if p.suffix == ".md"], ids=lambda p: p.name)
+def test_every_repository_path_a_page_names_exists(path: Path) -> None:
+    missing = {
+        name
+        for name in DOC_PATH.findall(path.read_text(encoding="utf-8"))
+        if "*" not in name and not _exists(name, path.parent)
+    }
+    assert not missing, f"{path.relative_to(ROOT)} names {sorted(missing)}"
+
+
+def _exists(name: str, folder: Path) -> bool:
+    """A path from the repository root or relative to the page (a Markdown link), or `module.py`'s `attribute`."""
+    module = (ROOT / name).with_suffix("")
+    return (ROOT / name).exists() or (folder / name).exists() or module.with_suffix(".py").is_file()
