@@ -136,6 +136,10 @@ class FestivalShape(LoadTestShape):
 
 
 def _add_options(parser: Any) -> None:
+    # Locust's web UI listens on every interface by default, unauthenticated, and a test started from it carries
+    # the target profile's ${NAME} secrets: loopback unless asked otherwise (--web-host, LOCUST_WEB_HOST or a
+    # config file's web-host all still win over this default).
+    parser.set_defaults(web_host="127.0.0.1")
     # --scale and --surge-duration stay text until _scenario reads them: the web UI's form converts a field to
     # its option's type itself, and a typo in a float field would be an HTTP 500 instead of one logged line.
     parser.add_argument("--scenario", default="double11", help="surge: a built-in scenario name or a TOML file")

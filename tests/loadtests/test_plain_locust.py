@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -191,3 +192,36 @@ async def test_web_ui_rejects_a_bad_scenario_then_writes_the_verdict_and_serves_
         if count:
             assert metrics[("surge_latency_seconds_count", outcome, "")] == count
             assert metrics[("surge_latency_seconds_bucket", outcome, "+Inf")] == count
+
+
+@pytest.mark.parametrize(("asked", "bound"), [((), "127.0.0.1"), (("--web-host", "127.0.0.2"), "127.0.0.2")])
+async def test_the_web_ui_listens_on_loopback_unless_asked_otherwise(
+    tmp_path: Path, asked: tuple[str, ...], bound: str
+) -> None:
+    """Locust's own default is every interface: anyone on the network could start a test carrying the
+    profile's secrets. surge's locustfile makes it 127.0.0.1 (run from outside the repository, so pyproject's
+    [tool.locust] is not what decides); a --web-host the user gives still wins."""
+    web_port = free_port()
+    log = tmp_path / "locust.log"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LOCUST_")}
+    with log.open("wb") as handle:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", "http://127.0.0.1:9",
+            "--surge-out", str(tmp_path / "run"), "--web-port", str(web_port), *asked,
+            stdout=handle, stderr=asyncio.subprocess.STDOUT, start_new_session=True, cwd=tmp_path, env=env,
+        )  # fmt: skip
+    try:
+        listening: set[str] = set()
+        deadline = time.monotonic() + 60
+        while not listening and time.monotonic() < deadline and process.returncode is None:
+            await asyncio.sleep(0.3)
+            with contextlib.suppress(psutil.Error):
+                connections = psutil.Process(process.pid).net_connections(kind="tcp")
+                listening = {
+                    c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN and c.laddr.port == web_port
+                }
+        assert listening == {bound}, log.read_text(encoding="utf-8")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
