@@ -44,6 +44,12 @@ class Reference:
     more_examples: tuple[str, ...] = ()  # further examples for keys that exclude each other (a trace vs [[rate]])
 
 
+def _forecast() -> type[BaseModel]:
+    from loadtests.scenario.forecast import ForecastFile
+
+    return ForecastFile
+
+
 def _scenario() -> type[BaseModel]:
     from loadtests.scenario.shapes import Scenario
 
@@ -126,6 +132,19 @@ REFERENCES = [
             "request.headers, response.rules.json, response.rules.headers": "free-form tables (names of your "
             "headers, JSON pointers into your bodies), described in [../targets.md](../targets.md)",
         },
+    ),
+    Reference(
+        name="forecast",
+        model=_forecast,
+        page="forecast-keys.md",
+        title="Forecast file keys",
+        intro=(
+            "Every key of a forecast TOML file (`surge forecast FILE`, docs/forecast.md). Unknown keys are errors "
+            "that name the key (exit 2); paths are relative to the file. `[[name]]` rows are arrays of tables."
+        ),
+        example="docs/examples/forecast.toml",
+        more_examples=("docs/examples/forecast-calendar.toml",),
+        extra={"demand.days.channel_shares": "a table of channel code → share of the day's payments"},
     ),
 ]
 

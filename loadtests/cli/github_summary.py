@@ -8,6 +8,7 @@ page. Outside CI nothing happens.
     publish_run(summary, run_dir)          after `surge run` (and anything else that writes a run folder)
     publish_comparison(comparison)         after `surge compare`
     publish_study(study)                   after `surge study` (its study.json, CONTRACT §8)
+    publish_forecast(forecast, out)        after `surge forecast` (its forecast.json)
     publish_table(title, header, rows, …)  the building block for any future command
 
 Names come from user files (scenario names, phase names, fault targets, variant names), so every cell is
@@ -172,3 +173,34 @@ def publish_study(study: Mapping[str, Any], *, env: Mapping[str, str] | None = N
     title = f"surge study {study.get('study') or '?'} ({study.get('scenario') or '?'})"
     header = ("variant", "verdict", "valid", "success ratio", "p99 ms", "max recovery s", "completed")
     return publish_table(title, header, rows, annotations=found, env=env)
+
+
+def publish_forecast(forecast: Mapping[str, Any], out: Path, *, env: Mapping[str, str] | None = None) -> bool:
+    """The first breaking hours, the worst hours and the levers of forecast.json; an `::error::` naming the first
+    hour whose p90 demand passes the capacity at N−1."""
+    name = str(forecast.get("name") or "forecast")
+    breaks = forecast.get("first_break") or {}
+    fits = bool(forecast.get("fits"))
+    worst = sorted(forecast.get("hours") or [], key=lambda row: -(row.get("utilisation_p90_n_minus_1") or 0))[:5]
+    rows = [
+        [
+            row.get("hour"),
+            format_value(row.get("demand_p50_per_s")),
+            format_value(row.get("demand_p90_per_s")),
+            format_value(row.get("capacity_n_minus_1_per_s")),
+            format_value(row.get("utilisation_p90_n_minus_1")),
+        ]
+        for row in worst
+    ]
+    notes = [f"first hour p90 demand > capacity at N−1: **{escape_cell(breaks.get('p90_n_minus_1') or 'none')}** · "
+             f"first hour p50 demand > capacity at N: **{escape_cell(breaks.get('p50_n') or 'none')}**"]  # fmt: skip
+    notes += [f"- {escape_cell(lever.get('lever'))}: closes {100 * float(lever.get('closes_gap_share') or 0):.0f} % "
+              "of the gap" for lever in (forecast.get("levers") or [])[:3]]  # fmt: skip
+    notes.append(f"forecast folder {escape_cell(out)}")
+    found = []
+    if not fits:
+        message = f"{name}: p90 demand passes the capacity at N-1 from {breaks.get('p90_n_minus_1')}"
+        found.append(annotation("error", "surge forecast does not fit", message))
+    title = f"surge forecast {name}: " + ("FITS at N−1 (p90)" if fits else "DOES NOT FIT at N−1 (p90)")
+    header = ("worst hours", "demand p50 /s", "demand p90 /s", "capacity N−1 /s", "utilisation")
+    return publish_table(title, header, rows, notes=notes, annotations=found, env=env)

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("loadtests.cli.report", "(re)build report.html from a run folder"),
     "compare": ("loadtests.cli.compare", "compare two runs; exit 1 when the candidate regresses"),
     "find-capacity": ("loadtests.cli.find_capacity", "search the highest arrival rate that meets the SLOs"),
+    "forecast": ("loadtests.cli.forecast", "does this year's demand fit the capacity at N-1? (trace or calendar)"),
     "verify": ("loadtests.cli.verify", "re-check a run's invariants against its ledger"),
     "scenarios": ("loadtests.cli.scenarios", "list the built-in scenarios"),
     "study": ("loadtests.cli.study", "run one scenario under several variants and compare them on one page"),
