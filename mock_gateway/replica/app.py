@@ -129,7 +129,6 @@ def create_app(
         busy_timeout_ms=config.ledger.busy_timeout_ms,
         on_commit=metrics.observe_commit,
         claiming=config.router.mode == "active-active",
-        lease_s=config.settlement.lease_ms / 1000,
     )
     bank = Bank(config.channels, quota_share=bank_share)
     faults = Faults()

@@ -98,11 +98,15 @@ CREATE TABLE IF NOT EXISTS settlements (
   notify_url TEXT,
   status TEXT NOT NULL, code TEXT, settled_at TEXT, settled_by TEXT,
   callback TEXT NOT NULL,
-  owner TEXT NOT NULL, owner_pid INTEGER NOT NULL, epoch INTEGER NOT NULL, lease_until REAL NOT NULL
+  owner TEXT NOT NULL, epoch INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holders (
+  owner TEXT PRIMARY KEY, replica TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL,
+  generation INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS settlements_open ON settlements (owner) WHERE status = 'processing' OR callback = 'pending';
 """
-TABLES: Final = frozenset({"repayments", "idempotency", "claims", "settlements"})
+TABLES: Final = frozenset({"repayments", "idempotency", "claims", "settlements", "holders"})
 
 MAX_BATCH: Final = 512
 ACCEPTED: Final = 202  # the decision of an asynchronous channel: the payment is recorded, the bank settles later
@@ -192,17 +196,16 @@ class Settlement(NamedTuple):
 
 SETTLEMENT_COLUMNS: Final = (
     "repayment_id, idempotency_key, user_id, card_id, channel, amount_fen, business_date, replica, created_at, "
-    "accepted_unix, notify_url, status, code, settled_at, settled_by, callback, owner, owner_pid, epoch, lease_until"
+    "accepted_unix, notify_url, status, code, settled_at, settled_by, callback, owner, epoch"
 )
 OPEN: Final = "(status = 'processing' OR callback = 'pending')"
 # The statements of the settlement path, built once from the constants above (no input is ever formatted in).
-RENEW_SQL: Final = f"UPDATE settlements SET lease_until = ? WHERE owner = ? AND {OPEN} RETURNING repayment_id"  # noqa: S608
-OTHERS_SQL: Final = f"SELECT repayment_id, owner_pid, epoch, lease_until FROM settlements WHERE owner != ? AND {OPEN}"  # noqa: S608
+HELD_SQL: Final = f"SELECT repayment_id FROM settlements WHERE owner = ? AND {OPEN}"  # noqa: S608
 TAKE_SQL: Final = (
-    "UPDATE settlements SET owner = ?, owner_pid = ?, epoch = epoch + 1, lease_until = ? "  # noqa: S608
-    f"WHERE repayment_id = ? AND epoch = ? RETURNING {SETTLEMENT_COLUMNS}"
+    f"UPDATE settlements SET owner = ?, epoch = epoch + 1 WHERE owner = ? AND {OPEN} "  # noqa: S608
+    f"RETURNING {SETTLEMENT_COLUMNS}"
 )
-ACCEPT_SQL: Final = f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES ({', '.join('?' * 20)})"  # noqa: S608
+ACCEPT_SQL: Final = f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
 SETTLE_SQL: Final = (
     "UPDATE settlements SET status = ?, code = ?, settled_at = ?, settled_by = ?, "  # noqa: S608
     "callback = CASE WHEN notify_url IS NULL THEN 'none' ELSE 'pending' END "
@@ -338,7 +341,6 @@ class Ledger:
         busy_timeout_ms: int = 5000,
         on_commit: CommitObserver | None = None,
         claiming: bool = False,
-        lease_s: float = 3.0,
     ) -> None:
         """`claiming`: keys are claimed in the ledger before the bank call (`claim()`), for replicas that take
         traffic side by side (active-active); the ledger step then also drops the claim."""
@@ -356,10 +358,10 @@ class Ledger:
         self._reader: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._claiming = claiming
-        self.lease_s = lease_s
-        # The holder of this process's settlement leases: name, pid and a nonce, so a restarted replica of the
+        # The holder of this process's settlement lease: name, pid and a nonce, so a restarted replica of the
         # same name (or a reused pid) is another holder and takes its predecessor's payments over like any other.
         self.owner = f"{replica}/{os.getpid()}/{secrets.token_hex(4)}"
+        self._generation = 0  # of this holder's row: raised by a replica that took payments from this one
         self._failed_commits = 0  # in a row; written by the loop and the writer thread, one int store each
 
     async def open(self) -> None:
@@ -448,12 +450,14 @@ class Ledger:
         self._enqueue(_SettleJob(repayment_id, epoch, future, callback=callback))
         return await future
 
-    async def maintain(self, lease_s: float) -> tuple[set[str], list[Settlement]]:
-        """Renew this process's leases and take over the open payments whose holder is dead or whose lease
-        ran out; returns (the ids still held, the payments taken). In a thread: it may wait for the lock."""
+    async def maintain(self, lease_s: float) -> tuple[set[str] | None, list[Settlement]]:
+        """Renew this process's lease and take over the open payments of every holder whose process is gone or
+        whose lease ran out. Returns (None, taken) normally; (the ids this process still holds, taken) when
+        another replica took payments from it meanwhile (it was paused past its lease). In a thread: it may
+        wait for the write lock. One row per holder is written, however large the backlog."""
         return await asyncio.to_thread(self._maintain, lease_s)
 
-    def _maintain(self, lease_s: float) -> tuple[set[str], list[Settlement]]:
+    def _maintain(self, lease_s: float) -> tuple[set[str] | None, list[Settlement]]:
         try:
             conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
         except sqlite3.Error as exc:
@@ -462,18 +466,31 @@ class Ledger:
             conn.row_factory = sqlite3.Row
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
-            held = {row[0] for row in conn.execute(RENEW_SQL, (now + lease_s, self.owner))}
-            others = conn.execute(OTHERS_SQL, (self.owner,)).fetchall()
-            alive: dict[int, bool] = {}
+            row = conn.execute(
+                "UPDATE holders SET lease_until = ? WHERE owner = ? RETURNING generation", (now + lease_s, self.owner)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO holders VALUES (?, ?, ?, ?, 0)",
+                    (self.owner, self._replica, os.getpid(), now + lease_s),
+                )
+            held: set[str] | None = None
+            generation = 0 if row is None else int(row[0])
+            if generation != self._generation:  # another replica took payments from this one
+                held = {r[0] for r in conn.execute(HELD_SQL, (self.owner,))}
+                self._generation = generation
             taken: list[Settlement] = []
-            for repayment_id, pid, epoch, lease_until in others:
-                if pid not in alive:
-                    alive[pid] = _process_alive(pid)
-                if alive[pid] and lease_until > now:
+            others = conn.execute("SELECT owner, pid, lease_until FROM holders WHERE owner != ?", (self.owner,))
+            for owner, pid, lease_until in others.fetchall():
+                gone = not _process_alive(pid)
+                if not gone and lease_until > now:
                     continue
-                row = conn.execute(TAKE_SQL, (self.owner, os.getpid(), now + lease_s, repayment_id, epoch)).fetchone()
-                if row is not None:
-                    taken.append(_settlement(dict(row)))
+                rows = conn.execute(TAKE_SQL, (self.owner, owner)).fetchall()
+                taken += [_settlement(dict(r)) for r in rows]
+                if gone:  # a process never comes back: its row goes with its payments
+                    conn.execute("DELETE FROM holders WHERE owner = ?", (owner,))
+                elif rows:  # paused: tell it, when it resumes, that what it held has moved
+                    conn.execute("UPDATE holders SET generation = generation + 1 WHERE owner = ?", (owner,))
             conn.execute("COMMIT")
             return held, taken
         except sqlite3.Error as exc:
@@ -740,7 +757,7 @@ class Ledger:
     def _settlement_row(
         self, charge: Charge, repayment_id: str | None, day: str, created_at: str
     ) -> tuple[object, ...]:
-        """A new payment of an asynchronous channel, held by this process under epoch 1 and a fresh lease."""
+        """A new payment of an asynchronous channel, held by this process (under its lease) at epoch 1."""
         now = time.time()
         return (
             repayment_id,
@@ -760,9 +777,7 @@ class Ledger:
             None,
             "none",
             self.owner,
-            os.getpid(),
             1,
-            now + self.lease_s,
         )
 
     def _settle_step(self, conn: sqlite3.Connection, job: _SettleJob, moment: str) -> object:

@@ -8,10 +8,11 @@ re-query takes a quota turn of its own. The bank is idempotent per payment (as r
 number): whichever replica asks, a payment gets the same answer, so a takeover never turns a refusal into money.
 
 Ownership moves through the ledger (docs/gateway.md, "Who settles a payment"): every pending payment carries its
-holder, an epoch and a lease. The holder renews its leases every third of `settlement.lease_ms`; any replica's
-upkeep takes over a payment whose holder's process is gone (at once) or whose lease ran out (a paused
-replica), raising its epoch. The final write is conditional on the epoch the writer holds, so of two replicas
-that both asked the bank, exactly one writes the final state and sends the callback; the other is fenced.
+holder and an epoch; every holder (a replica process) has one lease row, renewed every third of
+`settlement.lease_ms`. Any replica's upkeep takes over the payments of a holder whose process is gone (at once)
+or whose lease ran out (a paused replica), raising each payment's epoch. The final write is conditional on the
+epoch the writer holds, so of two replicas that both asked the bank, exactly one writes the final state and
+sends the callback; the other is fenced.
 
 Callbacks go to the payment's loopback `notify_url`, signed `Surge-Signature: sha256=<hex HMAC-SHA256 of the
 body>` with `settlement.notify_secret`, retried on a bounded, documented schedule until a 2xx. A callback still
@@ -143,6 +144,7 @@ class Settler:
             return
         timeout = aiohttp.ClientTimeout(total=self._settings.callback_timeout_ms / 1000)
         self._session = aiohttp.ClientSession(timeout=timeout)
+        await self._upkeep_once()  # this replica's lease exists before it accepts a payment
         for lane in self._lanes.values():
             self._spawn(self._work(lane))
         self._spawn(self._upkeep())
@@ -225,19 +227,23 @@ class Settler:
     # --- ownership ------------------------------------------------------------------------------
 
     async def _upkeep(self) -> None:
-        """Renew this replica's leases and take over stranded payments, at start and every third of a lease."""
+        """Renew this replica's lease and take over stranded payments, every third of a lease."""
         while True:
-            snapshot = {code: set(lane.open) for code, lane in self._lanes.items()}
-            try:
-                held, taken = await self._ledger.maintain(self._lease_s)
-            except LedgerError as exc:
-                log.warning("settlement lease upkeep failed: %s", exc)
-            else:
-                for code, lane in self._lanes.items():
-                    lane.open.difference_update(snapshot[code] - held)  # lost to a replica that took them over
-                for item in taken:
-                    self._take(item)
             await asyncio.sleep(self._lease_s / 3)
+            await self._upkeep_once()
+
+    async def _upkeep_once(self) -> None:
+        snapshot = {code: set(lane.open) for code, lane in self._lanes.items()}
+        try:
+            held, taken = await self._ledger.maintain(self._lease_s)
+        except LedgerError as exc:
+            log.warning("settlement lease upkeep failed: %s", exc)
+            return
+        if held is not None:  # paused past the lease: what another replica took is no longer this one's
+            for code, lane in self._lanes.items():
+                lane.open.difference_update(snapshot[code] - held)
+        for item in taken:
+            self._take(item)
 
     def _take(self, item: Settlement) -> None:
         lane = self._lanes.get(item.channel)
