@@ -3,31 +3,41 @@
 The profile's `[ledger]` query runs read-only through SQLAlchemy Core — psycopg for PostgreSQL, PyMySQL for
 MySQL, the standard library's sqlite3 for SQLite — and its rows are written to `ledger.sqlite` in the gateway
 ledger's `repayments` columns, so every checker and `surge verify` read a target's run exactly as an embedded
-one. What goes wrong is one line (`HarnessError`, exit 3) in which the URL's password is masked.
+one. What goes wrong is one line (`HarnessError`, exit 3) in which the URL's password and secret query values
+are masked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import math
+import re
 import sqlite3
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from loadtests.errors import HarnessError
-from loadtests.scenario.profile import LedgerSpec, expand_env
+from loadtests.scenario.profile import LedgerSpec, expand_url, single_statement
+from reports.console_text import one_line
 from reports.frames import read_history
 
 REQUIRED = ("key", "card_id", "user_id", "amount_fen", "business_date")
 OPTIONAL = ("payment_id", "channel")
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 CONNECT_TIMEOUT_S = 10
+SQLITE_PROGRESS_STEPS = 10_000
+# query keys libpq and PyMySQL read a secret from (password, sslpassword, passwd, ssl_key_password, …)
+SECRET_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+SQLITE_INTEGER_MAX = 2**63 - 1
 COPY_SCHEMA = """
 CREATE TABLE repayments (
   repayment_id TEXT NOT NULL, idempotency_key TEXT NOT NULL,
@@ -39,37 +49,75 @@ CREATE TABLE repayments (
 
 
 def database_url(spec: LedgerSpec, env: Mapping[str, str]) -> URL:
-    """The profile's URL with ${NAME} expanded and the driver surge uses for its dialect."""
+    """The profile's URL with ${NAME} expanded (percent-encoded inside the URL) and the driver surge uses."""
     try:
-        url = make_url(expand_env(spec.url, env))
+        url = make_url(expand_url(spec.url, env))
     except ArgumentError:
         raise HarnessError("the ledger url is not a database URL") from None
     dialect = url.drivername.split("+", 1)[0]
     return url.set(drivername=DRIVERS.get(dialect, dialect))
 
 
+def shown_url(url: URL) -> str:
+    """The URL as an error line may show it: the password and every secret-looking query value masked."""
+    shown = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [
+        f"{quote(key)}={'***' if SECRET_KEY.search(key) else quote(item, safe='')}"
+        for key, value in url.query.items()
+        for item in ((value,) if isinstance(value, str) else value)
+    ]
+    return f"{shown}?{'&'.join(pairs)}" if pairs else shown
+
+
+def _secrets(url: URL) -> list[str]:
+    """What must never appear in a line: the password and secret query values, raw and percent-encoded."""
+    values = [url.password or ""]
+    for key, value in url.query.items():
+        if SECRET_KEY.search(key):
+            values += [value] if isinstance(value, str) else list(value)
+    found = {text for value in values if value for text in (str(value), quote(str(value), safe=""))}
+    return sorted(found, key=len, reverse=True)
+
+
 def fetch_rows(spec: LedgerSpec, env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The query's rows as dicts, run in a read-only transaction; HarnessError for any failure."""
-    url = database_url(spec, env)
-    shown = url.render_as_string(hide_password=True)
-    secret = url.password
+    """The query's rows as dicts; HarnessError (one line, secrets masked) for any failure.
+
+    Read-only three ways: one statement only (checked before connecting, and on PostgreSQL sent with the
+    extended protocol, which runs exactly one), a read-only session (PostgreSQL `default_transaction_read_only`
+    and a READ ONLY transaction, MySQL `SET SESSION TRANSACTION READ ONLY`, SQLite opened `mode=ro`), and the
+    database role, which should be able to SELECT only. Bounded by `spec.timeout_s` (the database's statement
+    timeout; SQLite's progress handler).
+    """
     try:
-        engine = _engine(url)
+        query = single_statement(spec.query)
+    except ValueError as exc:
+        raise HarnessError(f"the ledger query: {exc}") from None
+    url = database_url(spec, env)
+    shown, secrets = shown_url(url), _secrets(url)
+    started = time.monotonic()
+    try:
+        engine = _engine(url, spec.timeout_s)
         try:
             with engine.connect() as conn:
                 if url.get_backend_name() == "mysql":
                     conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+                    limit = f"max_statement_time = {spec.timeout_s:.3f}"  # MariaDB: seconds
+                    if not getattr(conn.dialect, "is_mariadb", False):
+                        limit = f"max_execution_time = {math.ceil(spec.timeout_s * 1000)}"  # MySQL: ms
+                    conn.exec_driver_sql(f"SET SESSION {limit}")
                 elif url.get_backend_name() == "postgresql":
                     conn = conn.execution_options(postgresql_readonly=True)
-                result = conn.execute(sa.text(spec.query))
+                result = conn.execute(sa.text(query))
                 columns = list(result.keys())
                 rows = [dict(zip(columns, row, strict=True)) for row in result]
         finally:
             engine.dispose()
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        if secret:
-            reason = reason.replace(str(secret), "***")
+        reason = one_line(str(getattr(exc, "orig", None) or exc).strip().splitlines()[0])
+        for secret in secrets:
+            reason = reason.replace(secret, "***")
+        if time.monotonic() - started >= spec.timeout_s:
+            reason = f"it ran longer than {spec.timeout_s:g} s ([ledger] timeout_s): {reason}"
         raise HarnessError(f"the ledger query on {shown} failed: {reason}") from None
     missing = [name for name in REQUIRED if name not in columns]
     if missing:
@@ -80,14 +128,35 @@ def fetch_rows(spec: LedgerSpec, env: Mapping[str, str]) -> list[dict[str, Any]]
     return rows
 
 
-def _engine(url: URL) -> sa.Engine:
+def _engine(url: URL, timeout_s: float) -> sa.Engine:
     if url.get_backend_name() == "sqlite":
-        path = url.database or ""
-        return sa.create_engine(
-            "sqlite://", creator=lambda: sqlite3.connect(f"file:{path}?mode=ro", uri=True), poolclass=sa.NullPool
-        )
+        path = Path(url.database or "")
+
+        def connect() -> sqlite3.Connection:
+            # as_uri() percent-encodes the path: `#`, `?` or `%` in it must not cut the URI (and drop mode=ro)
+            conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+            deadline = time.monotonic() + timeout_s
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), SQLITE_PROGRESS_STEPS)
+            return conn
+
+        return sa.create_engine("sqlite://", creator=connect, poolclass=sa.NullPool)
     connect_args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    return sa.create_engine(url, poolclass=sa.NullPool, connect_args=connect_args)
+    if url.get_backend_name() == "postgresql":
+        timeout_ms = math.ceil(timeout_s * 1000)
+        connect_args["options"] = f"-c default_transaction_read_only=on -c statement_timeout={timeout_ms}"
+    else:  # a backstop to the server's own limit: the socket read gives up a little later
+        connect_args["read_timeout"] = math.ceil(timeout_s) + CONNECT_TIMEOUT_S
+    engine = sa.create_engine(url, poolclass=sa.NullPool, connect_args=connect_args)
+    if url.get_backend_name() == "postgresql":
+        sa.event.listen(engine, "do_execute", _extended_protocol)
+    return engine
+
+
+def _extended_protocol(cursor: Any, statement: str, parameters: Any, context: Any) -> bool:
+    """psycopg sends a parameterless query with the simple protocol, which runs every statement in the string;
+    a prepared statement (the extended protocol) is exactly one, whatever the string holds."""
+    cursor.execute(statement, parameters, prepare=True)
+    return True
 
 
 def copy_target_ledger(spec: LedgerSpec, env: Mapping[str, str], run_dir: Path) -> int:
@@ -120,8 +189,11 @@ def _card_channels(run_dir: Path) -> dict[str, str]:
 def _ledger_row(row: dict[str, Any], channel_of: dict[str, str], index: int) -> tuple[Any, ...]:
     key, card_id, user_id = (_text(row[name], name) for name in ("key", "card_id", "user_id"))
     amount = row["amount_fen"]
-    if isinstance(amount, bool) or not isinstance(amount, int | Decimal | float) or amount != int(amount):
+    finite = isinstance(amount, int) or (isinstance(amount, Decimal | float) and math.isfinite(amount))
+    if isinstance(amount, bool) or not finite or amount != int(amount):
         raise ValueError(f"amount_fen must be a whole number of fen (got {amount!r})")
+    if abs(int(amount)) > SQLITE_INTEGER_MAX:
+        raise ValueError(f"amount_fen {amount!r} is out of range")
     day = row["business_date"]
     business_date = day.isoformat() if isinstance(day, dt.date) else dt.date.fromisoformat(str(day)).isoformat()
     payment_id = row.get("payment_id")

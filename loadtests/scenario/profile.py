@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -36,6 +37,9 @@ SURGE_OWNED_HEADERS = frozenset(
 # or ${NAME}'s value is percent-encoded. A header value may hold visible characters, spaces and tabs (RFC 9110 §5.5).
 PATH_TEXT = re.compile(r"[!-\"$-~]*")
 FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+WHOLE_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "sqlite"})
+DEFAULT_LEDGER_TIMEOUT_S = 60.0
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 RuleOutcome = Literal["succeeded", "declined", "rate_limited", "shed", "error"]
@@ -198,20 +202,28 @@ class LedgerCaps(_Strict):
 
 class LedgerSpec(_Strict):
     url: str = Field(min_length=1)
-    """The database URL (postgresql://, mysql:// or sqlite:///); ${NAME} expanded; its password never written."""
+    """The database URL (postgresql://, mysql:// or sqlite:///); ${NAME} expanded (percent-encoded inside the URL,
+    so a password may hold `@`, `/` or `?`; or the whole URL from one variable: `"${DATABASE_URL}"`); its password
+    never written or printed."""
     query: str = Field(min_length=1)
-    """A read-only query returning `key`, `card_id`, `user_id`, `amount_fen`, `business_date` (and optionally
-    `payment_id`, `channel`), run once after the load."""
+    """One read-only SELECT returning `key`, `card_id`, `user_id`, `amount_fen`, `business_date` (and optionally
+    `payment_id`, `channel`), run once after the load; no `;` but a trailing one."""
+    timeout_s: float = Field(default=DEFAULT_LEDGER_TIMEOUT_S, gt=0, le=3600)
+    """The longest the query may run (the database's statement timeout); past it the run ends with exit 3."""
     caps: LedgerCaps = LedgerCaps()
     """The caps over_cap is checked against; without any, over_cap is unknown."""
 
     @field_validator("url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        scheme = value.split(":", 1)[0].split("+", 1)[0]
-        if scheme not in {"postgresql", "postgres", "mysql", "sqlite"}:
-            raise ValueError(f"'url' must be a postgresql://, mysql:// or sqlite:/// URL (got scheme {scheme!r})")
+        if not WHOLE_ENV.fullmatch(value.strip()):  # a URL from one variable is checked once expanded
+            check_database_scheme(value)
         return value
+
+    @field_validator("query")
+    @classmethod
+    def _one_statement(cls, value: str) -> str:
+        return single_statement(value)
 
 
 MAX_BODY_BYTES = 1 << 20  # the default bound on a response body the generator reads (a 1 MiB answer is absurd)
@@ -291,6 +303,15 @@ def load_profile(
                         f"target profile {path}: request.headers.{name}: ${{{variable}}} holds a control character"
                         " (CR, LF, …) or a character outside Latin-1"
                     )
+        whole = WHOLE_ENV.fullmatch(profile.ledger.url.strip()) if profile.ledger is not None else None
+        if whole:
+            try:
+                check_database_scheme(env.get(whole.group(1), ""))
+            except ValueError:  # its value may be a secret: never shown
+                raise ProfileError(
+                    f"target profile {path}: ledger.url: ${{{whole.group(1)}}} does not hold a postgresql://, "
+                    "mysql:// or sqlite:/// URL"
+                ) from None
     return profile.model_copy(update={"base_url": base_url})
 
 
@@ -305,6 +326,37 @@ def _first_error(exc: ValidationError) -> str:
         return f"{where}: required key missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{where}: {message}"
+
+
+def check_database_scheme(url: str) -> None:
+    """ValueError unless `url` is a postgresql://, mysql:// or sqlite:/// URL."""
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if scheme not in DATABASE_SCHEMES:
+        raise ValueError(f"'url' must be a postgresql://, mysql:// or sqlite:/// URL (got scheme {scheme!r})")
+
+
+def single_statement(query: str) -> str:
+    """`query` without its trailing `;`; ValueError if a `;` is left, since a `;` could end the SELECT and start
+    a write (`SELECT …; COMMIT; DROP TABLE …`). No SQL is parsed: a `;` inside a string literal or a comment is
+    refused too (write it as CHR(59))."""
+    statement = query.strip().rstrip(";").rstrip()
+    if ";" in statement:
+        raise ValueError("one statement only: the query holds a ';' before its end")
+    if not statement:
+        raise ValueError("the query is empty")
+    return statement
+
+
+def expand_url(url: str, env: Mapping[str, str]) -> str:
+    """A database URL with ${NAME} expanded: a variable that is the whole URL as it is, one inside the URL
+    percent-encoded, so that a password holding `@`, `:`, `/`, `?` or `#` stays the password (the URL parser
+    decodes it) instead of splitting the URL and showing half of itself where the password is masked."""
+    whole = WHOLE_ENV.fullmatch(url.strip())
+    if whole:
+        return env.get(whole.group(1), "")
+    return TOKEN.sub(
+        lambda match: quote(env.get(match.group(1), ""), safe="") if match.group(1) else match.group(0), url
+    )
 
 
 def expand_env(text: str, env: Mapping[str, str]) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +154,15 @@ def test_a_failing_mysql_query_is_one_line_without_the_password(
     assert used not in message
     assert mariadb.password not in message
     assert "\n" not in message
+
+
+def test_a_slow_query_is_stopped_at_its_timeout(mariadb: MariaDB, tmp_path: Path) -> None:
+    """Nothing bounded the query: MariaDB's max_statement_time (MySQL's max_execution_time) does now."""
+    columns = "'k' AS `key`, 'c' AS card_id, 'u' AS user_id, 1 AS amount_fen, DATE '2026-11-11' AS business_date"
+    query = f"SELECT {columns} FROM (SELECT SLEEP(25) AS s) AS slow"  # noqa: S608 - the test's own SQL
+    spec = LedgerSpec(url=_url(mariadb), query=query, timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(HarnessError, match=r"ran longer than 1 s \(\[ledger\] timeout_s\)") as caught:
+        copy_target_ledger(spec, {"LEDGER_PASSWORD": mariadb.password}, tmp_path)
+    assert time.monotonic() - started < 8, "the server's limit, not the socket's backstop"
+    assert mariadb.password not in str(caught.value)
