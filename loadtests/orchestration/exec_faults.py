@@ -1,9 +1,15 @@
 """`action = "exec"` faults (CONTRACT §7): a team's own command at the fault's time, its undo after duration_s.
 
 argv lists only, never a shell, so a profile cannot smuggle in `; rm -rf`. Each command is bounded by its
-`timeout_s` and killed past it. What happened becomes events: `fault_injected` (the command exited 0),
-`fault_cleared` (the undo exited 0) and `fault_failed` (non-zero, not runnable or timed out) — a run with a
-failed fault exits 3, because the fault the scenario promised was not played.
+`timeout_s` and killed past it. It runs in a session (and process group) of its own, never surge's: it is done
+when it exits, and whatever it left running in the background (`docker run -d`, `sh -c "… &"`) is its own
+business and outlives it — unless the timeout kills it, which SIGKILLs its whole process group. Its output
+pipe is closed once it has exited (a background child that still writes to it gets SIGPIPE: redirect its
+output), and only the last 64 KiB of what it wrote is kept.
+
+What happened becomes events: `fault_injected` (the command exited 0), `fault_cleared` (the undo exited 0) and
+`fault_failed` (non-zero, not runnable or timed out) — a run with a failed fault exits 3, because the fault the
+scenario promised was not played.
 
 A fault's undo is owed once its command exited 0 (or was killed on its timeout: it may have acted), and it is
 paid even when the run does not live to its time: a run stopped early (a signal, an abort rule) or one whose
@@ -27,6 +33,9 @@ from loadtests.scenario.shapes import Fault
 from reports.runfolder import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
 
 DETAIL_CHARS = 200
+OUTPUT_KEPT = 64 * 1024  # of a command's output, the tail its last line is taken from
+READ_CHUNK = 64 * 1024
+DRAIN_S = 0.2  # after the command exited, how long what it wrote is still read
 
 
 class ExecPlayer:
@@ -87,19 +96,48 @@ class ExecPlayer:
 
 
 async def run_bounded(argv: Sequence[str], timeout_s: float) -> tuple[int | None, str]:
-    """(exit status or None on timeout, the last line of its output); a command that cannot start is 127."""
+    """(exit status or None on timeout, the last line of its output); a command that cannot start is 127.
+
+    The command is done when it exits, not when its output pipe closes: `sh -c "sleep 300 & echo started"` exits
+    0 at once, though its background child still holds the pipe. Of its output (stdout and stderr) only the last
+    OUTPUT_KEPT bytes are kept, however much it writes. Once it has exited, what is already in the pipe is read
+    for DRAIN_S and the pipe is closed.
+    """
+    read_fd, write_fd = os.pipe()
     try:
         process = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True
         )
     except OSError as exc:
+        os.close(read_fd)
         return 127, exc.strerror or str(exc)
+    finally:
+        os.close(write_fd)  # the child holds its own copy: the pipe ends when it and its children close theirs
+    reader = asyncio.StreamReader(limit=READ_CHUNK)
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
+    )
+    tail = bytearray()
+    collecting = asyncio.create_task(_keep_tail(reader, tail))
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # its own session: whatever it started goes too
-        await process.wait()
-        return None, ""
-    lines = output.decode("utf-8", "replace").strip().splitlines()
+        try:
+            await asyncio.wait_for(process.wait(), timeout=timeout_s)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # its own session: whatever it started goes too
+            await process.wait()
+            return None, ""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(collecting), timeout=DRAIN_S)
+    finally:
+        collecting.cancel()
+        transport.close()
+    lines = tail.decode("utf-8", "replace").strip().splitlines()
     return process.returncode, (lines[-1][:DETAIL_CHARS] if lines else "")
+
+
+async def _keep_tail(reader: asyncio.StreamReader, tail: bytearray) -> None:
+    """Read `reader` to its end, keeping only its last OUTPUT_KEPT bytes in `tail`."""
+    while chunk := await reader.read(READ_CHUNK):
+        tail += chunk
+        del tail[:-OUTPUT_KEPT]
