@@ -47,7 +47,9 @@ def read_json(content: bytes) -> tuple[Any, bool]:
 
 def scalar_text(value: Any) -> str:
     """A JSON scalar as the text recorded; an object or array (a field a target filled with anything) is ""."""
-    return "" if value is None or isinstance(value, dict | list) else str(value)
+    if type(value) is str:  # the common case first: this runs for every field of every answer read
+        return value
+    return "" if value is None or isinstance(value, (dict, list)) else str(value)
 
 
 @dataclass(frozen=True, slots=True)
