@@ -21,7 +21,9 @@ Exit code (CONTRACT §2), in this order:
    invariant held" and surge cannot say so;
 5. otherwise **0**.
 
-A run stopped early (stop.json, `StopRecord`) is judged on the seconds that ran (the frames end at the stop,
+A run stopped before its first arrival (`not_started`: a signal during start-up) measured nothing: every verdict
+is unknown with that reason — no "invalid run", no invariant "held" over no payment — and the stop decides the
+exit code. A run stopped early (stop.json, `StopRecord`) is judged on the seconds that ran (the frames end at the stop,
 and faults or spikes planned after it are no incidents), and the stop decides the exit code: **130** for
 SIGINT, **143** for SIGTERM, **1** for a tripped `[[abort]]` rule (also a failed `aborted` check in junit.xml);
 a stop in Locust's web UI is the user's choice and leaves the rules above in force.
@@ -66,7 +68,12 @@ class Analysis:
 
     @property
     def valid(self) -> bool:
-        return bool(self.generator_verdict["passed"])
+        """The generator was not found to be the bottleneck (a run that never started was not invalid)."""
+        return self.generator_verdict["passed"] is not False
+
+    @property
+    def not_started(self) -> bool:
+        return not_started(self.frames)
 
     @property
     def invalid_because(self) -> str | None:
@@ -127,6 +134,12 @@ def analyse(frames: RunFrames) -> Analysis:
     aborted = frames.stop.aborted if frames.stop is not None else None
     if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
         run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
+    if not_started(frames):
+        recovery = []
+        slo_verdicts = [_never_measured(entry, frames) for entry in slo_verdicts]
+        invariant_verdicts = [_never_measured(entry, frames) for entry in invariant_verdicts]
+        generator = _never_measured(generator, frames)
+        run_verdicts = [generator, *(_never_measured(entry, frames) for entry in run_verdicts[1:])]
     return Analysis(
         frames=frames,
         slo=thresholds,
@@ -146,6 +159,23 @@ def analyse(frames: RunFrames) -> Analysis:
         capacity=capacity,
         exit_code=_stop_exit_code(frames) or exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
     )
+
+
+def not_started(frames: RunFrames) -> bool:
+    """Stopped (a signal, Locust's web UI) before the first arrival: nothing was offered, nothing attempted."""
+    return (
+        frames.stop is not None
+        and frames.stop.aborted is None
+        and int(frames.windows["offered"].sum()) == 0
+        and frames.history.empty
+    )
+
+
+def _never_measured(entry: dict[str, Any], frames: RunFrames) -> dict[str, Any]:
+    """A verdict of a run that never started: unknown, whatever an empty run would have computed for it."""
+    assert frames.stop is not None
+    reason = f"not started: {frames.stop.reason} before the first arrival"
+    return slo.verdict(str(entry["name"]), None, entry["bound"], None, reason)
 
 
 NO_CAPS = "the caps are unknown (meta.json has no gateway config: a gateway surge did not start)"
@@ -219,12 +249,15 @@ def summary(analysis: Analysis) -> Summary:
         "duration_s": meta.duration_s,
         "started_unix": meta.started_unix,
         "valid": analysis.valid,
-        "validity_reasons": [] if frames.generator is None else list(frames.generator.reasons),
+        "validity_reasons": (
+            [] if frames.generator is None or analysis.not_started else list(frames.generator.reasons)
+        ),
         "invalid_because": analysis.invalid_because,
         "exit_code": analysis.exit_code,
         "interrupted": stop is not None and stop.aborted is None,
         "stopped": None if stop is None else stop.stopped,
         "aborted": None if stop is None else stop.aborted,
+        "not_started": analysis.not_started,
         "totals": analysis.totals,
         "slos": analysis.slo_verdicts,
         "invariants": _invariant_counts(analysis),

@@ -207,6 +207,8 @@ def _worst_recovery(analysis: Analysis) -> Headline:
     played = [entry for entry in analysis.recovery if entry.get("played", True)]
     unplayed = len(analysis.recovery) - len(played)
     note = f" ({unplayed} not played)" if unplayed else ""
+    if analysis.not_started:
+        return Headline("recovery", "worst recovery", "unknown (not started)", "unknown")
     if not analysis.recovery:
         return Headline("recovery", "worst recovery", "no faults or spikes")
     if not played:
@@ -233,19 +235,27 @@ def _invariants_headline(analysis: Analysis) -> Headline:
     return Headline("invariants", "money invariants", f"all {len(outcomes)} held", "pass")
 
 
+def _stopped_fact(analysis: Analysis) -> str | None:
+    stop = analysis.frames.stop
+    if stop is None:
+        return None
+    if analysis.not_started:
+        return f"not started: {stop.reason} before the first arrival"
+    return f"at t = {stop.at_s:.1f} s by {stop.by}: {stop.reason}"
+
+
 def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
     meta = analysis.frames.meta
     started = meta.started_unix
     started_text = datetime.fromtimestamp(float(started), tz=UTC).isoformat(timespec="seconds") if started else None
     versions = meta.versions
-    stop = analysis.frames.stop
     return [
         ("scenario", meta.scenario),
         ("description", meta.description),
         ("seed", meta.seed),
         ("scale", meta.scale),
         ("duration", f"{meta.duration_s} s planned, {len(analysis.frames.windows)} s recorded"),
-        ("stopped", None if stop is None else f"at t = {stop.at_s:.1f} s by {stop.by}: {stop.reason}"),
+        ("stopped", _stopped_fact(analysis)),
         ("started (UTC)", started_text),
         ("host", meta.host),
         ("target profile", None if meta.target is None else meta.target.name),

@@ -659,6 +659,8 @@ class Summary(_Open):
     """Stopped early by a signal or the web UI (not by an `[[abort]]` rule)."""
     stopped: Stopped | None = None
     aborted: Aborted | None = None
+    not_started: bool = False
+    """Stopped before the first arrival: nothing was measured and every verdict is unknown."""
     totals: Totals
     slos: list[Verdict]
     invariants: dict[str, int | None]

@@ -44,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()  # imports every subcommand: seconds on a busy machine, a Ctrl-C may come
+    except KeyboardInterrupt:
+        print("surge: not started — interrupted (SIGINT, Ctrl-C) while loading; nothing was run", file=sys.stderr)
+        return EXIT_SIGINT
+    args = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
         code: int = module.run(args)

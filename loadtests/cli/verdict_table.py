@@ -53,6 +53,13 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
         table.add_row(*_row(name, verdict))
     console.print(table)
     aborted, stopped = summary.get("aborted"), summary.get("stopped")
+    if summary.get("not_started") and stopped:
+        console.print(
+            f"[bold yellow]NOT STARTED[/]: {escape(one_line(stopped['reason']))} before the first arrival;"
+            " nothing was measured, every verdict is unknown"
+        )
+        console.print(f"exit code {summary.get('exit_code')}")
+        return
     if aborted:
         console.print(
             f"[bold red]ABORTED at t = {aborted['at_s']:.0f} s: {escape(one_line(aborted['rule']))}[/]"

@@ -108,7 +108,10 @@ def stoppable(
             print(f"{command}: stopped without a report; what was recorded is in {run_dir.resolve()}")
             return interrupt.exit_code
         if interrupt.requested and not _recorded_any(run_dir):
-            print(f"{command}: {interrupt.reason} before the load began; nothing to report in {run_dir.resolve()}")
+            print(
+                f"{command}: not started — {interrupt.reason} before the first arrival; nothing to report in "
+                f"{run_dir.resolve()}"
+            )
             return interrupt.exit_code
         return report(result, interrupt)
 

@@ -98,3 +98,19 @@ def test_a_capacity_slo_override_out_of_range_is_a_usage_error_naming_the_option
     assert result.returncode == 2, result.stderr
     expected = "surge find-capacity: --slo-success: input should be less than or equal to 1 (got 1.5)"
     assert result.stderr.strip() == expected
+
+
+def test_ctrl_c_while_surge_loads_its_subcommands_is_one_line_and_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Importing every subcommand takes seconds on a busy machine; a Ctrl-C then printed a KeyboardInterrupt
+    traceback from deep inside pandas."""
+    from loadtests.cli import main
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, "build_parser", interrupted)
+    assert main.main(["run", "double11"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "not started" in err and "Traceback" not in err

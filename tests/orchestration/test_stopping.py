@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -203,6 +204,31 @@ def test_a_signal_stops_the_run_cleanly_and_keeps_the_evidence(tmp_path: Path) -
     assert [e for e in events if e["kind"] == "fault_cleared" and e["target"] == paused[0]], "pause not undone"
     died = [e["detail"] for e in events if e["kind"] == "process_died" and e["target"] == paused[0]]
     assert died and died[0].endswith("exit code 0"), f"the paused replica did not shut down cleanly: {died}"
+
+
+def test_ctrl_c_during_start_up_says_not_started_and_every_verdict_unknown(tmp_path: Path) -> None:
+    """A new user's Ctrl-C 5 s after launch read "interrupted at t = -4 s", "INVALID RUN — the load generator was
+    the bottleneck" at 0 % CPU, SLOs FAIL with "—" and "money invariants all 4 held" over no payment."""
+    surge, out = _start(tmp_path)
+    with _reaped(surge):
+        started = _once_all_started(surge, out)  # Locust and the cluster are up; t=0 is seconds away
+        t0 = json.loads((out / "meta.json").read_text())["started_unix"]
+        assert time.time() < t0 - 1.0, "the test came too late: the load may have begun"
+        os.kill(surge.pid, signal.SIGINT)
+        assert surge.wait(timeout=60) == 130, (tmp_path / "surge.log").read_text()[-2000:]
+    _assert_nothing_left(surge.pid, started, out)
+    log = (tmp_path / "surge.log").read_text()
+    for misleading in ("interrupted at t =", "INVALID RUN", "held", "FAIL", "pass"):
+        assert misleading not in log, (misleading, log[-3000:])
+    assert "not started" in log.lower(), log[-3000:]
+    if (out / "summary.json").exists():  # Locust recorded its (empty) windows: a report says the same
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["not_started"] is True and summary["valid"] is True and summary["exit_code"] == 130
+        verdicts = [*summary["slos"], *summary["invariant_verdicts"], *summary["run_verdicts"]]
+        assert verdicts and {verdict["verdict"] for verdict in verdicts} == {"unknown"}, verdicts
+        page = (out / "report.html").read_text()
+        assert 'data-not-started="true"' in page and re.search(r"NOT\s+STARTED", page)
+        assert "INVALID RUN" not in page and "interrupted at" not in page and "held" not in page
 
 
 def test_a_second_ctrl_c_skips_the_grace_and_the_report_but_stops_everything(tmp_path: Path) -> None:
