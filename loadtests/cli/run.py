@@ -143,8 +143,8 @@ def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfil
     declined = int((summary.get("totals") or {}).get("declined", 0))
     if scenario.client.policy == "follow-plan" and declined:
         print(
-            f"follow-plan: {profile.name} offers no suggested plan, so each of the {declined} declined attempts "
-            "ended its payment"
+            f"follow-plan: {one_line(profile.name)} offers no suggested plan, so each of the {declined} declined "
+            "attempts ended its payment"
         )
 
 

@@ -59,7 +59,11 @@ def database_url(spec: LedgerSpec, env: Mapping[str, str]) -> URL:
 
 
 def shown_url(url: URL) -> str:
-    """The URL as an error line may show it: the password and every secret-looking query value masked."""
+    """The URL as an error line may show it: the password and every secret-looking query value masked. A password
+    written in the profile with a bare `@` splits the URL at its first `@`: the rest of it, taken for the host
+    up to the last `@`, is masked too."""
+    if url.host and "@" in url.host:
+        url = url.set(host=url.host.rpartition("@")[2])
     shown = url.set(query={}).render_as_string(hide_password=True)
     pairs = [
         f"{quote(key)}={'***' if SECRET_KEY.search(key) else quote(item, safe='')}"
@@ -71,7 +75,7 @@ def shown_url(url: URL) -> str:
 
 def _secrets(url: URL) -> list[str]:
     """What must never appear in a line: the password and secret query values, raw and percent-encoded."""
-    values = [url.password or ""]
+    values = [url.password or "", (url.host or "").rpartition("@")[0]]
     for key, value in url.query.items():
         if SECRET_KEY.search(key):
             values += [value] if isinstance(value, str) else list(value)

@@ -189,3 +189,10 @@ def test_a_sqlite_path_holding_hash_question_mark_and_percent_is_read_read_only(
     write = LedgerSpec(url="sqlite:///${LEDGER}", query="INSERT INTO pay VALUES ('x') RETURNING k AS key")
     with pytest.raises(HarnessError, match="readonly database"):
         fetch_rows(write, {"LEDGER": str(source)})
+
+
+def test_a_bare_at_sign_in_a_written_password_does_not_show_half_of_it() -> None:
+    url = database_url(LedgerSpec(url="postgresql://acme:a@b-secret9@127.0.0.1:5432/acme", query="SELECT 1"), {})
+    shown = target_ledger.shown_url(url)
+    assert shown == "postgresql+psycopg://acme:***@127.0.0.1:5432/acme"
+    assert "b-secret9" in target_ledger._secrets(url)  # masked in the driver's error text too
