@@ -482,7 +482,7 @@ def _read(response: Reply) -> _Answer:
             {},
             None,
             repayment_id=scalar_text(data.get("repayment_id")),
-            replica=scalar_text(data.get("replica")) or _header(response, "X-Replica") or "",
+            replica=scalar_text(data.get("replica")) or scalar_text(_header(response, "X-Replica")),
             replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
             location=location,
             poll_after_s=wait,
@@ -495,7 +495,7 @@ def _read(response: Reply) -> _Answer:
             {},
             None,
             repayment_id=scalar_text(data.get("repayment_id")),
-            replica=scalar_text(data.get("replica")) or _header(response, "X-Replica") or "",
+            replica=scalar_text(data.get("replica")) or scalar_text(_header(response, "X-Replica")),
             business_date=scalar_text(data.get("business_date")),
             replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
         )

@@ -29,6 +29,7 @@ from reports.runfolder import OutcomeClass, classify
 
 MISSING = object()
 UNREADABLE_BODY: Final = "UNREADABLE_BODY"  # the code of an answer whose JSON body could not be held
+MAX_TEXT_CHARS: Final = 200  # of a code, an id or a replica name taken from an answer
 
 
 def read_json(content: bytes) -> tuple[Any, bool]:
@@ -46,10 +47,14 @@ def read_json(content: bytes) -> tuple[Any, bool]:
 
 
 def scalar_text(value: Any) -> str:
-    """A JSON scalar as the text recorded; an object or array (a field a target filled with anything) is ""."""
+    """A JSON scalar as the text recorded, at most MAX_TEXT_CHARS of it; an object or array (a field a target
+    filled with anything) is "". The cap keeps a server's megabyte "code" or "replica" out of every history row,
+    Locust's error table and the per-second counters, which keep one entry per distinct text."""
     if type(value) is str:  # the common case first: this runs for every field of every answer read
-        return value
-    return "" if value is None or isinstance(value, (dict, list)) else str(value)
+        return value if len(value) <= MAX_TEXT_CHARS else value[:MAX_TEXT_CHARS]
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    return str(value)[:MAX_TEXT_CHARS]
 
 
 @dataclass(frozen=True, slots=True)

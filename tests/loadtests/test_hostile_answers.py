@@ -5,7 +5,8 @@ JSON parser's RecursionError), a 503 asking to wait 10^400 ms (float overflow) o
 a decline whose suggested plan's amount is 1e400 (int(inf)), a body past the bound surge reads (1 MiB, or the
 profile's `max_body_bytes`). Each is one history row, counted once by Locust's own statistics and once by the
 server: no attempt lost from the history (what the invariants would call a phantom), no exception in the Locust
-user. The reader classifies by the status alone and records why.
+user. The reader classifies by the status alone and records why; a 900 kB problem code or a 60 kB replica name
+is kept as its first 200 characters.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ INFINITE_PLAN = (
     b'{"code": "DAILY_LIMIT_EXCEEDED", "scope": "card",'
     b' "suggested_plan": [{"business_date": "2026-11-11", "amount_fen": 1e400}]}'
 )
+MEGA_CODE = b'{"code": "' + b"C" * 900_000 + b'"}'
 PROFILE = """
 name = "hostile"
 base_url = "http://127.0.0.1:1"
@@ -116,10 +118,11 @@ def one_row_per_answer(seen: int, out: Path) -> list[dict[str, str]]:
 
 async def test_the_builtin_api_records_every_hostile_answer_once(tmp_path: Path) -> None:
     answers = [
-        web.Response(status=201, body=DEEP, content_type="application/json"),
+        web.Response(status=201, body=DEEP, headers={"X-Replica": "r" * 60_000}, content_type="application/json"),
         web.Response(status=503, body=HUGE_WAIT, content_type="application/json"),
         web.Response(status=422, body=INFINITE_PLAN, content_type="application/json"),
         web.Response(status=201, body=b'{"pad": "' + b"x" * (2 << 20) + b'"}', content_type="application/json"),
+        web.Response(status=400, body=MEGA_CODE, content_type="application/json"),
     ]
     seen, out, _ = await serve(answers, "/v1/repayments", tmp_path)
     rows = one_row_per_answer(seen, out)
@@ -129,7 +132,9 @@ async def test_the_builtin_api_records_every_hostile_answer_once(tmp_path: Path)
         ("503", "shed", "CHANNEL_BUSY"),  # its wish clamped: longer than the client waits, so no retry
         ("422", "declined", "DAILY_LIMIT_EXCEEDED"),  # a plan with an infinite amount is no plan
         ("0", "error", "RESPONSE_TOO_LARGE"),  # 2 MiB: past the default bound, read no further
+        ("400", "error", "C" * 200),  # a 900 kB code is kept as its first 200 characters
     }
+    assert {row["replica"] for row in rows if row["status"] == "201"} == {"r" * 200}
 
 
 async def test_a_target_profile_records_every_hostile_answer_once(tmp_path: Path) -> None:

@@ -120,8 +120,17 @@ def test_first_match_wins_lists_match_any_value_and_json_types_are_strict() -> N
         (503, b"[" * 100_000 + b"]" * 100_000, {}, "shed", "UNREADABLE_BODY", None),  # status alone, reason kept
         (503, b"<html>busy</html>", {}, "shed", "", None),  # plainly not JSON: nothing unusual
         (200, b'{"code": "0000", "data": {"payNo": {"deep": [1, 2]}}}', {}, "succeeded", "", None),
+        (200, b'{"code": "0000", "data": {"payNo": "' + b"P" * 5000 + b'"}}', {}, "succeeded", "", None),
     ],
-    ids=["nested-100k", "5000-digit-number", "400-digit-retry-after", "deep-503", "html-503", "object-payment-id"],
+    ids=[
+        "nested-100k",
+        "5000-digit-number",
+        "400-digit-retry-after",
+        "deep-503",
+        "html-503",
+        "object-payment-id",
+        "5000-character-payment-id",
+    ],
 )
 def test_any_body_is_classified_by_the_status_alone_when_it_cannot_be_read(
     status: int, content: bytes, headers: dict[str, str], outcome: str, code: str, wait: float | None
@@ -130,4 +139,10 @@ def test_any_body_is_classified_by_the_status_alone_when_it_cannot_be_read(
     classifier: no `json` rule matches it, the status decides, the code says why; a Retry-After is clamped, and
     a payment id that is not a scalar is recorded as none."""
     verdict = Classifier(ACME_PROFILE).classify(status, content, headers, now=0.0)
-    assert (verdict.outcome, verdict.code, verdict.retry_after_s, verdict.payment_id) == (outcome, code, wait, "")
+    payment_id = "P" * 200 if b"PPP" in content else ""  # an id is kept, its first 200 characters
+    assert (verdict.outcome, verdict.code, verdict.retry_after_s, verdict.payment_id) == (
+        outcome,
+        code,
+        wait,
+        payment_id,
+    )
