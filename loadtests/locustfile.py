@@ -341,7 +341,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             deadline=generator.run_end + scenario.settle_tail_s(),
             pending_max=client.settle_pending_max,
             fail_ratio=client.callback_fail_ratio,
-            secret=client.notify_secret,
+            secret=scenario.notify_secret(),
             write_row=recorder.write_row,
             counters_path=out / "settlement" / f"worker-{index}.json",
             seed=f"{scenario.seed}/settle/{index}",

@@ -293,12 +293,7 @@ def read_ledger(path: Path, limit_s: float = LEDGER_READ_LIMIT_S) -> pd.DataFram
             if kind[0] != "table" or str(kind[1]).upper().startswith("CREATE VIRTUAL"):
                 raise RunFolderError(f"{path}: unreadable ledger (repayments is a {kind[0]}, not a plain table)")
             table = _ledger_by_column(conn) or _ledger_by_row(conn)
-            columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(repayments)")}
-            states = (
-                [str(row[0] or "") for row in conn.execute("SELECT status FROM repayments ORDER BY rowid")]
-                if "status" in columns
-                else None
-            )
+            states = _ledger_states(conn)
     except sqlite3.OperationalError as exc:
         if time.monotonic() > deadline:
             raise RunFolderError(f"{path}: reading the ledger took longer than {limit_s:g} s") from None
@@ -306,9 +301,26 @@ def read_ledger(path: Path, limit_s: float = LEDGER_READ_LIMIT_S) -> pd.DataFram
     except sqlite3.Error as exc:
         raise RunFolderError(f"{path}: unreadable ledger ({exc})") from exc
     ledger: pd.DataFrame = table.to_pandas(types_mapper=_text_as_str)
-    if states is not None:  # an asynchronous gateway's: processing / succeeded / failed (docs/internals.md §2)
+    if states is not None:
         ledger["status"] = pd.Series(states, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
     return ledger
+
+
+def _ledger_states(conn: sqlite3.Connection) -> list[str] | None:
+    """Each `repayments` row's settlement state (processing / succeeded / failed), in rowid order, when the
+    ledger knows of asynchronous settlement: its own `status` column (a target's ledger query), else the
+    gateway's `settlements` table (a row without one is a synchronous, settled payment); None otherwise."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(repayments)")}
+    if "status" in columns:
+        return [str(row[0] or "") for row in conn.execute("SELECT status FROM repayments ORDER BY rowid")]
+    kind = conn.execute("SELECT type FROM sqlite_master WHERE name = 'settlements'").fetchone()
+    if kind is None or kind[0] != "table":
+        return None
+    query = (
+        "SELECT coalesce(s.status, 'succeeded') FROM repayments r"
+        " LEFT JOIN settlements s ON s.repayment_id = r.repayment_id ORDER BY r.rowid"
+    )
+    return [str(row[0]) for row in conn.execute(query)]
 
 
 def _ledger_schema() -> pa.Schema:

@@ -34,7 +34,8 @@ money only); a ledger without one holds settled money only, so a row there means
     callback_mismatch  a callback delivered a final state the ledger disagrees with
 
 An accepted payment counts as ok for lost/phantom once the client learned it succeeded, failed once it learned
-the bank refused it, and unknown while it was not learned.
+the bank refused it, and unknown while it was not learned. An asynchronous gateway's ledger (the mock's) keeps
+the state in a `settlements` table beside `repayments`; `reports.frames.read_ledger` gives it as `status`.
 
 Against a target profile (CONTRACT §7, `foreign=True`) the statuses are the target's own, so the outcomes come
 from the classes its rules assigned: `succeeded` is ok; `declined` and `rate_limited` are failed (the rules say
@@ -155,9 +156,8 @@ def attempt_outcomes(history: pd.DataFrame, *, foreign: bool = False) -> npt.NDA
         (status == 422) & history["code"].isin(LIMIT_DECLINES).to_numpy()
     )
     learned = history["settlement"].to_numpy() if "settlement" in history else np.full(len(history), "")
-    accepted = status == ACCEPTED
-    ok = (status == 201) | (accepted & (learned == SETTLED))
-    failed = definite | (accepted & (learned == "failed"))
+    ok = (status == 201) | (learned == SETTLED)
+    failed = definite | (learned == "failed")
     return np.where(ok, OK, np.where(failed, FAILED, UNKNOWN)).astype(np.int8)
 
 
@@ -419,7 +419,7 @@ def check(
         "over_cap": find_over_cap(totals or daily_totals(settled_money(ledger)), card_caps, user_cap, schedule),
     }
     unknown: dict[str, str] = {}
-    watched = settle_watched or bool((history["status"] == ACCEPTED).any())
+    watched = settle_watched or bool(watched_rows(history).any())
     if watched:
         found, unknown = check_settlement(history, own)
         violations.update(found)
@@ -430,6 +430,15 @@ def check(
         settlement=watched,
         unknown=unknown,
     )
+
+
+def watched_rows(history: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    """The attempts of asynchronous payments the client watched: a 202, or an answer that carried the final
+    state at once (the same key again after settlement: 200 with the status document) — `settlement` is set."""
+    if "settlement" not in history:
+        return np.zeros(len(history), dtype=bool)
+    learned = history["settlement"].fillna("").astype("str")
+    return ((history["status"] == ACCEPTED) | (learned != "")).to_numpy(bool)
 
 
 def settled_money(ledger: pd.DataFrame) -> pd.DataFrame:
@@ -448,7 +457,7 @@ def check_settlement(
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, str]]:
     """stuck, flipped, double_settled and callback_mismatch (module docstring) over the accepted attempts of the
     history and the run's own ledger rows; the second value names the checks the evidence cannot decide."""
-    accepted = history[(history["status"] == ACCEPTED).to_numpy(bool)]
+    accepted = history[watched_rows(history)]
     accepted = accepted.sort_values("final_at", ascending=False, kind="stable").drop_duplicates("key")
     has_status = "status" in ledger
     keys = ledger["idempotency_key"].astype("str")

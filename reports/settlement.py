@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.runfolder import ACCEPTED, SETTLED_STATES, RunFolderError, read_json_object
+from reports.invariants import watched_rows
+from reports.runfolder import SETTLED_STATES, RunFolderError, read_json_object
 
 RECEIVER_FOLDER = "settlement"
 RECEIVER_KEYS = ("bad_signature", "unknown_key", "malformed")
@@ -26,9 +27,7 @@ RECEIVER_KEYS = ("bad_signature", "unknown_key", "malformed")
 
 def accepted_payments(history: pd.DataFrame) -> pd.DataFrame:
     """One row per accepted key (the row whose watcher learned most, when a key was accepted twice)."""
-    if "settlement" not in history:
-        return history.iloc[0:0]
-    rows = history[(history["status"] == ACCEPTED).to_numpy(bool)]
+    rows = history[watched_rows(history)]
     return rows.sort_values("final_at", ascending=False, kind="stable").drop_duplicates("key")
 
 

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
         profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
-    gateway = choose_gateway(args, base.gateway)
+    gateway = choose_gateway(args, base.gateway_overrides())
     console = cli_console(stderr=True, highlight=False)
     check_before_start(
         gateway,

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
         profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
-    gateway = choose_gateway(args, scenario.gateway)
+    gateway = choose_gateway(args, scenario.gateway_overrides())
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = cli_console(stderr=True, highlight=False)

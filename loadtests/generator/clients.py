@@ -61,6 +61,7 @@ from reports.runfolder import (
     ACCEPTED,
     CONNECTION_ERROR,
     RESPONSE_TOO_LARGE,
+    SETTLED_STATES,
     TIMEOUT,
     Attempt,
     ClusterClock,
@@ -287,6 +288,8 @@ class _Answer:
     replica: str = ""
     business_date: str = ""
     replayed: bool = False
+    final_state: str = ""  # succeeded / failed: the answer carried an async payment's final state
+    final_code: str = ""
     location: str = ""  # a 202's Location (the status path)
     poll_after_s: float | None = None  # a 202's poll_after_ms / Retry-After
 
@@ -438,7 +441,10 @@ class Payer:
             replayed=answer.replayed,
             part=job.part,
         )
-        watched = answer.status == ACCEPTED and self.gen.settler is not None
+        settler = self.gen.settler
+        if settler is not None and answer.final_state in SETTLED_STATES:  # learned at once, nothing to watch
+            row.settlement, row.settle_code, row.final_at = answer.final_state, answer.final_code, done
+        watched = answer.status == ACCEPTED and settler is not None
         self.gen.recorder.attempt(row, answer.outcome, deferred=watched)
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
         context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key,
@@ -498,6 +504,9 @@ def _read(response: Reply) -> _Answer:
             replica=scalar_text(data.get("replica")) or scalar_text(_header(response, "X-Replica")),
             business_date=scalar_text(data.get("business_date")),
             replayed=(_header(response, "Idempotent-Replayed") or "").lower() == "true",
+            # an async payment asked again after settlement: 200 with its status document (a final state)
+            final_state=scalar_text(data.get("status")) if status == 200 else "",
+            final_code=scalar_text(data.get("code")) if status == 200 else "",
         )
     code = UNREADABLE_BODY if unreadable else scalar_text(data.get("code"))
     return _Answer(status, code, classify(status, code), data, retry_after_s(_header(response, "Retry-After"), data))

@@ -452,6 +452,17 @@ class Scenario(_Strict):
         corners.append((self.duration_s, self.rate_at(self.duration_s - 1e-9) if self.duration_s else 0.0))
         return corners
 
+    def notify_secret(self) -> str:
+        """The key callbacks are signed with: the scenario's `[gateway.settlement] notify_secret` when it sets one
+        (the embedded gateway signs with it), else `[client] notify_secret`."""
+        configured = (self.gateway.get("settlement") or {}).get("notify_secret")
+        return str(configured) if configured else self.client.notify_secret
+
+    def gateway_overrides(self) -> dict[str, Any]:
+        """The embedded gateway's overrides: the scenario's `[gateway]`, signing callbacks with the client's key."""
+        settlement = {**(self.gateway.get("settlement") or {}), "notify_secret": self.notify_secret()}
+        return {**self.gateway, "settlement": settlement}
+
     def settle_tail_s(self) -> float:
         """How long after the last arrival the client's settlement watchers keep watching (0: it does not watch);
         a managed run lasts this much longer."""
