@@ -9,6 +9,7 @@ runs go two at a time, started together when the first test asks for its own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sqlite3
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from reports import settlement
+from reports.frames import read_history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(200)]
 
@@ -34,6 +38,8 @@ RUNS = {
     "due-date-wave": ("--scale", "0.5", "--duration", "12"),
     "zero-down-installments": ("--duration", "9"),
     "soak": ("--scale", "0.5", "--duration", "12"),
+    # half the arrivals, the curve in 30 s: the stall, the kill and the drain keep their places on it
+    "settlement-wave": ("--scale", "0.5", "--duration", "30"),
 }
 AT_ONCE = 2
 
@@ -167,3 +173,39 @@ def test_soak_watches_the_memory_of_every_gateway_process(runs: Runs) -> None:
     primary = summary["memory"]["r1"]
     assert primary["warm_mib"] > 10 and abs(primary["growth"]) < 0.25, primary
     assert min(row["succeeded"] for row in between(rows, 6, 11)) > 0, "the flat part of the curve is served"
+
+
+def test_settlement_wave_backlog_peaks_and_drains_and_the_killed_replicas_payments_settle(runs: Runs) -> None:
+    summary, _, out = runs["settlement-wave"].result()
+    meta = json.loads((out / "meta.json").read_text(encoding="utf-8"))
+    frame = read_history(out / "history")
+    accepted = settlement.accepted_payments(frame)
+    seconds = int(meta["duration_s"]) + 12
+    backlog = settlement.backlog(accepted, meta["started_unix"], seconds).sum(axis=1)
+    [spike] = meta["spikes"]
+    stall = next(fault for fault in meta["faults"] if fault["action"] == "settlement_stall")
+    before = backlog.iloc[: int(spike["start_s"])].max()
+    peak = backlog.max()
+    assert peak > 5 * max(before, 10) and spike["start_s"] <= backlog.idxmax() <= stall["at_s"] + 10, (before, peak)
+    assert backlog.iloc[int(meta["duration_s"]) - 1] <= max(before, 10), "drained before the run ends"
+    p99 = settlement.settle_latency_per_second(accepted, meta["started_unix"], seconds)["p99_s"]
+    calm = p99.iloc[: int(spike["start_s"])].max()
+    worst = p99.iloc[int(spike["start_s"]) : int(stall["at_s"] + stall["duration_s"]) + 8].max()
+    after = p99.iloc[int(meta["duration_s"]) - 4 : int(meta["duration_s"])].max()
+    assert worst > 2 * calm and after < worst / 2, (calm, worst, after)
+    callbacks = summary["settlement"]["callbacks"]
+    assert callbacks["retried"] > 0 and callbacks["duplicate"] > 0, callbacks
+    kill = next(fault for fault in meta["faults"] if fault["action"] == "kill")
+    events = csv.DictReader((out / "events.csv").read_text(encoding="utf-8").splitlines())
+    victim = next(event for event in events if event["kind"] == "killed")["target"]
+    with contextlib.closing(sqlite3.connect(out / "ledger.sqlite")) as ledger:
+        taken = ledger.execute(
+            "SELECT count(*) FROM settlements WHERE replica = ? AND settled_by != ? AND status != 'processing'",
+            (victim, victim),
+        ).fetchone()[0]
+        open_rows = ledger.execute("SELECT count(*) FROM settlements WHERE status = 'processing'").fetchone()[0]
+    assert kill and taken > 0 and open_rows == 0, (victim, taken, open_rows)
+    assert summary["invariants"] == dict.fromkeys(
+        ("lost", "phantom", "duplicate", "over_cap", "stuck", "flipped", "double_settled", "callback_mismatch"), 0
+    )
+    assert summary["settlement"]["accepted"] == len(accepted) > 0
