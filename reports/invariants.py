@@ -437,8 +437,8 @@ def watched_rows(history: pd.DataFrame) -> npt.NDArray[np.bool_]:
     state at once (the same key again after settlement: 200 with the status document) — `settlement` is set."""
     if "settlement" not in history:
         return np.zeros(len(history), dtype=bool)
-    learned = history["settlement"].fillna("").astype("str")
-    return ((history["status"] == ACCEPTED) | (learned != "")).to_numpy(bool)
+    learned = history["settlement"].isin([*SETTLED_STATES, "processing", UNWATCHED_STATE])
+    return ((history["status"] == ACCEPTED) | learned).to_numpy(bool)
 
 
 def settled_money(ledger: pd.DataFrame) -> pd.DataFrame:
