@@ -101,6 +101,8 @@ def test_a_winner_is_named_only_when_every_run_beats_every_run_of_the_runner_up(
     clear += [run("b", k, c) for k, c in ((1, 0.61), (2, 0.60), (3, 0.69))]
     answer = completed_answer(clear)
     assert answer["clear"] is True and answer["names"] == ["a"] and answer["runner_up"] == "b"
+    page = render_study(HEADER, variant_rows(clear), finished=True)
+    assert 'data-key="completed_ratio" data-clear="true"' in page and "clear of b" in page
     assert answer["value"] == 0.71  # the median run's
     rows = variant_rows(clear)
     assert rows[0]["spread"]["completed_ratio"] == [0.70, 0.72] and len(rows[0]["runs"]) == 3
@@ -120,6 +122,7 @@ def test_the_page_says_which_variant_passes_or_in_words_that_none_does(tmp_path:
     failing[1]["problem"] = "the scenario's user pool ran out ([arrivals] pool), not the gateway"
     page = render_study(HEADER, variant_rows(failing), finished=True)
     assert "No variant passes." in page and "a: fails success_ratio 0.8234 (bound 0.95)" in page
+    assert 'data-clear="false"' in page and "no clear winner</strong> — a leads" in page  # one run each
     assert "b: invalid — the scenario&#39;s user pool ran out" in page
     write_study(tmp_path, HEADER, [run("a", 1, 0.7, verdict="pass"), *failing[1:]], finished=True)
     study = json.loads((tmp_path / "study.json").read_text(encoding="utf-8"))
