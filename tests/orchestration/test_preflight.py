@@ -31,6 +31,11 @@ CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
         (Fault(at_s=1, action="kill", target="all"), "unknown replica 'all'"),
         (Fault(at_s=1, action="channel_outage", target="CCBX"), "'faults.0.target': unknown channel 'CCBX'"),
         (Fault(at_s=1, action="latency", target="all", channel="BOC"), "'faults.0.channel': unknown channel 'BOC'"),
+        (
+            Fault(at_s=1, action="settlement_stall", target="all", channel="BOC"),
+            "'faults.0.channel': unknown channel 'BOC'",
+        ),
+        (Fault(at_s=1, action="callback_loss", target="r9"), "'faults.0.target': unknown replica 'r9'"),
     ],
 )
 def test_a_fault_aimed_at_nothing_is_refused_naming_the_key(fault: Fault, message: str) -> None:
@@ -45,6 +50,9 @@ def test_faults_aimed_at_what_the_cluster_has_pass() -> None:
         Fault(at_s=1, action="pause", target="r3"),
         Fault(at_s=1, action="errors", target="all", ratio=0.1),
         Fault(at_s=1, action="channel_outage", target="CCB"),
+        Fault(at_s=1, action="settlement_stall", target="all", channel="CCB", duration_s=5),
+        Fault(at_s=1, action="callback_loss", target="primary", ratio=0.05, duration_s=5),
+        Fault(at_s=1, action="callback_duplicate", target="r2", ratio=0.5, duration_s=5),
     ]
     preflight.check_faults(faults, CONFIG, replicas=3)
 
