@@ -78,7 +78,8 @@ CREATE TABLE IF NOT EXISTS repayments (
   idempotency_key TEXT NOT NULL UNIQUE,
   user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL,
   amount_fen INTEGER NOT NULL, business_date TEXT NOT NULL,
-  replica TEXT NOT NULL, created_at TEXT NOT NULL
+  replica TEXT NOT NULL, created_at TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'succeeded'
 );
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
@@ -108,6 +109,10 @@ CREATE INDEX IF NOT EXISTS settlements_open ON settlements (owner) WHERE status 
 """
 TABLES: Final = frozenset({"repayments", "idempotency", "claims", "settlements", "holders"})
 
+REPAYMENT_COLUMNS: Final = (
+    "repayment_id, idempotency_key, user_id, card_id, channel, amount_fen, business_date, replica, created_at, status"
+)
+INSERT_REPAYMENT_SQL: Final = f"INSERT INTO repayments ({REPAYMENT_COLUMNS}) VALUES ({', '.join('?' * 10)})"  # noqa: S608
 MAX_BATCH: Final = 512
 ACCEPTED: Final = 202  # the decision of an asynchronous channel: the payment is recorded, the bank settles later
 CHECKPOINT_INTERVAL_S: Final = 0.25
@@ -284,6 +289,9 @@ def _create_once(path: Path) -> None:
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("COMMIT")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(repayments)")}
+        if "status" not in columns:  # a ledger made before asynchronous settlement: every row is settled money
+            conn.execute("ALTER TABLE repayments ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded'")
     finally:
         conn.close()
 
@@ -522,13 +530,15 @@ class Ledger:
     async def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
         """The user's total on `day` and, for every card the user ever repaid, (card, channel, card total)."""
         rows = await self._query(
-            "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE user_id = ? AND business_date = ?",
+            "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments "
+            "WHERE user_id = ? AND business_date = ? AND status != 'failed'",
             (user_id, day),
         )
         cards = await self._query(
             "SELECT r.card_id, r.channel, (SELECT COALESCE(SUM(amount_fen), 0) FROM repayments "
-            "WHERE card_id = r.card_id AND business_date = ?) FROM (SELECT DISTINCT card_id, channel "
-            "FROM repayments WHERE user_id = ?) AS r ORDER BY r.card_id, r.channel",
+            "WHERE card_id = r.card_id AND business_date = ? AND status != 'failed') "
+            "FROM (SELECT DISTINCT card_id, channel FROM repayments WHERE user_id = ?) AS r "
+            "ORDER BY r.card_id, r.channel",
             (day, user_id),
         )
         return rows[0][0], [(card_id, channel, total) for card_id, channel, total in cards]
@@ -734,6 +744,7 @@ class Ledger:
                         day,
                         self._replica,
                         created_at,
+                        "processing" if decision.status == ACCEPTED else "succeeded",
                     )
                 )
             if decision.status == ACCEPTED:
@@ -745,7 +756,7 @@ class Ledger:
             stored[charge.key] = record
             after = Usage(cards.get(charge.card_id, 0), users.get(charge.user_id, 0))
             outcomes.append(Outcome(record, replayed=False, usage=after, business_date=day))
-        conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", repayments)
+        conn.executemany(INSERT_REPAYMENT_SQL, repayments)
         conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?, ?, ?)", records)
         if accepted:
             conn.executemany(ACCEPT_SQL, accepted)
@@ -795,8 +806,7 @@ class Ledger:
         if row is None:
             return None
         settled = dict(zip(SETTLEMENT_COLUMNS.split(", "), row, strict=True))
-        if job.status != "succeeded":
-            conn.execute("DELETE FROM repayments WHERE repayment_id = ?", (job.repayment_id,))
+        conn.execute("UPDATE repayments SET status = ? WHERE repayment_id = ?", (job.status, job.repayment_id))
         conn.execute(
             "UPDATE idempotency SET status = 200, body = ? WHERE key = ?",
             (json.dumps(settlement_document(settled)), settled["idempotency_key"]),
@@ -886,7 +896,7 @@ def _stored_for(conn: sqlite3.Connection, keys: set[str]) -> dict[str, Stored]:
 def _totals(conn: sqlite3.Connection, column: str, ids: set[str], day: str) -> dict[str, int]:
     sql = (
         f"SELECT {column}, SUM(amount_fen) FROM repayments "  # noqa: S608  # column is one of two literals
-        f"WHERE business_date = ? AND {column} IN ({{}}) GROUP BY {column}"
+        f"WHERE business_date = ? AND status != 'failed' AND {column} IN ({{}}) GROUP BY {column}"
     )
     return dict(_in_query(conn, sql, ids, (day,)))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
 from mock_gateway.replica import ledger as ledger_module
-from mock_gateway.replica.ledger import Ledger, LedgerError
+from mock_gateway.replica.ledger import Ledger, LedgerError, prepare
 from mock_gateway.rules import make_decider
 from mock_gateway.validation import Charge
 
@@ -75,7 +76,7 @@ async def test_concurrent_records_share_one_commit(tmp_path: Path, synchronous: 
         columns = [row[1] for row in conn.execute("PRAGMA table_info(repayments)")]
         assert columns == [
             "repayment_id", "idempotency_key", "user_id", "card_id", "channel",
-            "amount_fen", "business_date", "replica", "created_at",
+            "amount_fen", "business_date", "replica", "created_at", "status",
         ]  # fmt: skip
         assert conn.execute("SELECT COUNT(*), MIN(replica) FROM repayments").fetchone() == (50, "r9")
 
@@ -165,3 +166,20 @@ async def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(
             await asyncio.sleep(0.05)
     finally:
         await ledger.close()
+
+
+def test_a_ledger_made_before_asynchronous_settlement_gets_its_status_column(tmp_path: Path) -> None:
+    """Every row of an older ledger is settled money: opening it adds `status`, 'succeeded' for each row."""
+    path = tmp_path / "old.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(
+            "CREATE TABLE repayments (repayment_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, "
+            "user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL, amount_fen INTEGER NOT NULL, "
+            "business_date TEXT NOT NULL, replica TEXT NOT NULL, created_at TEXT NOT NULL)"
+        )
+        db.execute("INSERT INTO repayments VALUES ('rp_1', 'k1', 'u', 'c', 'ICBC', 100, '2026-11-11', 'r1', 'x')")
+        db.commit()
+    prepare(path)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT repayment_id, status FROM repayments").fetchall() == [("rp_1", "succeeded")]

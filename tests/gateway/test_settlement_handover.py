@@ -167,7 +167,7 @@ async def test_reservations_across_two_replicas_never_pass_the_daily_cap(start_r
     config = shared(tmp_path, channel, router={"mode": "active-active"})
     replicas = [start_replica(config, name=name, extra_args=("--bank-share", "0.5")) for name in ("r1", "r2")]
     ledger = tmp_path / "ledger.sqlite"
-    reserved = "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE card_id = 'c-cap'"
+    reserved = "SELECT COALESCE(SUM(amount_fen), 0) FROM repayments WHERE card_id = 'c-cap' AND status != 'failed'"
     peak = 0
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=TIMEOUT, connector=connector) as session:
@@ -190,4 +190,7 @@ async def test_reservations_across_two_replicas_never_pass_the_daily_cap(start_r
     succeeded = sum(s["amount_fen"] for s in states if s["status"] == "succeeded")
     assert peak <= cap and count(ledger, reserved) == succeeded <= cap
     assert any(s["status"] == "failed" for s in states)  # refusals happened and released their room
+    failed = sum(1 for s in states if s["status"] == "failed")
+    assert count(ledger, "SELECT count(*) FROM repayments WHERE status = 'failed'") == failed
+    assert count(ledger, "SELECT count(*) FROM repayments WHERE status = 'processing'") == 0
     assert len(accepted) > cap // amount  # the second wave used room the refusals gave back
