@@ -21,6 +21,9 @@ Exit code (CONTRACT §2), in this order:
    invariant held" and surge cannot say so;
 5. otherwise **0**.
 
+Against a target profile, when most 2xx answers matched no response rule (`metrics.UnmatchedAnswers`), the
+verdicts judged by outcome classes (success ratios, recoveries) are unknown: a wrong rule is not a failing service.
+
 A run stopped before its first arrival (`not_started`: a signal during start-up) measured nothing: every verdict
 is unknown with that reason — no "invalid run", no invariant "held" over no payment — and the stop decides the
 exit code. A run stopped early (stop.json, `StopRecord`) is judged on the seconds that ran (the frames end at the stop,
@@ -65,6 +68,7 @@ class Analysis:
     run_verdicts: list[dict[str, Any]]
     capacity: dict[str, Any] | None
     exit_code: int
+    unmatched: metrics.UnmatchedAnswers | None = None
 
     @property
     def valid(self) -> bool:
@@ -134,6 +138,14 @@ def analyse(frames: RunFrames) -> Analysis:
     aborted = frames.stop.aborted if frames.stop is not None else None
     if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
         run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
+    unmatched = metrics.unmatched_answers(frames)
+    if unmatched is not None and unmatched.most:  # the ratios would judge the profile's rules, not the service
+        slo_verdicts = [
+            slo.verdict(str(entry["name"]), None, entry["bound"], None, unmatched.line)
+            if str(entry["name"]).startswith(JUDGED_BY_OUTCOMES)
+            else entry
+            for entry in slo_verdicts
+        ]
     if not_started(frames):
         recovery = []
         slo_verdicts = [_never_measured(entry, frames) for entry in slo_verdicts]
@@ -158,7 +170,12 @@ def analyse(frames: RunFrames) -> Analysis:
         run_verdicts=run_verdicts,
         capacity=capacity,
         exit_code=_stop_exit_code(frames) or exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
+        unmatched=unmatched,
     )
+
+
+# verdicts computed from the outcome classes the profile's rules gave: unknown when most 2xx answers matched none
+JUDGED_BY_OUTCOMES = ("success_ratio", "recovery_s")
 
 
 def not_started(frames: RunFrames) -> bool:
@@ -258,6 +275,14 @@ def summary(analysis: Analysis) -> Summary:
         "stopped": None if stop is None else stop.stopped,
         "aborted": None if stop is None else stop.aborted,
         "not_started": analysis.not_started,
+        "unmatched_answers": None
+        if analysis.unmatched is None
+        else {
+            "count": analysis.unmatched.count,
+            "answered_2xx": analysis.unmatched.answered_2xx,
+            "line": analysis.unmatched.line,
+            "sample": analysis.unmatched.sample,
+        },
         "totals": analysis.totals,
         "slos": analysis.slo_verdicts,
         "invariants": _invariant_counts(analysis),

@@ -36,6 +36,7 @@ from reports.runfolder import (
     ClusterClock,
     RunMeta,
     Slo,
+    read_unmatched_sample,
 )
 
 PERCENTILES = (50.0, 95.0, 99.0)
@@ -596,3 +597,45 @@ def plans_followed(frames: RunFrames) -> int:
         return counted
     history = frames.history
     return int(((history["part"] > 0) & (history["outcome"] == "succeeded")).sum())
+
+
+@dataclass(frozen=True, slots=True)
+class UnmatchedAnswers:
+    """A target's 2xx answers that no response rule of its profile matched (recorded as `error HTTP_2xx`).
+
+    A well-formed but wrong rule (`{"/cod" = "0000"}` for `/code`) makes every paid answer one of these: the
+    numbers then describe the profile, not the service. `sample` is the first such answer a generating process
+    kept (status, the start of its body with the requests' secrets replaced, `cut`), None if none was kept.
+    """
+
+    count: int
+    answered_2xx: int
+    sample: dict[str, Any] | None
+
+    @property
+    def most(self) -> bool:
+        """Most 2xx answers matched nothing: a success ratio from them would judge the profile."""
+        return self.count * 2 > self.answered_2xx
+
+    @property
+    def line(self) -> str:
+        return f"{self.count:,} answers (2xx) matched no response rule — check the profile"
+
+
+def unmatched_answers(frames: RunFrames) -> UnmatchedAnswers | None:
+    """The 2xx answers of a target profile's run that matched no rule; None when there were none (or the run
+    loaded surge's own gateway, whose answers need no rule)."""
+    if frames.meta.target is None or frames.history.empty:
+        return None
+    history = frames.history
+    status = history["status"].to_numpy(np.int64)
+    answered = (status >= 200) & (status < 300)
+    unmatched = (
+        answered
+        & (history["outcome"] == "error").to_numpy(bool)
+        & (history["code"].astype(str) == "HTTP_" + history["status"].astype(str)).to_numpy(bool)
+    )
+    count = int(unmatched.sum())
+    if count == 0:
+        return None
+    return UnmatchedAnswers(count, int(answered.sum()), read_unmatched_sample(frames.run_dir))

@@ -7,7 +7,8 @@ no pandas, numpy or hdrh — so importing it inside a gevent-patched Locust work
 What lives here, each in one place:
 
 - the outcome classes of an attempt and their algebra (`classify`, `GOOD`, `FAILURES`, `ADMITTED`, `REJECTED`);
-- the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_line`), of `events.csv`
+- the columns of `history/<worker>.csv` (`HISTORY_COLUMNS`, `Attempt`, `history_line`) and the sample of an
+  answer no response rule matched beside it (`read_unmatched_sample`), of `events.csv`
   (`EVENT_COLUMNS`, `RunEvent`, `write_events_csv`, the fault players' kinds `FAULT_*`) and of a capacity
   search's `steps.csv` (`CapacityStep`, `STEP_COLUMNS`, `write_steps_csv`);
 - the cluster's simulated clock as a run folder records it (`ClusterClock`, `read_cluster_clock`) and the
@@ -27,6 +28,7 @@ incompatible change must add one to meta.json and document it in docs/internals.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -370,6 +372,15 @@ def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:
     return data
 
 
+def read_unmatched_sample(run_dir: Path) -> dict[str, Any] | None:
+    """The first `history/<worker>.unmatched.json`: a 2xx answer of a target that no response rule matched,
+    as the generating process kept it (`{"status", "body", "cut"}`); None when no process kept one."""
+    for path in sorted((run_dir / "history").glob("*.unmatched.json")):
+        with contextlib.suppress(RunFolderError):
+            return read_json_object(path, required=False) or None
+    return None
+
+
 class _Open(BaseModel):
     """A run-folder file: unknown keys are kept (see the module docstring)."""
 
@@ -661,6 +672,8 @@ class Summary(_Open):
     aborted: Aborted | None = None
     not_started: bool = False
     """Stopped before the first arrival: nothing was measured and every verdict is unknown."""
+    unmatched_answers: dict[str, Any] | None = None
+    """A target's 2xx answers no response rule matched: `{count, answered_2xx, line, sample}`, or null."""
     totals: Totals
     slos: list[Verdict]
     invariants: dict[str, int | None]

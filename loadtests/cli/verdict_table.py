@@ -42,6 +42,17 @@ def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
 
 
 def print_verdicts(summary: dict[str, Any], console: Console) -> None:
+    unmatched = summary.get("unmatched_answers")
+    if unmatched:  # up front: a wrong response rule, not the service, is what the figures below describe
+        console.print(f"[bold yellow]{escape(one_line(unmatched['line']))}[/]")
+        sample = unmatched.get("sample")
+        if sample:
+            cut = " …" if sample.get("cut") else ""
+            console.print(
+                f"  e.g. HTTP {sample.get('status')}: {one_line(sample.get('body', ''))}{cut}",
+                markup=False,
+                highlight=False,
+            )
     table = Table(title=f"surge verdicts — {escape(one_line(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)

@@ -50,6 +50,7 @@ from loadtests.generator.target import (
     Classifier,
     TargetApi,
     Values,
+    answer_sample,
     no_response,
     read_json,
     scalar_text,
@@ -292,6 +293,7 @@ class _Answer:
     final_code: str = ""
     location: str = ""  # a 202's Location (the status path)
     poll_after_s: float | None = None  # a 202's poll_after_ms / Retry-After
+    unmatched: bool = False  # a target's answer no response rule of its profile matched
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +448,8 @@ class Payer:
             row.settlement, row.settle_code, row.final_at = answer.final_state, answer.final_code, done
         watched = answer.status == ACCEPTED and settler is not None
         self.gen.recorder.attempt(row, answer.outcome, deferred=watched)
+        if answer.unmatched and 200 <= answer.status < 300 and target is not None and not self.gen.recorder.sampled:
+            self.gen.recorder.sample_unmatched(answer_sample(answer.status, reply.content, target.builder.secrets))
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
         context = {"intended": intended, "attempt": attempt, "part": job.part, "payment_id": payment_id, "key": key,
                    "outcome": answer.outcome}  # fmt: skip
@@ -520,4 +524,12 @@ def _read_target(response: Reply, classifier: Classifier, now: float) -> _Answer
     else:
         verdict = classifier.classify(status, response.content, response.headers or {}, now)
     problem = {"code": verdict.code} if verdict.outcome == "declined" else {}
-    return _Answer(status, verdict.code, verdict.outcome, problem, verdict.retry_after_s, verdict.payment_id)
+    return _Answer(
+        status,
+        verdict.code,
+        verdict.outcome,
+        problem,
+        verdict.retry_after_s,
+        verdict.payment_id,
+        unmatched=verdict.unmatched,
+    )

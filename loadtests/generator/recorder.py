@@ -67,6 +67,10 @@ class ProcessRecorder:
         self.late_s = late_ms / 1000.0
         self.book = WindowBook()
         self.history = HistoryWriter(history_path) if history_path is not None else None
+        self.sample_path = (
+            None if history_path is None else history_path.with_name(f"{history_path.stem}.unmatched.json")
+        )
+        self.sampled = False
         self.cpu = CpuSampler()
         self.lag = LagMeter()
         self.in_flight = 0  # attempts sent and not yet recorded: the last delta waits for them
@@ -113,6 +117,13 @@ class ProcessRecorder:
         )
         if self.history is not None and not deferred:
             self.history.write(row)
+
+    def sample_unmatched(self, sample: dict[str, Any]) -> None:
+        """Keep the first 2xx answer no response rule matched (`history/<worker>.unmatched.json`), once: the
+        report shows it beside the count, so that a wrong rule is seen as one."""
+        self.sampled = True
+        if self.sample_path is not None:
+            write_json(self.sample_path, sample)
 
     def write_row(self, row: Attempt) -> None:
         if self.history is not None:

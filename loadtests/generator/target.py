@@ -133,6 +133,15 @@ class RequestBuilder:
         self._headers = {name: CompiledTemplate(templates[f"header {name}"], str, env) for name in spec.headers}
         self._content_type = FORM if spec.content_type == FORM else JSON
         self.uses_attempt = any(template.uses_attempt for template in (self._path, self._body, *self._headers.values()))
+        # every `${NAME}` value the requests carry (a token, a key): never written into a sample of an answer
+        self.secrets = tuple(
+            sorted(
+                {env.get(name, "") for segments in templates.values() for kind, name in segments if kind == "env"}
+                - {""},
+                key=len,
+                reverse=True,
+            )
+        )
 
     def build(self, values: Values) -> BuiltRequest:
         headers = {"Content-Type": self._content_type}
@@ -149,6 +158,7 @@ class Classified:
     code: str
     retry_after_s: float | None
     payment_id: str
+    unmatched: bool = False  # no rule of the profile matched: outcome `error`, code HTTP_<status>
 
 
 def resolve(document: Any, tokens: tuple[str, ...]) -> Any:
@@ -226,12 +236,29 @@ class Classifier:
                     wait = header_seconds(headers.get(rule.retry_after_header), now)
                 code = rule.code or (UNREADABLE_BODY if unreadable else "")
                 return Classified(rule.outcome, code, wait, "" if found is MISSING else scalar_text(found))
-        return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "")
+        return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "", unmatched=True)
 
 
 def no_response(code: str) -> Classified:
     """No usable answer: `code` TIMEOUT, CONNECTION_ERROR or RESPONSE_TOO_LARGE, whatever the profile's rules."""
     return Classified(classify(0, code), code, None, "")
+
+
+SAMPLE_CHARS: Final = 300  # of an answer no rule matched, what the run folder keeps to show the user
+
+
+def answer_sample(status: int, content: bytes | None, secrets: tuple[str, ...]) -> dict[str, Any]:
+    """An answer no response rule matched, as `unmatched.json` keeps it: its status and the start of its body
+    (SAMPLE_CHARS, decoded leniently), with every secret value the requests carry replaced — a target that
+    echoes a request's token back must not put it in a run folder."""
+    text = (content or b"")[: SAMPLE_CHARS * 4].decode("utf-8", "replace")
+    for secret in secrets:
+        text = text.replace(secret, "[secret]")
+    return {
+        "status": status,
+        "body": text[:SAMPLE_CHARS],
+        "cut": len(text) > SAMPLE_CHARS or len(content or b"") > SAMPLE_CHARS * 4,
+    }
 
 
 class TargetApi:
