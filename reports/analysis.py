@@ -318,7 +318,7 @@ def summary(analysis: Analysis) -> Summary:
             "max_over_cap": analysis.slo.max_over_cap,
         },
     }
-    section = _settlement_summary(analysis)
+    section = settlement_summary(analysis)
     if section is not None:  # a synchronous run's summary.json stays what it was before settlement existed
         for key in ("max_settle_p99_s", "max_stuck", "max_flipped"):
             fields["slo_thresholds"][key] = getattr(analysis.slo, key)
@@ -332,7 +332,7 @@ def _invariant_counts(analysis: Analysis) -> dict[str, int | None]:
     return {verdict["name"]: None for verdict in analysis.invariant_verdicts}
 
 
-def _settlement_summary(analysis: Analysis) -> dict[str, Any] | None:
+def settlement_summary(analysis: Analysis) -> dict[str, Any] | None:
     """summary.json `settlement` of a run whose client watched asynchronous settlement (None otherwise)."""
     frames = analysis.frames
     accepted = settlement.accepted_payments(frames.history)

@@ -25,8 +25,8 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, invariants, metrics, slo
-from reports.analysis import Analysis, all_verdicts
+from reports import hdr, invariants, metrics, settlement, slo
+from reports.analysis import Analysis, all_verdicts, settlement_summary
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
 from reports.runfolder import FAULT_CLEARED, FAULT_INJECTED, GOOD
@@ -134,6 +134,7 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
             cap_days=_cap_days(analysis),
             violations=_violations(analysis),
+            settlement=settlement_summary(analysis),
         )
     )
 
@@ -432,7 +433,37 @@ def build_charts(analysis: Analysis) -> list[dict[str, Any]]:
     charts += [_latency(analysis, kind, marks) for kind in ("intended", "service")]
     charts += [_hdr_curve(analysis), _replicas(analysis), _declines(analysis), _repaid(analysis)]
     charts += [_knee(analysis), _knee_p99(analysis)]
+    charts += [_settle_backlog(analysis, marks), _settle_latency(analysis, marks)]
     return [chart for chart in charts if chart is not None]
+
+
+def _settle_seconds(analysis: Analysis) -> tuple[pd.DataFrame, int, float]:
+    """The accepted payments, and the seconds to draw: the run's, and the watchers' tail after it."""
+    frames = analysis.frames
+    accepted = settlement.accepted_payments(frames.history)
+    started = float(frames.meta.started_unix)
+    last = float(accepted["final_at"].max()) if not accepted.empty else 0.0
+    return accepted, max(len(frames.windows), int(last - started) + 1), started
+
+
+def _settle_backlog(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
+    """Accepted and not yet known final at the end of each second, per channel (the client's view)."""
+    accepted, seconds, started = _settle_seconds(analysis)
+    if accepted.empty:
+        return None
+    backlog = settlement.backlog(accepted, started, seconds)
+    data = [_line(str(channel), backlog[channel]) for channel in backlog.columns]
+    return _chart("settle_backlog", data, _layout("Settlement backlog per channel", "payments pending", **marks))
+
+
+def _settle_latency(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
+    """p50 / p99 time to final state of the payments learned final in each second."""
+    accepted, seconds, started = _settle_seconds(analysis)
+    per_second = settlement.settle_latency_per_second(accepted, started, seconds)
+    if per_second["p99_s"].isna().all():
+        return None
+    data = [_line("p50", per_second["p50_s"]), _line("p99", per_second["p99_s"])]
+    return _chart("settle_latency", data, _layout("Time to final state (from the intended send)", "s", **marks))
 
 
 def _chart(chart_id: str, data: list[dict[str, Any]], layout: dict[str, Any]) -> dict[str, Any] | None:

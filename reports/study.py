@@ -14,6 +14,8 @@ or the scenario's user pool, not the remedy, so it is marked and never ranked):
     fewest rejections            (429 + 503) share of the attempts sent, lowest
     fastest answers              p99_ms (intended), lowest
     quickest recovery            max_recovery_s, lowest (only when some variant had an incident)
+    quickest settlement          settle_p99_s (time to final state of accepted payments), lowest (only when
+                                 the scenario's client watched asynchronous settlement)
 
 `completed_ratio` is the share of the scenario's bills (its arrivals) fully repaid by the end of the run, plan
 parts and other-card payments included: the amounts recorded in the ledger (else acknowledged) under each
@@ -62,7 +64,10 @@ FIELDS = (
     "max_recovery_s",
     "invariants",
 )
+# not in CONTRACT §8's fields, so an extra: the p99 time to final state of an async run (None otherwise)
+SETTLE_KEY = "settle_p99_s"
 EXTRAS = (  # what the page shows besides CONTRACT §8's fields
+    SETTLE_KEY,
     "problem",
     "completed",
     "attempts",
@@ -86,6 +91,7 @@ SPREAD = (  # the figures a variant's row gives as a range over its runs (`sprea
     "shed_share",
     "p99_ms",
     "max_recovery_s",
+    SETTLE_KEY,
 )
 MEDIAN = (  # the counts a variant's row gives as its median run's
     "payments",
@@ -167,6 +173,7 @@ def variant_row(
         timeout=int(totals.get("timeout") or 0),
         p99_ms=((summary.get("latency_ms") or {}).get("intended") or {}).get("p99_ms"),
         max_recovery_s=max(recoveries) if recoveries else None,
+        settle_p99_s=((summary.get("settlement") or {}).get("time_to_final_s") or {}).get("p99"),
         invariants=summary.get("invariants"),
         attempts=attempts,
         declines_by_scope=scopes,
@@ -263,6 +270,7 @@ QUESTIONS: tuple[tuple[str, str, str, Callable[[float, float], bool]], ...] = (
     ("rejected_share", "Fewest rejections (429 + 503)", "rejected share", lambda a, b: a < b),
     ("p99_ms", "Fastest answers", "p99", lambda a, b: a < b),
     ("max_recovery_s", "Quickest recovery", "worst recovery", lambda a, b: a < b),
+    (SETTLE_KEY, "Quickest settlement (async)", "settle p99", lambda a, b: a < b),
 )
 
 
@@ -380,6 +388,7 @@ def render_study(study: dict[str, Any], rows: Sequence[dict[str, Any]], *, finis
             rows=rows,
             best=best,
             highlight=highlight,
+            settles=any(row.get(SETTLE_KEY) is not None for row in rows),
             passing=passing(rows),
             noise_test=NOISE_TEST,
             repeat=max((len(row.get("runs") or [row]) for row in rows), default=1),

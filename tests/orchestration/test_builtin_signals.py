@@ -209,3 +209,7 @@ def test_settlement_wave_backlog_peaks_and_drains_and_the_killed_replicas_paymen
         ("lost", "phantom", "duplicate", "over_cap", "stuck", "flipped", "double_settled", "callback_mismatch"), 0
     )
     assert summary["settlement"]["accepted"] == len(accepted) > 0
+    junit = (out / "junit.xml").read_text(encoding="utf-8")
+    assert all(f'name="{name}"' in junit for name in ("stuck", "flipped", "double_settled", "settle_p99_s"))
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="settlement-section"' in page and 'id="settle_backlog"' in page and 'id="settle_latency"' in page
