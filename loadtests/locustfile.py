@@ -46,6 +46,7 @@ from loadtests.generator.settlement import Settler
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
+from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import MAX_BODY_BYTES, TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
@@ -186,7 +187,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
                     "--ips (locust-plugins) replaces surge's arrival schedule and would send nothing; "
                     "set the rate in the scenario's [[rate]] or with --scale"
                 )
-            _scenario(options)
+            scenario = _scenario(options)
+            if not options.surge_managed:  # `surge run` applies them, or warns as plain Locust does here
+                for warning in ignored_warnings(scenario, "by plain Locust (`surge run` starts that cluster)"):
+                    log.warning("surge: warning: %s", one_line(warning))
             if options.target:  # its base_url is the host unless --host overrides it
                 environment.host = options.host = _profile(options.target, environment.host or None).base_url
             if environment.host:

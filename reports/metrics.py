@@ -197,6 +197,9 @@ CLUSTER_RECORD = {"kill": "killed", "pause": "paused"}
 # logged by the router up to this long before the fault player logged the kill is still that kill's.
 CAUSE_SLACK_S = 0.5
 DETECTION_KINDS = ("check_failed", "replica_down")
+# The [gateway] keys that set what a spike meets (the admission caps, the banks' quotas and slots): a spike run
+# without them, against a gateway surge did not start, tests that gateway's caps, not the scenario's.
+CAP_KEYS = frozenset({"limits", "channels"})
 NO_PLAYER = "not played: no fault player ran for this run (events.csv has no chaos rows for it)"
 UNSEEN_REPLICAS = "surge cannot see the target's replicas"
 NO_FAILED_ATTEMPT = "no attempt failed after the fault"
@@ -207,7 +210,8 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
 
     Each scheduled fault is matched to the nearest chaos event (within 3 s of its `at_s`) that is an injection,
     a failed injection or a skip; a fault with no such event, or whose event is not `fault_injected`, was not
-    played and carries the reason. A kill or pause starts when the cluster logged it (`killed`, `paused` of the
+    played and carries the reason; so does a spike when the scenario's [gateway] caps were not applied
+    (`meta.gateway_ignored`). A kill or pause starts when the cluster logged it (`killed`, `paused` of the
     replica the chaos event names, within CAUSE_SLACK_S): the fault player logs it only once the admin call
     returned, and the router may log the replica's death before that.
     """
@@ -243,9 +247,16 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
         name = " ".join(str(part) for part in (fault.get("action", "fault"), target, fault.get("channel")) if part)
         duration = float(fault.get("duration_s") or 0.0)
         found.append(Incident(name, start, duration, target, not_played, action, hit))
+    caps_ignored = sorted(set(meta.gateway_ignored) & CAP_KEYS)
+    unjudged = (
+        f"not judged: the scenario's [gateway] caps ({', '.join(caps_ignored)}) were not applied to this gateway, "
+        "so the spike did not meet them"
+        if caps_ignored
+        else None
+    )
     for spike in meta.spikes:
         start, end = float(spike.start_s), float(spike.end_s)
-        found.append(Incident("spike", start, max(end - start, 0.0), None))
+        found.append(Incident("spike", start, max(end - start, 0.0), None, unjudged))
     return sorted(found, key=lambda incident: incident.start_s)
 
 

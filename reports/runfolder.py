@@ -476,6 +476,8 @@ class RunMeta(_Open):
     versions: dict[str, str] = Field(default_factory=dict)
     git_commit: str | None = None
     gateway_config: dict[str, Any] | None = None
+    gateway_ignored: list[str] = Field(default_factory=list)
+    """The keys of the scenario's [gateway] table the run did not apply (a gateway surge did not start)."""
     slo: Slo = Field(default_factory=Slo)
     phases: list[Phase] = Field(default_factory=list)
     spikes: list[Span] = Field(default_factory=list)

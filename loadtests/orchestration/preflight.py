@@ -20,21 +20,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
+from loadtests.scenario.cluster_only import EMBEDDED_ACTIONS, PROCESS_ACTIONS, ignored_warnings, skipped_faults
 from loadtests.scenario.shapes import Fault, Scenario
 from reports.runfolder import FAULT_SKIPPED, RunEvent
 
-PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
-# Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
-# (CONTRACT §7's `exec`) is simply absent from this set and is played with --host too.
-EMBEDDED_ACTIONS = PROCESS_ACTIONS | {
-    "latency",
-    "errors",
-    "channel_outage",
-    "lose_response",
-    "settlement_stall",
-    "callback_loss",
-    "callback_duplicate",
-}
 REACH_TIMEOUT_S = 1.0
 DEFAULT_REPLICAS = 3  # of the embedded cluster, when --replicas is not given
 METRICS_HOST = "127.0.0.1"  # where the generator serves --metrics-port (loadtests/generator/live_metrics.py)
@@ -90,25 +79,7 @@ def host_conflicts(args: argparse.Namespace, scenario: Scenario) -> list[str]:
         raise UsageError(
             f"{options} configure the embedded cluster and would be ignored with --host; drop {options} or --host"
         )
-    warnings = []
-    if scenario.gateway:
-        keys = ", ".join(sorted(scenario.gateway))
-        warnings.append(
-            f"the scenario's [gateway] table ({keys}) configures the embedded cluster and is ignored with --host"
-        )
-    skipped = skipped_faults(scenario.faults)
-    if skipped:
-        actions = ", ".join(sorted({fault.action for fault in skipped}))
-        warnings.append(
-            f"{len(skipped)} fault(s) ({actions}) need the embedded cluster and are not played with --host; "
-            "their recovery is reported unknown"
-        )
-    return warnings
-
-
-def skipped_faults(faults: Sequence[Fault]) -> list[Fault]:
-    """The faults a gateway surge did not start cannot receive (they drive the embedded cluster's admin API)."""
-    return [fault for fault in faults if fault.action in EMBEDDED_ACTIONS]
+    return ignored_warnings(scenario, "with --host")
 
 
 def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[RunEvent]:

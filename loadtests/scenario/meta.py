@@ -77,6 +77,7 @@ def run_meta(
         versions=versions(),
         git_commit=git_commit(),
         gateway_config=gateway_config,
+        gateway_ignored=[] if gateway_config is not None else sorted(scenario.gateway),
         slo=scenario.slo,
         phases=[Phase(name=n, start_s=s, end_s=e) for n, s, e in scenario.phases()],
         spikes=[Span(start_s=s, end_s=e) for s, e in scenario.spikes()],

@@ -225,3 +225,54 @@ async def test_the_web_ui_listens_on_loopback_unless_asked_otherwise(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
+
+
+CLUSTER_SCENARIO = """
+name = "needs-the-cluster"
+duration_s = 4
+seed = 5
+[population]
+users = 300
+[[rate]]
+at_s = 0
+per_s = 4
+[[rate]]
+at_s = 2
+per_s = 40
+[[rate]]
+at_s = 4
+per_s = 40
+[[faults]]
+at_s = 3
+action = "kill"
+target = "primary"
+[arrivals]
+pool = 20
+[gateway.limits]
+global_tps = 10
+"""
+
+
+async def test_plain_locust_warns_of_what_needs_the_cluster_and_judges_no_spike_against_other_caps(
+    tmp_path: Path,
+) -> None:
+    """double11 under plain Locust against `surge gateway`: its [gateway] table and kill were silently ignored,
+    0 × 429, and the report still said "recovery_s[spike] 0 s pass"."""
+    out, log = tmp_path / "run", tmp_path / "locust.log"
+    scenario = tmp_path / "cluster.toml"
+    scenario.write_text(CLUSTER_SCENARIO, encoding="utf-8")
+    with replica(tmp_path) as url:
+        process = await start_locust(
+            "-f", str(LOCUSTFILE), "--headless", "--host", url, "--scenario", str(scenario),
+            "--surge-out", str(out), "--only-summary", log=log,
+        )  # fmt: skip
+        await wait(process, 90)
+    output = log.read_text(encoding="utf-8", errors="replace")
+    assert "the scenario's [gateway] table (limits) configures the embedded cluster and is ignored by plain" in output
+    assert "1 fault(s) (kill) need the embedded cluster and are not played by plain Locust" in output
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    recovery = {entry["event"]: entry for entry in summary["recovery"]}
+    assert recovery["spike"]["played"] is False and "caps (limits) were not applied" in recovery["spike"]["not_played"]
+    spike_verdicts = [v for v in summary["slos"] if v["name"].startswith("recovery_s[spike")]
+    assert spike_verdicts and all(v["verdict"] == "unknown" for v in spike_verdicts), spike_verdicts
+    assert json.loads((out / "meta.json").read_text(encoding="utf-8"))["gateway_ignored"] == ["limits"]

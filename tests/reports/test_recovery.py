@@ -241,3 +241,19 @@ def test_an_exec_fault_that_failed_no_attempt_says_why_detect_is_unknown() -> No
     (result,) = recover(frames, [Incident("exec acme-1", 10.0, 5.0, "acme-1", action="exec")])
     assert result["detect_s"] is None and result["recover_s"] == 0.0
     assert result["why_unknown"]["detect_s"] == "no attempt failed after the fault"
+
+
+def test_a_spike_whose_gateway_caps_were_not_applied_gets_no_recovery_verdict() -> None:
+    """double11 in plain Locust against `surge gateway`: its [gateway.limits] never applied, 0 × 429, and yet
+    "recovery_s[spike] 0 s pass"."""
+    meta = RunMeta(
+        scenario="recovery", seed=0, started_unix=STARTED, spikes=[Span(start_s=5, end_s=8)],
+        gateway_ignored=["clock", "limits"],
+    )  # fmt: skip
+    frames = frames_of([100] * 20, [0] * 20)
+    (spike,) = metrics.incidents(meta, frames.events)
+    assert spike.not_played is not None and "caps (limits) were not applied" in spike.not_played
+    (result,) = recover(frames, [spike])
+    assert result["played"] is False and result["recover_s"] is None and result["recovered_within_slo"] is None
+    clock_only = meta.model_copy(update={"gateway_ignored": ["clock"]})  # festival618's: no caps of its own
+    assert [incident.not_played for incident in metrics.incidents(clock_only, frames.events)] == [None]
