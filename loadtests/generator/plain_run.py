@@ -62,6 +62,12 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
         return 3
     code = int(summary["exit_code"])
     checks = summary_checks(summary)
+    unmatched = summary.get("unmatched_answers")
+    if unmatched:  # before the verdicts: a wrong response rule, not the service, is what they describe
+        log.warning("surge: %s", one_line(unmatched["line"]))
+        sample = unmatched.get("sample")
+        if sample:
+            log.warning("surge:   e.g. HTTP %s: %s", sample.get("status"), one_line(sample.get("body", "")))
     for kind, verdict in checks:
         result, unit = outcome(verdict), verdict_unit(str(verdict["name"]))
         line = "surge:   %-9s %-40s %12s  bound %-10s %s%s"

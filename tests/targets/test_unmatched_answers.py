@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.generator.target import SAMPLE_CHARS, answer_sample
-from tests.loadtests.procs import replica
+from tests.loadtests.procs import LOCUSTFILE, ROOT, replica
 from tests.targets.test_sqlite_target_run import GOOD, SURGE, profile
 
 SECRET = "s3cret-token-4711"
@@ -64,3 +66,30 @@ def test_a_wrong_response_rule_is_said_up_front_and_leaves_the_success_ratio_unk
     for kept in out.rglob("*"):
         if kept.is_file() and kept.suffix in {".json", ".csv", ".jsonl", ".html", ".log"}:
             assert SECRET not in kept.read_text(encoding="utf-8", errors="replace"), kept
+
+
+@pytest.mark.e2e
+def test_plain_locust_logs_the_unmatched_answers_before_its_verdicts(tmp_path: Path) -> None:
+    path = profile(tmp_path, GOOD)
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('payment_id = "/repayment_id"', 'json = { "/cod" = "0000" }', 1),
+        encoding="utf-8",
+    )
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(
+        'name = "tiny"\nduration_s = 2\nseed = 9\n[population]\nusers = 50\n[[rate]]\nat_s = 0\nper_s = 20\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "run"
+    with replica(tmp_path) as url:
+        result = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url, "--scenario",
+             str(scenario), "--target", str(path), "--surge-out", str(out), "--only-summary"],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 3, log[-3000:]
+    found = re.search(r"surge: ([\d,]+) answers \(2xx\) matched no response rule — check the profile", log)
+    assert found is not None, log[-3000:]
+    assert "surge:   e.g. HTTP 201: {" in log
+    assert log.index(found.group(0)) < log.index("surge:   slo "), "said before the verdicts"
