@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import tomli_w
 
+from loadtests.cli.args import positive_float
 from loadtests.cli.github_summary import publish_forecast
 from loadtests.errors import SurgeError, UsageError
 from loadtests.scenario.forecast import ForecastFile, load_forecast
@@ -30,7 +31,7 @@ from reports.claim import claim_new
 from reports.forecast import ChannelLimits, ForecastInputs, Lognormal, Sourced, write_forecast
 from reports.runfolder import read_json_object
 
-REHEARSAL_COMPRESS = 30.0  # the emitted scenario replays the worst hour in 120 s
+REHEARSAL_S = 120.0  # the emitted scenario replays the worst hour in two minutes unless --rehearsal-s says
 
 
 class MissingEvidence(SurgeError):
@@ -48,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--emit-scenario",
         type=Path,
         metavar="FILE",
-        help="write the worst hour as a scenario to rehearse (compressed to 120 s)",
+        help="write the worst hour as a scenario to rehearse (compressed to --rehearsal-s)",
+    )
+    parser.add_argument(
+        "--rehearsal-s",
+        type=positive_float,
+        default=REHEARSAL_S,
+        metavar="S",
+        help="length of the emitted scenario in seconds (default 120: the hour compressed 30x)",
     )
 
 
@@ -59,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or claim_new(Path("runs"), f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-forecast")
     document = write_forecast(Path(out), inputs)
     if args.emit_scenario is not None:
-        _emit_scenario(args.emit_scenario, forecast, document, inputs)
+        _emit_scenario(args.emit_scenario, forecast, document, inputs, args.rehearsal_s)
     _print(document, Path(out), args.emit_scenario)
     publish_forecast(document, Path(out))
     return 0 if document["fits"] else 1
@@ -260,13 +268,16 @@ def _worst_hour(document: dict[str, Any]) -> dict[str, Any]:
     return max(document["hours"], key=lambda row: row["utilisation_p90_n_minus_1"] or 0.0)
 
 
-def _emit_scenario(path: Path, forecast: ForecastFile, document: dict[str, Any], inputs: ForecastInputs) -> None:
-    """The worst hour as a scenario to rehearse: at its p90 arrival rate per second, in 120 s. A trace hour is
-    replayed compressed 30× and thinned to growth p90 / 30, so each run second carries what a real second of the
-    hour would at p90 growth; a calendar hour becomes a flat rate. The SLOs are the N−1 capacity run's."""
+def _emit_scenario(
+    path: Path, forecast: ForecastFile, document: dict[str, Any], inputs: ForecastInputs, duration_s: float
+) -> None:
+    """The worst hour as a scenario to rehearse: at its p90 arrival rate per second, in `duration_s`. A trace hour
+    is replayed compressed (3600 / duration_s, 30× for 120 s) and thinned to growth p90 / compress, so each run
+    second carries what a real second of the hour would at p90 growth; a calendar hour becomes a flat rate. The
+    SLOs are the N−1 capacity run's. The pool covers 8 s of arrivals: room for retries that wait out 429s."""
     worst = _worst_hour(document)
     start = datetime.fromisoformat(worst["hour"])
-    duration_s = 3600 / REHEARSAL_COMPRESS
+    compress = 3600 / duration_s
     slo: dict[str, Any] = {}
     if forecast.capacity.n_minus_1.run is not None:
         slo = read_json_object(Path(forecast.capacity.n_minus_1.run) / "meta.json", required=False).get("slo") or {}
@@ -276,14 +287,14 @@ def _emit_scenario(path: Path, forecast: ForecastFile, document: dict[str, Any],
         "description": f"{worst['hour']} at p90 growth ({payments_per_s:.1f} payments/s), from surge forecast",
         "seed": 1,
     }
-    arrivals: dict[str, Any] = {"pool": max(50, min(20000, math.ceil(payments_per_s * 4)))}
+    arrivals: dict[str, Any] = {"pool": max(50, min(20000, math.ceil(payments_per_s * 8)))}
     if forecast.demand.trace is not None:
         scenario["arrivals"] = {
             "process": "trace",
             "trace": os.path.relpath(forecast.demand.trace, path.resolve().parent),
             "window": [start.isoformat(), (start + timedelta(hours=1)).isoformat()],
-            "compress": REHEARSAL_COMPRESS,
-            "growth": forecast.demand.growth.p90 / REHEARSAL_COMPRESS,
+            "compress": compress,
+            "growth": forecast.demand.growth.p90 / compress,
             **arrivals,
         }
     else:
