@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent
+import gevent.ssl
 from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -38,6 +39,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.errors import UsageError
 from loadtests.generator import live_metrics
 from loadtests.generator.arrivals import RateCurve, arrival_times
+from loadtests.generator.auth import Tokens
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
@@ -48,7 +50,15 @@ from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.meta import run_meta
-from loadtests.scenario.profile import MAX_BODY_BYTES, TargetProfile, load_profile, target_meta
+from loadtests.scenario.profile import (
+    MAX_BODY_BYTES,
+    TargetProfile,
+    load_profile,
+    signer,
+    target_meta,
+    tls_context,
+    uses_tls,
+)
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
@@ -104,7 +114,7 @@ class RepayingUser(User):
                 target = generator.target
                 max_body = MAX_BODY_BYTES if target is None else target.profile.response.max_body_bytes
                 transport = generator.transport = Transport(
-                    self.host or "", client.timeout_s, pool, events.request, max_body
+                    self.host or "", client.timeout_s, pool, events.request, max_body, generator.tls_context
                 )
             Payer(generator, transport).pay(ticket)
 
@@ -321,9 +331,9 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             worker_index=index,
             worker_count=count,
         )
-    target = None
+    target, tokens, tls = None, None, None
     if settings.target:  # checked by the master; the base URL is Locust's host
-        target = TargetApi(load_profile(settings.target, allow_remote=True, host=None))
+        target, tokens, tls = _target_api(settings.target, scenario)
     generator = Generator(
         scenario,
         population,
@@ -333,9 +343,11 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         seed=f"{scenario.seed}/payer/{index}",
         trace_arrivals=specs,
         target=target,
+        tokens=tokens,
         key_prefix=_key_prefix(out),
         users=max(1, scenario.arrivals.pool // count),  # Locust spreads the pool over the processes
     )
+    generator.tls_context = tls
     RepayingUser.generator = generator
     client = scenario.client
     settler = None
@@ -352,6 +364,18 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         )
     generator.start(settler)
     return generator.stop
+
+
+def _target_api(path: str, scenario: Scenario) -> tuple[TargetApi, Tokens | None, gevent.ssl.SSLContext | None]:
+    """The profile compiled for this process: its request builder with the signer, its token source, its TLS
+    context (the master validated them all before the test: a failure here is not expected)."""
+    profile = load_profile(path, allow_remote=True, host=None)
+    tls = tls_context(profile, gevent.ssl.SSLContext) if uses_tls(profile) else None
+    target = TargetApi(profile, signer=signer(profile, os.environ, Path(path).resolve().parent))
+    tokens = None
+    if profile.auth.oauth2 is not None:
+        tokens = Tokens(profile.auth.oauth2, os.environ, timeout_s=scenario.client.timeout_s, tls_context=tls)
+    return target, tokens, tls
 
 
 def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: float, workers: int) -> None:

@@ -34,7 +34,7 @@ a stop in Locust's web UI is the user's choice and leaves the rules above in for
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -94,7 +94,13 @@ def analyse(frames: RunFrames) -> Analysis:
     seconds = frames.windows.index
     intended = metrics.latency_per_second(frames.latency, seconds, "intended")
     service = metrics.latency_per_second(frames.latency, seconds, "service")
-    healthy = metrics.healthy_seconds(frames.windows, intended["p99_ms"], thresholds)
+    refused = metrics.credential_codes(frames.codes)
+    attempts = int(metrics.class_sum(frames.windows, CLASSES).sum())
+    credentials = slo.credentials_verdict(refused, attempts)
+    judged = frames  # the SLOs judge the service: attempts that failed on credentials are reported apart
+    if refused:
+        judged = replace(frames, windows=metrics.without_credential_failures(frames.windows, frames.codes))
+    healthy = metrics.healthy_seconds(judged.windows, intended["p99_ms"], thresholds)
     capacity = _capacity(frames)
     if frames.is_capacity_search:
         recovery: list[dict[str, Any]] = []
@@ -102,9 +108,11 @@ def analyse(frames: RunFrames) -> Analysis:
     else:
         ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
         found = [i for i in metrics.incidents(frames.meta, frames.events) if i.start_s < ran_until]
-        recovery = metrics.recovery(frames, healthy, found, thresholds)
+        recovery = metrics.recovery(judged, healthy, found, thresholds)
         recovery = _settlement_recovery(frames, recovery)
-        slo_verdicts = slo.slo_verdicts(frames, thresholds, recovery)
+        slo_verdicts = slo.slo_verdicts(judged, thresholds, recovery)
+        if credentials is not None and 2 * sum(refused.values()) > attempts:
+            slo_verdicts = slo.mostly_unauthorized(slo_verdicts, str(credentials["reason"]))
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = metrics.charges_per_day(frames)
     report = (
@@ -135,6 +143,8 @@ def analyse(frames: RunFrames) -> Analysis:
     generator = slo.generator_verdict(frames.generator)
     injection = slo.fault_injection_verdict(frames.events)
     run_verdicts = [generator] if injection is None else [generator, injection]
+    if credentials is not None:
+        run_verdicts.append(credentials)
     aborted = frames.stop.aborted if frames.stop is not None else None
     if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
         run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))

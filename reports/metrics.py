@@ -26,6 +26,7 @@ from reports import hdr, invariants
 from reports.frames import CLASSES, RunFrames
 from reports.runfolder import (
     ADMITTED,
+    AUTH_CODES,
     FAILURES,
     FAULT_FAILED,
     FAULT_INJECTED,
@@ -52,6 +53,24 @@ def totals(frames: RunFrames) -> dict[str, int]:
     result.update({cls: int(w[f"n_{cls}"].sum()) for cls in CLASSES})
     result.update({name: int(w[name].sum()) for name in ("late", "dropped")})
     return result
+
+
+def credential_codes(codes: pd.DataFrame) -> dict[str, int]:
+    """Attempts that failed on the client's credentials (AUTH_CODES: no token, not signed, 401/403, TLS
+    certificate refused, expired token), by code; empty when there were none."""
+    found = {str(code): int(codes[code].sum()) for code in codes.columns if code in AUTH_CODES}
+    return {code: count for code, count in sorted(found.items()) if count}
+
+
+def without_credential_failures(windows: pd.DataFrame, codes: pd.DataFrame) -> pd.DataFrame:
+    """The seconds with credential failures taken out of `error`: the service's own errors only, so that a wrong
+    key never reads as the service failing (its attempts are reported apart)."""
+    columns = [code for code in codes.columns if code in AUTH_CODES]
+    if not columns:
+        return windows
+    service = windows.copy()
+    service["n_error"] = (service["n_error"] - codes[columns].sum(axis=1)).clip(lower=0)
+    return service
 
 
 def class_sum(windows: pd.DataFrame, classes: tuple[str, ...]) -> pd.Series:

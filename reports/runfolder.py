@@ -75,6 +75,14 @@ DECLINE_CODES: Final = frozenset({"SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED
 TIMEOUT: Final = "TIMEOUT"
 CONNECTION_ERROR: Final = "CONNECTION_ERROR"
 RESPONSE_TOO_LARGE: Final = "RESPONSE_TOO_LARGE"  # an answer past the body bound: refused unread, connection closed
+# Attempts that failed on the client's credentials, not on the service (a target profile's signing, tokens and
+# TLS; docs/targets.md): outcome `error`, but kept apart from the service's errors by the report and verdicts.
+AUTH_FAILED: Final = "AUTH_FAILED"  # no token: the token endpoint failed or refused the client
+SIGN_FAILED: Final = "SIGN_FAILED"  # the request could not be signed
+UNAUTHORIZED: Final = "UNAUTHORIZED"  # the target answered 401 or 403
+TLS_FAILED: Final = "TLS_FAILED"  # the TLS handshake failed on a certificate (refused, expired, unverifiable)
+TOKEN_EXPIRED: Final = "TOKEN_EXPIRED"  # noqa: S105 (a code, not a secret) — a 401 to a token that had expired: refreshed and re-sent once
+AUTH_CODES: Final = frozenset({AUTH_FAILED, SIGN_FAILED, UNAUTHORIZED, TLS_FAILED, TOKEN_EXPIRED})
 
 
 def classify(status: int, code: str) -> OutcomeClass:

@@ -140,6 +140,26 @@ def invariant_verdicts(
     ]
 
 
+CREDENTIALS_HINT = "check the profile's credentials"
+
+
+def credentials_verdict(failed: dict[str, int], attempts: int) -> dict[str, Any] | None:
+    """The client's credentials held: no attempt refused as unauthorized, unsigned, without a token or refused at
+    the TLS handshake. A failure here is the profile's, not the service's: the verdict is unknown (the run did
+    not test what it meant to), never a fail of the service. None when nothing failed on credentials."""
+    total = sum(failed.values())
+    if not total:
+        return None
+    codes = ", ".join(f"{code} {count}" for code, count in failed.items())
+    reason = f"{total} of {attempts} attempts refused as unauthorized ({codes}) — {CREDENTIALS_HINT}"
+    return verdict("credentials", total, 0, None, reason)
+
+
+def mostly_unauthorized(verdicts: list[dict[str, Any]], reason: str) -> list[dict[str, Any]]:
+    """More than half the attempts failed on credentials: what the service did is unknown, not failed."""
+    return [verdict(entry["name"], entry["value"], entry["bound"], None, reason) for entry in verdicts]
+
+
 def generator_verdict(generator: GeneratorVerdict | None) -> dict[str, Any]:
     """The load generator kept up: without it, latency and throughput describe surge, not the gateway. No
     generator.json (the generator never finished) proves nothing against it."""

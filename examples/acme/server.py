@@ -16,18 +16,39 @@ Payments live in PostgreSQL (`payments`, unique on req_no). `--bug-every N` swit
 Nth payment is acknowledged with 200/0000 while its insert is rolled back — a lost payment that only a check
 against the ledger can find.
 
+`--protected` makes it guard payments as a payment platform does (examples/acme/target-protected.toml drives it):
+
+    POST /oauth/token  OAuth 2.0 client credentials (HTTP Basic with ACME_CLIENT_ID / ACME_CLIENT_SECRET from
+                       the environment) -> {"access_token", "token_type": "Bearer", "expires_in": --token-ttl-s}
+    POST /api/v2/pay   also needs `Authorization: Bearer <a token not yet expired>` and the headers
+                       X-Timestamp (Unix ms, within --window-s of the server's clock), X-Nonce (never seen
+                       before) and X-Signature: base64 HMAC-SHA256 with ACME_SIGN_KEY over
+                       "METHOD\nPATH\nX-Timestamp\nX-Nonce\nBODY"; else 401 E4011 (signature, timestamp
+                       or nonce) or E4012 (token missing or expired)
+    GET  /_stats       what the guards saw: nonces, replays, stale timestamps, bad signatures, tokens
+
+With `--tls-cert/--tls-key` it serves https; with `--client-ca` too it wants a client certificate that CA
+signed (mutual TLS). examples/acme/make_certs.py makes a throwaway CA, server and client certificates.
+
     python examples/acme/server.py --dsn postgresql://acme:PW@127.0.0.1:5432/acme --port 9000 \
-        [--token T] [--tps 40] [--bug-every 50]
+        [--token T] [--tps 40] [--bug-every 50] \
+        [--protected [--token-ttl-s 10] [--window-s 30]] [--tls-cert F --tls-key F [--client-ca F]]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import decimal
+import hashlib
+import hmac
 import json
+import os
+import secrets
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -83,9 +104,14 @@ async def pay(request: web.Request) -> web.Response:
         return reply(429, {"code": "E4290", "msg": "too many requests"}, **{"Retry-After": "1"})
     if settings.token and request.headers.get("Authorization") != f"Bearer {settings.token}":
         return reply(401, {"code": "E4010", "msg": "unauthorized"})
+    raw = await request.read()
+    if settings.protected:
+        refusal = guard(request, raw, state)
+        if refusal is not None:
+            return reply(401, {"code": refusal[0], "msg": refusal[1]})
     req_no = request.headers.get("X-Request-Id", "")
     try:
-        body = await request.json()
+        body = json.loads(raw)
         uid, card_no, bank = str(body["uid"]), str(body["cardNo"]), str(body["bank"])
         amount = parse_yuan(body["amt"])
     except (ValueError, KeyError, TypeError) as exc:
@@ -117,6 +143,63 @@ async def pay(request: web.Request) -> web.Response:
         if settings.bug_every and state["paid"] % settings.bug_every == 0:
             raise _Rollback(pay_no, today)  # leaving the transaction by an exception rolls it back
     return reply(200, {"code": "0000", "data": {"payNo": pay_no, "bizDate": today.isoformat()}})
+
+
+def guard(request: web.Request, raw: bytes, state: dict[str, Any]) -> tuple[str, str] | None:
+    """--protected: a live token, then a signature over a fresh timestamp and a nonce never seen; the refusal
+    (code, message) or None. Every check is counted in `state` for GET /_stats."""
+    settings = request.app[SETTINGS]
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+    expires = state["tokens"].get(token)
+    if expires is None or expires <= time.monotonic():
+        state["expired_token" if expires is not None else "bad_token"] += 1
+        return "E4012", "token missing or expired"
+    stamp, nonce = request.headers.get("X-Timestamp", ""), request.headers.get("X-Nonce", "")
+    message = "\n".join((request.method, request.path_qs, stamp, nonce, raw.decode("utf-8", "replace")))
+    wanted = base64.b64encode(hmac.new(settings.sign_key.encode(), message.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(wanted, request.headers.get("X-Signature", "").encode()):
+        state["bad_signature"] += 1
+        return "E4011", "bad signature"
+    try:
+        skew_s = abs(time.time() - int(stamp) / 1000)
+    except ValueError:
+        skew_s = float("inf")
+    state["max_skew_s"] = max(state["max_skew_s"], skew_s)
+    if skew_s > settings.window_s:
+        state["stale"] += 1
+        return "E4011", "timestamp outside the window"
+    if nonce in state["nonces"]:
+        state["replayed"] += 1
+        return "E4011", "nonce replayed"
+    state["nonces"].add(nonce)  # a real server keeps them for the window only; acme's runs are short
+    return None
+
+
+async def issue_token(request: web.Request) -> web.Response:
+    """OAuth 2.0 client credentials (RFC 6749 §4.4) with HTTP Basic client authentication."""
+    settings, state = request.app[SETTINGS], request.app[STATE]
+    form = await request.post()
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+    except ValueError:
+        client_id = secret = ""
+    good = hmac.compare_digest(f"{client_id}:{secret}", f"{settings.client_id}:{settings.client_secret}")
+    if form.get("grant_type") != "client_credentials" or scheme != "Basic" or not good:
+        state["token_refused"] += 1
+        return reply(401, {"error": "invalid_client"})
+    token = secrets.token_hex(16)
+    now = time.monotonic()
+    state["tokens"] = {t: at for t, at in state["tokens"].items() if at > now} | {token: now + settings.token_ttl_s}
+    state["tokens_issued"] += 1
+    return reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl_s})
+
+
+async def stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    counters = ("bad_token", "expired_token", "bad_signature", "stale", "replayed", "tokens_issued", "token_refused")
+    found = {name: state[name] for name in counters}
+    return reply(200, {**found, "nonces": len(state["nonces"]), "max_skew_s": state["max_skew_s"]})
 
 
 class _Rollback(Exception):
@@ -178,11 +261,27 @@ async def pool_lifetime(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: argparse.Namespace) -> web.Application:
     app = web.Application(middlewares=[bug_middleware])
     app[SETTINGS] = settings
-    app[STATE] = {"second": 0, "count": 0, "paid": 0}
+    app[STATE] = {"second": 0, "count": 0, "paid": 0, "tokens": {}, "nonces": set(), "max_skew_s": 0.0}
+    app[STATE].update(dict.fromkeys(("bad_token", "expired_token", "bad_signature", "stale", "replayed"), 0))
+    app[STATE].update(dict.fromkeys(("tokens_issued", "token_refused"), 0))
     app.cleanup_ctx.append(pool_lifetime)
     app.router.add_post("/api/v2/pay", pay)
     app.router.add_get("/healthz", healthz)
+    if settings.protected:
+        app.router.add_post("/oauth/token", issue_token)
+        app.router.add_get("/_stats", stats)
     return app
+
+
+def tls_context(settings: argparse.Namespace) -> ssl.SSLContext | None:
+    if not settings.tls_cert:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    if settings.client_ca:  # mutual TLS: no client certificate signed by this CA, no handshake
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=settings.client_ca)
+    return context
 
 
 def main() -> None:
@@ -193,8 +292,19 @@ def main() -> None:
     parser.add_argument("--token", default="", help="require Authorization: Bearer TOKEN (default: none)")
     parser.add_argument("--tps", type=int, default=0, help="answer 429 past this many requests a second (0: none)")
     parser.add_argument("--bug-every", type=int, default=0, help="acknowledge and roll back every Nth payment")
+    parser.add_argument("--protected", action="store_true", help="tokens, signatures, timestamps and nonces")
+    parser.add_argument("--token-ttl-s", type=int, default=10, help="--protected: a token's lifetime")
+    parser.add_argument("--window-s", type=float, default=30.0, help="--protected: accepted timestamp skew")
+    parser.add_argument("--tls-cert", default="", help="serve https with this PEM certificate")
+    parser.add_argument("--tls-key", default="", help="the private key of --tls-cert")
+    parser.add_argument("--client-ca", default="", help="require client certificates signed by this PEM CA")
     settings = parser.parse_args()
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    if settings.protected:  # secrets from the environment, never on a command line
+        settings.sign_key = os.environ["ACME_SIGN_KEY"]
+        settings.client_id = os.environ["ACME_CLIENT_ID"]
+        settings.client_secret = os.environ["ACME_CLIENT_SECRET"]
+    context = tls_context(settings)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None, ssl_context=context)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from loadtests.orchestration.session import (
 from loadtests.orchestration.stopping import Interrupt
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
+from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
@@ -104,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     check_before_start(
         gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {one_line(warning)}", markup=False)
     )
+    expired = None if profile is None or profile.tls.cert_file is None else certificate_expiry(profile.tls.cert_file)
+    if expired is not None:  # the run goes on: the target's refusal is then reported as such (TLS_FAILED)
+        console.print(f"surge run: warning: tls.cert_file expired on {expired:%Y-%m-%d %H:%M} UTC", markup=False)
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(
         f"surge run {one_line(scenario.name)} (scale {args.scale:g}, {scenario.duration_s:g} s) → {one_line(run_dir)}",
@@ -134,6 +138,9 @@ def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfil
     """What a target run adds to the verdict table: where the invariants come from, lost keys by name, and
     that follow-plan could not follow a plan the target never offers."""
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    for verdict in summary.get("run_verdicts") or []:
+        if verdict.get("name") == "credentials" and verdict.get("reason"):  # apart from the service's errors
+            print(f"credentials: {verdict['reason']}")
     invariants = summary.get("invariants")
     if profile.ledger is None:
         print("invariants: unknown (the profile has no [ledger] query)")

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import heapq
 import json
+import logging
 import os
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -30,6 +32,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
+from loadtests.generator.auth import Tokens, no_answer_code
 from loadtests.generator.http1 import TooLarge
 from loadtests.generator.policy import (
     MAX_RETRY_AFTER_S,
@@ -60,10 +63,14 @@ from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.trace import TraceArrival
 from reports.runfolder import (
     ACCEPTED,
+    AUTH_CODES,
     CONNECTION_ERROR,
     RESPONSE_TOO_LARGE,
     SETTLED_STATES,
+    SIGN_FAILED,
     TIMEOUT,
+    TOKEN_EXPIRED,
+    UNAUTHORIZED,
     Attempt,
     ClusterClock,
     OutcomeClass,
@@ -71,6 +78,7 @@ from reports.runfolder import (
     is_failure,
 )
 
+log = logging.getLogger("surge")
 DROP_AFTER_S = 1.0
 WATCH_S = 0.1  # the watcher wakes this often: stale arrivals are dropped on time, lag is measured between arrivals
 WARM_CHUNK = 500  # users built between two yields to the hub while the population is built before t=0
@@ -110,6 +118,7 @@ class Generator:
         seed: str,
         trace_arrivals: Iterator[TraceArrival] | None = None,
         target: TargetApi | None = None,
+        tokens: Tokens | None = None,
         key_prefix: str = "",
         users: int | None = None,
     ) -> None:
@@ -129,6 +138,8 @@ class Generator:
         self.bills = random.Random(f"{seed}/bills")
         self.budget = ClientRetryBudget()
         self.target = target  # None: the built-in §3 API
+        self.tokens = tokens  # a target profile's [auth.oauth2], shared by the process's users
+        self.sign_failure = ""  # the first signing error, logged once
         self._times = arrival_times
         self._specs = trace_arrivals  # in step with arrival_times: one per arrival of a replayed trace
         self._upcoming_spec: TraceArrival | None = None
@@ -141,8 +152,11 @@ class Generator:
         self.bodies: dict[str, str] = {}  # card id → its request body up to the amount (Payer._builtin_request)
         self.transport: Transport | None = None  # the process's connections, opened by the first user (locustfile)
         self.settler: Settler | None = None  # watches 202-accepted payments ([client] settlement), set by start
+        self.tls_context: ssl.SSLContext | None = None  # a target profile's [tls], for the process's connections
 
     def start(self, settler: Settler | None = None) -> None:
+        if self.tokens is not None:
+            self.tokens.start()  # the first token is fetched now, before t=0
         self.settler = settler
         if settler is not None:
             settler.start()
@@ -175,6 +189,11 @@ class Generator:
             self._greenlet.kill(block=False)
         if self.settler is not None:
             self.settler.finish()
+        if self.tokens is not None:
+            self.tokens.stop()
+            counts = self.tokens.counts
+            log.info("surge: oauth2 tokens: %d fetched, %d fetches failed, %d renewed after a 401",
+                     counts["fetched"], counts["failed"], counts["renewed"])  # fmt: skip
 
     def defer(self, ticket: Ticket) -> None:
         heapq.heappush(self._deferred, ticket)
@@ -358,17 +377,26 @@ class Payer:
         target = gen.target
         values = None if target is None else Values(key, user.user_id, job.card.card_id, job.card.channel,
                                                     job.amount_fen, 1)  # fmt: skip
-        request = self._builtin_request(key, user, job) if values is None else self._target_request(values)
+        request = self._builtin_request(key, user, job) if values is None else None
         intended = job.intended
         gen.budget.on_first_attempt(intended)
-        for attempt in range(1, gen.scenario.client.max_retries + 2):
+        attempt = 0
+        for retry in range(gen.scenario.client.max_retries + 1):
+            attempt += 1
             sent = time.time()
             if sent + timeout_s > gen.hard_stop:
                 return None  # it could not end before the run does; unsent, so it is not in the history
-            if values is not None and attempt > 1 and gen.target is not None and gen.target.uses_attempt:
-                values = replace(values, attempt=attempt)
-                request = self._target_request(values)
-            answer, row = self._attempt(request, payment_id, key, attempt, user, job, intended, sent)
+            if values is None:
+                assert request is not None
+                answer, row = self._attempt(request, payment_id, key, attempt, user, job, intended, sent)
+            else:
+                answer, row = self._target_attempt(values, payment_id, attempt, user, job, intended, sent)
+                if answer.code == TOKEN_EXPIRED:  # one refresh, one re-send of this attempt (same key), counted
+                    attempt += 1
+                    sent = time.time()
+                    if sent + timeout_s > gen.hard_stop:
+                        return None
+                    answer, row = self._target_attempt(values, payment_id, attempt, user, job, intended, sent)
             if answer.status == ACCEPTED and gen.settler is not None:
                 gen.settler.watch(row, answer.location, answer.poll_after_s)  # its watcher writes the row
                 return None
@@ -376,16 +404,55 @@ class Payer:
                 return None
             if answer.outcome == "declined":
                 return answer.problem
-            if not should_retry(answer.status, answer.outcome) or attempt > gen.scenario.client.max_retries:
+            if answer.code in AUTH_CODES:
+                return None  # credentials do not heal by retrying: the profile is wrong (docs/targets.md)
+            if not should_retry(answer.status, answer.outcome) or retry >= gen.scenario.client.max_retries:
                 return None
             wish = answer.wait_s
             if wish is not None and wish > MAX_RETRY_AFTER_S:
                 return None
-            intended = row.done + backoff_s(attempt, wish, gen.rng)
+            intended = row.done + backoff_s(retry + 1, wish, gen.rng)
             if intended + timeout_s > gen.hard_stop or not gen.budget.try_spend(row.done):
                 return None
             gevent.sleep(max(0.0, intended - time.time()))
         return None
+
+    def _target_attempt(
+        self, values: Values, payment_id: str, attempt: int, user: User, job: _Job, intended: float, sent: float
+    ) -> tuple[_Answer, Attempt]:
+        """One attempt at a target profile's API: a token, the request built and signed afresh, then sent; an
+        attempt without a token (AUTH_FAILED) or that could not be signed (SIGN_FAILED) is recorded unsent."""
+        gen = self.gen
+        target, tokens = gen.target, gen.tokens
+        assert target is not None
+        token = ""
+        if tokens is not None:
+            found = tokens.current(gen.scenario.client.timeout_s)
+            if found is None:
+                code = tokens.failure_code
+                return self._unsent(code, payment_id, values.key, attempt, user, job, intended, sent)
+            token = found
+        if attempt != values.attempt:
+            values = replace(values, attempt=attempt)
+        try:
+            built = target.builder.build(values, token)
+        except Exception as exc:  # a user's signing function may raise anything: the attempt is SIGN_FAILED
+            if not gen.sign_failure:
+                gen.sign_failure = exc.__class__.__name__
+                log.error("surge: signing failed (%s); unsigned attempts count SIGN_FAILED", gen.sign_failure)
+            return self._unsent(SIGN_FAILED, payment_id, values.key, attempt, user, job, intended, sent)
+        request = _Request(built.method, built.path, target.builder.name, built.body, built.headers)
+        return self._attempt(request, payment_id, values.key, attempt, user, job, intended, sent, token)
+
+    def _unsent(
+        self, code: str, payment_id: str, key: str, attempt: int, user: User, job: _Job, intended: float, sent: float
+    ) -> tuple[_Answer, Attempt]:
+        """An attempt the credentials stopped before it was sent: a history row (status 0, outcome error)."""
+        answer = _Answer(0, code, "error", {}, None)
+        self.gen.recorder.sending()
+        row = _row(answer, payment_id, key, attempt, user, job, intended, sent, time.time())
+        self.gen.recorder.attempt(row, answer.outcome)
+        return answer, row
 
     def _builtin_request(self, key: str, user: User, job: _Job) -> _Request:
         """The §3 request. Its body is exactly what json.dumps writes, but the part before the amount is made once
@@ -401,12 +468,6 @@ class Payer:
         headers = {"Idempotency-Key": key, "Content-Type": "application/json"}
         return _Request("POST", PATH, PATH, f"{prefix}{job.amount_fen}}}", headers)
 
-    def _target_request(self, values: Values) -> _Request:
-        target = self.gen.target
-        assert target is not None
-        built = target.builder.build(values)
-        return _Request(built.method, built.path, target.builder.name, built.body, built.headers)
-
     def _attempt(
         self,
         request: _Request,
@@ -417,32 +478,25 @@ class Payer:
         job: _Job,
         intended: float,
         sent: float,
+        token: str | None = None,
     ) -> tuple[_Answer, Attempt]:
+        """`token`: the access token the request carries, so that a 401 to an expired one is told apart."""
         self.gen.recorder.sending()
         target = self.gen.target
         reply = self.transport.send(request.method, request.path, request.body, request.headers)
         done = time.time()
         answer = _read(reply) if target is None else _read_target(reply, target.classifier, done)
-        row = Attempt(
-            payment_id=payment_id,
-            key=key,
-            attempt=attempt,
-            user_id=user.user_id,
-            card_id=job.card.card_id,
-            channel=job.card.channel,
-            amount_fen=job.amount_fen,
-            intended=intended,
-            sent=sent,
-            done=done,
-            status=answer.status,
-            code=answer.code,
-            outcome=answer.outcome,
-            repayment_id=answer.repayment_id,
-            replica=answer.replica,
-            business_date=answer.business_date,
-            replayed=answer.replayed,
-            part=job.part,
-        )
+        tokens = self.gen.tokens
+        if (
+            token
+            and tokens is not None
+            and answer.code == UNAUTHORIZED
+            and reply.status_code == 401
+            and tokens.expired(token)
+            and tokens.renew(token, self.gen.scenario.client.timeout_s) is not None
+        ):
+            answer.code = TOKEN_EXPIRED
+        row = _row(answer, payment_id, key, attempt, user, job, intended, sent, done)
         settler = self.gen.settler
         if settler is not None and answer.final_state in SETTLED_STATES:  # learned at once, nothing to watch
             row.settlement, row.settle_code, row.final_at = answer.final_state, answer.final_code, done
@@ -458,6 +512,40 @@ class Payer:
             request.method, request.path, name, reply, sent=sent, done=done, failure=failure, context=context
         )
         return answer, row
+
+
+def _row(
+    answer: _Answer,
+    payment_id: str,
+    key: str,
+    attempt: int,
+    user: User,
+    job: _Job,
+    intended: float,
+    sent: float,
+    done: float,
+) -> Attempt:
+    """The history row of one attempt."""
+    return Attempt(
+        payment_id=payment_id,
+        key=key,
+        attempt=attempt,
+        user_id=user.user_id,
+        card_id=job.card.card_id,
+        channel=job.card.channel,
+        amount_fen=job.amount_fen,
+        intended=intended,
+        sent=sent,
+        done=done,
+        status=answer.status,
+        code=answer.code,
+        outcome=answer.outcome,
+        repayment_id=answer.repayment_id,
+        replica=answer.replica,
+        business_date=answer.business_date,
+        replayed=answer.replayed,
+        part=job.part,
+    )
 
 
 def _header(response: Reply, name: str) -> str | None:
@@ -519,6 +607,9 @@ def _read(response: Reply) -> _Answer:
 def _read_target(response: Reply, classifier: Classifier, now: float) -> _Answer:
     """An answer of a target's own API, classified by its profile's rules (no suggested plan, no scope)."""
     status = int(response.status_code or 0)
+    refused = no_answer_code(response.error) if status == 0 else None
+    if refused is not None:  # a TLS handshake refused on a certificate: the profile's [tls], not the service
+        return _Answer(0, refused, "error", {}, None)
     if status == 0:
         verdict = no_response(_no_answer_code(response))
     else:

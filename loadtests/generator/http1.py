@@ -153,7 +153,14 @@ class Connections:
     """Kept-alive connections to one origin (`base_url`: scheme, host, port, optional base path), most recently
     used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets."""
 
-    def __init__(self, base_url: str, timeout_s: float, keep: int, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        timeout_s: float,
+        keep: int,
+        max_body: int = MAX_BODY_BYTES,
+        tls_context: gevent.ssl.SSLContext | None = None,
+    ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -169,7 +176,9 @@ class Connections:
         self.max_body = max_body
         self._idle: list[gevent.socket.socket] = []
         self._tls_context: gevent.ssl.SSLContext | None = None
-        if self.tls:  # loopback test targets carry self-signed certificates: not verified, as before
+        if self.tls and tls_context is not None:  # a target profile's [tls]: verified unless it says otherwise
+            self._tls_context = tls_context
+        elif self.tls:  # the built-in API on loopback carries self-signed certificates: not verified, as before
             context = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_CLIENT)
             context.check_hostname = False
             context.verify_mode = gevent.ssl.CERT_NONE

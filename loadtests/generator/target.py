@@ -18,14 +18,27 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
 from loadtests.generator.policy import header_seconds
-from loadtests.scenario.profile import FORM, JSON, ResponseRule, Segment, TargetProfile, parse_pointer
-from reports.runfolder import OutcomeClass, classify
+from loadtests.scenario.credentials import Signer
+from loadtests.scenario.profile import (
+    FORM,
+    FRESH,
+    JSON,
+    MESSAGE_ONLY,
+    ResponseRule,
+    Segment,
+    TargetProfile,
+    parse_pointer,
+    parse_template,
+)
+from reports.runfolder import UNAUTHORIZED, OutcomeClass, classify
 
 MISSING = object()
 UNREADABLE_BODY: Final = "UNREADABLE_BODY"  # the code of an answer whose JSON body could not be held
@@ -67,11 +80,31 @@ class Values:
     channel: str
     amount_fen: int
     attempt: int
+    fresh: Mapping[str, str] | None = None  # this attempt's {timestamp}, {nonce}, … and the signed request's parts
 
     def get(self, name: str) -> str:
         if name == "amount_yuan":
             return f"{self.amount_fen // 100}.{self.amount_fen % 100:02d}"
+        if name in _PER_ATTEMPT:
+            return "" if self.fresh is None else self.fresh.get(name, "")
         return str(getattr(self, name))
+
+
+_PER_ATTEMPT = FRESH | MESSAGE_ONLY
+
+
+def fresh_values(names: frozenset[str], access_token: str) -> dict[str, str]:
+    """One attempt's own values, one clock reading for all of them (the body's and the message's timestamp agree)."""
+    now = time.time()
+    fresh = {"access_token": access_token}
+    if "timestamp" in names or "timestamp_ms" in names:
+        fresh["timestamp"] = str(int(now))
+        fresh["timestamp_ms"] = str(int(now * 1000))
+    if "nonce" in names:
+        fresh["nonce"] = os.urandom(16).hex()
+    if "uuid" in names:
+        fresh["uuid"] = str(uuid.uuid4())
+    return fresh
 
 
 def json_escape(value: str) -> str:
@@ -82,7 +115,7 @@ def json_escape(value: str) -> str:
 class CompiledTemplate:
     """Literal parts with value slots between them; `env` values are fixed (escaped) at compile time."""
 
-    __slots__ = ("_parts", "_slots", "uses_attempt")
+    __slots__ = ("_parts", "_slots", "names", "uses_attempt")
 
     def __init__(self, segments: tuple[Segment, ...], escape: Callable[[str], str], env: Mapping[str, str]) -> None:
         parts: list[str] = [""]
@@ -98,6 +131,7 @@ class CompiledTemplate:
         self._parts = tuple(parts)
         self._slots = tuple((slot, escape) for slot in slots)
         self.uses_attempt = "attempt" in slots
+        self.names = frozenset(slots)
 
     def render(self, values: Values) -> str:
         parts = self._parts
@@ -119,9 +153,11 @@ class BuiltRequest:
 
 
 class RequestBuilder:
-    """A profile's request, compiled; `build` renders one attempt."""
+    """A profile's request, compiled; `build` renders one attempt, signed when the profile says so."""
 
-    def __init__(self, profile: TargetProfile, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, profile: TargetProfile, env: Mapping[str, str] | None = None, signer: Signer | None = None
+    ) -> None:
         env = os.environ if env is None else env
         spec = profile.request
         templates = spec.templates()
@@ -132,22 +168,72 @@ class RequestBuilder:
         self._body = CompiledTemplate(templates["body"], body_escape, env)
         self._headers = {name: CompiledTemplate(templates[f"header {name}"], str, env) for name in spec.headers}
         self._content_type = FORM if spec.content_type == FORM else JSON
-        self.uses_attempt = any(template.uses_attempt for template in (self._path, self._body, *self._headers.values()))
-        # every `${NAME}` value the requests carry (a token, a key): never written into a sample of an answer
+        compiled = (self._path, self._body, *self._headers.values())
+        self.uses_attempt = any(template.uses_attempt for template in compiled)
+        self._sign = spec.sign if signer is not None else None
+        self._signer = signer
+        self._message: CompiledTemplate | None = None
+        sources = list(templates.values())
+        if self._sign is not None:
+            segments = parse_template(self._sign.message, "request.sign.message", FRESH | MESSAGE_ONLY)
+            self._message = CompiledTemplate(segments, str, env)
+            compiled = (*compiled, self._message)
+            sources.append(segments)
+            if self._sign.key is not None:
+                sources.append(parse_template(self._sign.key, "request.sign.key", frozenset()))
+        self._fresh = frozenset().union(*(template.names for template in compiled)) & FRESH
+        # a signature is new on every attempt, and so is anything drawn fresh: rebuild each retry
+        self.per_attempt = self.uses_attempt or self._signer is not None or bool(self._fresh)
+        # every `${NAME}` value the requests carry or sign with (a token, a key): never written into a sample
         self.secrets = tuple(
             sorted(
-                {env.get(name, "") for segments in templates.values() for kind, name in segments if kind == "env"}
-                - {""},
+                {env.get(name, "") for segments in sources for kind, name in segments if kind == "env"} - {""},
                 key=len,
                 reverse=True,
             )
         )
 
-    def build(self, values: Values) -> BuiltRequest:
+    def build(self, values: Values, access_token: str = "") -> BuiltRequest:
+        """One attempt's request; `access_token` fills {access_token}. A signer's exception propagates (the
+        caller records the attempt as SIGN_FAILED)."""
+        if self._fresh:
+            values = replace(values, fresh=fresh_values(self._fresh, access_token))
         headers = {"Content-Type": self._content_type}
         for name, template in self._headers.items():
             headers[name] = template.render(values)
-        return BuiltRequest(self.method, self._path.render(values), self._body.render(values), headers)
+        path, body = self._path.render(values), self._body.render(values)
+        if self._signer is not None:
+            path, body = self._signed(values, path, body, headers)
+        return BuiltRequest(self.method, path, body, headers)
+
+    def _signed(self, values: Values, path: str, body: str, headers: dict[str, str]) -> tuple[str, str]:
+        """The signature over the message, placed where [request.sign] says (header, body field or query)."""
+        sign, signer, message = self._sign, self._signer, self._message
+        assert sign is not None and signer is not None and message is not None
+        parts = {"method": self.method, "path": path, "body": body}
+        fresh = parts if values.fresh is None else {**values.fresh, **parts}
+        signature = signer(message.render(replace(values, fresh=fresh)).encode())
+        if sign.header is not None:
+            headers[sign.header] = signature
+        elif sign.query is not None:
+            path = f"{path}{'&' if '?' in path else '?'}{quote(sign.query, safe='')}={quote(signature, safe='')}"
+        else:
+            assert sign.body_field is not None
+            body = with_field(body, parse_pointer(sign.body_field), signature, form=self._content_type == FORM)
+        return path, body
+
+
+def with_field(body: str, tokens: tuple[str, ...], value: str, *, form: bool) -> str:
+    """`body` with `value` set at the pointer: a JSON body re-encoded compactly (UTF-8 kept), a form body with
+    the field appended. The server removes the field and checks the signature over what is left."""
+    if form:
+        return f"{body}{'&' if body else ''}{quote_plus(tokens[0])}={quote_plus(value)}"
+    document = json.loads(body)
+    parent = resolve(document, tokens[:-1])
+    if not isinstance(parent, dict):
+        raise ValueError(f"sign.body_field: no JSON object at /{'/'.join(tokens[:-1])} of the body")
+    parent[tokens[-1]] = value
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +322,8 @@ class Classifier:
                     wait = header_seconds(headers.get(rule.retry_after_header), now)
                 code = rule.code or (UNREADABLE_BODY if unreadable else "")
                 return Classified(rule.outcome, code, wait, "" if found is MISSING else scalar_text(found))
+        if status in (401, 403):  # the credentials, not the service: kept apart in the report (UNAUTHORIZED)
+            return Classified("error", UNAUTHORIZED, None, "", unmatched=True)
         return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "", unmatched=True)
 
 
@@ -264,8 +352,10 @@ def answer_sample(status: int, content: bytes | None, secrets: tuple[str, ...]) 
 class TargetApi:
     """A profile compiled for the generator: the request builder and the classifier of its answers."""
 
-    def __init__(self, profile: TargetProfile, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, profile: TargetProfile, env: Mapping[str, str] | None = None, signer: Signer | None = None
+    ) -> None:
         self.profile = profile
-        self.builder = RequestBuilder(profile, env)
+        self.builder = RequestBuilder(profile, env, signer)
         self.classifier = Classifier(profile)
-        self.uses_attempt = self.builder.uses_attempt
+        self.uses_attempt = self.builder.per_attempt

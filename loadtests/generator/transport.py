@@ -19,6 +19,7 @@ although the same requests were sent; shared, the pool's size costs nothing per 
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from http.client import HTTPException
 from typing import Any
@@ -60,10 +61,11 @@ class Transport:
         connections: int,
         request_event: EventHook,
         max_body: int = MAX_BODY_BYTES,
+        tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.base_url = host.rstrip("/")  # what Locust's request event carries as `url`, with the path
         self.request_event = request_event
-        self.connections = Connections(host, timeout_s, connections, max_body)
+        self.connections = Connections(host, timeout_s, connections, max_body, tls_context)
 
     def send(self, method: str, path: str, body: str, headers: dict[str, str]) -> Reply:
         """One attempt, never followed when redirected."""

@@ -2,7 +2,8 @@
 
 `failed` is the newest second's share of failures among admitted attempts — one minus the success ratio the
 `min_success_ratio` SLO judges (reports.runfolder's algebra): a business decline is not a failure and a 429 is
-not admitted.
+not admitted. Attempts that failed on the client's credentials (a target profile's AUTH_FAILED, SIGN_FAILED,
+UNAUTHORIZED, …) are not the service failing: they are shown apart, as `unauthorized`.
 
 Only counts are read here (no histogram decoding beyond the p99 of the newest second), so following the run
 costs the orchestrator almost nothing while Locust and the gateway share the machine's cores.
@@ -17,7 +18,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from reports.runfolder import success_ratio
+from reports.runfolder import AUTH_CODES, success_ratio
 
 
 @dataclass
@@ -55,13 +56,17 @@ class LiveWindows:
             return f"{head}  waiting for the first second of load…"
         classes: dict[str, dict[str, Any]] = window.get("classes", {})
         ok = int(classes.get("succeeded", {}).get("count", 0))
-        ratio = success_ratio({name: int(c.get("count", 0)) for name, c in classes.items()})
+        counts = {name: int(c.get("count", 0)) for name, c in classes.items()}
+        refused = sum(int(n) for code, n in (window.get("codes") or {}).items() if code in AUTH_CODES)
+        counts["error"] = max(0, counts.get("error", 0) - refused)
+        ratio = success_ratio(counts)
         share = 100.0 * (1.0 - ratio) if ratio is not None else 0.0
         p99 = _p99_ms(classes)
         tail = f"  faults: {', '.join(self.faults[-3:])}" if self.faults else ""
+        unauthorized = f"  unauthorized {refused}/s" if refused else ""
         return (
             f"{head}  t={window.get('t')}s  offered {window.get('offered', 0)}/s  succeeded {ok}/s  "
-            f"failed {share:.1f}%  p99 {p99:.0f} ms{tail}"
+            f"failed {share:.1f}%{unauthorized}  p99 {p99:.0f} ms{tail}"
         )
 
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.scenario.cluster_only import EMBEDDED_ACTIONS, PROCESS_ACTIONS, ignored_warnings, skipped_faults
@@ -99,7 +101,11 @@ def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[Run
 
 def check_reachable(host: str) -> None:
     """One GET of `/healthz` with a 1 s timeout: any HTTP answer (even 404 from an API without it) proves a
-    server is there; a refused or silent connection is exit 3 now, not a run full of connection errors."""
+    server is there; a refused or silent connection is exit 3 now, not a run full of connection errors. An https
+    host: a TLS server taking the connection (`_check_tls_server`)."""
+    if host.startswith("https:"):
+        _check_tls_server(host)
+        return
     try:
         with urllib.request.urlopen(f"{host}/healthz", timeout=REACH_TIMEOUT_S):  # noqa: S310 - http(s) checked
             return
@@ -108,3 +114,23 @@ def check_reachable(host: str) -> None:
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise HarnessError(f"--host {host} does not answer ({reason}); is the gateway running?") from None
+
+
+def _check_tls_server(host: str) -> None:
+    """An https host is there when a TLS server takes the connection. Whether it trusts us is not asked here:
+    a certificate a profile's [tls] gets wrong (expired, from another CA) is the run's to report, attempt by
+    attempt (TLS_FAILED, verdict unknown), so this check neither verifies nor offers a certificate."""
+    parts = urlsplit(host)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((parts.hostname, parts.port or 443), timeout=REACH_TIMEOUT_S) as sock,
+            context.wrap_socket(sock, server_hostname=parts.hostname),
+        ):
+            return
+    except ssl.SSLError:
+        return  # a TLS server answered, and refused the handshake
+    except OSError as exc:
+        raise HarnessError(f"--host {host} does not answer ({exc}); is the gateway running?") from None

@@ -12,6 +12,7 @@ that a secret never sits in an object that could be dumped into the run folder.
 from __future__ import annotations
 
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +22,15 @@ from urllib.parse import quote
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loadtests.errors import UsageError
+from loadtests.scenario.credentials import CredentialError, Signer, client_context, make_signer
 from loadtests.scenario.targets import check_target
 from reports.runfolder import TargetCaps, TargetMeta
 
 PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", "amount_yuan", "attempt"})
+# Fresh on every attempt (a retry of a payment is signed afresh); {access_token} needs [auth.oauth2].
+FRESH = frozenset({"timestamp", "timestamp_ms", "nonce", "uuid", "access_token"})
+# Only inside [request.sign] message: the request as sent, the signature aside.
+MESSAGE_ONLY = frozenset({"method", "path", "body"})
 TOKEN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Header fields surge writes itself (Host from base_url, Content-Type from content_type, the body's length) or
 # that describe the connection and its framing (RFC 9110 §7.6.1, RFC 9112 §6): a profile's copy would be a second
@@ -54,8 +60,10 @@ class ProfileError(UsageError):
 Segment = tuple[Literal["text", "var", "env"], str]
 
 
-def parse_template(text: str, where: str) -> tuple[Segment, ...]:
-    """Split `text` at `{placeholder}` and `${NAME}`; an unknown placeholder is a ProfileError naming it."""
+def parse_template(text: str, where: str, extra: frozenset[str] = FRESH) -> tuple[Segment, ...]:
+    """Split `text` at `{placeholder}` and `${NAME}`; an unknown placeholder is a ProfileError naming it.
+    `extra`: the placeholders allowed here beyond the payment's own."""
+    known_here = PLACEHOLDERS | extra
     segments: list[Segment] = []
     last = 0
     for match in TOKEN.finditer(text):
@@ -64,10 +72,10 @@ def parse_template(text: str, where: str) -> tuple[Segment, ...]:
         env, var = match.group(1), match.group(2)
         if env is not None:
             segments.append(("env", env))
-        elif var in PLACEHOLDERS:
+        elif var in known_here:
             segments.append(("var", var))
         else:
-            known = ", ".join(sorted(PLACEHOLDERS))
+            known = ", ".join(sorted(known_here))
             raise ProfileError(f"{where}: unknown placeholder {{{var}}} (known: {known}, or ${{NAME}})")
         last = match.end()
     if last < len(text):
@@ -93,6 +101,118 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+SignAlgorithm = Literal["hmac-sha256", "rsa-sha256", "ed25519", "python"]
+
+
+class SignSpec(_Strict):
+    """How each attempt is signed: a canonical message, a key, and where the signature goes."""
+
+    algorithm: SignAlgorithm
+    """hmac-sha256 (a shared secret), rsa-sha256 (PKCS#1 v1.5 with a PEM RSA private key), ed25519 (a PEM
+    Ed25519 private key) or python (`function` signs)."""
+    key: str | None = None
+    """The secret or PEM private key as `${NAME}` (read from the environment, never written to a file); or use
+    `key_file`."""
+    key_file: str | None = None
+    """A file holding the secret or PEM private key (relative to the profile's folder)."""
+    message: str
+    """The canonical string signed: any placeholder, plus `{method}`, `{path}` (as sent, with the query) and
+    `{body}` (as sent, without a `body_field` signature)."""
+    encoding: Literal["base64", "hex"] = "base64"
+    """How the signature bytes are written (not for algorithm python, whose function returns the text)."""
+    header: str | None = None
+    """Put the signature in this request header."""
+    body_field: str | None = None
+    """Put the signature into the body at this JSON pointer (a form body: one top-level field name as `/name`)."""
+    query: str | None = None
+    """Append the signature to the path as this query parameter."""
+    function: str | None = None
+    """algorithm python only: `module:function`, called (message: bytes, key: str) -> str, importable from the
+    profile's folder or the Python path."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SignSpec:
+        places = [name for name in ("header", "body_field", "query") if getattr(self, name) is not None]
+        if len(places) != 1:
+            raise ValueError("give exactly one of 'header', 'body_field' or 'query' (where the signature goes)")
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("give 'key' or 'key_file', not both")
+        if self.algorithm != "python" and self.key is None and self.key_file is None:
+            raise ValueError(f"algorithm {self.algorithm} needs its key: 'key' = \"${{NAME}}\" or 'key_file'")
+        if (self.function is not None) != (self.algorithm == "python"):
+            raise ValueError("'function' goes with algorithm = \"python\", and only with it")
+        if self.function is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", self.function):
+            raise ValueError(f"'function' must be module:function (got {self.function!r})")
+        if self.key is not None:
+            segments = parse_template(self.key, "request.sign.key", frozenset())
+            if not segments or any(kind != "env" for kind, _ in segments):
+                raise ValueError("'key' must be ${NAME}: a secret is never written in the profile (or use key_file)")
+        if self.header is not None and not HTTP_TOKEN.fullmatch(self.header):
+            raise ValueError(f"header name {self.header!r} is not an HTTP token")
+        if self.body_field is not None and not parse_pointer(self.body_field):
+            raise ValueError("'body_field' must point into the body (a JSON pointer such as \"/sign\")")
+        if self.query is not None and not self.query:
+            raise ValueError("'query' must name the parameter")
+        parse_template(self.message, "request.sign.message", FRESH | MESSAGE_ONLY)
+        return self
+
+
+class OAuth2Spec(_Strict):
+    """OAuth 2.0 client credentials (RFC 6749 §4.4): surge fetches a token and refreshes it ahead of expiry."""
+
+    token_url: str = Field(pattern=r"^https?://")
+    """The token endpoint (an http(s) URL; the loopback guard applies to it as to `base_url`)."""
+    client_id: str = Field(min_length=1)
+    """The client id; `${NAME}` expanded."""
+    client_secret: str = Field(min_length=1)
+    """The client secret, as `${NAME}` (never written to a file)."""
+    scope: str = ""
+    """The scope asked for (none when empty)."""
+    client_auth: Literal["basic", "body"] = "basic"
+    """How the client authenticates: HTTP Basic (RFC 6749 §2.3.1, every server supports it) or the form body."""
+    refresh_before_s: float = Field(default=5.0, ge=0)
+    """Fetch the next token this long before `expires_in` runs out, in the background."""
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret_from_env(cls, value: str) -> str:
+        segments = parse_template(value, "auth.oauth2.client_secret", frozenset())
+        if any(kind != "env" for kind, _ in segments):
+            raise ValueError("must be ${NAME}: a secret is never written in the profile")
+        return value
+
+    @field_validator("client_id", "token_url")
+    @classmethod
+    def _no_placeholders(cls, value: str) -> str:
+        parse_template(value, "auth.oauth2", frozenset())
+        return value
+
+
+class AuthSpec(_Strict):
+    oauth2: OAuth2Spec | None = None
+    """Client-credentials tokens, available to templates as {access_token}."""
+
+
+class TlsSpec(_Strict):
+    """TLS of an https `base_url` (and token_url): whom to trust, and the client certificate for mutual TLS."""
+
+    ca_file: str | None = None
+    """PEM CA bundle the server's certificate is verified against (default: the system's)."""
+    cert_file: str | None = None
+    """PEM client certificate (chain) for mutual TLS."""
+    key_file: str | None = None
+    """PEM private key of `cert_file` (unencrypted; omit when cert_file holds it)."""
+    verify: bool = True
+    """Verify the server's certificate and host name; false only for a throwaway test server."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> TlsSpec:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("'key_file' needs its 'cert_file'")
+        return self
+
+
 class RequestSpec(_Strict):
     method: Literal["POST", "PUT", "PATCH", "GET", "DELETE"] = "POST"
     """The HTTP method of a payment request."""
@@ -108,12 +228,14 @@ class RequestSpec(_Strict):
     """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry). Not Host,
     Content-Type, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer, Upgrade,
     Proxy-Connection or Expect (surge's own); no control character, in the text or in a ${NAME}'s value."""
+    sign: SignSpec | None = None
+    """Sign every attempt afresh (a retry keeps `{key}`, gets a new timestamp, nonce and signature)."""
 
     @model_validator(mode="after")
     def _templates_known(self) -> RequestSpec:
         templates = self.templates()
         for name in self.headers:
-            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            if not HTTP_TOKEN.fullmatch(name):
                 raise ValueError(f"header name {name!r} is not an HTTP token")
             if name.lower() in SURGE_OWNED_HEADERS:
                 raise ProfileError(
@@ -131,6 +253,14 @@ class RequestSpec(_Strict):
                     "request.path: holds a space, a control character (CR, LF, …), '#' or a non-ASCII character;"
                     " percent-encode it"
                 )
+        sign = self.sign
+        if sign is not None and sign.header is not None and sign.header.lower() in SURGE_OWNED_HEADERS:
+            raise ValueError(f"sign.header: surge sets {sign.header} itself; name another header")
+        if sign is not None and sign.body_field is not None:
+            if self.content_type == FORM and len(parse_pointer(sign.body_field)) != 1:
+                raise ValueError('sign.body_field: a form body takes one top-level field ("/name")')
+            if not self.body:
+                raise ValueError("sign.body_field: the request has no body to put the signature in")
         return self
 
     def templates(self) -> dict[str, tuple[Segment, ...]]:
@@ -254,11 +384,35 @@ class TargetProfile(_Strict):
     """How an answer is read."""
     ledger: LedgerSpec | None = None
     """What the target recorded, for the money invariants; without it they are unknown."""
+    auth: AuthSpec = AuthSpec()
+    """How surge obtains credentials ([auth.oauth2])."""
+    tls: TlsSpec = TlsSpec()
+    """TLS settings for https: the CA to verify against, a client certificate."""
+
+    @model_validator(mode="after")
+    def _token_known(self) -> TargetProfile:
+        if self.auth.oauth2 is None:
+            sources = [*self.request.templates().items()]
+            if self.request.sign is not None:
+                sources.append(("sign.message", parse_template(self.request.sign.message, "", FRESH | MESSAGE_ONLY)))
+            for where, segments in sources:
+                if ("var", "access_token") in segments:
+                    raise ValueError(f"request {where}: {{access_token}} needs an [auth.oauth2] section")
+        return self
 
     def env_names(self) -> list[str]:
         """Every ${NAME} the profile reads from the environment, in order of appearance."""
         names: list[str] = []
         sources = [*self.request.templates().values()]
+        sign = self.request.sign
+        if sign is not None:
+            sources.append(parse_template(sign.message, "request.sign.message", FRESH | MESSAGE_ONLY))
+            if sign.key is not None:
+                sources.append(parse_template(sign.key, "request.sign.key"))
+        oauth2 = self.auth.oauth2
+        if oauth2 is not None:
+            for value in (oauth2.token_url, oauth2.client_id, oauth2.client_secret):
+                sources.append(parse_template(value, "auth.oauth2", frozenset()))
         if self.ledger is not None:
             sources.append(parse_template(self.ledger.url, "ledger.url"))
         for segments in sources:
@@ -292,6 +446,14 @@ def load_profile(
         base_url = check_target(profile.base_url, allow_remote=allow_remote)
     except UsageError as exc:
         raise ProfileError(f"target profile {path}: base_url: {str(exc).removeprefix('--host ')}") from None
+    oauth2 = profile.auth.oauth2
+    if oauth2 is not None and "${" not in oauth2.token_url:
+        try:
+            check_target(oauth2.token_url, allow_remote=allow_remote)
+        except UsageError as exc:
+            why = str(exc).removeprefix("--host ")
+            raise ProfileError(f"target profile {path}: auth.oauth2.token_url: {why}") from None
+    profile = _files_resolved(profile.model_copy(update={"base_url": base_url}), path.parent)
     if env is not None:
         missing = [name for name in profile.env_names() if name not in env]
         if missing:
@@ -312,7 +474,60 @@ def load_profile(
                     f"target profile {path}: ledger.url: ${{{whole.group(1)}}} does not hold a postgresql://, "
                     "mysql:// or sqlite:/// URL"
                 ) from None
-    return profile.model_copy(update={"base_url": base_url})
+        try:
+            signer(profile, env, path.parent)
+            if uses_tls(profile):
+                tls_context(profile, ssl.SSLContext)
+        except CredentialError as exc:
+            raise ProfileError(f"target profile {path}: {exc}") from None
+    return profile
+
+
+def _files_resolved(profile: TargetProfile, folder: Path) -> TargetProfile:
+    """key_file and the [tls] files relative to the profile's folder, as a payment engineer writes them."""
+
+    def resolved(name: str | None) -> str | None:
+        return None if name is None else str(folder / Path(name).expanduser())
+
+    sign = profile.request.sign
+    if sign is not None and sign.key_file is not None:
+        sign = sign.model_copy(update={"key_file": resolved(sign.key_file)})
+        profile = profile.model_copy(update={"request": profile.request.model_copy(update={"sign": sign})})
+    tls = profile.tls
+    files = {name: resolved(getattr(tls, name)) for name in ("ca_file", "cert_file", "key_file")}
+    return profile.model_copy(update={"tls": tls.model_copy(update=files)})
+
+
+def signer(profile: TargetProfile, env: Mapping[str, str], folder: Path | None) -> Signer | None:
+    """The profile's request signer (None without [request.sign]); CredentialError when it cannot be made.
+    `folder`: where a python `function`'s module may live (the profile's folder)."""
+    sign = profile.request.sign
+    if sign is None:
+        return None
+    return make_signer(
+        sign.algorithm,
+        key=sign.key,
+        key_file=sign.key_file,
+        encoding=sign.encoding,
+        function=sign.function,
+        env=env,
+        search=folder,
+    )
+
+
+def uses_tls(profile: TargetProfile) -> bool:
+    """Whether the profile talks https (base_url or token_url) or names TLS files."""
+    tls, oauth2 = profile.tls, profile.auth.oauth2
+    urls = [profile.base_url] if oauth2 is None else [profile.base_url, oauth2.token_url]
+    return any(url.startswith("https:") for url in urls) or any((tls.ca_file, tls.cert_file, tls.key_file))
+
+
+def tls_context(profile: TargetProfile, factory: type[ssl.SSLContext]) -> ssl.SSLContext:
+    """The client TLS context of the profile's [tls] (verification on by default)."""
+    tls = profile.tls
+    return client_context(
+        ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file, verify=tls.verify, factory=factory
+    )
 
 
 def _first_error(exc: ValidationError) -> str:
