@@ -22,16 +22,17 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Mapping
+from http.client import HTTPException
 from urllib.parse import quote_plus, urlsplit
 
 import gevent
 from gevent.event import Event
 
 from loadtests.generator.http1 import Connections
-from loadtests.generator.transport import NO_ANSWER
 from loadtests.scenario.profile import OAuth2Spec, expand_env
 from reports.runfolder import AUTH_FAILED, TLS_FAILED
 
+NO_ANSWER = (OSError, HTTPException, gevent.Timeout)  # as transport.py's, without importing Locust here
 RETRY_S = 1.0  # a failed fetch is tried again this often, in the background
 DEFAULT_EXPIRES_S = 3600.0  # a token answer without expires_in (RFC 6749 §5.1 makes it optional)
 MIN_REFRESH_S = 0.5  # never refresh more often than this, whatever expires_in says
