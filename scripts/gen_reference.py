@@ -128,6 +128,7 @@ REFERENCES = [
             "Unknown keys, unknown `{placeholders}` and bad JSON pointers are errors that name them (exit 2)."
         ),
         example="docs/examples/target.toml",
+        more_examples=("docs/examples/target-signed-by-a-hook.toml",),
         extra={
             "request.headers, response.rules.json, response.rules.headers": "free-form tables (names of your "
             "headers, JSON pointers into your bodies), described in [../targets.md](../targets.md)",

@@ -215,10 +215,9 @@ class RequestBuilder:
         signature = signer(message.render(replace(values, fresh=fresh)).encode())
         if sign.header is not None:
             headers[sign.header] = signature
-        elif sign.query is not None:
+        if sign.query is not None:
             path = f"{path}{'&' if '?' in path else '?'}{quote(sign.query, safe='')}={quote(signature, safe='')}"
-        else:
-            assert sign.body_field is not None
+        if sign.body_field is not None:
             body = with_field(body, parse_pointer(sign.body_field), signature, form=self._content_type == FORM)
         return path, body
 

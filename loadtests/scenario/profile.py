@@ -122,7 +122,7 @@ class SignSpec(_Strict):
     encoding: Literal["base64", "hex"] = "base64"
     """How the signature bytes are written (not for algorithm python, whose function returns the text)."""
     header: str | None = None
-    """Put the signature in this request header."""
+    """Put the signature in this request header (header, body_field and query: each one given gets it)."""
     body_field: str | None = None
     """Put the signature into the body at this JSON pointer (a form body: one top-level field name as `/name`)."""
     query: str | None = None
@@ -134,8 +134,8 @@ class SignSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> SignSpec:
         places = [name for name in ("header", "body_field", "query") if getattr(self, name) is not None]
-        if len(places) != 1:
-            raise ValueError("give exactly one of 'header', 'body_field' or 'query' (where the signature goes)")
+        if not places:
+            raise ValueError("give 'header', 'body_field' or 'query': where the signature goes")
         if self.key is not None and self.key_file is not None:
             raise ValueError("give 'key' or 'key_file', not both")
         if self.algorithm != "python" and self.key is None and self.key_file is None:

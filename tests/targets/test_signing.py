@@ -154,7 +154,11 @@ def test_an_unmatched_401_or_403_is_unauthorized_not_a_service_error(tmp_path: P
             {},
             "cannot import no_such_module_x",
         ),
-        ('algorithm = "hmac-sha256"\nkey = "${SIGN_KEY}"\nmessage = "{body}"', {}, "exactly one of 'header'"),
+        (
+            'algorithm = "hmac-sha256"\nkey = "${SIGN_KEY}"\nmessage = "{body}"',
+            {},
+            "give 'header', 'body_field' or 'query'",
+        ),
         (
             'algorithm = "hmac-sha256"\nkey = "${SIGN_KEY}"\nmessage = "{access_token}"\nheader = "X"',
             {},
