@@ -49,6 +49,7 @@ from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.cluster_only import ignored_warnings
+from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import (
     MAX_BODY_BYTES,
@@ -331,9 +332,9 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             worker_index=index,
             worker_count=count,
         )
-    target, tokens, tls = None, None, None
+    target, tokens, tls, expired = None, None, None, False
     if settings.target:  # checked by the master; the base URL is Locust's host
-        target, tokens, tls = _target_api(settings.target, scenario)
+        target, tokens, tls, expired = _target_api(settings.target, scenario)
     generator = Generator(
         scenario,
         population,
@@ -348,6 +349,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         users=max(1, scenario.arrivals.pool // count),  # Locust spreads the pool over the processes
     )
     generator.tls_context = tls
+    generator.certificate_expired = expired
     RepayingUser.generator = generator
     client = scenario.client
     settler = None
@@ -366,16 +368,20 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     return generator.stop
 
 
-def _target_api(path: str, scenario: Scenario) -> tuple[TargetApi, Tokens | None, gevent.ssl.SSLContext | None]:
+def _target_api(path: str, scenario: Scenario) -> tuple[TargetApi, Tokens | None, gevent.ssl.SSLContext | None, bool]:
     """The profile compiled for this process: its request builder with the signer, its token source, its TLS
-    context (the master validated them all before the test: a failure here is not expected)."""
+    context, and whether its client certificate has expired (the master validated them all before the test)."""
     profile = load_profile(path, allow_remote=True, host=None)
     tls = tls_context(profile, gevent.ssl.SSLContext) if uses_tls(profile) else None
+    expired = profile.tls.cert_file is not None and certificate_expiry(profile.tls.cert_file) is not None
     target = TargetApi(profile, signer=signer(profile, os.environ, Path(path).resolve().parent))
     tokens = None
     if profile.auth.oauth2 is not None:
-        tokens = Tokens(profile.auth.oauth2, os.environ, timeout_s=scenario.client.timeout_s, tls_context=tls)
-    return target, tokens, tls
+        timeout_s = scenario.client.timeout_s
+        tokens = Tokens(
+            profile.auth.oauth2, os.environ, timeout_s=timeout_s, tls_context=tls, certificate_expired=expired
+        )
+    return target, tokens, tls, expired
 
 
 def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: float, workers: int) -> None:

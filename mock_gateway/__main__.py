@@ -75,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 < args.bank_share <= 1:
         print(f"mock_gateway: --bank-share must be > 0 and <= 1 (got {args.bank_share:g})", file=sys.stderr)
         return 2
+    if config.signing.required and not os.environ.get(config.signing.key_env):
+        print(f"mock_gateway: signing.required needs the key in ${config.signing.key_env}", file=sys.stderr)
+        return 2
     token, generated = load_admin_token(config, os.environ)
     if generated:
         print(f"surge replica {args.name} admin token: {token}", flush=True)

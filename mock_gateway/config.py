@@ -269,6 +269,17 @@ class SettlementConfig(_Section):
     """How long one delivery may take before it counts as failed and is retried."""
 
 
+class SigningConfig(_Section):
+    required: bool = False
+    """Refuse `POST /v1/repayments` unless HMAC-signed (401 SIGNATURE_INVALID): X-Timestamp (Unix ms within
+    `window_s`), X-Nonce (never seen before) and X-Signature, the base64 HMAC-SHA256 of
+    "POST\\n/v1/repayments\\n<X-Timestamp>\\n<X-Nonce>\\n<body>" (docs/gateway.md)."""
+    key_env: str = Field(default="SURGE_SIGNING_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the HMAC key: the key is never in the config, so never in a run folder."""
+    window_s: float = Field(default=30.0, gt=0, le=3600)
+    """How far X-Timestamp may be from the gateway's wall clock, in seconds; nonces are remembered this long."""
+
+
 class AdminConfig(_Section):
     token: str = ""
     """Bearer token of the /admin/ endpoints (or SURGE_ADMIN_TOKEN); empty: generated at start and printed."""
@@ -291,6 +302,8 @@ class GatewayConfig(_Section):
     """Asynchronous settlement: callback signing and retries, and how pending payments are held by replicas."""
     admin: AdminConfig = AdminConfig()
     """The admin API."""
+    signing: SigningConfig = SigningConfig()
+    """Require HMAC-signed payment requests, as a payment platform does."""
 
     @field_validator("channels")
     @classmethod

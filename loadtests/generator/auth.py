@@ -39,18 +39,25 @@ MIN_REFRESH_S = 0.5  # never refresh more often than this, whatever expires_in s
 log = logging.getLogger("surge")
 
 
-def tls_refused(error: BaseException | None) -> bool:
+def tls_refused(error: BaseException | None, certificate_expired: bool = False) -> bool:
     """A TLS handshake that failed on a certificate — the server's unverifiable, or ours refused (expired,
-    missing, from an unknown CA) — rather than on the service: the profile's [tls] is wrong."""
+    missing, from an unknown CA) — rather than on the service: the profile's [tls] is wrong.
+
+    With TLS 1.3 the server checks our certificate after our side of the handshake is done, so its refusal may
+    reach us only as the connection closing under the first request: when our certificate is known to have
+    expired (`certificate_expired`), a connection closed without an answer is that refusal too."""
     if isinstance(error, ssl.SSLCertVerificationError):
         return True
     reason = str(getattr(error, "reason", "") or "") if isinstance(error, ssl.SSLError) else ""
-    return "CERTIFICATE" in reason or "UNKNOWN_CA" in reason
+    if "CERTIFICATE" in reason or "UNKNOWN_CA" in reason:
+        return True
+    closed = isinstance(error, ConnectionError | HTTPException | ssl.SSLError)
+    return certificate_expired and closed and not isinstance(error, TimeoutError)
 
 
-def no_answer_code(error: BaseException | None) -> str | None:
+def no_answer_code(error: BaseException | None, certificate_expired: bool = False) -> str | None:
     """TLS_FAILED for a handshake refused on a certificate; None for any other missing answer."""
-    return TLS_FAILED if tls_refused(error) else None
+    return TLS_FAILED if tls_refused(error, certificate_expired) else None
 
 
 class Tokens:
@@ -63,8 +70,10 @@ class Tokens:
         *,
         timeout_s: float,
         tls_context: ssl.SSLContext | None,
+        certificate_expired: bool = False,
     ) -> None:
         self.spec = spec
+        self.certificate_expired = certificate_expired  # the profile's client certificate is past its end
         url = expand_env(spec.token_url, env)
         parts = urlsplit(url)
         self._path = parts.path or "/"
@@ -151,7 +160,7 @@ class Tokens:
         try:
             response = self._connections.request("POST", self._path, self._form, dict(self._headers))
         except NO_ANSWER as exc:
-            refused = tls_refused(exc)
+            refused = tls_refused(exc, self.certificate_expired)
             self.failure_code = TLS_FAILED if refused else AUTH_FAILED
             return self._failed(f"no answer ({TLS_FAILED if refused else exc.__class__.__name__})")
         self.failure_code = AUTH_FAILED

@@ -153,6 +153,7 @@ class Generator:
         self.transport: Transport | None = None  # the process's connections, opened by the first user (locustfile)
         self.settler: Settler | None = None  # watches 202-accepted payments ([client] settlement), set by start
         self.tls_context: ssl.SSLContext | None = None  # a target profile's [tls], for the process's connections
+        self.certificate_expired = False  # its client certificate is past its end (auth.tls_refused)
 
     def start(self, settler: Settler | None = None) -> None:
         if self.tokens is not None:
@@ -485,7 +486,10 @@ class Payer:
         target = self.gen.target
         reply = self.transport.send(request.method, request.path, request.body, request.headers)
         done = time.time()
-        answer = _read(reply) if target is None else _read_target(reply, target.classifier, done)
+        if target is None:
+            answer = _read(reply)
+        else:
+            answer = _read_target(reply, target.classifier, done, self.gen.certificate_expired)
         tokens = self.gen.tokens
         if (
             token
@@ -604,10 +608,10 @@ def _read(response: Reply) -> _Answer:
     return _Answer(status, code, classify(status, code), data, retry_after_s(_header(response, "Retry-After"), data))
 
 
-def _read_target(response: Reply, classifier: Classifier, now: float) -> _Answer:
+def _read_target(response: Reply, classifier: Classifier, now: float, certificate_expired: bool = False) -> _Answer:
     """An answer of a target's own API, classified by its profile's rules (no suggested plan, no scope)."""
     status = int(response.status_code or 0)
-    refused = no_answer_code(response.error) if status == 0 else None
+    refused = no_answer_code(response.error, certificate_expired) if status == 0 else None
     if refused is not None:  # a TLS handshake refused on a certificate: the profile's [tls], not the service
         return _Answer(0, refused, "error", {}, None)
     if status == 0:

@@ -56,6 +56,7 @@ from mock_gateway.replica.ledger import ACCEPTED, Ledger, LedgerError, Outcome, 
 from mock_gateway.replica.metrics import Metrics
 from mock_gateway.replica.settlement import Settler
 from mock_gateway.rules import caps_for, make_decider, obvious_decline, poll_after
+from mock_gateway.signing import RequestSigning
 from mock_gateway.validation import Charge, id_problem, read_charge, show
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ class ReplicaState:
 
 
 STATE_KEY = web.AppKey("replica", ReplicaState)
+SIGNING_KEY: web.AppKey[RequestSigning | None] = web.AppKey("signing")
 
 
 def create_app(
@@ -169,6 +171,7 @@ def create_app(
     app[MAX_BODY_KEY] = config.server.max_body_bytes
     app.cleanup_ctx.append(_ledger_lifetime)
     app.cleanup_ctx.append(_settler_lifetime)  # started after the ledger opens, stopped before it closes
+    app[SIGNING_KEY] = RequestSigning.from_config(config, os.environ)
     app.router.add_post("/v1/repayments", post_repayment)
     app.router.add_get("/v1/repayments/{repayment_id}", get_repayment, allow_head=False)
     app.router.add_get("/v1/users/{user_id}/limits", get_limits, allow_head=False)
@@ -215,9 +218,12 @@ def _observe(state: ReplicaState, request: web.Request, response: web.StreamResp
 
 async def post_repayment(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
-    charge, _ = await read_charge(
+    charge, raw = await read_charge(
         request, state.channel_codes, state.config.server.max_body_bytes, state.async_channels
     )
+    signing = request.app[SIGNING_KEY]
+    if signing is not None:
+        signing.check(request.method, request.path, request.headers, raw)
     try:
         earlier = await state.ledger.lookup(charge.key)
     except LedgerError as exc:

@@ -133,3 +133,5 @@ def test_only_a_certificate_failure_is_a_tls_refusal() -> None:
     assert tls_refused(expired)
     assert tls_refused(ssl.SSLCertVerificationError(1, "certificate verify failed"))
     assert not tls_refused(ConnectionResetError())
+    assert tls_refused(ConnectionResetError(), certificate_expired=True)  # TLS 1.3: refused after our handshake
+    assert not tls_refused(TimeoutError(), certificate_expired=True)

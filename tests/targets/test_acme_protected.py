@@ -204,7 +204,7 @@ def test_a_wrong_signing_key_is_reported_as_unauthorized_not_as_the_service_fail
         profile = protected_profile(tmp_path, certs, url)
         result = surge_run(postgres, profile, url, out, 5, scenario, ACME_SIGN_KEY="not-the-key-0a1b")
     assert result.returncode == 3, result.stdout + result.stderr
-    assert early_codes(out, 2)["UNAUTHORIZED"] > 0
+    assert early_codes(out, 4)["UNAUTHORIZED"] > 0
     summary = json.loads((out / "summary.json").read_text())
     credentials = next(entry for entry in summary["run_verdicts"] if entry["name"] == "credentials")
     assert credentials["verdict"] == "unknown"
@@ -224,7 +224,7 @@ def test_an_expired_client_certificate_is_reported_as_a_tls_refusal(
         result = surge_run(postgres, protected_profile(tmp_path, expired, url), url, out, 5, scenario)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "expired" in result.stderr  # said before the run starts
-    assert early_codes(out, 2)["TLS_FAILED"] > 0  # the token endpoint is behind the same TLS: no token either
+    assert early_codes(out, 4)["TLS_FAILED"] > 0  # the token endpoint is behind the same TLS: no token either
     assert {row["code"] for row in history(out)} == {"TLS_FAILED"}
     summary = json.loads((out / "summary.json").read_text())
     assert all(entry["verdict"] == "unknown" for entry in summary["slos"])
@@ -240,7 +240,7 @@ def test_a_token_endpoint_that_is_down_is_reported_as_auth_failed(
         down = f"https://127.0.0.1:{free_port()}/oauth/token"
         result = surge_run(postgres, protected_profile(tmp_path, certs, url, down), url, out, 5, scenario)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert early_codes(out, 2)["AUTH_FAILED"] > 0
+    assert early_codes(out, 4)["AUTH_FAILED"] > 0
     assert {row["code"] for row in history(out)} == {"AUTH_FAILED"}  # nothing was sent without a token
     summary = json.loads((out / "summary.json").read_text())
     assert all(entry["verdict"] == "unknown" for entry in summary["slos"])
