@@ -30,6 +30,14 @@ rate against the same handler, once on the built-in path and once through exampl
 alternating pairs. The figure is the Locust process's CPU seconds (user + system) per 1,000 arrivals; the
 ratio profile / built-in is the result (goal <= 1.10).
 
+    .venv/bin/python scripts/bench_generator.py --sign 300 [--pairs 3] [--out docs/perf/generator-signing.md]
+
+measures what signing every attempt costs (a profile's [request.sign], docs/targets.md §8): the same run at the
+same rate through examples/gateway/target.toml (unsigned), examples/gateway/target-signed.toml (HMAC-SHA256
+over method, path, timestamp, nonce and body) and the same profile signing with an RSA-2048 key (rsa-sha256,
+PKCS#1 v1.5), in alternating triples. The figures: CPU ms per arrival of each; HMAC / unsigned (goal <= 1.10);
+RSA's extra CPU per arrival and the per-core ceiling it implies (arrivals/s at one core's full time).
+
     .venv/bin/python scripts/bench_generator.py --cpu-at 5000 [--pairs 4]
 
 prints only (c) at one rate, in alternating surge / paced pairs: CPU µs per request of each and the ratio
@@ -491,12 +499,15 @@ def main() -> int:
     parser.add_argument("--profile-path", type=float, metavar="RATE", help="compare the profile path at RATE/s")
     parser.add_argument("--pairs", type=int, default=3, help="pairs for --profile-path or --cpu-at")
     parser.add_argument("--cpu-at", type=float, metavar="RATE", help="only CPU per request, surge vs paced, at RATE/s")
+    parser.add_argument("--sign", type=float, metavar="RATE", help="what HMAC and RSA-2048 signing cost at RATE/s")
     args = parser.parse_args()
     if args.serve:
         serve(args.delay_ms)
         return 0
     if args.cpu_at:
         return cpu_pairs(args.cpu_at, args.pairs)
+    if args.sign:
+        return signing_cost(args.sign, args.pairs, args.windows, args.out or ROOT / "docs/perf/generator-signing.md")
     if args.profile_path:
         out = args.out or ROOT / "docs" / "perf" / "generator-profile.md"
         return profile_path(args.profile_path, args.pairs, args.windows, out)
@@ -589,6 +600,77 @@ def profile_path(rate: float, pairs: int, windows: int, out: Path) -> int:
     out.write_text("\n".join(lines), encoding="utf-8")
     print(f"profile / built-in CPU per arrival: {ratio:.3f}; written to {out}")
     return 0 if ratio <= 1.10 else 1
+
+
+def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
+    """Unsigned, HMAC-signed and RSA-2048-signed profile runs at the same rate, alternating."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    os.environ["SURGE_SIGNING_KEY"] = os.urandom(16).hex()  # the bare handler checks nothing; the work is the same
+    variants: dict[str, list[Probe]] = {"unsigned": [], "hmac-sha256": [], "rsa-sha256 (2048)": []}
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as url:
+        work = Path(tmp)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        (work / "rsa.pem").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        signed = (ROOT / "examples" / "gateway" / "target-signed.toml").read_text(encoding="utf-8")
+        rsa_profile = work / "target-rsa.toml"
+        rsa_profile.write_text(
+            signed.replace('algorithm = "hmac-sha256"', 'algorithm = "rsa-sha256"').replace(
+                'key = "${SURGE_SIGNING_KEY}"', f'key_file = "{work / "rsa.pem"}"'
+            ),
+            encoding="utf-8",
+        )
+        profiles = {
+            "unsigned": ROOT / "examples" / "gateway" / "target.toml",
+            "hmac-sha256": ROOT / "examples" / "gateway" / "target-signed.toml",
+            "rsa-sha256 (2048)": rsa_profile,
+        }
+        for pair in range(pairs):
+            for name, profile in profiles.items():
+                probe = open_model(url, rate, windows, work, "--target", str(profile))
+                variants[name].append(probe)
+                print(f"  round {pair + 1} {name}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, worst window "
+                      f"{probe.worst_error_pct:+.2f} %, valid {probe.valid}", flush=True)  # fmt: skip
+    cost = {name: statistics.median(p.cpu_ms_per_arrival for p in probes) for name, probes in variants.items()}
+    base, hmac_ms, rsa_ms = cost["unsigned"], cost["hmac-sha256"], cost["rsa-sha256 (2048)"]
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    lines = [
+        "## Signing every attempt (issue 32)",
+        "",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores (load "
+        f"average at the end: {load}) with",
+        f"`scripts/bench_generator.py --sign {rate:g} --pairs {pairs} --windows {windows}`: one open-model Locust",
+        f"process at {rate:g} arrivals/s for {10 * windows} s against the bare aiohttp handler, through",
+        "`examples/gateway/target.toml` (unsigned), `examples/gateway/target-signed.toml` (HMAC-SHA256 over",
+        "method, path, timestamp, nonce and body, fresh timestamp and nonce headers) and the same profile with an",
+        "RSA-2048 key (rsa-sha256, PKCS#1 v1.5), alternating. Cost: the Locust process's CPU time (user + system)",
+        "per arrival, median of the runs.",
+        "",
+        "| profile | CPU ms per arrival (median) | runs (ms/arrival; worst 10 s window; valid) |",
+        "| --- | --- | --- |",
+        *(
+            f"| {name} | {cost[name]:.3f} | "
+            + "; ".join(f"{p.cpu_ms_per_arrival:.3f}, {p.worst_error_pct:+.1f} %, {p.valid}" for p in probes)
+            + " |"
+            for name, probes in variants.items()
+        ),
+        "",
+        f"**HMAC / unsigned: {hmac_ms / base:.3f}** (goal <= 1.10). RSA-2048 adds {1000 * (rsa_ms - base):.0f} µs "
+        f"of CPU per arrival: one core at its full time signs and sends at most about {1000 / rsa_ms:.0f} "
+        "arrivals/s (the per-core ceiling); `--workers N` runs N processes, each signing its own share, so the "
+        "ceiling grows with the cores given to them.",
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
+    print(f"HMAC / unsigned {hmac_ms / base:.3f}; RSA-2048 {rsa_ms:.3f} ms/arrival (ceiling ~{1000 / rsa_ms:.0f}/s "
+          f"per core); written to {out}")  # fmt: skip
+    return 0 if hmac_ms / base <= 1.10 else 1
 
 
 def cpu_rule_line(probes: list[Probe]) -> str:
