@@ -44,8 +44,8 @@ TOKEN = "acme-token-9d3e77"
 AUTH_CODES = {"AUTH_FAILED", "SIGN_FAILED", "UNAUTHORIZED", "TLS_FAILED", "TOKEN_EXPIRED"}
 SCENARIO = """
 name = "acme-protected"
-description = "steady 8/s over several token lifetimes"
-duration_s = 26
+description = "steady 8/s over several token lifetimes, after 4 quiet seconds for Locust to boot"
+duration_s = 30
 seed = 11
 [population]
 users = 300
@@ -53,9 +53,15 @@ cards_per_user = [1, 2]
 bill_fen = { median = 300000, p99 = 6000000 }
 [[rate]]
 at_s = 0
+per_s = 0
+[[rate]]
+at_s = 4
+per_s = 0
+[[rate]]
+at_s = 4.01
 per_s = 8
 [[rate]]
-at_s = 26
+at_s = 30
 per_s = 8
 [client]
 policy = "give-up"
@@ -169,12 +175,12 @@ def test_every_protection_on_changes_nothing_but_the_credentials(
     certs = make_certs(tmp_path / "protected" / "certs")
     on = tmp_path / "on"
     with acme(postgres, tmp_path / "acme-on.log", certs) as url:
-        result = surge_run(postgres, protected_profile(tmp_path, certs, url), url, on, 26, scenario)
+        result = surge_run(postgres, protected_profile(tmp_path, certs, url), url, on, 30, scenario)
         seen = get(url, "/_stats", certs)
     assert result.returncode == 0, result.stdout + result.stderr
     rows = history(on)
     codes = Counter(row["code"] for row in rows)
-    assert not AUTH_CODES & set(codes), codes  # not one attempt refused, over 2.6 token lifetimes
+    assert not AUTH_CODES & set(codes), codes  # not one attempt refused, over 2.6 token lifetimes of load
     assert seen["tokens_issued"] >= 4  # refreshed ahead of expiry: ~every 5 s
     assert seen["expired_token"] == seen["bad_signature"] == seen["stale"] == seen["replayed"] == 0, seen
     assert seen["nonces"] == len(rows)  # every attempt reached the server with its own nonce
@@ -183,7 +189,7 @@ def test_every_protection_on_changes_nothing_but_the_credentials(
 
     off = tmp_path / "off"
     with acme(postgres, tmp_path / "acme-off.log", None) as url:
-        plain = surge_run(postgres, ACME / "target.toml", url, off, 26, scenario)
+        plain = surge_run(postgres, ACME / "target.toml", url, off, 30, scenario)
     assert plain.returncode == 0, plain.stdout + plain.stderr
     summary_on = json.loads((on / "summary.json").read_text())
     summary_off = json.loads((off / "summary.json").read_text())
