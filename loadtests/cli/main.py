@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from loadtests.errors import SurgeError
 from loadtests.orchestration.stopping import StoppedBySignal
@@ -44,11 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminated_while_loading)
     try:
-        parser = build_parser()  # imports every subcommand: seconds on a busy machine, a Ctrl-C may come
-    except KeyboardInterrupt:
-        print("surge: not started — interrupted (SIGINT, Ctrl-C) while loading; nothing was run", file=sys.stderr)
-        return EXIT_SIGINT
+        parser = build_parser()  # imports every subcommand: seconds on a busy machine, a signal may come
+    except KeyboardInterrupt as exc:
+        by = "terminated (SIGTERM)" if isinstance(exc, StoppedBySignal) else "interrupted (SIGINT, Ctrl-C)"
+        print(f"surge: not started — {by} while loading; nothing was run", file=sys.stderr)
+        return exc.exit_code if isinstance(exc, StoppedBySignal) else EXIT_SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     args = parser.parse_args(argv)
     module = importlib.import_module(SUBCOMMANDS[args.command][0])
     try:
@@ -67,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"surge {args.command}: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 3
     return code
+
+
+def _terminated_while_loading(_signum: int, _frame: FrameType | None) -> None:
+    raise StoppedBySignal("sigterm")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -100,7 +103,7 @@ def test_a_capacity_slo_override_out_of_range_is_a_usage_error_naming_the_option
     assert result.stderr.strip() == expected
 
 
-def test_ctrl_c_while_surge_loads_its_subcommands_is_one_line_and_130(
+def test_a_signal_while_surge_loads_its_subcommands_is_one_line_and_130_or_143(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Importing every subcommand takes seconds on a busy machine; a Ctrl-C then printed a KeyboardInterrupt
@@ -110,7 +113,19 @@ def test_ctrl_c_while_surge_loads_its_subcommands_is_one_line_and_130(
     def interrupted() -> None:
         raise KeyboardInterrupt
 
+    before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setattr(main, "build_parser", interrupted)
     assert main.main(["run", "double11"]) == 130
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "not started" in err and "Traceback" not in err
+
+    def terminated() -> None:  # a cancelled CI job: SIGTERM's default would end surge with no word at all
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this returns
+        raise AssertionError("SIGTERM was not handled")
+
+    monkeypatch.setattr(main, "build_parser", terminated)
+    assert main.main(["run", "double11"]) == 143
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "not started — terminated (SIGTERM)" in err
+    assert signal.getsignal(signal.SIGTERM) is before, "the subcommand gets SIGTERM's handler back"
