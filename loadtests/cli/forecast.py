@@ -172,7 +172,7 @@ def _trace_hours(
         amounts = pd.DataFrame(
             {"date": [h.date() for h in stamps], "channel": channel, "amount_fen": trace.amount_fen[first:last]}
         )
-    span = f"{stamps[0].isoformat()} to {stamps[-1].isoformat()}"
+    span = f"{stamps[0].isoformat(timespec='seconds')} to {stamps[-1].isoformat(timespec='seconds')}"
     source = f"trace {trace.path} ({len(ts)} payments from {span})"
     if amounts is None:
         source += "; no amount_fen column: cap refusals not forecast"
