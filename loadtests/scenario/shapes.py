@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from loadtests.errors import UsageError
-from loadtests.scenario.trace import Replay, TraceError, read_trace, window_of
+from loadtests.scenario.trace import Replay, Trace, TraceError, read_trace, window_of
 from reports.runfolder import Slo
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
@@ -343,8 +343,8 @@ class Scenario(_Strict):
         arrivals = self.arrivals
         if arrivals.process != "trace" or arrivals.trace is None:
             return None
-        return _replay(Path(arrivals.trace), arrivals.window, arrivals.compress, arrivals.growth, self.seed,
-                       self.duration_s)  # fmt: skip
+        trace = read_trace(Path(arrivals.trace))  # the same object while the file is unchanged
+        return _replay(trace, arrivals.window, arrivals.compress, arrivals.growth, self.seed, self.duration_s)
 
     @model_validator(mode="after")
     def _faults_before_the_end(self) -> Scenario:
@@ -563,10 +563,9 @@ class Scenario(_Strict):
 
 @functools.lru_cache(maxsize=8)
 def _replay(
-    path: Path, window: tuple[datetime, datetime] | None, compress: float, growth: float, seed: int, duration_s: float
+    trace: Trace, window: tuple[datetime, datetime] | None, compress: float, growth: float, seed: int, duration_s: float
 ) -> Replay:
-    """One Replay per trace and settings: the curve, phases and spikes all read its per-second counts."""
-    trace = read_trace(path)
+    """One Replay per trace (file version) and settings: the curve, phases and spikes all read its counts."""
     start, end = window_of(trace, window)
     return Replay(trace, start, end, compress, growth, seed, duration_s)
 

@@ -210,3 +210,19 @@ def test_trace_files_parquet_epoch_and_bad_ones(tmp_path: Path) -> None:
     fractional.write_text(f"ts,amount_fen\n{START},1.5\n")
     with pytest.raises(TraceError, match="integer fen"):
         read_trace(fractional)
+
+
+def test_a_rewritten_trace_is_read_again(tmp_path: Path) -> None:
+    """A long-lived Locust (the web UI) replays the file as it is now, not as it was first read."""
+    import os
+
+    path = _write(tmp_path / "t.csv", [0, 1, 2])
+    ref = _scenario(tmp_path, '[arrivals]\nprocess = "trace"\ntrace = "t.csv"\nwindow = ["' + START + '", "'
+                    '2025-06-18T12:00:10+08:00"]\n')  # fmt: skip
+    first = load_scenario(str(ref)).replay()
+    assert first is not None and first.counts_per_second().sum() == 3
+    _write(path, [0, 1, 2, 3, 4])
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    again = load_scenario(str(ref)).replay()
+    assert again is not None and again.counts_per_second().sum() == 5
