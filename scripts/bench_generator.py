@@ -636,8 +636,11 @@ def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
                 variants[name].append(probe)
                 print(f"  round {pair + 1} {name}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, worst window "
                       f"{probe.worst_error_pct:+.2f} %, valid {probe.valid}", flush=True)  # fmt: skip
+        building = {name: build_us(profile) for name, profile in profiles.items()}
     cost = {name: statistics.median(p.cpu_ms_per_arrival for p in probes) for name, probes in variants.items()}
     base, hmac_ms, rsa_ms = cost["unsigned"], cost["hmac-sha256"], cost["rsa-sha256 (2048)"]
+    hmac_extra_us = building["hmac-sha256"] - building["unsigned"]
+    rsa_extra_us = building["rsa-sha256 (2048)"] - building["unsigned"]
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
         "## Signing every attempt (issue 32)",
@@ -660,10 +663,15 @@ def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
             for name, probes in variants.items()
         ),
         "",
-        f"**HMAC / unsigned: {hmac_ms / base:.3f}** (goal <= 1.10). RSA-2048 adds {1000 * (rsa_ms - base):.0f} µs "
-        f"of CPU per arrival: one core at its full time signs and sends at most about {1000 / rsa_ms:.0f} "
-        "arrivals/s (the per-core ceiling); `--workers N` runs N processes, each signing its own share, so the "
-        "ceiling grows with the cores given to them.",
+        f"**HMAC / unsigned: {hmac_ms / base:.3f}** (goal <= 1.10). RSA-2048 / unsigned: {rsa_ms / base:.3f}.",
+        "",
+        "Building one attempt's request in-process (`RequestBuilder.build`, median of 5 × 2,000, no I/O): "
+        + ", ".join(f"{name} {us:.1f} µs" for name, us in building.items())
+        + f". Signing adds {hmac_extra_us:.1f} µs (HMAC) and {rsa_extra_us:.0f} µs (RSA-2048) per attempt, against "
+        f"the {1000 * base:.0f} µs of CPU an unsigned arrival cost the whole process in the runs above (Locust's "
+        f"start included): HMAC +{100 * hmac_extra_us / (1000 * base):.1f} %. With RSA-2048 one core at its full "
+        f"time signs at most {1e6 / rsa_extra_us:.0f} attempts/s before sending anything; `--workers N` runs N "
+        "processes, each signing its own share, so the ceiling grows with the cores given to them.",
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -671,6 +679,24 @@ def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
     print(f"HMAC / unsigned {hmac_ms / base:.3f}; RSA-2048 {rsa_ms:.3f} ms/arrival (ceiling ~{1000 / rsa_ms:.0f}/s "
           f"per core); written to {out}")  # fmt: skip
     return 0 if hmac_ms / base <= 1.10 else 1
+
+
+def build_us(profile: Path) -> float:
+    """µs to build (render and sign) one attempt's request through `profile`, in this process: the signing
+    cost alone, without the machine's other load moving a whole run's CPU time."""
+    from loadtests.generator.target import TargetApi, Values
+    from loadtests.scenario.profile import load_profile, signer
+
+    loaded = load_profile(profile, allow_remote=False, env=os.environ)
+    builder = TargetApi(loaded, os.environ, signer(loaded, os.environ, profile.parent)).builder
+    values = Values("s0123456789abcdef0123456789abcd", "u000001", "u000001-c1", "ICBC", 123450, 1)
+    rounds = []
+    for _ in range(5):
+        started = time.process_time()
+        for _ in range(2000):
+            builder.build(values, "token")
+        rounds.append(1e6 * (time.process_time() - started) / 2000)
+    return statistics.median(rounds)
 
 
 def cpu_rule_line(probes: list[Probe]) -> str:

@@ -21,7 +21,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
 
@@ -80,17 +80,15 @@ class Values:
     channel: str
     amount_fen: int
     attempt: int
-    fresh: Mapping[str, str] | None = None  # this attempt's {timestamp}, {nonce}, … and the signed request's parts
 
     def get(self, name: str) -> str:
         if name == "amount_yuan":
             return f"{self.amount_fen // 100}.{self.amount_fen % 100:02d}"
-        if name in _PER_ATTEMPT:
-            return "" if self.fresh is None else self.fresh.get(name, "")
         return str(getattr(self, name))
 
 
-_PER_ATTEMPT = FRESH | MESSAGE_ONLY
+_PER_ATTEMPT = FRESH | MESSAGE_ONLY  # filled from the attempt's own dict, not from its Values
+NO_FRESH: Mapping[str, str] = {}
 
 
 def fresh_values(names: frozenset[str], access_token: str) -> dict[str, str]:
@@ -129,17 +127,18 @@ class CompiledTemplate:
                 slots.append(value)
                 parts.append("")
         self._parts = tuple(parts)
-        self._slots = tuple((slot, escape) for slot in slots)
+        self._slots = tuple((slot, escape, slot in _PER_ATTEMPT) for slot in slots)
         self.uses_attempt = "attempt" in slots
         self.names = frozenset(slots)
 
-    def render(self, values: Values) -> str:
+    def render(self, values: Values, fresh: Mapping[str, str] = NO_FRESH) -> str:
+        """`fresh`: this attempt's {timestamp}, {nonce}, … (and, in a signed message, {method} {path} {body})."""
         parts = self._parts
         if not self._slots:
             return parts[0]
         out = [parts[0]]
-        for index, (slot, escape) in enumerate(self._slots, start=1):
-            out.append(escape(values.get(slot)))
+        for index, (slot, escape, per_attempt) in enumerate(self._slots, start=1):
+            out.append(escape(fresh.get(slot, "") if per_attempt else values.get(slot)))
             out.append(parts[index])
         return "".join(out)
 
@@ -196,23 +195,23 @@ class RequestBuilder:
     def build(self, values: Values, access_token: str = "") -> BuiltRequest:
         """One attempt's request; `access_token` fills {access_token}. A signer's exception propagates (the
         caller records the attempt as SIGN_FAILED)."""
-        if self._fresh:
-            values = replace(values, fresh=fresh_values(self._fresh, access_token))
+        fresh = fresh_values(self._fresh, access_token) if self._fresh else {}
         headers = {"Content-Type": self._content_type}
         for name, template in self._headers.items():
-            headers[name] = template.render(values)
-        path, body = self._path.render(values), self._body.render(values)
+            headers[name] = template.render(values, fresh)
+        path, body = self._path.render(values, fresh), self._body.render(values, fresh)
         if self._signer is not None:
-            path, body = self._signed(values, path, body, headers)
+            path, body = self._signed(values, fresh, path, body, headers)
         return BuiltRequest(self.method, path, body, headers)
 
-    def _signed(self, values: Values, path: str, body: str, headers: dict[str, str]) -> tuple[str, str]:
+    def _signed(
+        self, values: Values, fresh: dict[str, str], path: str, body: str, headers: dict[str, str]
+    ) -> tuple[str, str]:
         """The signature over the message, placed where [request.sign] says (header, body field or query)."""
         sign, signer, message = self._sign, self._signer, self._message
         assert sign is not None and signer is not None and message is not None
-        parts = {"method": self.method, "path": path, "body": body}
-        fresh = parts if values.fresh is None else {**values.fresh, **parts}
-        signature = signer(message.render(replace(values, fresh=fresh)).encode())
+        fresh["method"], fresh["path"], fresh["body"] = self.method, path, body
+        signature = signer(message.render(values, fresh).encode())
         if sign.header is not None:
             headers[sign.header] = signature
         if sign.query is not None:

@@ -13,7 +13,6 @@ run's Locust process boots without it (its import is a third of a second on a bu
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import importlib
 import re
@@ -120,8 +119,7 @@ def make_signer(
     encode = _encode(encoding)
     if algorithm == "hmac-sha256":
         secret = text.encode()
-        digest = hashlib.sha256
-        return lambda message: encode(hmac.new(secret, message, digest).digest())
+        return lambda message: encode(hmac.digest(secret, message, "sha256"))  # one-shot: OpenSSL's C, no object
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 

@@ -223,7 +223,8 @@ class RequestSpec(_Strict):
     """How `body` is encoded, and so how each substituted value is escaped (JSON string or form encoding)."""
     body: str = ""
     """The body template: `{key}`, `{user_id}`, `{card_id}`, `{channel}`, `{amount_fen}`, `{amount_yuan}`,
-    `{attempt}` and `${NAME}` (from the environment)."""
+    `{attempt}`, the per-attempt `{timestamp}`, `{timestamp_ms}`, `{nonce}`, `{uuid}`, `{access_token}`, and
+    `${NAME}` (from the environment)."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Header name -> value template, e.g. the idempotency header `{key}` (the same on every retry). Not Host,
     Content-Type, Content-Length, Transfer-Encoding, Connection, Keep-Alive, TE, Trailer, Upgrade,
