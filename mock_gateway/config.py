@@ -169,7 +169,8 @@ class ChannelConfig(_Section):
     latency_ms: LatencyConfig = LatencyConfig()
     """The bank's simulated latency."""
     tps: float = Field(default=0, ge=0, le=1_000_000)
-    """The bank's per-second quota for this channel, per replica (0: none). Calls past it wait their turn (paced
+    """The bank's per-second quota for this channel, for the whole gateway (0: none): each of N active-active
+    replicas paces at 1/N of it (docs/gateway.md). Calls past it wait their turn (paced
     with asyncio-throttle) up to `queue_timeout_ms`, then 503 CHANNEL_BUSY. On an async channel it paces
     settlement instead: payments wait their turn in the settlement backlog, however long it grows."""
     settlement: Literal["sync", "async"] = "sync"
