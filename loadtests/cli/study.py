@@ -62,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     def run_variant(plan: VariantPlan) -> int:
         """The variant as `surge run` would run it from its own command line (so every later option of
         `surge run` gets its default here too)."""
-        console.rule(escape(f"variant {one_line(plan.name)}" + (f", run {plan.repetition}" if args.repeat > 1 else "")))
+        title = escape(f"variant {one_line(plan.name)}" + (f", run {plan.repetition}" if args.repeat > 1 else ""))
+        if console.is_terminal:
+            console.rule(title)
+        else:
+            console.print(f"── {title} ──")  # a log: one short line, not a rule LOG_WIDTH wide
         argv = [str(plan.scenario_path), "--scale", repr(plan.scale), "--replicas", str(plan.replicas)]
         argv += ["--out", str(plan.run_dir), "--workers", str(args.workers)]
         if plan.duration_s is not None:

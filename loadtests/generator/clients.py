@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import gevent
-from gevent.event import Event
+from gevent.lock import Semaphore
 
 from loadtests.generator.auth import Tokens, no_answer_code
 from loadtests.generator.http1 import TooLarge
@@ -145,7 +145,9 @@ class Generator:
         self._upcoming_spec: TraceArrival | None = None
         self._upcoming = self._next_arrival()
         self._deferred: list[Ticket] = []
-        self._more = Event()  # set when a deferred ticket arrives for users that found nothing to claim
+        # One release per deferred ticket wakes one user that found nothing to claim: waking every idle user for
+        # each plan part (an Event) cost a pool of hundreds a claim each per part, and the generator its timing.
+        self._more = Semaphore(0)
         self._stopped = False
         self._claimed: dict[int, float] = {}  # id(ticket) → intended: fresh arrivals claimed, not yet begun
         self._greenlet: gevent.Greenlet[[], None] | None = None
@@ -198,8 +200,7 @@ class Generator:
 
     def defer(self, ticket: Ticket) -> None:
         heapq.heappush(self._deferred, ticket)
-        self._more.set()
-        self._more = Event()
+        self._more.release()
 
     def claim(self) -> Ticket | None:
         """The earliest unclaimed arrival or deferred part, or None when nothing is left to claim for now."""
@@ -244,7 +245,7 @@ class Generator:
 
     def idle(self, timeout_s: float) -> None:
         """Nothing to claim: wait for a deferred ticket (or the timeout) instead of polling."""
-        self._more.wait(timeout_s)
+        self._more.acquire(timeout=timeout_s)
 
     def _next_arrival(self) -> float | None:
         upcoming = next(self._times, None)
