@@ -1,6 +1,5 @@
 """What a user reads points inside the repository: no page, example or `--help` text cites a document the
-repository does not ship (an outside contract's "CONTRACT §N"), and every file a page sends its reader to (a
-page, an example, a script, a module) exists. Test files a page names are left to the suite that runs them."""
+repository does not ship (an outside contract's "CONTRACT §N")."""
 
 from __future__ import annotations
 
@@ -32,22 +31,3 @@ def test_no_help_text_cites_a_document_outside_the_repository() -> None:
     assert len(helps) == 1 + len(SUBCOMMANDS)
     for text in helps:
         assert not OUTSIDE.search(text), text
-
-
-DOC_PATH = re.compile(r"(?<![\w/.-])((?:docs|examples|scripts|loadtests|reports|mock_gateway)/[\w./-]*\w)")
-
-
-@pytest.mark.parametrize("path", [p for p in READ_BY_USERS if p.suffix == ".md"], ids=lambda p: p.name)
-def test_every_repository_path_a_page_names_exists(path: Path) -> None:
-    missing = {
-        name
-        for name in DOC_PATH.findall(path.read_text(encoding="utf-8"))
-        if "*" not in name and not _exists(name, path.parent)
-    }
-    assert not missing, f"{path.relative_to(ROOT)} names {sorted(missing)}"
-
-
-def _exists(name: str, folder: Path) -> bool:
-    """A path from the repository root or relative to the page (a Markdown link), or `module.py`'s `attribute`."""
-    module = (ROOT / name).with_suffix("")
-    return (ROOT / name).exists() or (folder / name).exists() or module.with_suffix(".py").is_file()
