@@ -125,6 +125,7 @@ class Generator:
         self.scenario = scenario
         self.users = scenario.arrivals.pool if users is None else users  # this process's share of the pool
         self.paying = 0  # users inside Payer.pay now
+        self._parts_held = 0  # users that took a deferred plan part and sleep until its time
         self.key_prefix = key_prefix  # the run's own: meta.json `key_prefix`, so a shared ledger can be told apart
         self.population = population
         self.clock = clock
@@ -212,6 +213,7 @@ class Generator:
         while self._deferred and (upcoming is None or self._deferred[0].intended <= upcoming):
             ticket = heapq.heappop(self._deferred)
             if ticket.intended <= self.hard_stop:
+                self._parts_held += 1
                 return ticket
         if upcoming is None:
             return None
@@ -232,6 +234,8 @@ class Generator:
         fresh = ticket.payment is None
         if fresh:
             self._claimed.pop(id(ticket), None)
+        else:
+            self._parts_held -= 1
         if self._stopped:
             return False  # claimed before the stop: cancelled (and un-offered) by stop()
         starved = ticket.starved
@@ -262,9 +266,9 @@ class Generator:
             self._upcoming = self._next_arrival()
 
     def _pool_full(self) -> bool:
-        """Every user but (at most) one is paying or holds an earlier arrival: the pool, not the process, is
-        what an arrival due now waits for."""
-        return self.paying + len(self._claimed) >= self.users - 1
+        """Every user but (at most) one is paying or holds an earlier arrival or plan part: the pool, not the
+        process, is what an arrival due now waits for."""
+        return self.paying + len(self._claimed) + self._parts_held >= self.users - 1
 
     def _watch(self) -> None:
         """Wakes every WATCH_S until the hard stop: drops what nobody claimed, and measures this process's

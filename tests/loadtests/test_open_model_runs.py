@@ -158,6 +158,6 @@ async def test_an_exhausted_pool_drops_and_counts_instead_of_slowing_the_arrival
     assert verdict["valid"] is False
     assert verdict["dropped"] == dropped
     assert verdict["limited_by"] == "pool", verdict["reasons"]
-    assert verdict["starved"] >= 0.9 * (verdict["late"] + verdict["dropped"])
+    assert 2 * verdict["starved"] >= verdict["late"] + verdict["dropped"]  # most found every user busy
     assert sum(w["starved"] for w in lines) == verdict["starved"]
     assert any("user pool ([arrivals] pool) ran out" in reason for reason in verdict["reasons"]), verdict["reasons"]
