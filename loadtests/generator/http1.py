@@ -91,10 +91,9 @@ class _Reader(HTTPResponseParser):
         super().__init__()
         self.head_only = head_only  # a HEAD response has no body whatever its length says
         self.max_body = max_body
-        self.status = 0  # the final response's, fixed when it completes
+        self.status = 0  # the final response's, set when its header fields are all read (0: not yet)
         self.headers = Headers()
         self.body = bytearray()
-        self.head_done = False  # the final response's header fields are all read
         self.complete = False
         self._field = ""
         self._value: str | None = None
@@ -125,15 +124,18 @@ class _Reader(HTTPResponseParser):
         if self._field:
             self._flush()
         status = self.get_code()
-        if not 100 <= status <= 599:  # llhttp takes any three digits; 000 is no interim answer to wait past
-            raise ProtocolError(f"status {status:03d} is not an HTTP status")
-        if status >= 200:
-            self.head_done = True
-            if self.head_only or status in NO_BODY_STATUSES:
-                return True
-            if self.get_remaining_content_length() > self.max_body:  # announced too large: not even started
-                raise TooLarge(f"the response announced a body of more than {self.max_body} bytes")
-        return self.head_only
+        if status < 200:
+            if status < 100:  # llhttp takes any three digits; 000 is no interim answer to wait past
+                raise ProtocolError(f"status {status:03d} is not an HTTP status")
+            return self.head_only
+        if status > 599:
+            raise ProtocolError(f"status {status} is not an HTTP status")
+        self.status = status
+        if self.head_only or status in NO_BODY_STATUSES:
+            return True
+        if self.get_remaining_content_length() > self.max_body:  # announced too large: not even started
+            raise TooLarge(f"the response announced a body of more than {self.max_body} bytes")
+        return False
 
     def _on_body(self, data: bytes) -> None:
         self.body += data
@@ -141,12 +143,11 @@ class _Reader(HTTPResponseParser):
             raise TooLarge(f"the response's body passed {self.max_body} bytes")
 
     def _on_message_complete(self) -> None:
-        if self.get_code() < 200:  # 1xx: the final answer follows on the same connection
+        if self.status:
+            self.complete = True
+        else:  # 1xx: the final answer follows on the same connection
             self.headers = Headers()
             self.body = bytearray()
-            return
-        self.status = self.get_code()
-        self.complete = True
 
 
 class Connections:
@@ -217,9 +218,10 @@ class Connections:
                     reusable = False  # bytes after the answer (or after `Connection: close`): not pooled
                 if not data and not reader.complete:
                     raise ProtocolError("connection closed before the response was complete")
-                received += len(data)
-                if received > MAX_HEAD_BYTES and not reader.head_done:
-                    raise TooLarge(f"the response's head passed {MAX_HEAD_BYTES} bytes")
+                if not reader.status:  # still in the head (or interim answers): bounded too
+                    received += len(data)
+                    if received > MAX_HEAD_BYTES:
+                        raise TooLarge(f"the response's head passed {MAX_HEAD_BYTES} bytes")
         except BaseException:
             sock.close()
             raise
