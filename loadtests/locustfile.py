@@ -43,7 +43,15 @@ from loadtests.generator.auth import Tokens
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
-from loadtests.generator.recorder import FINAL_AFTER_S, FINAL_WAIT_S, LocustRecording, ProcessRecorder, RunSettings
+from loadtests.generator.recorder import (
+    FINAL_AFTER_S,
+    FINAL_WAIT_S,
+    HISTORY_DRAIN_S,
+    IN_FLIGHT_WAIT_S,
+    LocustRecording,
+    ProcessRecorder,
+    RunSettings,
+)
 from loadtests.generator.settlement import Settler
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
@@ -130,7 +138,8 @@ class FestivalShape(LoadTestShape):
         recording = FestivalShape.recording
         settings = recording.settings if recording is not None else None
         if recording is not None and settings is not None:
-            overdue = time.time() > settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S + 1.0
+            bound = FINAL_AFTER_S + FINAL_WAIT_S + IN_FLIGHT_WAIT_S + HISTORY_DRAIN_S + 1.0  # workers still streaming
+            overdue = time.time() > settings.hard_stop + bound
             if recording.finished or overdue:
                 return None
         assert self.runner is not None
@@ -168,6 +177,13 @@ def _add_options(parser: Any) -> None:
     )
     parser.add_argument(
         "--surge-no-abort", action="store_true", default=False, help="surge: ignore the scenario's [[abort]] rules"
+    )
+    parser.add_argument(
+        "--surge-max-clock-offset",
+        type=float,
+        default=5.0,
+        include_in_web_ui=False,
+        help="surge: refuse a worker whose clock is further off the master's, in seconds (default 5)",
     )
     parser.add_argument(
         "--surge-managed",
@@ -212,6 +228,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             print(f"surge: {one_line(exc)}", file=sys.stderr)
             sys.exit(2)
     else:
+        _skew_clock_for_tests()
         _read_ahead(options)
     plain = _PlainEnd(environment) if master and not options.surge_managed else None
     FestivalShape.recording = LocustRecording(
@@ -222,6 +239,19 @@ def _on_init(environment: Environment, **_: Any) -> None:
     )
     if plain is not None:
         environment.events.quitting.add_listener(plain.on_quitting)  # type: ignore[no-untyped-call]
+
+
+def _skew_clock_for_tests() -> None:
+    """TEST ONLY: `SURGE_TEST_CLOCK_OFFSET_S` puts this worker's wall clock that many seconds ahead of the host's
+    (negative: behind), so that the tests can show a wrong clock corrected or refused without touching the
+    system clock. Every `time.time()` of the process reads it, as every reading of a wrong system clock would."""
+    text = os.environ.get("SURGE_TEST_CLOCK_OFFSET_S")
+    if not text:
+        return
+    offset = float(text)
+    real = time.time
+    time.time = lambda: real() + offset
+    log.warning("surge: TEST ONLY: this worker's clock reads %+g s off the host's (SURGE_TEST_CLOCK_OFFSET_S)", offset)
 
 
 def _read_ahead(options: Any) -> None:
@@ -306,6 +336,10 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         target=options.target,
         abort=not options.surge_no_abort,
         trace_salt=secrets.token_hex(16),
+        key_prefix=_key_prefix(Path(out)),
+        clock=_clock(scenario, Path(out)).model_dump(mode="json"),
+        host=environment.host or "",
+        max_clock_offset_s=options.surge_max_clock_offset,
     )
     assert FestivalShape.recording is not None
     FestivalShape.recording.begin(settings)
@@ -315,6 +349,13 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
+    if settings.host and os.environ.get("SURGE_ALLOW_REMOTE") != "1" and not _loopback(settings.host):
+        log.error(
+            "surge: this worker refuses to load %s: not a loopback address (set SURGE_ALLOW_REMOTE=1 on the worker, "
+            "`surge worker --allow-remote`); it generates nothing",
+            one_line(settings.host),
+        )
+        return lambda: None
     population = Population(scenario.population, settings.channels or default_channels(scenario), scenario.seed)
     replay = scenario.replay()
     specs = None
@@ -338,14 +379,14 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
     generator = Generator(
         scenario,
         population,
-        _clock(scenario, out),
+        ClusterClock.model_validate(settings.clock) if settings.clock is not None else _clock(scenario, out),
         recorder,
         times,
         seed=f"{scenario.seed}/payer/{index}",
         trace_arrivals=specs,
         target=target,
         tokens=tokens,
-        key_prefix=_key_prefix(out),
+        key_prefix=settings.key_prefix,
         users=max(1, scenario.arrivals.pool // count),  # Locust spreads the pool over the processes
     )
     generator.tls_context = tls
@@ -431,6 +472,11 @@ def _check_host(host: str) -> None:
         raise UsageError(
             f"--host {parts.hostname} is not a loopback address; set SURGE_ALLOW_REMOTE=1 to load a remote gateway"
         )
+
+
+def _loopback(url: str) -> bool:
+    hostname = urlsplit(url).hostname
+    return bool(hostname) and is_loopback_host(hostname or "")
 
 
 def _profile(path: str, host: str | None) -> TargetProfile:

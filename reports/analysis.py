@@ -42,7 +42,7 @@ import pandas as pd
 from reports import hdr, invariants, memory, metrics, settlement, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
-from reports.runfolder import GOOD, Slo, Summary
+from reports.runfolder import GOOD, GeneratorVerdict, Slo, Summary
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 
@@ -140,6 +140,9 @@ def analyse(frames: RunFrames) -> Analysis:
         unknown={**uncheckable(card_caps, user_cap), **({} if report is None else report.unknown)},
         settlement=watched,
     )
+    missing = incomplete_history(frames.generator)
+    if missing is not None:
+        invariant_verdicts = [slo.unproven(entry, missing) for entry in invariant_verdicts]
     generator = slo.generator_verdict(frames.generator)
     injection = slo.fault_injection_verdict(frames.events)
     run_verdicts = [generator] if injection is None else [generator, injection]
@@ -186,6 +189,14 @@ def analyse(frames: RunFrames) -> Analysis:
 
 # verdicts computed from the outcome classes the profile's rules gave: unknown when most 2xx answers matched none
 JUDGED_BY_OUTCOMES = ("success_ratio", "recovery_s")
+
+
+def incomplete_history(generator: GeneratorVerdict | None) -> str | None:
+    """Why the invariants cannot be trusted when workers' history rows never reached the master, else None."""
+    if generator is None or not generator.history_missing:
+        return None
+    by = ", ".join(f"{worker}: {rows}" for worker, rows in generator.history_missing_by.items())
+    return f"{generator.history_missing} history rows never reached the master ({by})"
 
 
 def not_started(frames: RunFrames) -> bool:
@@ -337,6 +348,8 @@ def summary(analysis: Analysis) -> Summary:
 
 
 def _invariant_counts(analysis: Analysis) -> dict[str, int | None]:
+    if incomplete_history(analysis.frames.generator) is not None:  # counted over part of the history: unknown
+        return {verdict["name"]: verdict["value"] for verdict in analysis.invariant_verdicts}
     if analysis.invariants is not None:
         return dict(analysis.invariants.counts())
     return {verdict["name"]: None for verdict in analysis.invariant_verdicts}

@@ -462,6 +462,38 @@ class SettlementMeta(BaseModel):
     callback_fail_ratio: float = 0.0
 
 
+class WorkerClock(BaseModel):
+    """meta.json `clocks[]`: a Locust worker's clock as the master measured it at test start (docs/distributed.md).
+
+    The worker's clock read `offset_s` more than the master's, within ± `uncertainty_s` (half the shortest of a
+    few round trips over Locust's message channel). Arrival times are the master's: the worker corrected for
+    the offset, and its history rows are in the master's time. `within_bound` false: the run was refused."""
+
+    worker: str  # worker-<index>, as its history file is named
+    node: str = ""  # Locust's id of the worker process (host name and a random suffix)
+    offset_s: float
+    uncertainty_s: float  # -1: the worker never answered
+    max_offset_s: float  # the bounds it was held to (--surge-max-clock-offset, and the channel's precision)
+    max_uncertainty_s: float
+    within_bound: bool = True
+
+    def refusal(self) -> str:
+        """Why this worker was refused, in one line (`within_bound` false)."""
+        who = f"{self.worker} ({self.node})"
+        if self.uncertainty_s < 0:
+            return f"{who} did not answer the clock check; the run was not started"
+        if self.uncertainty_s > self.max_uncertainty_s:
+            return (
+                f"{who} clock offset is known only to ±{self.uncertainty_s * 1000:.0f} ms (bound "
+                f"±{self.max_uncertainty_s * 1000:.0f} ms): the channel to it is too slow; the run was not started"
+            )
+        return (
+            f"{who} clock is {self.offset_s:+.3f} s off the master's (±{self.uncertainty_s * 1000:.0f} ms), beyond "
+            f"the {self.max_offset_s:g} s bound; sync its clock (NTP) or raise --max-clock-offset; the run was "
+            "not started"
+        )
+
+
 class RunMeta(_Open):
     """meta.json (internals §5, §6): what ran, against what, with which versions — written before the load.
 
@@ -494,6 +526,7 @@ class RunMeta(_Open):
     rate: list[dict[str, float]] = Field(default_factory=list)
     target: TargetMeta | None = None  # a run against a target profile; None for the §3 gateway
     settlement: SettlementMeta | None = None  # the client watched asynchronous settlement
+    clocks: list[WorkerClock] = Field(default_factory=list)  # a distributed run's workers; empty otherwise
 
     @property
     def is_capacity_search(self) -> bool:
@@ -533,6 +566,11 @@ class GeneratorVerdict(_Open):
     starved: int = 0
     limited_by: Literal["generator", "pool"] | None = None
     started_unix: Number | None = None
+    # history rows a worker recorded that never reached the master's run folder, in all and per worker: the
+    # invariants are then unknown (a distributed run, docs/distributed.md)
+    history_missing: int = 0
+    history_missing_by: dict[str, int] = Field(default_factory=dict)
+    history_backlog_max_bytes: int = 0  # the most history any worker held that the master had not yet written
 
     @property
     def bottleneck(self) -> str:

@@ -160,6 +160,15 @@ def mostly_unauthorized(verdicts: list[dict[str, Any]], reason: str) -> list[dic
     return [verdict(entry["name"], entry["value"], entry["bound"], None, reason) for entry in verdicts]
 
 
+def unproven(entry: dict[str, Any], reason: str) -> dict[str, Any]:
+    """An invariant checked over part of the history: unknown with `reason`, never a pass. Only `lost` and
+    `duplicate` found above their bound stay failed: a missing row can hide such a violation, never make one
+    (phantom and over-cap counts can be made by the rows that are missing)."""
+    if entry["name"] in ("lost", "duplicate") and entry["passed"] is False:
+        return entry
+    return verdict(str(entry["name"]), None, entry["bound"], None, reason)
+
+
 def generator_verdict(generator: GeneratorVerdict | None) -> dict[str, Any]:
     """The load generator kept up: without it, latency and throughput describe surge, not the gateway. No
     generator.json (the generator never finished) proves nothing against it."""

@@ -7,18 +7,20 @@
 Deltas rather than whole windows travel because merging is associative (windows.py): a worker never has to know
 when a second is final, and a late delta is folded into the final rewrite instead of being lost. Messages use
 Locust's own worker→master channel (`runner.send_message` / `register_message`), so a multi-machine run needs
-no shared disk for the windows; each worker's history is written on its own machine under `--surge-out`.
+no shared disk: a worker spools its history on its own disk and streams it to the master (stream.py), and the
+master measures each worker's clock before the start and tells it the offset to correct for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,14 @@ from loadtests.generator.abort import AbortGuard
 from loadtests.generator.arrivals import RateCurve
 from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
 from loadtests.generator.history import HistoryWriter
+from loadtests.generator.stream import (
+    BACKLOG_WARN_BYTES,
+    MAX_CLOCK_UNCERTAINTY_S,
+    Batch,
+    HistorySink,
+    HistoryStream,
+    estimate_offset,
+)
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.shapes import AbortRule, load_scenario
 from reports.console_text import one_line
@@ -40,21 +50,33 @@ from reports.runfolder import (
     Attempt,
     GeneratorVerdict,
     OutcomeClass,
+    RunFolderError,
     StoppedBy,
     StopRecord,
+    WorkerClock,
+    read_meta,
     write_json,
     write_stop,
 )
 
-MSG_START = "surge_start"  # master → worker: {"t0", "index", "count"}
-MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows": [window json], "lag": final lag hdr | None}
+MSG_START = "surge_start"  # master → worker: {"settings", "index", "count", "offset_s"}
+MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows", "lag": final lag hdr | None, "history"}
 MSG_STOP = "surge_stop"  # master → worker: the run stopped early; stop generating and send the last delta now
+MSG_HISTORY = "surge_history"  # worker → master: {"index", "seq", "rows", "data": zlib CSV lines}
+MSG_HISTORY_ACK = "surge_history_ack"  # master → worker: {"seq"} written to the run folder
+MSG_PING = "surge_ping"  # master → worker: {"seq", "sent"}: a clock round trip
+MSG_PONG = "surge_pong"  # worker → master: {"seq", "sent", "clock": the worker's time.time() on receipt}
 FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
 FINAL_WAIT_S = 5.0  # the master's bound on waiting for the last deltas of every worker
 IN_FLIGHT_WAIT_S = 3.0  # a process's bound on waiting for its attempts still in flight before its last delta
 CLOSE_TICK_S = 0.5  # the master closes seconds and judges the [[abort]] rules this often
 CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
+HISTORY_DRAIN_S = 20.0  # after its last attempt, a worker's bound on sending the history still on its disk
+HISTORY_TICK_S = 0.05  # a worker sends history batches this often while it has some and the window allows
+CLOCK_ROUNDS = 5  # round trips per worker at test start; the shortest one counts
+CLOCK_ROUND_WAIT_S = 0.5  # a round without every answer by then moves on
+SPOOL_DIR = "surge-spool"  # under a worker's working directory: its history until the master has it
 
 log = logging.getLogger("surge")
 
@@ -62,8 +84,9 @@ log = logging.getLogger("surge")
 class ProcessRecorder:
     """Everything one generating process records; `take_delta` hands its windows over and starts afresh."""
 
-    def __init__(self, t0: float, history_path: Path | None, late_ms: float) -> None:
-        self.t0 = t0
+    def __init__(self, t0: float, history_path: Path | None, late_ms: float, offset_s: float = 0.0) -> None:
+        self.t0 = t0  # on this process's own clock (the master's t0 + offset_s)
+        self.offset_s = offset_s  # this clock minus the master's: history rows are written in the master's time
         self.late_s = late_ms / 1000.0
         self.book = WindowBook()
         self.history = HistoryWriter(history_path) if history_path is not None else None
@@ -71,6 +94,7 @@ class ProcessRecorder:
             None if history_path is None else history_path.with_name(f"{history_path.stem}.unmatched.json")
         )
         self.sampled = False
+        self.sample: dict[str, Any] | None = None
         self.cpu = CpuSampler()
         self.lag = LagMeter()
         self.in_flight = 0  # attempts sent and not yet recorded: the last delta waits for them
@@ -115,19 +139,26 @@ class ProcessRecorder:
             replica=row.replica,
             amount_fen=row.amount_fen if outcome == "succeeded" and row.status != ACCEPTED else 0,
         )
-        if self.history is not None and not deferred:
-            self.history.write(row)
+        if not deferred:
+            self.write_row(row)
 
     def sample_unmatched(self, sample: dict[str, Any]) -> None:
         """Keep the first 2xx answer no response rule matched (`history/<worker>.unmatched.json`), once: the
         report shows it beside the count, so that a wrong rule is seen as one."""
         self.sampled = True
+        self.sample = sample  # a worker sends it to the master with its next windows
         if self.sample_path is not None:
             write_json(self.sample_path, sample)
 
     def write_row(self, row: Attempt) -> None:
-        if self.history is not None:
-            self.history.write(row)
+        if self.history is None:
+            return
+        if self.offset_s:
+            shift = self.offset_s
+            final_at = row.final_at - shift if row.final_at else 0.0
+            row = replace(row, intended=row.intended - shift, sent=row.sent - shift, done=row.done - shift,
+                          final_at=final_at)  # fmt: skip
+        self.history.write(row)
 
     def sample_health(self, now: float) -> None:
         """Once a second: this process's CPU and worst wake-up lag go into the current second."""
@@ -157,6 +188,9 @@ class RunWriter:
         self.rewrite = False
         self.cpu = CpuSampler()
         self.lag = new_lag_histogram()
+        self.history = HistorySink(out_dir)  # workers' streamed history (a lone process writes its own)
+        self.history_lines: dict[int, int] = {}  # worker index → lines its spool held at its last report
+        self.backlog_max = 0
         self._path = out_dir / "windows.jsonl"
         self._path.write_text("", encoding="utf-8")
 
@@ -200,6 +234,19 @@ class RunWriter:
             tmp.replace(self._path)
         windows = (Window.from_json(line) for line in self.closed.values())
         verdict = assess_generator(windows, expected_offered, self.lag, started_unix=started_unix, stopped=stopped)
+        self.history.close()
+        missing = {
+            f"worker-{index}": lines - self.history.rows(index)
+            for index, lines in sorted(self.history_lines.items())
+            if lines > self.history.rows(index)
+        }
+        verdict = verdict.model_copy(
+            update={
+                "history_missing": sum(missing.values()),
+                "history_missing_by": missing,
+                "history_backlog_max_bytes": self.backlog_max,
+            }
+        )
         write_json(self.out_dir / "generator.json", verdict)
         return verdict
 
@@ -229,6 +276,12 @@ def summary_lines(writer: RunWriter, verdict: GeneratorVerdict) -> list[str]:
         lines += [bar, f"surge: RUN INVALID: {verdict.bottleneck}; these figures are not the gateway's"]
         lines += [f"surge:   - {reason}" for reason in verdict.reasons]
         lines.append(bar)
+    if verdict.history_missing:
+        by = ", ".join(f"{worker}: {rows}" for worker, rows in verdict.history_missing_by.items())
+        lines.append(
+            f"surge: HISTORY INCOMPLETE: {verdict.history_missing} rows never reached the master ({by}); "
+            "the invariants are unknown"
+        )
     return lines
 
 
@@ -248,6 +301,20 @@ class RunSettings:
     target: str = ""  # a target profile's path (CONTRACT §7); "" for the built-in API
     abort: bool = True  # judge the scenario's [[abort]] rules (False: --no-abort)
     trace_salt: str = ""  # keys the pseudonyms of a replayed trace's identities; sent to workers, never written
+    key_prefix: str = ""  # meta.json's, read by the master: a worker on another host has no run folder
+    clock: dict[str, Any] | None = None  # the gateway's anchored clock (ClusterClock), read by the master
+    host: str = ""  # the URL the users load: a worker checks it against the loopback guard itself
+    max_clock_offset_s: float = 5.0  # a worker whose clock is further off the master's is refused (exit 3)
+
+
+def on_own_clock(settings: RunSettings, offset_s: float) -> RunSettings:
+    """The master's settings in the clock of a process `offset_s` ahead of it: the same instants, its numbers."""
+    if not offset_s:
+        return settings
+    clock = settings.clock
+    if clock is not None:
+        clock = {**clock, "anchor_unix": float(clock["anchor_unix"]) + offset_s}
+    return replace(settings, t0=settings.t0 + offset_s, hard_stop=settings.hard_stop + offset_s, clock=clock)
 
 
 # Starts this process's generator on a recorder (worker index, worker count); returns its stop function.
@@ -288,11 +355,19 @@ class LocustRecording:
         self._finals: set[int] = set()
         self._local_stop: Callable[[], None] | None = None
         runner = environment.runner
+        self._pongs: dict[str, list[tuple[float, float, float]]] = {}
+        self._stream: HistoryStream | None = None
+        self._last_history = 0.0  # when the master last received a history batch
+        self._backlog_warned = False
         if isinstance(runner, WorkerRunner):
             runner.register_message(MSG_START, self._on_start_message)
             runner.register_message(MSG_STOP, self._on_stop_message)
+            runner.register_message(MSG_PING, self._on_ping)
+            runner.register_message(MSG_HISTORY_ACK, self._on_history_ack)
         elif isinstance(runner, MasterRunner):
             runner.register_message(MSG_WINDOWS, self._on_windows_message)
+            runner.register_message(MSG_PONG, self._on_pong)
+            runner.register_message(MSG_HISTORY, self._on_history)
         options = environment.parsed_options
         if not isinstance(runner, WorkerRunner) and options is not None and options.headless:
             # Headless with a shape, Locust installs its own SIGTERM handler only once the shape has ended
@@ -313,14 +388,29 @@ class LocustRecording:
         self.finished = False
         self.stop = None
         self._finals.clear()
+        runner = self.environment.runner
+        offsets: dict[str, float] = {}
+        if isinstance(runner, MasterRunner):
+            workers = sorted(runner.clients.keys())
+            clocks = self._measure_clocks(runner, workers, settings.max_clock_offset_s)
+            _record_clocks(Path(settings.out_dir), clocks)
+            refused = [clock for clock in clocks if not clock.within_bound]
+            if refused:
+                self._refuse(refused[0])
+                return
+            offsets = {node: clock.offset_s for node, clock in zip(workers, clocks, strict=True)}
         rules = load_scenario(settings.scenario_ref).abort if settings.abort else ()
         self.writer = RunWriter(Path(settings.out_dir), settings.t0, rules)
-        runner = self.environment.runner
         if isinstance(runner, MasterRunner):
             workers = sorted(runner.clients.keys())
             self._expected_finals = len(workers)
             for index, client_id in enumerate(workers):
-                data = {"settings": asdict(settings), "index": index, "count": len(workers)}
+                data = {
+                    "settings": asdict(settings),
+                    "index": index,
+                    "count": len(workers),
+                    "offset_s": offsets.get(client_id, 0.0),
+                }
                 runner.send_message(MSG_START, data, client_id=client_id)
         else:
             self._expected_finals = 1
@@ -331,7 +421,7 @@ class LocustRecording:
         settings, writer = self.settings, self.writer
         assert settings is not None and writer is not None
         deadline = settings.hard_stop + FINAL_AFTER_S + FINAL_WAIT_S
-        while self.writer is writer and not self.finished and time.time() < deadline:
+        while self.writer is writer and not self.finished and self._still_waiting(deadline):
             gevent.sleep(CLOSE_TICK_S)
             now = time.time()
             if now >= settings.t0:
@@ -347,10 +437,88 @@ class LocustRecording:
         if self.writer is writer:
             self.finish()
 
+    def _still_waiting(self, deadline: float) -> bool:
+        """Before `deadline`, or after it while workers still stream history (up to their own drain bound)."""
+        now = time.time()
+        if now < deadline:
+            return True
+        streaming = now - self._last_history < 2.0
+        return streaming and now < deadline + IN_FLIGHT_WAIT_S + HISTORY_DRAIN_S
+
     def _on_windows_message(self, msg: Any, **_: Any) -> None:
         data = msg.data
+        index = int(data["index"])
+        history = data.get("history")
+        if history is not None and self.writer is not None:
+            writer = self.writer
+            writer.history_lines[index] = max(writer.history_lines.get(index, 0), int(history["lines"]))
+            writer.backlog_max = max(writer.backlog_max, int(history["backlog"]))
+            if history.get("unmatched") is not None:
+                (writer.out_dir / "history").mkdir(exist_ok=True)
+                write_json(writer.out_dir / "history" / f"worker-{index}.unmatched.json", history["unmatched"])
+            if writer.backlog_max > BACKLOG_WARN_BYTES and not self._backlog_warned:
+                self._backlog_warned = True
+                log.warning(
+                    "surge: the master is %.0f MiB behind worker-%d's history (past its ingestion ceiling): the rows "
+                    "wait on the worker's disk and are sent after the last arrival",
+                    writer.backlog_max / 2**20,
+                    index,
+                )
         lag = HdrHistogram.decode(data["lag"].encode("ascii")) if data["lag"] else None
-        self._receive(int(data["index"]), [Window.from_json(line) for line in data["windows"]], lag)
+        self._receive(index, [Window.from_json(line) for line in data["windows"]], lag)
+
+    def _on_history(self, msg: Any, **_: Any) -> None:
+        """A worker's history batch: written to the run folder, then acknowledged (the worker's window moves)."""
+        if self.writer is None or self.finished:
+            return  # not acknowledged: the worker counts it as undelivered
+        data = msg.data
+        self.writer.history.receive(int(data["index"]), int(data["seq"]), int(data["rows"]), data["data"])
+        self._last_history = time.time()
+        runner = self.environment.runner
+        assert runner is not None
+        runner.send_message(MSG_HISTORY_ACK, {"seq": data["seq"]}, client_id=msg.node_id)
+
+    def _measure_clocks(self, runner: MasterRunner, workers: list[str], bound_s: float) -> list[WorkerClock]:
+        """CLOCK_ROUNDS round trips to every worker at once; each worker's offset from its shortest one."""
+        self._pongs = {node: [] for node in workers}
+        for round_no in range(CLOCK_ROUNDS):
+            for node in workers:
+                runner.send_message(MSG_PING, {"seq": round_no, "sent": time.time()}, client_id=node)
+            deadline = time.time() + CLOCK_ROUND_WAIT_S
+            while time.time() < deadline and any(len(samples) <= round_no for samples in self._pongs.values()):
+                gevent.sleep(0.001)
+        clocks = []
+        for index, node in enumerate(workers):
+            reading = estimate_offset(self._pongs[node])
+            offset, uncertainty = (0.0, math.inf) if reading is None else (reading.offset_s, reading.uncertainty_s)
+            within = abs(offset) <= bound_s and uncertainty <= MAX_CLOCK_UNCERTAINTY_S
+            clocks.append(
+                WorkerClock(
+                    worker=f"worker-{index}",
+                    node=node,
+                    offset_s=round(offset, 6),
+                    uncertainty_s=round(uncertainty, 6) if reading is not None else -1.0,
+                    max_offset_s=bound_s,
+                    max_uncertainty_s=MAX_CLOCK_UNCERTAINTY_S,
+                    within_bound=within,
+                )
+            )
+        self._pongs = {}
+        return clocks
+
+    def _on_pong(self, msg: Any, **_: Any) -> None:
+        samples = self._pongs.get(msg.node_id)
+        if samples is not None:
+            samples.append((float(msg.data["sent"]), float(msg.data["clock"]), time.time()))
+
+    def _refuse(self, clock: WorkerClock) -> None:
+        """One line and exit 3: a worker whose clock cannot be trusted would put its arrivals at the wrong time."""
+        log.error("surge: %s", one_line(clock.refusal()))
+        self.finished = True
+        self.environment.process_exit_code = 3
+        runner = self.environment.runner
+        assert runner is not None
+        gevent.spawn(runner.quit)
 
     def _receive(self, index: int, windows: list[Window], lag: HdrHistogram | None) -> None:
         """A process's delta; with `lag` (its whole run's wake-up lateness) it is that process's last one."""
@@ -453,28 +621,75 @@ class LocustRecording:
         if self._local_stop is not None:
             gevent.spawn(self._local_stop)
 
-    def _on_start_message(self, msg: Any, **_: Any) -> None:
-        data = msg.data
-        settings = RunSettings(**data["settings"])
+    def _on_ping(self, msg: Any, **_: Any) -> None:
         runner = self.environment.runner
         assert runner is not None
+        runner.send_message(MSG_PONG, {"seq": msg.data["seq"], "sent": msg.data["sent"], "clock": time.time()})
+
+    def _on_history_ack(self, msg: Any, **_: Any) -> None:
+        if self._stream is not None:
+            self._stream.ack(int(msg.data["seq"]))
+
+    def _on_start_message(self, msg: Any, **_: Any) -> None:
+        data = msg.data
+        offset_s = float(data.get("offset_s", 0.0))
+        settings = on_own_clock(RunSettings(**data["settings"]), offset_s)
+        runner = self.environment.runner
+        assert runner is not None
+        index = int(data["index"])
+        spool = Path(SPOOL_DIR).resolve() / f"{Path(settings.out_dir).name}-worker-{index}.csv"
+        stream = self._stream = HistoryStream(spool)
 
         def send(windows: list[Window], lag: HdrHistogram | None) -> None:
             lines = [window.to_json() for window in windows]
             encoded = lag.encode().decode("ascii") if lag is not None else None
-            runner.send_message(MSG_WINDOWS, {"index": data["index"], "windows": lines, "lag": encoded})
+            history: dict[str, Any] = {"lines": recorder_lines(), "backlog": stream.backlog_bytes()}
+            if recorder.sample is not None:
+                history["unmatched"], recorder.sample = recorder.sample, None
+            runner.send_message(MSG_WINDOWS, {"index": index, "windows": lines, "lag": encoded, "history": history})
 
-        self._run_process(settings, int(data["index"]), int(data["count"]), send)
+        def send_batch(batch: Batch) -> None:
+            data = {"index": index, "seq": batch.seq, "rows": batch.rows, "data": batch.data}
+            runner.send_message(MSG_HISTORY, data)
+
+        recorder = self._run_process(settings, index, int(data["count"]), send, spool, offset_s, stream, send_batch)
+
+        def recorder_lines() -> int:
+            writer = recorder.history
+            return 0 if writer is None else writer.written + 1  # the header is a line of the file too
 
     def _run_process(
-        self, settings: RunSettings, index: int, count: int, send: Callable[[list[Window], HdrHistogram | None], None]
-    ) -> None:
+        self,
+        settings: RunSettings,
+        index: int,
+        count: int,
+        send: Callable[[list[Window], HdrHistogram | None], None],
+        history: Path | None = None,
+        offset_s: float = 0.0,
+        stream: HistoryStream | None = None,
+        send_batch: Callable[[Batch], None] | None = None,
+    ) -> ProcessRecorder:
+        """Start this process's generator; `stream`: its history is spooled at `history` and sent to the master
+        by `send_batch` (a worker), else written into the run folder (the lone process)."""
         if self._local_stop is not None:
             self._local_stop()  # a new test in the web UI: the previous one's generator ends here
-        history = Path(settings.out_dir) / "history" / f"worker-{index}.csv"
-        recorder = ProcessRecorder(settings.t0, history, settings.late_ms)
+        if history is None:
+            history = Path(settings.out_dir) / "history" / f"worker-{index}.csv"
+        recorder = ProcessRecorder(settings.t0, history, settings.late_ms, offset_s)
+        if stream is not None:
+            recorder.sample_path = None  # the master writes it into the run folder
         stop_generator = self.start_generator(settings, recorder, index, count)
-        state = {"done": False}
+        state = {"done": False, "final": False}
+
+        def stream_history() -> None:
+            assert stream is not None and send_batch is not None
+            while not state["final"]:
+                batch = stream.next_batch()
+                if batch is None:
+                    gevent.sleep(HISTORY_TICK_S)
+                else:
+                    send_batch(batch)
+                    gevent.sleep(0)
 
         def last_words() -> None:
             if state["done"]:
@@ -485,7 +700,24 @@ class LocustRecording:
             while recorder.in_flight > 0 and time.time() < deadline:
                 gevent.sleep(0.05)
             recorder.close()  # before the last delta: the master may read history/ as soon as it has every final
+            if stream is not None:
+                deadline = time.time() + HISTORY_DRAIN_S
+                while not stream.delivered() and time.time() < deadline:
+                    gevent.sleep(HISTORY_TICK_S)
             send(recorder.take_delta(), recorder.lag.samples)
+            state["final"] = True
+            if stream is not None:
+                stream.close()
+                if stream.delivered():
+                    stream.path.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        stream.path.parent.rmdir()  # the spool directory, once no run of this worker needs it
+                else:
+                    log.error(
+                        "surge: %d bytes of history did not reach the master; they stay in %s",
+                        stream.backlog_bytes(),
+                        one_line(stream.path),
+                    )
 
         def loop() -> None:
             final_at = settings.hard_stop + FINAL_AFTER_S
@@ -498,6 +730,8 @@ class LocustRecording:
                     break
                 if now >= settings.t0:
                     recorder.sample_health(now)
+                if stream is not None and recorder.history is not None:
+                    recorder.history.flush()  # what the stream sends is what reached the spool file
                 send(recorder.take_delta(), None)
                 if state["done"]:
                     return
@@ -505,3 +739,15 @@ class LocustRecording:
 
         self._local_stop = last_words
         gevent.spawn(loop)
+        if stream is not None:
+            gevent.spawn(stream_history)
+        return recorder
+
+
+def _record_clocks(out_dir: Path, clocks: list[WorkerClock]) -> None:
+    """meta.json gets every worker's measured clock (a plain run's meta.json is written just before)."""
+    try:
+        meta = read_meta(out_dir)
+    except RunFolderError:
+        return
+    write_json(out_dir / "meta.json", meta.model_copy(update={"clocks": clocks}))

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from reports.finalize import finalize_run
-from tests.reports.runs import edit_meta
+from tests.reports.runs import edit_json, edit_meta
 
 
 def rewrite_chaos(run_dir: Path, kind: str | None, detail: str = "") -> None:
@@ -135,3 +135,22 @@ def test_an_exec_fault_against_a_target_reports_detection_and_why_failover_is_un
     row = row[: row.index("</tr>")]
     assert "unknown: surge cannot see the target&#39;s replicas" in row
     assert "— s" not in row
+
+
+def test_history_a_worker_never_delivered_makes_every_invariant_unknown_never_passed(run_dir: Path) -> None:
+    """A distributed run whose master did not get every history row (a worker lost, a drain cut short): the
+    invariants were counted over part of the attempts, so none of them is a pass, and the summary says how many
+    rows of which worker are missing. Dropping the history rows as the master would have lacked them also makes
+    phantom payments appear — which must not become a failure either."""
+    history = run_dir / "history" / "w1.csv"
+    lines = history.read_text(encoding="utf-8").splitlines(keepends=True)
+    history.write_text("".join(lines[: len(lines) // 2]), encoding="utf-8")
+    missing = len(lines) - len(lines) // 2
+    edit_json(run_dir / "generator.json", history_missing=missing, history_missing_by={"w1": missing})
+    summary = finalize_run(run_dir)
+    verdicts = {v["name"]: v for v in summary["invariant_verdicts"]}
+    assert {v["verdict"] for v in verdicts.values()} == {"unknown"}
+    assert all(f"{missing} history rows never reached the master (w1: {missing})" in v["reason"]
+               for v in verdicts.values())  # fmt: skip
+    assert set(summary["invariants"].values()) == {None}
+    assert summary["exit_code"] != 0
