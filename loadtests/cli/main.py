@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "start the mock gateway cluster (router + replicas) in the foreground",
     ),
     "run": ("loadtests.cli.run", "run one load test: cluster, Locust, faults, verdicts, report"),
+    "worker": ("loadtests.cli.worker", "a Locust worker of a distributed run (`surge run --hosts N` is the master)"),
     "report": ("loadtests.cli.report", "(re)build report.html from a run folder"),
     "compare": ("loadtests.cli.compare", "compare two runs; exit 1 when the candidate regresses"),
     "find-capacity": ("loadtests.cli.find_capacity", "search the highest arrival rate that meets the SLOs"),

@@ -34,7 +34,13 @@ from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.live import LiveWindows
-from loadtests.orchestration.locust_process import START_MARGIN_S, STOP_GRACE_S, locust_command, run_locust
+from loadtests.orchestration.locust_process import (
+    MASTER_PORT,
+    START_MARGIN_S,
+    STOP_GRACE_S,
+    locust_command,
+    run_locust,
+)
 from loadtests.orchestration.memory import sample_memory
 from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.orchestration.session import (
@@ -53,7 +59,7 @@ from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.console_text import one_line
-from reports.runfolder import STOP_FILE, RunEvent, write_json
+from reports.runfolder import STOP_FILE, RunEvent, RunFolderError, read_meta, write_json
 from reports.verify import verify_run
 
 LOST_KEYS_SHOWN = 20
@@ -61,6 +67,8 @@ LOST_KEYS_SHOWN = 20
 TRACE_LEAD_S = 1.5
 TRACE_LEAD_PER_ROW_S = 2.0 / 100_000
 CLUSTER_BOOT_S = 3.0  # the cluster is ready well within this on a busy 2-core machine; t=0 is planned past it
+HOSTS_WAIT_S = 15.0  # --hosts: the workers' time to connect; t=0 is planned past it
+MAX_CLOCK_OFFSET_S = 5.0  # the locustfile's own default too (docs/distributed.md, "Clocks")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +84,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", help="allow a --host that is not loopback")
     parser.add_argument("--config", type=Path, help="gateway config TOML for the embedded cluster")
     parser.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes (default 1)")
+    parser.add_argument(
+        "--hosts",
+        type=positive_int,
+        default=0,
+        metavar="N",
+        help="a distributed run: wait for N `surge worker` processes on other hosts instead of local --workers",
+    )
+    parser.add_argument(
+        "--master-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="with --hosts: the address workers connect to (default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--master-port", type=port_number, default=MASTER_PORT, help=f"with --hosts: its port (default {MASTER_PORT})"
+    )
+    parser.add_argument(
+        "--hosts-wait",
+        type=positive_float,
+        default=HOSTS_WAIT_S,
+        metavar="S",
+        help=f"with --hosts: how long the workers have to connect (default {HOSTS_WAIT_S:g} s)",
+    )
+    parser.add_argument(
+        "--max-clock-offset",
+        type=positive_float,
+        default=MAX_CLOCK_OFFSET_S,
+        metavar="S",
+        help=f"with --hosts: refuse (exit 3) a worker whose clock is further off (default {MAX_CLOCK_OFFSET_S:g} s)",
+    )
     parser.add_argument(
         "--replicas", type=positive_int, help=f"embedded cluster replicas (default {preflight.DEFAULT_REPLICAS})"
     )
@@ -93,6 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.hosts and args.workers > 1:
+        raise UsageError("--hosts and --workers exclude each other: workers run on this host or on others")
     scenario = load_scenario(args.scenario).scaled(args.scale, args.duration)
     profile = None
     if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
@@ -173,7 +213,8 @@ async def _orchestrate(
     profile: TargetProfile | None,
     interrupt: Interrupt,
 ) -> None:
-    lead_s = START_MARGIN_S + 0.5 * args.workers + _trace_lead_s(scenario)
+    workers_s = args.hosts_wait + 0.5 * args.hosts if args.hosts else 0.5 * args.workers
+    lead_s = START_MARGIN_S + workers_s + _trace_lead_s(scenario)
     planned = time.time() + CLUSTER_BOOT_S + lead_s
     if gateway.embedded:
         gateway = dataclasses.replace(gateway, overrides=_clock_anchored(gateway.overrides, planned))
@@ -187,7 +228,7 @@ async def _orchestrate(
             scale=args.scale,
             started_unix=session.start_unix,
             host=session.target,
-            workers=args.workers,
+            workers=args.hosts or args.workers,
             gateway_config=gateway.config,
             replicas=gateway.replicas_for_meta,
         )
@@ -203,6 +244,9 @@ async def _orchestrate(
             return  # whatever Locust recorded before it stopped is the evidence
         if rc is None:
             raise HarnessError(f"Locust did not stop within its bound and was killed; see {run_dir}/locust/")
+        refused = refused_clock(run_dir)
+        if refused is not None:
+            raise HarnessError(refused)
         if not (run_dir / "windows.jsonl").exists():
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
         if profile is not None and profile.ledger is not None:
@@ -212,6 +256,15 @@ async def _orchestrate(
                 f"{one_line(run_dir / 'ledger.sqlite')}",
                 markup=False,
             )
+
+
+def refused_clock(run_dir: Path) -> str | None:
+    """The line of a worker refused for its clock (meta.json `clocks`), or None."""
+    try:
+        meta = read_meta(run_dir)
+    except RunFolderError:
+        return None
+    return next((clock.refusal() for clock in meta.clocks if not clock.within_bound), None)
 
 
 def _clock_anchored(gateway: dict[str, Any], t0_unix: float) -> dict[str, Any]:
@@ -271,6 +324,11 @@ async def _drive(args: argparse.Namespace, scenario: Scenario, session: GatewayS
         abort=not args.no_abort,
         metrics_port=args.metrics_port,
         settle_tail_s=scenario.settle_tail_s(),
+        hosts=args.hosts,
+        master_bind=args.master_bind,
+        master_port=args.master_port,
+        hosts_wait_s=args.hosts_wait,
+        max_clock_offset_s=args.max_clock_offset,
     )
     try:
         with status_line(console) as show:

@@ -32,7 +32,8 @@ from mock_gateway.lifeline import guarded_argv
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
 START_MARGIN_S = 4.0  # time for Locust (and its worker processes) to boot before t=0
-STOP_GRACE_S = 30.0  # after the scenario's end: in-flight requests, last windows, Locust's own reports
+STOP_GRACE_S = 50.0  # after the scenario's end: in-flight requests, workers' history still streaming, last windows
+MASTER_PORT = 5557  # Locust's own default: where `surge worker` connects
 EARLY_STOP_BOUND_S = 15.0  # after an early stop: in-flight grace (3 s) + last deltas (5 s) + Locust's shutdown
 
 
@@ -49,9 +50,16 @@ def locust_command(
     target_profile: Path | None = None,
     abort: bool = True,
     settle_tail_s: float = 0.0,
+    hosts: int = 0,
+    master_bind: str = "127.0.0.1",
+    master_port: int = MASTER_PORT,
+    hosts_wait_s: float = 0.0,
+    max_clock_offset_s: float = 0.0,
 ) -> list[str]:
     """The Locust command line of a managed run; `metrics_port` > 0 serves Prometheus metrics on the master;
-    `settle_tail_s`: the settlement watchers' time after the last arrival (`Scenario.settle_tail_s`)."""
+    `settle_tail_s`: the settlement watchers' time after the last arrival (`Scenario.settle_tail_s`); `hosts` > 0:
+    a master on `master_bind:master_port` that starts once that many `surge worker`s have connected (at most
+    `hosts_wait_s` later) instead of `workers` local processes."""
     run_dir = run_dir.resolve()
     locust_dir = run_dir / "locust"
     locust_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +75,14 @@ def locust_command(
         "--stop-timeout", "10", "--loglevel", "WARNING", "--logfile", str(locust_dir / "locust.log"),
         "--only-summary", "--surge-managed",
     ])  # fmt: skip
-    if workers > 1:
+    if hosts:
+        command += [
+            "--master", "--expect-workers", str(hosts), "--expect-workers-max-wait", str(max(1, int(hosts_wait_s))),
+            "--master-bind-host", master_bind, "--master-bind-port", str(master_port),
+        ]  # fmt: skip
+        if max_clock_offset_s:
+            command += ["--surge-max-clock-offset", repr(max_clock_offset_s)]
+    elif workers > 1:
         command += ["--processes", str(workers)]
     if metrics_port:
         command += ["--metrics-port", str(metrics_port)]
