@@ -38,6 +38,14 @@ over method, path, timestamp, nonce and body) and the same profile signing with 
 PKCS#1 v1.5), in alternating triples. The figures: CPU ms per arrival of each; HMAC / unsigned (goal <= 1.10);
 RSA's extra CPU per arrival and the per-core ceiling it implies (arrivals/s at one core's full time).
 
+    .venv/bin/python scripts/bench_generator.py --settle-at 300 [--pairs 3]
+
+measures what watching asynchronous settlement costs the generator: the same open-model run at the same rate,
+against a handler that answers 201 (sync), then one that answers 202 and settles each payment 200 ms later —
+watched by polling (`poll_after_ms` 200: one or two status requests per payment) and by a signed callback the
+handler POSTs to the process's receiver — in alternating triples. The figure is the Locust process's CPU per
+arrival; the ratios poll / sync and callback / sync are the result (goal <= 1.15). Nothing is written.
+
     .venv/bin/python scripts/bench_generator.py --cpu-at 5000 [--pairs 4]
 
 prints only (c) at one rate, in alternating surge / paced pairs: CPU µs per request of each and the ratio
@@ -50,6 +58,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -106,11 +116,15 @@ per_s = {rate}
 [client]
 timeout_s = 2.0
 max_retries = 0
+settlement = "{settlement}"
+settle_timeout_s = 2
 [arrivals]
 process = "even"
 pool = {pool}
 """
 LEAD_S = 3.0
+SETTLE_MS = 200  # --settle-at: the handler's settlement delay (and its poll_after_ms)
+NOTIFY_SECRET = "surge-notify-secret"  # noqa: S105 — the scenario's default [client] notify_secret
 READING = [
     "Reading it: *held* is the issue's criterion (the right number of requests in every 10 s window); *valid*",
     "adds that they went out on time (wake-up lag p99 <= 50 ms, late + dropped <= 1 %).",
@@ -184,16 +198,47 @@ PROFILE = [  # issue 15's profiles, measured by hand (not by this script): the c
 ]
 
 
-def serve(delay_ms: float) -> None:
+def serve(delay_ms: float, settle: bool = False) -> None:
     """The bare handler: what a gateway costs when it does nothing. It binds port 0 itself and prints the port
-    it got (a port picked free by the parent and bound later here could be taken in between)."""
-    from aiohttp import web
+    it got (a port picked free by the parent and bound later here could be taken in between). `settle`: every
+    payment is accepted (202), final SETTLE_MS later on its status and, when it named a notify_url, by a signed
+    callback."""
+    from aiohttp import ClientSession, web
+
+    settled_at: dict[str, float] = {}
+    tasks: set[asyncio.Task[None]] = set()
+    session: list[ClientSession] = []
+
+    async def notify(url: str, key: str) -> None:
+        await asyncio.sleep(SETTLE_MS / 1000)
+        body = json.dumps({"repayment_id": f"rp_{key}", "idempotency_key": key, "status": "succeeded",
+                           "code": None, "amount_fen": 1, "settled_at": "now"}).encode()  # fmt: skip
+        signature = "sha256=" + hmac.new(NOTIFY_SECRET.encode(), body, hashlib.sha256).hexdigest()
+        if not session:
+            session.append(ClientSession())
+        async with session[0].post(url, data=body, headers={"Surge-Signature": signature}) as answer:
+            await answer.read()
 
     async def handle(request: web.Request) -> web.Response:
-        await request.read()
+        raw = await request.read()
         if delay_ms:
             await asyncio.sleep(delay_ms / 1000)
-        return web.Response(status=201, body=BODY, content_type="application/json")
+        if not settle:
+            return web.Response(status=201, body=BODY, content_type="application/json")
+        key = request.headers.get("Idempotency-Key", "k")
+        settled_at[key] = time.time() + SETTLE_MS / 1000
+        url = json.loads(raw).get("notify_url")
+        if url:
+            task = asyncio.create_task(notify(url, key))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        accepted = {"repayment_id": key, "status": "processing", "poll_after_ms": SETTLE_MS}
+        return web.json_response(accepted, status=202, headers={"Location": f"/v1/repayments/{key}"})
+
+    async def status(request: web.Request) -> web.Response:
+        key = request.match_info["rid"]
+        final = time.time() >= settled_at.get(key, 0.0)
+        return web.json_response({"repayment_id": key, "status": "succeeded" if final else "processing"})
 
     try:
         import uvloop
@@ -203,6 +248,7 @@ def serve(delay_ms: float) -> None:
         pass
     app = web.Application()
     app.router.add_post("/v1/repayments", handle)
+    app.router.add_get("/v1/repayments/{rid}", status)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)  # connections queue from now on, so the parent may connect as soon as it reads the port
@@ -211,8 +257,8 @@ def serve(delay_ms: float) -> None:
 
 
 @contextmanager
-def server(delay_ms: float = 0.0) -> Iterator[str]:
-    command = [sys.executable, __file__, "--serve", "--delay-ms", str(delay_ms)]
+def server(delay_ms: float = 0.0, *, settle: bool = False) -> Iterator[str]:
+    command = [sys.executable, __file__, "--serve", "--delay-ms", str(delay_ms), *(["--settle"] if settle else [])]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
@@ -333,11 +379,13 @@ class Probe:
         return 1000.0 * self.cpu_s / max(1, self.arrivals)
 
 
-def open_model(url: str, rate: float, windows: int, work: Path, *extra: str) -> Probe:
+def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, settlement: str = "none") -> Probe:
     out = Path(tempfile.mkdtemp(dir=work, prefix=f"open-{rate:.0f}-"))
     scenario = out / "bench.toml"
     pool = max(100, min(2000, int(rate * 0.25)))  # 250 ms of arrivals in flight: a service hiccup is absorbed
-    scenario.write_text(SCENARIO.format(duration=10 * windows, rate=rate, pool=pool), encoding="utf-8")
+    scenario.write_text(
+        SCENARIO.format(duration=10 * windows, rate=rate, pool=pool, settlement=settlement), encoding="utf-8"
+    )
     t0 = time.time() + LEAD_S
     command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
@@ -436,7 +484,9 @@ def cpu_per_request(url: str, rate: float, work: Path, *, surge: bool) -> float:
         out = Path(tempfile.mkdtemp(dir=work, prefix="cpu-"))
         scenario = out / "bench.toml"
         pool = max(100, min(2000, int(rate * 0.25)))
-        scenario.write_text(SCENARIO.format(duration=int(measure + 4), rate=rate, pool=pool), encoding="utf-8")
+        scenario.write_text(
+            SCENARIO.format(duration=int(measure + 4), rate=rate, pool=pool, settlement="none"), encoding="utf-8"
+        )
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
                    "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
                    "--surge-managed", "--only-summary", "--loglevel", "ERROR"]  # fmt: skip
@@ -493,6 +543,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--delay-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+    parser.add_argument("--settle", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--settle-at", type=float, metavar="RATE", help="compare settlement watching at RATE/s")
     parser.add_argument("--windows", type=int, default=2, help="10 s windows per open-model probe (default 2)")
     parser.add_argument("--repetitions", type=int, default=3, help="paced + open-model searches (default 3)")
     parser.add_argument("--out", type=Path, help="default docs/perf/generator.md (generator-profile.md)")
@@ -502,8 +554,10 @@ def main() -> int:
     parser.add_argument("--sign", type=float, metavar="RATE", help="what HMAC and RSA-2048 signing cost at RATE/s")
     args = parser.parse_args()
     if args.serve:
-        serve(args.delay_ms)
+        serve(args.delay_ms, args.settle)
         return 0
+    if args.settle_at:
+        return settle_triples(args.settle_at, args.pairs, args.windows)
     if args.cpu_at:
         return cpu_pairs(args.cpu_at, args.pairs)
     if args.sign:
@@ -537,6 +591,25 @@ def main() -> int:
     ratios = [rep.ratio for rep in reps]
     print(f"surge held and valid / paced plain Locust: median {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); written to {args.out}")  # fmt: skip
+    return 0
+
+
+def settle_triples(rate: float, triples: int, windows: int) -> int:
+    """Sync, poll and callback runs at the same rate, alternating so that drifting load hits all three alike."""
+    runs: dict[str, list[Probe]] = {"sync": [], "poll": [], "callback": []}
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as sync_url, server(settle=True) as url:
+        for triple in range(triples):
+            for mode, target in (("sync", sync_url), ("poll", url), ("callback", url)):
+                probe = open_model(target, rate, windows, Path(tmp), settlement="none" if mode == "sync" else mode)
+                runs[mode].append(probe)
+                print(f"  {triple + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, worst window "
+                      f"{probe.worst_error_pct:+.2f} %, valid {probe.valid}", flush=True)  # fmt: skip
+    base = statistics.median(p.cpu_ms_per_arrival for p in runs["sync"])
+    for mode in ("poll", "callback"):
+        ratios = [p.cpu_ms_per_arrival / s.cpu_ms_per_arrival for p, s in zip(runs[mode], runs["sync"], strict=True)]
+        mine = statistics.median(p.cpu_ms_per_arrival for p in runs[mode])
+        print(f"{mode}: {mine:.3f} vs sync {base:.3f} CPU ms/arrival at {rate:g}/s: ratio {mine / base:.2f} "
+              f"(per triple {spread(ratios)})")  # fmt: skip
     return 0
 
 
