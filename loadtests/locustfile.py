@@ -52,7 +52,7 @@ from loadtests.generator.recorder import (
     ProcessRecorder,
     RunSettings,
 )
-from loadtests.generator.settlement import Settler
+from loadtests.generator.settlement import CallbackFormat, Settler, builtin_callbacks, target_callbacks
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
@@ -400,11 +400,12 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             deadline=generator.run_end + scenario.settle_tail_s(),
             pending_max=client.settle_pending_max,
             fail_ratio=client.callback_fail_ratio,
-            secret=scenario.notify_secret(),
+            callbacks=callback_format(scenario, target),
             write_row=recorder.write_row,
             counters_path=out / "settlement" / f"worker-{index}.json",
             seed=f"{scenario.seed}/settle/{index}",
         )
+        settler.status_poll = None if target is None else target.poll
     generator.start(settler)
     return generator.stop
 
@@ -423,6 +424,14 @@ def _target_api(path: str, scenario: Scenario) -> tuple[TargetApi, Tokens | None
             profile.auth.oauth2, os.environ, timeout_s=timeout_s, tls_context=tls, certificate_expired=expired
         )
     return target, tokens, tls, expired
+
+
+def callback_format(scenario: Scenario, target: TargetApi | None) -> CallbackFormat:
+    """The deliveries the receiver takes: the built-in gateway's, or the target profile's `[settle.callback]`."""
+    settle = None if target is None else target.profile.settle
+    if settle is not None and settle.callback is not None:
+        return target_callbacks(settle.callback, os.environ)
+    return builtin_callbacks(scenario.notify_secret())
 
 
 def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: float, workers: int) -> None:

@@ -149,8 +149,13 @@ def attempt_outcomes(history: pd.DataFrame, *, foreign: bool = False) -> npt.NDA
     target profile, by the outcome classes its rules gave (module docstring)."""
     if foreign:
         outcome = history["outcome"].to_numpy()
-        failed = np.isin(outcome, FOREIGN_FAILURES)
-        return np.where(outcome == "succeeded", OK, np.where(failed, FAILED, UNKNOWN)).astype(np.int8)
+        settlement = history["settlement"] if "settlement" in history else pd.Series("", index=history.index)
+        watched = settlement.isin([*SETTLED_STATES, "processing", UNWATCHED_STATE]).to_numpy(bool)
+        settled = (settlement == SETTLED).to_numpy(bool)
+        refused = (settlement == "failed").to_numpy(bool)
+        ok = (~watched & (outcome == "succeeded")) | settled
+        failed = (~watched & np.isin(outcome, FOREIGN_FAILURES)) | refused
+        return np.where(ok, OK, np.where(failed, FAILED, UNKNOWN)).astype(np.int8)
     status = history["status"].to_numpy()
     definite = np.isin(status, DEFINITE_FAILURE_STATUSES) | (
         (status == 422) & history["code"].isin(LIMIT_DECLINES).to_numpy()

@@ -15,6 +15,14 @@ from typing import Any, Final
 import pandas as pd
 
 SHOWN: Final = 100
+# what a settlement violation (stuck, flipped, double_settled, callback_mismatch) adds to the client's answers
+SETTLEMENT_WORDS: Final = (
+    ("learned", "client learned"),
+    ("then", "then"),
+    ("delivered", "callback delivered"),
+    ("ledger", "ledger says"),
+    ("settled_rows", "settled rows"),
+)
 ATTEMPTS_SHOWN: Final = 4  # answers listed per key before "… N more"
 TEXT_MAX: Final = 160  # a target's codes are its own text: bounded, whatever it sent
 
@@ -73,7 +81,10 @@ class _Evidence:
                 f"{yuan(int(found['total_fen']))} on {found['business_date']}, above the {scope} cap of "
                 f"{yuan(int(found['cap_fen']))}",
             )
-        if "payment_id" in found:  # one payment part recorded under several keys
+        if "learned" in found or "delivered" in found or "settled_rows" in found:  # a settlement check's
+            said = [f"{label} {found[field]}" for field, label in SETTLEMENT_WORDS if field in found]
+            return self._of(name, [str(found["key"])], "; ".join(said) + ": ")
+        if "part" in found:  # one payment part recorded under several keys
             part = self.attempts[
                 (self.attempts["payment_id"].astype(str) == str(found["payment_id"]))
                 & (self.attempts["part"].astype(int) == int(found["part"]))

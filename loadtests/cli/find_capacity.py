@@ -45,7 +45,7 @@ from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.channels import default_channels
 from loadtests.scenario.meta import git_commit, new_key_prefix, versions
-from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
+from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.console_text import one_line
@@ -102,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     profile = None
     if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
         profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
+        check_settlement(profile, base.client.settlement)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, base.gateway_overrides())
     console = cli_console(stderr=True, highlight=False)

@@ -56,7 +56,7 @@ from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.meta import run_meta
-from loadtests.scenario.profile import TargetProfile, load_profile, target_meta
+from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.console_text import one_line
 from reports.runfolder import STOP_FILE, RunEvent, RunFolderError, read_meta, write_json
@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     profile = None
     if args.target is not None:  # its base_url (or --host) is the gateway surge did not start
         profile = load_profile(args.target, allow_remote=args.allow_remote, host=args.host, env=os.environ)
+        check_settlement(profile, scenario.client.settlement)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, scenario.gateway_overrides())
     if args.baseline is not None and not (args.baseline / "summary.json").is_file():

@@ -314,6 +314,7 @@ class _Answer:
     replica: str = ""
     business_date: str = ""
     replayed: bool = False
+    pending: bool = False  # a target profile's rule said `pending`: accepted, settled later
     final_state: str = ""  # succeeded / failed: the answer carried an async payment's final state
     final_code: str = ""
     location: str = ""  # a 202's Location (the status path)
@@ -381,8 +382,9 @@ class Payer:
         timeout_s = gen.scenario.client.timeout_s
         key = new_key(gen.key_prefix)
         target = gen.target
+        notify_url = "" if gen.settler is None else gen.settler.notify_url
         values = None if target is None else Values(key, user.user_id, job.card.card_id, job.card.channel,
-                                                    job.amount_fen, 1)  # fmt: skip
+                                                    job.amount_fen, 1, notify_url=notify_url)  # fmt: skip
         request = self._builtin_request(key, user, job) if values is None else None
         intended = job.intended
         gen.budget.on_first_attempt(intended)
@@ -403,7 +405,7 @@ class Payer:
                     if sent + timeout_s > gen.hard_stop:
                         return None
                     answer, row = self._target_attempt(values, payment_id, attempt, user, job, intended, sent)
-            if answer.status == ACCEPTED and gen.settler is not None:
+            if (answer.status == ACCEPTED or answer.pending) and gen.settler is not None:
                 gen.settler.watch(row, answer.location, answer.poll_after_s)  # its watcher writes the row
                 return None
             if answer.outcome == "succeeded":
@@ -509,7 +511,7 @@ class Payer:
         settler = self.gen.settler
         if settler is not None and answer.final_state in SETTLED_STATES:  # learned at once, nothing to watch
             row.settlement, row.settle_code, row.final_at = answer.final_state, answer.final_code, done
-        watched = answer.status == ACCEPTED and settler is not None
+        watched = (answer.status == ACCEPTED or answer.pending) and settler is not None
         self.gen.recorder.attempt(row, answer.outcome, deferred=watched)
         if answer.unmatched and 200 <= answer.status < 300 and target is not None and not self.gen.recorder.sampled:
             self.gen.recorder.sample_unmatched(answer_sample(answer.status, reply.content, target.builder.secrets))
@@ -632,4 +634,5 @@ def _read_target(response: Reply, classifier: Classifier, now: float, certificat
         verdict.retry_after_s,
         verdict.payment_id,
         unmatched=verdict.unmatched,
+        pending=verdict.pending,
     )

@@ -23,8 +23,9 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +34,15 @@ from gevent.event import Event
 from gevent.pywsgi import WSGIServer
 
 from loadtests.generator.policy import retry_after_s
-from loadtests.generator.target import read_json, scalar_text
+from loadtests.generator.target import MISSING, StatusPoll, Values, read_json, resolve, scalar_text
 from loadtests.generator.transport import Reply, Transport
+from loadtests.scenario.profile import SettleCallback, parse_pointer, parse_template
 from reports.runfolder import SETTLED_STATES, Attempt, write_json
 
 POLL_FIRST_S = 0.25  # without a poll_after_ms or Retry-After: the first wait, doubled up to POLL_MAX_S
 POLL_MAX_S = 4.0
 EARLY_MAX = 10_000  # deliveries kept for keys whose 202 has not been read yet (the bank was faster than us)
 CALLBACK_PATH = "/surge/callback"
-SIGNATURE_HEADER = "HTTP_SURGE_SIGNATURE"  # `Surge-Signature` as WSGI spells it
 
 
 @dataclass(slots=True)
@@ -65,6 +66,53 @@ class Watch:
         self.done.set()
 
 
+@dataclass(frozen=True, slots=True)
+class CallbackFormat:
+    """What a delivery looks like: where its key, state and code sit, which values are final, how it is
+    signed and what the receiver answers. The built-in gateway's (`builtin_callbacks`) or a target profile's
+    `[settle.callback]` (`target_callbacks`)."""
+
+    key: tuple[str, ...]
+    status: tuple[str, ...]
+    code: tuple[str, ...] | None
+    succeeded: tuple[Any, ...]
+    failed: tuple[Any, ...]
+    signature_header: str | None  # None: deliveries are not signed
+    signature_prefix: str
+    secret: bytes
+    ack_status: str = "200 OK"
+    ack_body: bytes = b""
+
+    def environ_key(self) -> str:
+        return "HTTP_" + (self.signature_header or "").upper().replace("-", "_")
+
+
+def builtin_callbacks(secret: str) -> CallbackFormat:
+    return CallbackFormat(("idempotency_key",), ("status",), ("code",), ("succeeded",), ("failed",),
+                          "Surge-Signature", "sha256=", secret.encode())  # fmt: skip
+
+
+def target_callbacks(spec: SettleCallback, env: Mapping[str, str]) -> CallbackFormat:
+    secret = "".join(value if kind == "text" else env.get(value, "")
+                     for kind, value in parse_template(spec.secret, "settle.callback.secret"))  # fmt: skip
+
+    def values(value: Any) -> tuple[Any, ...]:
+        return tuple(value) if isinstance(value, list) else (value,)
+
+    return CallbackFormat(
+        parse_pointer(spec.key),
+        parse_pointer(spec.status),
+        None if spec.code is None else parse_pointer(spec.code),
+        values(spec.succeeded),
+        values(spec.failed),
+        spec.signature_header,
+        spec.signature_prefix,
+        secret.encode(),
+        ack_status=f"{spec.ack_status} {HTTPStatus(spec.ack_status).phrase}",
+        ack_body=spec.ack_body.encode(),
+    )
+
+
 @dataclass(slots=True)
 class ReceiverCounters:
     bad_signature: int = 0
@@ -82,7 +130,7 @@ class Settler:
         deadline: float,
         pending_max: int,
         fail_ratio: float,
-        secret: str,
+        callbacks: CallbackFormat,
         write_row: Callable[[Attempt], None],
         counters_path: Path | None,
         seed: str,
@@ -92,7 +140,8 @@ class Settler:
         self.deadline = deadline
         self.pending_max = pending_max
         self.fail_ratio = fail_ratio
-        self.secret = secret.encode()
+        self.callbacks = callbacks
+        self.status_poll: StatusPoll | None = None  # a target profile's [settle.poll]; None: the built-in API
         self.write_row = write_row
         self.counters_path = counters_path
         self.rng = random.Random(seed)
@@ -140,6 +189,29 @@ class Settler:
         watch.done.wait(max(0.0, self.deadline - time.time()))
         self._settled(watch)
 
+    def _ask(self, transport: Transport, watch: Watch) -> tuple[Reply, str, str, float | None, str, str]:
+        """One status request: (reply, state, code, the server's wish before the next, method, name)."""
+        row, poll = watch.row, self.status_poll
+        if poll is None:
+            reply = transport.send("GET", watch.status_path, "", {"Accept": "application/json"})
+            state, code, hint = _status(reply)
+            return reply, state, code, hint, "GET", "/v1/repayments/{id} [poll]"
+        values = Values(row.key, row.user_id, row.card_id, row.channel, row.amount_fen, row.attempt,
+                        payment_id=row.repayment_id)  # fmt: skip
+        method, path, headers = poll.request(values)
+        watch.status_path = path
+        reply = transport.send(method, path, "", headers)
+        state, code = ("", "") if reply.status_code == 0 else poll.read(reply.status_code, reply.content,
+                                                                          reply.headers)  # fmt: skip
+        return (
+            reply,
+            state,
+            code,
+            _poll_after_s({}, retry_after_s(_text(reply, "Retry-After"), {})),
+            method,
+            f"{poll.name} [poll]",
+        )
+
     def _poll(self, watch: Watch) -> None:
         wait = watch.first_wait_s if watch.first_wait_s is not None else POLL_FIRST_S
         backoff = POLL_FIRST_S
@@ -152,13 +224,12 @@ class Settler:
                 transport = self.transport
                 assert transport is not None  # a payer handed it over before its first 202
                 sent = time.time()
-                reply = transport.send("GET", watch.status_path, "", {"Accept": "application/json"})
+                reply, state, code, hint, method, name = self._ask(transport, watch)
                 done = time.time()
                 watch.row.polls += 1
-                state, code, hint = _status(reply)
                 failure = None if 200 <= reply.status_code < 300 else f"{reply.status_code} poll"
-                transport.report("GET", watch.status_path, "/v1/repayments/{id} [poll]", reply, sent=sent,
-                                      done=done, failure=failure, context={"key": watch.row.key})  # fmt: skip
+                transport.report(method, watch.status_path, name, reply, sent=sent, done=done, failure=failure,
+                                 context={"key": watch.row.key})  # fmt: skip
                 if state in SETTLED_STATES:
                     watch.learn(state, code, done)
                     return
@@ -177,16 +248,21 @@ class Settler:
             body = b""
         if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != CALLBACK_PATH:
             return _answer(start_response, "404 Not Found")
-        expected = "sha256=" + hmac.new(self.secret, body, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(str(environ.get(SIGNATURE_HEADER, "")), expected):
-            self.counters.bad_signature += 1
-            return _answer(start_response, "401 Unauthorized")
+        form = self.callbacks
+        if form.signature_header is not None:
+            expected = form.signature_prefix + hmac.new(form.secret, body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(str(environ.get(form.environ_key(), "")), expected):
+                self.counters.bad_signature += 1
+                return _answer(start_response, "401 Unauthorized")
         data, _ = read_json(body)
-        if not isinstance(data, dict) or not data.get("idempotency_key") or not data.get("status"):
+        found_key, found_state = resolve(data, form.key), resolve(data, form.status)
+        if found_key is MISSING or found_state is MISSING or not scalar_text(found_key):
             self.counters.malformed += 1
             return _answer(start_response, "400 Bad Request")
-        key, state = scalar_text(data["idempotency_key"]), scalar_text(data["status"])
-        code = scalar_text(data.get("code"))
+        key = scalar_text(found_key)
+        state = "succeeded" if found_state in form.succeeded else "failed" if found_state in form.failed else ""
+        found_code = MISSING if form.code is None else resolve(data, form.code)
+        code = "" if found_code is MISSING else scalar_text(found_code)
         acked = self.rng.random() >= self.fail_ratio
         watch = self.watches.get(key)
         if watch is not None:
@@ -195,7 +271,9 @@ class Settler:
             self.early.setdefault(key, []).append((state, code, acked))
         else:
             self.counters.unknown_key += 1
-        return _answer(start_response, "200 OK" if acked else "500 Internal Server Error")
+        if not acked:
+            return _answer(start_response, "500 Internal Server Error")
+        return _answer(start_response, form.ack_status, form.ack_body)
 
     def _delivered(self, watch: Watch, state: str, code: str, *, acked: bool, now: float) -> None:
         row = watch.row
@@ -233,9 +311,9 @@ def vars_of(counters: ReceiverCounters) -> dict[str, int]:
             "malformed": counters.malformed}  # fmt: skip
 
 
-def _answer(start_response: Callable[..., Any], status: str) -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", "0")])
-    return [b""]
+def _answer(start_response: Callable[..., Any], status: str, body: bytes = b"") -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _status(reply: Reply) -> tuple[str, str, float | None]:

@@ -34,6 +34,8 @@ from loadtests.scenario.profile import (
     MESSAGE_ONLY,
     ResponseRule,
     Segment,
+    SettlePoll,
+    SettleRule,
     TargetProfile,
     parse_pointer,
     parse_template,
@@ -80,6 +82,8 @@ class Values:
     channel: str
     amount_fen: int
     attempt: int
+    notify_url: str = ""  # the callback receiver's URL ({notify_url}, with [settle.callback])
+    payment_id: str = ""  # the target's own id of a pending payment ({payment_id} of [settle.poll])
 
     def get(self, name: str) -> str:
         if name == "amount_yuan":
@@ -243,6 +247,7 @@ class Classified:
     retry_after_s: float | None
     payment_id: str
     unmatched: bool = False  # no rule of the profile matched: outcome `error`, code HTTP_<status>
+    pending: bool = False  # a rule said `pending`: accepted, its final state learned later (outcome `succeeded`)
 
 
 def resolve(document: Any, tokens: tuple[str, ...]) -> Any:
@@ -267,9 +272,9 @@ def _same(found: Any, wanted: Any) -> bool:
 
 
 class _CompiledRule:
-    __slots__ = ("code", "headers", "json", "outcome", "payment_id", "retry_after_header", "statuses")
+    __slots__ = ("code", "headers", "json", "outcome", "payment_id", "pending", "retry_after_header", "statuses")
 
-    def __init__(self, rule: ResponseRule) -> None:
+    def __init__(self, rule: ResponseRule | SettleRule) -> None:
         self.statuses = frozenset(rule.status)
         self.json = tuple(
             (parse_pointer(pointer), tuple(wanted) if isinstance(wanted, list) else (wanted,))
@@ -278,10 +283,12 @@ class _CompiledRule:
         self.headers = tuple(
             (name, tuple(wanted) if isinstance(wanted, list) else (wanted,)) for name, wanted in rule.headers.items()
         )
-        self.outcome: OutcomeClass = rule.outcome
+        self.pending = rule.outcome == "pending"
+        self.outcome: OutcomeClass = "succeeded" if rule.outcome == "pending" else rule.outcome
         self.code = rule.code
-        self.payment_id = None if rule.payment_id is None else parse_pointer(rule.payment_id)
-        self.retry_after_header = rule.retry_after_header
+        pointer = rule.payment_id if isinstance(rule, ResponseRule) else None
+        self.payment_id = None if pointer is None else parse_pointer(pointer)
+        self.retry_after_header = rule.retry_after_header if isinstance(rule, ResponseRule) else None
 
     def matches(self, status: int, body: Any, headers: Mapping[str, str]) -> bool:
         if status not in self.statuses:
@@ -319,7 +326,8 @@ class Classifier:
                 if rule.retry_after_header is not None:
                     wait = header_seconds(headers.get(rule.retry_after_header), now)
                 code = rule.code or (UNREADABLE_BODY if unreadable else "")
-                return Classified(rule.outcome, code, wait, "" if found is MISSING else scalar_text(found))
+                paid = "" if found is MISSING else scalar_text(found)
+                return Classified(rule.outcome, code, wait, paid, pending=rule.pending)
         if status in (401, 403):  # the credentials, not the service: kept apart in the report (UNAUTHORIZED)
             return Classified("error", UNAUTHORIZED, None, "", unmatched=True)
         return Classified("error", UNREADABLE_BODY if unreadable else f"HTTP_{status}", None, "", unmatched=True)
@@ -347,6 +355,34 @@ def answer_sample(status: int, content: bytes | None, secrets: tuple[str, ...]) 
     }
 
 
+class StatusPoll:
+    """`[settle.poll]` compiled: the status request of a pending payment and the reading of its answer."""
+
+    def __init__(self, spec: SettlePoll, env: Mapping[str, str] | None = None) -> None:
+        env = os.environ if env is None else env
+        templates = spec.templates()
+        self.method = spec.method
+        self.name = spec.path
+        self.first_wait_s = spec.poll_after_ms / 1000.0
+        self._path = CompiledTemplate(templates["path"], lambda text: quote(text, safe=""), env)
+        self._headers = {name: CompiledTemplate(templates[f"header {name}"], str, env) for name in spec.headers}
+        self._rules = tuple(_CompiledRule(rule) for rule in spec.rules)
+
+    def request(self, values: Values) -> tuple[str, str, dict[str, str]]:
+        headers = {name: template.render(values) for name, template in self._headers.items()}
+        return self.method, self._path.render(values), headers
+
+    def read(self, status: int, content: bytes | None, headers: Mapping[str, str]) -> tuple[str, str]:
+        """("succeeded" | "failed" | "" while pending or unmatched, the code)."""
+        body, _ = read_json(content) if content else (None, False)
+        for rule in self._rules:
+            if rule.matches(status, body, headers):
+                if rule.pending:
+                    return "", ""
+                return ("succeeded" if rule.outcome == "succeeded" else "failed"), rule.code
+        return "", ""
+
+
 class TargetApi:
     """A profile compiled for the generator: the request builder and the classifier of its answers."""
 
@@ -357,3 +393,5 @@ class TargetApi:
         self.builder = RequestBuilder(profile, env, signer)
         self.classifier = Classifier(profile)
         self.uses_attempt = self.builder.per_attempt
+        poll = profile.settle.poll if profile.settle is not None else None
+        self.poll = None if poll is None else StatusPoll(poll, env)

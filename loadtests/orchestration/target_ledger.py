@@ -31,7 +31,7 @@ from reports.console_text import one_line
 from reports.frames import read_history
 
 REQUIRED = ("key", "card_id", "user_id", "amount_fen", "business_date")
-OPTIONAL = ("payment_id", "channel")
+OPTIONAL = ("payment_id", "channel", "status")  # status: with [ledger.status], async settlement
 DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql"}
 CONNECT_TIMEOUT_S = 10
 SQLITE_PROGRESS_STEPS = 10_000
@@ -173,12 +173,32 @@ def copy_target_ledger(spec: LedgerSpec, env: Mapping[str, str], run_dir: Path) 
             copied.append(_ledger_row(row, channel_of, index))
         except (TypeError, ValueError) as exc:
             raise HarnessError(f"the ledger query's row {index + 1} is not usable: {exc}") from None
+    states = _states(rows, spec)
     target = run_dir / "ledger.sqlite"
     target.unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(target)) as conn, conn:
         conn.execute(COPY_SCHEMA)
         conn.executemany("INSERT INTO repayments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", copied)
+        if states is not None:  # processing / succeeded / failed: only succeeded rows are money (reports.frames)
+            conn.execute("ALTER TABLE repayments ADD COLUMN status TEXT")
+            conn.executemany("UPDATE repayments SET status = ? WHERE rowid = ?",
+                             [(state, index + 1) for index, state in enumerate(states)])  # fmt: skip
     return len(copied)
+
+
+def _states(rows: list[dict[str, Any]], spec: LedgerSpec) -> list[str] | None:
+    """Each row's settlement state from its `status` column through `[ledger.status]`; None without the column."""
+    if not rows or "status" not in rows[0]:
+        return None
+    if spec.status is None:
+        raise HarnessError("the ledger query returns status but the profile has no [ledger.status] mapping")
+    states = []
+    for index, row in enumerate(rows):
+        try:
+            states.append(spec.status.state(row["status"]))
+        except ValueError as exc:
+            raise HarnessError(f"the ledger query's row {index + 1}: {exc}") from None
+    return states
 
 
 def _card_channels(run_dir: Path) -> dict[str, str]:

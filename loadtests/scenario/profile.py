@@ -31,6 +31,8 @@ PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", 
 FRESH = frozenset({"timestamp", "timestamp_ms", "nonce", "uuid", "access_token"})
 # Only inside [request.sign] message: the request as sent, the signature aside.
 MESSAGE_ONLY = frozenset({"method", "path", "body"})
+NOTIFY_URL = "notify_url"  # the request's placeholder for the callback receiver's URL (with [settle.callback])
+POLL_PLACEHOLDERS = frozenset({"key", "payment_id"})
 TOKEN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Header fields surge writes itself (Host from base_url, Content-Type from content_type, the body's length) or
 # that describe the connection and its framing (RFC 9110 §7.6.1, RFC 9112 §6): a profile's copy would be a second
@@ -48,7 +50,8 @@ DATABASE_SCHEMES = frozenset({"postgresql", "postgres", "mysql", "sqlite"})
 DEFAULT_LEDGER_TIMEOUT_S = 60.0
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
-RuleOutcome = Literal["succeeded", "declined", "rate_limited", "shed", "error"]
+RuleOutcome = Literal["succeeded", "declined", "rate_limited", "shed", "error", "pending"]
+SettleOutcome = Literal["succeeded", "declined", "pending"]
 Scalar = str | int | float | bool | None
 
 
@@ -268,7 +271,7 @@ class RequestSpec(_Strict):
         """Every template of the request by where it sits: "path", "body", "header X-Request-Id"."""
         found = {
             "path": parse_template(self.path, "request.path"),
-            "body": parse_template(self.body, "request.body"),
+            "body": parse_template(self.body, "request.body", FRESH | {NOTIFY_URL}),
         }
         for name, value in self.headers.items():
             found[f"header {name}"] = parse_template(value, f"request.headers.{name}")
@@ -343,6 +346,9 @@ class LedgerSpec(_Strict):
     """The longest the query may run (the database's statement timeout); past it the run ends with exit 3."""
     caps: LedgerCaps = LedgerCaps()
     """The caps over_cap is checked against; without any, over_cap is unknown."""
+    status: LedgerStatus | None = None
+    """With a `status` column in the query: which of its values mean processing, succeeded and failed (only
+    succeeded rows are money); required when the query returns `status`, checked when the rows are read."""
 
     @field_validator("url")
     @classmethod
@@ -374,6 +380,125 @@ class Response(_Strict):
         return self
 
 
+class SettleRule(_Strict):
+    """One rule of `[[settle.poll.rules]]`: status, `json` pointers and `headers` must all match; first wins."""
+
+    status: tuple[int, ...]
+    """The HTTP status of the status answer: an int or a list of ints (100-599)."""
+    json_: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, alias="json")
+    """RFC 6901 pointer -> the value (or list of values) the JSON body must hold there; all must match."""
+    headers: dict[str, str | list[str]] = Field(default_factory=dict)
+    """Header name -> the value (or list of values) it must have; all must match."""
+    outcome: SettleOutcome
+    """What a matching status answer says: `succeeded`, `declined` (the payment failed) or still `pending`."""
+    code: str = ""
+    """The code recorded for a final state (e.g. the target's refusal code)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _status_list(cls, value: Any) -> tuple[int, ...]:
+        if isinstance(value, bool) or not isinstance(value, int | list):
+            raise ValueError(f"'status' must be an int or a list of ints (got {value!r})")
+        return _statuses(value)
+
+    @field_validator("json_")
+    @classmethod
+    def _pointers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for pointer in value:
+            parse_pointer(pointer)
+        return value
+
+
+class SettlePoll(_Strict):
+    """How the client asks a pending payment's state (`[client] settlement = "poll"`)."""
+
+    method: Literal["GET", "POST"] = "GET"
+    """The status request's method."""
+    path: str = Field(pattern=r"^/")
+    """The status path under `base_url`: `{payment_id}` (the id the pending rule read) and `{key}`."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Header name -> value template (`{payment_id}`, `{key}`, `${NAME}`)."""
+    poll_after_ms: int = Field(default=500, ge=10, le=60_000)
+    """The first wait after acceptance, and between polls unless the answer's Retry-After says otherwise."""
+    rules: tuple[SettleRule, ...] = Field(min_length=1)
+    """Ordered rules for the status answer; none matching counts as still pending."""
+
+    def templates(self) -> dict[str, tuple[Segment, ...]]:
+        found = {"path": parse_template(self.path, "settle.poll.path", POLL_PLACEHOLDERS)}
+        for name, value in self.headers.items():
+            if name.lower() in SURGE_OWNED_HEADERS:
+                raise ProfileError(f"settle.poll.headers.{name}: surge sets this header itself; remove it")
+            found[f"header {name}"] = parse_template(value, f"settle.poll.headers.{name}", POLL_PLACEHOLDERS)
+        return found
+
+    @model_validator(mode="after")
+    def _valid(self) -> SettlePoll:
+        self.templates()
+        if not any(rule.outcome != "pending" for rule in self.rules):
+            raise ValueError("no rule maps a status answer to 'succeeded' or 'declined': nothing could ever settle")
+        return self
+
+
+class SettleCallback(_Strict):
+    """What the target POSTs to `{notify_url}` (`[client] settlement = "callback"`)."""
+
+    key: str
+    """JSON pointer to the payment's idempotency key (`{key}` of the request) in the delivered body."""
+    status: str
+    """JSON pointer to its state in the delivered body."""
+    succeeded: Scalar | list[Scalar]
+    """The value(s) at `status` meaning the payment succeeded."""
+    failed: Scalar | list[Scalar]
+    """The value(s) at `status` meaning it failed; any other value is not final (acknowledged, nothing learned)."""
+    code: str | None = None
+    """JSON pointer to a failure code in the delivered body (optional)."""
+    ack_status: int = Field(default=200, ge=200, le=299)
+    """The status the receiver answers a delivery it takes."""
+    ack_body: str = ""
+    """The body it answers with (e.g. `{"received": true}` or `success`)."""
+    signature_header: str | None = None
+    """The header carrying the HMAC-SHA256 (hex) of the body; unset: deliveries are not signed (not verified)."""
+    signature_prefix: str = ""
+    """Text before the hex digest in that header (e.g. `sha256=`)."""
+    secret: str = ""
+    """The HMAC key, usually `${NAME}` from the environment; required with `signature_header`."""
+
+    @model_validator(mode="after")
+    def _valid(self) -> SettleCallback:
+        for pointer in (self.key, self.status, *([self.code] if self.code is not None else [])):
+            parse_pointer(pointer)
+        if self.signature_header is not None and not self.secret:
+            raise ValueError("signature_header needs secret (the HMAC key, e.g. ${NOTIFY_SECRET})")
+        return self
+
+
+class SettleSpec(_Strict):
+    poll: SettlePoll | None = None
+    """The status request and its rules."""
+    callback: SettleCallback | None = None
+    """The callback's format and the acknowledgement."""
+
+
+class LedgerStatus(_Strict):
+    """How the ledger query's `status` values map onto processing / succeeded / failed."""
+
+    processing: list[Scalar] = Field(default_factory=list)
+    """Values meaning the payment is not final yet."""
+    succeeded: list[Scalar] = Field(default_factory=list)
+    """Values meaning it settled (money moved)."""
+    failed: list[Scalar] = Field(default_factory=list)
+    """Values meaning it failed (no money)."""
+
+    def state(self, value: Any) -> str:
+        """processing / succeeded / failed of one `status` value; ValueError when the mapping lacks it."""
+        for name in ("processing", "succeeded", "failed"):
+            if value in getattr(self, name):
+                return name
+        raise ValueError(f"status {value!r} is not in [ledger.status]")
+
+
 class TargetProfile(_Strict):
     name: str = Field(min_length=1)
     """The target's name, shown in the report and the console."""
@@ -389,6 +514,8 @@ class TargetProfile(_Strict):
     """How surge obtains credentials ([auth.oauth2])."""
     tls: TlsSpec = TlsSpec()
     """TLS settings for https: the CA to verify against, a client certificate."""
+    settle: SettleSpec | None = None
+    """How a payment answered `pending` learns its final state: `[settle.poll]` and/or `[settle.callback]`."""
 
     @model_validator(mode="after")
     def _token_known(self) -> TargetProfile:
@@ -399,6 +526,21 @@ class TargetProfile(_Strict):
             for where, segments in sources:
                 if ("var", "access_token") in segments:
                     raise ValueError(f"request {where}: {{access_token}} needs an [auth.oauth2] section")
+        return self
+
+    @model_validator(mode="after")
+    def _settlement_consistent(self) -> TargetProfile:
+        pending = [rule for rule in self.response.rules if rule.outcome == "pending"]
+        settle = self.settle or SettleSpec()
+        if pending and settle.poll is None and settle.callback is None:
+            raise ProfileError("a response rule has outcome 'pending' but neither [settle.poll] nor [settle.callback]")
+        if any(rule.payment_id is None for rule in pending) and settle.poll is not None:
+            raise ProfileError("a response rule with outcome 'pending' needs payment_id (the id [settle.poll] asks)")
+        uses_notify = any(kind == "var" and value == NOTIFY_URL for kind, value in self.request.templates()["body"])
+        if uses_notify and settle.callback is None:
+            raise ProfileError("request.body: {notify_url} needs [settle.callback] (the format the target posts)")
+        if settle.callback is not None and not uses_notify:
+            raise ProfileError("[settle.callback]: request.body has no {notify_url} placeholder to tell the target")
         return self
 
     def env_names(self) -> list[str]:
@@ -416,9 +558,26 @@ class TargetProfile(_Strict):
                 sources.append(parse_template(value, "auth.oauth2", frozenset()))
         if self.ledger is not None:
             sources.append(parse_template(self.ledger.url, "ledger.url"))
+        if self.settle is not None and self.settle.poll is not None:
+            sources += list(self.settle.poll.templates().values())
+        if self.settle is not None and self.settle.callback is not None:
+            sources.append(parse_template(self.settle.callback.secret, "settle.callback.secret"))
         for segments in sources:
             names += [value for kind, value in segments if kind == "env" and value not in names]
         return names
+
+
+def check_settlement(profile: TargetProfile, mode: str) -> None:
+    """ProfileError unless the scenario's `[client] settlement` can watch what the profile's rules leave
+    pending: `poll` needs `[settle.poll]`, `callback` needs `[settle.callback]`."""
+    pending = any(rule.outcome == "pending" for rule in profile.response.rules)
+    settle = profile.settle or SettleSpec()
+    if pending and mode == "poll" and settle.poll is None:
+        raise ProfileError('[client] settlement = "poll" but the profile has no [settle.poll]')
+    if pending and mode == "callback" and settle.callback is None:
+        raise ProfileError('[client] settlement = "callback" but the profile has no [settle.callback]')
+    if mode != "callback" and settle.callback is not None:
+        raise ProfileError('the profile\'s [settle.callback] needs [client] settlement = "callback" ({notify_url})')
 
 
 def load_profile(

@@ -161,7 +161,7 @@ def test_time_to_final_is_the_settlement_delay_and_acceptance_stays_fast(
         to_final = float(row["final_at"]) - float(row["intended"])
         assert acceptance < 0.5, row
         # the bank's delay, plus at most one poll interval (300 ms) and a loaded machine's slack
-        assert SETTLE_S <= to_final < SETTLE_S + 1.2, row
+        assert SETTLE_S <= to_final < SETTLE_S + 2.0, row  # a poll interval, and a busy machine's slack
 
 
 def test_a_poller_honours_poll_after_ms(runs: dict[str, tuple[Path, AsyncGateway, int]]) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import invariants
+from reports import invariants, violations
 from tests.reports.test_invariants import CARD_CAPS, USER_CAP, attempt, history, ledger, record
 
 
@@ -116,3 +116,12 @@ def test_a_pending_row_is_no_money_for_the_caps() -> None:
         USER_CAP,
     )
     assert big.counts()["over_cap"] == 0 and big.counts()["stuck"] == 1
+
+
+def test_the_report_names_a_stuck_payment_with_what_the_client_learned_and_the_ledger_holds() -> None:
+    hist = history(*CLEAN, accepted("a4", "processing", final_at=0.0))
+    led = async_ledger(*CLEAN_LEDGER, settled("a4", "processing"))
+    found = invariants.check(hist, led, CARD_CAPS, USER_CAP)
+    [told], more = violations.describe(found.violations, hist, led)
+    assert more == 0 and (told.invariant, told.key, told.amount_fen) == ("stuck", "a4", 100_000)
+    assert told.client_saw.startswith("client learned processing; ledger says processing: 202")
