@@ -71,7 +71,11 @@ def test_prepare_is_idempotent_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     prepare(path)
     with sqlite3.connect(path) as conn:
-        conn.execute("INSERT INTO repayments VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')")
+        conn.execute(
+            "INSERT INTO repayments (repayment_id, idempotency_key, user_id, card_id, channel, amount_fen,"
+            " business_date, replica, created_at)"
+            " VALUES ('p1', 'k1', 'u1', 'c1', 'ICBC', 100, '2026-11-11', 'r1', 'now')"
+        )
     prepare(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM repayments").fetchone()[0] == 1

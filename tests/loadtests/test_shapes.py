@@ -11,7 +11,15 @@ from loadtests.errors import UsageError
 from loadtests.generator.arrivals import RateCurve
 from loadtests.scenario.shapes import ScenarioError, builtin_scenarios, load_scenario
 
-BUILTINS = {"double11", "festival618", "due-date-wave", "zero-down-installments", "capacity-step", "soak"}
+BUILTINS = {
+    "double11",
+    "festival618",
+    "due-date-wave",
+    "zero-down-installments",
+    "capacity-step",
+    "soak",
+    "settlement-wave",
+}
 
 MINIMAL = """
 name = "t"
@@ -40,7 +48,7 @@ def write(tmp_path: Path, text: str) -> str:
     return str(path)
 
 
-def test_six_builtins_each_within_two_minutes_with_modest_peaks() -> None:
+def test_seven_builtins_each_within_two_minutes_with_modest_peaks() -> None:
     assert set(builtin_scenarios()) == BUILTINS
     for name in BUILTINS:
         scenario = load_scenario(name)

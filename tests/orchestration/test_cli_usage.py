@@ -86,12 +86,20 @@ def test_bad_gateway_config_names_the_key(tmp_path: Path) -> None:
     assert "user_tps" in result.stderr
 
 
-def test_scenarios_lists_the_six_builtins(tmp_path: Path) -> None:
+def test_scenarios_lists_the_seven_builtins(tmp_path: Path) -> None:
     result = surge("scenarios", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()]
     assert sorted(names) == sorted(
-        ["double11", "festival618", "due-date-wave", "zero-down-installments", "capacity-step", "soak"]
+        [
+            "double11",
+            "festival618",
+            "due-date-wave",
+            "zero-down-installments",
+            "capacity-step",
+            "soak",
+            "settlement-wave",
+        ]
     )
 
 
