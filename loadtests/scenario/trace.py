@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")  # business days and the trace's clock in names (CONTRACT: Asia/Shanghai)
+SHANGHAI = ZoneInfo("Asia/Shanghai")  # the business day's zone: trace phases and forecast hours are named in it
 OPTIONAL_COLUMNS = ("amount_fen", "user_id", "card_id", "channel")
 EXTRA_SPREAD_S = 1.0  # extra arrivals are placed uniformly within ±0.5 s of run time around their original
 SPIKE_SMOOTHING_S = 5  # spikes are found on 5-second means: single seconds of a real trace are noisy
