@@ -10,7 +10,8 @@ page template. The model, in the order the page shows it:
 - Cap refusals per day and channel at p90 growth: a payment is refused when its amount alone passes a cap
   (single first, then the card's daily cap, then the user's), as the gateway checks them; a card or user paying
   several bills a day is refused more, which this does not count. A trace gives the amounts themselves, a
-  calendar a lognormal (closed-form tail shares and partial expectations). A split plan moves a payment's rest
+  calendar a lognormal (closed-form tail shares and partial expectations, two lines of `math.erfc` rather than a
+  SciPy dependency surge has no other use for). A split plan moves a payment's rest
   to the next day when the amount passes what the card (or user) may pay in a day.
 - Bank quota pressure: each channel's peak-hour p90 demand against its `tps` quota.
 - Little's law: calls in flight to a bank = the channel's peak demand × the bank's mean latency, against its

@@ -13,6 +13,9 @@ counted. An access log records attempts, not payments: with `--key-field` the la
 `Idempotency-Key` (`log_format` ... `"$http_idempotency_key"`), and a key seen again is a retry, dropped. The log
 says nothing about amounts or people, so the trace has `ts` only and the scenario's population fills in the rest.
 
+The combined format is read with one regular expression: a single documented format does not justify a
+log-parsing dependency (apachelogs and the like parse Apache's directives, not HAProxy's millisecond times).
+
 A surge run folder: the first attempt of each payment (history/*.csv, attempt 1, part 0) at its intended time,
 with its amount, user, card and channel.
 """
