@@ -193,10 +193,15 @@ JUDGED_BY_OUTCOMES = ("success_ratio", "recovery_s")
 
 def incomplete_history(generator: GeneratorVerdict | None) -> str | None:
     """Why the invariants cannot be trusted when workers' history rows never reached the master, else None."""
-    if generator is None or not generator.history_missing:
+    if generator is None:
         return None
-    by = ", ".join(f"{worker}: {rows}" for worker, rows in generator.history_missing_by.items())
-    return f"{generator.history_missing} history rows never reached the master ({by})"
+    reasons = []
+    if generator.history_missing:
+        by = ", ".join(f"{worker}: {rows}" for worker, rows in generator.history_missing_by.items())
+        reasons.append(f"{generator.history_missing} history rows never reached the master ({by})")
+    for lost in generator.lost_workers:
+        reasons.append(f"{lost.worker} was lost at t = {lost.at_s:.0f} s: its attempts after it are not in the history")
+    return "; ".join(reasons) or None
 
 
 def not_started(frames: RunFrames) -> bool:

@@ -553,6 +553,15 @@ def read_meta(run_dir: Path) -> RunMeta:
     return _validated(run_dir / "meta.json", read_json_object(run_dir / "meta.json", required=True), RunMeta)
 
 
+class LostWorker(BaseModel):
+    """generator.json `lost_workers[]`: a Locust worker that fell silent mid-run (docs/distributed.md)."""
+
+    worker: str  # worker-<index>
+    node: str = ""  # Locust's id of the process
+    at_s: float  # the last time the master heard from it, against started_unix
+    dropped: int  # its scheduled arrivals it never reported sent, counted dropped in their own seconds
+
+
 class GeneratorVerdict(_Open):
     """generator.json: was the load generator the bottleneck? (`valid` false: the run measured surge, not the
     gateway.) `started_unix` is the arrival schedule's t=0 the generator used."""
@@ -571,6 +580,7 @@ class GeneratorVerdict(_Open):
     history_missing: int = 0
     history_missing_by: dict[str, int] = Field(default_factory=dict)
     history_backlog_max_bytes: int = 0  # the most history any worker held that the master had not yet written
+    lost_workers: list[LostWorker] = Field(default_factory=list)  # the run is invalid when any is listed
 
     @property
     def bottleneck(self) -> str:

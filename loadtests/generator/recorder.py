@@ -19,7 +19,8 @@ import logging
 import math
 import signal
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,10 @@ from typing import Any
 import gevent
 from hdrh.histogram import HdrHistogram
 from locust.env import Environment
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadtests.generator.abort import AbortGuard
-from loadtests.generator.arrivals import RateCurve
+from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.health import CpuSampler, LagMeter, assess_generator, new_lag_histogram
 from loadtests.generator.history import HistoryWriter
 from loadtests.generator.stream import (
@@ -42,13 +43,14 @@ from loadtests.generator.stream import (
     estimate_offset,
 )
 from loadtests.generator.windows import Window, WindowBook
-from loadtests.scenario.shapes import AbortRule, load_scenario
+from loadtests.scenario.shapes import AbortRule, Scenario, load_scenario
 from reports.console_text import one_line
 from reports.runfolder import (
     ACCEPTED,
     Aborted,
     Attempt,
     GeneratorVerdict,
+    LostWorker,
     OutcomeClass,
     RunFolderError,
     StoppedBy,
@@ -191,6 +193,7 @@ class RunWriter:
         self.history = HistorySink(out_dir)  # workers' streamed history (a lone process writes its own)
         self.history_lines: dict[int, int] = {}  # worker index → lines its spool held at its last report
         self.backlog_max = 0
+        self.lost: list[LostWorker] = []
         self._path = out_dir / "windows.jsonl"
         self._path.write_text("", encoding="utf-8")
 
@@ -240,8 +243,16 @@ class RunWriter:
             for index, lines in sorted(self.history_lines.items())
             if lines > self.history.rows(index)
         }
+        if self.lost:
+            reasons = [
+                *verdict.reasons,
+                *(f"{lost.worker} ({lost.node}) lost at t = {lost.at_s:.0f} s: {lost.dropped} of its arrivals "
+                  "counted dropped" for lost in self.lost),
+            ]  # fmt: skip
+            verdict = verdict.model_copy(update={"valid": False, "reasons": reasons, "limited_by": "generator"})
         verdict = verdict.model_copy(
             update={
+                "lost_workers": self.lost,
                 "history_missing": sum(missing.values()),
                 "history_missing_by": missing,
                 "history_backlog_max_bytes": self.backlog_max,
@@ -356,6 +367,10 @@ class LocustRecording:
         self._local_stop: Callable[[], None] | None = None
         runner = environment.runner
         self._pongs: dict[str, list[tuple[float, float, float]]] = {}
+        self._nodes: list[str] = []  # the master's workers by index
+        self._heard: dict[int, float] = {}  # worker index → when the master last heard from it
+        self._reported: dict[int, dict[int, list[int]]] = {}  # index → second → [offered, sent, dropped] it reported
+        self._lost: set[int] = set()
         self._stream: HistoryStream | None = None
         self._last_history = 0.0  # when the master last received a history batch
         self._backlog_warned = False
@@ -404,6 +419,8 @@ class LocustRecording:
         if isinstance(runner, MasterRunner):
             workers = sorted(runner.clients.keys())
             self._expected_finals = len(workers)
+            self._nodes, self._lost, self._reported = workers, set(), {}
+            self._heard = dict.fromkeys(range(len(workers)), time.time())
             for index, client_id in enumerate(workers):
                 data = {
                     "settings": asdict(settings),
@@ -427,6 +444,7 @@ class LocustRecording:
             if now >= settings.t0:
                 writer.sample_own_cpu(now)
             writer.close_before(now)
+            self._find_lost(now)
             trip = writer.guard.check(now - settings.t0) if self.stop is None else None
             if trip is not None:
                 rule = trip.rule.describe()
@@ -445,9 +463,63 @@ class LocustRecording:
         streaming = now - self._last_history < 2.0
         return streaming and now < deadline + IN_FLIGHT_WAIT_S + HISTORY_DRAIN_S
 
+    def _find_lost(self, now: float) -> None:
+        """A worker Locust marks missing (3 heartbeats missed) before its final message is lost for good: whatever
+        it says later is ignored, and every arrival of its share it never reported sent is counted dropped in its
+        own second, so that offered = sent + dropped still holds and the run is invalid (the gateway did not get
+        its load). Dropped, not re-assigned: the others' users are sized for their own share, and arrivals moved
+        to them seconds late would be late anyway."""
+        settings, writer, runner = self.settings, self.writer, self.environment.runner
+        if settings is None or writer is None or not isinstance(runner, MasterRunner):
+            return
+        for index, heard in self._heard.items():
+            if index in self._finals or index in self._lost:
+                continue
+            client = runner.clients.get(self._nodes[index])
+            if client is not None and client.state != STATE_MISSING:
+                continue
+            self._lost.add(index)
+            scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
+            due = seconds_of_share(scenario, index, len(self._nodes))
+            reported = self._reported.get(index, {})
+            deltas, dropped = [], 0
+            for t in sorted(set(due) | set(reported)):
+                offered, sent, gone = reported.get(t, [0, 0, 0])
+                delta = Window(t)
+                delta.offered = due.get(t, 0) - offered
+                delta.dropped = due.get(t, 0) - sent - gone
+                if delta.offered or delta.dropped:
+                    deltas.append(delta)
+                    dropped += delta.dropped
+            writer.merge(deltas)
+            lost = LostWorker(
+                worker=f"worker-{index}", node=self._nodes[index], at_s=round(heard - settings.t0, 1), dropped=dropped
+            )
+            writer.lost.append(lost)
+            log.error(
+                "surge: %s (%s) lost at t = %.0f s (silent for %.0f s): %d of its arrivals counted dropped; the run "
+                "is invalid",
+                lost.worker,
+                one_line(lost.node),
+                lost.at_s,
+                now - heard,
+                dropped,
+            )
+        if self._lost and len(self._finals) + len(self._lost) >= self._expected_finals:
+            self.finish()
+
     def _on_windows_message(self, msg: Any, **_: Any) -> None:
         data = msg.data
         index = int(data["index"])
+        if index in self._lost:
+            return  # declared lost: its share is already counted dropped
+        self._heard[index] = time.time()
+        per_second = self._reported.setdefault(index, {})
+        for line in data["windows"]:
+            counts = per_second.setdefault(int(line["t"]), [0, 0, 0])
+            counts[0] += int(line.get("offered", 0))
+            counts[1] += int(line.get("sent", 0))
+            counts[2] += int(line.get("dropped", 0))
         history = data.get("history")
         if history is not None and self.writer is not None:
             writer = self.writer
@@ -472,6 +544,9 @@ class LocustRecording:
         if self.writer is None or self.finished:
             return  # not acknowledged: the worker counts it as undelivered
         data = msg.data
+        if int(data["index"]) in self._lost:
+            return
+        self._heard[int(data["index"])] = time.time()
         self.writer.history.receive(int(data["index"]), int(data["seq"]), int(data["rows"]), data["data"])
         self._last_history = time.time()
         runner = self.environment.runner
@@ -530,7 +605,7 @@ class LocustRecording:
         if lag is not None:
             self.writer.lag.add(lag)
             self._finals.add(index)
-            if len(self._finals) >= self._expected_finals:
+            if len(self._finals) + len(self._lost) >= self._expected_finals:
                 self.finish()
 
     def finish(self) -> None:
@@ -742,6 +817,20 @@ class LocustRecording:
         if stream is not None:
             gevent.spawn(stream_history)
         return recorder
+
+
+def seconds_of_share(scenario: Scenario, index: int, count: int) -> Counter[int]:
+    """How many arrivals worker `index` of `count` has in each second of the run: the same split the workers
+    themselves draw (arrivals.arrival_times, or a trace's schedule)."""
+    replay = scenario.replay()
+    if replay is not None:
+        times: Iterable[float] = replay.schedule(index, count).t_s.tolist()
+    else:
+        process = scenario.arrivals.process
+        assert process != "trace"
+        curve = RateCurve(scenario.breakpoints())
+        times = arrival_times(curve, process, seed=scenario.seed, worker_index=index, worker_count=count)
+    return Counter(math.floor(t) for t in times)
 
 
 def _record_clocks(out_dir: Path, clocks: list[WorkerClock]) -> None:

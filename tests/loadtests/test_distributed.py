@@ -19,7 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -152,10 +152,16 @@ def one_process_run(tmp_path: Path, spec: Path) -> dict[str, Any]:
 
 
 def distributed_run(
-    tmp_path: Path, spec: Path, *extra: str, skew: str = "", timeout_s: float = 150
+    tmp_path: Path,
+    spec: Path,
+    *extra: str,
+    skew: str = "",
+    timeout_s: float = 150,
+    during: Callable[[Path, subprocess.Popen[bytes]], None] | None = None,
 ) -> tuple[int, Path, str]:
     """Gateway, master and two workers on four hosts; the master's exit code, run folder and output. `skew`: the
-    first worker's clock is that many seconds off (the test-only variable)."""
+    first worker's clock is that many seconds off (the test-only variable); `during(run, second_worker)` is
+    called once both workers are started."""
     with hosts(["master", "gateway", "w1", "w2"]) as net, gateway(net["gateway"], tmp_path / "gateway") as url:
         target = profile(tmp_path / "master" / "target.toml", tmp_path / "gateway" / "ledger.sqlite")
         run = tmp_path / "master" / "run"
@@ -164,8 +170,10 @@ def distributed_run(
             skewed = {"SURGE_TEST_CLOCK_OFFSET_S": skew} if skew else None
             with (
                 started(worker_argv(net["w1"], net["master"]), tmp_path / "w1", skewed),
-                started(worker_argv(net["w2"], net["master"]), tmp_path / "w2"),
+                started(worker_argv(net["w2"], net["master"]), tmp_path / "w2") as second,
             ):
+                if during is not None:
+                    during(run, second)
                 rc = master.wait(timeout=timeout_s)
     return rc, run, (tmp_path / "master" / "out.log").read_text(errors="replace")
 
@@ -238,3 +246,39 @@ def test_a_worker_clock_beyond_the_bound_is_refused_with_one_line_and_exit_3(tmp
     assert re.search(r"worker-\d \(.*\) clock is \+2\.\d{3} s off the master's .* beyond the 1 s bound", last), log
     assert "Traceback" not in log
     assert not (run / "history").exists() or not list((run / "history").glob("*.csv"))
+
+
+def test_a_worker_killed_at_10_s_is_named_its_arrivals_counted_dropped_and_the_run_invalid(tmp_path: Path) -> None:
+    """SIGKILL of a worker host's processes at t = 10 s of a 30 s run: Locust sees its heartbeats stop, the master
+    counts every arrival of its share it never reported sent as dropped (offered = sent + dropped in every
+    second), names the worker, the second and the count, and the run is invalid with its invariants unknown."""
+    spec = scenario(tmp_path / "spread.toml", duration=30).read_text(encoding="utf-8")
+    spec_path = tmp_path / "long.toml"
+    spec_path.write_text(spec.replace("per_s = 40", "per_s = 20"), encoding="utf-8")
+
+    def kill_at_10_s(run: Path, worker: subprocess.Popen[bytes]) -> None:
+        deadline = time.monotonic() + 60
+        while not (run / "meta.json").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        t0 = float(json.loads((run / "meta.json").read_text(encoding="utf-8"))["started_unix"])
+        time.sleep(max(0.0, t0 + 10.0 - time.time()))
+        os.killpg(worker.pid, signal.SIGKILL)
+
+    rc, run, log = distributed_run(tmp_path, spec_path, during=kill_at_10_s, timeout_s=180)
+    assert (run / "summary.json").exists(), log
+    generator = json.loads((run / "generator.json").read_text(encoding="utf-8"))
+    (lost,) = generator["lost_workers"]
+    assert 9.0 <= lost["at_s"] <= 11.5, lost
+    # its share after t = 10 s: half of 20/s for 20 s, give or take what it sent before it died
+    assert 170 <= lost["dropped"] <= 230, lost
+    lines = [json.loads(line) for line in (run / "windows.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sum(w["offered"] for w in lines) == 600  # the whole schedule, the lost worker's share included
+    assert all(w["offered"] == w["sent"] + w["dropped"] for w in lines), lines
+    assert sum(w["dropped"] for w in lines) >= lost["dropped"]
+    found = summary(run)
+    assert found["valid"] is False and rc == 3, log
+    reason = f"{lost['worker']} ({lost['node']}) lost at t = {lost['at_s']:.0f} s: {lost['dropped']} of its arrivals"
+    assert any(reason in r for r in found["validity_reasons"]), found["validity_reasons"]
+    assert reason.split(" (")[0] in log and "lost at t =" in log
+    assert {v["verdict"] for v in found["invariant_verdicts"]} == {"unknown"}
