@@ -331,17 +331,21 @@ def bench_async(args: argparse.Namespace) -> int:
                     f"({total} requests, {non_2xx} non-2xx)",
                     flush=True,
                 )
-    sync_cpu = statistics.median(cpu for _, cpu, _, _ in results["sync"])
+    sync_runs = [cpu for _, cpu, _, _ in results["sync"]]
     lines = []
     for name, runs in results.items():
         cpu = statistics.median(c for _, c, _, _ in runs)
         rate = statistics.median(r for r, _, _, _ in runs)
+        # each repetition against the sync run of the same repetition: drift on the machine hits both alike
+        ratios = [c / base for (_, c, _, _), base in zip(runs, sync_runs, strict=True)]
         lines.append(
-            f"| {name} | {rate:,.0f} | {cpu:.0f} | {cpu / sync_cpu:.2f} | "
-            f"{', '.join(f'{c:.0f}' for _, c, _, _ in runs)} | {sum(n for _, _, _, n in runs)} |"
+            f"| {name} | {rate:,.0f} | {cpu:.0f} | {statistics.median(ratios):.2f} "
+            f"({min(ratios):.2f}–{max(ratios):.2f}) | {', '.join(f'{c:.0f}' for _, c, _, _ in runs)} "
+            f"| {sum(n for _, _, _, n in runs)} |"
         )
     table = (
-        "| variant | req/s (median) | µs CPU a request (median) | CPU vs sync | per repetition | non-2xx |\n"
+        "| variant | req/s (median) | µs CPU a request (median) | CPU vs sync, same repetition (median, range) "
+        "| µs CPU per repetition | non-2xx |\n"
         "| --- | ---: | ---: | ---: | --- | ---: |\n" + "\n".join(lines)
     )
     print(table)

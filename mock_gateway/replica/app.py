@@ -372,16 +372,14 @@ async def get_repayment(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     repayment_id = request.match_info["repayment_id"]
     try:
-        valid = not id_problem(repayment_id)
-        settlement = await state.ledger.settlement(repayment_id) if valid and state.async_channels else None
-        row = await state.ledger.repayment(repayment_id) if valid and settlement is None else None
+        row = await state.ledger.repayment(repayment_id) if not id_problem(repayment_id) else None
     except LedgerError as exc:
         log.warning("ledger read failed: %s", exc)
         raise ReplicaUnavailable("the ledger is unavailable; retry", retry_after_s=1) from None
-    if settlement is not None:
-        return _settlement_response(state, settlement)
     if row is None:
         raise NotFound(f"no repayment {show(repayment_id)}")
+    if row["owner"] is not None:  # an asynchronous payment
+        return _settlement_response(state, row)
     body = {
         "repayment_id": row["repayment_id"],
         "status": "succeeded",

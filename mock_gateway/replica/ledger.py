@@ -69,9 +69,9 @@ from mock_gateway.quotas import Usage
 from mock_gateway.rules import Decide
 from mock_gateway.validation import Charge
 
-# `settlements` (async channels) is WITHOUT ROWID on the time-ordered repayment id, plus one partial index over
-# the open rows only: two B-trees, both appended to, so accepting a payment costs about what the sync path's bank
-# call costs (docs/perf/gateway-async.md). A key's uniqueness is already the idempotency table's.
+# An async payment is one `repayments` row like a sync one, with its settlement columns filled in (NULL on sync
+# rows), plus an entry in one partial index over the open payments only (appended to: ids are time-ordered): a
+# separate table cost two more B-trees per acceptance, measured ~20 µs a row (docs/perf/gateway-async.md).
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS repayments (
   repayment_id    TEXT PRIMARY KEY,
@@ -79,7 +79,9 @@ CREATE TABLE IF NOT EXISTS repayments (
   user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL,
   amount_fen INTEGER NOT NULL, business_date TEXT NOT NULL,
   replica TEXT NOT NULL, created_at TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'succeeded'
+  status TEXT NOT NULL DEFAULT 'succeeded',
+  accepted_unix REAL, notify_url TEXT, code TEXT, settled_at TEXT, settled_by TEXT,
+  callback TEXT, owner TEXT, epoch INTEGER
 );
 CREATE TABLE IF NOT EXISTS idempotency (
   key TEXT PRIMARY KEY, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
@@ -90,29 +92,31 @@ CREATE TABLE IF NOT EXISTS claims (
 );
 CREATE INDEX IF NOT EXISTS repayments_user_day ON repayments (user_id, business_date);
 CREATE INDEX IF NOT EXISTS repayments_card_day ON repayments (card_id, business_date);
-CREATE TABLE IF NOT EXISTS settlements (
-  repayment_id    TEXT PRIMARY KEY,
-  idempotency_key TEXT NOT NULL,
-  user_id TEXT NOT NULL, card_id TEXT NOT NULL, channel TEXT NOT NULL,
-  amount_fen INTEGER NOT NULL, business_date TEXT NOT NULL,
-  replica TEXT NOT NULL, created_at TEXT NOT NULL, accepted_unix REAL NOT NULL,
-  notify_url TEXT,
-  status TEXT NOT NULL, code TEXT, settled_at TEXT, settled_by TEXT,
-  callback TEXT NOT NULL,
-  owner TEXT NOT NULL, epoch INTEGER NOT NULL
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holders (
   owner TEXT PRIMARY KEY, replica TEXT NOT NULL, pid INTEGER NOT NULL, lease_until REAL NOT NULL,
   generation INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS settlements_open ON settlements (owner) WHERE status = 'processing' OR callback = 'pending';
 """
-TABLES: Final = frozenset({"repayments", "idempotency", "claims", "settlements", "holders"})
-
+OPEN_INDEX_SQL: Final = (
+    "CREATE INDEX IF NOT EXISTS repayments_open ON repayments (owner) "
+    "WHERE status = 'processing' OR callback = 'pending'"
+)
+TABLES: Final = frozenset({"repayments", "idempotency", "claims", "holders"})
+# Columns a ledger made before asynchronous settlement lacks, added when a replica opens it (its rows are settled).
+ADDED_COLUMNS: Final = (
+    ("status", "TEXT NOT NULL DEFAULT 'succeeded'"),
+    *((name, kind) for name, kind in (("accepted_unix", "REAL"), ("notify_url", "TEXT"), ("code", "TEXT"))),
+    *((name, "TEXT") for name in ("settled_at", "settled_by", "callback", "owner")),
+    ("epoch", "INTEGER"),
+)
 REPAYMENT_COLUMNS: Final = (
     "repayment_id, idempotency_key, user_id, card_id, channel, amount_fen, business_date, replica, created_at, status"
 )
+SETTLEMENT_COLUMNS: Final = (
+    f"{REPAYMENT_COLUMNS}, accepted_unix, notify_url, code, settled_at, settled_by, callback, owner, epoch"
+)
 INSERT_REPAYMENT_SQL: Final = f"INSERT INTO repayments ({REPAYMENT_COLUMNS}) VALUES ({', '.join('?' * 10)})"  # noqa: S608
+ACCEPT_SQL: Final = f"INSERT INTO repayments ({SETTLEMENT_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
 MAX_BATCH: Final = 512
 ACCEPTED: Final = 202  # the decision of an asynchronous channel: the payment is recorded, the bank settles later
 CHECKPOINT_INTERVAL_S: Final = 0.25
@@ -199,29 +203,24 @@ class Settlement(NamedTuple):
     notify_url: str | None
 
 
-SETTLEMENT_COLUMNS: Final = (
-    "repayment_id, idempotency_key, user_id, card_id, channel, amount_fen, business_date, replica, created_at, "
-    "accepted_unix, notify_url, status, code, settled_at, settled_by, callback, owner, epoch"
-)
 OPEN: Final = "(status = 'processing' OR callback = 'pending')"
 # The statements of the settlement path, built once from the constants above (no input is ever formatted in).
-HELD_SQL: Final = f"SELECT repayment_id FROM settlements WHERE owner = ? AND {OPEN}"  # noqa: S608
+HELD_SQL: Final = f"SELECT repayment_id FROM repayments WHERE owner = ? AND {OPEN}"  # noqa: S608
 TAKE_SQL: Final = (
-    f"UPDATE settlements SET owner = ?, epoch = epoch + 1 WHERE owner = ? AND {OPEN} "  # noqa: S608
+    f"UPDATE repayments SET owner = ?, epoch = epoch + 1 WHERE owner = ? AND {OPEN} "  # noqa: S608
     f"RETURNING {SETTLEMENT_COLUMNS}"
 )
-ACCEPT_SQL: Final = f"INSERT INTO settlements ({SETTLEMENT_COLUMNS}) VALUES ({', '.join('?' * 18)})"  # noqa: S608
 SETTLE_SQL: Final = (
-    "UPDATE settlements SET status = ?, code = ?, settled_at = ?, settled_by = ?, "  # noqa: S608
+    "UPDATE repayments SET status = ?, code = ?, settled_at = ?, settled_by = ?, "  # noqa: S608
     "callback = CASE WHEN notify_url IS NULL THEN 'none' ELSE 'pending' END "
     "WHERE repayment_id = ? AND owner = ? AND epoch = ? AND status = 'processing' "
     f"RETURNING {SETTLEMENT_COLUMNS}"
 )
-READ_SQL: Final = f"SELECT {SETTLEMENT_COLUMNS} FROM settlements WHERE repayment_id = ?"  # noqa: S608
+READ_SQL: Final = f"SELECT {SETTLEMENT_COLUMNS} FROM repayments WHERE repayment_id = ?"  # noqa: S608
 
 
 def settlement_document(row: dict[str, Any]) -> dict[str, Any]:
-    """The public view of a settlements row: GET /v1/repayments/{id}, and the same key's replay once final."""
+    """The public view of an async payment's row: GET /v1/repayments/{id}, and the same key's replay once final."""
     document = {
         "repayment_id": row["repayment_id"],
         "status": row["status"],
@@ -282,16 +281,21 @@ def _create_once(path: Path) -> None:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only takes effect on a new, empty file
             conn.execute("PRAGMA journal_mode = WAL")
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not tables >= TABLES:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if not names >= TABLES:
             conn.execute("BEGIN IMMEDIATE")
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
             conn.execute("COMMIT")
         columns = {row[1] for row in conn.execute("PRAGMA table_info(repayments)")}
-        if "status" not in columns:  # a ledger made before asynchronous settlement: every row is settled money
-            conn.execute("ALTER TABLE repayments ADD COLUMN status TEXT NOT NULL DEFAULT 'succeeded'")
+        missing = [(name, kind) for name, kind in ADDED_COLUMNS if name not in columns]
+        if missing or "repayments_open" not in names:  # new, or made before asynchronous settlement
+            conn.execute("BEGIN IMMEDIATE")
+            for name, kind in missing:  # an older ledger's rows are all settled money
+                conn.execute(f"ALTER TABLE repayments ADD COLUMN {name} {kind}")
+            conn.execute(OPEN_INDEX_SQL)
+            conn.execute("COMMIT")
     finally:
         conn.close()
 
@@ -509,13 +513,6 @@ class Ledger:
         finally:
             conn.close()
 
-    async def settlement(self, repayment_id: str) -> dict[str, Any] | None:
-        """The settlements row of an asynchronous payment (None for a synchronous one or an unknown id)."""
-        rows = await self._query(READ_SQL, (repayment_id,), None, named=True)
-        return rows[0] if rows else None
-
-    # --- reads: on the event-loop thread when they cannot wait, else in a thread ---------------------
-
     async def lookup(self, key: str) -> Stored | None:
         """On the loop's write connection when there is one: every commit is its own, so its page cache stays
         warm, where the read connection's is dropped at each commit (measured 12 µs a lookup there)."""
@@ -524,7 +521,7 @@ class Ledger:
         return None if not rows else Stored(*rows[0])
 
     async def repayment(self, repayment_id: str) -> dict[str, Any] | None:
-        rows = await self._query("SELECT * FROM repayments WHERE repayment_id = ?", (repayment_id,), None, named=True)
+        rows = await self._query(READ_SQL, (repayment_id,), None, named=True)
         return rows[0] if rows else None
 
     async def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
@@ -733,22 +730,23 @@ class Ledger:
             if decision.repayment_id is not None:
                 cards[charge.card_id] = usage.card_fen + charge.amount_fen
                 users[charge.user_id] = usage.user_fen + charge.amount_fen
-                repayments.append(
-                    (
-                        decision.repayment_id,
-                        charge.key,
-                        charge.user_id,
-                        charge.card_id,
-                        charge.channel,
-                        charge.amount_fen,
-                        day,
-                        self._replica,
-                        created_at,
-                        "processing" if decision.status == ACCEPTED else "succeeded",
-                    )
+                row = (
+                    decision.repayment_id,
+                    charge.key,
+                    charge.user_id,
+                    charge.card_id,
+                    charge.channel,
+                    charge.amount_fen,
+                    day,
+                    self._replica,
+                    created_at,
                 )
-            if decision.status == ACCEPTED:
-                accepted.append(self._settlement_row(charge, decision.repayment_id, day, created_at))
+                if decision.status == ACCEPTED:  # processing, held by this process at epoch 1
+                    accepted.append(
+                        (*row, "processing", time.time(), charge.notify_url, None, None, None, "none", self.owner, 1)
+                    )
+                else:
+                    repayments.append((*row, "succeeded"))
             record = Stored(charge.request_hash, decision.status, decision.body, decision.repayment_id)
             records.append(
                 (charge.key, record.request_hash, record.status, record.body, decision.repayment_id, created_at)
@@ -765,37 +763,11 @@ class Ledger:
         conn.execute("COMMIT")
         return outcomes
 
-    def _settlement_row(
-        self, charge: Charge, repayment_id: str | None, day: str, created_at: str
-    ) -> tuple[object, ...]:
-        """A new payment of an asynchronous channel, held by this process (under its lease) at epoch 1."""
-        now = time.time()
-        return (
-            repayment_id,
-            charge.key,
-            charge.user_id,
-            charge.card_id,
-            charge.channel,
-            charge.amount_fen,
-            day,
-            self._replica,
-            created_at,
-            now,
-            charge.notify_url,
-            "processing",
-            None,
-            None,
-            None,
-            "none",
-            self.owner,
-            1,
-        )
-
     def _settle_step(self, conn: sqlite3.Connection, job: _SettleJob, moment: str) -> object:
         """One fenced write of the settlement path (see `settle` and `callback_done`)."""
         if job.callback:
             cursor = conn.execute(
-                "UPDATE settlements SET callback = ? WHERE repayment_id = ? AND owner = ? AND epoch = ?",
+                "UPDATE repayments SET callback = ? WHERE repayment_id = ? AND owner = ? AND epoch = ?",
                 (job.callback, job.repayment_id, self.owner, job.epoch),
             )
             return cursor.rowcount == 1
@@ -806,7 +778,6 @@ class Ledger:
         if row is None:
             return None
         settled = dict(zip(SETTLEMENT_COLUMNS.split(", "), row, strict=True))
-        conn.execute("UPDATE repayments SET status = ? WHERE repayment_id = ?", (job.status, job.repayment_id))
         conn.execute(
             "UPDATE idempotency SET status = 200, body = ? WHERE key = ?",
             (json.dumps(settlement_document(settled)), settled["idempotency_key"]),

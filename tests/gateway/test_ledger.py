@@ -76,7 +76,8 @@ async def test_concurrent_records_share_one_commit(tmp_path: Path, synchronous: 
         columns = [row[1] for row in conn.execute("PRAGMA table_info(repayments)")]
         assert columns == [
             "repayment_id", "idempotency_key", "user_id", "card_id", "channel",
-            "amount_fen", "business_date", "replica", "created_at", "status",
+            "amount_fen", "business_date", "replica", "created_at", "status", "accepted_unix", "notify_url",
+            "code", "settled_at", "settled_by", "callback", "owner", "epoch",
         ]  # fmt: skip
         assert conn.execute("SELECT COUNT(*), MIN(replica) FROM repayments").fetchone() == (50, "r9")
 
