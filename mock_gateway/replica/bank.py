@@ -43,13 +43,18 @@ class LatencyModel:
         return rng.lognormvariate(math.log(self.median_ms), sigma) / 1000.0
 
 
-def quota_throttler(tps: float) -> Throttler | None:
+def quota_throttler(tps: float, *, settling: bool = False) -> Throttler | None:
     """A pacer admitting `tps` calls per second on average; None for no quota. asyncio-throttle counts whole
-    calls per period, so a fractional quota becomes n calls per n / tps seconds (0.5/s: 1 call per 2 s)."""
+    calls per period, so a fractional quota becomes n calls per n / tps seconds (0.5/s: 1 call per 2 s).
+
+    A waiting call looks again every 10 ms. `settling`: the one waiter of an async channel's settlement looks
+    again after the average gap between two turns instead (10-250 ms), so a slow quota and a long backlog do
+    not wake the replica a hundred times a second for nothing."""
     if tps <= 0:
         return None
     calls = max(1, round(tps))
-    return Throttler(rate_limit=calls, period=calls / tps)
+    retry_s = min(max(1 / tps, 0.01), 0.25) if settling else 0.01
+    return Throttler(rate_limit=calls, period=calls / tps, retry_interval=retry_s)
 
 
 class _Channel:
@@ -61,7 +66,7 @@ class _Channel:
         self.limit = config.concurrency
         self.semaphore = asyncio.Semaphore(config.concurrency)
         self.timeout_s = config.queue_timeout_ms / 1000.0
-        self.quota = quota_throttler(config.tps * quota_share)
+        self.quota = quota_throttler(config.tps * quota_share, settling=config.settlement == "async")
         self.busy = 0
         self.waiting = 0  # calls waiting for their turn in the quota
 

@@ -374,6 +374,7 @@ class Ledger:
         # same name (or a reused pid) is another holder and takes its predecessor's payments over like any other.
         self.owner = f"{replica}/{os.getpid()}/{secrets.token_hex(4)}"
         self._generation = 0  # of this holder's row: raised by a replica that took payments from this one
+        self._upkeep: sqlite3.Connection | None = None  # settlement upkeep's, used by one thread at a time
         self._failed_commits = 0  # in a row; written by the loop and the writer thread, one int store each
 
     async def open(self) -> None:
@@ -397,10 +398,10 @@ class Ledger:
             self._queue.put(None)
             await asyncio.to_thread(self._writer.join)
             self._writer = None
-        for conn in (self._inline, self._reader):
+        for conn in (self._inline, self._reader, self._upkeep):
             if conn is not None:
                 conn.close()
-        self._inline = self._reader = None
+        self._inline = self._reader = self._upkeep = None
 
     @property
     def claiming(self) -> bool:
@@ -471,11 +472,13 @@ class Ledger:
 
     def _maintain(self, lease_s: float) -> tuple[set[str] | None, list[Settlement]]:
         try:
-            conn = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+            if self._upkeep is None:  # kept open: one upkeep a second need not pay for a new connection
+                self._upkeep = connect(self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms)
+                self._upkeep.row_factory = sqlite3.Row
         except sqlite3.Error as exc:
             raise LedgerError(f"settlement lease upkeep failed: {exc}") from exc
+        conn = self._upkeep
         try:
-            conn.row_factory = sqlite3.Row
             conn.execute("BEGIN IMMEDIATE")
             now = time.time()
             row = conn.execute(
@@ -510,8 +513,6 @@ class Ledger:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
             raise LedgerError(f"settlement lease upkeep failed: {exc}") from exc
-        finally:
-            conn.close()
 
     async def lookup(self, key: str) -> Stored | None:
         """On the loop's write connection when there is one: every commit is its own, so its page cache stays
