@@ -14,10 +14,11 @@ writes them to docs/perf/gateway.md. A script, never a timed test.
 
 `--async-channel` compares the replica's CPU per request on a sync channel with the same replica on an
 asynchronous channel (202, settled later), pinned when there are two cores: the server process's CPU time over
-the wrk run divided by the requests wrk completed. Two async variants: *acceptance* (a bank quota of one payment
-per 1000 s holds settlement back, so only the acceptance path runs) and *with settlement* (no quota, no delay:
-every accepted payment is also settled by the bank and written again within the run). Writes
-docs/perf/gateway-async.md.
+the wrk run divided by the requests wrk completed. Two sync variants: a bank that answers at once (the cheapest
+sync path there is) and the default channels' bank latency (median 20 ms, p99 120 ms). Two async variants:
+*acceptance* (a bank quota of one payment per 1000 s holds settlement back, so only the acceptance path runs)
+and *with settlement* (no quota, no delay: every accepted payment is also settled by the bank and written again
+within the run). Writes docs/perf/gateway-async.md.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ OUT = REPO / "docs" / "perf" / "gateway.md"
 ASYNC_OUT = REPO / "docs" / "perf" / "gateway-async.md"
 ASYNC_VARIANTS: dict[str, dict[str, object]] = {
     "sync": {},
+    "sync, bank latency 20/120 ms": {"latency_ms": {"median": 20, "p99": 120}},
     "async acceptance": {"settlement": "async", "tps": 0.001, "settle_ms": {"median": 0, "p99": 0}},
     "async with settlement": {"settlement": "async", "tps": 0, "settle_ms": {"median": 0, "p99": 0}},
 }
@@ -310,8 +312,8 @@ def bench_async(args: argparse.Namespace) -> int:
         script = folder / "post.lua"
         script.write_text(WRK_SCRIPT)
         for rep in range(args.repetitions):
-            for name, extra in ASYNC_VARIANTS.items():
-                run_dir = folder / f"{name.replace(' ', '-')}-{rep}"
+            for number, (name, extra) in enumerate(ASYNC_VARIANTS.items()):
+                run_dir = folder / f"variant{number}-{rep}"
                 run_dir.mkdir()
                 config = replica_config(run_dir, extra)
                 command = [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0"]
@@ -360,8 +362,10 @@ Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with
 
 - Load: wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments, a unique Idempotency-Key per request,
   10,007 users and 30,011 cards; {"server pinned to core 0, wrk to core 1" if two_cores else "unpinned"}.
-- One replica (`python -m mock_gateway`, every cap on and never refusing, bank latency 0, a fresh ledger per run).
-  *sync*: the channel answers 201. *async acceptance*: the same channel with `settlement = "async"` and a bank
+- One replica (`python -m mock_gateway`, every cap on and never refusing, a fresh ledger per run).
+  *sync*: the channel answers 201, its bank at once (latency 0: the cheapest sync path). *sync, bank latency*:
+  the same with the default channels' simulated bank latency (lognormal, median 20 ms, p99 120 ms), as a sync
+  channel is usually configured. *async acceptance*: the same channel with `settlement = "async"` and a bank
   quota of one payment per 1000 s, so the run measures the acceptance path alone (202, the payment and its
   reservation recorded, the settlement row written, the backlog queued). *async with settlement*: no quota and no
   settlement delay, so every payment is also settled (a second ledger write) and that cost is in the figure too.
