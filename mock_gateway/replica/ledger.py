@@ -101,6 +101,10 @@ OPEN_INDEX_SQL: Final = (
     "CREATE INDEX IF NOT EXISTS repayments_open ON repayments (owner) "
     "WHERE status = 'processing' OR callback = 'pending'"
 )
+# The async payments alone, for a reader who wants them (reports, a person with the sqlite3 shell).
+SETTLEMENTS_VIEW_SQL: Final = (
+    "CREATE VIEW IF NOT EXISTS settlements AS SELECT * FROM repayments WHERE owner IS NOT NULL"
+)
 TABLES: Final = frozenset({"repayments", "idempotency", "claims", "holders"})
 # Columns a ledger made before asynchronous settlement lacks, added when a replica opens it (its rows are settled).
 ADDED_COLUMNS: Final = (
@@ -295,6 +299,7 @@ def _create_once(path: Path) -> None:
             for name, kind in missing:  # an older ledger's rows are all settled money
                 conn.execute(f"ALTER TABLE repayments ADD COLUMN {name} {kind}")
             conn.execute(OPEN_INDEX_SQL)
+            conn.execute(SETTLEMENTS_VIEW_SQL)
             conn.execute("COMMIT")
     finally:
         conn.close()

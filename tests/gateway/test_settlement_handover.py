@@ -121,6 +121,7 @@ async def test_a_killed_replicas_100_pending_payments_settle_once_on_the_other(
         steps = "surge_gateway_settlements_total"
         assert await metric(session, r2.url, steps, channel="ICBC", outcome="succeeded") == 100
     assert {by for _, _, by in settlements(ledger).values()} == {"r2"}
+    assert count(ledger, "SELECT count(*) FROM settlements WHERE status = 'succeeded'") == 100  # the async view
     settled_once(got, ids)
 
 
