@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import gevent
@@ -37,7 +37,6 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.errors import UsageError
-from loadtests.generator import live_metrics
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.auth import Tokens
 from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
@@ -74,6 +73,9 @@ from mock_gateway.net import is_loopback_host
 from reports.claim import claim_new
 from reports.console_text import one_line
 from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
+
+if TYPE_CHECKING:
+    from loadtests.generator import live_metrics
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
 NOT_STARTED_NAP_S = 0.2  # before this process's generator exists, a user looks again this often
@@ -266,6 +268,10 @@ def _read_ahead(options: Any) -> None:
 
 
 def _serve_metrics(port: int) -> live_metrics.LiveMetrics:
+    """Imported here: the endpoint's numpy and Prometheus client would otherwise add to every Locust boot (the
+    arrivals' t=0 margin), wanted or not."""
+    from loadtests.generator import live_metrics
+
     if not 0 < port < 65536:
         raise UsageError(f"--metrics-port must be 1..65535 (got {port})")
     try:
