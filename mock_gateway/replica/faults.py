@@ -137,11 +137,13 @@ class Faults:
         ]
         return max(stalls, default=0.0)
 
-    def drop_callback(self) -> bool:
-        return bool(self._hits("callback_loss", None))
+    def drop_callback(self, channel: str) -> bool:
+        """Whether to drop a first callback delivery of a payment on `channel` (a fault on every channel or it)."""
+        return bool(self._hits("callback_loss", None) or self._hits("callback_loss", channel))
 
-    def duplicate_callback(self) -> bool:
-        return bool(self._hits("callback_duplicate", None))
+    def duplicate_callback(self, channel: str) -> bool:
+        """Whether to deliver a callback of a payment on `channel` twice."""
+        return bool(self._hits("callback_duplicate", None) or self._hits("callback_duplicate", channel))
 
     async def before_api_request(self) -> None:
         """The latency and error faults on every channel, applied to API paths only (health checks and admin

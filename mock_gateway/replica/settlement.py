@@ -219,7 +219,7 @@ class Settler:
         self._metrics.settlements.labels(config.code, status).inc()
         self._metrics.settle_seconds.labels(config.code).observe(max(0.0, time.time() - item.accepted_unix))
         if row["notify_url"]:
-            await self._notify(item.repayment_id, item.epoch, row["notify_url"], callback_body(row))
+            await self._notify(item, row["notify_url"], callback_body(row))
 
     def _requery_later(self, lane: _Lane, item: Settlement, after_s: float) -> None:
         asyncio.get_running_loop().call_later(after_s, lane.push, _Pending(item, requery=True))
@@ -254,27 +254,27 @@ class Settler:
             lane.open.add(item.repayment_id)
             lane.push(_Pending(item, requery=False))
         elif item.notify_url:
-            self._spawn(self._notify(item.repayment_id, item.epoch, item.notify_url, callback_body(item.document)))
+            self._spawn(self._notify(item, item.notify_url, callback_body(item.document)))
 
     # --- callbacks -------------------------------------------------------------------------------
 
-    async def _notify(self, repayment_id: str, epoch: int, url: str, body: bytes) -> None:
+    async def _notify(self, item: Settlement, url: str, body: bytes) -> None:
         """Deliver until a 2xx, on the documented schedule; the outcome is written back (fenced by epoch)."""
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, self._settings.notify_secret)}
         for attempt, wait_s in enumerate([0.0, *self._delays]):
             if wait_s:
                 await asyncio.sleep(wait_s)
-            if attempt == 0 and self._faults.active and self._faults.drop_callback():
+            if attempt == 0 and self._faults.active and self._faults.drop_callback(item.channel):
                 self._metrics.callbacks.labels("dropped").inc()
                 continue
             if await self._deliver(url, body, headers):
-                if self._faults.active and self._faults.duplicate_callback():
+                if self._faults.active and self._faults.duplicate_callback(item.channel):
                     self._metrics.callbacks.labels("duplicate").inc()
                     await self._deliver(url, body, headers, count=False)
-                await self._callback_done(repayment_id, epoch, "delivered")
+                await self._callback_done(item.repayment_id, item.epoch, "delivered")
                 return
         self._metrics.callbacks.labels("gave_up").inc()
-        await self._callback_done(repayment_id, epoch, "gave_up")
+        await self._callback_done(item.repayment_id, item.epoch, "gave_up")
 
     async def _deliver(self, url: str, body: bytes, headers: dict[str, str], *, count: bool = True) -> bool:
         assert self._session is not None

@@ -242,3 +242,19 @@ def test_an_unknown_settlement_key_exits_2_naming_it(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "unknown key 'settlement.notify_secrte'" in done.stderr
+
+
+async def test_a_callback_fault_on_one_channel_spares_the_others(start_replica: Any, tmp_path: Path) -> None:
+    cmb = {**ASYNC_CHANNEL, "code": "CMB", "settle_ms": {"median": 0, "p99": 0}}
+    config = async_config(tmp_path, {"settle_ms": {"median": 0, "p99": 0}})
+    replica = start_replica({**config, "channels": [*config["channels"], cmb]})
+    async with receiver() as got, aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        fault = {"kind": "callback_loss", "ratio": 1.0, "duration_s": 60, "channel": "CMB"}
+        async with session.post(f"{replica.url}/admin/faults", json=fault, headers=ADMIN) as response:
+            assert response.status == 201, await response.text()
+        for n, channel in enumerate(("ICBC", "CMB")):
+            await post(session, replica.url, f"k-ch{n}", {**body(channel=channel), "notify_url": got.url})
+        await got.until(lambda r: len(r.by_id()) == 2)
+        dropped = await metric(session, replica.url, "surge_gateway_callbacks_total", outcome="dropped")
+    assert dropped == 1  # CMB's first delivery only (a fault on every channel at ratio 1 would drop both)
+    assert sorted(d.body["idempotency_key"] for d in got.deliveries) == ["k-ch0", "k-ch1"]  # CMB's on its retry
