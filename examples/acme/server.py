@@ -27,12 +27,23 @@ against the ledger can find.
                        or nonce) or E4012 (token missing or expired)
     GET  /_stats       what the guards saw: nonces, replays, stale timestamps, bad signatures, tokens
 
+`--async` makes payments asynchronous (examples/acme/target-async.toml drives it): the POST answers
+`202 {"code": "0001", "data": {"payNo", "bizDate"}}` with the payment `ACCEPTED`; a settlement worker (one
+asyncio task, rows claimed with FOR UPDATE SKIP LOCKED) settles each `--settle-ms` later into the `settlements`
+table and the payment's `state` (`PAID`); `GET /api/v2/pay/{payNo}` answers `{"code": "0000", "data": {"payNo",
+"state"}}`; a body's `notifyUrl` (loopback only) is POSTed `{"reqNo", "payNo", "state"}` signed in
+`X-Acme-Signature` (hex HMAC-SHA256 with ACME_NOTIFY_SECRET), retried until a 2xx (at most 5 times).
+`--async-bug-every N` switches on a real settlement bug: the worker's "bank call" of every Nth payment times out
+and is retried without checking that the first one went through, so that payment is settled twice — two
+`settlements` rows, money moved twice, while the client hears PAID once.
+
 With `--tls-cert/--tls-key` it serves https; with `--client-ca` too it wants a client certificate that CA
 signed (mutual TLS). examples/acme/make_certs.py makes a throwaway CA, server and client certificates.
 
     python examples/acme/server.py --dsn postgresql://acme:PW@127.0.0.1:5432/acme --port 9000 \
         [--token T] [--tps 40] [--bug-every 50] \
-        [--protected [--token-ttl-s 10] [--window-s 30]] [--tls-cert F --tls-key F [--client-ca F]]
+        [--protected [--token-ttl-s 10] [--window-s 30]] [--tls-cert F --tls-key F [--client-ca F]] \
+        [--async [--settle-ms 500] [--async-bug-every 20]]
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import psycopg
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -71,7 +83,15 @@ CREATE TABLE IF NOT EXISTS payments (
   bank       TEXT NOT NULL,
   amount_fen BIGINT NOT NULL,
   biz_date   DATE NOT NULL,
-  created_at TIMESTAMPTZ NOT NULL DEFAULT now()
+  created_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  state      TEXT NOT NULL DEFAULT 'PAID',
+  notify_url TEXT
+);
+CREATE TABLE IF NOT EXISTS settlements (
+  id         BIGSERIAL PRIMARY KEY,
+  pay_no     TEXT NOT NULL,
+  state      TEXT NOT NULL,
+  settled_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )
 """
 POOL_SIZE = 8
@@ -123,10 +143,12 @@ async def pay(request: web.Request) -> web.Response:
     today = dt.datetime.now(SHANGHAI).date()
     async with request.app[POOL].connection() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (card_no,))  # one card at a time
-        cur = await conn.execute("SELECT pay_no, biz_date FROM payments WHERE req_no = %s", (req_no,))
+        cur = await conn.execute("SELECT pay_no, biz_date, state FROM payments WHERE req_no = %s", (req_no,))
         found = await cur.fetchone()
         if found is not None:
-            return reply(200, {"code": "0000", "data": {"payNo": found[0], "bizDate": found[1].isoformat()}})
+            accepted = settings.async_ and found[2] == "ACCEPTED"
+            code, status = ("0001", 202) if accepted else ("0000", 200)
+            return reply(status, {"code": code, "data": {"payNo": found[0], "bizDate": found[1].isoformat()}})
         cur = await conn.execute(
             "SELECT coalesce(sum(amount_fen), 0) FROM payments WHERE card_no = %s AND biz_date = %s", (card_no, today)
         )
@@ -134,11 +156,16 @@ async def pay(request: web.Request) -> web.Response:
         if used + amount > DAILY_LIMIT_FEN:
             return reply(200, {"code": "E1001", "msg": "daily limit exceeded"})
         pay_no = f"P{uuid.uuid4().hex[:20]}"
+        notify = str(body.get("notifyUrl") or "") or None
+        if notify is not None and not notify.startswith(("http://127.0.0.1:", "http://localhost:")):
+            return reply(400, {"code": "E4000", "msg": "notifyUrl must be on loopback"})
         await conn.execute(
-            "INSERT INTO payments (pay_no, req_no, uid, card_no, bank, amount_fen, biz_date) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (pay_no, req_no, uid, card_no, bank, amount, today),
+            "INSERT INTO payments (pay_no, req_no, uid, card_no, bank, amount_fen, biz_date, state, notify_url) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (pay_no, req_no, uid, card_no, bank, amount, today, "ACCEPTED" if settings.async_ else "PAID", notify),
         )
+        if settings.async_:
+            return reply(202, {"code": "0001", "data": {"payNo": pay_no, "bizDate": today.isoformat()}})
         state["paid"] += 1
         if settings.bug_every and state["paid"] % settings.bug_every == 0:
             raise _Rollback(pay_no, today)  # leaving the transaction by an exception rolls it back
@@ -220,6 +247,65 @@ async def bug_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return reply(503, {"code": "E5030", "msg": "database unavailable"})
 
 
+async def payment_state(request: web.Request) -> web.Response:
+    async with request.app[POOL].connection() as conn:
+        cur = await conn.execute("SELECT state FROM payments WHERE pay_no = %s", (request.match_info["pay_no"],))
+        found = await cur.fetchone()
+    if found is None:
+        return reply(404, {"code": "E4040", "msg": "no such payment"})
+    return reply(200, {"code": "0000", "data": {"payNo": request.match_info["pay_no"], "state": found[0]}})
+
+
+async def settle_worker(app: web.Application) -> None:
+    """--async: settle what is due, oldest first, then deliver the callbacks (after the commit)."""
+    settings, state = app[SETTINGS], app[STATE]
+    secret = os.environ.get("ACME_NOTIFY_SECRET", "").encode()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            await asyncio.sleep(0.05)
+            due = dt.timedelta(milliseconds=settings.settle_ms)
+            async with app[POOL].connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT pay_no, req_no, notify_url FROM payments WHERE state = 'ACCEPTED' AND created_at <= "
+                    "now() - %s ORDER BY created_at LIMIT 50 FOR UPDATE SKIP LOCKED",
+                    (due,),
+                )
+                rows = await cur.fetchall()
+                for pay_no, _, _ in rows:
+                    state["settled"] += 1
+                    calls = 2 if settings.async_bug_every and state["settled"] % settings.async_bug_every == 0 else 1
+                    for _ in range(calls):  # the bug: a "timed-out" bank call retried without checking the first
+                        await conn.execute("INSERT INTO settlements (pay_no, state) VALUES (%s, 'PAID')", (pay_no,))
+                    await conn.execute("UPDATE payments SET state = 'PAID' WHERE pay_no = %s", (pay_no,))
+            for pay_no, req_no, notify_url in rows:
+                if notify_url:
+                    body = json.dumps({"reqNo": req_no, "payNo": pay_no, "state": "PAID"}).encode()
+                    signature = hmac.new(secret, body, hashlib.sha256).hexdigest()
+                    task = asyncio.create_task(deliver(session, notify_url, body, signature))
+                    state["deliveries"].add(task)
+                    task.add_done_callback(state["deliveries"].discard)
+
+
+async def deliver(session: aiohttp.ClientSession, url: str, body: bytes, signature: str) -> None:
+    for attempt in range(5):
+        try:
+            async with session.post(url, data=body, headers={"X-Acme-Signature": signature}) as answer:
+                if 200 <= answer.status < 300:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.2 * 2**attempt)
+
+
+async def worker_lifetime(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(settle_worker(app)) if app[SETTINGS].async_ else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def healthz(request: web.Request) -> web.Response:
     return reply(200, {"code": "0000"})
 
@@ -264,8 +350,11 @@ def create_app(settings: argparse.Namespace) -> web.Application:
     app[STATE] = {"second": 0, "count": 0, "paid": 0, "tokens": {}, "nonces": set(), "max_skew_s": 0.0}
     app[STATE].update(dict.fromkeys(("bad_token", "expired_token", "bad_signature", "stale", "replayed"), 0))
     app[STATE].update(dict.fromkeys(("tokens_issued", "token_refused"), 0))
+    app[STATE].update(settled=0, deliveries=set())
     app.cleanup_ctx.append(pool_lifetime)
+    app.cleanup_ctx.append(worker_lifetime)
     app.router.add_post("/api/v2/pay", pay)
+    app.router.add_get("/api/v2/pay/{pay_no}", payment_state)
     app.router.add_get("/healthz", healthz)
     if settings.protected:
         app.router.add_post("/oauth/token", issue_token)
@@ -287,6 +376,9 @@ def tls_context(settings: argparse.Namespace) -> ssl.SSLContext | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dsn", required=True, help="PostgreSQL connection string")
+    parser.add_argument("--async", dest="async_", action="store_true", help="accept now (202), settle later")
+    parser.add_argument("--settle-ms", type=int, default=500, help="--async: how long after acceptance it settles")
+    parser.add_argument("--async-bug-every", type=int, default=0, help="--async: settle every Nth payment twice")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--token", default="", help="require Authorization: Bearer TOKEN (default: none)")
