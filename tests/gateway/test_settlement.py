@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mock_gateway.config import ConfigError, load_config
 from tests.gateway.callbacks import ASYNC_CHANNEL, SECRET, metric, post, receiver, status_of, until_final
 from tests.gateway.conftest import ADMIN, QUIET, REPO, Replica, body, merge
 
@@ -213,21 +214,12 @@ async def test_a_notify_url_on_a_sync_channel_is_a_400(make_client: Any, make_co
         ({"unknown_ratio": 0.1}, 'unknown_ratio applies only to a channel with settlement = "async"'),
     ],
 )
-def test_a_bad_settlement_key_exits_2_naming_it(tmp_path: Path, channel: dict[str, Any], named: str) -> None:
-    config = tmp_path / "gateway.json"
+def test_a_bad_settlement_key_is_refused_naming_it(channel: dict[str, Any], named: str) -> None:
+    """The message `python -m mock_gateway` prints before exiting 2 (the process itself: the test below)."""
     base = {"code": "ICBC", "single_fen": 100, "card_daily_fen": 1000}
-    config.write_text(json.dumps({"channels": [{**base, **channel}]}))
-    done = subprocess.run(
-        [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=30,
-        check=False,
-    )
-    assert done.returncode == 2
-    assert named in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    with pytest.raises(ConfigError) as refused:
+        load_config(None, env={}, overrides={"channels": [{**base, **channel}]})
+    assert named in str(refused.value)
 
 
 def test_an_unknown_settlement_key_exits_2_naming_it(tmp_path: Path) -> None:
@@ -242,6 +234,7 @@ def test_an_unknown_settlement_key_exits_2_naming_it(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 2 and "unknown key 'settlement.notify_secrte'" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 async def test_a_callback_fault_on_one_channel_spares_the_others(start_replica: Any, tmp_path: Path) -> None:
