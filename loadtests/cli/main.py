@@ -11,7 +11,7 @@ import argparse
 import importlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from types import FrameType
 
 from loadtests.errors import SurgeError
@@ -37,19 +37,25 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(options_of: Collection[str] = SUBCOMMANDS.keys()) -> argparse.ArgumentParser:
+    """Every subcommand is listed with its help; only those in `options_of` are imported to add their options:
+    importing them all (pandas, SQLAlchemy, aiohttp, Locust's tools) costs every `surge` call seconds on a busy
+    machine, before a refusal that needs none of it."""
     parser = argparse.ArgumentParser(prog="surge", description="Load-testing and capacity harness for repayments.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name in options_of:
+            importlib.import_module(module_name).add_arguments(command)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated_while_loading)
     try:
-        parser = build_parser()  # imports every subcommand: seconds on a busy machine, a signal may come
+        given = sys.argv[1:] if argv is None else argv
+        # the named subcommand's module only (the top-level parser has no options before it but --help)
+        parser = build_parser(given[:1])  # seconds on a busy machine: a signal may come
     except KeyboardInterrupt as exc:
         by = "terminated (SIGTERM)" if isinstance(exc, StoppedBySignal) else "interrupted (SIGINT, Ctrl-C)"
         print(f"surge: not started — {by} while loading; nothing was run", file=sys.stderr)

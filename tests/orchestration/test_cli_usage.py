@@ -118,7 +118,7 @@ def test_a_signal_while_surge_loads_its_subcommands_is_one_line_and_130_or_143(
     traceback from deep inside pandas."""
     from loadtests.cli import main
 
-    def interrupted() -> None:
+    def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
 
     before = signal.getsignal(signal.SIGTERM)
@@ -127,7 +127,7 @@ def test_a_signal_while_surge_loads_its_subcommands_is_one_line_and_130_or_143(
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "not started" in err and "Traceback" not in err
 
-    def terminated() -> None:  # a cancelled CI job: SIGTERM's default would end surge with no word at all
+    def terminated(*_: object) -> None:  # a cancelled CI job: SIGTERM's default would end surge with no word at all
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this returns
         raise AssertionError("SIGTERM was not handled")
