@@ -19,12 +19,13 @@ loads a locustfile); README "Plain Locust" lists them, and `surge run --help` sh
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -49,6 +50,7 @@ from loadtests.generator.recorder import (
     IN_FLIGHT_WAIT_S,
     LocustRecording,
     ProcessRecorder,
+    Running,
     RunSettings,
 )
 from loadtests.generator.settlement import CallbackFormat, Settler, builtin_callbacks, target_callbacks
@@ -102,6 +104,14 @@ class RepayingUser(User):
         wait = 0.0 if self._ticket is None else self._ticket.intended - time.time()
         self._slept = wait > 0
         return max(0.0, wait)
+
+    def on_stop(self) -> None:
+        """Locust stops this user (a worker joined and the users were rebalanced, or the test ends): an arrival
+        it held goes to the next free user instead of vanishing between offered and sent."""
+        generator = RepayingUser.generator
+        ticket, self._ticket = self._ticket, None
+        if generator is not None and ticket is not None:
+            generator.release(ticket)
 
     @task
     def repay(self) -> None:
@@ -351,8 +361,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     FestivalShape.recording.begin(settings)
 
 
-def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: int, count: int) -> Callable[[], None]:
-    """Build this process's Generator (worker `index` of `count`) and hand it to the user pool."""
+def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: int, count: int) -> Running:
+    """Build this process's Generator (share `index` of `count`) and hand it to the user pool."""
     scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
     out = Path(settings.out_dir)
     if settings.host and os.environ.get("SURGE_ALLOW_REMOTE") != "1" and not _loopback(settings.host):
@@ -361,7 +371,7 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             "`surge worker --allow-remote`); it generates nothing",
             one_line(settings.host),
         )
-        return lambda: None
+        return Running(stop=lambda: None, reshare=lambda *_: None)
     population = Population(scenario.population, settings.channels or default_channels(scenario), scenario.seed)
     replay = scenario.replay()
     specs = None
@@ -379,6 +389,8 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
             worker_index=index,
             worker_count=count,
         )
+        if settings.from_s:  # a worker that joined late: its share of what is still to come
+            times = itertools.dropwhile(lambda t: t < settings.from_s, times)
     target, tokens, tls, expired = None, None, None, False
     if settings.target:  # checked by the master; the base URL is Locust's host
         target, tokens, tls, expired = _target_api(settings.target, scenario)
@@ -413,7 +425,18 @@ def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: in
         )
         settler.status_poll = None if target is None else target.poll
     generator.start(settler)
-    return generator.stop
+
+    def reshare(from_s: float, share: int, shares: int) -> None:
+        if replay is not None:
+            log.warning("surge: a replayed trace keeps its split between the workers it started with")
+            return
+        process = scenario.arrivals.process
+        assert process != "trace"
+        curve = RateCurve(scenario.breakpoints())
+        again = arrival_times(curve, process, seed=scenario.seed, worker_index=share, worker_count=shares)
+        generator.reshare(generator.t0 + from_s, again)
+
+    return Running(stop=generator.stop, reshare=reshare)
 
 
 def _target_api(path: str, scenario: Scenario) -> tuple[TargetApi, Tokens | None, gevent.ssl.SSLContext | None, bool]:

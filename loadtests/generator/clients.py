@@ -18,6 +18,7 @@ same clients.
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -151,6 +152,8 @@ class Generator:
         self._more = Semaphore(0)
         self._stopped = False
         self._claimed: dict[int, float] = {}  # id(ticket) → intended: fresh arrivals claimed, not yet begun
+        self._returned: list[Ticket] = []  # claimed by a user Locust then stopped (a rebalance): offered, unbegun
+        self._void: set[int] = set()  # id(ticket) of claimed arrivals a new share took away (reshare)
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self.bodies: dict[str, str] = {}  # card id → its request body up to the amount (Payer._builtin_request)
         self.transport: Transport | None = None  # the process's connections, opened by the first user (locustfile)
@@ -210,6 +213,10 @@ class Generator:
         now = time.time()
         self._expire(now)
         upcoming = self._upcoming
+        if self._returned and (upcoming is None or self._returned[0].intended <= upcoming):
+            ticket = heapq.heappop(self._returned)
+            self._claimed[id(ticket)] = ticket.intended
+            return ticket
         while self._deferred and (upcoming is None or self._deferred[0].intended <= upcoming):
             ticket = heapq.heappop(self._deferred)
             if ticket.intended <= self.hard_stop:
@@ -234,6 +241,9 @@ class Generator:
         fresh = ticket.payment is None
         if fresh:
             self._claimed.pop(id(ticket), None)
+            if id(ticket) in self._void:
+                self._void.discard(id(ticket))
+                return False  # another process's now (reshare): taken back from offered already
         else:
             self._parts_held -= 1
         if self._stopped:
@@ -246,6 +256,39 @@ class Generator:
         if fresh:
             self.recorder.taken(ticket.intended, now, starved=starved)
         return True
+
+    def release(self, ticket: Ticket) -> None:
+        """A user Locust stopped (moved to another process by a rebalance) while it held `ticket`: the next
+        free user takes it, so the arrival is neither lost nor offered twice."""
+        if ticket.payment is None:
+            if self._claimed.pop(id(ticket), None) is not None and id(ticket) not in self._void:
+                heapq.heappush(self._returned, ticket)
+        else:
+            self._parts_held -= 1
+            self.defer(ticket)
+
+    def reshare(self, from_unix: float, arrivals: Iterator[float]) -> None:
+        """From `from_unix` on, this process's arrivals are `arrivals` (seconds from t=0, rising, a new split of
+        the schedule with a worker that joined); what it had claimed from its old share past that instant is
+        taken back from `offered` and never begun. Not for a replayed trace (its rows come with their arrivals)."""
+        for ticket_id, intended in list(self._claimed.items()):
+            if intended >= from_unix:
+                del self._claimed[ticket_id]
+                self._void.add(ticket_id)
+                self.recorder.cancelled(intended)
+        kept = [ticket for ticket in self._returned if ticket.intended < from_unix]
+        for ticket in self._returned:
+            if ticket.intended >= from_unix:
+                self.recorder.cancelled(ticket.intended)
+        self._returned = kept
+        heapq.heapify(self._returned)
+        from_s = from_unix - self.t0
+        old = self._times
+        self._times = itertools.chain(
+            itertools.takewhile(lambda t: t < from_s, old), itertools.dropwhile(lambda t: t < from_s, arrivals)
+        )
+        if self._upcoming is not None and self._upcoming >= from_unix:
+            self._upcoming = self._next_arrival()
 
     def idle(self, timeout_s: float) -> None:
         """Nothing to claim: wait for a deferred ticket (or the timeout) instead of polling."""

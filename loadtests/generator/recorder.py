@@ -67,6 +67,7 @@ MSG_STOP = "surge_stop"  # master → worker: the run stopped early; stop genera
 MSG_HISTORY = "surge_history"  # worker → master: {"index", "seq", "rows", "data": zlib CSV lines}
 MSG_HISTORY_ACK = "surge_history_ack"  # master → worker: {"seq"} written to the run folder
 MSG_PING = "surge_ping"  # master → worker: {"seq", "sent"}: a clock round trip
+MSG_SHARE = "surge_share"  # master → worker: {"from_s", "index", "count"}: a worker joined, shares change then
 MSG_PONG = "surge_pong"  # worker → master: {"seq", "sent", "clock": the worker's time.time() on receipt}
 FLUSH_INTERVAL_S = 1.0
 FINAL_AFTER_S = 0.5  # after hard_stop: every process sends its last delta
@@ -78,6 +79,7 @@ HISTORY_DRAIN_S = 20.0  # after its last attempt, a worker's bound on sending th
 HISTORY_TICK_S = 0.05  # a worker sends history batches this often while it has some and the window allows
 CLOCK_ROUNDS = 5  # round trips per worker at test start; the shortest one counts
 CLOCK_ROUND_WAIT_S = 0.5  # a round without every answer by then moves on
+RESHARE_LEAD_S = 2.0  # a worker that joins takes arrivals from this long after it connected (clock check, start)
 SPOOL_DIR = "surge-spool"  # under a worker's working directory: its history until the master has it
 
 log = logging.getLogger("surge")
@@ -316,6 +318,7 @@ class RunSettings:
     clock: dict[str, Any] | None = None  # the gateway's anchored clock (ClusterClock), read by the master
     host: str = ""  # the URL the users load: a worker checks it against the loopback guard itself
     max_clock_offset_s: float = 5.0  # a worker whose clock is further off the master's is refused (exit 3)
+    from_s: float = 0.0  # a worker that joined late: its arrivals start here (seconds from t=0)
 
 
 def on_own_clock(settings: RunSettings, offset_s: float) -> RunSettings:
@@ -328,8 +331,17 @@ def on_own_clock(settings: RunSettings, offset_s: float) -> RunSettings:
     return replace(settings, t0=settings.t0 + offset_s, hard_stop=settings.hard_stop + offset_s, clock=clock)
 
 
-# Starts this process's generator on a recorder (worker index, worker count); returns its stop function.
-StartGenerator = Callable[[RunSettings, ProcessRecorder, int, int], Callable[[], None]]
+@dataclass(frozen=True)
+class Running:
+    """A process's generator once started: `stop` it, or `reshare(from_s, index, count)` — from `from_s` (seconds
+    from the master's t=0) on, its arrivals are share `index` of `count` (a worker joined)."""
+
+    stop: Callable[[], None]
+    reshare: Callable[[float, int, int], None]
+
+
+# Starts this process's generator on a recorder (share index, share count).
+StartGenerator = Callable[[RunSettings, ProcessRecorder, int, int], Running]
 
 
 class LocustRecording:
@@ -371,6 +383,8 @@ class LocustRecording:
         self._heard: dict[int, float] = {}  # worker index → when the master last heard from it
         self._reported: dict[int, dict[int, list[int]]] = {}  # index → second → [offered, sent, dropped] it reported
         self._lost: set[int] = set()
+        self._epochs: dict[int, list[tuple[float, int, int]]] = {}  # index → its shares: (from_s, index, count)
+        self._running: Running | None = None
         self._stream: HistoryStream | None = None
         self._last_history = 0.0  # when the master last received a history batch
         self._backlog_warned = False
@@ -379,10 +393,12 @@ class LocustRecording:
             runner.register_message(MSG_STOP, self._on_stop_message)
             runner.register_message(MSG_PING, self._on_ping)
             runner.register_message(MSG_HISTORY_ACK, self._on_history_ack)
+            runner.register_message(MSG_SHARE, self._on_share)
         elif isinstance(runner, MasterRunner):
             runner.register_message(MSG_WINDOWS, self._on_windows_message)
             runner.register_message(MSG_PONG, self._on_pong)
             runner.register_message(MSG_HISTORY, self._on_history)
+            environment.events.worker_connect.add_listener(self._on_worker_connect)  # type: ignore[no-untyped-call]
         options = environment.parsed_options
         if not isinstance(runner, WorkerRunner) and options is not None and options.headless:
             # Headless with a shape, Locust installs its own SIGTERM handler only once the shape has ended
@@ -421,6 +437,7 @@ class LocustRecording:
             self._expected_finals = len(workers)
             self._nodes, self._lost, self._reported = workers, set(), {}
             self._heard = dict.fromkeys(range(len(workers)), time.time())
+            self._epochs = {index: [(0.0, index, len(workers))] for index in range(len(workers))}
             for index, client_id in enumerate(workers):
                 data = {
                     "settings": asdict(settings),
@@ -431,7 +448,7 @@ class LocustRecording:
                 runner.send_message(MSG_START, data, client_id=client_id)
         else:
             self._expected_finals = 1
-            self._run_process(settings, 0, 1, lambda windows, lag: self._receive(0, windows, lag))
+            self._run_process(settings, 0, (0, 1), lambda windows, lag: self._receive(0, windows, lag))
         gevent.spawn(self._close_loop)
 
     def _close_loop(self) -> None:
@@ -480,7 +497,7 @@ class LocustRecording:
                 continue
             self._lost.add(index)
             scenario = load_scenario(settings.scenario_ref).scaled(settings.scale, settings.duration_s)
-            due = seconds_of_share(scenario, index, len(self._nodes))
+            due = seconds_of_share(scenario, self._epochs.get(index, [(0.0, index, len(self._nodes))]))
             reported = self._reported.get(index, {})
             deltas, dropped = [], 0
             for t in sorted(set(due) | set(reported)):
@@ -580,6 +597,56 @@ class LocustRecording:
             )
         self._pongs = {}
         return clocks
+
+    def _on_worker_connect(self, client_id: str, **_: Any) -> None:
+        """A worker connected while a run is on: once its clock is checked it takes a share of the arrivals still
+        to come, from RESHARE_LEAD_S on, and every other live worker narrows its own share from the same instant."""
+        settings = self.settings
+        if settings is None or self.writer is None or self.finished or client_id in self._nodes:
+            return
+        if time.time() + RESHARE_LEAD_S >= settings.hard_stop:
+            return  # no arrival is left to share
+        gevent.spawn(self._admit, client_id)
+
+    def _admit(self, node: str) -> None:
+        settings, runner = self.settings, self.environment.runner
+        assert settings is not None and isinstance(runner, MasterRunner)
+        index = len(self._nodes)
+        (clock,) = self._measure_clocks(runner, [node], settings.max_clock_offset_s)
+        clock = clock.model_copy(update={"worker": f"worker-{index}"})
+        _record_clocks(Path(settings.out_dir), [clock], append=True)
+        if not clock.within_bound:
+            log.error("surge: %s; it takes no arrivals", one_line(clock.refusal()))
+            return
+        live = [i for i in range(len(self._nodes)) if i not in self._finals and i not in self._lost]
+        count = len(live) + 1
+        from_s = max(0.0, time.time() + RESHARE_LEAD_S - settings.t0)
+        self._nodes.append(node)
+        self._heard[index] = time.time()
+        self._expected_finals += 1
+        for share, worker in enumerate(live):
+            self._epochs[worker].append((from_s, share, count))
+            runner.send_message(
+                MSG_SHARE, {"from_s": from_s, "index": share, "count": count}, client_id=self._nodes[worker]
+            )
+        self._epochs[index] = [(from_s, count - 1, count)]
+        data: dict[str, Any] = {
+            "settings": asdict(replace(settings, from_s=from_s)),
+            "index": index,
+            "count": count,
+            "offset_s": clock.offset_s,
+            "share": {"index": count - 1, "count": count},
+        }
+        runner.send_message(MSG_START, data, client_id=node)
+        log.warning(
+            "surge: %s (%s) joined at t = %.1f s: it takes share %d of %d of the arrivals from t = %.1f s",
+            f"worker-{index}",
+            one_line(node),
+            time.time() - settings.t0,
+            count,
+            count,
+            from_s,
+        )
 
     def _on_pong(self, msg: Any, **_: Any) -> None:
         samples = self._pongs.get(msg.node_id)
@@ -701,6 +768,11 @@ class LocustRecording:
         assert runner is not None
         runner.send_message(MSG_PONG, {"seq": msg.data["seq"], "sent": msg.data["sent"], "clock": time.time()})
 
+    def _on_share(self, msg: Any, **_: Any) -> None:
+        if self._running is not None:
+            data = msg.data
+            self._running.reshare(float(data["from_s"]), int(data["index"]), int(data["count"]))
+
     def _on_history_ack(self, msg: Any, **_: Any) -> None:
         if self._stream is not None:
             self._stream.ack(int(msg.data["seq"]))
@@ -727,7 +799,10 @@ class LocustRecording:
             data = {"index": index, "seq": batch.seq, "rows": batch.rows, "data": batch.data}
             runner.send_message(MSG_HISTORY, data)
 
-        recorder = self._run_process(settings, index, int(data["count"]), send, spool, offset_s, stream, send_batch)
+        share = data.get("share") or {"index": index, "count": int(data["count"])}
+        recorder = self._run_process(
+            settings, index, (int(share["index"]), int(share["count"])), send, spool, offset_s, stream, send_batch
+        )
 
         def recorder_lines() -> int:
             writer = recorder.history
@@ -737,7 +812,7 @@ class LocustRecording:
         self,
         settings: RunSettings,
         index: int,
-        count: int,
+        share: tuple[int, int],
         send: Callable[[list[Window], HdrHistogram | None], None],
         history: Path | None = None,
         offset_s: float = 0.0,
@@ -753,7 +828,7 @@ class LocustRecording:
         recorder = ProcessRecorder(settings.t0, history, settings.late_ms, offset_s)
         if stream is not None:
             recorder.sample_path = None  # the master writes it into the run folder
-        stop_generator = self.start_generator(settings, recorder, index, count)
+        running = self._running = self.start_generator(settings, recorder, *share)
         state = {"done": False, "final": False}
 
         def stream_history() -> None:
@@ -770,7 +845,7 @@ class LocustRecording:
             if state["done"]:
                 return
             state["done"] = True
-            stop_generator()
+            running.stop()
             deadline = time.time() + IN_FLIGHT_WAIT_S
             while recorder.in_flight > 0 and time.time() < deadline:
                 gevent.sleep(0.05)
@@ -819,24 +894,30 @@ class LocustRecording:
         return recorder
 
 
-def seconds_of_share(scenario: Scenario, index: int, count: int) -> Counter[int]:
-    """How many arrivals worker `index` of `count` has in each second of the run: the same split the workers
-    themselves draw (arrivals.arrival_times, or a trace's schedule)."""
-    replay = scenario.replay()
-    if replay is not None:
-        times: Iterable[float] = replay.schedule(index, count).t_s.tolist()
-    else:
-        process = scenario.arrivals.process
-        assert process != "trace"
-        curve = RateCurve(scenario.breakpoints())
-        times = arrival_times(curve, process, seed=scenario.seed, worker_index=index, worker_count=count)
-    return Counter(math.floor(t) for t in times)
+def seconds_of_share(scenario: Scenario, epochs: list[tuple[float, int, int]]) -> Counter[int]:
+    """How many arrivals a worker has in each second of the run, from its shares — (from_s, index, count), each
+    until the next one begins: the same split the workers themselves draw (arrivals.arrival_times, or a
+    trace's schedule, which is never re-shared)."""
+    found: Counter[int] = Counter()
+    for number, (start, index, count) in enumerate(epochs):
+        end = epochs[number + 1][0] if number + 1 < len(epochs) else math.inf
+        replay = scenario.replay()
+        if replay is not None:
+            times: Iterable[float] = replay.schedule(index, count).t_s.tolist()
+        else:
+            process = scenario.arrivals.process
+            assert process != "trace"
+            curve = RateCurve(scenario.breakpoints())
+            times = arrival_times(curve, process, seed=scenario.seed, worker_index=index, worker_count=count)
+        found.update(math.floor(t) for t in times if start <= t < end)
+    return found
 
 
-def _record_clocks(out_dir: Path, clocks: list[WorkerClock]) -> None:
-    """meta.json gets every worker's measured clock (a plain run's meta.json is written just before)."""
+def _record_clocks(out_dir: Path, clocks: list[WorkerClock], *, append: bool = False) -> None:
+    """meta.json gets every worker's measured clock (a plain run's meta.json is written just before); `append`:
+    a worker that joined later."""
     try:
         meta = read_meta(out_dir)
     except RunFolderError:
         return
-    write_json(out_dir / "meta.json", meta.model_copy(update={"clocks": clocks}))
+    write_json(out_dir / "meta.json", meta.model_copy(update={"clocks": [*meta.clocks, *clocks] if append else clocks}))

@@ -79,6 +79,7 @@ def locust_command(
         command += [
             "--master", "--expect-workers", str(hosts), "--expect-workers-max-wait", str(max(1, int(hosts_wait_s))),
             "--master-bind-host", master_bind, "--master-bind-port", str(master_port),
+            "--enable-rebalancing",  # a worker that joins mid-run gets users (and surge gives it arrivals)
         ]  # fmt: skip
         if max_clock_offset_s:
             command += ["--surge-max-clock-offset", repr(max_clock_offset_s)]

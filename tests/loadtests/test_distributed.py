@@ -282,3 +282,49 @@ def test_a_worker_killed_at_10_s_is_named_its_arrivals_counted_dropped_and_the_r
     assert any(reason in r for r in found["validity_reasons"]), found["validity_reasons"]
     assert reason.split(" (")[0] in log and "lost at t =" in log
     assert {v["verdict"] for v in found["invariant_verdicts"]} == {"unknown"}
+
+
+def test_a_worker_started_at_5_s_takes_a_share_of_the_arrivals_from_then_on(tmp_path: Path) -> None:
+    """`--hosts 1` starts with one worker; a second one connects at t = 5 s. From a moment shortly after, the two
+    split what is left of the schedule: the newcomer's rows all come after it joined, the first worker's share
+    narrows, and every arrival is offered once — no arrival lost, none sent twice."""
+    spec = scenario(tmp_path / "spread.toml", duration=15).read_text(encoding="utf-8")
+    spec_path = tmp_path / "late.toml"
+    spec_path.write_text(spec.replace("per_s = 40", "per_s = 20"), encoding="utf-8")
+    with hosts(["master", "gateway", "w1", "w2"]) as net, gateway(net["gateway"], tmp_path / "gateway") as url:
+        target = profile(tmp_path / "master" / "target.toml", tmp_path / "gateway" / "ledger.sqlite")
+        run = tmp_path / "master" / "run"
+        argv = master_argv(net["master"], spec_path, target, url, run)
+        argv[argv.index("--hosts") + 1] = "1"
+        with started(argv, tmp_path / "master") as master:
+            time.sleep(2.0)
+            with started(worker_argv(net["w1"], net["master"]), tmp_path / "w1"):
+                deadline = time.monotonic() + 60
+                while not (run / "meta.json").exists():
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                t0 = float(json.loads((run / "meta.json").read_text(encoding="utf-8"))["started_unix"])
+                time.sleep(max(0.0, t0 + 5.0 - time.time()))
+                with started(worker_argv(net["w2"], net["master"]), tmp_path / "w2"):
+                    rc = master.wait(timeout=150)
+    log = (tmp_path / "master" / "out.log").read_text(errors="replace")
+    assert (run / "summary.json").exists(), log
+    meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
+    assert [c["worker"] for c in meta["clocks"]] == ["worker-0", "worker-1"], meta["clocks"]
+    lines = [json.loads(line) for line in (run / "windows.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sum(w["offered"] for w in lines) == 300  # the whole schedule, once
+    assert all(w["offered"] == w["sent"] + w["dropped"] for w in lines), lines
+    firsts: dict[str, list[float]] = {}
+    for name in ("worker-0", "worker-1"):
+        with (run / "history" / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
+            firsts[name] = [float(r["intended"]) - t0 for r in csv.DictReader(handle) if r["attempt"] == "1"]
+    late = firsts["worker-1"]
+    assert late and min(late) >= 5.0, sorted(late)[:5]  # nothing before it joined
+    assert 0.3 * 20 * (15 - min(late)) <= len(late) <= 0.7 * 20 * (15 - min(late))  # about half of what was left
+    assert sum(1 for t in firsts["worker-0"] if t >= min(late) + 1.0) < 0.7 * 20 * (15 - min(late) - 1.0)
+    rows = history_rows(run)
+    ids = [r["payment_id"] for r in rows if r["attempt"] == "1"]
+    assert len(ids) == len(set(ids)) == sum(w["sent"] for w in lines)  # every arrival sent once, by one worker
+    found = summary(run)
+    assert found["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}, log
+    assert rc == found["exit_code"]
