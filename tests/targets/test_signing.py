@@ -78,6 +78,15 @@ def test_each_attempt_is_fresh_and_a_retry_keeps_its_key(tmp_path: Path) -> None
     assert abs(int(one["ts"]) / 1000 - time.time()) < 5
 
 
+def test_hmac_equals_the_standard_librarys_for_short_and_long_keys() -> None:
+    from loadtests.scenario.credentials import make_signer
+
+    for secret in ("k", SECRET, "x" * 64, "y" * 65, "长密钥" * 40):
+        sign = make_signer("hmac-sha256", key="${K}", key_file=None, encoding="hex", function=None, env={"K": secret})
+        for message in (b"", b"POST\n/pay\n1\nn\n{}", bytes(range(256)) * 3):
+            assert sign(message) == hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
 def test_hex_encoding(tmp_path: Path) -> None:
     built = api(tmp_path, HMAC_SIGN + 'encoding = "hex"\n').builder.build(VALUES)
     wanted = hmac.new(SECRET.encode(), canonical("POST", "/pay", built.body), hashlib.sha256).hexdigest()
