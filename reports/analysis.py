@@ -42,7 +42,7 @@ import pandas as pd
 from reports import hdr, invariants, memory, metrics, settlement, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
-from reports.runfolder import GOOD, GeneratorVerdict, Slo, Summary
+from reports.runfolder import GOOD, TOKEN_EXPIRED, GeneratorVerdict, Slo, Summary
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 
@@ -96,7 +96,9 @@ def analyse(frames: RunFrames) -> Analysis:
     service = metrics.latency_per_second(frames.latency, seconds, "service")
     refused = metrics.credential_codes(frames.codes)
     attempts = int(metrics.class_sum(frames.windows, CLASSES).sum())
-    credentials = slo.credentials_verdict(refused, attempts)
+    # a 401 to an expired token was refreshed and re-sent: counted apart, but the credentials held
+    failed = {code: count for code, count in refused.items() if code != TOKEN_EXPIRED}
+    credentials = slo.credentials_verdict(failed, attempts)
     judged = frames  # the SLOs judge the service: attempts that failed on credentials are reported apart
     if refused:
         judged = replace(frames, windows=metrics.without_credential_failures(frames.windows, frames.codes))
@@ -111,7 +113,7 @@ def analyse(frames: RunFrames) -> Analysis:
         recovery = metrics.recovery(judged, healthy, found, thresholds)
         recovery = _settlement_recovery(frames, recovery)
         slo_verdicts = slo.slo_verdicts(judged, thresholds, recovery)
-        if credentials is not None and 2 * sum(refused.values()) > attempts:
+        if credentials is not None and 2 * sum(failed.values()) > attempts:
             slo_verdicts = slo.mostly_unauthorized(slo_verdicts, str(credentials["reason"]))
     card_caps, user_cap = metrics.caps(frames.meta)
     daily = metrics.charges_per_day(frames)

@@ -42,7 +42,8 @@ signed (mutual TLS). examples/acme/make_certs.py makes a throwaway CA, server an
 
     python examples/acme/server.py --dsn postgresql://acme:PW@127.0.0.1:5432/acme --port 9000 \
         [--token T] [--tps 40] [--bug-every 50] \
-        [--protected [--token-ttl-s 10] [--window-s 30]] [--tls-cert F --tls-key F [--client-ca F]] \
+        [--protected [--token-ttl-s 10] [--window-s 30] [--token-early-s 0]] \
+        [--tls-cert F --tls-key F [--client-ca F]] \
         [--async [--settle-ms 500] [--async-bug-every 20]]
 """
 
@@ -217,7 +218,8 @@ async def issue_token(request: web.Request) -> web.Response:
         return reply(401, {"error": "invalid_client"})
     token = secrets.token_hex(16)
     now = time.monotonic()
-    state["tokens"] = {t: at for t, at in state["tokens"].items() if at > now} | {token: now + settings.token_ttl_s}
+    lives_s = settings.token_ttl_s - settings.token_early_s  # --token-early-s: a server clock running ahead
+    state["tokens"] = {t: at for t, at in state["tokens"].items() if at > now} | {token: now + lives_s}
     state["tokens_issued"] += 1
     return reply(200, {"access_token": token, "token_type": "Bearer", "expires_in": settings.token_ttl_s})
 
@@ -387,6 +389,9 @@ def main() -> None:
     parser.add_argument("--protected", action="store_true", help="tokens, signatures, timestamps and nonces")
     parser.add_argument("--token-ttl-s", type=int, default=10, help="--protected: a token's lifetime")
     parser.add_argument("--window-s", type=float, default=30.0, help="--protected: accepted timestamp skew")
+    parser.add_argument(
+        "--token-early-s", type=float, default=0.0, help="--protected: tokens die this long before expires_in says"
+    )
     parser.add_argument("--tls-cert", default="", help="serve https with this PEM certificate")
     parser.add_argument("--tls-key", default="", help="the private key of --tls-cert")
     parser.add_argument("--client-ca", default="", help="require client certificates signed by this PEM CA")

@@ -7,7 +7,7 @@ the rare attempt due before the very first fetch has answered. Without a usable 
 and counts as AUTH_FAILED (TLS_FAILED when the endpoint refused our certificate). A 401 to a token that had
 expired (or was about to: it was in its refresh window, or a newer one was already fetched) is that token's
 end, not the credentials': the attempt is recorded as TOKEN_EXPIRED and re-sent once with a fresh token, the
-same key (clients.py).
+same key (clients.py). So is a 401 to a token the target had accepted before: its clock may run ahead of ours.
 
 The token endpoint is called with its own kept-alive connection (http1.py, the profile's [tls]); the client
 secret and the tokens stay in this object, never logged: a failure is logged once by its status or error class.
@@ -93,6 +93,7 @@ class Tokens:
         self._form = "&".join(f"{quote_plus(name)}={quote_plus(value)}" for name, value in form.items()).encode()
         self.token = ""
         self.expires_at = 0.0  # unix time the current token stops being valid
+        self._accepted = False  # the target accepted the current token at least once
         self.counts: Counter[str] = Counter()  # fetched, failed, renewed (after a 401)
         self.failure = ""  # why the last fetch failed (no secret in it)
         self.failure_code = AUTH_FAILED  # what an attempt without a token counts as: TLS_FAILED when TLS was refused
@@ -119,10 +120,16 @@ class Tokens:
             return self.token
         return None
 
+    def accepted(self, used: str) -> None:
+        """The target answered a request carrying `used` with something other than 401/403."""
+        if used == self.token:
+            self._accepted = True
+
     def expired(self, used: str) -> bool:
-        """Whether a 401 to `used` is that token's end: it is no longer the current one, or it is within its
-        refresh window (the server's clock may run ahead of ours)."""
-        return used != self.token or time.time() >= self.expires_at - self.spec.refresh_before_s
+        """Whether a 401 to `used` is that token's end rather than wrong credentials: it is no longer the current
+        one, the target had accepted it before (it expired or was revoked on the server's clock, which may run
+        ahead of ours), or it is within its refresh window."""
+        return used != self.token or self._accepted or time.time() >= self.expires_at - self.spec.refresh_before_s
 
     def renew(self, used: str, wait_s: float) -> str | None:
         """After a 401 to an expired `used` token: a newer token, fetching one unless another fetch already
@@ -176,7 +183,7 @@ class Tokens:
             return self._failed("an answer without access_token")
         if not (token.isascii() and token.isprintable()):  # it goes into a header line as it is
             return self._failed("an access_token with characters a header cannot carry")
-        self.token, self.expires_at = token, asked + expires_in
+        self.token, self.expires_at, self._accepted = token, asked + expires_in, False
         if self.failure:
             log.warning("surge: the token endpoint answers again (after %s)", self.failure)
             self.failure = ""

@@ -541,6 +541,8 @@ class Payer:
         else:
             answer = _read_target(reply, target.classifier, done, self.gen.certificate_expired)
         tokens = self.gen.tokens
+        if token and tokens is not None and reply.status_code not in (0, 401, 403):
+            tokens.accepted(token)
         if (
             token
             and tokens is not None

@@ -53,3 +53,10 @@ def test_more_than_half_refused_makes_the_service_verdicts_unknown(run_dir: Path
     assert {v["verdict"] for v in summary["slos"] if not v["name"].startswith("recovery")} == {"unknown"}
     assert all("refused as unauthorized (AUTH_FAILED" in str(v["reason"]) for v in summary["slos"][:2])
     assert summary["exit_code"] == 3
+
+
+def test_expired_tokens_refreshed_and_re_sent_are_counted_apart_but_the_credentials_held(run_dir: Path) -> None:
+    refuse(run_dir, 5, "TOKEN_EXPIRED")
+    summary = finalize_run(run_dir)
+    assert "credentials" not in {v["name"] for v in summary["run_verdicts"]}
+    assert next(v for v in summary["slos"] if v["name"] == "success_ratio")["verdict"] == "pass"

@@ -74,13 +74,13 @@ max_p99_ms = 1500
 
 
 @contextmanager
-def acme(postgres: Postgres, log: Path, certs: dict[str, Path] | None) -> Iterator[str]:
+def acme(postgres: Postgres, log: Path, certs: dict[str, Path] | None, *extra: str) -> Iterator[str]:
     """acme-pay on a free port over an emptied payments table: protected (https, mutual TLS) with `certs`,
     else with the plain bearer token. Its base URL once it listens."""
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS payments")
     port = free_port()
-    argv = [sys.executable, str(ACME / "server.py"), "--dsn", postgres.dsn, "--port", str(port)]
+    argv = [sys.executable, str(ACME / "server.py"), "--dsn", postgres.dsn, "--port", str(port), *extra]
     if certs is None:
         argv += ["--token", TOKEN]
     else:
@@ -114,10 +114,13 @@ def get(url: str, path: str, certs: dict[str, Path] | None) -> dict[str, object]
         return dict(json.loads(response.read()))
 
 
-def protected_profile(tmp_path: Path, certs: dict[str, Path], url: str, token_url: str | None = None) -> Path:
+def protected_profile(
+    tmp_path: Path, certs: dict[str, Path], url: str, token_url: str | None = None, refresh_before_s: int = 5
+) -> Path:
     """examples/acme/target-protected.toml beside its certs/ folder, pointed at this acme."""
     text = (ACME / "target-protected.toml").read_text(encoding="utf-8")
     text = text.replace("https://127.0.0.1:9443/oauth/token", token_url or f"{url}/oauth/token")
+    text = text.replace("refresh_before_s = 5", f"refresh_before_s = {refresh_before_s}")
     profile = certs["ca.pem"].parent.parent / "target-protected.toml"
     profile.write_text(text, encoding="utf-8")
     return profile
@@ -251,3 +254,33 @@ def test_a_token_endpoint_that_is_down_is_reported_as_auth_failed(
     summary = json.loads((out / "summary.json").read_text())
     assert all(entry["verdict"] == "unknown" for entry in summary["slos"])
     assert_no_secret(out, result)
+
+
+def test_a_token_the_server_expires_early_is_refreshed_once_and_the_attempt_re_sent(
+    postgres: Postgres, tmp_path: Path, scenario: Path
+) -> None:
+    """acme's clock runs 4 s ahead of what its tokens announce, surge refreshes 1 s before the announced end:
+    for ~3 s of each token's life acme refuses a token it had accepted. Each such 401 is TOKEN_EXPIRED, one fresh
+    token, the same attempt re-sent with the same key — paid — and never UNAUTHORIZED."""
+    certs = make_certs(tmp_path / "protected" / "certs")
+    out = tmp_path / "run"
+    with acme(postgres, tmp_path / "acme.log", certs, "--token-early-s", "4") as url:
+        profile = protected_profile(tmp_path, certs, url, refresh_before_s=1)
+        surge_run(postgres, profile, url, out, 15, scenario)
+        seen = get(url, "/_stats", certs)
+    rows = history(out)
+    codes = Counter(row["code"] for row in rows)
+    assert codes["TOKEN_EXPIRED"] > 0 and seen["expired_token"] == codes["TOKEN_EXPIRED"], (codes, seen)
+    assert codes["UNAUTHORIZED"] == 0 and codes["AUTH_FAILED"] == 0, codes
+    by_key: dict[str, dict[int, dict[str, str]]] = {}
+    for row in rows:
+        by_key.setdefault(row["key"], {})[int(row["attempt"])] = row
+    for attempts in by_key.values():
+        for number, row in attempts.items():
+            if row["code"] == "TOKEN_EXPIRED":  # re-sent once, the same key, as the next attempt
+                assert attempts[number + 1]["code"] != "TOKEN_EXPIRED"
+                assert attempts[number + 1]["outcome"] in ("succeeded", "declined")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
+    assert "credentials" not in {v["name"] for v in summary["run_verdicts"]}  # refreshed: the credentials held
+    assert_no_secret(out, subprocess.CompletedProcess([], 0, "", ""))
