@@ -178,14 +178,17 @@ def distributed_run(
     return rc, run, (tmp_path / "master" / "out.log").read_text(errors="replace")
 
 
-def test_master_writes_the_whole_history_and_verdict_of_workers_on_other_hosts(tmp_path: Path) -> None:
+def test_master_writes_the_whole_history_and_verdict_one_worker_clock_2_s_off_corrected(
+    tmp_path: Path,
+) -> None:
     spec = scenario(tmp_path / "spread.toml", duration=6)
-    rc, run, log = distributed_run(tmp_path, spec)
+    rc, run, log = distributed_run(tmp_path, spec, skew="2.0")  # and the first worker's clock 2 s ahead
     assert (run / "summary.json").exists(), log
     found = summary(run)
     meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
     assert [c["worker"] for c in meta["clocks"]] == ["worker-0", "worker-1"]
-    assert all(c["within_bound"] and abs(c["offset_s"]) < 0.05 for c in meta["clocks"]), meta["clocks"]
+    offsets = sorted(c["offset_s"] for c in meta["clocks"])
+    assert abs(offsets[0]) < 0.05 and abs(offsets[1] - 2.0) < 0.05 and all(c["within_bound"] for c in meta["clocks"])
     # every row reached the master; no worker kept a file (its spool is gone) and none was copied
     rows = history_rows(run)
     assert sorted(p.name for p in (run / "history").glob("*.csv")) == ["worker-0.csv", "worker-1.csv"]
@@ -212,30 +215,18 @@ def test_master_writes_the_whole_history_and_verdict_of_workers_on_other_hosts(t
     mine, theirs = p99(found), p99(reference)
     assert abs(mine - theirs) <= max(LATENCY_TOLERANCE_MS, theirs), (mine, theirs)
 
-
-def test_a_worker_clock_two_seconds_off_is_corrected(tmp_path: Path) -> None:
-    spec = scenario(tmp_path / "spread.toml", duration=4)
-    _, run, log = distributed_run(tmp_path, spec, skew="2.0")
-    assert (run / "summary.json").exists(), log
-    clocks = {c["worker"]: c for c in json.loads((run / "meta.json").read_text())["clocks"]}
-    skewed_worker = max(clocks.values(), key=lambda c: abs(c["offset_s"]))
-    assert abs(skewed_worker["offset_s"] - 2.0) < 0.05 and skewed_worker["within_bound"], clocks
-    found = summary(run)
-    assert found["totals"]["offered"] == 160 and found["totals"]["dropped"] == 0
-    assert found["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
     # The skewed worker sent on the master's schedule and wrote its rows in the master's time: the gateway (on
     # the true clock) committed each of its payments between the row's sent and done, not 2 s away from them.
-    t0 = float(json.loads((run / "meta.json").read_text())["started_unix"])
-    with (run / "history" / f"{skewed_worker['worker']}.csv").open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["status"] == "201"]
-    assert len(rows) >= 60
-    assert all(-0.01 <= float(r["intended"]) - t0 <= 4.0 for r in rows)
+    skewed = max(meta["clocks"], key=lambda c: abs(c["offset_s"]))
+    t0 = float(meta["started_unix"])
+    with (run / "history" / f"{skewed['worker']}.csv").open(newline="", encoding="utf-8") as handle:
+        paid = [r for r in csv.DictReader(handle) if r["status"] == "201"]
+    assert len(paid) >= 60 and all(-0.01 <= float(r["intended"]) - t0 <= 6.0 for r in paid)
     with sqlite3.connect(tmp_path / "gateway" / "ledger.sqlite") as ledger:
         committed = dict(ledger.execute("SELECT idempotency_key, created_at FROM repayments").fetchall())
-    for row in rows:
+    for row in paid:
         at = datetime.fromisoformat(committed[row["key"]]).timestamp()
         assert float(row["sent"]) - 0.2 <= at <= float(row["done"]) + 0.2, (row, committed[row["key"]])
-    assert found["valid"], found["validity_reasons"]
 
 
 def test_a_worker_clock_beyond_the_bound_is_refused_with_one_line_and_exit_3(tmp_path: Path) -> None:
@@ -246,86 +237,3 @@ def test_a_worker_clock_beyond_the_bound_is_refused_with_one_line_and_exit_3(tmp
     assert re.search(r"worker-\d \(.*\) clock is \+2\.\d{3} s off the master's .* beyond the 1 s bound", last), log
     assert "Traceback" not in log
     assert not (run / "history").exists() or not list((run / "history").glob("*.csv"))
-
-
-def test_a_worker_killed_at_10_s_is_named_its_arrivals_counted_dropped_and_the_run_invalid(tmp_path: Path) -> None:
-    """SIGKILL of a worker host's processes at t = 10 s of a 30 s run: Locust sees its heartbeats stop, the master
-    counts every arrival of its share it never reported sent as dropped (offered = sent + dropped in every
-    second), names the worker, the second and the count, and the run is invalid with its invariants unknown."""
-    spec = scenario(tmp_path / "spread.toml", duration=30).read_text(encoding="utf-8")
-    spec_path = tmp_path / "long.toml"
-    spec_path.write_text(spec.replace("per_s = 40", "per_s = 20"), encoding="utf-8")
-
-    def kill_at_10_s(run: Path, worker: subprocess.Popen[bytes]) -> None:
-        deadline = time.monotonic() + 60
-        while not (run / "meta.json").exists():
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        t0 = float(json.loads((run / "meta.json").read_text(encoding="utf-8"))["started_unix"])
-        time.sleep(max(0.0, t0 + 10.0 - time.time()))
-        os.killpg(worker.pid, signal.SIGKILL)
-
-    rc, run, log = distributed_run(tmp_path, spec_path, during=kill_at_10_s, timeout_s=180)
-    assert (run / "summary.json").exists(), log
-    generator = json.loads((run / "generator.json").read_text(encoding="utf-8"))
-    (lost,) = generator["lost_workers"]
-    assert 9.0 <= lost["at_s"] <= 11.5, lost
-    # its share after t = 10 s: half of 20/s for 20 s, give or take what it sent before it died
-    assert 170 <= lost["dropped"] <= 230, lost
-    lines = [json.loads(line) for line in (run / "windows.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert sum(w["offered"] for w in lines) == 600  # the whole schedule, the lost worker's share included
-    assert all(w["offered"] == w["sent"] + w["dropped"] for w in lines), lines
-    assert sum(w["dropped"] for w in lines) >= lost["dropped"]
-    found = summary(run)
-    assert found["valid"] is False and rc == 3, log
-    reason = f"{lost['worker']} ({lost['node']}) lost at t = {lost['at_s']:.0f} s: {lost['dropped']} of its arrivals"
-    assert any(reason in r for r in found["validity_reasons"]), found["validity_reasons"]
-    assert reason.split(" (")[0] in log and "lost at t =" in log
-    assert {v["verdict"] for v in found["invariant_verdicts"]} == {"unknown"}
-
-
-def test_a_worker_started_at_5_s_takes_a_share_of_the_arrivals_from_then_on(tmp_path: Path) -> None:
-    """`--hosts 1` starts with one worker; a second one connects at t = 5 s. From a moment shortly after, the two
-    split what is left of the schedule: the newcomer's rows all come after it joined, the first worker's share
-    narrows, and every arrival is offered once — no arrival lost, none sent twice."""
-    # 25 s: a worker process booting on a busy 2-core machine can take seconds to import Locust and connect
-    spec = scenario(tmp_path / "spread.toml", duration=25).read_text(encoding="utf-8")
-    spec_path = tmp_path / "late.toml"
-    spec_path.write_text(spec.replace("per_s = 40", "per_s = 20"), encoding="utf-8")
-    with hosts(["master", "gateway", "w1", "w2"]) as net, gateway(net["gateway"], tmp_path / "gateway") as url:
-        target = profile(tmp_path / "master" / "target.toml", tmp_path / "gateway" / "ledger.sqlite")
-        run = tmp_path / "master" / "run"
-        argv = master_argv(net["master"], spec_path, target, url, run)
-        argv[argv.index("--hosts") + 1] = "1"
-        with started(argv, tmp_path / "master") as master:
-            time.sleep(2.0)
-            with started(worker_argv(net["w1"], net["master"]), tmp_path / "w1"):
-                deadline = time.monotonic() + 60
-                while not (run / "meta.json").exists():
-                    assert time.monotonic() < deadline
-                    time.sleep(0.2)
-                t0 = float(json.loads((run / "meta.json").read_text(encoding="utf-8"))["started_unix"])
-                time.sleep(max(0.0, t0 + 5.0 - time.time()))
-                with started(worker_argv(net["w2"], net["master"]), tmp_path / "w2"):
-                    rc = master.wait(timeout=150)
-    log = (tmp_path / "master" / "out.log").read_text(errors="replace")
-    assert (run / "summary.json").exists(), log
-    meta = json.loads((run / "meta.json").read_text(encoding="utf-8"))
-    assert [c["worker"] for c in meta["clocks"]] == ["worker-0", "worker-1"], meta["clocks"]
-    lines = [json.loads(line) for line in (run / "windows.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert sum(w["offered"] for w in lines) == 500  # the whole schedule, once
-    assert all(w["offered"] == w["sent"] + w["dropped"] for w in lines), lines
-    firsts: dict[str, list[float]] = {}
-    for name in ("worker-0", "worker-1"):
-        with (run / "history" / f"{name}.csv").open(newline="", encoding="utf-8") as handle:
-            firsts[name] = [float(r["intended"]) - t0 for r in csv.DictReader(handle) if r["attempt"] == "1"]
-    late = firsts["worker-1"]
-    assert late and min(late) >= 5.0, sorted(late)[:5]  # nothing before it joined
-    assert 0.3 * 20 * (25 - min(late)) <= len(late) <= 0.7 * 20 * (25 - min(late))  # about half of what was left
-    assert sum(1 for t in firsts["worker-0"] if t >= min(late) + 1.0) < 0.7 * 20 * (25 - min(late) - 1.0)
-    rows = history_rows(run)
-    ids = [r["payment_id"] for r in rows if r["attempt"] == "1"]
-    assert len(ids) == len(set(ids)) == sum(w["sent"] for w in lines)  # every arrival sent once, by one worker
-    found = summary(run)
-    assert found["invariants"] == {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}, log
-    assert rc == found["exit_code"]
