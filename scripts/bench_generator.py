@@ -30,6 +30,12 @@ rate against the same handler, once on the built-in path and once through exampl
 alternating pairs. The figure is the Locust process's CPU seconds (user + system) per 1,000 arrivals; the
 ratio profile / built-in is the result (goal <= 1.10).
 
+    .venv/bin/python scripts/bench_generator.py --workers 2 [--repetitions 3] [--windows 1]
+
+compares the highest rate surge's open model holds and marks valid with one process and with N worker processes
+(`--processes N`: the master merges the windows, the workers stream their history to it), in the same run against
+the same handler; prints each repetition's ratio and their median and spread (docs/distributed.md).
+
     .venv/bin/python scripts/bench_generator.py --sign 300 [--pairs 3] [--out docs/perf/generator-signing.md]
 
 measures what signing every attempt costs (a profile's [request.sign], docs/targets.md §8): the same run at the
@@ -472,12 +478,13 @@ def wrk(url: str, connections: int, work: Path) -> dict[str, float]:
     return figures
 
 
-def open_search(url: str, start: float, windows: int, work: Path) -> tuple[float, list[Probe]]:
-    """The highest rate surge's open model holds *and* marks valid: +10 % steps from `start`, one bisection."""
+def open_search(url: str, start: float, windows: int, work: Path, *extra: str) -> tuple[float, list[Probe]]:
+    """The highest rate surge's open model holds *and* marks valid: +10 % steps from `start`, one bisection;
+    `extra`: more Locust options (`--processes 2`)."""
     probes: list[Probe] = []
 
     def holds(rate: float) -> bool:
-        probe = open_model(url, rate, windows, work)
+        probe = open_model(url, rate, windows, work, *extra)
         probes.append(probe)
         print(f"  open model {probe.rate:.0f}/s: worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}"
               f" ({'; '.join(probe.reasons) or 'no reasons'})", flush=True)  # fmt: skip
@@ -563,6 +570,9 @@ def main() -> int:
     parser.add_argument("--pairs", type=int, default=3, help="pairs for --profile-path or --cpu-at")
     parser.add_argument("--cpu-at", type=float, metavar="RATE", help="only CPU per request, surge vs paced, at RATE/s")
     parser.add_argument("--sign", type=float, metavar="RATE", help="what HMAC and RSA-2048 signing cost at RATE/s")
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="N worker processes' highest held-and-valid rate against one's"
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.delay_ms, args.settle)
@@ -573,6 +583,8 @@ def main() -> int:
         return cpu_pairs(args.cpu_at, args.pairs)
     if args.sign:
         return signing_cost(args.sign, args.pairs, args.windows, args.out or ROOT / "docs/perf/generator-signing.md")
+    if args.workers:
+        return workers_ratio(args.workers, args.repetitions, args.windows)
     if args.profile_path:
         out = args.out or ROOT / "docs" / "perf" / "generator-profile.md"
         return profile_path(args.profile_path, args.pairs, args.windows, out)
@@ -602,6 +614,26 @@ def main() -> int:
     ratios = [rep.ratio for rep in reps]
     print(f"surge held and valid / paced plain Locust: median {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); written to {args.out}")  # fmt: skip
+    return 0
+
+
+def workers_ratio(workers: int, repetitions: int, windows: int) -> int:
+    """The highest rate surge's open model holds and marks valid with one process, then with `workers` worker
+    processes (Locust --processes: the master merges, the workers stream their history to it), in the same run
+    against the same handler, `repetitions` times; the ratios and their spread (docs/distributed.md)."""
+    ratios = []
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as url:
+        work = Path(tmp)
+        start = 0.5 * closed_loop(url, work)
+        for k in range(repetitions):
+            one, _ = open_search(url, start, windows, work)
+            many, _ = open_search(url, max(start, one), windows, work, "--processes", str(workers))
+            ratios.append(many / one if one else 0.0)
+            print(f"repetition {k + 1}: one process {one:.0f}/s, {workers} workers {many:.0f}/s: "
+                  f"ratio {ratios[-1]:.2f}", flush=True)  # fmt: skip
+            start = 0.9 * one
+    print(f"{workers} workers / one process: median {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f})")  # fmt: skip
     return 0
 
 
