@@ -557,7 +557,8 @@ class Payer:
         if settler is not None and answer.final_state in SETTLED_STATES:  # learned at once, nothing to watch
             row.settlement, row.settle_code, row.final_at = answer.final_state, answer.final_code, done
         watched = (answer.status == ACCEPTED or answer.pending) and settler is not None
-        self.gen.recorder.attempt(row, answer.outcome, deferred=watched)
+        held = not watched and settler is not None and _held(answer) and settler.hold(row)
+        self.gen.recorder.attempt(row, answer.outcome, deferred=watched or held)
         if answer.unmatched and 200 <= answer.status < 300 and target is not None and not self.gen.recorder.sampled:
             self.gen.recorder.sample_unmatched(answer_sample(answer.status, reply.content, target.builder.secrets))
         failure = f"{answer.status} {answer.code}".strip() if is_failure(answer.outcome) else None
@@ -602,6 +603,13 @@ def _row(
         replayed=answer.replayed,
         part=job.part,
     )
+
+
+def _held(answer: _Answer) -> bool:
+    """An attempt whose row the settler holds in callback mode (settlement.py): the answer left the payment's fate
+    open (none, a 409 in flight, a 5xx other than a 503 shed before execution) or carried its final state."""
+    status = answer.status
+    return status in (0, 409) or (status >= 500 and status != 503) or answer.final_state in SETTLED_STATES
 
 
 def _header(response: Reply, name: str) -> str | None:

@@ -13,8 +13,17 @@ arrival (plus `shapes.SETTLE_GRACE_S`); what is not final then is recorded `proc
 The history row of an accepted attempt is written when its watching ends (at the process's end), so that
 duplicates delivered after the final state are counted in it (`callback_dups`, `flipped_to`). Callbacks are
 acknowledged only with a valid `Surge-Signature: sha256=<hex HMAC-SHA256 of the body>`; the rest are refused
-(401) and counted in `settlement/<worker>.json`, as are validly signed deliveries for a key this process never
-saw accepted (the POST timed out, or another run's) and bodies that are not the documented JSON.
+(401) and counted in `settlement/<worker>.json`, as are bodies that are not the documented JSON.
+
+A gateway may commit, settle and deliver before its 202 has been read (the bank was faster than the answer), or
+deliver for a POST the client timed out on. So a validly signed delivery for a key not (yet) watched is kept
+(`EARLY_MAX` of them per process, acknowledged like any other) and given to the key's payment when its 202 is
+read. In callback mode the row of an attempt that left the payment's fate open (no answer, a 409 or a 5xx other
+than a 503 shed) or that carried its final state at once (the key sent again after settlement) is held too
+(at most `settle_pending_max` of them) and written at the end: a delivery kept for its key, when no 202 ever
+came, is its outcome as the target gave it (`settlement`, `callback_status`, `final_at`), so the invariants judge
+that key from it instead of as unknown. Only deliveries for a key this process never sent, or past the bound,
+are counted `unknown_key`.
 """
 
 from __future__ import annotations
@@ -41,7 +50,7 @@ from reports.runfolder import SETTLED_STATES, Attempt, write_json
 
 POLL_FIRST_S = 0.25  # without a poll_after_ms or Retry-After: the first wait, doubled up to POLL_MAX_S
 POLL_MAX_S = 4.0
-EARLY_MAX = 10_000  # deliveries kept for keys whose 202 has not been read yet (the bank was faster than us)
+EARLY_MAX = 10_000  # deliveries kept for keys not watched (yet): a 202 not read yet, a POST timed out
 CALLBACK_PATH = "/surge/callback"
 
 
@@ -147,7 +156,10 @@ class Settler:
         self.rng = random.Random(seed)
         self.watches: dict[str, Watch] = {}  # key → every payment accepted in this process
         self.pending = 0  # watched and not yet final: the bounded set
-        self.early: dict[str, list[tuple[str, str, bool]]] = {}  # key → deliveries (state, code, acked) before its 202
+        self.early: dict[str, list[tuple[str, str, bool, float]]] = {}  # key → (state, code, acked, at), unwatched
+        self.early_count = 0  # deliveries in `early` (its bound)
+        self.held: list[Attempt] = []  # attempts that left the payment open or answered final (module docstring)
+        self.held_keys: dict[str, Attempt] = {}  # key → its latest held attempt
         self.counters = ReceiverCounters()
         self.server: WSGIServer | None = None
         self.notify_url = ""
@@ -172,14 +184,29 @@ class Settler:
         watch = Watch(row, path, poll_after_s)
         self.watches[row.key] = watch
         self.pending += 1
-        for state, code, acked in self.early.pop(row.key, []):
-            self._delivered(watch, state, code, acked=acked, now=time.time())
+        self._replay(watch)
         if watch.row.settlement in SETTLED_STATES:
             self.pending -= 1
         elif self.mode == "poll":
             gevent.spawn(self._poll, watch)
         else:
             gevent.spawn(self._expire, watch)
+
+    def hold(self, row: Attempt) -> bool:
+        """Callback mode: keep the row of an attempt that left the payment open or answered its final state at
+        once, to be written at the end with what deliveries for its key said; False: write it now."""
+        if self.mode != "callback" or self._finished or len(self.held) >= self.pending_max:
+            return False
+        self.held.append(row)
+        self.held_keys[row.key] = row
+        return True
+
+    def _replay(self, watch: Watch) -> None:
+        """The deliveries kept for this payment's key, in their order; none is learned before its attempt ended."""
+        deliveries = self.early.pop(watch.row.key, [])
+        self.early_count -= len(deliveries)
+        for state, code, acked, at in deliveries:
+            self._delivered(watch, state, code, acked=acked, now=max(at, watch.row.done))
 
     def _settled(self, watch: Watch) -> None:
         self.pending -= 1
@@ -267,8 +294,9 @@ class Settler:
         watch = self.watches.get(key)
         if watch is not None:
             self._delivered(watch, state, code, acked=acked, now=now)
-        elif len(self.early) < EARLY_MAX:
-            self.early.setdefault(key, []).append((state, code, acked))
+        elif self.early_count < EARLY_MAX:
+            self.early.setdefault(key, []).append((state, code, acked, now))
+            self.early_count += 1
         else:
             self.counters.unknown_key += 1
         if not acked:
@@ -300,7 +328,12 @@ class Settler:
             if watch.row.settlement not in SETTLED_STATES:
                 watch.row.settlement = "processing"
             self.write_row(watch.row)
-        self.counters.unknown_key += len(self.early)
+        for key, row in self.held_keys.items():
+            if key not in self.watches:  # no 202 came for it: what was delivered is all the target said
+                self._replay(Watch(row, "", None))
+        for row in self.held:
+            self.write_row(row)
+        self.counters.unknown_key += self.early_count
         if self.counters_path is not None and self.mode == "callback":
             self.counters_path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.counters_path, vars_of(self.counters))
