@@ -23,6 +23,7 @@ import contextlib
 import os
 import signal
 import site
+import socket
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -84,7 +85,11 @@ def locust_command(
         if max_clock_offset_s:
             command += ["--surge-max-clock-offset", repr(max_clock_offset_s)]
     elif workers > 1:
-        command += ["--processes", str(workers)]
+        # Locust's own master port (5557, on every interface) is taken by any other multi-process run on the
+        # machine; the forked workers connect to --master-port, so both are one free loopback port
+        port = str(_free_loopback_port())
+        command += ["--processes", str(workers), "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+                    "--master-port", port]  # fmt: skip
     if metrics_port:
         command += ["--metrics-port", str(metrics_port)]
     if target_profile is not None:
@@ -92,6 +97,13 @@ def locust_command(
     if not abort:
         command.append("--surge-no-abort")
     return command
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 async def run_locust(
