@@ -2,8 +2,8 @@
 
 The open model holds: the paying user hands an accepted payment to the `Settler` and is free for the next
 arrival at once. In poll mode each pending payment gets its own small watcher greenlet (sleep, GET the status,
-until final or the deadline); in callback mode one loopback receiver per process (gevent's WSGI server: the
-same hub as the users, no thread) takes the deliveries and no greenlet waits per payment.
+until final or the deadline); in callback mode one loopback receiver per process (receiver.py: a gevent server
+on the same hub as the users, no thread, requests parsed by llhttp) takes the deliveries.
 
 The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
 recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -40,9 +40,9 @@ from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
 
 from loadtests.generator.policy import retry_after_s
+from loadtests.generator.receiver import Receiver
 from loadtests.generator.target import MISSING, StatusPoll, Values, read_json, resolve, scalar_text
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.profile import SettleCallback, parse_pointer, parse_template
@@ -91,9 +91,6 @@ class CallbackFormat:
     secret: bytes
     ack_status: str = "200 OK"
     ack_body: bytes = b""
-
-    def environ_key(self) -> str:
-        return "HTTP_" + (self.signature_header or "").upper().replace("-", "_")
 
 
 def builtin_callbacks(secret: str) -> CallbackFormat:
@@ -161,7 +158,7 @@ class Settler:
         self.held: list[Attempt] = []  # attempts that left the payment open or answered final (module docstring)
         self.held_keys: dict[str, Attempt] = {}  # key → its latest held attempt
         self.counters = ReceiverCounters()
-        self.server: WSGIServer | None = None
+        self.server: Receiver | None = None
         self.notify_url = ""
         self._finished = False
 
@@ -169,9 +166,9 @@ class Settler:
         """In callback mode: the loopback receiver on a free port (its URL goes into every request body)."""
         if self.mode != "callback":
             return
-        self.server = WSGIServer(("127.0.0.1", 0), self._receive, log=None, error_log=None)
+        self.server = Receiver(self._receive, self.callbacks.signature_header)
         self.server.start()
-        self.notify_url = f"http://127.0.0.1:{self.server.server_port}{CALLBACK_PATH}"
+        self.notify_url = f"http://127.0.0.1:{self.server.port}{CALLBACK_PATH}"
 
     def watch(self, row: Attempt, location: str, poll_after_s: float | None) -> None:
         """An attempt answered 202: watch it (without blocking the caller) or, the set being full, record it
@@ -265,27 +262,23 @@ class Settler:
         finally:
             self._settled(watch)
 
-    def _receive(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        """One delivery: verified, then acknowledged (200), refused on purpose (500) or refused (401/400)."""
+    def _receive(self, method: str, path: str, signature: str, body: bytes) -> tuple[str, bytes]:
+        """One delivery: verified, then acknowledged (200), refused on purpose (500) or refused (401/400);
+        the (status line, body) to answer."""
         now = time.time()
-        try:
-            length = int(environ.get("CONTENT_LENGTH") or 0)
-            body = environ["wsgi.input"].read(length) if length > 0 else b""
-        except (ValueError, OSError):
-            body = b""
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != CALLBACK_PATH:
-            return _answer(start_response, "404 Not Found")
+        if method != "POST" or path != CALLBACK_PATH:
+            return "404 Not Found", b""
         form = self.callbacks
         if form.signature_header is not None:
             expected = form.signature_prefix + hmac.new(form.secret, body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(str(environ.get(form.environ_key(), "")), expected):
+            if not hmac.compare_digest(signature, expected):
                 self.counters.bad_signature += 1
-                return _answer(start_response, "401 Unauthorized")
+                return "401 Unauthorized", b""
         data, _ = read_json(body)
         found_key, found_state = resolve(data, form.key), resolve(data, form.status)
         if found_key is MISSING or found_state is MISSING or not scalar_text(found_key):
             self.counters.malformed += 1
-            return _answer(start_response, "400 Bad Request")
+            return "400 Bad Request", b""
         key = scalar_text(found_key)
         state = "succeeded" if found_state in form.succeeded else "failed" if found_state in form.failed else ""
         found_code = MISSING if form.code is None else resolve(data, form.code)
@@ -300,8 +293,8 @@ class Settler:
         else:
             self.counters.unknown_key += 1
         if not acked:
-            return _answer(start_response, "500 Internal Server Error")
-        return _answer(start_response, form.ack_status, form.ack_body)
+            return "500 Internal Server Error", b""
+        return form.ack_status, form.ack_body
 
     def _delivered(self, watch: Watch, state: str, code: str, *, acked: bool, now: float) -> None:
         row = watch.row
@@ -342,11 +335,6 @@ class Settler:
 def vars_of(counters: ReceiverCounters) -> dict[str, int]:
     return {"bad_signature": counters.bad_signature, "unknown_key": counters.unknown_key,
             "malformed": counters.malformed}  # fmt: skip
-
-
-def _answer(start_response: Callable[..., Any], status: str, body: bytes = b"") -> list[bytes]:
-    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
 
 
 def _status(reply: Reply) -> tuple[str, str, float | None]:
