@@ -33,13 +33,12 @@ import hmac
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import gevent
-from gevent.event import Event
 
 from loadtests.generator.policy import retry_after_s
 from loadtests.generator.receiver import Receiver
@@ -62,17 +61,17 @@ class Watch:
     status_path: str
     first_wait_s: float | None
     acked: bool = False  # a delivery was acknowledged (callbacks after it are duplicates)
-    done: Event = field(default_factory=Event)
 
-    def learn(self, state: str, code: str, now: float) -> None:
-        """The first final state the client learns is the payment's; a later, different one is a flip."""
+    def learn(self, state: str, code: str, now: float) -> bool:
+        """The first final state the client learns is the payment's; a later, different one is a flip. True:
+        this one was the first."""
         row = self.row
         if row.settlement in SETTLED_STATES:
             if state != row.settlement and not row.flipped_to:
                 row.flipped_to = state
-            return
+            return False
         row.settlement, row.settle_code, row.final_at = state, code, now
-        self.done.set()
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +179,12 @@ class Settler:
         path = location if location.startswith("/") else f"/v1/repayments/{row.repayment_id}"
         watch = Watch(row, path, poll_after_s)
         self.watches[row.key] = watch
-        self.pending += 1
         self._replay(watch)
         if watch.row.settlement in SETTLED_STATES:
-            self.pending -= 1
-        elif self.mode == "poll":
+            return  # learned before its 202 was read: it never waits
+        self.pending += 1  # in callback mode freed by the delivery that makes it final (no greenlet, no timer)
+        if self.mode == "poll":
             gevent.spawn(self._poll, watch)
-        else:
-            gevent.spawn(self._expire, watch)
 
     def hold(self, row: Attempt) -> bool:
         """Callback mode: keep the row of an attempt that left the payment open or answered its final state at
@@ -204,14 +201,6 @@ class Settler:
         self.early_count -= len(deliveries)
         for state, code, acked, at in deliveries:
             self._delivered(watch, state, code, acked=acked, now=max(at, watch.row.done))
-
-    def _settled(self, watch: Watch) -> None:
-        self.pending -= 1
-
-    def _expire(self, watch: Watch) -> None:
-        """Callback mode: free the pending slot when the delivery came, or at the deadline."""
-        watch.done.wait(max(0.0, self.deadline - time.time()))
-        self._settled(watch)
 
     def _ask(self, transport: Transport, watch: Watch) -> tuple[Reply, str, str, float | None, str, str]:
         """One status request: (reply, state, code, the server's wish before the next, method, name)."""
@@ -260,7 +249,7 @@ class Settler:
                 backoff = min(POLL_MAX_S, backoff * 2)
                 wait = hint if hint is not None else backoff * (0.9 + 0.2 * self.rng.random())
         finally:
-            self._settled(watch)
+            self.pending -= 1
 
     def _receive(self, method: str, path: str, signature: str, body: bytes) -> tuple[str, bytes]:
         """One delivery: verified, then acknowledged (200), refused on purpose (500) or refused (401/400);
@@ -286,7 +275,8 @@ class Settler:
         acked = self.rng.random() >= self.fail_ratio
         watch = self.watches.get(key)
         if watch is not None:
-            self._delivered(watch, state, code, acked=acked, now=now)
+            if self._delivered(watch, state, code, acked=acked, now=now):
+                self.pending -= 1
         elif self.early_count < EARLY_MAX:
             self.early.setdefault(key, []).append((state, code, acked, now))
             self.early_count += 1
@@ -296,7 +286,8 @@ class Settler:
             return "500 Internal Server Error", b""
         return form.ack_status, form.ack_body
 
-    def _delivered(self, watch: Watch, state: str, code: str, *, acked: bool, now: float) -> None:
+    def _delivered(self, watch: Watch, state: str, code: str, *, acked: bool, now: float) -> bool:
+        """A delivery for a watched payment, counted; True: it made the payment final."""
         row = watch.row
         row.callbacks += 1
         if not row.callback_status and state in SETTLED_STATES:
@@ -305,10 +296,9 @@ class Settler:
             row.callback_dups += 1
         if not acked:
             row.callback_refused += 1
-            return
+            return False
         watch.acked = True
-        if state in SETTLED_STATES:
-            watch.learn(state, code, now)
+        return state in SETTLED_STATES and watch.learn(state, code, now)
 
     def finish(self) -> None:
         """The process's end: every accepted payment's row is written (`processing` when not learned final)."""
