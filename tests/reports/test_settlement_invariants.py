@@ -125,3 +125,22 @@ def test_the_report_names_a_stuck_payment_with_what_the_client_learned_and_the_l
     [told], more = violations.describe(found.violations, hist, led)
     assert more == 0 and (told.invariant, told.key, told.amount_fen) == ("stuck", "a4", 100_000)
     assert told.client_saw.startswith("client learned processing; ledger says processing: 202")
+
+
+def timed_out(key: str, settlement: str = "", **settle: Any) -> dict[str, Any]:
+    """A POST the client timed out on (no 202 read), whose row a kept callback may have given a final state."""
+    return {**accepted(key, settlement, **settle), "status": 0, "code": "TIMEOUT", "outcome": "error",
+            "repayment_id": ""}  # fmt: skip
+
+
+def test_a_timed_out_post_learned_by_callback_is_judged_by_it_not_stuck_nor_phantom() -> None:
+    hist = (*CLEAN, timed_out("t1", "succeeded", callback_status="succeeded"), timed_out("t2"))
+    found = report(hist, async_ledger(*CLEAN_LEDGER, settled("t1"), settled("t2")))
+    assert found.counts() == ZERO, "t2 timed out and never learned: unknown, so its ledger row is no phantom"
+    assert found.outcomes == {"ok": 3, "failed": 1, "unknown": 1}
+
+
+def test_a_timed_out_post_whose_callback_said_succeeded_is_lost_when_the_ledger_lacks_it() -> None:
+    found = report((*CLEAN, timed_out("t1", "succeeded", callback_status="succeeded")), async_ledger(*CLEAN_LEDGER))
+    assert found.counts() == {**ZERO, "lost": 1}
+    assert found.violations["lost"][0]["key"] == "t1"
