@@ -75,6 +75,14 @@ async def run_locust(host: str, scenario: Path, out: Path, *extra: str, timeout_
                 await process.wait()
 
 
+def locust_exit_code(out: Path) -> int:
+    """The exit code a managed run must end with: Locust's own `--exit-code-on-error` (1) once its statistics hold a
+    failed request (a timeout on a busy machine is one), else 0: surge's verdict does not set a managed run's code."""
+    with (out / "locust" / "locust_stats.csv").open(newline="", encoding="utf-8") as handle:
+        total = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    return 1 if int(total["Failure Count"]) else 0
+
+
 def history(out: Path) -> list[dict[str, str]]:
     rows: list[dict[str, str]] = []
     for path in sorted((out / "history").glob("*.csv")):
