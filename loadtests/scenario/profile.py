@@ -285,8 +285,8 @@ def _statuses(value: int | list[int]) -> tuple[int, ...]:
     return statuses
 
 
-class ResponseRule(_Strict):
-    """One rule: all of status, `json` pointers and `headers` must match; the first matching rule wins."""
+class _AnswerMatch(_Strict):
+    """What an answer must show for a rule to match: status, `json` pointers and `headers`, all of them."""
 
     status: tuple[int, ...]
     """The HTTP status this rule is for: an int or a list of ints (100-599)."""
@@ -294,14 +294,6 @@ class ResponseRule(_Strict):
     """RFC 6901 pointer -> the value (or list of values) the JSON body must hold there; all must match."""
     headers: dict[str, str | list[str]] = Field(default_factory=dict)
     """Header name -> the value (or list of values) it must have; all must match."""
-    outcome: RuleOutcome
-    """The class a matching answer counts as; it decides what the client does next (docs/targets.md §3)."""
-    code: str = ""
-    """The code recorded for a matching answer; SINGLE_/DAILY_LIMIT_EXCEEDED name the limit declines."""
-    payment_id: str | None = None
-    """A pointer to the target's own payment id in the body, kept in the history as `repayment_id`."""
-    retry_after_header: str | None = None
-    """The header holding Retry-After (delta-seconds or an HTTP date) that the client's retry waits out."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
@@ -318,6 +310,19 @@ class ResponseRule(_Strict):
         for pointer in value:
             parse_pointer(pointer)
         return value
+
+
+class ResponseRule(_AnswerMatch):
+    """One rule: all of status, `json` pointers and `headers` must match; the first matching rule wins."""
+
+    outcome: RuleOutcome
+    """The class a matching answer counts as; it decides what the client does next (docs/targets.md §3)."""
+    code: str = ""
+    """The code recorded for a matching answer; SINGLE_/DAILY_LIMIT_EXCEEDED name the limit declines."""
+    payment_id: str | None = None
+    """A pointer to the target's own payment id in the body, kept in the history as `repayment_id`."""
+    retry_after_header: str | None = None
+    """The header holding Retry-After (delta-seconds or an HTTP date) that the client's retry waits out."""
 
     @field_validator("payment_id")
     @classmethod
@@ -380,35 +385,13 @@ class Response(_Strict):
         return self
 
 
-class SettleRule(_Strict):
+class SettleRule(_AnswerMatch):
     """One rule of `[[settle.poll.rules]]`: status, `json` pointers and `headers` must all match; first wins."""
 
-    status: tuple[int, ...]
-    """The HTTP status of the status answer: an int or a list of ints (100-599)."""
-    json_: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict, alias="json")
-    """RFC 6901 pointer -> the value (or list of values) the JSON body must hold there; all must match."""
-    headers: dict[str, str | list[str]] = Field(default_factory=dict)
-    """Header name -> the value (or list of values) it must have; all must match."""
     outcome: SettleOutcome
     """What a matching status answer says: `succeeded`, `declined` (the payment failed) or still `pending`."""
     code: str = ""
     """The code recorded for a final state (e.g. the target's refusal code)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _status_list(cls, value: Any) -> tuple[int, ...]:
-        if isinstance(value, bool) or not isinstance(value, int | list):
-            raise ValueError(f"'status' must be an int or a list of ints (got {value!r})")
-        return _statuses(value)
-
-    @field_validator("json_")
-    @classmethod
-    def _pointers(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for pointer in value:
-            parse_pointer(pointer)
-        return value
 
 
 class SettlePoll(_Strict):
