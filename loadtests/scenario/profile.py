@@ -339,6 +339,24 @@ class LedgerCaps(_Strict):
     """A user's cap per business day, in fen, over all cards; unset: not checked."""
 
 
+class LedgerStatus(_Strict):
+    """How the ledger query's `status` values map onto processing / succeeded / failed."""
+
+    processing: list[Scalar] = Field(default_factory=list)
+    """Values meaning the payment is not final yet."""
+    succeeded: list[Scalar] = Field(default_factory=list)
+    """Values meaning it settled (money moved)."""
+    failed: list[Scalar] = Field(default_factory=list)
+    """Values meaning it failed (no money)."""
+
+    def state(self, value: Any) -> str:
+        """processing / succeeded / failed of one `status` value; ValueError when the mapping lacks it."""
+        for name in ("processing", "succeeded", "failed"):
+            if value in getattr(self, name):
+                return name
+        raise ValueError(f"status {value!r} is not in [ledger.status]")
+
+
 class LedgerSpec(_Strict):
     url: str = Field(min_length=1)
     """The database URL (postgresql://, mysql:// or sqlite:///); ${NAME} expanded (percent-encoded inside the URL,
@@ -462,24 +480,6 @@ class SettleSpec(_Strict):
     """The status request and its rules."""
     callback: SettleCallback | None = None
     """The callback's format and the acknowledgement."""
-
-
-class LedgerStatus(_Strict):
-    """How the ledger query's `status` values map onto processing / succeeded / failed."""
-
-    processing: list[Scalar] = Field(default_factory=list)
-    """Values meaning the payment is not final yet."""
-    succeeded: list[Scalar] = Field(default_factory=list)
-    """Values meaning it settled (money moved)."""
-    failed: list[Scalar] = Field(default_factory=list)
-    """Values meaning it failed (no money)."""
-
-    def state(self, value: Any) -> str:
-        """processing / succeeded / failed of one `status` value; ValueError when the mapping lacks it."""
-        for name in ("processing", "succeeded", "failed"):
-            if value in getattr(self, name):
-                return name
-        raise ValueError(f"status {value!r} is not in [ledger.status]")
 
 
 class TargetProfile(_Strict):
