@@ -13,7 +13,7 @@ class SurgeError(Exception):
 
 
 class UsageError(SurgeError):
-    """The user asked for something impossible; CONTRACT §2 says exit 2 and nothing started."""
+    """The user asked for something impossible; the README says exit 2 and nothing started."""
 
     exit_code = 2
 

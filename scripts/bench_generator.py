@@ -24,7 +24,7 @@ Machines differ, so the ratios are the result; absolute rates are information on
 
     .venv/bin/python scripts/bench_generator.py --profile-path 300 [--pairs 3] [--out docs/perf/generator-profile.md]
 
-measures instead what a target profile (CONTRACT §7) costs the generator: the same open-model run at the same
+measures instead what a target profile (docs/targets.md) costs the generator: the same open-model run at the same
 rate against the same handler, once on the built-in path and once through examples/gateway/target.toml (the
 §3 API written as a profile: templates rendered, rules matched, the payment id read by JSON pointer), in
 alternating pairs. The figure is the Locust process's CPU seconds (user + system) per 1,000 arrivals; the

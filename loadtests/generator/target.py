@@ -1,4 +1,4 @@
-"""Requests built from a target profile's templates, and answers classified by its ordered rules (CONTRACT §7).
+"""Requests built from a target profile's templates, and answers classified by its ordered rules (docs/targets.md).
 
 Pure and light (no gevent, no Locust) so that rendering and rule matching are unit tests. Every template is
 compiled once into a list of literal strings and value slots; rendering a request is a join, not a regex,

@@ -1,4 +1,4 @@
-"""`action = "exec"` faults (CONTRACT §7): a team's own command at the fault's time, its undo after duration_s.
+"""`action = "exec"` faults (docs/targets.md): a team's own command at the fault's time, its undo after duration_s.
 
 argv lists only, never a shell, so a profile cannot smuggle in `; rm -rf`. Each command is bounded by its
 `timeout_s` and killed past it. It runs in a session (and process group) of its own, never surge's: it is done

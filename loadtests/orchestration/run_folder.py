@@ -1,4 +1,4 @@
-"""The orchestrator's part of a run folder (CONTRACT §6), not Locust's or the reports': the folder itself, the
+"""The orchestrator's part of a run folder (docs/internals.md §5), not Locust's or the reports': the folder itself, the
 cluster's events and the ledger copy after the load, and the hand-over to `reports`. The formats are
 `reports.runfolder`'s."""
 

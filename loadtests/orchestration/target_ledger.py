@@ -1,4 +1,4 @@
-"""A target's own ledger, read once after the run and copied into the run folder (CONTRACT §7).
+"""A target's own ledger, read once after the run and copied into the run folder (docs/targets.md).
 
 The profile's `[ledger]` query runs read-only through SQLAlchemy Core — psycopg for PostgreSQL, PyMySQL for
 MySQL, the standard library's sqlite3 for SQLite — and its rows are written to `ledger.sqlite` in the gateway

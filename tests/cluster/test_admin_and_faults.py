@@ -198,7 +198,7 @@ async def test_unknown_outcome_is_504_not_a_503_that_would_claim_nothing_was_sto
     start_cluster: StartCluster, session: aiohttp.ClientSession
 ) -> None:
     """The only replica commits and drops the answer: the router cannot learn the outcome, so it must not
-    answer 503 (CONTRACT §3: nothing stored). A retry with the same key, fault healed, returns the stored 201."""
+    answer 503 (nothing is stored for it). A retry with the same key, fault healed, returns the stored 201."""
     cluster = start_cluster(replicas=1)
     fault = {"kind": "lose_response", "ratio": 1.0, "duration_s": 30}
     async with session.post(cluster.url + "/admin/faults", json=fault, headers=bearer(cluster)) as r:

@@ -1,4 +1,4 @@
-"""Idempotency-Key semantics of CONTRACT §3, in-process."""
+"""Idempotency-Key semantics as docs/gateway.md and the README give them, in-process."""
 
 from __future__ import annotations
 

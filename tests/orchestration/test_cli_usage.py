@@ -1,4 +1,4 @@
-"""Bad usage is exit 2 and one readable line, with nothing started (CONTRACT §2)."""
+"""Bad usage is exit 2 and one readable line, with nothing started (README)."""
 
 from __future__ import annotations
 

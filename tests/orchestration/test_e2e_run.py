@@ -1,5 +1,5 @@
 """`surge run` end to end on a tiny scenario: the embedded cluster, Locust, a fault, the run folder of
-CONTRACT §6, exit 0 when the SLOs hold and exit 1 when one cannot — the CI gate users rely on."""
+docs/internals.md §5, exit 0 when the SLOs hold and exit 1 when one cannot — the CI gate users rely on."""
 
 from __future__ import annotations
 

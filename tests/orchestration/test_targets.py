@@ -1,4 +1,4 @@
-"""The loopback guard of CONTRACT §2: only 127.0.0.0/8, ::1 and localhost are loaded without --allow-remote."""
+"""The loopback guard (README): only 127.0.0.0/8, ::1 and localhost are loaded without --allow-remote."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""finalize_run on the committed run folder: the files of CONTRACT §6, verdicts, exit codes, escaping."""
+"""finalize_run on the committed run folder: its files (docs/internals.md §5), verdicts, exit codes, escaping."""
 
 from __future__ import annotations
 

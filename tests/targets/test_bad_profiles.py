@@ -1,4 +1,4 @@
-"""Every mistake in a target profile is exit 2 and one line, before anything starts (CONTRACT §7)."""
+"""Every mistake in a target profile is exit 2 and one line, before anything starts (docs/targets.md)."""
 
 from __future__ import annotations
 
