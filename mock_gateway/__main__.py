@@ -30,7 +30,9 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mock_gateway", description="Run one mock gateway replica.")
-    parser.add_argument("--config", type=Path, help="gateway config, .toml or .json (CONTRACT §4)")
+    parser.add_argument(
+        "--config", type=Path, help="gateway config, .toml or .json (docs/reference/gateway-config-keys.md)"
+    )
     parser.add_argument("--port", type=int, required=True, help="port to listen on (0: any free port)")
     parser.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
     parser.add_argument("--name", default="r1", help="replica name for X-Replica and the ledger (default r1)")

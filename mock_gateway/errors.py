@@ -1,4 +1,4 @@
-"""The gateway's errors as RFC 9457 problem+json documents, one class per `code` (CONTRACT §3).
+"""The gateway's errors as RFC 9457 problem+json documents, one class per `code` (docs/gateway.md).
 
 Each class knows its HTTP status, its `code`, whether a client may retry it, and any extra members or headers,
 so a handler only ever raises and the error middleware renders. The tree:

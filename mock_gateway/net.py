@@ -1,5 +1,5 @@
 """Which addresses count as this machine's own: the servers bind only these without an explicit flag, and the
-load tools send load only to these without one (CONTRACT §2)."""
+load tools send load only to these without one (README)."""
 
 from __future__ import annotations
 

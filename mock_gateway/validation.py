@@ -31,7 +31,7 @@ MAX_ID_CHARS: Final = 64
 MAX_AMOUNT_FEN: Final = 1_000_000_000_000  # 10 billion yuan: far above any cap, far below int64
 FIELDS: Final = frozenset({"user_id", "card_id", "channel", "amount_fen", "notify_url"})
 MAX_URL_CHARS: Final = 2048
-KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (CONTRACT §3)
+KEY_PATTERN: Final = re.compile(r"[!-~]{1,64}")  # 1-64 visible ASCII characters (docs/gateway.md)
 
 
 class Charge(NamedTuple):

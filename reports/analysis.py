@@ -9,7 +9,7 @@ probes fail the scenario SLOs on purpose. Without a ledger copy the invariants a
 Every verdict is pass, fail or unknown (`reports.slo.verdict`); unknown — a fault that was never played, an
 invariant with no ledger or no caps to check against — is never a pass.
 
-Exit code (CONTRACT §2), in this order:
+Exit code (README), in this order:
 
 1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
    errors are real even when the load generator struggled;
@@ -280,7 +280,7 @@ def exit_code(
 
 
 def summary(analysis: Analysis) -> Summary:
-    """summary.json: CONTRACT §6 fields first, then what the report and `surge compare` read."""
+    """summary.json: docs/internals.md §5 fields first, then what the report and `surge compare` read."""
     frames, meta = analysis.frames, analysis.frames.meta
     windows = frames.windows
     active = windows[windows["offered"] > 0]

@@ -19,7 +19,7 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
     """Write every derived file of the run folder and return the summary (also written as summary.json).
 
     With a baseline run folder, the comparison goes into the summary (`comparison`) and the report; a regression
-    against the baseline does not change the exit code, which CONTRACT §2 ties to SLOs and invariants only.
+    against the baseline does not change the exit code, which README ties to SLOs and invariants only.
     Raises `reports.runfolder.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
     """
     analysis = analyse(load_run(run_dir))

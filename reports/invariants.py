@@ -4,7 +4,7 @@ In the spirit of Jepsen's checkers, each idempotency key gets one outcome from w
 
     ok       some attempt got a 201: the gateway acknowledged the repayment
     failed   every attempt got an answer that guarantees nothing was recorded (400/413/415, 429, a 422 limit
-             decline, a 503 shed before execution — CONTRACT §3)
+             decline, a 503 shed before execution — docs/gateway.md)
     unknown  anything else: a timeout, a connection error, a 409 in flight, a 5xx. The repayment may or may not
              be in the ledger and both are correct.
 
@@ -37,7 +37,7 @@ An accepted payment counts as ok for lost/phantom once the client learned it suc
 the bank refused it, and unknown while it was not learned. An asynchronous gateway's ledger (the mock's) keeps
 the state in a `settlements` table beside `repayments`; `reports.frames.read_ledger` gives it as `status`.
 
-Against a target profile (CONTRACT §7, `foreign=True`) the statuses are the target's own, so the outcomes come
+Against a target profile (docs/targets.md, `foreign=True`) the statuses are the target's own, so the outcomes come
 from the classes its rules assigned: `succeeded` is ok; `declined` and `rate_limited` are failed (the rules say
 the target refused); everything else is unknown — surge cannot know whether a foreign 503 ran the payment. A
 foreign 2xx carries the target's payment id, which its ledger query need not return, so lost is checked by key.

@@ -7,7 +7,7 @@ everywhere (SLOs, recovery, comparison, the live line of `surge run`):
   deliberate admission control (Retry-After, RateLimit headers) that the client honours and retries, while a 503,
   a 409, a 5xx or a timeout is a failure the paying user felt;
 - *good* attempts are `succeeded` plus `declined`: a business decline (a daily cap with a suggested plan) is the
-  gateway working as specified (CONTRACT §5: "business declines not counted as failures").
+  gateway working as specified (docs/scenarios.md: "business declines not counted as failures").
 
 Latency is always the intended-time latency (done − intended, free of coordinated omission) of admitted attempts
 unless a function says otherwise.
@@ -47,7 +47,7 @@ RECOVERY_BASELINE_S = 5  # the seconds before an incident whose 429 share counts
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
-    """CONTRACT §6 `totals`: every counter of the run summed over its seconds."""
+    """docs/internals.md §5 `totals`: every counter of the run summed over its seconds."""
     w = frames.windows
     result = {name: int(w[name].sum()) for name in ("offered", "sent")}
     result.update({cls: int(w[f"n_{cls}"].sum()) for cls in CLASSES})
@@ -302,7 +302,7 @@ def _first_streak(ok: np.ndarray[Any, Any], start: int, length: int) -> int | No
 
 
 def recovery(frames: RunFrames, healthy: pd.Series, incident_list: list[Incident], slo: Slo) -> list[dict[str, Any]]:
-    """CONTRACT §6 `recovery`, one entry per incident.
+    """docs/internals.md §5 `recovery`, one entry per incident.
 
     detect: the first router `check_failed`/`replica_down` the incident caused (`_attribute_detections`). fail
     over: the first success from a
@@ -507,7 +507,7 @@ def business_dates(unix: pd.Series, clock: ClusterClock | None) -> pd.Series:
 
 
 def is_foreign(meta: RunMeta) -> bool:
-    """Whether the run drove a target profile's API (CONTRACT §7) rather than the §3 gateway."""
+    """Whether the run drove a target profile's API (docs/targets.md) rather than the §3 gateway."""
     return meta.target is not None
 
 

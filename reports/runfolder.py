@@ -60,7 +60,7 @@ OutcomeClass = Literal["succeeded", "declined", "rate_limited", "shed", "error",
 OUTCOME_CLASSES: Final[tuple[OutcomeClass, ...]] = ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
 
 # The algebra every verdict, chart, live line and capacity probe uses:
-#   good      = succeeded + declined        a business decline is the gateway working as specified (CONTRACT §5)
+#   good      = succeeded + declined        a business decline is the gateway working as specified (docs/scenarios.md)
 #   failures  = shed + error + timeout      what the paying user felt as the gateway failing
 #   admitted  = good + failures             every class but rate_limited: a 429 is advertised admission control
 #                                           that the client honours and retries, not a failure
@@ -396,7 +396,7 @@ class _Open(BaseModel):
 
 
 class Slo(BaseModel):
-    """A scenario's `[slo]` table (CONTRACT §5) and its defaults, also what meta.json records the run was judged
+    """A scenario's `[slo]` table (docs/scenarios.md) and its defaults, also what meta.json records the run was judged
     by. Unknown keys are errors: a misspelt bound must not silently become the default."""
 
     # attribute docstrings are the keys' meanings in docs/reference/scenario-keys.md (scripts/gen_reference.py);
@@ -442,7 +442,7 @@ class TargetCaps(BaseModel):
 
 
 class TargetMeta(_Open):
-    """meta.json `target` of a run against a target profile (CONTRACT §7): what the reports need, never a header
+    """meta.json `target` of a run against a target profile (docs/targets.md): what the reports need, never a header
     value, a body or the ledger URL (they may hold secrets)."""
 
     name: str
@@ -692,7 +692,7 @@ class Verdict(_Open):
 
 
 class Totals(_Open):
-    """CONTRACT §6 `totals`: every counter of the run summed over its seconds."""
+    """docs/internals.md §5 `totals`: every counter of the run summed over its seconds."""
 
     offered: int
     sent: int

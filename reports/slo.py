@@ -1,4 +1,4 @@
-"""SLO and invariant verdicts (CONTRACT §5) and their JUnit XML, the format every CI system reads.
+"""SLO and invariant verdicts (docs/scenarios.md) and their JUnit XML, the format every CI system reads.
 
 Verdicts are plain dicts `{name, value, bound, passed}` because they go straight into summary.json. The overall
 success ratio and p99 are computed from the whole run; each phase of the scenario gets its own pair, named
@@ -23,7 +23,7 @@ PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 
 def verdict(name: str, value: Any, bound: Any, passed: bool | None, reason: str | None = None) -> dict[str, Any]:
     """One checked (or uncheckable) claim. `passed` None means unknown: surge could not check it, and `reason`
-    says why; unknown is never a pass (CONTRACT §2: exit 0 needs every verdict to have held)."""
+    says why; unknown is never a pass (README: exit 0 needs every verdict to have held)."""
     outcome = UNKNOWN if passed is None else PASS if passed else FAIL
     return {"name": name, "value": value, "bound": bound, "passed": passed, "verdict": outcome, "reason": reason}
 

@@ -64,9 +64,9 @@ FIELDS = (
     "max_recovery_s",
     "invariants",
 )
-# not in CONTRACT §8's fields, so an extra: the p99 time to final state of an async run (None otherwise)
+# not in docs/study.md's fields, so an extra: the p99 time to final state of an async run (None otherwise)
 SETTLE_KEY = "settle_p99_s"
-EXTRAS = (  # what the page shows besides CONTRACT §8's fields
+EXTRAS = (  # what the page shows besides docs/study.md's fields
     SETTLE_KEY,
     "problem",
     "completed",

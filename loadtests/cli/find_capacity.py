@@ -8,7 +8,7 @@ summary.json and a report with the offered-vs-goodput curve.
 Ctrl-C or SIGTERM (stopping.Interrupt) stops the probe running and starts no other: the probes that finished
 are kept in the folder and its report, no capacity is claimed (`limited_by: "interrupted"`), exit 130 or 143.
 
-With `--target PROFILE` the probes drive a team's own API (CONTRACT §7), exactly as `surge run --target` does:
+With `--target PROFILE` the probes drive a team's own API (docs/targets.md), exactly as `surge run --target` does:
 the profile's base_url is the host, its rules classify every answer, and its `[ledger]` query is copied into the
 folder after the search, so the money invariants are checked over every probe's attempts.
 """

@@ -7,7 +7,7 @@ page. Outside CI nothing happens.
 
     publish_run(summary, run_dir)          after `surge run` (and anything else that writes a run folder)
     publish_comparison(comparison)         after `surge compare`
-    publish_study(study)                   after `surge study` (its study.json, CONTRACT §8)
+    publish_study(study)                   after `surge study` (its study.json, docs/study.md)
     publish_forecast(forecast, out)        after `surge forecast` (its forecast.json)
     publish_table(title, header, rows, …)  the building block for any future command
 

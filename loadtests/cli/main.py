@@ -1,6 +1,6 @@
 """The `surge` command: parses arguments and hands each subcommand to its own module.
 
-Every `SurgeError` becomes one line on stderr and its exit code (CONTRACT §2); argparse's own usage errors
+Every `SurgeError` becomes one line on stderr and its exit code (README); argparse's own usage errors
 already exit 2; any other exception is the harness's own failure: one line and exit 3, never a traceback.
 A subcommand module exposes `add_arguments(parser)` and `run(args) -> int`.
 """

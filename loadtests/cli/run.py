@@ -1,4 +1,4 @@
-"""`surge run SCENARIO`: one whole load test, from scenario to verdict (CONTRACT §2, §5, §6).
+"""`surge run SCENARIO`: one whole load test, from scenario to verdict (README, docs/scenarios.md).
 
 The order is the whole job of this module: validate everything first (exit 2 with nothing started), then start
 the cluster, fix a shared t=0 a few seconds ahead, launch Locust as a subprocess, play the faults against the

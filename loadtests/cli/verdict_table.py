@@ -24,7 +24,7 @@ from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_chec
 def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
     """The end of every command that wrote a run folder: analyse it, print the verdicts, the command's own
     `lines` and the report's path on stdout (and the verdict table in a GitHub Actions job summary); the exit
-    code (CONTRACT §2)."""
+    code (README)."""
     summary = conclude(run_dir, baseline)
     print_verdicts(summary, cli_console())
     differences = (summary.get("comparison") or {}).get("unlike") or []

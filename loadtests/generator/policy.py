@@ -4,7 +4,7 @@ Pure: the caller passes the clock, the RNG and the answer, so every rule is a un
 stripe-python's (a good production reference): retry transport errors, timeouts, 409 and 5xx with the *same*
 Idempotency-Key, exponential backoff capped at MAX_DELAY_S with jitter in [50 %, 100 %], and never sooner than the
 server's Retry-After. Unlike stripe-python, 429 is retried too: a mobile app's "pay" button does exactly that
-after Retry-After, and the gateway stores nothing for a 429 (CONTRACT §3), so it is safe; the per-payment retry
+after Retry-After, and the gateway stores nothing for a 429 (docs/gateway.md), so it is safe; the per-payment retry
 limit and the process-wide `ClientRetryBudget` keep those retries from becoming a storm.
 """
 

@@ -311,7 +311,7 @@ class RunSettings:
     late_ms: float
     expected_offered: float  # the rate curve's integral: what all processes together should offer
     channels: list[str] = field(default_factory=list)  # the bank codes cards are drawn on (read once, by the master)
-    target: str = ""  # a target profile's path (CONTRACT §7); "" for the built-in API
+    target: str = ""  # a target profile's path (docs/targets.md); "" for the built-in API
     abort: bool = True  # judge the scenario's [[abort]] rules (False: --no-abort)
     trace_salt: str = ""  # keys the pseudonyms of a replayed trace's identities; sent to workers, never written
     key_prefix: str = ""  # meta.json's, read by the master: a worker on another host has no run folder

@@ -14,7 +14,7 @@ from loadtests.scenario.shapes import Fault, Scenario
 
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target
-# (CONTRACT §7's `exec`) is simply absent from this set and is played with --host too.
+# (docs/targets.md's `exec`) is simply absent from this set and is played with --host too.
 EMBEDDED_ACTIONS = PROCESS_ACTIONS | {
     "latency",
     "errors",

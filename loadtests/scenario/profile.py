@@ -1,4 +1,4 @@
-"""A target profile (CONTRACT §7): how surge's payments map onto a repayment API that surge did not build.
+"""A target profile (docs/targets.md): how surge's payments map onto a repayment API that surge did not build.
 
 Validated once, before anything starts, so that a mistake is one line and exit 2 (`ProfileError`): an unknown
 key, an unknown `{placeholder}`, a JSON pointer that is not RFC 6901, a rule set with no 2xx success, a

@@ -1,4 +1,4 @@
-"""Festival load profiles as data: the scenario TOML of CONTRACT §5 (+ the extras of internals §4) as typed objects.
+"""Festival load profiles as data: the scenario TOML of docs/scenarios.md as typed objects.
 
 A scenario is validated once, at the edge, so that every later reader (the locustfile, `surge run`, the reports'
 meta.json) can trust it; a bad file is one readable line naming the key (`ScenarioError`, exit 2), never a

@@ -1,4 +1,4 @@
-"""The loopback guard: a load tool must never hit production by mistake (CONTRACT §2)."""
+"""The loopback guard: a load tool must never hit production by mistake (README)."""
 
 from __future__ import annotations
 

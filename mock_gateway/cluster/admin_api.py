@@ -1,4 +1,4 @@
-"""`/admin/` on the router: list, kill, pause, resume, restart replicas; fan faults out to them (CONTRACT §3)."""
+"""`/admin/` on the router: list, kill, pause, resume, restart replicas; fan faults out to them (docs/gateway.md)."""
 
 from __future__ import annotations
 

@@ -127,7 +127,7 @@ class ReplicaPool:
         return "+".join(self.healthy()) or "none"
 
     def role(self, name: str) -> str:
-        """CONTRACT §3 role: `active` in active-active; `primary` or `standby` in active-standby."""
+        """docs/gateway.md role: `active` in active-active; `primary` or `standby` in active-standby."""
         if self.mode is Mode.ACTIVE_ACTIVE:
             return "active"
         return "primary" if name == self.primary() else "standby"

@@ -72,7 +72,7 @@ NO_REPLICA_RETRY_AFTER_S = 1.0
 MOVES_LOAD = frozenset({"connect", "replica_down"})
 NOT_EXECUTED = frozenset({"connect", "replica_unavailable", "router_resources"})
 """Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
-answered its own 503 (CONTRACT §3: nothing stored). After any other failure the outcome is unknown."""
+answered its own 503 (docs/gateway.md: nothing stored). After any other failure the outcome is unknown."""
 """Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
 its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
 resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load

@@ -4,7 +4,7 @@
 
 One process owns both jobs because the router must learn of a death the instant it happens (the supervisor
 sees the exit through a pidfd) and because killing, pausing and restarting replicas is part of the router's
-admin API (CONTRACT §3). It writes `cluster.json` once every replica answered its first health check, and
+admin API (docs/gateway.md). It writes `cluster.json` once every replica answered its first health check, and
 `cluster-events.jsonl` as things happen (docs/internals.md §3).
 
 `mock_gateway.cluster.handle.ClusterProcess` is the handle other code uses (`surge run`, tests, benchmarks);

@@ -1,4 +1,4 @@
-"""One gateway replica: `create_app(config)` wires the routes of CONTRACT §3 to the caps, bank and ledger.
+"""One gateway replica: `create_app(config)` wires the routes of docs/gateway.md to the caps, bank and ledger.
 
 Admission order for POST /v1/repayments (docs/gateway.md explains why this order):
 

@@ -1,4 +1,4 @@
-"""The study file (CONTRACT §8): validated whole before anything runs, every mistake one line naming the key."""
+"""The study file (docs/study.md): validated whole before anything runs, every mistake one line naming the key."""
 
 from __future__ import annotations
 
