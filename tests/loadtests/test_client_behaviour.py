@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from reports.runfolder import SHANGHAI, ClusterClock
-from tests.loadtests.procs import history, run_locust, windows
+from tests.support.procs import history, run_locust, windows
 
 TIMEOUT_S = 0.5
 LATE_S = 1.5  # a "lost" answer comes this long after the client's timeout: room for a starved gevent hub

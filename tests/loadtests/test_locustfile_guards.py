@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.loadtests.procs import LOCUSTFILE, ROOT
+from tests.support.procs import LOCUSTFILE, ROOT
 
 
 def locust(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.loadtests.procs import generator, history, run_locust
+from tests.support.procs import generator, history, run_locust
 
 SECRET = "test-notify-secret"
 SETTLE_S = 1.0

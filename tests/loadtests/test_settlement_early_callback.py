@@ -27,7 +27,7 @@ from aiohttp import web
 
 from reports.frames import read_history
 from reports.invariants import check
-from tests.loadtests.procs import history, run_locust
+from tests.support.procs import history, run_locust
 
 SECRET = "test-notify-secret"
 TIMEOUT_S = 0.8

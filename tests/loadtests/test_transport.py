@@ -15,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.loadtests.procs import history, run_locust
+from tests.support.procs import history, run_locust
 
 LEAD_S = 3.0
 SCENARIO = """

@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from loadtests.scenario.profile import ProfileError, check_settlement, load_profile
-from tests.loadtests.procs import history, run_locust
+from tests.support.procs import history, run_locust
 
 SURGE = Path(sys.executable).with_name("surge")
 SECRET = "orders-secret"

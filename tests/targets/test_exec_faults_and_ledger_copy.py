@@ -20,7 +20,7 @@ from loadtests.orchestration.target_ledger import copy_target_ledger, database_u
 from loadtests.scenario.profile import LedgerSpec
 from loadtests.scenario.shapes import Fault
 from reports.frames import read_ledger
-from tests.targets.postgres import Postgres
+from tests.support.postgres import Postgres
 
 
 async def test_exec_faults_log_injected_cleared_and_failed(tmp_path: Path) -> None:

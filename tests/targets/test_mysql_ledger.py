@@ -1,4 +1,4 @@
-"""A target's ledger in MySQL, against a real MariaDB (tests/targets/mariadb.py): the team's own columns and types
+"""A target's ledger in MySQL, against a real MariaDB (tests/support/mariadb.py): the team's own columns and types
 mapped by the profile's query, copied as integer fen and ISO days; the read-only transaction; the masked password."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from loadtests.errors import HarnessError
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.profile import LedgerSpec
 from reports.frames import read_ledger
-from tests.targets.mariadb import DATABASE, USER, MariaDB, start
+from tests.support.mariadb import DATABASE, USER, MariaDB, start
 
 # the MySQL example of docs/targets.md §4, as written there: yuan, a UTC timestamp, a status
 DOCS_QUERY = """

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from loadtests.generator.target import SAMPLE_CHARS, answer_sample
-from tests.loadtests.procs import LOCUSTFILE, ROOT, replica
-from tests.targets.test_sqlite_target_run import GOOD, SURGE, profile
+from tests.e2e.targets.test_sqlite_target_run import GOOD, SURGE, profile
+from tests.support.procs import LOCUSTFILE, ROOT, replica
 
 SECRET = "s3cret-token-4711"
 

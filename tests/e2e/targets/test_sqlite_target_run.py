@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtests.procs import replica
+from tests.support.procs import replica
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SURGE = Path(sys.executable).with_name("surge")
 SCENARIO = """
 name = "tiny"

@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.generator.policy import request_name
 from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
-from tests.loadtests.procs import LOCUSTFILE, ROOT, history, replica, windows
+from tests.support.procs import LOCUSTFILE, ROOT, history, replica, windows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

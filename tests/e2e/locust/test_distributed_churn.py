@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtests.netns import hosts
-from tests.loadtests.test_distributed import (
+from tests.e2e.locust.netns import hosts
+from tests.e2e.locust.test_distributed import (
     distributed_run,
     gateway,
     history_rows,

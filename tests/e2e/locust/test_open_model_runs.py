@@ -13,7 +13,7 @@ import pytest
 from loadtests.generator.windows import Window, decode_histogram
 from mock_gateway.config import load_config
 from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
-from tests.loadtests.procs import generator, history, locust_exit_code, replica, run_locust, windows
+from tests.support.procs import generator, history, locust_exit_code, replica, run_locust, windows
 
 STEADY = """
 name = "steady"

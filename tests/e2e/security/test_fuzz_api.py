@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.security.conftest import Target
+from tests.e2e.security.conftest import Target
 
 VALID = {"user_id": "u-fuzz", "card_id": "c-fuzz", "channel": "ICBC", "amount_fen": 100}
 

@@ -26,11 +26,11 @@ from typing import Any
 
 import pytest
 
-from tests.loadtests.netns import Host, hosts
-from tests.loadtests.procs import replica
+from tests.e2e.locust.netns import Host, hosts
+from tests.support.procs import replica
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SURGE = Path(sys.executable).with_name("surge")
 GATEWAY_PORT = 8080
 MASTER_PORT = 5557

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from loadtests.scenario.channels import ChannelsUnavailable, served_channels
-from tests.loadtests.procs import history, replica, run_locust
+from tests.support.procs import history, replica, run_locust
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = """
 name = "tiny"
 duration_s = 3

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.security.conftest import Target
+from tests.e2e.security.conftest import Target
 
 VALID = {"user_id": "u-hard", "card_id": "c-hard", "channel": "ICBC", "amount_fen": 100}
 BOTH = ["router", "lone_replica"]

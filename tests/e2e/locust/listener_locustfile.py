@@ -1,5 +1,5 @@
 """Loaded next to surge's locustfile (`-f loadtests/locustfile.py,tests/loadtests/listener_locustfile.py`) by
-tests/loadtests/test_plain_locust.py, only ever inside a Locust subprocess: an external Locust listener of the
+tests/e2e/locust/test_plain_locust.py, only ever inside a Locust subprocess: an external Locust listener of the
 kind locust-plugins' Timescale or OpenTelemetry listeners are, and locust-plugins' `--ips` option."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.orchestration.locust_process import locust_command, locust_environment
-from tests.loadtests.procs import replica
+from tests.support.procs import replica
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

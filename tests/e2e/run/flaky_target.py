@@ -2,7 +2,7 @@
 through `POST /control` every second request gets a 500. It logs the arrival time of every request, so a test
 can tell from the target's side when the load really stopped.
 
-    python -m tests.orchestration.flaky_target LOG_FILE      (prints "listening on http://127.0.0.1:PORT")
+    python -m tests.e2e.run.flaky_target LOG_FILE      (prints "listening on http://127.0.0.1:PORT")
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from reports.finalize import finalize_run
-from tests.loadtests.procs import LOCUSTFILE, ROOT, replica
+from tests.support.procs import LOCUSTFILE, ROOT, replica
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

@@ -1,4 +1,5 @@
-"""Fixtures for the target-profile tests: a throwaway PostgreSQL server (tests/targets/postgres.py)."""
+"""Fixtures shared by the whole suite: a throwaway PostgreSQL server (tests/support/postgres.py), started only
+for the tests that ask for it (target ledgers, examples/acme)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.targets.postgres import Postgres, start
+from tests.support.postgres import Postgres, start
 
 
 @pytest.fixture(scope="session")

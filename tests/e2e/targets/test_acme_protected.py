@@ -26,13 +26,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.targets.postgres import PASSWORD, Postgres, free_port
+from tests.support.postgres import PASSWORD, Postgres, free_port
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "acme"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples" / "acme"))
 from make_certs import make_certs
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACME = ROOT / "examples" / "acme"
 SURGE = Path(sys.executable).with_name("surge")
 SECRETS = {

@@ -18,10 +18,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.targets.postgres import PASSWORD, Postgres, free_port
+from tests.support.postgres import PASSWORD, Postgres, free_port
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ACME = ROOT / "examples" / "acme"
 SURGE = Path(sys.executable).with_name("surge")
 TOKEN = "acme-token-9d3e77"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.loadtests.procs import replica
+from tests.support.procs import replica
 
 pytestmark = pytest.mark.e2e
 SURGE = Path(sys.executable).with_name("surge")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.security.conftest import Target
+from tests.e2e.security.conftest import Target
 
 ADMIN_ROUTES = {
     "router": [("GET", "/admin/replicas"), ("POST", "/admin/replicas/r1/kill"), ("POST", "/admin/faults"),

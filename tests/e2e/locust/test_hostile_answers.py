@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.loadtests.procs import history, run_locust
+from tests.support.procs import history, run_locust
 
 pytestmark = pytest.mark.e2e
 SCENARIO = """

@@ -56,10 +56,10 @@ grace_s = 2
 def _target(tmp_path: Path) -> tuple[subprocess.Popen[str], str, Path]:
     log = tmp_path / "requests.log"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.orchestration.flaky_target", str(log)],
+        [sys.executable, "-m", "tests.e2e.run.flaky_target", str(log)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=Path(__file__).resolve().parents[3],
     )
     assert process.stdout is not None
     found = re.search(r"listening on (http://\S+)", process.stdout.readline())
