@@ -21,7 +21,7 @@ Exit code (README), in this order:
    invariant held" and surge cannot say so;
 5. otherwise **0**.
 
-Against a target profile, when most 2xx answers matched no response rule (`metrics.UnmatchedAnswers`), the
+Against a target profile, when most 2xx answers matched no response rule (`counters.UnmatchedAnswers`), the
 verdicts judged by outcome classes (success ratios, recoveries) are unknown: a wrong rule is not a failing service.
 
 A run stopped before its first arrival (`not_started`: a signal during start-up) measured nothing: every verdict
@@ -39,9 +39,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, memory, metrics, settlement, slo
+from reports import hdr, invariants, memory, settlement, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
+from reports.measure import caps, counters, latency, recovery
 from reports.runfolder import GOOD, TOKEN_EXPIRED, GeneratorVerdict, Slo, Summary
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
@@ -68,7 +69,7 @@ class Analysis:
     run_verdicts: list[dict[str, Any]]
     capacity: dict[str, Any] | None
     exit_code: int
-    unmatched: metrics.UnmatchedAnswers | None = None
+    unmatched: counters.UnmatchedAnswers | None = None
 
     @property
     def valid(self) -> bool:
@@ -92,31 +93,30 @@ def analyse(frames: RunFrames) -> Analysis:
     """All metrics, verdicts and the exit code of one run."""
     thresholds = frames.meta.slo
     seconds = frames.windows.index
-    intended = metrics.latency_per_second(frames.latency, seconds, "intended")
-    service = metrics.latency_per_second(frames.latency, seconds, "service")
-    refused = metrics.credential_codes(frames.codes)
-    attempts = int(metrics.class_sum(frames.windows, CLASSES).sum())
+    intended = latency.latency_per_second(frames.latency, seconds, "intended")
+    service = latency.latency_per_second(frames.latency, seconds, "service")
+    refused = counters.credential_codes(frames.codes)
+    attempts = int(counters.class_sum(frames.windows, CLASSES).sum())
     # a 401 to an expired token was refreshed and re-sent: counted apart, but the credentials held
     failed = {code: count for code, count in refused.items() if code != TOKEN_EXPIRED}
     credentials = slo.credentials_verdict(failed, attempts)
     judged = frames  # the SLOs judge the service: attempts that failed on credentials are reported apart
     if refused:
-        judged = replace(frames, windows=metrics.without_credential_failures(frames.windows, frames.codes))
-    healthy = metrics.healthy_seconds(judged.windows, intended["p99_ms"], thresholds)
+        judged = replace(frames, windows=counters.without_credential_failures(frames.windows, frames.codes))
+    healthy = recovery.healthy_seconds(judged.windows, intended["p99_ms"], thresholds)
     capacity = _capacity(frames)
     if frames.is_capacity_search:
-        recovery: list[dict[str, Any]] = []
+        recoveries: list[dict[str, Any]] = []
         slo_verdicts = [slo.capacity_verdict(None if capacity is None else capacity.get("max_rate_per_s"))]
     else:
         ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
-        found = [i for i in metrics.incidents(frames.meta, frames.events) if i.start_s < ran_until]
-        recovery = metrics.recovery(judged, healthy, found, thresholds)
-        recovery = _settlement_recovery(frames, recovery)
-        slo_verdicts = slo.slo_verdicts(judged, thresholds, recovery)
+        found = [i for i in recovery.incidents(frames.meta, frames.events) if i.start_s < ran_until]
+        recoveries = _settlement_recovery(frames, recovery.recovery(judged, healthy, found, thresholds))
+        slo_verdicts = slo.slo_verdicts(judged, thresholds, recoveries)
         if credentials is not None and 2 * sum(failed.values()) > attempts:
             slo_verdicts = slo.mostly_unauthorized(slo_verdicts, str(credentials["reason"]))
-    card_caps, user_cap = metrics.caps(frames.meta)
-    daily = metrics.charges_per_day(frames)
+    card_caps, user_cap = caps.caps(frames.meta)
+    daily = caps.charges_per_day(frames)
     report = (
         None
         if frames.ledger is None
@@ -127,8 +127,8 @@ def analyse(frames: RunFrames) -> Analysis:
             user_cap,
             daily,
             key_prefix=frames.meta.key_prefix,
-            schedule=metrics.cap_schedule(frames.meta),
-            foreign=metrics.is_foreign(frames.meta),
+            schedule=caps.cap_schedule(frames.meta),
+            foreign=caps.is_foreign(frames.meta),
             settle_watched=frames.meta.settlement is not None,
         )
     )
@@ -153,7 +153,7 @@ def analyse(frames: RunFrames) -> Analysis:
     aborted = frames.stop.aborted if frames.stop is not None else None
     if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
         run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
-    unmatched = metrics.unmatched_answers(frames)
+    unmatched = counters.unmatched_answers(frames)
     if unmatched is not None and unmatched.most:  # the ratios would judge the profile's rules, not the service
         slo_verdicts = [
             slo.verdict(str(entry["name"]), None, entry["bound"], None, unmatched.line)
@@ -162,7 +162,7 @@ def analyse(frames: RunFrames) -> Analysis:
             for entry in slo_verdicts
         ]
     if not_started(frames):
-        recovery = []
+        recoveries = []
         slo_verdicts = [_never_measured(entry, frames) for entry in slo_verdicts]
         invariant_verdicts = [_never_measured(entry, frames) for entry in invariant_verdicts]
         generator = _never_measured(generator, frames)
@@ -170,13 +170,13 @@ def analyse(frames: RunFrames) -> Analysis:
     return Analysis(
         frames=frames,
         slo=thresholds,
-        totals=metrics.totals(frames),
+        totals=counters.totals(frames),
         latency_intended=intended,
         latency_service=service,
-        overall_intended=metrics.merged_counts(frames.latency, "intended"),
-        overall_service=metrics.merged_counts(frames.latency, "service"),
+        overall_intended=latency.merged_counts(frames.latency, "intended"),
+        overall_service=latency.merged_counts(frames.latency, "service"),
         healthy=healthy,
-        recovery=recovery,
+        recovery=recoveries,
         invariants=report,
         daily=daily,
         slo_verdicts=slo_verdicts,
@@ -258,7 +258,7 @@ def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
     if frames.capacity is not None:
         return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
-    return metrics.knee(frames.steps)
+    return counters.knee(frames.steps)
 
 
 def _stop_exit_code(frames: RunFrames) -> int | None:
@@ -321,19 +321,19 @@ def summary(analysis: Analysis) -> Summary:
         "ledger_other_rows": None if report is None else report.other_rows,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
         "recovery": analysis.recovery,
-        "success_ratio": metrics.success_ratio(windows),
+        "success_ratio": counters.success_ratio(windows),
         "latency_ms": {
-            "intended": metrics.latency_summary(analysis.overall_intended),
-            "service": metrics.latency_summary(analysis.overall_service),
+            "intended": latency.latency_summary(analysis.overall_intended),
+            "service": latency.latency_summary(analysis.overall_service),
         },
         "throughput_per_s": {
             "offered": _mean(active["offered"]),
             "succeeded": _mean(active["n_succeeded"]),
-            "good": _mean(metrics.class_sum(active, GOOD)),
+            "good": _mean(counters.class_sum(active, GOOD)),
         },
-        "codes": metrics.codes_share(frames.codes),
+        "codes": counters.codes_share(frames.codes),
         "amount_repaid_fen": int(windows["amount_fen"].sum()),
-        "plans_followed": metrics.plans_followed(frames),
+        "plans_followed": counters.plans_followed(frames),
         "memory": memory.summarize(frames.run_dir, float(meta.duration_s or 0.0)),
         "capacity": analysis.capacity,
         "versions": meta.versions,

@@ -34,9 +34,10 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
-from reports import hdr, metrics
+from reports import hdr
 from reports.analysis import Analysis
 from reports.console_text import one_line
+from reports.measure import counters, latency
 from reports.runfolder import ADMITTED, GOOD
 
 
@@ -170,7 +171,7 @@ def _label(analysis: Analysis) -> str:
 def _good_per_second(analysis: Analysis) -> pd.Series:
     windows = analysis.frames.windows
     active = windows[windows["offered"] > 0]
-    return metrics.class_sum(active, GOOD).astype(float)
+    return counters.class_sum(active, GOOD).astype(float)
 
 
 def _standard_error(series: pd.Series) -> float:
@@ -203,7 +204,7 @@ def _p99(base: Analysis, candidate: Analysis, tol: Tolerances) -> Row:
 
 
 def _success(base: Analysis, candidate: Analysis, tol: Tolerances) -> Row:
-    b, c = metrics.success_ratio(base.frames.windows), metrics.success_ratio(candidate.frames.windows)
+    b, c = counters.success_ratio(base.frames.windows), counters.success_ratio(candidate.frames.windows)
     noise = _noise(_binomial_error(base, b), _binomial_error(candidate, c))
     allowed = max(tol.success_points / 100.0, noise)
     regressed = b is not None and (c is None or b - c > allowed)
@@ -216,14 +217,14 @@ def _half_width(analysis: Analysis) -> float:
 
 
 def _binomial_error(analysis: Analysis, ratio: float | None) -> float:
-    admitted = int(metrics.class_sum(analysis.frames.windows, ADMITTED).sum())
+    admitted = int(counters.class_sum(analysis.frames.windows, ADMITTED).sum())
     if ratio is None or admitted == 0:
         return 0.0
     return math.sqrt(ratio * (1.0 - ratio) / admitted)
 
 
 def _latency(analysis: Analysis, name: str) -> float | None:
-    return metrics.latency_summary(analysis.overall_intended)[name]
+    return latency.latency_summary(analysis.overall_intended)[name]
 
 
 def _mean_active(analysis: Analysis, column: str) -> float | None:

@@ -50,7 +50,7 @@ _HISTORY_TEXT = (
 )
 _COUNTS = ("polls", "callbacks", "callback_refused", "callback_dups")
 LEDGER_COLUMNS = ["repayment_id", "idempotency_key", "user_id", "card_id", "channel", "amount_fen", "business_date"]
-# the steps.csv columns the knee chart and metrics.knee need (older folders may lack the rest of STEP_COLUMNS)
+# the steps.csv columns the knee chart and counters.knee need (older folders may lack the rest of STEP_COLUMNS)
 LEDGER_READ_LIMIT_S = 120.0  # a soak's ~1M-row ledger loads in seconds; a folder from elsewhere may hold anything
 NEEDED_STEP_COLUMNS = ("rate_per_s", "offered", "goodput", "success_ratio", "p99_ms", "passed")
 _WINDOW_SCALARS = ("offered", "sent", "late", "dropped", "amount_fen", "plans_followed")

@@ -25,10 +25,11 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, invariants, metrics, settlement, slo
+from reports import hdr, invariants, settlement, slo
 from reports.analysis import Analysis, all_verdicts, settlement_summary
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
+from reports.measure import caps, counters, latency
 from reports.runfolder import FAULT_CLEARED, FAULT_INJECTED, GOOD
 from reports.violations import Violation, describe, yuan
 
@@ -127,8 +128,8 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             plotly_gz=plotly_bundle(),
             recovery=analysis.recovery,
             capacity=analysis.capacity,
-            plans_followed=metrics.plans_followed(analysis.frames),
-            repaid=metrics.repaid_per_day(analysis.frames),
+            plans_followed=counters.plans_followed(analysis.frames),
+            repaid=caps.repaid_per_day(analysis.frames),
             locust_report=_locust_report(analysis),
             comparison=comparison,
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
@@ -151,12 +152,12 @@ def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:
     """The caps in force per business day of the run, shown only when the gateway had dynamic limits (else the
     configured caps, listed with the config, held every day)."""
     meta = analysis.frames.meta
-    if not metrics.cap_schedule(meta):
+    if not caps.cap_schedule(meta):
         return []
     days = set(analysis.daily.per_card["business_date"].astype(str)) | set(
         analysis.daily.per_user["business_date"].astype(str)
     )
-    return metrics.caps_by_day(meta, sorted(days))
+    return caps.caps_by_day(meta, sorted(days))
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -181,14 +182,14 @@ def headline(analysis: Analysis) -> list[Headline]:
     """The answer at a glance (issue 17): how much load came, how much got through, what was refused and why,
     how slow, how fast the worst recovery, whether the money held — before any table or chart."""
     windows = analysis.frames.windows
-    good = metrics.class_sum(windows, GOOD)
-    completed = int(metrics.class_sum(windows, CLASSES).sum())
-    codes = metrics.codes_share(analysis.frames.codes)
+    good = counters.class_sum(windows, GOOD)
+    completed = int(counters.class_sum(windows, CLASSES).sum())
+    codes = counters.codes_share(analysis.frames.codes)
     top = list(codes.items())[:TOP_CODES]
     shares = [f"{code} {percent(count / completed)}" for code, count in top] if completed else []
     if len(codes) > TOP_CODES:
         shares.append(f"{len(codes) - TOP_CODES} more")
-    p99 = metrics.latency_summary(analysis.overall_intended)["p99_ms"]
+    p99 = latency.latency_summary(analysis.overall_intended)["p99_ms"]
     p99_state = "" if p99 is None else "pass" if p99 <= analysis.slo.max_p99_ms else "fail"
     return [
         Headline("offered", "peak offered", f"{_peak(windows['offered'])}/s"),
@@ -266,7 +267,7 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
         ("git commit", meta.git_commit),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items()) or None),
         ("amount repaid", yuan(int(analysis.frames.windows["amount_fen"].sum()))),
-        ("success ratio", fmt(metrics.success_ratio(analysis.frames.windows), "")),
+        ("success ratio", fmt(counters.success_ratio(analysis.frames.windows), "")),
     ]
 
 
@@ -471,7 +472,7 @@ def _chart(chart_id: str, data: list[dict[str, Any]], layout: dict[str, Any]) ->
 
 
 def _throughput(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
-    frame = metrics.throughput(analysis.frames.windows)
+    frame = counters.throughput(analysis.frames.windows)
     data = [
         _line(f"arrivals {column}", frame[column], line={"dash": "dot"})
         if column in ("offered", "sent")
@@ -484,7 +485,7 @@ def _throughput(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | N
 
 def _rejections(analysis: Analysis, marks: dict[str, Any]) -> dict[str, Any] | None:
     codes = analysis.frames.codes
-    ordered = list(metrics.codes_share(codes))
+    ordered = list(counters.codes_share(codes))
     data = [{"type": "bar", "name": html.escape(code), "x0": 0, "dx": 1, "y": _values(codes[code])} for code in ordered]
     return _chart(
         "rejections", data, _layout("Responses by problem code", "responses / s", barmode="stack", bargap=0, **marks)
@@ -540,7 +541,7 @@ def _replicas(analysis: Analysis) -> dict[str, Any] | None:
     served = np.flatnonzero(replicas.sum(axis=1).to_numpy() > 0) if not replicas.empty else np.array([])
     if served.size == 0:
         return None
-    share = metrics.replica_share(replicas.iloc[: int(served[-1]) + 1]) * 100.0
+    share = counters.replica_share(replicas.iloc[: int(served[-1]) + 1]) * 100.0
     data = [_line(str(name), share[name], stackgroup="one") for name in share.columns]
     return _chart(
         "replicas",
@@ -554,7 +555,7 @@ def _replicas(analysis: Analysis) -> dict[str, Any] | None:
 
 
 def _declines(analysis: Analysis) -> dict[str, Any] | None:
-    table = metrics.declines_by_scope(analysis.frames, analysis.daily.per_card)
+    table = caps.declines_by_scope(analysis.frames, analysis.daily.per_card)
     if table.empty:
         return None
     days = [html.escape(str(day)) for day in table.index]
@@ -569,7 +570,7 @@ def _declines(analysis: Analysis) -> dict[str, Any] | None:
 
 
 def _repaid(analysis: Analysis) -> dict[str, Any] | None:
-    table = metrics.repaid_per_day(analysis.frames)
+    table = caps.repaid_per_day(analysis.frames)
     if table.empty:
         return None
     data = [

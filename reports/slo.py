@@ -14,8 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports import metrics
 from reports.frames import RunFrames
+from reports.measure import counters, latency
 from reports.runfolder import FAULT_FAILED, FAULT_INJECTED, GeneratorVerdict, Slo
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
@@ -69,14 +69,14 @@ def _verdict(name: str, value: float | None, bound: float, *, at_least: bool) ->
 def slo_verdicts(frames: RunFrames, slo: Slo, recovery: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Success ratio and p99 overall and per phase, then recovery per incident."""
     verdicts = [
-        _verdict("success_ratio", metrics.success_ratio(frames.windows), slo.min_success_ratio, at_least=True),
+        _verdict("success_ratio", counters.success_ratio(frames.windows), slo.min_success_ratio, at_least=True),
         _verdict("p99_ms", _p99(frames, None, None), slo.max_p99_ms, at_least=False),
     ]
     phases = frames.meta.phases
     for phase in phases if len(phases) > 1 else []:
         start, end = float(phase.start_s), float(phase.end_s)
         seconds = frames.windows[(frames.windows.index >= start) & (frames.windows.index < end)]
-        ratio = metrics.success_ratio(seconds)
+        ratio = counters.success_ratio(seconds)
         if ratio is None:
             continue
         name = phase.name
@@ -99,7 +99,7 @@ def settle_verdict(seconds: pd.Series, slo: Slo) -> dict[str, Any]:
 
 
 def _p99(frames: RunFrames, start: float | None, end: float | None) -> float | None:
-    return metrics.latency_summary(metrics.merged_counts(frames.latency, start_s=start, end_s=end))["p99_ms"]
+    return latency.latency_summary(latency.merged_counts(frames.latency, start_s=start, end_s=end))["p99_ms"]
 
 
 def capacity_verdict(max_rate_per_s: float | None) -> dict[str, Any]:

@@ -39,8 +39,8 @@ from typing import Any
 
 import pandas as pd
 
-from reports import metrics
 from reports.frames import RunFrames, load_run
+from reports.measure import caps
 from reports.render import environment, plotly_bundle, script_json
 from reports.runfolder import RunFolderError, write_json
 from reports.slo import FAIL, format_value, outcome, summary_checks, verdict_unit
@@ -242,8 +242,8 @@ def _fold(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _declines_by_scope(frames: RunFrames) -> dict[str, int]:
-    per_card = metrics.charges_per_day(frames).per_card
-    table = metrics.declines_by_scope(frames, per_card)
+    per_card = caps.charges_per_day(frames).per_card
+    table = caps.declines_by_scope(frames, per_card)
     return {scope: int(table[scope].sum()) if scope in table else 0 for scope in ("single", "card", "user")}
 
 

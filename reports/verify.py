@@ -12,9 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reports import invariants, metrics, slo
+from reports import invariants, slo
 from reports.analysis import uncheckable
 from reports.frames import read_history, read_ledger
+from reports.measure import caps
 from reports.runfolder import RunFolderError, read_meta
 from reports.violations import describe
 
@@ -31,7 +32,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     ledger = read_ledger(run_dir / "ledger.sqlite")
     if ledger is None:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
-    card_caps, user_cap = metrics.caps(meta)
+    card_caps, user_cap = caps.caps(meta)
     history = read_history(run_dir / "history")
     report = invariants.check(
         history,
@@ -39,8 +40,8 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         card_caps,
         user_cap,
         key_prefix=meta.key_prefix,
-        schedule=metrics.cap_schedule(meta),
-        foreign=metrics.is_foreign(meta),
+        schedule=caps.cap_schedule(meta),
+        foreign=caps.is_foreign(meta),
         settle_watched=meta.settlement is not None,
     )
     verdicts = slo.invariant_verdicts(

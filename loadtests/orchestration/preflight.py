@@ -86,7 +86,7 @@ def host_conflicts(args: argparse.Namespace, scenario: Scenario) -> list[str]:
 
 def skipped_fault_events(faults: Sequence[Fault], start_unix: float) -> list[RunEvent]:
     """Against --host: one `fault_skipped` event per embedded-cluster fault, at the time it was due, so the report
-    says "not played" with the reason and its recovery verdict is unknown (reports.metrics.incidents)."""
+    says "not played" with the reason and its recovery verdict is unknown (reports.measure.recovery.incidents)."""
     return [
         RunEvent(
             start_unix + fault.at_s,

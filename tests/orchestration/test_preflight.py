@@ -16,9 +16,9 @@ from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.scenario.shapes import Fault, load_scenario
-from reports import metrics
 from reports.claim import FolderTaken, claim, claim_new
 from reports.frames import read_events
+from reports.measure import recovery
 from reports.runfolder import RunMeta, write_events_csv
 
 CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
@@ -79,7 +79,7 @@ def test_faults_skipped_against_a_host_are_logged_when_due_with_the_reason(tmp_p
     assert [(e.unix, e.kind, e.target) for e in events] == [(1000.0 + faults[0].at_s, "fault_skipped", "primary")]
     write_events_csv(tmp_path / "events.csv", 1000.0, events)
     meta = RunMeta(scenario="double11", seed=11, started_unix=1000.0, faults=[fault.model_dump() for fault in faults])
-    (incident,) = metrics.incidents(meta, read_events(tmp_path / "events.csv"))
+    (incident,) = recovery.incidents(meta, read_events(tmp_path / "events.csv"))
     assert incident.not_played == "not played: kill needs the embedded cluster; not played against --host"
 
 

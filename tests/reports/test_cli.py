@@ -18,9 +18,10 @@ from loadtests.cli import report as cmd_report
 from loadtests.cli import verify as cmd_verify
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import UsageError
-from reports import metrics, render
+from reports import render
 from reports.analysis import analyse
 from reports.frames import load_run
+from reports.measure import caps
 from tests.reports.runs import degrade, edit_meta, ledger_execute
 
 
@@ -163,12 +164,12 @@ def test_every_money_figure_of_a_run_on_a_shared_ledger_counts_its_own_rows_only
     for number in range(3):
         other_run_row(run_dir, f"s99999999{number:032x}", amount_fen=123_456_00)
     frames = load_run(run_dir)
-    per_day = metrics.repaid_per_day(frames)
+    per_day = caps.repaid_per_day(frames)
     assert (int(per_day["amount_fen"].sum()), int(per_day["repayments"].sum())) == (own_fen, own_rows)
     chart = {chart["id"]: chart for chart in render.build_charts(analyse(frames))}["repaid"]
     assert sum(chart["data"][0]["y"]) == sum(int(v) // 100 for v in per_day["amount_fen"])
     # the caps still count every charge of a card's day, whoever made it
-    assert int(metrics.charges_per_day(frames).per_card["amount_fen"].sum()) == own_fen + 3 * 123_456_00
+    assert int(caps.charges_per_day(frames).per_card["amount_fen"].sum()) == own_fen + 3 * 123_456_00
 
 
 def test_verify_says_unknown_for_over_cap_without_the_caps(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,8 +7,9 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reports import hdr, metrics
+from reports import hdr
 from reports.frames import CLASSES, KINDS
+from reports.measure import latency
 
 latencies_us = st.lists(st.integers(min_value=1, max_value=120_000_000), min_size=1, max_size=300)
 
@@ -81,7 +82,7 @@ def _latency_rows(per_second: dict[int, list[int]]) -> pd.DataFrame:
 def test_per_second_percentiles_equal_one_histogram_per_second() -> None:
     rng = np.random.default_rng(3)
     per_second = {t: rng.integers(1_000, 900_000, size=int(rng.integers(1, 80))).tolist() for t in (0, 1, 3)}
-    result = metrics.latency_per_second(_latency_rows(per_second), pd.RangeIndex(0, 4, name="t"))
+    result = latency.latency_per_second(_latency_rows(per_second), pd.RangeIndex(0, 4, name="t"))
     for t, values in per_second.items():
         dense = hdr.dense(*hdr.decode_sparse(_histogram(values)))
         assert result.loc[t, "p50_ms"] == hdr.percentiles_ms(dense, [50.0])[0]

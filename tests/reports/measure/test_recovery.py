@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports import metrics
 from reports.frames import CLASSES, RunFrames, read_steps
-from reports.metrics import Incident
+from reports.measure import recovery
+from reports.measure.recovery import Incident
 from reports.runfolder import EVENT_COLUMNS, HISTORY_COLUMNS, RunMeta, Slo, Span
 
 SLO = Slo(min_success_ratio=0.99, max_p99_ms=500.0, max_recovery_s=5.0)
@@ -55,8 +55,8 @@ def frames_of(
 
 def recover(frames: RunFrames, incidents: list[Incident], p99: list[float] | None = None) -> list[dict[str, Any]]:
     latency = pd.Series(p99 if p99 is not None else [float("nan")] * len(frames.windows), index=frames.windows.index)
-    healthy = metrics.healthy_seconds(frames.windows, latency, SLO)
-    return metrics.recovery(frames, healthy, incidents, SLO)
+    healthy = recovery.healthy_seconds(frames.windows, latency, SLO)
+    return recovery.recovery(frames, healthy, incidents, SLO)
 
 
 def test_an_incident_that_never_hurt_recovers_in_zero() -> None:
@@ -97,7 +97,7 @@ def test_never_recovered_is_none_and_outside_the_slo() -> None:
 def test_an_idle_second_is_healthy_but_a_second_with_load_and_no_answer_is_not() -> None:
     frames = frames_of([0, 0, 100], [0, 0, 0])
     frames.windows.loc[1, "offered"] = 40
-    healthy = metrics.healthy_seconds(frames.windows, pd.Series([float("nan")] * 3), SLO)
+    healthy = recovery.healthy_seconds(frames.windows, pd.Series([float("nan")] * 3), SLO)
     assert healthy.tolist() == [True, False, True]
 
 
@@ -139,7 +139,7 @@ def test_incidents_use_the_injection_time_from_events() -> None:
         spikes=[Span(start_s=30, end_s=32)],
     )
     events = pd.DataFrame([(45.31, 0.0, "chaos", "fault_injected", "primary", "kill")], columns=EVENT_COLUMNS)
-    assert metrics.incidents(meta, events) == [
+    assert recovery.incidents(meta, events) == [
         Incident("spike", 30.0, 2.0, None),
         Incident("kill primary", 45.31, 15.0, "primary", action="kill", hit="primary"),
     ]
@@ -167,7 +167,7 @@ def test_a_kill_starts_when_the_cluster_killed_and_owns_the_death_logged_before_
         {**success, "replica": "r2", "done": STARTED + 28.1},
     ]
     frames = frames_of([100] * 40, [0] * 40, events=events, history=history, replicas={"r1": [100] * 40})
-    found = metrics.incidents(meta, frames.events)
+    found = recovery.incidents(meta, frames.events)
     assert [(incident.name, incident.start_s) for incident in found] == [("spike", 24.0), ("kill primary", 28.009)]
     spike, kill = recover(frames, found)
     assert kill["detect_s"] == 0.02 and kill["failover_s"] == 0.091
@@ -201,7 +201,7 @@ def test_fault_names_carry_their_channel() -> None:
     fault = {"at_s": 5, "action": "latency", "target": "all", "channel": "CCB", "duration_s": 10}
     meta = RunMeta(scenario="recovery", seed=0, started_unix=STARTED, faults=[fault])
     empty = pd.DataFrame(columns=EVENT_COLUMNS)
-    assert [incident.name for incident in metrics.incidents(meta, empty)] == ["latency all CCB"]
+    assert [incident.name for incident in recovery.incidents(meta, empty)] == ["latency all CCB"]
 
 
 def test_a_spike_is_absorbed_only_when_its_backlog_is_no_longer_rate_limited() -> None:
@@ -210,7 +210,7 @@ def test_a_spike_is_absorbed_only_when_its_backlog_is_no_longer_rate_limited() -
     frames.windows["n_rate_limited"] = [0] * 5 + [50, 60, 40, 20] + [1] * 7
     (result,) = recover(frames, [Incident("spike", 5.0, 4.0, None)])
     assert result["recover_s"] == 4.0 and result["errors"] == 0
-    assert metrics.healthy_seconds(frames.windows, pd.Series([float("nan")] * 16), SLO).all()
+    assert recovery.healthy_seconds(frames.windows, pd.Series([float("nan")] * 16), SLO).all()
 
 
 def test_a_steady_per_user_rate_limit_is_not_blamed_on_an_incident() -> None:
@@ -251,9 +251,9 @@ def test_a_spike_whose_gateway_caps_were_not_applied_gets_no_recovery_verdict() 
         gateway_ignored=["clock", "limits"],
     )  # fmt: skip
     frames = frames_of([100] * 20, [0] * 20)
-    (spike,) = metrics.incidents(meta, frames.events)
+    (spike,) = recovery.incidents(meta, frames.events)
     assert spike.not_played is not None and "caps (limits) were not applied" in spike.not_played
     (result,) = recover(frames, [spike])
     assert result["played"] is False and result["recover_s"] is None and result["recovered_within_slo"] is None
     clock_only = meta.model_copy(update={"gateway_ignored": ["clock"]})  # festival618's: no caps of its own
-    assert [incident.not_played for incident in metrics.incidents(clock_only, frames.events)] == [None]
+    assert [incident.not_played for incident in recovery.incidents(clock_only, frames.events)] == [None]
