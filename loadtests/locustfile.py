@@ -5,7 +5,7 @@
     locust -f loadtests/locustfile.py --target examples/acme/target.toml --scenario double11 --headless  (§7)
 
 The shape spawns the scenario's user pool at once and ends the test by itself once every process has sent its
-last windows; arrivals come from clients.Generator, not from Locust's user count (open model). Without
+last windows; arrivals come from driver.Generator, not from Locust's user count (open model). Without
 `--surge-out` the run folder is ./runs/locust-<UTC time>/. A non-loopback --host is refused unless
 SURGE_ALLOW_REMOTE=1 (what `surge run --allow-remote` sets).
 
@@ -40,7 +40,8 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadtests.errors import UsageError
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.auth import Tokens
-from loadtests.generator.clients import Generator, Payer, Ticket, drain_s
+from loadtests.generator.driver import Generator, Ticket, drain_s
+from loadtests.generator.payer import Payer
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
 from loadtests.generator.recorder import (
@@ -86,7 +87,7 @@ log = logging.getLogger("surge")
 
 
 class RepayingUser(User):
-    """A member of the bounded pool: claims the next arrival, sleeps until its time, pays it (clients.Payer).
+    """A member of the bounded pool: claims the next arrival, sleeps until its time, pays it (payer.Payer).
 
     The sleep is Locust's own wait: `wait_time` claims the ticket the next `repay` pays, so a user costs one
     timer per arrival, as a paced closed-loop user does. The users share the process's connections (transport.py).

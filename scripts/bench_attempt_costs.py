@@ -27,10 +27,11 @@ from locust.env import Environment  # patches the process with gevent, as in a L
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.generator.clients import _read, new_key  # noqa: E402
+from loadtests.generator.answers import read_answer  # noqa: E402
 from loadtests.generator.health import LagMeter  # noqa: E402
 from loadtests.generator.history import HistoryWriter  # noqa: E402
 from loadtests.generator.http1 import Headers  # noqa: E402
+from loadtests.generator.payer import new_key  # noqa: E402
 from loadtests.generator.transport import Reply  # noqa: E402
 from loadtests.generator.windows import Window, new_histogram, record_counted  # noqa: E402
 from reports.runfolder import Attempt, history_line  # noqa: E402
@@ -90,7 +91,7 @@ def cases(work: Path) -> list[tuple[str, str, Callable[[], object]]]:
         ("wake-up lag", "LagMeter.record (its HDR record is batched likewise)", lambda: lag.record(0.4)),
         ("Locust's statistics", "events.request.fire with Locust's stats listening", request_event),
         ("idempotency key", "new_key(): 16 random bytes as hex", new_key),
-        ("reading the answer", "clients._read of a 201 JSON body", lambda: _read(reply)),
+        ("reading the answer", "answers.read_answer of a 201 JSON body", lambda: read_answer(reply)),
     ]
 
 

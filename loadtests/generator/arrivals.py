@@ -6,7 +6,7 @@ Exp(1) draws (time-rescaling theorem), so both are exact at any rate curve and c
 
 With N generator processes, process i keeps every N-th even mark (i, i+N, ...) or draws a Poisson process of
 rate/N with its own seed: the union over processes is then the same even schedule, or again Poisson at the full
-rate. Nothing here imports Locust or sleeps; clients.Generator only walks this iterator.
+rate. Nothing here imports Locust or sleeps; driver.Generator only walks this iterator.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ the rare attempt due before the very first fetch has answered. Without a usable 
 and counts as AUTH_FAILED (TLS_FAILED when the endpoint refused our certificate). A 401 to a token that had
 expired (or was about to: it was in its refresh window, or a newer one was already fetched) is that token's
 end, not the credentials': the attempt is recorded as TOKEN_EXPIRED and re-sent once with a fresh token, the
-same key (clients.py). So is a 401 to a token the target had accepted before: its clock may run ahead of ours.
+same key (payer.py). So is a 401 to a token the target had accepted before: its clock may run ahead of ours.
 
 The token endpoint is called with its own kept-alive connection (http1.py, the profile's [tls]); the client
 secret and the tokens stay in this object, never logged: a failure is logged once by its status or error class.

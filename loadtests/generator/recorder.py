@@ -110,7 +110,7 @@ class ProcessRecorder:
         self.book.at(self.second(intended)).offered += 1
 
     def taken(self, intended: float, now: float, *, starved: bool = False) -> None:
-        """An arrival begun at `now`; `starved`: no user was free when it fell due (clients.Generator.begin)."""
+        """An arrival begun at `now`; `starved`: no user was free when it fell due (driver.Generator.begin)."""
         window = self.book.at(self.second(intended))
         window.sent += 1
         if now - intended > self.late_s:

@@ -38,7 +38,7 @@ NO_ANSWER: tuple[type[BaseException], ...] = (OSError, HTTPException, gevent.Tim
 
 @dataclass(slots=True)
 class Reply:
-    """What clients.py reads from an attempt: `status_code` 0 and `error` set when no response came back."""
+    """What payer.py and answers.py read from an attempt: `status_code` 0 and `error` set when no response came back."""
 
     status_code: int
     content: bytes
