@@ -37,6 +37,7 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.errors import UsageError
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.auth import Tokens
@@ -57,10 +58,9 @@ from loadtests.generator.recorder import (
 from loadtests.generator.settlement import CallbackFormat, Settler, builtin_callbacks, target_callbacks
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
-from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
+from loadtests.meta import run_meta
 from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.credentials import certificate_expiry
-from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import (
     MAX_BODY_BYTES,
     TargetProfile,

@@ -25,10 +25,12 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from loadtests.channels import default_channels
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
+from loadtests.meta import git_commit, new_key_prefix, versions
 from loadtests.orchestration import preflight
 from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
@@ -43,8 +45,6 @@ from loadtests.orchestration.session import (
 )
 from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.orchestration.target_ledger import copy_target_ledger
-from loadtests.scenario.channels import default_channels
-from loadtests.scenario.meta import git_commit, new_key_prefix, versions
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario

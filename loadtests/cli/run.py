@@ -25,11 +25,13 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
+from loadtests.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.console import status_line
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
+from loadtests.meta import run_meta
 from loadtests.orchestration import preflight
 from loadtests.orchestration.chaos import ChaosEvent, ChaosPlayer
 from loadtests.orchestration.exec_faults import ExecPlayer
@@ -53,9 +55,7 @@ from loadtests.orchestration.session import (
 )
 from loadtests.orchestration.stopping import Interrupt
 from loadtests.orchestration.target_ledger import copy_target_ledger
-from loadtests.scenario.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.scenario.credentials import certificate_expiry
-from loadtests.scenario.meta import run_meta
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.console_text import one_line

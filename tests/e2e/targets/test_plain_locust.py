@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.scenario.channels import ChannelsUnavailable, served_channels
+from loadtests.channels import ChannelsUnavailable, served_channels
 from tests.support.procs import history, replica, run_locust
 
 pytestmark = pytest.mark.e2e

@@ -1,9 +1,10 @@
-"""The bank channels a §3 gateway serves (`GET /v1/channels`): what the driver draws its users' cards on.
+"""The bank channels a gateway serves (`GET /v1/channels`): what the driver draws its users' cards on.
 
 Against a gateway surge did not start, drawing cards on surge's default channels would make a gateway
 configured with other banks answer most payments with 400 VALIDATION_ERROR; so the list is read once at test
-start (the Locust master; `surge run --host` reads it too, to warn on its own console). Standard library only:
-both the Locust process and surge's own process call it, once, before any load.
+start (the Locust master; `surge run --host` reads it too, to warn on its own console). It makes an HTTP call,
+so it is no part of the pure `scenario` package; both processes call it, so it sits beside orchestration (which
+the Locust process never imports). Standard library only.
 """
 
 from __future__ import annotations
