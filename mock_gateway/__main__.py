@@ -20,10 +20,10 @@ from aiohttp import web
 
 from mock_gateway.admin import load_admin_token
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
+from mock_gateway.errors import LedgerError
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.app import STATE_KEY, create_app
-from mock_gateway.replica.ledger import LedgerError
 
 SHUTDOWN_TIMEOUT_S = 10.0
 

@@ -260,3 +260,7 @@ class OutcomeUnknown(GatewayError):
 
     def __init__(self, detail: str, *, retry_after_s: float = 1.0) -> None:
         super().__init__(detail, headers={"Retry-After": retry_after_header(retry_after_s)})
+
+
+class LedgerError(Exception):
+    """The ledger could not record (lock timeout, disk error); nothing of the request was committed."""

@@ -39,10 +39,10 @@ from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
 from mock_gateway.cluster.supervisor import Supervisor
 from mock_gateway.config import ClockConfig, ConfigError, GatewayConfig, load_config
+from mock_gateway.errors import LedgerError
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
-from mock_gateway.replica.ledger import LedgerError
-from mock_gateway.replica.ledger import prepare as prepare_ledger
+from mock_gateway.replica.ledger.storage import prepare as prepare_ledger
 
 STATE_FILE = "cluster.json"
 EVENTS_FILE = "cluster-events.jsonl"

@@ -42,6 +42,7 @@ from mock_gateway.errors import (
     ChannelBusy,
     IdempotencyInFlight,
     IdempotencyKeyReused,
+    LedgerError,
     NotFound,
     RateLimited,
     ReplicaUnavailable,
@@ -52,7 +53,8 @@ from mock_gateway.problems import CODE_KEY, problem_middleware
 from mock_gateway.quotas import Usage
 from mock_gateway.replica.bank import Bank
 from mock_gateway.replica.faults import CHANNEL_CODES_KEY, FAULTS_KEY, MAX_BODY_KEY, Faults, add_admin_routes
-from mock_gateway.replica.ledger import ACCEPTED, Ledger, LedgerError, Outcome, Stored, settlement_document
+from mock_gateway.replica.ledger import Ledger
+from mock_gateway.replica.ledger.schema import ACCEPTED, Outcome, Stored, settlement_document
 from mock_gateway.replica.metrics import Metrics
 from mock_gateway.replica.settlement import Settler
 from mock_gateway.rules import caps_for, make_decider, obvious_decline, poll_after

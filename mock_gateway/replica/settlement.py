@@ -36,9 +36,11 @@ from typing import Any, Final
 import aiohttp
 
 from mock_gateway.config import ChannelConfig, GatewayConfig, SettlementConfig
+from mock_gateway.errors import LedgerError
 from mock_gateway.replica.bank import Bank, LatencyModel
 from mock_gateway.replica.faults import Faults
-from mock_gateway.replica.ledger import Ledger, LedgerError, Settlement
+from mock_gateway.replica.ledger import Ledger
+from mock_gateway.replica.ledger.schema import Settlement
 from mock_gateway.replica.metrics import Metrics
 
 log = logging.getLogger(__name__)

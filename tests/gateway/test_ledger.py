@@ -14,8 +14,10 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.replica import ledger as ledger_module
-from mock_gateway.replica.ledger import Ledger, LedgerError, prepare
+from mock_gateway.errors import LedgerError
+from mock_gateway.replica.ledger import Ledger
+from mock_gateway.replica.ledger import writer as writer_module
+from mock_gateway.replica.ledger.storage import prepare
 from mock_gateway.rules import make_decider
 from mock_gateway.validation import Charge
 
@@ -143,14 +145,14 @@ async def test_the_writer_thread_checkpoints_the_wal_into_the_database_file(
     path = tmp_path / "l.sqlite"
     # No periodic checkpoint during the burst: on a loaded machine 200 commits can outlast the 0.25 s interval,
     # and that checkpoint would be mistaken for one on the commit path.
-    monkeypatch.setattr(ledger_module, "CHECKPOINT_INTERVAL_S", 3600.0)
+    monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL_S", 3600.0)
     ledger = make_ledger(path)
     await ledger.open()
     try:
         before = path.stat().st_size
         await asyncio.gather(*(ledger.record(charge(i)) for i in range(200)))
         assert path.stat().st_size == before  # committed to the WAL only: no checkpoint on the commit path
-        monkeypatch.setattr(ledger_module, "CHECKPOINT_INTERVAL_S", 0.05)
+        monkeypatch.setattr(writer_module, "CHECKPOINT_INTERVAL_S", 0.05)
         # A commit that meets a held lock goes to the writer thread: that wakes it, and it then finds a checkpoint
         # due (it checkpoints between batches, at most every CHECKPOINT_INTERVAL_S).
         release = threading.Event()

@@ -17,7 +17,9 @@ import pytest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.config import load_config
-from mock_gateway.replica.ledger import Ledger, LedgerError, connect, prepare
+from mock_gateway.errors import LedgerError
+from mock_gateway.replica.ledger import Ledger
+from mock_gateway.replica.ledger.storage import connect, prepare
 from mock_gateway.rules import make_decider
 from mock_gateway.validation import Charge
 
