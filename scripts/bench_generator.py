@@ -805,7 +805,8 @@ def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
 def build_us(profile: Path) -> float:
     """µs to build (render and sign) one attempt's request through `profile`, in this process: the signing
     cost alone, without the machine's other load moving a whole run's CPU time."""
-    from loadtests.generator.target import TargetApi, Values
+    from loadtests.generator.target import TargetApi
+    from loadtests.generator.templates import Values
     from loadtests.scenario.profile import load_profile, signer
 
     loaded = load_profile(profile, allow_remote=False, env=os.environ)

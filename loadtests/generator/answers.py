@@ -13,10 +13,11 @@ from typing import Any
 import gevent
 
 from loadtests.generator.auth import no_answer_code
+from loadtests.generator.bodies import UNREADABLE_BODY, read_json, scalar_text
 from loadtests.generator.http1 import TooLarge
 from loadtests.generator.policy import retry_after_s
 from loadtests.generator.settlement import accepted_hints
-from loadtests.generator.target import UNREADABLE_BODY, Classifier, no_response, read_json, scalar_text
+from loadtests.generator.target import Classifier, no_response
 from loadtests.generator.transport import Reply
 from reports.runfolder import ACCEPTED, CONNECTION_ERROR, RESPONSE_TOO_LARGE, TIMEOUT, OutcomeClass, classify
 
@@ -57,7 +58,7 @@ def _no_answer_code(response: Reply) -> str:
 
 def read_answer(response: Reply) -> Answer:
     """An answer of the §3 API; a missing response is TIMEOUT, CONNECTION_ERROR or RESPONSE_TOO_LARGE. A body
-    that is JSON but cannot be read (target.read_json) is classified by the status alone, code UNREADABLE_BODY."""
+    that is JSON but cannot be read (bodies.read_json) is classified by the status alone, code UNREADABLE_BODY."""
     status = int(response.status_code or 0)
     if status == 0:
         code = _no_answer_code(response)

@@ -31,7 +31,8 @@ from loadtests.generator.policy import (
     should_retry,
 )
 from loadtests.generator.population import Card, Payment, User
-from loadtests.generator.target import Values, answer_sample
+from loadtests.generator.target import answer_sample
+from loadtests.generator.templates import Values
 from loadtests.generator.transport import Transport
 from reports.runfolder import (
     ACCEPTED,

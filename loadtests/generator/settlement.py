@@ -40,9 +40,11 @@ from typing import Any
 
 import gevent
 
+from loadtests.generator.bodies import MISSING, read_json, resolve, scalar_text
 from loadtests.generator.policy import retry_after_s
 from loadtests.generator.receiver import Receiver
-from loadtests.generator.target import MISSING, StatusPoll, Values, read_json, resolve, scalar_text
+from loadtests.generator.target import StatusPoll
+from loadtests.generator.templates import Values
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.profile import SettleCallback, parse_pointer, parse_template
 from reports.runfolder import SETTLED_STATES, Attempt, write_json

@@ -4,7 +4,7 @@ Validated once, before anything starts, so that a mistake is one line and exit 2
 key, an unknown `{placeholder}`, a JSON pointer that is not RFC 6901, a rule set with no 2xx success, a
 non-loopback `base_url` without --allow-remote, or a `${NAME}` the environment does not hold.
 
-Templates are parsed here into segments (`Template`); the generator renders them (loadtests.generator.target).
+Templates are parsed here into segments (`Template`); the generator renders them (loadtests.generator.templates).
 `${NAME}` values are *not* expanded into the model: they are read from the environment by whoever renders, so
 that a secret never sits in an object that could be dumped into the run folder.
 """

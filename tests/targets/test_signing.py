@@ -19,7 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from loadtests.generator.target import Classifier, TargetApi, Values
+from loadtests.generator.target import Classifier, TargetApi
+from loadtests.generator.templates import Values
 from loadtests.scenario.profile import ProfileError, load_profile, signer
 
 SURGE = Path(sys.executable).with_name("surge")

@@ -8,7 +8,8 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from loadtests.generator.target import Classifier, RequestBuilder, Values
+from loadtests.generator.target import Classifier
+from loadtests.generator.templates import RequestBuilder, Values
 from loadtests.scenario.profile import TargetProfile, load_profile
 
 ACME = Path(__file__).resolve().parents[2] / "examples" / "acme" / "target.toml"
