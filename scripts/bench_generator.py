@@ -34,7 +34,9 @@ ratio profile / built-in is the result (goal <= 1.10).
 
 compares the highest rate surge's open model holds and marks valid with one process and with N worker processes
 (`--processes N`: the master merges the windows, the workers stream their history to it), in the same run against
-the same handler; prints each repetition's ratio and their median and spread (docs/distributed.md).
+the same target, beside the framework's floor (paced plain Locust, one process and N); prints each repetition's
+ratios and their median and spread (docs/distributed.md). The target is nginx (`apt-get install nginx-light`)
+when installed: the aiohttp handler would take a share of the cores the generator processes are measured on.
 
     .venv/bin/python scripts/bench_generator.py --sign 300 [--pairs 3] [--out docs/perf/generator-signing.md]
 
@@ -302,30 +304,31 @@ def closed_loop(url: str, work: Path) -> float:
     return float(row["Requests/s"])
 
 
-def paced_loop(url: str, rate: float, work: Path) -> float:
-    """Plain Locust paced to `rate` (FastHttpUser, constant_throughput, no surge code): its achieved req/s."""
+def paced_loop(url: str, rate: float, work: Path, *extra: str) -> float:
+    """Plain Locust paced to `rate` (FastHttpUser, constant_throughput, no surge code): its achieved req/s;
+    `extra`: more Locust options (`--processes 2`)."""
     users = max(1, round(rate / PACED_PER_USER))
     locustfile = work / "paced.py"
     locustfile.write_text(PLAIN_LOCUSTFILE.replace("WAIT", f"constant_throughput({rate / users})"), encoding="utf-8")
     prefix = work / "paced"
     command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
                "-u", str(users), "-r", str(users), "-t", "20s", "--csv", str(prefix), "--only-summary",
-               "--loglevel", "ERROR"]  # fmt: skip
+               "--loglevel", "ERROR", *extra]  # fmt: skip
     run(command, 60)
     with (work / "paced_stats.csv").open(newline="") as handle:
         row = next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")
     return float(row["Requests/s"])
 
 
-def paced_search(url: str, start: float, work: Path) -> tuple[float, list[tuple[float, float]]]:
+def paced_search(url: str, start: float, work: Path, *extra: str) -> tuple[float, list[tuple[float, float]]]:
     """The highest rate plain paced Locust reaches within 2 % (whole run): +10 % steps from `start`, then one
     bisection — what pacing alone costs a Locust process, before any of surge's work."""
     probes: list[tuple[float, float]] = []
 
     def holds(rate: float) -> bool:
-        achieved = paced_loop(url, rate, work)
+        achieved = paced_loop(url, rate, work, *extra)
         probes.append((rate, achieved))
-        print(f"  paced plain Locust {rate:.0f}/s: achieved {achieved:.0f}/s", flush=True)
+        print(f"  paced plain Locust {' '.join(extra)} {rate:.0f}/s: achieved {achieved:.0f}/s", flush=True)
         return achieved >= 0.98 * rate
 
     held, _ = bracket(holds, round(start))
@@ -408,7 +411,7 @@ def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, set
     errors = []
     for k in range(windows):
         count = sum(1 for s in sent if 10 * k <= s < 10 * (k + 1))
-        errors.append(100.0 * (count - rate * 10) / (rate * 10))
+        errors.append(100.0 * (count - rate * 10) / max(1.0, rate * 10))
     verdict = json.loads((out / "generator.json").read_text()) if (out / "generator.json").exists() else {}
     worst = max(errors, key=abs) if errors else -100.0
     reasons = list(verdict.get("reasons", ["no generator.json"]))
@@ -620,21 +623,73 @@ def main() -> int:
 def workers_ratio(workers: int, repetitions: int, windows: int) -> int:
     """The highest rate surge's open model holds and marks valid with one process, then with `workers` worker
     processes (Locust --processes: the master merges, the workers stream their history to it), in the same run
-    against the same handler, `repetitions` times; the ratios and their spread (docs/distributed.md)."""
-    ratios = []
-    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as url:
+    against the same target, `repetitions` times; beside it the framework's own floor, paced plain Locust with one
+    process and with `workers` (docs/distributed.md). The target is nginx answering every request itself when it
+    is installed (a few µs of CPU a request), else the aiohttp handler: N generator processes on N cores cannot
+    show N times the rate while the target takes a share of the same cores."""
+    ratios, floors = [], []
+    with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp:
         work = Path(tmp)
-        start = 0.5 * closed_loop(url, work)
-        for k in range(repetitions):
-            one, _ = open_search(url, start, windows, work)
-            many, _ = open_search(url, max(start, one), windows, work, "--processes", str(workers))
-            ratios.append(many / one if one else 0.0)
-            print(f"repetition {k + 1}: one process {one:.0f}/s, {workers} workers {many:.0f}/s: "
-                  f"ratio {ratios[-1]:.2f}", flush=True)  # fmt: skip
-            start = 0.9 * one
-    print(f"{workers} workers / one process: median {statistics.median(ratios):.2f} "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f})")  # fmt: skip
+        with nginx_server(work) if shutil.which("nginx") else server() as url:
+            print(f"target: {'nginx' if shutil.which('nginx') else 'the aiohttp handler'} at {url}", flush=True)
+            start = paced_start = 0.5 * closed_loop(url, work)
+            for k in range(repetitions):
+                paced_one, _ = paced_search(url, paced_start, work)
+                paced_many, _ = paced_search(url, max(paced_start, paced_one), work, "--processes", str(workers))
+                one, _ = open_search(url, start, windows, work)
+                many, _ = open_search(url, max(start, one), windows, work, "--processes", str(workers))
+                ratios.append(many / one if one else 0.0)
+                floors.append(paced_many / paced_one if paced_one else 0.0)
+                print(f"repetition {k + 1}: surge one process {one:.0f}/s, {workers} workers {many:.0f}/s: ratio "
+                      f"{ratios[-1]:.2f}; paced plain Locust {paced_one:.0f}/s and {paced_many:.0f}/s: ratio "
+                      f"{floors[-1]:.2f}", flush=True)  # fmt: skip
+                start = 0.9 * one or start
+                paced_start = 0.9 * paced_one or paced_start
+    print(f"surge {workers} workers / one process: median {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); paced plain Locust, the framework's floor: median "
+          f"{statistics.median(floors):.2f} (min {min(floors):.2f}, max {max(floors):.2f})")  # fmt: skip
     return 0
+
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log error;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type application/json; return 201 '{body}'; }}
+    }}
+}}
+"""
+
+
+@contextmanager
+def nginx_server(work: Path) -> Iterator[str]:
+    """nginx answering 201 and the handler's body to every request, from one worker process."""
+    with socket.socket() as probe:  # nginx cannot report a port it chose, so one is picked here
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, port=port, body=BODY.decode()), encoding="utf-8")
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 def settle_triples(rate: float, triples: int, windows: int) -> int:
