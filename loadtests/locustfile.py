@@ -73,9 +73,11 @@ from loadtests.scenario.profile import (
 from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
-from reports.claim import claim_new
 from reports.console_text import one_line
-from reports.runfolder import ClusterClock, RunFolderError, read_cluster_clock, read_meta, write_json
+from runfolder.claim import claim_new
+from runfolder.clock import ClusterClock, read_cluster_clock
+from runfolder.layout import RunFolderError, write_json
+from runfolder.models import read_meta
 
 if TYPE_CHECKING:
     from loadtests.generator import live_metrics
@@ -336,7 +338,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
-    # each test started from the web UI gets its own folder, even two in the same second (reports.claim)
+    # each test started from the web UI gets its own folder, even two in the same second (runfolder.claim)
     out = options.surge_out or str(claim_new(Path("runs"), f"locust-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"))
     _ensure_meta(Path(out), scenario, options, environment.host or "", t0, workers)
     scale, duration_s = _numbers(options)

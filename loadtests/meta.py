@@ -1,6 +1,6 @@
 """meta.json's content for a scenario run: what ran, against what, with which versions — written before the load.
 
-The format is `reports.runfolder.RunMeta`; this module fills it from a `Scenario`, with the checkout's git commit
+The format is `runfolder.models.RunMeta`; this module fills it from a `Scenario`, with the checkout's git commit
 (it runs `git`, so it is no part of the pure `scenario` package). Both processes write it: `surge run` and a
 plain `locust -f` run's master, so that `surge report` can read any folder a surge locustfile recorded; hence
 it sits beside, not inside, orchestration (which the Locust process never imports). Kept free of heavy imports.
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.scenario.shapes import Scenario
-from reports.runfolder import Phase, RunMeta, SettlementMeta, Span
+from runfolder.models import Phase, RunMeta, SettlementMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEY_PREFIX_TAG = "s"  # not a hex digit: a key of another tool or an older run never carries a run's prefix

@@ -5,7 +5,7 @@ replica of a cluster must agree on the simulated time, which is why the clock is
 (`anchor_unix`) rather than to each process's start. Only the daily caps and timestamps use this clock; the
 per-second rate caps are about real throughput and use the monotonic wall clock.
 
-The same formula is read back from a run folder by `reports.runfolder.ClusterClock` (for the load generator and
+The same formula is read back from a run folder by `runfolder.clock.ClusterClock` (for the load generator and
 the reports), and both define `SHANGHAI`: the house rules forbid `mock_gateway` to import either sibling package
 (it must run alone as a replica) and forbid `reports` to import `mock_gateway`, so neither can be the other's
 home. The contract between them is the `clock` object of cluster.json (docs/internals.md §3).

@@ -43,7 +43,8 @@ from reports import hdr, invariants, memory, settlement, slo
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
 from reports.measure import caps, counters, latency, recovery
-from reports.runfolder import GOOD, TOKEN_EXPIRED, GeneratorVerdict, Slo, Summary
+from runfolder.models import GeneratorVerdict, Slo, Summary
+from runfolder.outcomes import GOOD, TOKEN_EXPIRED
 
 EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
 

@@ -38,7 +38,7 @@ from reports import hdr
 from reports.analysis import Analysis
 from reports.console_text import one_line
 from reports.measure import counters, latency
-from reports.runfolder import ADMITTED, GOOD
+from runfolder.outcomes import ADMITTED, GOOD
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from typing import Any
 from reports import compare, render, slo
 from reports.analysis import Analysis, analyse, summary, timeseries
 from reports.frames import load_run
-from reports.runfolder import write_json
+from runfolder.layout import write_json
 
 
 def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
@@ -20,7 +20,7 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
 
     With a baseline run folder, the comparison goes into the summary (`comparison`) and the report; a regression
     against the baseline does not change the exit code, which README ties to SLOs and invariants only.
-    Raises `reports.runfolder.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
+    Raises `runfolder.layout.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
     """
     analysis = analyse(load_run(run_dir))
     comparison = compare.compare(analyse(load_run(baseline)), analysis) if baseline is not None else None

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from reports.render import environment, plotly_bundle, script_json
-from reports.runfolder import write_json
+from runfolder.layout import write_json
 
 SECONDS_PER_HOUR = 3600
 Z_99 = 2.3263478740408408

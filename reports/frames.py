@@ -24,23 +24,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from reports import hdr
-from reports.runfolder import (
-    ADMITTED,
-    EVENT_COLUMNS,
-    HISTORY_COLUMNS,
-    OUTCOME_CLASSES,
-    SETTLEMENT_COLUMNS,
-    Capacity,
-    ClusterClock,
-    GeneratorVerdict,
-    RunFolderError,
-    RunMeta,
-    StopRecord,
-    read_capacity,
-    read_generator,
-    read_meta,
-    read_stop,
-)
+from runfolder.clock import ClusterClock
+from runfolder.events import EVENT_COLUMNS
+from runfolder.history import HISTORY_COLUMNS, SETTLEMENT_COLUMNS
+from runfolder.layout import RunFolderError
+from runfolder.models import Capacity, GeneratorVerdict, RunMeta, read_capacity, read_generator, read_meta
+from runfolder.outcomes import ADMITTED, OUTCOME_CLASSES
+from runfolder.stop import StopRecord, read_stop
 
 CLASSES = OUTCOME_CLASSES
 KINDS = ("intended", "service")

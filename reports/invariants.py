@@ -58,7 +58,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from reports.runfolder import ACCEPTED, SETTLED_STATES, SHANGHAI
+from runfolder.clock import SHANGHAI
+from runfolder.outcomes import ACCEPTED, SETTLED_STATES
 
 DEFINITE_FAILURE_STATUSES = (400, 413, 415, 429, 503)
 LIMIT_DECLINES = ("SINGLE_LIMIT_EXCEEDED", "DAILY_LIMIT_EXCEEDED")

@@ -30,8 +30,9 @@ from reports.analysis import Analysis, all_verdicts, settlement_summary
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
 from reports.measure import caps, counters, latency
-from reports.runfolder import FAULT_CLEARED, FAULT_INJECTED, GOOD
 from reports.violations import Violation, describe, yuan
+from runfolder.events import FAULT_CLEARED, FAULT_INJECTED
+from runfolder.outcomes import GOOD
 
 MARKED_EVENTS = {
     ("chaos", FAULT_INJECTED): "#d62728",

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from reports.invariants import watched_rows
-from reports.runfolder import SETTLED_STATES, RunFolderError, read_json_object
+from runfolder.layout import RunFolderError, read_json_object
+from runfolder.outcomes import SETTLED_STATES
 
 RECEIVER_FOLDER = "settlement"
 RECEIVER_KEYS = ("bad_signature", "unknown_key", "malformed")

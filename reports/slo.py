@@ -16,7 +16,8 @@ import pandas as pd
 
 from reports.frames import RunFrames
 from reports.measure import counters, latency
-from reports.runfolder import FAULT_FAILED, FAULT_INJECTED, GeneratorVerdict, Slo
+from runfolder.events import FAULT_FAILED, FAULT_INJECTED
+from runfolder.models import GeneratorVerdict, Slo
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
 

@@ -42,8 +42,8 @@ import pandas as pd
 from reports.frames import RunFrames, load_run
 from reports.measure import caps
 from reports.render import environment, plotly_bundle, script_json
-from reports.runfolder import RunFolderError, write_json
 from reports.slo import FAIL, format_value, outcome, summary_checks, verdict_unit
+from runfolder.layout import RunFolderError, write_json
 
 VERDICTS = {0: "pass", 1: "fail"}  # any other exit code: unknown (the run itself did not measure the gateway)
 FIELDS = (

@@ -16,8 +16,9 @@ from reports import invariants, slo
 from reports.analysis import uncheckable
 from reports.frames import read_history, read_ledger
 from reports.measure import caps
-from reports.runfolder import RunFolderError, read_meta
 from reports.violations import describe
+from runfolder.layout import RunFolderError
+from runfolder.models import read_meta
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:

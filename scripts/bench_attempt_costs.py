@@ -34,7 +34,7 @@ from loadtests.generator.http1 import Headers  # noqa: E402
 from loadtests.generator.payer import new_key  # noqa: E402
 from loadtests.generator.transport import Reply  # noqa: E402
 from loadtests.generator.windows import Window, new_histogram, record_counted  # noqa: E402
-from reports.runfolder import Attempt, history_line  # noqa: E402
+from runfolder.history import Attempt, history_line  # noqa: E402
 
 ROW = {
     "payment_id": "4f1c" * 8, "key": "9ab2" * 8, "attempt": 1, "user_id": "u000123", "card_id": "u000123-c1",

@@ -29,7 +29,7 @@ import msgpack
 from loadtests.generator.history import HistoryWriter
 from loadtests.generator.stream import HistorySink, HistoryStream
 from loadtests.generator.windows import Window
-from reports.runfolder import Attempt
+from runfolder.history import Attempt
 
 
 def attempt(n: int) -> Attempt:

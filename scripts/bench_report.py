@@ -28,7 +28,9 @@ import pyarrow.csv as pacsv
 
 from reports import analysis, frames, hdr, render
 from reports.finalize import finalize_run
-from reports.runfolder import GeneratorVerdict, Phase, RunEvent, RunMeta, Slo, write_events_csv, write_json
+from runfolder.events import RunEvent, write_events_csv
+from runfolder.layout import write_json
+from runfolder.models import GeneratorVerdict, Phase, RunMeta, Slo
 
 STARTED_UNIX = 1_794_358_800.0  # 2026-11-11T00:00:00+08:00
 CLOCK_START = "2026-11-11T00:00:00+08:00"

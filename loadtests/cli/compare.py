@@ -15,7 +15,7 @@ from reports.compare import Tolerances, compare, console_table, unlike, unlike_l
 from reports.console_text import one_line
 from reports.frames import load_run
 from reports.render import render_comparison
-from reports.runfolder import RunFolderError
+from runfolder.layout import RunFolderError
 
 
 def _non_negative(text: str) -> float:

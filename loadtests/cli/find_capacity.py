@@ -49,18 +49,10 @@ from loadtests.scenario.profile import TargetProfile, check_settlement, load_pro
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.console_text import one_line
-from reports.runfolder import (
-    Capacity,
-    CapacityStep,
-    GeneratorVerdict,
-    RunEvent,
-    RunMeta,
-    Slo,
-    read_generator,
-    read_window_records,
-    write_json,
-    write_steps_csv,
-)
+from runfolder.events import RunEvent
+from runfolder.layout import read_window_records, write_json
+from runfolder.models import Capacity, GeneratorVerdict, RunMeta, Slo, read_generator
+from runfolder.steps import CapacityStep, write_steps_csv
 
 PROBE_START_MARGIN_S = 2.5  # the cluster is up already: only Locust itself boots before each probe
 

@@ -27,9 +27,9 @@ from loadtests.errors import SurgeError, UsageError
 from loadtests.scenario.forecast import ForecastFile, load_forecast
 from loadtests.scenario.trace import SHANGHAI, Trace, TraceError, read_trace, window_of
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
-from reports.claim import claim_new
 from reports.forecast import ChannelLimits, ForecastInputs, Lognormal, Sourced, write_forecast
-from reports.runfolder import read_json_object
+from runfolder.claim import claim_new
+from runfolder.layout import read_json_object
 
 REHEARSAL_S = 120.0  # the emitted scenario replays the worst hour in two minutes unless --rehearsal-s says
 

@@ -17,7 +17,7 @@ from types import FrameType
 from loadtests.errors import SurgeError
 from loadtests.orchestration.stopping import StoppedBySignal
 from reports.console_text import one_line
-from reports.runfolder import EXIT_SIGINT, EXIT_SIGTERM
+from runfolder.stop import EXIT_SIGINT, EXIT_SIGTERM
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": (

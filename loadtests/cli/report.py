@@ -14,7 +14,7 @@ from reports.analysis import analyse
 from reports.compare import compare
 from reports.frames import load_run
 from reports.render import render_report
-from reports.runfolder import RunFolderError
+from runfolder.layout import RunFolderError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

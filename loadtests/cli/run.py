@@ -59,8 +59,11 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.console_text import one_line
-from reports.runfolder import STOP_FILE, RunEvent, RunFolderError, read_meta, write_json
 from reports.verify import verify_run
+from runfolder.events import RunEvent
+from runfolder.layout import RunFolderError, write_json
+from runfolder.models import read_meta
+from runfolder.stop import STOP_FILE
 
 LOST_KEYS_SHOWN = 20
 

@@ -26,9 +26,9 @@ from loadtests.orchestration.study import VariantPlan, plan_study, run_study, st
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
 from reports.render import percent
-from reports.runfolder import read_stop
 from reports.study import variant_rows
 from reports.violations import yuan
+from runfolder.stop import read_stop
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,10 +18,10 @@ from rich.table import Table
 from loadtests.cli.console import console as cli_console
 from loadtests.errors import UsageError
 from reports.console_text import one_line
-from reports.runfolder import RunFolderError
 from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
 from reports.violations import yuan
+from runfolder.layout import RunFolderError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from loadtests.generator.policy import retry_after_s
 from loadtests.generator.settlement import accepted_hints
 from loadtests.generator.target import Classifier, no_response
 from loadtests.generator.transport import Reply
-from reports.runfolder import ACCEPTED, CONNECTION_ERROR, RESPONSE_TOO_LARGE, TIMEOUT, OutcomeClass, classify
+from runfolder.outcomes import ACCEPTED, CONNECTION_ERROR, RESPONSE_TOO_LARGE, TIMEOUT, OutcomeClass, classify
 
 
 @dataclass(slots=True)

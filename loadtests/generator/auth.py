@@ -30,7 +30,7 @@ from gevent.event import Event
 
 from loadtests.generator.http1 import Connections
 from loadtests.scenario.profile import OAuth2Spec, expand_env
-from reports.runfolder import AUTH_FAILED, TLS_FAILED
+from runfolder.outcomes import AUTH_FAILED, TLS_FAILED
 
 NO_ANSWER = (OSError, HTTPException, gevent.Timeout)  # as transport.py's, without importing Locust here
 RETRY_S = 1.0  # a failed fetch is tried again this often, in the background

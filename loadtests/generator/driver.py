@@ -30,7 +30,7 @@ from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.trace import TraceArrival
-from reports.runfolder import ClusterClock
+from runfolder.clock import ClusterClock
 
 log = logging.getLogger("surge")
 DROP_AFTER_S = 1.0

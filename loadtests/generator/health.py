@@ -22,7 +22,7 @@ import psutil
 from hdrh.histogram import HdrHistogram
 
 from loadtests.generator.windows import Window, record_counted
-from reports.runfolder import GeneratorVerdict
+from runfolder.models import GeneratorVerdict
 
 LAG_P99_LIMIT_MS = 50.0
 LATE_DROPPED_LIMIT = 0.01  # of offered arrivals

@@ -1,5 +1,5 @@
 """Writing the request history (internals §5 `history/<worker>.csv`): one row per HTTP attempt, for the invariant
-checks. The columns and the row format are `reports.runfolder`'s; this module owns only the buffering.
+checks. The columns and the row format are `runfolder.history`'s; this module owns only the buffering.
 
 The checks compare what clients were told against the ledger, so every attempt is kept, retries and replays
 included. Lines are formatted as attempts end (`history_line`) and written in blocks: a write per attempt would
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO
 
-from reports.runfolder import HISTORY_COLUMNS, Attempt, history_line
+from runfolder.history import HISTORY_COLUMNS, Attempt, history_line
 
 FLUSH_ROWS = 2000
 

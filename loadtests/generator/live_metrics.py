@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 
 from loadtests.generator.windows import ARRIVAL_FIELDS, Window
 from reports import hdr
-from reports.runfolder import OUTCOME_CLASSES
+from runfolder.outcomes import OUTCOME_CLASSES
 
 BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HOST = "127.0.0.1"

@@ -34,14 +34,14 @@ from loadtests.generator.population import Card, Payment, User
 from loadtests.generator.target import answer_sample
 from loadtests.generator.templates import Values
 from loadtests.generator.transport import Transport
-from reports.runfolder import (
+from runfolder.history import Attempt
+from runfolder.outcomes import (
     ACCEPTED,
     AUTH_CODES,
     SETTLED_STATES,
     SIGN_FAILED,
     TOKEN_EXPIRED,
     UNAUTHORIZED,
-    Attempt,
     is_failure,
 )
 

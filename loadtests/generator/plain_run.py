@@ -46,8 +46,8 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     # reports pulls in pandas and plotly: imported here, once, at the end of a plain run, so that Locust's
     # worker processes (and runs under `surge run`) never pay for it.
     from reports.finalize import finalize_run
-    from reports.runfolder import RunFolderError
     from reports.slo import FAIL, format_value, headline, outcome, summary_checks, verdict_unit
+    from runfolder.layout import RunFolderError
 
     run_dir = run_dir.resolve()
     try:

@@ -19,7 +19,7 @@ from datetime import date, datetime, time
 from typing import Any, Literal
 
 from loadtests.generator.population import Card, User
-from reports.runfolder import SHANGHAI, ClusterClock
+from runfolder.clock import SHANGHAI, ClusterClock
 
 BASE_DELAY_S = 0.1
 MAX_DELAY_S = 2.0

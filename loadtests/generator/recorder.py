@@ -45,21 +45,11 @@ from loadtests.generator.stream import (
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.shapes import AbortRule, Scenario, load_scenario
 from reports.console_text import one_line
-from reports.runfolder import (
-    ACCEPTED,
-    Aborted,
-    Attempt,
-    GeneratorVerdict,
-    LostWorker,
-    OutcomeClass,
-    RunFolderError,
-    StoppedBy,
-    StopRecord,
-    WorkerClock,
-    read_meta,
-    write_json,
-    write_stop,
-)
+from runfolder.history import Attempt
+from runfolder.layout import RunFolderError, write_json
+from runfolder.models import GeneratorVerdict, LostWorker, WorkerClock, read_meta
+from runfolder.outcomes import ACCEPTED, OutcomeClass
+from runfolder.stop import Aborted, StoppedBy, StopRecord, write_stop
 
 MSG_START = "surge_start"  # master → worker: {"settings", "index", "count", "offset_s"}
 MSG_WINDOWS = "surge_windows"  # worker → master: {"index", "windows", "lag": final lag hdr | None, "history"}

@@ -47,7 +47,9 @@ from loadtests.generator.target import StatusPoll
 from loadtests.generator.templates import Values
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.profile import SettleCallback, parse_pointer, parse_template
-from reports.runfolder import SETTLED_STATES, Attempt, write_json
+from runfolder.history import Attempt
+from runfolder.layout import write_json
+from runfolder.outcomes import SETTLED_STATES
 
 POLL_FIRST_S = 0.25  # without a poll_after_ms or Retry-After: the first wait, doubled up to POLL_MAX_S
 POLL_MAX_S = 4.0

@@ -14,7 +14,7 @@ bound. Rows that never arrived are counted by the master against each worker's o
 then says so: invariants checked over part of the history would be a pass for something not checked.
 
 Bytes travel verbatim: the master writes exactly the file the worker wrote (the header included), so the
-history format stays `reports.runfolder`'s alone. Nothing here imports Locust or gevent.
+history format stays `runfolder.history`'s alone. Nothing here imports Locust or gevent.
 """
 
 from __future__ import annotations

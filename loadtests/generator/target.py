@@ -19,7 +19,7 @@ from loadtests.generator.policy import header_seconds
 from loadtests.generator.templates import CompiledTemplate, RequestBuilder, Values
 from loadtests.scenario.credentials import Signer
 from loadtests.scenario.profile import ResponseRule, SettlePoll, SettleRule, TargetProfile, parse_pointer
-from reports.runfolder import UNAUTHORIZED, OutcomeClass, classify
+from runfolder.outcomes import UNAUTHORIZED, OutcomeClass, classify
 
 
 @dataclass(frozen=True, slots=True)

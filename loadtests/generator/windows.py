@@ -16,7 +16,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from reports.runfolder import OUTCOME_CLASSES, OutcomeClass
+from runfolder.outcomes import OUTCOME_CLASSES, OutcomeClass
 
 HDR_LOWEST_US = 1
 HDR_HIGHEST_US = 3_600_000_000

@@ -18,7 +18,8 @@ import numpy as np
 
 from loadtests.orchestration.capacity_search import Probe
 from reports.hdr import decode_sparse, dense, percentiles_ms
-from reports.runfolder import GOOD, read_window_records
+from runfolder.layout import read_window_records
+from runfolder.outcomes import GOOD
 
 REJECTION_CODES = {"RATE_LIMITED", "CHANNEL_BUSY", "REPLICA_UNAVAILABLE", "NO_HEALTHY_REPLICA"}
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from reports.runfolder import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
+from runfolder.events import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
 
 PROCESS_ACTIONS = {"kill", "pause", "resume", "restart"}
 UNDO = {"kill": "restart", "pause": "resume"}

@@ -12,11 +12,12 @@ from typing import Any
 import psutil
 
 from loadtests.errors import HarnessError, UsageError
-from loadtests.orchestration.run_folder import copy_ledger, read_cluster_events
+from loadtests.orchestration.run_folder import copy_ledger
 from mock_gateway.cluster.handle import ClusterProcess
 from mock_gateway.cluster.serve import STATE_FILE
 from mock_gateway.config import ConfigError, load_config
-from reports.runfolder import RunEvent, write_json
+from runfolder.events import RunEvent, read_cluster_events
+from runfolder.layout import write_json
 
 KILL_WAIT_S = 3.0  # for the replicas to die after their router (PR_SET_PDEATHSIG is prompt; reaping is not)
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 from loadtests.orchestration.chaos import ChaosEvent
 from loadtests.scenario.shapes import Fault
-from reports.runfolder import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
+from runfolder.events import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
 
 DETAIL_CHARS = 200
 OUTPUT_KEPT = 64 * 1024  # of a command's output, the tail its last line is taken from

@@ -1,7 +1,7 @@
 """The live status line of `surge run`: tails windows.jsonl as the Locust master appends it.
 
 `failed` is the newest second's share of failures among admitted attempts — one minus the success ratio the
-`min_success_ratio` SLO judges (reports.runfolder's algebra): a business decline is not a failure and a 429 is
+`min_success_ratio` SLO judges (runfolder.outcomes' algebra): a business decline is not a failure and a 429 is
 not admitted. Attempts that failed on the client's credentials (a target profile's AUTH_FAILED, SIGN_FAILED,
 UNAUTHORIZED, …) are not the service failing: they are shown apart, as `unauthorized`.
 
@@ -18,7 +18,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from reports.runfolder import AUTH_CODES, success_ratio
+from runfolder.outcomes import AUTH_CODES, success_ratio
 
 
 @dataclass

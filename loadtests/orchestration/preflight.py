@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from loadtests.errors import HarnessError, UsageError
 from loadtests.scenario.cluster_only import EMBEDDED_ACTIONS, PROCESS_ACTIONS, ignored_warnings, skipped_faults
 from loadtests.scenario.shapes import Fault, Scenario
-from reports.runfolder import FAULT_SKIPPED, RunEvent
+from runfolder.events import FAULT_SKIPPED, RunEvent
 
 REACH_TIMEOUT_S = 1.0
 DEFAULT_REPLICAS = 3  # of the embedded cluster, when --replicas is not given

@@ -1,24 +1,22 @@
-"""The orchestrator's part of a run folder (docs/internals.md §5), not Locust's or the reports': the folder itself, the
-cluster's events and the ledger copy after the load, and the hand-over to `reports`. The formats are
-`reports.runfolder`'s."""
+"""The orchestrator's part of a run folder (docs/internals.md §5), not Locust's or the reports': the folder itself,
+the ledger copy after the load, and the hand-over to `reports`. The formats are the `runfolder` package's."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
-from reports.claim import FolderTaken, claim, claim_new
 from reports.finalize import finalize_run
-from reports.runfolder import RunEvent, RunFolderError
+from runfolder.claim import FolderTaken, claim, claim_new
+from runfolder.layout import RunFolderError
 
 
 def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) -> Path:
     """`--out DIR` exactly, else runs/<UTC timestamp>-<scenario> (with a `-2` suffix if a run started in the same
-    second); claimed atomically (reports.claim), so a folder that holds a run, or that another run is writing,
+    second); claimed atomically (runfolder.claim), so a folder that holds a run, or that another run is writing,
     is refused and no earlier result is overwritten."""
     try:
         if out:
@@ -30,28 +28,6 @@ def new_run_dir(out: str | None, scenario_name: str, root: Path = Path("runs")) 
         raise UsageError(f"--out {out}: {exc}; choose an empty folder" if out else str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot create the run folder {out or root}: {exc.strerror}") from None
-
-
-def read_cluster_events(path: Path) -> list[RunEvent]:
-    """The cluster's JSON-lines events (docs/internals.md §3); a torn last line from a kill is skipped."""
-    events: list[RunEvent] = []
-    if not path.exists():
-        return events
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        events.append(
-            RunEvent(
-                float(raw["unix"]),
-                "cluster",
-                str(raw["kind"]),
-                str(raw.get("replica") or ""),
-                str(raw.get("detail") or ""),
-            )
-        )
-    return events
 
 
 def copy_ledger(source: Path, target: Path) -> bool:

@@ -34,7 +34,8 @@ from loadtests.orchestration.stopping import Interrupt
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
-from reports.runfolder import RunEvent, read_stop, write_events_csv
+from runfolder.events import RunEvent, write_events_csv
+from runfolder.stop import read_stop
 
 T = TypeVar("T")
 

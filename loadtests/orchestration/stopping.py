@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from reports.runfolder import EXIT_SIGINT, EXIT_SIGTERM, StoppedBy, StopRecord, write_stop
+from runfolder.stop import EXIT_SIGINT, EXIT_SIGTERM, StoppedBy, StopRecord, write_stop
 
 REASONS: dict[int, tuple[StoppedBy, str]] = {
     signal.SIGINT: ("sigint", "interrupted (SIGINT, Ctrl-C)"),

@@ -29,9 +29,9 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.scenario.scenario_file import write_scenario
 from loadtests.scenario.shapes import Scenario
 from loadtests.scenario.study import Study, variant_scenario
-from reports.claim import FolderTaken, claim
-from reports.runfolder import EXIT_SIGINT
 from reports.study import variant_row, write_study
+from runfolder.claim import FolderTaken, claim
+from runfolder.stop import EXIT_SIGINT
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from loadtests.errors import UsageError
 from loadtests.scenario.credentials import CredentialError, Signer, client_context, make_signer
 from loadtests.scenario.targets import check_target
-from reports.runfolder import TargetCaps, TargetMeta
+from runfolder.models import TargetCaps, TargetMeta
 
 PLACEHOLDERS = frozenset({"key", "user_id", "card_id", "channel", "amount_fen", "amount_yuan", "attempt"})
 # Fresh on every attempt (a retry of a payment is signed afresh); {access_token} needs [auth.oauth2].

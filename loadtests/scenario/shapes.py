@@ -31,7 +31,7 @@ from pydantic import (
 
 from loadtests.errors import UsageError
 from loadtests.scenario.trace import Replay, Trace, TraceError, read_trace, window_of
-from reports.runfolder import Slo
+from runfolder.models import Slo
 
 SPIKE_FACTOR = 5.0  # internals §4: a rise of at least 5x ...
 SPIKE_WITHIN_S = 5.0  # ... within 5 s is a spike

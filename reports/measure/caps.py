@@ -13,7 +13,8 @@ import pandas as pd
 
 from reports import invariants
 from reports.frames import RunFrames
-from reports.runfolder import SHANGHAI, ClusterClock, RunMeta
+from runfolder.clock import SHANGHAI, ClusterClock
+from runfolder.models import RunMeta
 
 
 def business_dates(unix: pd.Series, clock: ClusterClock | None) -> pd.Series:

@@ -1,6 +1,6 @@
 """What a run counted: attempts per outcome class, ratios, shares and the answers no rule matched.
 
-The outcome algebra is `reports.runfolder`'s (good, failures, admitted, rejected) and is used the same way
+The outcome algebra is `runfolder.outcomes`'s (good, failures, admitted, rejected) and is used the same way
 everywhere (SLOs, recovery, comparison, the live line of `surge run`):
 
 - *admitted* attempts are every completed attempt except `rate_limited`: a 429 is the gateway's advertised,
@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from reports.frames import CLASSES, RunFrames
-from reports.runfolder import ADMITTED, AUTH_CODES, FAILURES, GOOD, REJECTED, read_unmatched_sample
+from runfolder.history import read_unmatched_sample
+from runfolder.outcomes import ADMITTED, AUTH_CODES, FAILURES, GOOD, REJECTED
 
 
 def totals(frames: RunFrames) -> dict[str, int]:

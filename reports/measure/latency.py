@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from reports import hdr
-from reports.runfolder import ADMITTED
+from runfolder.outcomes import ADMITTED
 
 PERCENTILES = (50.0, 95.0, 99.0)
 

@@ -16,7 +16,9 @@ import pandas as pd
 
 from reports.frames import RunFrames
 from reports.measure.counters import class_sum
-from reports.runfolder import ADMITTED, FAILURES, FAULT_FAILED, FAULT_INJECTED, FAULT_SKIPPED, GOOD, RunMeta, Slo
+from runfolder.events import FAULT_FAILED, FAULT_INJECTED, FAULT_SKIPPED
+from runfolder.models import RunMeta, Slo
+from runfolder.outcomes import ADMITTED, FAILURES, GOOD
 
 RECOVERY_STREAK_S = 3
 RECOVERY_TAIL_S = 10.0

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from reports.runfolder import SHANGHAI, ClusterClock
+from runfolder.clock import SHANGHAI, ClusterClock
 from tests.support.procs import history, run_locust, windows
 
 TIMEOUT_S = 0.5

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loadtests.generator.history import HistoryWriter
-from reports.runfolder import HISTORY_COLUMNS, Attempt, history_line
+from runfolder.history import HISTORY_COLUMNS, Attempt, history_line
 
 
 def attempt(n: int) -> Attempt:

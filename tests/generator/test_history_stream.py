@@ -20,7 +20,7 @@ from loadtests.generator.stream import (
     HistoryStream,
     estimate_offset,
 )
-from reports.runfolder import Attempt
+from runfolder.history import Attempt
 
 
 def attempt(n: int) -> Attempt:

@@ -24,7 +24,8 @@ from loadtests.generator.policy import (
     should_retry,
 )
 from loadtests.generator.population import Card, User
-from reports.runfolder import SHANGHAI, ClusterClock, classify
+from runfolder.clock import SHANGHAI, ClusterClock
+from runfolder.outcomes import classify
 
 CARD_A, CARD_B, CARD_C = Card("u1-c1", "ICBC"), Card("u1-c2", "CCB"), Card("u1-c3", "CMB")
 USER = User("u1", (CARD_A, CARD_B, CARD_C))

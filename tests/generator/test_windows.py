@@ -16,7 +16,7 @@ from loadtests.generator.windows import (
     merge_all,
     new_histogram,
 )
-from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
+from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
 
 attempts = st.lists(
     st.tuples(

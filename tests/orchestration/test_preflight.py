@@ -16,10 +16,11 @@ from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.scenario.shapes import Fault, load_scenario
-from reports.claim import FolderTaken, claim, claim_new
 from reports.frames import read_events
 from reports.measure import recovery
-from reports.runfolder import RunMeta, write_events_csv
+from runfolder.claim import FolderTaken, claim, claim_new
+from runfolder.events import write_events_csv
+from runfolder.models import RunMeta
 
 CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
 

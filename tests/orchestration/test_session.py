@@ -11,7 +11,7 @@ import pytest
 from loadtests.errors import UsageError
 from loadtests.orchestration.session import choose_gateway, gateway_session
 from loadtests.orchestration.stopping import Interrupt
-from reports.runfolder import EVENT_COLUMNS, RunEvent
+from runfolder.events import EVENT_COLUMNS, RunEvent
 
 
 def options(host: str | None = None, config: Path | None = None, replicas: int | None = None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ import pytest
 
 from reports.finalize import finalize_run
 from reports.frames import load_run
-from reports.runfolder import RunFolderError
+from runfolder.layout import RunFolderError
 from tests.reports.runs import edit_json, edit_meta, ledger_execute
 
 SUMMARY_FIELDS = {"scenario", "seed", "scale", "valid", "exit_code", "totals", "slos", "invariants", "recovery"}

@@ -13,7 +13,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from reports import frames
-from reports.runfolder import RunFolderError
+from runfolder.layout import RunFolderError
 
 SCHEMA = (
     "CREATE TABLE repayments (repayment_id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, user_id TEXT "

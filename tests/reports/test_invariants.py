@@ -10,7 +10,7 @@ import pytest
 
 from reports import invariants
 from reports.frames import LEDGER_COLUMNS
-from reports.runfolder import HISTORY_COLUMNS
+from runfolder.history import HISTORY_COLUMNS
 
 CARD_CAPS = {"ICBC": 5_000_000}
 USER_CAP = 8_000_000

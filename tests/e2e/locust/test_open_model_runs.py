@@ -12,7 +12,7 @@ import pytest
 
 from loadtests.generator.windows import Window, decode_histogram
 from mock_gateway.config import load_config
-from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
+from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
 from tests.support.procs import generator, history, locust_exit_code, replica, run_locust, windows
 
 STEADY = """

@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.generator.policy import request_name
-from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
+from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
 from tests.support.procs import LOCUSTFILE, ROOT, history, replica, windows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]

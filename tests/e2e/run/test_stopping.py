@@ -30,7 +30,7 @@ import psutil
 import pytest
 
 from loadtests.orchestration.stopping import Interrupt
-from reports.runfolder import read_stop
+from runfolder.stop import read_stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

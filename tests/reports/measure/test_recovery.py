@@ -10,7 +10,9 @@ import pandas as pd
 from reports.frames import CLASSES, RunFrames, read_steps
 from reports.measure import recovery
 from reports.measure.recovery import Incident
-from reports.runfolder import EVENT_COLUMNS, HISTORY_COLUMNS, RunMeta, Slo, Span
+from runfolder.events import EVENT_COLUMNS
+from runfolder.history import HISTORY_COLUMNS
+from runfolder.models import RunMeta, Slo, Span
 
 SLO = Slo(min_success_ratio=0.99, max_p99_ms=500.0, max_recovery_s=5.0)
 STARTED = 1_000.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reports.runfolder import OUTCOME_CLASSES as OUTCOMES
-from reports.runfolder import classify, is_failure
+from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
+from runfolder.outcomes import classify, is_failure
 
 
 @pytest.mark.parametrize(

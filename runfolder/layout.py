@@ -1,0 +1,105 @@
+"""Where each file of a run folder lives, and the one way its JSON files are written and read.
+
+A run folder is written by three processes (surge, the Locust master, the reports) and read by CI, `surge
+compare` and people; every writer goes through `write_json` (atomic, so no reader sees half a file) and every
+reader through `read_json_object`, which turns a missing or broken file into one readable `RunFolderError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+# A JSON number kept as written: a float field would turn a recorded 30 into 30.0 and change the bytes.
+Number = int | float
+
+
+class RunFolderError(ValueError):
+    """The folder is not a readable run folder; the message names the file and the problem in one line."""
+
+
+def write_json(path: Path, data: BaseModel | Mapping[str, Any], *, replace: bool = True) -> None:
+    """Atomically, so a reader — CI, `surge compare`, a probe, the locustfile — never sees half a file: the text
+    is made first (strict JSON, no NaN: a ValueError leaves the old file alone), written to an exclusively
+    created scratch file beside the target (mode from the umask, like any other file of the folder) and renamed
+    over it; a failure removes the scratch. UTF-8, two-space indent, one trailing newline.
+
+    `replace=False` keeps a file already there (FileExistsError): the scratch is hard-linked to the name, which
+    fails rather than overwrites, so of two racing writers the first one's whole file stays (stop.json)."""
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else dict(data)
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with scratch.open("x", encoding="utf-8") as out:
+            out.write(text)
+        if replace:
+            scratch.replace(path)
+        else:
+            os.link(scratch, path)
+            scratch.unlink()
+    except BaseException:
+        scratch.unlink(missing_ok=True)
+        raise
+
+
+def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:
+    """A JSON object file of a run folder; `{}` when an optional one is absent; RunFolderError otherwise."""
+    if not path.exists():
+        if required:
+            raise RunFolderError(f"{path} is missing: not a run folder")
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_window_records(run_dir: Path) -> list[dict[str, Any]]:
+    """windows.jsonl as plain dicts (no histogram decoded); empty when absent. `reports.frames` reads the same
+    file into pandas frames; this is for the light readers (a capacity probe's verdict, merging probes)."""
+    path = run_dir / "windows.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class OpenModel(BaseModel):
+    """A run-folder file: unknown keys are kept (see `runfolder.models`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def read_optional(path: Path, model: type[_Model]) -> _Model | None:
+    """An optional JSON file of the folder as `model`; None when absent (or empty)."""
+    raw = read_json_object(path, required=False)
+    return _validated(path, raw, model) if raw else None
+
+
+def _validated(path: Path, raw: dict[str, Any], model: type[_Model]) -> _Model:
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{where}: {error['msg']}"
+
+
+def read_model(path: Path, model: type[_Model]) -> _Model:
+    """A required JSON file of the folder as `model`; RunFolderError when it is missing or does not fit."""
+    return _validated(path, read_json_object(path, required=True), model)
