@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from mock_gateway.clock import SimClock, business_date, resets_at
-from tests.gateway.conftest import ManualWall
+from tests.mock_gateway.conftest import ManualWall
 
 
 def test_speed_and_anchor() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import aiohttp
 
-from tests.cluster.conftest import FAST_CHANNEL, StartCluster
-from tests.cluster.test_failover import admin
-from tests.cluster.traffic import repayment
+from tests.mock_gateway.cluster.conftest import FAST_CHANNEL, StartCluster
+from tests.mock_gateway.cluster.test_failover import admin
+from tests.mock_gateway.cluster.traffic import repayment
 
 ASYNC = [{**FAST_CHANNEL, "settlement": "async", "settle_ms": {"median": 100, "p99": 200}}]
 

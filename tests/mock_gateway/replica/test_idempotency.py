@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from mock_gateway.replica.app import STATE_KEY
-from tests.gateway.conftest import body
+from tests.mock_gateway.conftest import body
 
 
 def ledger_counts(path: Path) -> tuple[int, int]:

@@ -11,8 +11,8 @@ import pytest
 from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.router import Router, RouterSettings
 from mock_gateway.config import ConfigError, load_config
-from tests.gateway.conftest import ManualWall
-from tests.gateway.test_daily_caps import fast_clock, pay
+from tests.mock_gateway.conftest import ManualWall
+from tests.mock_gateway.replica.test_daily_caps import fast_clock, pay
 
 FESTIVAL = {
     "from": "2026-11-11T00:00:00+08:00",

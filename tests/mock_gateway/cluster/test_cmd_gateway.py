@@ -17,7 +17,7 @@ import pytest
 
 from loadtests.cli import gateway as cmd_gateway
 from loadtests.errors import UsageError
-from tests.cluster.conftest import assert_all_gone, process_tree
+from tests.mock_gateway.cluster.conftest import assert_all_gone, process_tree
 
 SURGE = [sys.executable, "-m", "loadtests.cli.main", "gateway"]
 

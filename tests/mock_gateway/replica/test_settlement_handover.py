@@ -16,8 +16,17 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.callbacks import ASYNC_CHANNEL, SECRET, Receiver, metric, post, receiver, status_of, until_final
-from tests.gateway.conftest import ADMIN, QUIET, Replica, body
+from tests.mock_gateway.conftest import ADMIN, QUIET, Replica, body
+from tests.mock_gateway.replica.callbacks import (
+    ASYNC_CHANNEL,
+    SECRET,
+    Receiver,
+    metric,
+    post,
+    receiver,
+    status_of,
+    until_final,
+)
 
 LEASE_MS = 1500
 TIMEOUT = aiohttp.ClientTimeout(total=30)

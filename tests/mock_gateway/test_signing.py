@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.gateway.conftest import QUIET, REPO, Replica, body, merge
+from tests.mock_gateway.conftest import QUIET, REPO, Replica, body, merge
 
 KEY = "gateway-sign-key-0c7e"
 ENV = "GATEWAY_TEST_SIGN_KEY"

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from mock_gateway.clock import SHANGHAI, SimClock
-from tests.gateway.conftest import ManualWall, body
+from tests.mock_gateway.conftest import ManualWall, body
 
 
 def fast_clock(start: str, wall: ManualWall, speed: float = 1440) -> SimClock:

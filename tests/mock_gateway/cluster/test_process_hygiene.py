@@ -17,8 +17,8 @@ import pytest
 from mock_gateway.cluster.handle import ClusterProcess
 from mock_gateway.cluster.serve import ClusterStartError
 from mock_gateway.config import ConfigError
-from tests.cluster.conftest import StartCluster, assert_all_gone, process_tree
-from tests.cluster.events_file import read_events
+from tests.mock_gateway.cluster.conftest import StartCluster, assert_all_gone, process_tree
+from tests.mock_gateway.cluster.events_file import read_events
 
 
 def run_cluster_cli(*args: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]:

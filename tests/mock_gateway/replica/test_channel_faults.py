@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.gateway.conftest import ADMIN, Replica, body
+from tests.mock_gateway.conftest import ADMIN, Replica, body
 
 LATENCY_MS = 400
 

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.gateway.conftest import QUIET, REPO, body, merge
+from tests.mock_gateway.conftest import QUIET, REPO, body, merge
 
 VALID = body(user="u-bad", card="c-bad", channel="ICBC", amount=1000)
 ID_FIELDS = ("user_id", "card_id", "channel")

@@ -24,9 +24,9 @@ from mock_gateway.cluster.health import Mode, ReplicaPool
 from mock_gateway.cluster.serve import write_private_json
 from mock_gateway.cluster.supervisor import Supervisor
 from mock_gateway.problems import problem_middleware
-from tests.cluster.conftest import StartCluster
-from tests.cluster.test_failover import admin
-from tests.cluster.traffic import Payment, pay, repayment
+from tests.mock_gateway.cluster.conftest import StartCluster
+from tests.mock_gateway.cluster.test_failover import admin
+from tests.mock_gateway.cluster.traffic import Payment, pay, repayment
 
 
 def mode_of(path: Path) -> int:

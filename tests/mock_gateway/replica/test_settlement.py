@@ -16,8 +16,8 @@ import aiohttp
 import pytest
 
 from mock_gateway.config import ConfigError, load_config
-from tests.gateway.callbacks import ASYNC_CHANNEL, SECRET, metric, post, receiver, status_of, until_final
-from tests.gateway.conftest import ADMIN, QUIET, REPO, Replica, body, merge
+from tests.mock_gateway.conftest import ADMIN, QUIET, REPO, Replica, body, merge
+from tests.mock_gateway.replica.callbacks import ASYNC_CHANNEL, SECRET, metric, post, receiver, status_of, until_final
 
 TIMEOUT = aiohttp.ClientTimeout(total=30)
 

@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 
 from mock_gateway.replica.ledger import UNREADY_AFTER_FAILED_COMMITS
-from tests.gateway.conftest import QUIET, REPO, Replica, body, merge
+from tests.mock_gateway.conftest import QUIET, REPO, Replica, body, merge
 
 FSIZE_LIMIT = 256 * 1024
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.gateway.conftest import ADMIN, body
+from tests.mock_gateway.conftest import ADMIN, body
 
 
 async def pay(client: Any, key: str, **fields: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.gateway.conftest import ADMIN, body
+from tests.mock_gateway.conftest import ADMIN, body
 
 
 async def test_get_repayment_returns_what_was_acknowledged(make_config: Any, make_client: Any) -> None:

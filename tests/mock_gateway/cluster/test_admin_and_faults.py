@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from mock_gateway.cluster.handle import ClusterProcess
-from tests.cluster.conftest import StartCluster
-from tests.cluster.events_file import read_events, wait_event
-from tests.cluster.traffic import Payment, ledger_rows, pay, repayment
+from tests.mock_gateway.cluster.conftest import StartCluster
+from tests.mock_gateway.cluster.events_file import read_events, wait_event
+from tests.mock_gateway.cluster.traffic import Payment, ledger_rows, pay, repayment
 
 
 @pytest.fixture

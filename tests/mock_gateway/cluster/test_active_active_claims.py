@@ -17,10 +17,10 @@ from typing import Any
 
 import aiohttp
 
-from tests.cluster.conftest import FAST_CHANNEL, StartCluster
-from tests.cluster.events_file import wait_event
-from tests.cluster.test_failover import admin
-from tests.cluster.traffic import ledger_rows, repayment
+from tests.mock_gateway.cluster.conftest import FAST_CHANNEL, StartCluster
+from tests.mock_gateway.cluster.events_file import wait_event
+from tests.mock_gateway.cluster.test_failover import admin
+from tests.mock_gateway.cluster.traffic import ledger_rows, repayment
 
 SLOW_BANK = [{**FAST_CHANNEL, "latency_ms": {"median": 600, "p99": 800}}]
 

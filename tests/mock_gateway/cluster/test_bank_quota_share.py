@@ -14,8 +14,8 @@ from collections import Counter
 
 import aiohttp
 
-from tests.cluster.conftest import FAST_CHANNEL, StartCluster
-from tests.cluster.traffic import repayment
+from tests.mock_gateway.cluster.conftest import FAST_CHANNEL, StartCluster
+from tests.mock_gateway.cluster.traffic import repayment
 
 TPS = 4
 PAYMENTS = 24

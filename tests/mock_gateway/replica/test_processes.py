@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 
 from mock_gateway.limits import default_burst
-from tests.gateway.conftest import REPO, Replica, body
+from tests.mock_gateway.conftest import REPO, Replica, body
 
 FAST_CARD = {
     "code": "ICBC",
