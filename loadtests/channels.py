@@ -13,7 +13,7 @@ import json
 import urllib.error
 import urllib.request
 
-from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.model import Scenario
 
 TIMEOUT_S = 3.0
 

@@ -61,6 +61,8 @@ from loadtests.generator.transport import Transport
 from loadtests.meta import run_meta
 from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.credentials import certificate_expiry
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import (
     MAX_BODY_BYTES,
     TargetProfile,
@@ -70,7 +72,6 @@ from loadtests.scenario.profile import (
     tls_context,
     uses_tls,
 )
-from loadtests.scenario.shapes import Scenario, load_scenario
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.console_text import one_line

@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.model import Scenario
 from runfolder.models import Phase, RunMeta, SettlementMeta, Span
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

@@ -51,7 +51,7 @@ def _forecast() -> type[BaseModel]:
 
 
 def _scenario() -> type[BaseModel]:
-    from loadtests.scenario.shapes import Scenario
+    from loadtests.scenario.model import Scenario
 
     return Scenario
 

@@ -36,6 +36,7 @@ from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
 from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.orchestration.scenario_file import write_scenario
 from loadtests.orchestration.session import (
     GatewayChoice,
     check_before_start,
@@ -45,9 +46,9 @@ from loadtests.orchestration.session import (
 )
 from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.orchestration.target_ledger import copy_target_ledger
+from loadtests.scenario.files import load_scenario, validated_scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
-from loadtests.scenario.scenario_file import write_scenario
-from loadtests.scenario.shapes import Scenario, load_scenario, validated_scenario
 from reports.console_text import one_line
 from runfolder.events import RunEvent
 from runfolder.layout import read_window_records, write_json

@@ -56,8 +56,9 @@ from loadtests.orchestration.session import (
 from loadtests.orchestration.stopping import Interrupt
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.credentials import certificate_expiry
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
-from loadtests.scenario.shapes import Scenario, load_scenario
 from reports.console_text import one_line
 from reports.verify import verify_run
 from runfolder.events import RunEvent

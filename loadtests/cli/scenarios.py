@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from loadtests.scenario.shapes import builtin_scenarios, load_scenario
+from loadtests.scenario.files import builtin_scenarios, load_scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from loadtests.generator.windows import Window, WindowBook, new_histogram
-from loadtests.scenario.shapes import AbortRule
+from loadtests.scenario.parts import AbortRule
 
 COMPLETE_AFTER_S = 2  # second t is complete once t + COMPLETE_AFTER_S has begun (see the module docstring)
 RATIO_CLASSES = {

@@ -28,7 +28,7 @@ from loadtests.generator.recorder import ProcessRecorder
 from loadtests.generator.settlement import Settler
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
-from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.trace import TraceArrival
 from runfolder.clock import ClusterClock
 

@@ -15,7 +15,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loadtests.scenario.shapes import Population as PopulationSpec
+from loadtests.scenario.parts import Population as PopulationSpec
 from loadtests.scenario.trace import TraceArrival
 
 log = logging.getLogger("surge")

@@ -43,7 +43,9 @@ from loadtests.generator.stream import (
     estimate_offset,
 )
 from loadtests.generator.windows import Window, WindowBook
-from loadtests.scenario.shapes import AbortRule, Scenario, load_scenario
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.model import Scenario
+from loadtests.scenario.parts import AbortRule
 from reports.console_text import one_line
 from runfolder.history import Attempt
 from runfolder.layout import RunFolderError, write_json

@@ -8,7 +8,7 @@ on the same hub as the users, no thread, requests parsed by llhttp) takes the de
 The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
 recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
 generator's memory or greenlets grow without end. Every watcher stops `settle_timeout_s` after the run's last
-arrival (plus `shapes.SETTLE_GRACE_S`); what is not final then is recorded `processing` (stuck).
+arrival (plus `scenario.model.SETTLE_GRACE_S`); what is not final then is recorded `processing` (stuck).
 
 The history row of an accepted attempt is written when its watching ends (at the process's end), so that
 duplicates delivered after the final state are counted in it (`callback_dups`, `flipped_to`). Callbacks are

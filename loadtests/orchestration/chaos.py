@@ -29,7 +29,7 @@ UNDO = {"kill": "restart", "pause": "resume"}
 
 
 class FaultLike(Protocol):
-    """What the player needs of a scenario fault (loadtests.scenario.shapes.Fault satisfies it)."""
+    """What the player needs of a scenario fault (loadtests.scenario.parts.Fault satisfies it)."""
 
     @property
     def at_s(self) -> float: ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from loadtests.scenario.shapes import Fault, FaultAction
+from loadtests.scenario.parts import Fault, FaultAction
 
 
 def chaos_schedule(

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from loadtests.orchestration.chaos import ChaosEvent
-from loadtests.scenario.shapes import Fault
+from loadtests.scenario.parts import Fault
 from runfolder.events import FAULT_CLEARED, FAULT_FAILED, FAULT_INJECTED
 
 DETAIL_CHARS = 200

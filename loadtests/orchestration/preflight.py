@@ -23,7 +23,8 @@ from urllib.parse import urlsplit
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.scenario.cluster_only import EMBEDDED_ACTIONS, PROCESS_ACTIONS, ignored_warnings, skipped_faults
-from loadtests.scenario.shapes import Fault, Scenario
+from loadtests.scenario.model import Scenario
+from loadtests.scenario.parts import Fault
 from runfolder.events import FAULT_SKIPPED, RunEvent
 
 REACH_TIMEOUT_S = 1.0

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 from loadtests.orchestration import preflight
 from loadtests.orchestration.embedded import kill_and_collect, start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.stopping import Interrupt
-from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.targets import check_target
 from mock_gateway.cluster.handle import ClusterProcess
 from runfolder.events import RunEvent, write_events_csv

@@ -25,9 +25,9 @@ from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.embedded import validated_config
+from loadtests.orchestration.scenario_file import write_scenario
 from loadtests.orchestration.stopping import StoppedBySignal
-from loadtests.scenario.scenario_file import write_scenario
-from loadtests.scenario.shapes import Scenario
+from loadtests.scenario.model import Scenario
 from loadtests.scenario.study import Study, variant_scenario
 from reports.study import variant_row, write_study
 from runfolder.claim import FolderTaken, claim

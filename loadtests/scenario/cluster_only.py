@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from loadtests.scenario.shapes import Fault, Scenario
+from loadtests.scenario.model import Scenario
+from loadtests.scenario.parts import Fault
 
 PROCESS_ACTIONS = frozenset({"kill", "pause", "resume", "restart"})
 # Every built-in action drives the embedded cluster's admin API; a fault kind that can run against any target

@@ -15,7 +15,8 @@ from pathlib import Path
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loadtests.errors import UsageError
-from loadtests.scenario.shapes import BillDistribution, first_error
+from loadtests.scenario.files import first_error
+from loadtests.scenario.parts import BillDistribution
 
 
 class ForecastFileError(UsageError):

@@ -22,14 +22,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loadtests.scenario.shapes import (
-    ClientConfig,
-    Scenario,
-    ScenarioError,
-    builtin_scenarios,
-    first_error,
-    load_scenario,
-)
+from loadtests.scenario.files import builtin_scenarios, first_error, load_scenario
+from loadtests.scenario.model import Scenario, ScenarioError
+from loadtests.scenario.parts import ClientConfig
 
 DEFAULT_REPLICAS = 3  # as `surge run`
 

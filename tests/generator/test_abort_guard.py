@@ -6,7 +6,8 @@ import pytest
 
 from loadtests.generator.abort import COMPLETE_AFTER_S, AbortGuard, measure
 from loadtests.generator.windows import Window
-from loadtests.scenario.shapes import AbortRule, builtin_scenarios, load_scenario
+from loadtests.scenario.files import builtin_scenarios, load_scenario
+from loadtests.scenario.parts import AbortRule
 
 RULE = AbortRule(metric="error_ratio", above=0.25, window_s=5, grace_s=2)
 

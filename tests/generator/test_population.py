@@ -7,8 +7,8 @@ import random
 import pytest
 
 from loadtests.generator.population import Population
-from loadtests.scenario.shapes import BillDistribution
-from loadtests.scenario.shapes import Population as Spec
+from loadtests.scenario.parts import BillDistribution
+from loadtests.scenario.parts import Population as Spec
 
 CHANNELS = ["ICBC", "CCB", "ABC", "BOC", "CMB"]
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from loadtests.orchestration.chaos import ChaosPlayer
-from loadtests.scenario.shapes import Fault
+from loadtests.scenario.parts import Fault
 
 TOKEN = "t0ken"
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from loadtests.cli.main import main
-from loadtests.scenario.shapes import load_scenario
+from loadtests.scenario.files import load_scenario
 
 HOURLY = [360, 720, 1440, 360]  # payments in hours 20:00-23:00 of 2025-06-18
 

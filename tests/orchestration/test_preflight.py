@@ -15,7 +15,8 @@ import pytest
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.run_folder import new_run_dir
-from loadtests.scenario.shapes import Fault, load_scenario
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.parts import Fault
 from reports.frames import read_events
 from reports.measure import recovery
 from runfolder.claim import FolderTaken, claim, claim_new

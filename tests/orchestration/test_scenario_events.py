@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from loadtests.cli.run import _scenario_events
-from loadtests.scenario.shapes import load_scenario
+from loadtests.scenario.files import load_scenario
 
 
 def test_spike_start_names_the_spikes_peak() -> None:

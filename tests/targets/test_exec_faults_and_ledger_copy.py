@@ -17,8 +17,8 @@ from loadtests.errors import HarnessError
 from loadtests.orchestration.chaos import ChaosEvent
 from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.target_ledger import copy_target_ledger, database_url
+from loadtests.scenario.parts import Fault
 from loadtests.scenario.profile import LedgerSpec
-from loadtests.scenario.shapes import Fault
 from reports.frames import read_ledger
 from tests.support.postgres import Postgres
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from loadtests.orchestration.chaos_schedule import chaos_schedule
-from loadtests.scenario.scenario_file import write_scenario
-from loadtests.scenario.shapes import RatePoint, load_scenario
+from loadtests.orchestration.scenario_file import write_scenario
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.parts import RatePoint
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 

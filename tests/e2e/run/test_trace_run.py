@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from loadtests.scenario.shapes import load_scenario
+from loadtests.scenario.files import load_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

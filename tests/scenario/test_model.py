@@ -9,7 +9,8 @@ import pytest
 
 from loadtests.errors import UsageError
 from loadtests.generator.arrivals import RateCurve
-from loadtests.scenario.shapes import ScenarioError, builtin_scenarios, load_scenario
+from loadtests.scenario.files import builtin_scenarios, load_scenario
+from loadtests.scenario.model import ScenarioError
 
 BUILTINS = {
     "double11",

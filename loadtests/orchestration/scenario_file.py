@@ -7,7 +7,8 @@ from pathlib import Path
 
 import tomli_w
 
-from loadtests.scenario.shapes import Scenario, load_scenario
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.model import Scenario
 
 
 def write_scenario(scenario: Scenario, path: Path) -> Path:

@@ -10,7 +10,7 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
-from loadtests.scenario.shapes import load_scenario
+from loadtests.scenario.files import load_scenario
 from loadtests.scenario.trace import read_trace
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 from loadtests.generator.population import Population
-from loadtests.scenario.shapes import Population as PopulationSpec
-from loadtests.scenario.shapes import ScenarioError, load_scenario
+from loadtests.scenario.files import load_scenario
+from loadtests.scenario.model import ScenarioError
+from loadtests.scenario.parts import Population as PopulationSpec
 from loadtests.scenario.trace import Replay, TraceArrival, TraceError, read_trace, window_of
 
 START = "2025-06-18T12:00:00+08:00"
