@@ -64,7 +64,6 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import (
-    MAX_BODY_BYTES,
     TargetProfile,
     load_profile,
     signer,
@@ -72,6 +71,7 @@ from loadtests.scenario.profile import (
     tls_context,
     uses_tls,
 )
+from loadtests.scenario.profile_answers import MAX_BODY_BYTES
 from mock_gateway.lifeline import die_with_parent
 from mock_gateway.net import is_loopback_host
 from reports.console_text import one_line

@@ -29,7 +29,8 @@ import gevent
 from gevent.event import Event
 
 from loadtests.generator.http1 import Connections
-from loadtests.scenario.profile import OAuth2Spec, expand_env
+from loadtests.scenario.profile_request import OAuth2Spec
+from loadtests.scenario.profile_templates import expand_env
 from runfolder.outcomes import AUTH_FAILED, TLS_FAILED
 
 NO_ANSWER = (OSError, HTTPException, gevent.Timeout)  # as transport.py's, without importing Locust here

@@ -40,7 +40,7 @@ import gevent.socket
 import gevent.ssl
 from geventhttpclient._parser import HTTPResponseParser
 
-from loadtests.scenario.profile import MAX_BODY_BYTES  # a target profile's `response.max_body_bytes` default
+from loadtests.scenario.profile_answers import MAX_BODY_BYTES  # a target profile's `response.max_body_bytes` default
 
 RECV_BYTES = 16384
 MAX_HEAD_BYTES = 64 << 10  # status line and header fields, interim 1xx answers included: nginx's default is 8 KiB

@@ -46,7 +46,8 @@ from loadtests.generator.receiver import Receiver
 from loadtests.generator.target import StatusPoll
 from loadtests.generator.templates import Values
 from loadtests.generator.transport import Reply, Transport
-from loadtests.scenario.profile import SettleCallback, parse_pointer, parse_template
+from loadtests.scenario.profile_answers import SettleCallback
+from loadtests.scenario.profile_templates import parse_pointer, parse_template
 from runfolder.history import Attempt
 from runfolder.layout import write_json
 from runfolder.outcomes import SETTLED_STATES

@@ -18,7 +18,9 @@ from loadtests.generator.bodies import MISSING, UNREADABLE_BODY, read_json, reso
 from loadtests.generator.policy import header_seconds
 from loadtests.generator.templates import CompiledTemplate, RequestBuilder, Values
 from loadtests.scenario.credentials import Signer
-from loadtests.scenario.profile import ResponseRule, SettlePoll, SettleRule, TargetProfile, parse_pointer
+from loadtests.scenario.profile import TargetProfile
+from loadtests.scenario.profile_answers import ResponseRule, SettlePoll, SettleRule
+from loadtests.scenario.profile_templates import parse_pointer
 from runfolder.outcomes import UNAUTHORIZED, OutcomeClass, classify
 
 

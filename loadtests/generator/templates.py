@@ -22,16 +22,8 @@ from urllib.parse import quote, quote_plus
 
 from loadtests.generator.bodies import resolve
 from loadtests.scenario.credentials import Signer
-from loadtests.scenario.profile import (
-    FORM,
-    FRESH,
-    JSON,
-    MESSAGE_ONLY,
-    Segment,
-    TargetProfile,
-    parse_pointer,
-    parse_template,
-)
+from loadtests.scenario.profile import TargetProfile
+from loadtests.scenario.profile_templates import FORM, FRESH, JSON, MESSAGE_ONLY, Segment, parse_pointer, parse_template
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import gevent
 from locust.event import EventHook
 
 from loadtests.generator.http1 import Connections, Headers
-from loadtests.scenario.profile import MAX_BODY_BYTES
+from loadtests.scenario.profile_answers import MAX_BODY_BYTES
 
 # What comes back instead of an answer: a refused, reset or closed connection and TLS errors (OSError), the
 # attempt's timeout (TimeoutError is an OSError), gevent's Timeout, an unparsable or cut-off response

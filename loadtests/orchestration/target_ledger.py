@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from loadtests.errors import HarnessError
-from loadtests.scenario.profile import LedgerSpec, expand_url, single_statement
+from loadtests.scenario.profile_ledger import LedgerSpec, expand_url, single_statement
 from reports.console_text import one_line
 from reports.frames import read_history
 

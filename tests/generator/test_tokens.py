@@ -18,7 +18,7 @@ import gevent
 import pytest
 
 from loadtests.generator.auth import Tokens, tls_refused
-from loadtests.scenario.profile import OAuth2Spec
+from loadtests.scenario.profile_request import OAuth2Spec
 from tests.support.postgres import free_port
 
 SECRET = "client-secret-31f9"

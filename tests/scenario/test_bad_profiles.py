@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from loadtests.scenario.profile import ProfileError, load_profile
+from loadtests.scenario.profile import load_profile
+from loadtests.scenario.profile_templates import ProfileError
 
 SURGE = Path(sys.executable).with_name("surge")
 ACME = (Path(__file__).resolve().parents[2] / "examples" / "acme" / "target.toml").read_text(encoding="utf-8")

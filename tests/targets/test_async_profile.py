@@ -25,7 +25,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from loadtests.scenario.profile import ProfileError, check_settlement, load_profile
+from loadtests.scenario.profile import check_settlement, load_profile
+from loadtests.scenario.profile_templates import ProfileError
 from tests.support.procs import history, run_locust
 
 SURGE = Path(sys.executable).with_name("surge")

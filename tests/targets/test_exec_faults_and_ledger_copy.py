@@ -18,7 +18,7 @@ from loadtests.orchestration.chaos import ChaosEvent
 from loadtests.orchestration.exec_faults import ExecPlayer
 from loadtests.orchestration.target_ledger import copy_target_ledger, database_url
 from loadtests.scenario.parts import Fault
-from loadtests.scenario.profile import LedgerSpec
+from loadtests.scenario.profile_ledger import LedgerSpec
 from reports.frames import read_ledger
 from tests.support.postgres import Postgres
 

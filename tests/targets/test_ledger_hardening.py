@@ -15,7 +15,9 @@ from pydantic import ValidationError
 from loadtests.errors import HarnessError
 from loadtests.orchestration import target_ledger
 from loadtests.orchestration.target_ledger import copy_target_ledger, database_url, fetch_rows
-from loadtests.scenario.profile import LedgerSpec, ProfileError, load_profile
+from loadtests.scenario.profile import load_profile
+from loadtests.scenario.profile_ledger import LedgerSpec
+from loadtests.scenario.profile_templates import ProfileError
 from tests.support.postgres import Postgres
 
 COLUMNS = "'k1' AS key, 'c1' AS card_id, 'u1' AS user_id, 100 AS amount_fen, '2026-11-11' AS business_date"

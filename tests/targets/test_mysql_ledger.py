@@ -15,7 +15,7 @@ import pytest
 
 from loadtests.errors import HarnessError
 from loadtests.orchestration.target_ledger import copy_target_ledger
-from loadtests.scenario.profile import LedgerSpec
+from loadtests.scenario.profile_ledger import LedgerSpec
 from reports.frames import read_ledger
 from tests.support.mariadb import DATABASE, USER, MariaDB, start
 

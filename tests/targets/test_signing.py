@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from loadtests.generator.target import Classifier, TargetApi
 from loadtests.generator.templates import Values
-from loadtests.scenario.profile import ProfileError, load_profile, signer
+from loadtests.scenario.profile import load_profile, signer
+from loadtests.scenario.profile_templates import ProfileError
 
 SURGE = Path(sys.executable).with_name("surge")
 SECRET = "hmac-secret-77aa"
