@@ -13,6 +13,7 @@ COPY mock_gateway ./mock_gateway
 COPY loadtests ./loadtests
 COPY reports ./reports
 COPY runfolder ./runfolder
+COPY errortext ./errortext
 # surge from this repository (not an editable install: the image holds what was built); the source stays in
 # /opt/surge so that the Locust operator can name the locustfile by its path
 RUN pip install . \

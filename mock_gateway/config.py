@@ -18,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from errortext.validation import describe
 from mock_gateway.quotas import Caps
 
 ENV_PREFIX = "SURGE_"
@@ -381,7 +382,7 @@ def load_config(
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc)) from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -430,36 +431,3 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             _merge(current, value)
         else:
             base[key] = dict(value) if isinstance(value, Mapping) else value
-
-
-def _describe(exc: ValidationError) -> str:
-    """The first problem, shaped like attrs' messages: "limits.user_tps must be > 0 (got -5)"."""
-    error = exc.errors()[0]
-    path = _dotted(error["loc"])
-    ctx = error.get("ctx") or {}
-    got = error.get("input")
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"unknown key '{path}'"
-    if kind == "missing":
-        return f"{path} is required"
-    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
-    if kind in bounds:
-        bound = next(iter(ctx.values()))
-        shown = int(bound) if isinstance(bound, float) and bound.is_integer() else bound
-        return f"{path} must be {bounds[kind]} {shown} (got {got!r})"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    where = path or "config"
-    if isinstance(got, dict | list):
-        return f"{where}: {message}"
-    return f"{where}: {message} (got {got!r})"
-
-
-def _dotted(loc: tuple[int | str, ...]) -> str:
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from errortext.validation import describe
+
 # A JSON number kept as written: a float field would turn a recorded 30 into 30.0 and change the bytes.
 Number = int | float
 
@@ -91,13 +93,7 @@ def _validated(path: Path, raw: dict[str, Any], model: type[_Model]) -> _Model:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise RunFolderError(f"{path}: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    return f"{where}: {error['msg']}"
+        raise RunFolderError(f"{path}: {describe(exc)}") from None
 
 
 def read_model(path: Path, model: type[_Model]) -> _Model:

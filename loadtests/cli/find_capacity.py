@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from errortext.validation import describe
 from loadtests.channels import default_channels
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.console import console as cli_console
@@ -142,17 +143,13 @@ def _probe_base(args: argparse.Namespace) -> Scenario:
     """The base scenario with the command line's SLO overrides and without faults, validated like a scenario
     file: `--slo-success 1.5` is a usage error (exit 2) naming the option, before anything starts."""
     base = load_scenario(args.scenario_base)
-    options = {
-        "max_p99_ms": ("--slo-p99-ms", args.slo_p99_ms),
-        "min_success_ratio": ("--slo-success", args.slo_success),
-    }
-    overrides = {key: value for key, (_, value) in options.items() if value is not None}
+    options = {"max_p99_ms": "--slo-p99-ms", "min_success_ratio": "--slo-success"}
+    given = {"max_p99_ms": args.slo_p99_ms, "min_success_ratio": args.slo_success}
+    overrides = {key: value for key, value in given.items() if value is not None}
     try:
         slo = Slo.model_validate(base.slo.model_dump() | overrides)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        option, value = options[str(error["loc"][0])]
-        raise UsageError(f"{option}: {error['msg'].lower()} (got {value:g})") from None
+        raise UsageError(describe(exc, keys=options)) from None
     return validated_scenario(base, slo=slo, faults=[])
 
 

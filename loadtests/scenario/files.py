@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from errortext.validation import describe
 from loadtests.scenario.model import Scenario, ScenarioError
 
 
@@ -36,7 +37,7 @@ def load_scenario(ref: str) -> Scenario:
     try:
         return Scenario.model_validate(data, context={"base_dir": str(path.parent)})
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {path}: {first_error(exc)}") from None
+        raise ScenarioError(f"scenario {path}: {describe(exc)}") from None
 
 
 def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
@@ -45,23 +46,4 @@ def validated_scenario(base: Scenario, **changes: Any) -> Scenario:
     try:
         return Scenario.model_validate(base.model_dump() | changes)
     except ValidationError as exc:
-        raise ScenarioError(f"scenario {base.name}: {first_error(exc)}") from None
-
-
-def first_error(exc: ValidationError) -> str:
-    """Pydantic's first complaint as "'rate.2.per_s' must be ... (got -5)"; the rest follow once it is fixed.
-
-    An unknown key comes first: a typo (`duraton_s`) also makes the real key missing, and "unknown key
-    'duraton_s'" is the line that tells the user what to fix."""
-    errors = exc.errors()
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"unknown key '{key}'"
-    if error["type"] == "missing":
-        return f"missing key '{key}'"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if not error["loc"] and message.startswith("'"):
-        return message  # a model-level check that names its own key
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"'{key}' {message[0].lower()}{message[1:]} (got {error.get('input')!r}){more}"
+        raise ScenarioError(f"scenario {base.name}: {describe(exc)}") from None

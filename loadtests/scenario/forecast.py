@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from errortext.validation import describe
 from loadtests.errors import UsageError
-from loadtests.scenario.files import first_error
 from loadtests.scenario.parts import BillDistribution
 
 
@@ -155,7 +155,7 @@ def load_forecast(path: Path) -> ForecastFile:
     try:
         forecast = ForecastFile.model_validate(data)
     except ValidationError as exc:
-        raise ForecastFileError(f"forecast {path}: {first_error(exc)}") from None
+        raise ForecastFileError(f"forecast {path}: {describe(exc)}") from None
     base = path.resolve().parent
 
     def absolute(value: str | None) -> str | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, model_validator
 
+from errortext.validation import describe
 from loadtests.errors import UsageError
 from loadtests.scenario.credentials import CredentialError, Signer, client_context, make_signer
 from loadtests.scenario.parts import Strict
@@ -135,7 +136,7 @@ def load_profile(
     try:
         profile = TargetProfile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError(f"target profile {path}: {_first_error(exc)}") from None
+        raise ProfileError(f"target profile {path}: {describe(exc)}") from None
     except ProfileError as exc:
         raise ProfileError(f"target profile {path}: {exc}") from None
     try:
@@ -224,19 +225,6 @@ def tls_context(profile: TargetProfile, factory: type[ssl.SSLContext]) -> ssl.SS
     return client_context(
         ca_file=tls.ca_file, cert_file=tls.cert_file, key_file=tls.key_file, verify=tls.verify, factory=factory
     )
-
-
-def _first_error(exc: ValidationError) -> str:
-    """One line naming the key: "request.bodyy: unknown key" rather than pydantic's multi-line report."""
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"] if part != "json_") or "profile"
-    where = where.replace("json_", "json")
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    if error["type"] == "missing":
-        return f"{where}: required key missing"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}"
 
 
 def target_meta(profile: TargetProfile, path: Path | str, channels: list[str]) -> TargetMeta:

@@ -22,7 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from loadtests.scenario.files import builtin_scenarios, first_error, load_scenario
+from errortext.validation import describe
+from loadtests.scenario.files import builtin_scenarios, load_scenario
 from loadtests.scenario.model import Scenario, ScenarioError
 from loadtests.scenario.parts import ClientConfig
 
@@ -109,7 +110,7 @@ def variant_scenario(base: Scenario, variant: Variant) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise StudyError(f"variant {variant.name!r}: {first_error(exc)}") from None
+        raise StudyError(f"variant {variant.name!r}: {describe(exc)}") from None
 
 
 def merge_gateway(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,7 +160,7 @@ def load_study(ref: str) -> tuple[Study, Scenario]:
     try:
         study = Study.model_validate(data)
     except ValidationError as exc:
-        raise StudyError(f"study {path}: {first_error(exc)}") from None
+        raise StudyError(f"study {path}: {describe(exc)}") from None
     try:
         scenario = load_scenario(scenario_ref(study, path))
         for variant in study.variants:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from errortext.validation import describe_each
 from mock_gateway.admin import ADMIN_TOKEN_KEY, require_admin
 from mock_gateway.errors import ReplicaUnavailable, ValidationFailed
 from mock_gateway.validation import decode_json, read_body
@@ -187,11 +188,7 @@ def parse_spec(data: object, channels: frozenset[str]) -> FaultSpec:
     try:
         spec = FaultSpec.model_validate(data)
     except ValidationError as exc:
-        errors = []
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "body"
-            errors.append((where, f"{where}: {error['msg']}"))
-        raise ValidationFailed(errors) from None
+        raise ValidationFailed(describe_each(exc)) from None
     if spec.channel is not None and spec.channel not in channels:
         raise ValidationFailed(
             [("channel", f"unknown channel {spec.channel!r} (known: {', '.join(sorted(channels))})")]

@@ -80,10 +80,10 @@ def test_a_schedule_entry_names_its_mistakes() -> None:
             load_config(None, env={}, overrides={"limits": {"schedule": [entry]}})
         return str(caught.value)
 
-    assert "limits.schedule[0]: 'until' must be after 'from'" in error(dict(FESTIVAL, until=FESTIVAL["from"]))
-    assert error(dict(FESTIVAL, concurrency=9)) == "unknown key 'limits.schedule[0].concurrency'"
-    assert error(dict(FESTIVAL, user_tps=0)) == "limits.schedule[0].user_tps must be > 0 (got 0)"
-    assert error({"until": FESTIVAL["until"], "user_daily_fen": 1}) == "limits.schedule[0].from is required"
+    assert "'limits.schedule.0': 'until' must be after 'from'" in error(dict(FESTIVAL, until=FESTIVAL["from"]))
+    assert error(dict(FESTIVAL, concurrency=9)) == "unknown key 'limits.schedule.0.concurrency'"
+    assert error(dict(FESTIVAL, user_tps=0)) == "'limits.schedule.0.user_tps' must be > 0 (got 0)"
+    assert error({"until": FESTIVAL["until"], "user_daily_fen": 1}) == "missing key 'limits.schedule.0.from'"
     assert "must carry a UTC offset" in error(dict(FESTIVAL, until="2026-11-12T00:00:00"))
     assert "at least one of" in error({"from": FESTIVAL["from"], "until": FESTIVAL["until"]})
 

@@ -107,7 +107,7 @@ def test_a_capacity_slo_override_out_of_range_is_a_usage_error_naming_the_option
     """Validated like a scenario file (it was copied in unvalidated and then refused as a harness failure, 3)."""
     result = surge("find-capacity", "--slo-success", "1.5", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    expected = "surge find-capacity: --slo-success: input should be less than or equal to 1 (got 1.5)"
+    expected = "surge find-capacity: '--slo-success' must be <= 1 (got 1.5)"
     assert result.stderr.strip() == expected
 
 

@@ -82,7 +82,7 @@ def test_meta_round_trips_through_the_model(fixture: str, tmp_path: Path) -> Non
 
 def test_a_bad_meta_is_one_line_naming_the_key(tmp_path: Path) -> None:
     (tmp_path / "meta.json").write_text(json.dumps({"scenario": "s", "seed": "eleven", "started_unix": 0}))
-    with pytest.raises(RunFolderError, match=r"meta.json: seed: "):
+    with pytest.raises(RunFolderError, match=r"meta.json: 'seed' must be a valid integer"):
         read_meta(tmp_path)
 
 

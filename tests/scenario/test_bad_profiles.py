@@ -19,7 +19,7 @@ ACME = (Path(__file__).resolve().parents[2] / "examples" / "acme" / "target.toml
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("[request]\n", "[request]\nbodyy = ''\n"), "request.bodyy: unknown key"),
+        (("[request]\n", "[request]\nbodyy = ''\n"), "unknown key 'request.bodyy'"),
         (('"{user_id}"', '"{user}"'), "unknown placeholder {user}"),
         (('payment_id = "/data/payNo"', 'payment_id = "data/payNo"'), "must start with '/'"),
         (('json = { "/code" = "0000" }\noutcome = "succeeded"', 'outcome = "error"'), "no rule maps a 2xx"),

@@ -153,7 +153,7 @@ def test_bad_config_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None
     bad.write_text("[limits]\nuser_tps = -5\n")
     result = run_cli("--config", str(bad), "--port", "0")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["mock_gateway: limits.user_tps must be > 0 (got -5)"]
+    assert result.stderr.strip().splitlines() == ["mock_gateway: 'limits.user_tps' must be > 0 (got -5)"]
     assert "Traceback" not in result.stderr
 
 

@@ -207,10 +207,10 @@ async def test_a_notify_url_on_a_sync_channel_is_a_400(make_client: Any, make_co
 @pytest.mark.parametrize(
     ("channel", "named"),
     [
-        ({"settlement": "later"}, "channels[0].settlement"),
-        ({"settlement": "async", "settle_fail_ratio": 1.5}, "channels[0].settle_fail_ratio must be <= 1"),
-        ({"settlement": "async", "unknown_ms": 0}, "channels[0].unknown_ms must be > 0"),
-        ({"settlement": "async", "settle_ms": {"median": 500, "p99": 100}}, "channels[0].settle_ms"),
+        ({"settlement": "later"}, "'channels.0.settlement'"),
+        ({"settlement": "async", "settle_fail_ratio": 1.5}, "'channels.0.settle_fail_ratio' must be <= 1"),
+        ({"settlement": "async", "unknown_ms": 0}, "'channels.0.unknown_ms' must be > 0"),
+        ({"settlement": "async", "settle_ms": {"median": 500, "p99": 100}}, "'channels.0.settle_ms'"),
         ({"unknown_ratio": 0.1}, 'unknown_ratio applies only to a channel with settlement = "async"'),
     ],
 )
