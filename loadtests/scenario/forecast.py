@@ -12,22 +12,18 @@ import tomllib
 from datetime import date
 from pathlib import Path
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 
 from errortext.validation import describe
 from loadtests.errors import UsageError
-from loadtests.scenario.parts import BillDistribution
+from loadtests.scenario.parts import BillDistribution, Strict
 
 
 class ForecastFileError(UsageError):
     """A forecast file that cannot be read or has a bad or unknown key."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class Growth(_Strict):
+class Growth(Strict):
     p50: float = Field(default=1.0, gt=0)
     """The median growth of this year's volume against the trace's (or the calendar's)."""
     p90: float = Field(default=1.0, gt=0)
@@ -40,7 +36,7 @@ class Growth(_Strict):
         return self
 
 
-class DemandDay(_Strict):
+class DemandDay(Strict):
     date: date
     """The business day (Asia/Shanghai), YYYY-MM-DD."""
     payments: int = Field(ge=0)
@@ -67,7 +63,7 @@ class DemandDay(_Strict):
         return shares
 
 
-class Demand(_Strict):
+class Demand(Strict):
     trace: str | None = None
     """Last year's trace (CSV, CSV.gz or Parquet, as for a scenario; docs/trace.md) whose days are scaled by
     `growth`; or give `[[demand.days]]`."""
@@ -96,7 +92,7 @@ class Demand(_Strict):
         return self
 
 
-class CapacityEvidence(_Strict):
+class CapacityEvidence(Strict):
     replicas: int = Field(ge=1)
     """Replicas up in this case."""
     run: str | None = None
@@ -111,7 +107,7 @@ class CapacityEvidence(_Strict):
         return self
 
 
-class Capacity(_Strict):
+class Capacity(Strict):
     n: CapacityEvidence
     """Every replica up: `{ replicas = 3, run = "runs/cap-3" }` or `{ replicas = 3, per_s = 900 }`."""
     n_minus_1: CapacityEvidence
@@ -127,13 +123,13 @@ class Capacity(_Strict):
         return self
 
 
-class Limits(_Strict):
+class Limits(Strict):
     config: str | None = None
     """A gateway config (the `surge gateway --config` TOML) whose caps, channels, bank quotas, concurrency and
     latency apply; default: the gateway's defaults."""
 
 
-class ForecastFile(_Strict):
+class ForecastFile(Strict):
     name: str = Field(min_length=1)
     """The forecast's name, shown in forecast.html and the step summary."""
     description: str = ""

@@ -15,7 +15,10 @@ MAX_POOL = 20000  # users per Locust process: past it, greenlets and sockets out
 
 
 class Strict(BaseModel):
-    # attribute docstrings are the keys' meanings in docs/reference/scenario-keys.md (scripts/gen_reference.py)
+    """The base of every file format of this package (scenario, target profile, study, forecast): frozen, and an
+    unknown key is an error naming it. Attribute docstrings are the keys' meanings in docs/reference/*.md
+    (scripts/gen_reference.py)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 

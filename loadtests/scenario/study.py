@@ -20,12 +20,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from errortext.validation import describe
 from loadtests.scenario.files import builtin_scenarios, load_scenario
 from loadtests.scenario.model import Scenario, ScenarioError
-from loadtests.scenario.parts import ClientConfig
+from loadtests.scenario.parts import ClientConfig, Strict
 
 DEFAULT_REPLICAS = 3  # as `surge run`
 
@@ -34,11 +34,7 @@ class StudyError(ScenarioError):
     """A study that cannot be run: unknown name, unreadable TOML, a bad or unknown key (exit 2)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class Variant(_Strict):
+class Variant(Strict):
     name: str = Field(min_length=1, max_length=64)
     """The variant's name, unique in the study: it names its run folder (DIR/NAME/), so one path segment."""
     description: str = ""
@@ -70,7 +66,7 @@ class Variant(_Strict):
         return value
 
 
-class Study(_Strict):
+class Study(Strict):
     name: str = Field(min_length=1)
     """The study's name (study.json `study`)."""
     description: str = ""
