@@ -10,10 +10,9 @@ of run time around it. Every draw is a pure function of the scenario's seed and 
 window, so each of N generator processes computes the same draws and keeps rows i, i+N, …: the union over the
 processes is the one schedule, whatever N.
 
-Identities are pseudonymised before use: a keyed BLAKE2b of the trace's value under a per-run salt the run folder
-never holds, so a real trace's user and card ids never reach a history, a ledger or a report, and two runs of the
-same trace cannot be joined on them. Nothing here imports Locust or pandas at import time (pandas reads the
-file, once per process and file version).
+Identities are pseudonymised (a keyed BLAKE2b under a per-run salt the run folder never holds): a real trace's
+ids never reach a history, a ledger or a report, nor join two runs. Nothing here imports Locust or pandas at
+import time (pandas reads the file, once per process and file version).
 """
 
 from __future__ import annotations
