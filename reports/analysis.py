@@ -1,35 +1,12 @@
-"""Everything the outputs need, computed once from a run's frames: the gather step (Locust's `html.py` way).
+"""Everything the outputs need, computed once from a run's frames: measured, then judged once (`reports.judge`).
 
-`finalize`, `render` and `compare` all start from an `Analysis`, so the numbers in summary.json, junit.xml,
-timeseries.csv and the HTML cannot disagree.
+`finalize`, `render` and `compare` all start from an `Analysis` (the gather step, Locust's `html.py` way), so the
+numbers in summary.json, junit.xml, timeseries.csv and the HTML cannot disagree and no output judges again.
 
 A capacity search (internals §6) is judged by one check, `capacity_found`, plus the invariants: its overload
-probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are unknown (counts `null`).
-
-Every verdict is pass, fail or unknown (`reports.slo.verdict`); unknown — a fault that was never played, an
-invariant with no ledger or no caps to check against — is never a pass.
-
-Exit code (README), in this order:
-
-1. an invariant violated (lost, phantom, duplicate or over-cap money): **1**, whatever else happened — money
-   errors are real even when the load generator struggled;
-2. the harness did not produce the run it was asked for: the generator was the bottleneck (`generator.json`
-   `valid: false`) or a fault's injection failed (`fault_failed`): **3** — neither a pass (0) nor an SLO
-   failure (1) would be true;
-3. an SLO failed: **1**;
-4. a verdict is unknown (nothing failed, but not everything was checked): **3**, because 0 means "every SLO and
-   invariant held" and surge cannot say so;
-5. otherwise **0**.
-
-Against a target profile, when most 2xx answers matched no response rule (`counters.UnmatchedAnswers`), the
-verdicts judged by outcome classes (success ratios, recoveries) are unknown: a wrong rule is not a failing service.
-
-A run stopped before its first arrival (`not_started`: a signal during start-up) measured nothing: every verdict
-is unknown with that reason — no "invalid run", no invariant "held" over no payment — and the stop decides the
-exit code. A run stopped early (stop.json, `StopRecord`) is judged on the seconds that ran (the frames end at the stop,
-and faults or spikes planned after it are no incidents), and the stop decides the exit code: **130** for
-SIGINT, **143** for SIGTERM, **1** for a tripped `[[abort]]` rule (also a failed `aborted` check in junit.xml);
-a stop in Locust's web UI is the user's choice and leaves the rules above in force.
+probes fail the scenario SLOs on purpose. Without a ledger copy the invariants are unknown (counts `null`). A run
+stopped early is measured on the seconds that ran (the frames end at the stop, and faults or spikes planned after
+it are no incidents); one stopped before its first arrival (`not_started`) measured nothing.
 """
 
 from __future__ import annotations
@@ -39,14 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, memory, settlement, slo
+from reports import hdr, invariants, judge, memory, settlement
 from reports.frames import CLASSES, RunFrames
 from reports.invariants import DailyTotals, InvariantReport
 from reports.measure import caps, counters, latency, recovery
-from runfolder.models import GeneratorVerdict, Slo, Summary
+from runfolder.events import FAULT_FAILED, FAULT_INJECTED
+from runfolder.models import Slo, Summary
 from runfolder.outcomes import GOOD, TOKEN_EXPIRED
-
-EXIT_PASS, EXIT_FAILED, EXIT_HARNESS = 0, 1, 3
+from runfolder.verdict import GENERATOR_BOTTLENECK, Kind, State, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,10 +41,7 @@ class Analysis:
     recovery: list[dict[str, Any]]
     invariants: InvariantReport | None
     daily: DailyTotals
-    slo_verdicts: list[dict[str, Any]]
-    invariant_verdicts: list[dict[str, Any]]
-    generator_verdict: dict[str, Any]
-    run_verdicts: list[dict[str, Any]]
+    verdicts: list[Verdict]
     capacity: dict[str, Any] | None
     exit_code: int
     unmatched: counters.UnmatchedAnswers | None = None
@@ -75,7 +49,7 @@ class Analysis:
     @property
     def valid(self) -> bool:
         """The generator was not found to be the bottleneck (a run that never started was not invalid)."""
-        return self.generator_verdict["passed"] is not False
+        return all(verdict.passed is not False for verdict in self.of(Kind.RUN) if verdict.name == "generator_valid")
 
     @property
     def not_started(self) -> bool:
@@ -87,11 +61,14 @@ class Analysis:
         if self.valid:
             return None
         generator = self.frames.generator
-        return "the load generator was the bottleneck" if generator is None else generator.bottleneck
+        return GENERATOR_BOTTLENECK if generator is None else generator.bottleneck
+
+    def of(self, kind: Kind) -> list[Verdict]:
+        return [verdict for verdict in self.verdicts if verdict.kind is kind]
 
 
 def analyse(frames: RunFrames) -> Analysis:
-    """All metrics, verdicts and the exit code of one run."""
+    """Measure the run once, then judge it once (`reports.judge`)."""
     thresholds = frames.meta.slo
     seconds = frames.windows.index
     intended = latency.latency_per_second(frames.latency, seconds, "intended")
@@ -100,74 +77,45 @@ def analyse(frames: RunFrames) -> Analysis:
     attempts = int(counters.class_sum(frames.windows, CLASSES).sum())
     # a 401 to an expired token was refreshed and re-sent: counted apart, but the credentials held
     failed = {code: count for code, count in refused.items() if code != TOKEN_EXPIRED}
-    credentials = slo.credentials_verdict(failed, attempts)
     judged = frames  # the SLOs judge the service: attempts that failed on credentials are reported apart
     if refused:
         judged = replace(frames, windows=counters.without_credential_failures(frames.windows, frames.codes))
     healthy = recovery.healthy_seconds(judged.windows, intended["p99_ms"], thresholds)
     capacity = _capacity(frames)
-    if frames.is_capacity_search:
-        recoveries: list[dict[str, Any]] = []
-        slo_verdicts = [slo.capacity_verdict(None if capacity is None else capacity.get("max_rate_per_s"))]
-    else:
+    recoveries: list[dict[str, Any]] = []
+    if not frames.is_capacity_search:
         ran_until = frames.stop.at_s if frames.stop is not None else float("inf")
         found = [i for i in recovery.incidents(frames.meta, frames.events) if i.start_s < ran_until]
         recoveries = _settlement_recovery(frames, recovery.recovery(judged, healthy, found, thresholds))
-        slo_verdicts = slo.slo_verdicts(judged, thresholds, recoveries)
-        if credentials is not None and 2 * sum(failed.values()) > attempts:
-            slo_verdicts = slo.mostly_unauthorized(slo_verdicts, str(credentials["reason"]))
     card_caps, user_cap = caps.caps(frames.meta)
     daily = caps.charges_per_day(frames)
-    report = (
-        None
-        if frames.ledger is None
-        else invariants.check(
-            frames.history,
-            frames.ledger,
-            card_caps,
-            user_cap,
-            daily,
-            key_prefix=frames.meta.key_prefix,
-            schedule=caps.cap_schedule(frames.meta),
-            foreign=caps.is_foreign(frames.meta),
-            settle_watched=frames.meta.settlement is not None,
-        )
-    )
+    report, crashed = _check_invariants(frames, card_caps, user_cap, daily)
     accepted = settlement.accepted_payments(frames.history)
-    watched = frames.meta.settlement is not None or not accepted.empty
-    if watched and not frames.is_capacity_search:
-        slo_verdicts.append(slo.settle_verdict(settlement.time_to_final_s(accepted), thresholds))
-    invariant_verdicts = slo.invariant_verdicts(
-        None if report is None else report.counts(),
-        thresholds,
-        unknown={**uncheckable(card_caps, user_cap), **({} if report is None else report.unknown)},
-        settlement=watched,
-    )
-    missing = incomplete_history(frames.generator)
-    if missing is not None:
-        invariant_verdicts = [slo.unproven(entry, missing) for entry in invariant_verdicts]
-    generator = slo.generator_verdict(frames.generator)
-    injection = slo.fault_injection_verdict(frames.events)
-    run_verdicts = [generator] if injection is None else [generator, injection]
-    if credentials is not None:
-        run_verdicts.append(credentials)
-    aborted = frames.stop.aborted if frames.stop is not None else None
-    if aborted is not None:  # the run hurt its target: a failed check of its own in junit.xml and the report
-        run_verdicts.append(slo.verdict("aborted", aborted.value, aborted.rule, False, f"abort rule {aborted.rule}"))
+    settle_seconds = settlement.time_to_final_s(accepted)
     unmatched = counters.unmatched_answers(frames)
-    if unmatched is not None and unmatched.most:  # the ratios would judge the profile's rules, not the service
-        slo_verdicts = [
-            slo.verdict(str(entry["name"]), None, entry["bound"], None, unmatched.line)
-            if str(entry["name"]).startswith(JUDGED_BY_OUTCOMES)
-            else entry
-            for entry in slo_verdicts
-        ]
-    if not_started(frames):
-        recoveries = []
-        slo_verdicts = [_never_measured(entry, frames) for entry in slo_verdicts]
-        invariant_verdicts = [_never_measured(entry, frames) for entry in invariant_verdicts]
-        generator = _never_measured(generator, frames)
-        run_verdicts = [generator, *(_never_measured(entry, frames) for entry in run_verdicts[1:])]
+    findings = judge.Findings(
+        slo=thresholds,
+        spans=[] if frames.is_capacity_search else spans(judged),
+        recovery=recoveries,
+        capacity_search=frames.is_capacity_search,
+        capacity_rate=None
+        if capacity is None or capacity.get("max_rate_per_s") is None
+        else float(capacity["max_rate_per_s"]),
+        settle_p99_s=None if settle_seconds.empty else float(settle_seconds.quantile(0.99)),
+        settlement_watched=frames.meta.settlement is not None or not accepted.empty,
+        invariant_counts=None if report is None else report.counts(),
+        invariants_missing=crashed,
+        invariants_unknown={**judge.uncheckable(card_caps, user_cap), **({} if report is None else report.unknown)},
+        history_missing=judge.incomplete_history(frames.generator),
+        generator=frames.generator,
+        failed_faults=failed_faults(frames.events),
+        credential_failures=failed,
+        attempts=attempts,
+        stop=frames.stop,
+        not_started=not_started(frames),
+        unmatched_line=unmatched.line if unmatched is not None and unmatched.most else None,
+    )
+    verdicts = judge.judge(findings)
     return Analysis(
         frames=frames,
         slo=thresholds,
@@ -177,34 +125,63 @@ def analyse(frames: RunFrames) -> Analysis:
         overall_intended=latency.merged_counts(frames.latency, "intended"),
         overall_service=latency.merged_counts(frames.latency, "service"),
         healthy=healthy,
-        recovery=recoveries,
+        recovery=[] if not_started(frames) else recoveries,
         invariants=report,
         daily=daily,
-        slo_verdicts=slo_verdicts,
-        invariant_verdicts=invariant_verdicts,
-        generator_verdict=generator,
-        run_verdicts=run_verdicts,
+        verdicts=verdicts,
         capacity=capacity,
-        exit_code=_stop_exit_code(frames) or exit_code(invariant_verdicts, run_verdicts, slo_verdicts),
+        exit_code=judge.exit_code(verdicts, frames.stop),
         unmatched=unmatched,
     )
 
 
-# verdicts computed from the outcome classes the profile's rules gave: unknown when most 2xx answers matched none
-JUDGED_BY_OUTCOMES = ("success_ratio", "recovery_s")
+def spans(frames: RunFrames) -> list[judge.Span]:
+    """The success ratio and p99 of the whole run, and of each phase when the scenario has several."""
+    found = [judge.Span("", counters.success_ratio(frames.windows), _p99(frames, None, None))]
+    phases = frames.meta.phases
+    for phase in phases if len(phases) > 1 else []:
+        start, end = float(phase.start_s), float(phase.end_s)
+        seconds = frames.windows[(frames.windows.index >= start) & (frames.windows.index < end)]
+        found.append(judge.Span(f"[{phase.name}]", counters.success_ratio(seconds), _p99(frames, start, end)))
+    return found
 
 
-def incomplete_history(generator: GeneratorVerdict | None) -> str | None:
-    """Why the invariants cannot be trusted when workers' history rows never reached the master, else None."""
-    if generator is None:
+def _p99(frames: RunFrames, start: float | None, end: float | None) -> float | None:
+    return latency.latency_summary(latency.merged_counts(frames.latency, start_s=start, end_s=end))["p99_ms"]
+
+
+def failed_faults(events: pd.DataFrame) -> list[str] | None:
+    """Each fault step that failed (`fault_failed` in events.csv), told; None when the run played no fault."""
+    chaos = events[events["source"] == "chaos"]
+    if chaos.empty or not chaos["kind"].isin([FAULT_INJECTED, FAULT_FAILED]).any():
         return None
-    reasons = []
-    if generator.history_missing:
-        by = ", ".join(f"{worker}: {rows}" for worker, rows in generator.history_missing_by.items())
-        reasons.append(f"{generator.history_missing} history rows never reached the master ({by})")
-    for lost in generator.lost_workers:
-        reasons.append(f"{lost.worker} was lost at t = {lost.at_s:.0f} s: its attempts after it are not in the history")
-    return "; ".join(reasons) or None
+    failed = chaos[chaos["kind"] == FAULT_FAILED]
+    return [
+        f"{target} at {t_s:.1f} s: {detail}"
+        for t_s, target, detail in zip(failed["t_s"], failed["target"], failed["detail"], strict=True)
+    ]
+
+
+def _check_invariants(
+    frames: RunFrames, card_caps: dict[str, int], user_cap: int | None, daily: DailyTotals
+) -> tuple[InvariantReport | None, str]:
+    """The invariant checkers' report (None without a ledger, or when a checker crashed: then the reason)."""
+    if frames.ledger is None:
+        return None, ""
+    try:
+        return invariants.check(
+            frames.history,
+            frames.ledger,
+            card_caps,
+            user_cap,
+            daily,
+            key_prefix=frames.meta.key_prefix,
+            schedule=caps.cap_schedule(frames.meta),
+            foreign=caps.is_foreign(frames.meta),
+            settle_watched=frames.meta.settlement is not None,
+        ), ""
+    except Exception as exc:  # a crashing checker proves nothing: its verdicts are unknown, the report is written
+        return None, f"the invariant checkers could not run: {type(exc).__name__}: {exc}"
 
 
 def not_started(frames: RunFrames) -> bool:
@@ -215,22 +192,6 @@ def not_started(frames: RunFrames) -> bool:
         and int(frames.windows["offered"].sum()) == 0
         and frames.history.empty
     )
-
-
-def _never_measured(entry: dict[str, Any], frames: RunFrames) -> dict[str, Any]:
-    """A verdict of a run that never started: unknown, whatever an empty run would have computed for it."""
-    assert frames.stop is not None
-    reason = f"not started: {frames.stop.reason} before the first arrival"
-    return slo.verdict(str(entry["name"]), None, entry["bound"], None, reason)
-
-
-NO_CAPS = "the caps are unknown (meta.json has no gateway config: a gateway surge did not start)"
-
-
-def uncheckable(card_caps: dict[str, int], user_cap: int | None) -> dict[str, str]:
-    """Invariants a ledger alone cannot decide: over_cap needs the caps, which only surge's own gateway config
-    (or a target profile's `[ledger.caps]`) gives."""
-    return {"over_cap": NO_CAPS} if not card_caps and user_cap is None else {}
 
 
 STALL = "settlement_stall"
@@ -260,24 +221,6 @@ def _capacity(frames: RunFrames) -> dict[str, Any] | None:
     if frames.capacity is not None:
         return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
     return counters.knee(frames.steps)
-
-
-def _stop_exit_code(frames: RunFrames) -> int | None:
-    return frames.stop.exit_code if frames.stop is not None else None
-
-
-def exit_code(
-    invariant_verdicts: list[dict[str, Any]], run_verdicts: list[dict[str, Any]], slo_verdicts: list[dict[str, Any]]
-) -> int:
-    """The rules of the module docstring, in their order."""
-    if any(slo.outcome(verdict) == slo.FAIL for verdict in invariant_verdicts):
-        return EXIT_FAILED
-    if any(slo.outcome(verdict) == slo.FAIL for verdict in run_verdicts):
-        return EXIT_HARNESS
-    if any(slo.outcome(verdict) == slo.FAIL for verdict in slo_verdicts):
-        return EXIT_FAILED
-    every = [*invariant_verdicts, *run_verdicts, *slo_verdicts]
-    return EXIT_HARNESS if any(slo.outcome(verdict) == slo.UNKNOWN for verdict in every) else EXIT_PASS
 
 
 def summary(analysis: Analysis) -> Summary:
@@ -313,11 +256,11 @@ def summary(analysis: Analysis) -> Summary:
             "sample": analysis.unmatched.sample,
         },
         "totals": analysis.totals,
-        "slos": analysis.slo_verdicts,
+        "slos": analysis.of(Kind.SLO),
         "invariants": _invariant_counts(analysis),
-        "invariant_verdicts": analysis.invariant_verdicts,
-        "run_verdicts": analysis.run_verdicts,
-        "unknown": [verdict["name"] for verdict in all_verdicts(analysis) if slo.outcome(verdict) == slo.UNKNOWN],
+        "invariant_verdicts": analysis.of(Kind.INVARIANT),
+        "run_verdicts": analysis.of(Kind.RUN),
+        "unknown": [verdict.name for verdict in analysis.verdicts if verdict.state is State.UNKNOWN],
         "invariant_outcomes": None if report is None else report.outcomes,
         "ledger_other_rows": None if report is None else report.other_rows,
         "invariant_examples": None if report is None else {k: v[:20] for k, v in report.violations.items()},
@@ -356,11 +299,11 @@ def summary(analysis: Analysis) -> Summary:
 
 
 def _invariant_counts(analysis: Analysis) -> dict[str, int | None]:
-    if incomplete_history(analysis.frames.generator) is not None:  # counted over part of the history: unknown
-        return {verdict["name"]: verdict["value"] for verdict in analysis.invariant_verdicts}
+    if judge.incomplete_history(analysis.frames.generator) is not None:  # counted over part of the history: unknown
+        return {v.name: None if v.value is None else int(v.value) for v in analysis.of(Kind.INVARIANT)}
     if analysis.invariants is not None:
         return dict(analysis.invariants.counts())
-    return {verdict["name"]: None for verdict in analysis.invariant_verdicts}
+    return {verdict.name: None for verdict in analysis.of(Kind.INVARIANT)}
 
 
 def settlement_summary(analysis: Analysis) -> dict[str, Any] | None:
@@ -372,16 +315,6 @@ def settlement_summary(analysis: Analysis) -> dict[str, Any] | None:
         return None
     stuck = None if analysis.invariants is None else analysis.invariants.counts().get("stuck")
     return settlement.summary_section(accepted, mode, settlement.receiver_counters(frames.run_dir), stuck)
-
-
-def all_verdicts(analysis: Analysis) -> list[dict[str, Any]]:
-    """Every verdict of the run with its group (SLO, invariant, run), in the order of junit.xml."""
-    groups = (
-        ("SLO", analysis.slo_verdicts),
-        ("invariant", analysis.invariant_verdicts),
-        ("run", analysis.run_verdicts),
-    )
-    return [{**verdict, "group": group} for group, verdicts in groups for verdict in verdicts]
 
 
 def _mean(series: pd.Series) -> float:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reports import compare, render, slo
-from reports.analysis import Analysis, analyse, summary, timeseries
+from reports import compare, render
+from reports.analysis import analyse, summary, timeseries
 from reports.frames import load_run
+from reports.junit import junit_xml
 from runfolder.layout import write_json
 
 
@@ -29,15 +30,6 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
         result["comparison"] = comparison.as_dict()
     timeseries(analysis).to_csv(run_dir / "timeseries.csv", index=False)
     write_json(run_dir / "summary.json", result)
-    (run_dir / "junit.xml").write_text(junit(analysis), encoding="utf-8")
+    (run_dir / "junit.xml").write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
     (run_dir / "report.html").write_text(render.render_report(analysis, comparison), encoding="utf-8")
     return result
-
-
-def junit(analysis: Analysis) -> str:
-    suites = {
-        "slo": analysis.slo_verdicts,
-        "invariants": analysis.invariant_verdicts,
-        "run": analysis.run_verdicts,
-    }
-    return slo.junit_xml(analysis.frames.meta.scenario, suites)

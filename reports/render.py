@@ -25,14 +25,16 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from plotly.offline import get_plotlyjs
 
-from reports import hdr, invariants, settlement, slo
-from reports.analysis import Analysis, all_verdicts, settlement_summary
+from reports import hdr, invariants, settlement
+from reports.analysis import Analysis, settlement_summary
 from reports.compare import Comparison, fmt
 from reports.frames import CLASSES
 from reports.measure import caps, counters, latency
 from reports.violations import Violation, describe, yuan
 from runfolder.events import FAULT_CLEARED, FAULT_INJECTED
 from runfolder.outcomes import GOOD
+from runfolder.verdict import Headline as Words
+from runfolder.verdict import Kind, State, worst
 
 MARKED_EVENTS = {
     ("chaos", FAULT_INJECTED): "#d62728",
@@ -59,6 +61,7 @@ LABEL_CHAR_PX = 6.0  # 9 px font: the width of a label, for laying labels out so
 PLOT_WIDTH_PX = 520.0  # the narrowest a chart is drawn (two charts side by side)
 LABEL_ROW = 0.075  # paper height of one row of marker labels
 SCOPES = ("single", "card", "user")
+GROUPS = {Kind.SLO: "SLO", Kind.INVARIANT: "invariant", Kind.RUN: "run"}  # a verdict's kind as the page names it
 
 
 @cache
@@ -74,7 +77,8 @@ def environment() -> Environment:
     env.filters["num"] = _num
     env.filters["fmt"] = fmt
     env.filters["pct"] = percent
-    env.globals["unit"] = slo.verdict_unit
+    env.globals["words"] = Words
+    env.globals["groups"] = GROUPS
     return env
 
 
@@ -118,7 +122,7 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
         .render(
             a=analysis,
             meta=analysis.frames.meta,
-            verdicts=[{**verdict, "outcome": slo.outcome(verdict)} for verdict in all_verdicts(analysis)],
+            verdicts=analysis.verdicts,
             passed=analysis.exit_code == 0,
             facts=_facts(analysis),
             headline=headline(analysis),
@@ -191,7 +195,7 @@ def headline(analysis: Analysis) -> list[Headline]:
     if len(codes) > TOP_CODES:
         shares.append(f"{len(codes) - TOP_CODES} more")
     p99 = latency.latency_summary(analysis.overall_intended)["p99_ms"]
-    p99_state = "" if p99 is None else "pass" if p99 <= analysis.slo.max_p99_ms else "fail"
+    p99_state = "".join(verdict.state for verdict in analysis.of(Kind.SLO) if verdict.name == "p99_ms")
     return [
         Headline("offered", "peak offered", f"{_peak(windows['offered'])}/s"),
         Headline("goodput", "peak goodput", f"{_peak(good)}/s"),
@@ -207,28 +211,30 @@ def _peak(series: pd.Series) -> str:
 
 
 def _worst_recovery(analysis: Analysis) -> Headline:
+    """The slowest recovery measured, coloured by the recovery verdicts (the worst of them)."""
     played = [entry for entry in analysis.recovery if entry.get("played", True)]
     unplayed = len(analysis.recovery) - len(played)
     note = f" ({unplayed} not played)" if unplayed else ""
+    state = worst(verdict.state for verdict in analysis.of(Kind.SLO) if verdict.name.startswith("recovery_s["))
     if analysis.not_started:
-        return Headline("recovery", "worst recovery", "unknown (not started)", "unknown")
+        return Headline("recovery", "worst recovery", "unknown (not started)", State.UNKNOWN)
     if not analysis.recovery:
         return Headline("recovery", "worst recovery", "no faults or spikes")
     if not played:
-        return Headline("recovery", "worst recovery", f"unknown{note}", "unknown")
+        return Headline("recovery", "worst recovery", f"unknown{note}", state)
     if any(entry["recover_s"] is None for entry in played):
-        return Headline("recovery", "worst recovery", f"not recovered{note}", "fail")
-    worst = max(float(entry["recover_s"]) for entry in played)
-    state = "fail" if worst > analysis.slo.max_recovery_s else "unknown" if unplayed else "pass"
-    return Headline("recovery", "worst recovery", f"{worst:.1f} s{note}", state)
+        return Headline("recovery", "worst recovery", f"not recovered{note}", state)
+    slowest = max(float(entry["recover_s"]) for entry in played)
+    return Headline("recovery", "worst recovery", f"{slowest:.1f} s{note}", state)
 
 
 def _invariants_headline(analysis: Analysis) -> Headline:
-    outcomes = [slo.outcome(verdict) for verdict in analysis.invariant_verdicts]
-    failed = [v["name"] for v in analysis.invariant_verdicts if slo.outcome(v) == slo.FAIL]
+    verdicts = analysis.of(Kind.INVARIANT)
+    outcomes = [verdict.state for verdict in verdicts]
+    failed = [verdict.name for verdict in verdicts if verdict.state is State.FAIL]
     if failed:
         return Headline("invariants", "money invariants", f"FAILED: {', '.join(failed)}", "fail")
-    unknown = outcomes.count(slo.UNKNOWN)
+    unknown = outcomes.count(State.UNKNOWN)
     if unknown == len(outcomes):
         return Headline("invariants", "money invariants", "unknown (not checked)", "unknown")
     if unknown:

@@ -42,10 +42,9 @@ import pandas as pd
 from reports.frames import RunFrames, load_run
 from reports.measure import caps
 from reports.render import environment, plotly_bundle, script_json
-from reports.slo import FAIL, format_value, outcome, summary_checks, verdict_unit
 from runfolder.layout import RunFolderError, write_json
+from runfolder.verdict import State, format_value, run_state, verdicts_of, worst
 
-VERDICTS = {0: "pass", 1: "fail"}  # any other exit code: unknown (the run itself did not measure the gateway)
 FIELDS = (
     "name",
     "run_dir",
@@ -137,7 +136,7 @@ def variant_row(
         exit_code=exit_code,
         valid=False,
         problem=problem,
-        verdict=VERDICTS.get(exit_code, "unknown"),
+        verdict=run_state(exit_code),
         failed_checks=[],
         repetition=repetition,
         seed=seed,
@@ -160,7 +159,7 @@ def variant_row(
     scopes = _declines_by_scope(frames)
     recoveries = [r.get("recover_s") for r in summary.get("recovery") or [] if r.get("recover_s") is not None]
     row.update(
-        valid=bool(summary.get("valid")) and exit_code in VERDICTS,
+        valid=bool(summary.get("valid")) and run_state(exit_code) is not State.UNKNOWN,
         payments=payments,
         completed=completed,
         completed_ratio=_ratio(completed, payments),
@@ -181,7 +180,7 @@ def variant_row(
         rate_limited_share=_ratio(int(totals.get("rate_limited") or 0), attempts),
         shed_share=_ratio(int(totals.get("shed") or 0), attempts),
         plans_followed=summary.get("plans_followed"),
-        verdict=VERDICTS.get(exit_code, "unknown"),
+        verdict=run_state(exit_code),
         failed_checks=_failed_checks(summary),
         curves=_curves(run_dir),
     )
@@ -194,13 +193,8 @@ def variant_row(
 
 def _failed_checks(summary: dict[str, Any]) -> list[str]:
     """Each failed SLO, invariant or run check in words, e.g. "success_ratio 0.8234 (bound 0.95)"."""
-    failed = []
-    for _, check in summary_checks(summary):
-        if outcome(check) == FAIL:
-            unit = verdict_unit(str(check["name"]))
-            value, bound = format_value(check.get("value"), unit), format_value(check.get("bound"), unit)
-            failed.append(f"{check['name']} {value} (bound {bound})")
-    return failed
+    failed = [verdict for verdict in verdicts_of(summary) if verdict.state is State.FAIL]
+    return [f"{v.name} {format_value(v.value, v.unit)} (bound {format_value(v.bound, v.unit)})" for v in failed]
 
 
 def variant_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -216,8 +210,7 @@ def _fold(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row = {key: first.get(key) for key in FIELDS + EXTRAS if key not in ("repetition", "seed")}
     row["exit_code"] = max(int(run["exit_code"]) for run in runs)
     row["valid"] = all(run.get("valid") for run in runs)
-    verdicts = [run.get("verdict") or "unknown" for run in runs]
-    row["verdict"] = "fail" if "fail" in verdicts else "unknown" if "unknown" in verdicts else "pass"
+    row["verdict"] = worst(State(run.get("verdict") or State.UNKNOWN) for run in runs)
     problems = [f"run {run['repetition']}: {run['problem']}" for run in runs if run.get("problem")]
     row["problem"] = "; ".join(problems) if len(runs) > 1 else first.get("problem") or ""
     row["failed_checks"] = sorted({check for run in runs for check in run.get("failed_checks") or []})
@@ -232,9 +225,11 @@ def _fold(runs: list[dict[str, Any]]) -> dict[str, Any]:
     row["declines_by_scope"] = (
         {scope: statistics.median_low([s[scope] for s in scopes]) for scope in scopes[0]} if scopes else None
     )
-    worst = [run["invariants"] for run in runs if run.get("invariants")]
+    counted = [run["invariants"] for run in runs if run.get("invariants")]
     row["invariants"] = (
-        {k: max((w.get(k) for w in worst if w.get(k) is not None), default=None) for k in worst[0]} if worst else None
+        {k: max((w.get(k) for w in counted if w.get(k) is not None), default=None) for k in counted[0]}
+        if counted
+        else None
     )
     row["runs"] = [{k: v for k, v in run.items() if k != "curves"} for run in runs]
     row["curves"] = next((run["curves"] for run in runs if run.get("curves") and run["curves"]["t_s"]), first["curves"])
@@ -347,7 +342,7 @@ def _number(value: Any) -> bool:
 
 def passing(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The variants whose every run passed every check (and was valid)."""
-    return [str(row["name"]) for row in rows if row.get("valid") and row.get("verdict") == "pass"]
+    return [str(row["name"]) for row in rows if row.get("valid") and row.get("verdict") == State.PASS]
 
 
 def study_document(study: dict[str, Any], rows: Sequence[dict[str, Any]], *, finished: bool) -> dict[str, Any]:

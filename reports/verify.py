@@ -12,13 +12,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reports import invariants, slo
-from reports.analysis import uncheckable
+from reports import invariants, judge
 from reports.frames import read_history, read_ledger
 from reports.measure import caps
 from reports.violations import describe
 from runfolder.layout import RunFolderError
 from runfolder.models import read_meta
+from runfolder.verdict import worst
 
 
 def verify_run(run_dir: Path) -> dict[str, Any]:
@@ -45,13 +45,14 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         foreign=caps.is_foreign(meta),
         settle_watched=meta.settlement is not None,
     )
-    verdicts = slo.invariant_verdicts(
-        report.counts(),
-        meta.slo,
-        unknown={**uncheckable(card_caps, user_cap), **report.unknown},
-        settlement=report.settlement,
+    verdicts = judge.invariant_verdicts(
+        judge.Findings(
+            slo=meta.slo,
+            invariant_counts=report.counts(),
+            invariants_unknown={**judge.uncheckable(card_caps, user_cap), **report.unknown},
+            settlement_watched=report.settlement,
+        )
     )
-    outcomes = [slo.outcome(verdict) for verdict in verdicts]
     described, more = describe(report.violations, history, invariants.own_rows(ledger, meta.key_prefix))
     return {
         "counts": report.counts(),
@@ -61,5 +62,5 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         "described": [asdict(violation) for violation in described],
         "more": more,
         "other_rows": report.other_rows,
-        "passed": False if slo.FAIL in outcomes else None if slo.UNKNOWN in outcomes else True,
+        "passed": worst(verdict.state for verdict in verdicts).passed,
     }

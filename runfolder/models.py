@@ -13,11 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from runfolder.clock import ClusterClock, read_cluster_clock
 from runfolder.layout import Number, OpenModel, RunFolderError, read_model, read_optional
 from runfolder.stop import Aborted, Stopped
+from runfolder.verdict import SUMMARY_KEYS, Verdict
 
 
 class Slo(BaseModel):
@@ -236,19 +237,6 @@ def read_capacity(run_dir: Path) -> Capacity | None:
     return read_optional(run_dir / "capacity.json", Capacity)
 
 
-class Verdict(OpenModel):
-    """One SLO, invariant or run check in summary.json `slos` / `invariant_verdicts` (and one JUnit test case)."""
-
-    name: str
-    value: bool | Number | None
-    bound: bool | Number | str | None
-    """A number or flag; for the `aborted` run check, the text of the `[[abort]]` rule that tripped."""
-    passed: bool | None
-    """None: unknown — surge could not check it (`reason` says why); never a pass."""
-    verdict: Literal["pass", "fail", "unknown"]
-    reason: str | None = None
-
-
 class Totals(OpenModel):
     """docs/internals.md §5 `totals`: every counter of the run summed over its seconds."""
 
@@ -300,3 +288,10 @@ class Summary(OpenModel):
     ledger_other_rows: int | None = None
     invariant_examples: dict[str, list[dict[str, Any]]] | None = None
     recovery: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator(*SUMMARY_KEYS.values(), mode="before")
+    @classmethod
+    def _kind_from_list(cls, entries: Any, info: ValidationInfo) -> Any:
+        """An entry read back from summary.json is of the kind its list says (it does not carry it)."""
+        kind = next(kind for kind, key in SUMMARY_KEYS.items() if key == info.field_name)
+        return [entry if isinstance(entry, Verdict) else {**entry, "kind": kind} for entry in entries or []]

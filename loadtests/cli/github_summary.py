@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from reports.compare import Comparison, fmt
-from reports.slo import FAIL, UNKNOWN, format_value, headline, outcome, summary_checks, verdict_unit
+from runfolder.verdict import (
+    GENERATOR_BOTTLENECK,
+    NOT_THE_GATEWAYS,
+    ExitCode,
+    Headline,
+    State,
+    format_value,
+    headline,
+    verdicts_of,
+)
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")  # inline markup; a cell never starts a line
@@ -91,26 +100,25 @@ def run_section(summary: Mapping[str, Any], run_dir: Path) -> tuple[str, list[li
     """
     scenario = str(summary.get("scenario") or "run")
     code = summary.get("exit_code")
-    checks = summary_checks(summary)
-    title = f"surge run {scenario}: {headline(code, checks)}"
+    verdicts = verdicts_of(summary)
+    title = f"surge run {scenario}: {headline(code, verdicts)}"
     rows: list[list[str]] = []
     found: list[str] = []
-    for kind, check in checks:
-        name, result = str(check.get("name")), outcome(check)
-        unit = verdict_unit(name)
-        value, bound = format_value(check.get("value"), unit), format_value(check.get("bound"), unit)
-        reason = str(check.get("reason") or "")
-        rows.append([kind, name, value, bound, "FAIL" if result == FAIL else result, reason])
+    for verdict in verdicts:
+        kind, name = verdict.kind, verdict.name
+        value, bound = format_value(verdict.value, verdict.unit), format_value(verdict.bound, verdict.unit)
+        reason = verdict.reason or ""
+        rows.append([kind, name, value, bound, verdict.state.word, reason])
         detail = f"{scenario}: {kind} {name} = {value} (bound {bound})" + (f": {reason}" if reason else "")
-        if result == FAIL:
+        if verdict.state is State.FAIL:
             found.append(annotation("error", f"surge {kind} failed", detail))
-        elif result == UNKNOWN:
+        elif verdict.state is State.UNKNOWN:
             found.append(annotation("warning", f"surge {kind} unknown", detail))
     notes = [f"exit code {escape_cell(code)} · run folder {escape_cell(run_dir)}"]
     if summary.get("valid") is False:
         reasons = "; ".join(str(reason) for reason in summary.get("validity_reasons") or [])
-        because = str(summary.get("invalid_because") or "the load generator was the bottleneck")
-        notes.insert(0, f"**INVALID RUN**: {escape_cell(because)}; these figures are not the gateway's.")
+        because = str(summary.get("invalid_because") or GENERATOR_BOTTLENECK)
+        notes.insert(0, f"**{Headline.INVALID_RUN}**: {escape_cell(because)}; {NOT_THE_GATEWAYS}.")
         message = f"{scenario}: {because}" + (f" ({reasons})" if reasons else "")
         found.append(annotation("error", "surge run invalid", message))
     return title, rows, notes, found
@@ -160,7 +168,7 @@ def publish_study(study: Mapping[str, Any], *, env: Mapping[str, str] | None = N
         rows.append(
             [
                 name,
-                {0: "PASS", 1: "FAIL"}.get(code, f"exit {code}"),
+                {ExitCode.PASS: Headline.PASS, ExitCode.FAIL: Headline.FAIL}.get(code, f"exit {code}"),
                 "yes" if variant.get("valid") else "NO",
                 format_value(variant.get("success_ratio")),
                 format_value(variant.get("p99_ms")),
@@ -168,7 +176,7 @@ def publish_study(study: Mapping[str, Any], *, env: Mapping[str, str] | None = N
                 format_value(variant.get("completed_ratio")),
             ]
         )
-        if code in (1, 3) or variant.get("valid") is False:
+        if code in (ExitCode.FAIL, ExitCode.HARNESS) or variant.get("valid") is False:
             found.append(annotation("error", "surge study variant failed", f"{name}: exit code {code}"))
     title = f"surge study {study.get('study') or '?'} ({study.get('scenario') or '?'})"
     header = ("variant", "verdict", "valid", "success ratio", "p99 ms", "max recovery s", "completed")

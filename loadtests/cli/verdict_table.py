@@ -18,7 +18,16 @@ from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
 from reports.compare import unlike_line
 from reports.console_text import one_line
-from reports.slo import FAIL, PASS, UNKNOWN, format_value, outcome, summary_checks, verdict_unit
+from runfolder.verdict import (
+    GENERATOR_BOTTLENECK,
+    NOT_THE_GATEWAYS,
+    Headline,
+    Kind,
+    State,
+    Verdict,
+    format_value,
+    verdicts_of,
+)
 
 
 def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
@@ -56,12 +65,9 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
     table = Table(title=f"surge verdicts — {escape(one_line(summary.get('scenario', '?')))}", show_lines=False)
     for column in ("check", "value", "bound", "verdict"):
         table.add_column(column)
-    rows = [
-        (str(verdict["name"]) if kind == "slo" else f"{kind} {verdict['name']}", verdict)
-        for kind, verdict in summary_checks(summary)
-    ]
-    for name, verdict in rows:
-        table.add_row(*_row(name, verdict))
+    verdicts = verdicts_of(summary)
+    for verdict in verdicts:
+        table.add_row(*_row(verdict))
     console.print(table)
     aborted, stopped = summary.get("aborted"), summary.get("stopped")
     if summary.get("not_started") and stopped:
@@ -82,31 +88,37 @@ def print_verdicts(summary: dict[str, Any], console: Console) -> None:
             " the verdicts cover only the seconds that ran"
         )
     if summary.get("valid") is False:
-        because = escape(str(summary.get("invalid_because") or "the load generator was the bottleneck"))
-        console.print(f"[bold red]INVALID RUN: {because}; these figures are not the gateway's[/]")
-    outcomes = [outcome(verdict) for _, verdict in rows]
-    unknown = outcomes.count(UNKNOWN)
-    if unknown and FAIL not in outcomes:
-        console.print(f"[yellow]NOT PROVEN: nothing failed, but {unknown} of {len(rows)} checks are unknown[/]")
+        because = escape(str(summary.get("invalid_because") or GENERATOR_BOTTLENECK))
+        console.print(f"[bold red]{Headline.INVALID_RUN}: {because}; {NOT_THE_GATEWAYS}[/]")
+    states = [verdict.state for verdict in verdicts]
+    unknown = states.count(State.UNKNOWN)
+    if unknown and State.FAIL not in states:
+        console.print(
+            f"[yellow]{Headline.NOT_PROVEN}: nothing failed, but {unknown} of {len(states)} checks are unknown[/]"
+        )
     elif unknown:
-        console.print(f"[yellow]{unknown} of {len(rows)} checks unknown[/]")
+        console.print(f"[yellow]{unknown} of {len(states)} checks unknown[/]")
     console.print(f"exit code {summary.get('exit_code')}")
 
 
-def _row(name: str, verdict: dict[str, Any]) -> tuple[str, str, str, str]:
+def _row(verdict: Verdict) -> tuple[str, str, str, str]:
     """Names come from scenario phases and fault targets: escaped, so `[spike-1]` is shown, not parsed."""
-    unit = verdict_unit(str(verdict.get("name", "")))
+    name = verdict.name if verdict.kind is Kind.SLO else f"{verdict.kind} {verdict.name}"
     return (
         escape(one_line(name)),
-        format_value(verdict.get("value"), unit),
-        format_value(verdict.get("bound"), unit),
-        _verdict(outcome(verdict), verdict.get("reason")),
+        format_value(verdict.value, verdict.unit),
+        format_value(verdict.bound, verdict.unit),
+        verdict_cell(verdict),
     )
 
 
-def _verdict(result: str, reason: Any) -> str:
-    if result == PASS:
-        return "[green]pass[/]"
-    if result == FAIL:
-        return "[bold red]FAIL[/]" + (f" {escape(one_line(reason))}" if reason else "")
-    return "[yellow]unknown[/]" + (f" — {escape(one_line(reason))}" if reason else "")
+COLORS = {State.PASS: "green", State.FAIL: "bold red", State.UNKNOWN: "yellow"}
+
+
+def verdict_cell(verdict: Verdict) -> str:
+    """A verdict's state as the console shows it, with the reason of a failure or an unknown."""
+    cell = f"[{COLORS[verdict.state]}]{verdict.state.word}[/]"
+    if not verdict.reason or verdict.state is State.PASS:
+        return cell
+    separator = " " if verdict.state is State.FAIL else " — "
+    return f"{cell}{separator}{escape(one_line(verdict.reason))}"

@@ -16,12 +16,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from loadtests.cli.console import console as cli_console
+from loadtests.cli.verdict_table import verdict_cell
 from loadtests.errors import UsageError
 from reports.console_text import one_line
-from reports.slo import FAIL, PASS, outcome
 from reports.verify import verify_run
 from reports.violations import yuan
 from runfolder.layout import RunFolderError
+from runfolder.verdict import format_value, merge
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,23 +36,14 @@ def run(args: argparse.Namespace) -> int:
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-        return _exit_code(result["passed"])
+        verdicts = [verdict.model_dump() for verdict in result["verdicts"]]
+        print(json.dumps({**result, "verdicts": verdicts}, indent=2, ensure_ascii=False))
+        return merge(result["verdicts"])
     table = Table(title=escape(one_line(f"invariants of {args.run_dir}")))
     for column in ("invariant", "violations", "bound", "verdict"):
         table.add_column(column)
     for verdict in result["verdicts"]:
-        result_of = outcome(verdict)
-        table.add_row(
-            verdict["name"],
-            "—" if verdict["value"] is None else str(verdict["value"]),
-            str(verdict["bound"]),
-            "[green]ok[/green]"
-            if result_of == PASS
-            else "[bold red]FAILED[/bold red]"
-            if result_of == FAIL
-            else f"[yellow]unknown[/yellow] — {escape(one_line(verdict['reason']))}",
-        )
+        table.add_row(verdict.name, format_value(verdict.value), str(verdict.bound), verdict_cell(verdict))
     console = cli_console()
     console.print(table)
     _print_violations(console, result)
@@ -66,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             f"{result['other_rows']} ledger rows belong to other runs (another key prefix) and were left out",
             highlight=False,
         )
-    return _exit_code(result["passed"])
+    return merge(result["verdicts"])
 
 
 def _print_violations(console: Console, result: dict[str, Any]) -> None:
@@ -85,8 +77,3 @@ def _print_violations(console: Console, result: dict[str, Any]) -> None:
         )
     if result["more"]:
         console.print(f"… and {result['more']} more violations: --json lists every one", highlight=False)
-
-
-def _exit_code(passed: bool | None) -> int:
-    """0 held, 1 failed, 3 nothing failed but not everything could be checked (as for `surge run`)."""
-    return 0 if passed is True else 1 if passed is False else 3

@@ -22,6 +22,16 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from reports.console_text import one_line
+from runfolder.verdict import (
+    GENERATOR_BOTTLENECK,
+    NOT_THE_GATEWAYS,
+    ExitCode,
+    Headline,
+    State,
+    format_value,
+    headline,
+    verdicts_of,
+)
 
 log = logging.getLogger("surge")
 
@@ -46,7 +56,6 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     # reports pulls in pandas and plotly: imported here, once, at the end of a plain run, so that Locust's
     # worker processes (and runs under `surge run`) never pay for it.
     from reports.finalize import finalize_run
-    from reports.slo import FAIL, format_value, headline, outcome, summary_checks, verdict_unit
     from runfolder.layout import RunFolderError
 
     run_dir = run_dir.resolve()
@@ -58,26 +67,26 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
         summary = finalize_run(run_dir)
     except (RunFolderError, OSError) as exc:
         log.error("surge: the run folder %s cannot be analysed: %s", one_line(run_dir), one_line(exc))
-        environment.process_exit_code = 3
-        return 3
+        environment.process_exit_code = ExitCode.HARNESS
+        return ExitCode.HARNESS
     code = int(summary["exit_code"])
-    checks = summary_checks(summary)
+    verdicts = verdicts_of(summary)
     unmatched = summary.get("unmatched_answers")
     if unmatched:  # before the verdicts: a wrong response rule, not the service, is what they describe
         log.warning("surge: %s", one_line(unmatched["line"]))
         sample = unmatched.get("sample")
         if sample:
             log.warning("surge:   e.g. HTTP %s: %s", sample.get("status"), one_line(sample.get("body", "")))
-    for kind, verdict in checks:
-        result, unit = outcome(verdict), verdict_unit(str(verdict["name"]))
+    for verdict in verdicts:
         line = "surge:   %-9s %-40s %12s  bound %-10s %s%s"
-        value, bound = format_value(verdict.get("value"), unit), format_value(verdict.get("bound"), unit)
-        reason = f" — {verdict['reason']}" if verdict.get("reason") else ""
-        (log.error if result == FAIL else log.info)(line, kind, verdict["name"], value, bound, result, reason)
+        value, bound = format_value(verdict.value, verdict.unit), format_value(verdict.bound, verdict.unit)
+        reason = f" — {verdict.reason}" if verdict.reason else ""
+        failed = verdict.state is State.FAIL
+        (log.error if failed else log.info)(line, verdict.kind, verdict.name, value, bound, verdict.state, reason)
     if summary.get("valid") is False:
-        because = summary.get("invalid_because") or "the load generator was the bottleneck"
-        log.error("surge: INVALID RUN: %s; these figures are not the gateway's", because)
-    log.info("surge: verdict %s (exit code %d)", headline(code, checks), code)
+        because = summary.get("invalid_because") or GENERATOR_BOTTLENECK
+        log.error("surge: %s: %s; %s", Headline.INVALID_RUN, because, NOT_THE_GATEWAYS)
+    log.info("surge: verdict %s (exit code %d)", headline(code, verdicts), code)
     log.info("surge: run folder %s", one_line(run_dir))
     log.info("surge: report %s", one_line(run_dir / "report.html"))
     environment.process_exit_code = code

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from loadtests.cli.console import LOG_WIDTH, console, status_line
 from loadtests.cli.verdict_table import print_verdicts
-from reports.slo import verdict
+from runfolder.verdict import Kind, Verdict
 
 REASON = "not played: kill needs the embedded cluster, and --host points at a gateway surge did not start"
 
@@ -19,7 +19,7 @@ REASON = "not played: kill needs the embedded cluster, and --host points at a ga
 def test_a_verdict_row_with_a_long_reason_is_one_line_in_a_log(capsys: pytest.CaptureFixture[str]) -> None:
     summary = {
         "scenario": "double11",
-        "slos": [verdict("recovery_s[kill primary@34s]", None, 5.0, None, REASON)],
+        "slos": [Verdict.of(Kind.SLO, "recovery_s[kill primary@34s]", None, 5.0, None, REASON)],
         "exit_code": 3,
     }
     out = console()

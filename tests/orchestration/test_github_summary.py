@@ -13,7 +13,7 @@ from reports.analysis import analyse
 from reports.compare import compare
 from reports.finalize import finalize_run
 from reports.frames import load_run
-from reports.slo import outcome, summary_checks
+from runfolder.verdict import State, verdicts_of
 from tests.reports.runs import degrade, edit_meta
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_small"
@@ -55,19 +55,19 @@ def test_run_summary_table_has_every_verdict_escaped_and_failures_annotated(
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     header, rows = _cells(lines[0]), [_cells(line) for line in lines[1:]]
     assert header == ["check", "name", "value", "bound", "verdict", "reason"]
-    expected = summary_checks(summary)
+    expected = verdicts_of(summary)
     assert len(rows) == len(expected) and all(len(row) == 6 for row in rows)
-    for row, (kind, verdict) in zip(rows, expected, strict=True):
-        assert row[0] == kind and row[1] == escape_cell(verdict["name"])
-        assert row[4] == {"pass": "pass", "fail": "FAIL", "unknown": "unknown"}[outcome(verdict)]
+    for row, verdict in zip(rows, expected, strict=True):
+        assert row[0] == verdict.kind and row[1] == escape_cell(verdict.name)
+        assert row[4] == {"pass": "pass", "fail": "FAIL", "unknown": "unknown"}[verdict.state]
     hostile = next(row for row in rows if row[1].startswith("p99\\_ms\\[peak"))
     assert hostile[1] == r"p99\_ms\[peak \| &lt;b&gt;\*x\*&lt;/b&gt; \[y\](z)\]"
     assert hostile[2].endswith(" ms") and hostile[4] == "FAIL"
     assert "<b>" not in text
 
     annotations = [line for line in capsys.readouterr().out.splitlines() if line.startswith("::")]
-    failed = [verdict for _, verdict in expected if outcome(verdict) == "fail"]
-    unknown = [verdict for _, verdict in expected if outcome(verdict) == "unknown"]
+    failed = [verdict for verdict in expected if verdict.state is State.FAIL]
+    unknown = [verdict for verdict in expected if verdict.state is State.UNKNOWN]
     assert failed and len(annotations) == len(failed) + len(unknown)
     assert sum(line.startswith("::error title=surge slo failed::") for line in annotations) == len(failed)
     assert any("p99_ms = " in line for line in annotations)

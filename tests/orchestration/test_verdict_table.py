@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from loadtests.cli.verdict_table import print_verdicts
-from reports.slo import verdict
+from runfolder.verdict import Kind, Verdict
 
 
 def printed(summary: dict[str, object]) -> str:
@@ -18,11 +18,13 @@ def test_unknown_verdicts_say_why_and_the_run_is_not_proven() -> None:
     summary = {
         "scenario": "double11",
         "slos": [
-            verdict("p99_ms", 120.5, 800.0, True),
-            verdict("recovery_s[kill primary@34s]", None, 5.0, None, "not played: kill needs the embedded cluster"),
+            Verdict.of(Kind.SLO, "p99_ms", 120.5, 800.0, True),
+            Verdict.of(
+                Kind.SLO, "recovery_s[kill primary@34s]", None, 5.0, None, "not played: kill needs the embedded cluster"
+            ),
         ],
-        "invariant_verdicts": [verdict("lost", None, 0, None, "no ledger copy")],
-        "run_verdicts": [verdict("generator_valid", True, True, True)],
+        "invariant_verdicts": [Verdict.of(Kind.INVARIANT, "lost", None, 0, None, "no ledger copy")],
+        "run_verdicts": [Verdict.of(Kind.RUN, "generator_valid", True, True, True)],
         "exit_code": 3,
     }
     text = printed(summary)
