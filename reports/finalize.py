@@ -9,10 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from reports import compare, render
+from reports import compare
 from reports.analysis import analyse, summary, timeseries
 from reports.frames import load_run
 from reports.junit import junit_xml
+from reports.render.page import render_report
 from runfolder.layout import write_json
 
 
@@ -31,5 +32,5 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
     timeseries(analysis).to_csv(run_dir / "timeseries.csv", index=False)
     write_json(run_dir / "summary.json", result)
     (run_dir / "junit.xml").write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
-    (run_dir / "report.html").write_text(render.render_report(analysis, comparison), encoding="utf-8")
+    (run_dir / "report.html").write_text(render_report(analysis, comparison), encoding="utf-8")
     return result

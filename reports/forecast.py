@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.render import environment, plotly_bundle, script_json
+from reports.render.shared import environment, plotly_bundle, script_json
 from runfolder.layout import write_json
 
 SECONDS_PER_HOUR = 3600

@@ -41,7 +41,7 @@ import pandas as pd
 
 from reports.frames import RunFrames, load_run
 from reports.measure import caps
-from reports.render import environment, plotly_bundle, script_json
+from reports.render.shared import environment, plotly_bundle, script_json
 from runfolder.layout import RunFolderError, write_json
 from runfolder.verdict import State, format_value, run_state, verdicts_of, worst
 

@@ -26,8 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from reports import analysis, frames, hdr, render
+from reports import analysis, frames, hdr
 from reports.finalize import finalize_run
+from reports.render.page import render_report
+from reports.render.shared import plotly_bundle
 from runfolder.events import RunEvent, write_events_csv
 from runfolder.layout import write_json
 from runfolder.models import GeneratorVerdict, Phase, RunMeta, Slo
@@ -216,7 +218,7 @@ def main() -> int:
             f"synthetic soak: {args.seconds} windows, {attempts:,} history lines "
             f"(generated in {time.perf_counter() - began:.1f} s)"
         )
-        render.plotly_bundle.cache_clear()
+        plotly_bundle.cache_clear()
         load_before = os.getloadavg()[0]
         began, cpu_began = time.perf_counter(), time.process_time()
         summary = finalize_run(out)
@@ -238,7 +240,7 @@ def main() -> int:
 
 def _stages(out: Path) -> dict[str, float]:
     """The same build again, stage by stage (plotly.js is compressed once per process: the bundle stage)."""
-    render.plotly_bundle.cache_clear()
+    plotly_bundle.cache_clear()
     times: dict[str, float] = {}
 
     def timed(name: str, step: Callable[[], Any]) -> Any:
@@ -252,8 +254,8 @@ def _stages(out: Path) -> dict[str, float]:
     timed("ledger", lambda: frames.read_ledger(out / "ledger.sqlite"))
     loaded = frames.load_run(out)
     result = timed("analyse", lambda: analysis.analyse(loaded))
-    timed("bundle", render.plotly_bundle)
-    timed("render", lambda: render.render_report(result))
+    timed("bundle", plotly_bundle)
+    timed("render", lambda: render_report(result))
     return times
 
 

@@ -14,7 +14,7 @@ from reports.analysis import analyse
 from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
 from reports.console_text import one_line
 from reports.frames import load_run
-from reports.render import render_comparison
+from reports.render.page import render_comparison
 from runfolder.layout import RunFolderError
 
 

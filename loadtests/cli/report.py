@@ -13,7 +13,7 @@ from loadtests.errors import UsageError
 from reports.analysis import analyse
 from reports.compare import compare
 from reports.frames import load_run
-from reports.render import render_report
+from reports.render.page import render_report
 from runfolder.layout import RunFolderError
 
 

@@ -25,7 +25,7 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
-from reports.render import percent
+from reports.render.shared import percent
 from reports.study import variant_rows
 from reports.violations import yuan
 from runfolder.stop import read_stop

@@ -18,10 +18,10 @@ from loadtests.cli import report as cmd_report
 from loadtests.cli import verify as cmd_verify
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import UsageError
-from reports import render
 from reports.analysis import analyse
 from reports.frames import load_run
 from reports.measure import caps
+from reports.render.charts import build_charts
 from tests.reports.runs import degrade, edit_meta, ledger_execute
 
 
@@ -166,7 +166,7 @@ def test_every_money_figure_of_a_run_on_a_shared_ledger_counts_its_own_rows_only
     frames = load_run(run_dir)
     per_day = caps.repaid_per_day(frames)
     assert (int(per_day["amount_fen"].sum()), int(per_day["repayments"].sum())) == (own_fen, own_rows)
-    chart = {chart["id"]: chart for chart in render.build_charts(analyse(frames))}["repaid"]
+    chart = {chart["id"]: chart for chart in build_charts(analyse(frames))}["repaid"]
     assert sum(chart["data"][0]["y"]) == sum(int(v) // 100 for v in per_day["amount_fen"])
     # the caps still count every charge of a card's day, whoever made it
     assert int(caps.charges_per_day(frames).per_card["amount_fen"].sum()) == own_fen + 3 * 123_456_00

@@ -12,11 +12,15 @@ from typing import Any
 
 import pytest
 
-from reports import render
 from reports.analysis import analyse
 from reports.compare import compare
 from reports.finalize import finalize_run
 from reports.frames import load_run
+from reports.render.charts import build_charts
+from reports.render.charts.markers import LABEL_CHAR_PX, PLOT_WIDTH_PX, label_rows
+from reports.render.charts.plot import log_ticks
+from reports.render.page import render_comparison
+from reports.render.shared import percent
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "run_recorded"
 
@@ -29,20 +33,20 @@ def recorded(tmp_path: Path) -> Path:
 
 
 def charts_of(run_dir: Path) -> dict[str, dict[str, Any]]:
-    return {chart["id"]: chart for chart in render.build_charts(analyse(load_run(run_dir)))}
+    return {chart["id"]: chart for chart in build_charts(analyse(load_run(run_dir)))}
 
 
 def test_labels_a_second_apart_take_different_rows_and_distant_ones_share() -> None:
     # double11: spike_start at 30 s, the kill at 31 s; a label 3 s wide; the spike's end far later
-    assert render.label_rows([30.0, 31.0, 45.0], [3.0, 3.0, 3.0]) == [0, 1, 0]
-    assert render.label_rows([10.0, 10.0, 10.0], [1.0, 1.0, 1.0]) == [0, 1, 2]
+    assert label_rows([30.0, 31.0, 45.0], [3.0, 3.0, 3.0]) == [0, 1, 0]
+    assert label_rows([10.0, 10.0, 10.0], [1.0, 1.0, 1.0]) == [0, 1, 2]
 
 
 def test_no_two_marker_labels_overlap_on_the_recorded_double11(recorded: Path) -> None:
     chart = charts_of(recorded)["throughput"]
     span = len(chart["data"][0]["y"])
     labels = [
-        (a["y"], a["x"], a["x"] + len(a["text"]) * render.LABEL_CHAR_PX / render.PLOT_WIDTH_PX * span)
+        (a["y"], a["x"], a["x"] + len(a["text"]) * LABEL_CHAR_PX / PLOT_WIDTH_PX * span)
         for a in chart["layout"]["annotations"]
     ]
     assert {"spike to 50/s", "kill r1"} <= {a["text"] for a in chart["layout"]["annotations"]}
@@ -60,7 +64,7 @@ def test_every_chart_keeps_its_legend_and_its_title_clears_the_mode_bar(recorded
 
 
 def test_log_axes_are_labelled_at_1_2_5(recorded: Path) -> None:
-    assert render.log_ticks([3.0, 700.0])["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
+    assert log_ticks([3.0, 700.0])["tickvals"] == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000]
     yaxis = charts_of(recorded)["latency_intended"]["layout"]["yaxis"]
     assert yaxis["type"] == "log" and {10, 20, 50, 100} <= set(yaxis["tickvals"])
 
@@ -102,7 +106,7 @@ def test_the_headline_never_says_held_for_unchecked_invariants(recorded: Path) -
 
 def test_context_rows_of_a_comparison_are_not_coloured_as_passes(recorded: Path) -> None:
     analysis = analyse(load_run(recorded))
-    page = render.render_comparison(compare(analysis, analysis))
+    page = render_comparison(compare(analysis, analysis))
     rows = re.findall(r'<tr class="(\w+)">\s*<td>([^<]*)<span', page)
     assert ("context", "worst recovery ") in rows
     assert all(kind != "pass" for kind, name in rows if name.strip() == "worst recovery")
@@ -150,4 +154,4 @@ def test_no_percentile_is_drawn_above_the_max_and_the_max_is_dashed(recorded: Pa
     ],
 )
 def test_a_share_of_one_in_many_never_reads_as_zero(ratio: float | None, text: str) -> None:
-    assert render.percent(ratio) == text
+    assert percent(ratio) == text
