@@ -125,7 +125,7 @@ def analyse(frames: RunFrames) -> Analysis:
         overall_intended=latency.merged_counts(frames.latency, "intended"),
         overall_service=latency.merged_counts(frames.latency, "service"),
         healthy=healthy,
-        recovery=[] if not_started(frames) else recoveries,
+        recovery=[] if not_started(frames) else [told(entry, verdicts) for entry in recoveries],
         invariants=report,
         daily=daily,
         verdicts=verdicts,
@@ -211,9 +211,20 @@ def _settlement_recovery(frames: RunFrames, recovery: list[dict[str, Any]]) -> l
             fault = min(stalls, key=lambda f: abs(float(f.get("at_s", 0)) - at_s))
             recover_s = settlement.stall_recovery_s(total, at_s, float(fault.get("duration_s") or 0.0))
             entry["recover_s"] = None if recover_s is None else round(recover_s, 3)
-            entry["recovered_within_slo"] = recover_s is not None and recover_s <= frames.meta.slo.max_recovery_s
             entry["measured_by"] = "settlement backlog back to its level before the stall"
     return recovery
+
+
+def told(entry: dict[str, Any], verdicts: list[Verdict]) -> dict[str, Any]:
+    """A recovery entry with its verdict told after `errors`, as summary.json's `recovered_within_slo`: true,
+    false, or null when the verdict is unknown (not played, or the run's SLOs could not be judged)."""
+    passed = next((verdict.passed for verdict in verdicts if verdict.name == judge.recovery_name(entry)), None)
+    shown: dict[str, Any] = {}
+    for key, value in entry.items():
+        shown[key] = value
+        if key == "errors":
+            shown["recovered_within_slo"] = passed
+    return shown
 
 
 def _capacity(frames: RunFrames) -> dict[str, Any] | None:

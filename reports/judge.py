@@ -112,7 +112,7 @@ def slo_verdicts(findings: Findings) -> Verdicts:
         found.append(_bounded(Kind.SLO, ratio, span.success_ratio, slo.min_success_ratio, at_least=True))
         found.append(_bounded(Kind.SLO, p99, span.p99_ms, slo.max_p99_ms, at_least=False))
     for entry in findings.recovery:
-        name = f"recovery_s[{entry['event']}@{entry['at_s']:g}s]"
+        name = recovery_name(entry)
         if entry.get("played", True):
             found.append(_bounded(Kind.SLO, name, entry["recover_s"], slo.max_recovery_s, at_least=False))
         else:
@@ -133,6 +133,11 @@ def slo_verdicts(findings: Findings) -> Verdicts:
             for verdict in found
         ]
     return found
+
+
+def recovery_name(entry: Mapping[str, Any]) -> str:
+    """The verdict on one incident's recovery: `recovery_s[kill r1@30s]`."""
+    return f"recovery_s[{entry['event']}@{entry['at_s']:g}s]"
 
 
 def invariant_verdicts(findings: Findings) -> Verdicts:

@@ -53,6 +53,13 @@ def test_more_than_half_refused_makes_the_service_verdicts_unknown(run_dir: Path
     assert {v["verdict"] for v in summary["slos"] if not v["name"].startswith("recovery")} == {"unknown"}
     assert all("refused as unauthorized (AUTH_FAILED" in str(v["reason"]) for v in summary["slos"][:2])
     assert summary["exit_code"] == 3
+    # whether each incident's recovery was within the SLO is as unknown as its verdict: never a stale true/false
+    assert [entry["played"] for entry in summary["recovery"]] == [True, True]
+    assert {entry["recovered_within_slo"] for entry in summary["recovery"]} == {None}
+    assert {v["verdict"] for v in summary["slos"] if v["name"].startswith("recovery")} == {"unknown"}
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    rows = page[page.index('<table id="recovery">') : page.index("</table>", page.index('<table id="recovery">'))]
+    assert 'class="unknown" data-played="true"' in rows and 'class="pass"' not in rows
 
 
 def test_expired_tokens_refreshed_and_re_sent_are_counted_apart_but_the_credentials_held(run_dir: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reports import judge
-from reports.judge import Findings, Span
+from reports.judge import Findings, Span, recovery_name, slo_verdicts
 from runfolder.models import GeneratorVerdict, Slo
 from runfolder.stop import StopRecord
 from runfolder.verdict import ExitCode, Kind, State, Verdict
@@ -44,6 +44,15 @@ def test_one_lost_payment_fails_the_run() -> None:
     verdicts = judge.judge(healthy(invariant_counts=CLEAN | {"lost": 1}))
     assert [v.name for v in verdicts if v.state is State.FAIL] == ["lost"]
     assert judge.exit_code(verdicts, None) == ExitCode.FAIL
+
+
+def test_a_recovery_too_slow_or_never_seen_fails_and_one_within_the_bound_passes() -> None:
+    slow = {"event": "kill r2", "at_s": 60.0, "recover_s": SLO.max_recovery_s + 0.001, "played": True}
+    never = {"event": "spike", "at_s": 90.5, "recover_s": None, "played": True}
+    found = states(slo_verdicts(healthy(recovery=[{"event": "kill r1", "at_s": 30.0, "recover_s": 2.5}, slow, never])))
+    assert found["recovery_s[kill r1@30s]"] is State.PASS
+    assert found["recovery_s[kill r2@60s]"] is found["recovery_s[spike@90.5s]"] is State.FAIL
+    assert recovery_name(never) == "recovery_s[spike@90.5s]"
 
 
 def test_one_slow_phase_fails_only_its_own_verdict() -> None:

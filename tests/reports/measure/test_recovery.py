@@ -65,7 +65,6 @@ def test_an_incident_that_never_hurt_recovers_in_zero() -> None:
     frames = frames_of([100] * 20, [0] * 20)
     (result,) = recover(frames, [Incident("spike", 5.0, 3.0, None)])
     assert result["recover_s"] == 0.0 and result["errors"] == 0 and result["detect_s"] is None
-    assert result["recovered_within_slo"]
 
 
 def test_recovery_is_the_start_of_three_healthy_seconds_after_the_damage() -> None:
@@ -79,7 +78,6 @@ def test_recovery_is_the_start_of_three_healthy_seconds_after_the_damage() -> No
     assert result["recover_s"] == 3.8
     assert result["detect_s"] == 0.2
     assert result["errors"] == 250
-    assert result["recovered_within_slo"]
 
 
 def test_latency_alone_can_keep_a_second_unhealthy() -> None:
@@ -89,10 +87,11 @@ def test_latency_alone_can_keep_a_second_unhealthy() -> None:
     assert result["recover_s"] == 5.5
 
 
-def test_never_recovered_is_none_and_outside_the_slo() -> None:
+def test_never_recovered_is_none_and_measured_only() -> None:
+    """Measure, not judge: whether it was within the SLO is `reports.judge`'s verdict, never a figure here."""
     frames = frames_of([100] * 5 + [10] * 10, [0] * 5 + [90] * 10)
     (result,) = recover(frames, [Incident("kill primary", 5.0, 0.0, "primary")])
-    assert result["recover_s"] is None and not result["recovered_within_slo"]
+    assert result["recover_s"] is None and "recovered_within_slo" not in result
     assert result["errors"] == 900
 
 
@@ -256,6 +255,6 @@ def test_a_spike_whose_gateway_caps_were_not_applied_gets_no_recovery_verdict() 
     (spike,) = recovery.incidents(meta, frames.events)
     assert spike.not_played is not None and "caps (limits) were not applied" in spike.not_played
     (result,) = recover(frames, [spike])
-    assert result["played"] is False and result["recover_s"] is None and result["recovered_within_slo"] is None
+    assert result["played"] is False and result["recover_s"] is None
     clock_only = meta.model_copy(update={"gateway_ignored": ["clock"]})  # festival618's: no caps of its own
     assert [incident.not_played for incident in recovery.incidents(clock_only, frames.events)] == [None]
