@@ -2,7 +2,8 @@
 
 SurgeError            exit 3 unless a subclass says otherwise
  ├── UsageError       exit 2: a bad argument, scenario or config; nothing was started
- └── HarnessError     exit 3: the harness itself failed (gateway did not start, Locust died)
+ ├── HarnessError     exit 3: the harness itself failed (gateway did not start, Locust died)
+ └── MissingEvidence  exit 3: evidence a forecast names is missing or invalid; nothing was forecast
 """
 
 
@@ -20,5 +21,11 @@ class UsageError(SurgeError):
 
 class HarnessError(SurgeError):
     """surge's own machinery broke; the gateway under test is not to blame."""
+
+    exit_code = 3
+
+
+class MissingEvidence(SurgeError):
+    """Evidence the forecast needs is missing or invalid (exit 3): nothing is forecast from it."""
 
     exit_code = 3

@@ -1,27 +1,14 @@
 """Two runs side by side: is the candidate worse than the baseline by more than tolerance *and* noise?
 
-Three metrics gate (issue 6 defaults, each configurable):
-
-    goodput per second (succeeded + declined, mean over seconds with offered load)   may drop 5 %
-    p99 intended-time latency of admitted attempts, whole run                        may rise 10 %
-    success ratio of admitted attempts                                               may drop 0.5 point
-
-Noise-aware: a run is a sample, so each gating delta is also compared with a noise band of about two standard
-errors of the difference, estimated from the runs themselves —
-
-    goodput: the per-second differences of the two runs, second by second over their common length (both follow
-             the same rate schedule, so pairing removes the load shape and leaves the arrival noise);
-    p99:     the distribution-free interval of the 99th percentile's order statistic in each run's merged HDR
-             histogram (ranks n·p ± 2·√(n·p·(1−p)));
-    ratio:   the binomial standard error of each run's success ratio.
-
-The allowed change is the larger of the configured tolerance and that band, so a short or jittery run cannot
-fail a build by chance, while a long steady run is held to the configured tolerance. The other rows are shown
-for context and never gate.
-
-A verdict needs like for like: two runs of different scenarios, scales, seeds, durations, replica counts or
-gateway configs differ by design, and "no regression" between them says nothing (`unlike` names what differs;
-`surge compare` refuses a verdict on such runs unless forced).
+Three metrics gate (`comparable.Tolerances`): goodput per second with offered load may drop 5 %, the p99
+intended-time latency of admitted attempts may rise 10 %, the success ratio of admitted attempts may drop 0.5
+point. A run is a sample, so each delta is also held against a noise band of about two standard errors of the
+difference, estimated from the runs themselves: goodput from the paired per-second differences (both runs follow
+one rate schedule), p99 from the distribution-free interval of its order statistic in the merged HDR histogram
+(ranks n·p ± 2·√(n·p·(1−p))), the ratio from its binomial standard error. The allowed change is the larger of
+tolerance and band, so a short or jittery run cannot fail a build by chance while a long steady one is held to
+the tolerance. The other rows are context and never gate; the rows are computed even for runs that are not like
+for like (`comparable.unlike`), and every view of them says so.
 """
 
 from __future__ import annotations
@@ -36,16 +23,10 @@ from rich.table import Table
 
 from reports import hdr
 from reports.analysis import Analysis
+from reports.comparable import Tolerances, unlike
 from reports.console_text import one_line
 from reports.measure import counters, latency
 from runfolder.outcomes import ADMITTED, GOOD
-
-
-@dataclass(frozen=True, slots=True)
-class Tolerances:
-    throughput_pct: float = 5.0
-    p99_pct: float = 10.0
-    success_points: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,66 +71,6 @@ class Comparison:
             "unlike": self.unlike,
             "rows": [{**asdict(row), "delta": row.delta} for row in self.rows],
         }
-
-
-# What makes two runs comparable: the meta.json keys a regression verdict assumes equal (docs/report.md).
-LIKE_FOR_LIKE = ("scenario", "scale", "seed", "duration_s", "replicas")
-# Gateway config keys that name where a run kept its state, not how the gateway behaved.
-_RUN_LOCAL = frozenset({"ledger.path", "clock.anchor_unix"})
-_SHOWN = 4  # differences named in the one line; the rest are counted
-
-
-def unlike(base: dict[str, Any], candidate: dict[str, Any]) -> list[str]:
-    """What differs between two runs' meta.json that a comparison would silently absorb, as short phrases
-    ("scale 0.25 vs 1", "gateway limits.global_tps 85 vs 340"); empty when the runs are like for like."""
-    found = [
-        f"{key} {_show(base.get(key))} vs {_show(candidate.get(key))}"
-        for key in LIKE_FOR_LIKE
-        if base.get(key) != candidate.get(key)
-    ]
-    base_gateway, cand_gateway = base.get("gateway_config"), candidate.get("gateway_config")
-    if (base_gateway is None) != (cand_gateway is None):
-        found.append(f"gateway {_origin(base_gateway)} vs {_origin(cand_gateway)}")
-    elif base_gateway is not None and cand_gateway is not None:
-        flat_base, flat_cand = _flatten(base_gateway), _flatten(cand_gateway)
-        for key in sorted(set(flat_base) | set(flat_cand)):
-            if key not in _RUN_LOCAL and flat_base.get(key) != flat_cand.get(key):
-                found.append(f"gateway {key} {_show(flat_base.get(key))} vs {_show(flat_cand.get(key))}")
-    return found
-
-
-def unlike_line(differences: list[str]) -> str:
-    """The differences as one line for the console."""
-    shown = "; ".join(differences[:_SHOWN])
-    more = f"; and {len(differences) - _SHOWN} more" if len(differences) > _SHOWN else ""
-    return f"the runs are not like for like ({shown}{more})"
-
-
-def _origin(gateway: object) -> str:
-    return "external" if gateway is None else "embedded"
-
-
-def _show(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return f"{value:g}"
-    return "—" if value is None else str(value)
-
-
-def _flatten(data: object, prefix: str = "") -> dict[str, object]:
-    """Nested config → {"limits.global_tps": 85.0, "channels.ICBC.concurrency": 1, ...}; channels by code."""
-    if isinstance(data, dict):
-        items: list[tuple[str, object]] = list(data.items())
-    elif isinstance(data, list):
-        items = [
-            (str(item.get("code", index)) if isinstance(item, dict) else str(index), item)
-            for index, item in enumerate(data)
-        ]
-    else:
-        return {prefix: data}
-    flat: dict[str, object] = {}
-    for key, value in items:
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def compare(base: Analysis, candidate: Analysis, tolerances: Tolerances | None = None) -> Comparison:

@@ -1,8 +1,8 @@
 """The forecast's arithmetic and its two outputs, forecast.json and forecast.html (docs/forecast.md).
 
-Inputs are plain numbers and frames that `loadtests/cli/forecast.py` read from the evidence (a trace or a
-calendar, run folders, a gateway config), each with the source it came from; nothing here reads a file but the
-page template. The model, in the order the page shows it:
+Inputs are plain numbers and frames that `loadtests/orchestration/forecast_evidence.py` read from the evidence
+(a trace or a calendar, run folders, a gateway config), each with the source it came from; nothing here reads a
+file but the page template. The model, in the order the page shows it:
 
 - Demand per hour = the hour's payments × growth × attempts per payment / 3600 (attempts per second), at p50
   and p90 growth. Capacity is flat over the day: N replicas and N−1 (a find-capacity knee or a given number).

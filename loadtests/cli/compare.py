@@ -11,7 +11,8 @@ from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
 from reports.analysis import analyse
-from reports.compare import Tolerances, compare, console_table, unlike, unlike_line
+from reports.comparable import Tolerances, unlike, unlike_line
+from reports.compare import compare, console_table
 from reports.console_text import one_line
 from reports.frames import load_run
 from reports.render.page import render_comparison

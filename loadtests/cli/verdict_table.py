@@ -16,7 +16,7 @@ from rich.table import Table
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
-from reports.compare import unlike_line
+from reports.comparable import unlike_line
 from reports.console_text import one_line
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,

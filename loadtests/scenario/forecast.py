@@ -1,8 +1,8 @@
 """The forecast file (`surge forecast FORECAST.toml`): this year's demand, the capacity evidence, the caps.
 
 Data only: the keys, their checks and their paths made absolute (relative to the forecast file). Reading the
-evidence — traces, run folders, the gateway config — is `loadtests/cli/forecast.py`'s job; the arithmetic is
-`reports/forecast.py`'s. A bad file is one line naming the key (exit 2), like a scenario.
+evidence — traces, run folders, the gateway config — is `loadtests/orchestration/forecast_evidence.py`'s job;
+the arithmetic is `reports/forecast.py`'s. A bad file is one line naming the key (exit 2), like a scenario.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loadtests.cli.run import _scenario_events
+from loadtests.orchestration.one_run import _scenario_events
 from loadtests.scenario.files import load_scenario
 
 
