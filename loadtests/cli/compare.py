@@ -8,15 +8,11 @@ from pathlib import Path
 from rich.markup import escape
 
 from loadtests.cli.console import console as cli_console
-from loadtests.cli.github_summary import publish_comparison
 from loadtests.errors import UsageError
-from reports.analysis import analyse
 from reports.comparable import Tolerances, unlike, unlike_line
-from reports.compare import compare, console_table
 from reports.console_text import one_line
-from reports.frames import load_run
-from reports.render.page import render_comparison
 from runfolder.layout import RunFolderError
+from runfolder.models import read_meta
 
 
 def _non_negative(text: str) -> float:
@@ -71,18 +67,24 @@ def run(args: argparse.Namespace) -> int:
     tolerances = Tolerances(args.throughput_tol, args.p99_tol, args.success_tol)
     if args.html is not None and not args.html.parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {args.html.parent} does not exist")
-    try:
-        base, candidate = load_run(args.base), load_run(args.candidate)
+    try:  # both are run folders, and like for like, before the report stack (pandas, plotly) loads
+        base, candidate = read_meta(args.base), read_meta(args.candidate)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     console = cli_console()
-    differences = unlike(base.meta.model_dump(mode="json"), candidate.meta.model_dump(mode="json"))
+    differences = unlike(base.model_dump(mode="json"), candidate.model_dump(mode="json"))
     if differences and not args.force:
         raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")
     if differences:
         console.print(f"[yellow]warning:[/yellow] {escape(one_line(unlike_line(differences)))}", highlight=False)
+    from loadtests.cli.github_summary import publish_comparison
+    from reports.analysis import analyse
+    from reports.compare import compare, console_table
+    from reports.frames import load_run
+    from reports.render.page import render_comparison
+
     try:
-        comparison = compare(analyse(base), analyse(candidate), tolerances)
+        comparison = compare(analyse(load_run(args.base)), analyse(load_run(args.candidate)), tolerances)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     target = args.html or args.candidate / "comparison.html"

@@ -29,7 +29,6 @@ from errortext.validation import describe
 from loadtests.channels import default_channels
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.console import console as cli_console
-from loadtests.cli.verdict_table import finish
 from loadtests.errors import HarnessError, UsageError
 from loadtests.meta import git_commit, new_key_prefix, versions
 from loadtests.orchestration import preflight
@@ -46,7 +45,6 @@ from loadtests.orchestration.session import (
     stoppable,
 )
 from loadtests.orchestration.stopping import Interrupt, Interrupted
-from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.files import load_scenario, validated_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
@@ -122,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) -> int:
     """capacity.json and the report. A search cut short (`result` None) claims no capacity: the probes that
     finished are analysed as far as they go, with `limited_by: "interrupted"`."""
+    from loadtests.cli.verdict_table import finish  # the report stack: loaded once there is a folder to report
+
     if result is None:
         probes = len(list((run_dir / "probes").iterdir())) if (run_dir / "probes").is_dir() else 0
         capacity = Capacity(max_rate_per_s=None, spread=None, limited_by="interrupted", bracket=None, probes=probes)
@@ -163,6 +163,8 @@ async def _search(
     interrupt: Interrupt,
 ) -> SearchResult | None:
     """The knee search inside the gateway session; None when a signal cut it short."""
+    from loadtests.orchestration.target_ledger import copy_target_ledger  # SQLAlchemy: once the search starts
+
     async with gateway_session(gateway, run_dir, interrupt) as session:
         started = session.start_unix = time.time()
         meta = _capacity_meta(args, base, session.target, gateway, started)

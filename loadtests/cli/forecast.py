@@ -13,19 +13,19 @@ import math
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from loadtests.cli.args import positive_float
-from loadtests.cli.github_summary import publish_forecast
 from loadtests.errors import MissingEvidence, UsageError
-from loadtests.orchestration.forecast_evidence import read_inputs
 from loadtests.scenario.forecast import ForecastFile, load_forecast
 from mock_gateway.config import ConfigError, GatewayConfig, load_config
-from reports.forecast import ForecastInputs, write_forecast
 from runfolder.claim import claim_new
 from runfolder.layout import read_json_object
+
+if TYPE_CHECKING:
+    from reports.forecast import ForecastInputs
 
 REHEARSAL_S = 120.0  # the emitted scenario replays the worst hour in two minutes unless --rehearsal-s says
 
@@ -54,6 +54,11 @@ def run(args: argparse.Namespace) -> int:
     forecast = load_forecast(args.forecast)
     config, caps_source = _gateway(forecast)
     _check_channel_shares(forecast, [channel.code for channel in config.channels])
+    # the file and its config held: only now the evidence and the arithmetic load (pandas, plotly)
+    from loadtests.cli.github_summary import publish_forecast
+    from loadtests.orchestration.forecast_evidence import read_inputs
+    from reports.forecast import write_forecast
+
     inputs = read_inputs(forecast, config, caps_source)
     out = args.out or claim_new(Path("runs"), f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-forecast")
     document = write_forecast(Path(out), inputs)

@@ -10,11 +10,8 @@ import argparse
 from pathlib import Path
 
 from loadtests.errors import UsageError
-from reports.analysis import analyse
-from reports.compare import compare
-from reports.frames import load_run
-from reports.render.page import render_report
 from runfolder.layout import RunFolderError
+from runfolder.models import read_meta
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # both are run folders at all, before the report stack (pandas, plotly) loads
+        read_meta(args.run_dir)
+        if args.baseline:
+            read_meta(args.baseline)
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    from reports.analysis import analyse
+    from reports.compare import compare
+    from reports.frames import load_run
+    from reports.render.page import render_report
+
     try:
         analysis = analyse(load_run(args.run_dir))
         comparison = compare(analyse(load_run(args.baseline)), analysis) if args.baseline else None

@@ -1,6 +1,7 @@
 """`surge run SCENARIO`: one whole load test, from scenario to verdict (README, docs/scenarios.md).
 
-The order is the whole job of this module: validate everything first (exit 2 with nothing started), then hand the
+The order is the whole job of this module: validate everything first (exit 2 with nothing started, and nothing
+of the cluster's or the report's stack loaded: a usage error answers in a fraction of the time), then hand the
 run to `orchestration.one_run` inside a stoppable session, and only then the folder to `reports`.
 
 Ctrl-C or SIGTERM ends the same way, early: the folder and report are written as far as the run got, and the exit
@@ -20,19 +21,15 @@ from loadtests.channels import ChannelsUnavailable, served_channels
 from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.console import status_line
-from loadtests.cli.verdict_table import finish
 from loadtests.errors import UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.locust_process import MASTER_PORT
-from loadtests.orchestration.one_run import orchestrate
-from loadtests.orchestration.run_folder import new_run_dir
 from loadtests.orchestration.session import check_before_start, choose_gateway, stoppable
 from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile
 from reports.console_text import one_line
-from reports.verify import verify_run
 
 LOST_KEYS_SHOWN = 20
 HOSTS_WAIT_S = 15.0  # --hosts: the workers' time to connect; t=0 is planned past it
@@ -117,6 +114,12 @@ def run(args: argparse.Namespace) -> int:
     expired = None if profile is None or profile.tls.cert_file is None else certificate_expiry(profile.tls.cert_file)
     if expired is not None:  # the run goes on: the target's refusal is then reported as such (TLS_FAILED)
         console.print(f"surge run: warning: tls.cert_file expired on {expired:%Y-%m-%d %H:%M} UTC", markup=False)
+    # every argument held: only now does the run's own stack load (the cluster's aiohttp, SQLAlchemy, pandas,
+    # plotly), so a refusal above answers without paying for it
+    from loadtests.cli.verdict_table import finish
+    from loadtests.orchestration.one_run import orchestrate
+    from loadtests.orchestration.run_folder import new_run_dir
+
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(
         f"surge run {one_line(scenario.name)} (scale {args.scale:g}, {scenario.duration_s:g} s) → {one_line(run_dir)}",
@@ -156,6 +159,8 @@ def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfil
     if profile.ledger is None:
         print("invariants: unknown (the profile has no [ledger] query)")
     elif isinstance(invariants, dict) and invariants.get("lost"):
+        from reports.verify import verify_run  # pandas: loaded by the report already
+
         lost = verify_run(run_dir)["violations"]["lost"]
         keys = ", ".join(str(item["key"]) for item in lost[:LOST_KEYS_SHOWN])
         more = f" and {len(lost) - LOST_KEYS_SHOWN} more" if len(lost) > LOST_KEYS_SHOWN else ""

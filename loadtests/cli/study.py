@@ -20,14 +20,10 @@ from rich.table import Table
 from loadtests.cli import run as run_command
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.console import console as cli_console
-from loadtests.cli.github_summary import publish_study
 from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from reports.console_text import one_line
-from reports.render.shared import percent
-from reports.study import variant_rows
-from reports.violations import yuan
 from runfolder.stop import read_stop
 
 
@@ -79,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
             raise StoppedBySignal(stop.by)  # `surge run` stopped cleanly on it; the study starts no further variant
         return code
 
-    rows = variant_rows(run_study(header, plans, out, run_variant))
+    finished = run_study(header, plans, out, run_variant)
+    from loadtests.cli.github_summary import publish_study  # the report stack, loaded by the study's page already
+    from reports.study import variant_rows
+
+    rows = variant_rows(finished)
     _print_table(rows, cli_console())
     publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
     print(f"study: {one_line((out / 'study.html').resolve())}")
@@ -93,6 +93,9 @@ def _default_out(name: str) -> Path:
 
 
 def _print_table(rows: list[dict[str, Any]], console: Console) -> None:
+    from reports.render.shared import percent
+    from reports.violations import yuan
+
     table = Table(title="study")
     for column in ("variant", "bills", "completed", "repaid", "429", "503", "p99 ms", "verdict"):
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right")

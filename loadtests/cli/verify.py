@@ -16,12 +16,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from loadtests.cli.console import console as cli_console
-from loadtests.cli.verdict_table import verdict_cell
 from loadtests.errors import UsageError
 from reports.console_text import one_line
-from reports.verify import verify_run
-from reports.violations import yuan
 from runfolder.layout import RunFolderError
+from runfolder.models import read_meta
 from runfolder.verdict import format_value, merge
 
 
@@ -31,6 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:  # a run folder at all, before the report stack (pandas) loads
+        read_meta(args.run_dir)
+    except RunFolderError as exc:
+        raise UsageError(str(exc)) from exc
+    from loadtests.cli.verdict_table import verdict_cell
+    from reports.verify import verify_run
+
     try:
         result = verify_run(args.run_dir)
     except RunFolderError as exc:
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
 def _print_violations(console: Console, result: dict[str, Any]) -> None:
     """One line per violation, never wrapped nor cut: a key is copied from here into a ledger query, and a
     non-TTY console (a CI log, a pipe) is only 80 columns wide."""
+    from reports.violations import yuan
+
     for violation in result["described"]:
         amount = "—" if violation["amount_fen"] is None else yuan(violation["amount_fen"])
         console.print(

@@ -7,17 +7,18 @@ import asyncio
 import contextlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.run_folder import copy_ledger
-from mock_gateway.cluster.handle import ClusterProcess
-from mock_gateway.cluster.serve import STATE_FILE
 from mock_gateway.config import ConfigError, load_config
 from runfolder.events import RunEvent, read_cluster_events
 from runfolder.layout import write_json
+
+if TYPE_CHECKING:
+    from mock_gateway.cluster.handle import ClusterProcess
 
 KILL_WAIT_S = 3.0  # for the replicas to die after their router (PR_SET_PDEATHSIG is prompt; reaping is not)
 
@@ -37,6 +38,10 @@ def validated_config(config_path: Path | None, overrides: dict[str, Any] | None)
 async def start_cluster(
     config_path: Path | None, replicas: int, state_dir: Path, overrides: dict[str, Any] | None
 ) -> ClusterProcess:
+    # the cluster's process handle (aiohttp, through the router's own module) loads only for a cluster to start:
+    # a command refused at its arguments never pays for it
+    from mock_gateway.cluster.handle import ClusterProcess
+
     try:
         return await asyncio.to_thread(
             ClusterProcess.start, config_path, replicas, state_dir, overrides=overrides or None
@@ -49,6 +54,8 @@ async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[RunEv
     """Snapshot the ledger, stop the cluster, keep its events, and strip the admin token from its state file:
     a run folder is uploaded as a CI artifact and must not carry a secret, even a dead cluster's. The cluster is
     stopped and the token stripped even when the copy fails."""
+    from mock_gateway.cluster.serve import STATE_FILE
+
     try:
         copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
     finally:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
-from reports.finalize import finalize_run
 from runfolder.claim import FolderTaken, claim, claim_new
 from runfolder.layout import RunFolderError
 
@@ -49,6 +48,8 @@ def copy_ledger(source: Path, target: Path) -> bool:
 
 def conclude(run_dir: Path, baseline: Path | None) -> dict[str, Any]:
     """The verdict (reports.finalize); a folder the load left unreadable is the harness's failure (exit 3)."""
+    from reports.finalize import finalize_run  # the report stack (pandas, plotly): not for a refused command
+
     try:
         return finalize_run(run_dir, baseline)
     except RunFolderError as exc:

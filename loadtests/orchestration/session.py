@@ -26,16 +26,18 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from loadtests.orchestration import preflight
 from loadtests.orchestration.embedded import kill_and_collect, start_cluster, stop_and_collect, validated_config
 from loadtests.orchestration.stopping import Interrupt
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.targets import check_target
-from mock_gateway.cluster.handle import ClusterProcess
 from runfolder.events import RunEvent, write_events_csv
 from runfolder.stop import read_stop
+
+if TYPE_CHECKING:
+    from mock_gateway.cluster.handle import ClusterProcess
 
 T = TypeVar("T")
 

@@ -29,7 +29,6 @@ from loadtests.orchestration.scenario_file import write_scenario
 from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.study import Study, variant_scenario
-from reports.study import variant_row, write_study
 from runfolder.claim import FolderTaken, claim
 from runfolder.stop import EXIT_SIGINT
 
@@ -133,6 +132,8 @@ def run_study(
             claim(plan.run_dir, hand_over=True)
         except FolderTaken as exc:
             raise UsageError(f"--out {out}: {exc}; choose an empty folder") from None
+    from reports.study import variant_row, write_study  # pandas, plotly: only once every folder is claimed
+
     rows: list[dict[str, Any]] = []
     current: VariantPlan | None = None
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)  # each variant's `surge run` installs its own
