@@ -11,9 +11,9 @@ code is 130 or 143; a second signal skips the report but still stops every proce
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -127,17 +127,16 @@ def run(args: argparse.Namespace) -> int:
     )
     if not gateway.embedded and profile is None:
         _warn_without_channels(str(gateway.host), console)
-    exit_code = stoppable(
+    return stoppable(
         "surge run",
         run_dir,
         lambda interrupt: orchestrate(
             args, scenario, gateway, run_dir, console, profile, interrupt, lambda: status_line(console)
         ),
-        lambda _, __: finish(run_dir, args.baseline),
+        lambda _, __: finish(
+            run_dir, args.baseline, notes=None if profile is None else lambda s: _target_notes(s, scenario, profile)
+        ),
     )
-    if profile is not None and (run_dir / "summary.json").exists():
-        _print_target_notes(run_dir, scenario, profile)
-    return exit_code
 
 
 def _warn_without_channels(host: str, console: Console) -> None:
@@ -148,26 +147,28 @@ def _warn_without_channels(host: str, console: Console) -> None:
         console.print(f"surge run: warning: {one_line(exc)}; cards are drawn on the default channels", markup=False)
 
 
-def _print_target_notes(run_dir: Path, scenario: Scenario, profile: TargetProfile) -> None:
-    """What a target run adds to the verdict table: where the invariants come from, lost keys by name, and
-    that follow-plan could not follow a plan the target never offers."""
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    for verdict in summary.get("run_verdicts") or []:
-        if verdict.get("name") == "credentials" and verdict.get("reason"):  # apart from the service's errors
-            print(f"credentials: {verdict['reason']}")
-    invariants = summary.get("invariants")
+def _target_notes(summary: dict[str, Any], scenario: Scenario, profile: TargetProfile) -> list[str]:
+    """What a target run adds to the verdict table, from its summary: where the invariants come from, lost keys
+    by name, and that follow-plan could not follow a plan the target never offers."""
+    notes = [
+        f"credentials: {verdict['reason']}"  # apart from the service's errors
+        for verdict in summary.get("run_verdicts") or []
+        if verdict.get("name") == "credentials" and verdict.get("reason")
+    ]
+    lost = (summary.get("invariants") or {}).get("lost")
     if profile.ledger is None:
-        print("invariants: unknown (the profile has no [ledger] query)")
-    elif isinstance(invariants, dict) and invariants.get("lost"):
-        from reports.verify import verify_run  # pandas: loaded by the report already
-
-        lost = verify_run(run_dir)["violations"]["lost"]
-        keys = ", ".join(str(item["key"]) for item in lost[:LOST_KEYS_SHOWN])
-        more = f" and {len(lost) - LOST_KEYS_SHOWN} more" if len(lost) > LOST_KEYS_SHOWN else ""
-        print(f"lost payments (acknowledged, not in {one_line(profile.name)}'s ledger), by key: {one_line(keys)}{more}")
+        notes.append("invariants: unknown (the profile has no [ledger] query)")
+    elif lost:
+        examples = ((summary.get("invariant_examples") or {}).get("lost") or [])[:LOST_KEYS_SHOWN]
+        keys = ", ".join(str(item["key"]) for item in examples)
+        more = f" and {lost - LOST_KEYS_SHOWN} more" if lost > LOST_KEYS_SHOWN else ""
+        notes.append(
+            f"lost payments (acknowledged, not in {one_line(profile.name)}'s ledger), by key: {one_line(keys)}{more}"
+        )
     declined = int((summary.get("totals") or {}).get("declined", 0))
     if scenario.client.policy == "follow-plan" and declined:
-        print(
+        notes.append(
             f"follow-plan: {one_line(profile.name)} offers no suggested plan, so each of the {declined} declined "
             "attempts ended its payment"
         )
+    return notes

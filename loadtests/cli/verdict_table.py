@@ -6,6 +6,7 @@ how many were unknown, so a console reader never takes "nothing failed" for "eve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +31,12 @@ from runfolder.verdict import (
 )
 
 
-def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
-    """The end of every command that wrote a run folder: analyse it, print the verdicts, the command's own
-    `lines` and the report's path on stdout (and the verdict table in a GitHub Actions job summary); the exit
-    code (README)."""
+def finish(
+    run_dir: Path, baseline: Path | None, *lines: str, notes: Callable[[dict[str, Any]], list[str]] | None = None
+) -> int:
+    """The end of every command that wrote a run folder: analyse it once, then only print — the verdicts, the
+    command's own `lines` and the `notes` it draws from the summary, and the report's path last, on stdout (and
+    the verdict table in a GitHub Actions job summary); the exit code (README)."""
     summary = conclude(run_dir, baseline)
     print_verdicts(summary, cli_console())
     differences = (summary.get("comparison") or {}).get("unlike") or []
@@ -42,7 +45,7 @@ def finish(run_dir: Path, baseline: Path | None, *lines: str) -> int:
             f"warning: --baseline: {one_line(unlike_line(differences))}", markup=False
         )
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
-    for line in lines:
+    for line in [*lines, *(notes(summary) if notes is not None else [])]:
         print(line)
     report = run_dir / "report.html"
     print(f"report: {one_line((report if report.exists() else run_dir).resolve())}")
