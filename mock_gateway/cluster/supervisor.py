@@ -1,19 +1,17 @@
 """Starts, watches, kills, pauses and restarts the replica processes of one cluster.
 
-Orphans are the failure this module exists to prevent. Each replica runs in a session of its own (so a
-terminal's Ctrl-C reaches only the router, which then stops the replicas in order) and with
-`PR_SET_PDEATHSIG = SIGKILL` (so even a SIGKILLed router takes its replicas with it; `mock_gateway.lifeline`).
+Orphans are the failure this module exists to prevent: each replica runs in a session of its own (a terminal's
+Ctrl-C reaches only the router, which stops the replicas in order) and with `PR_SET_PDEATHSIG = SIGKILL` (even a
+SIGKILLed router takes its replicas with it; `mock_gateway.lifeline`).
 
-Ports are bound here, not in the replica: the supervisor binds each replica's listening socket (port 0 the
-first time, so the kernel picks a free one) and hands the descriptor to the child, which serves on it. Choosing
-a free port and letting the child bind it later was a race another process could win. A restarted replica gets
-its old port back when it is still free, else a new one (`on_port` tells the router). The supervisor closes its
-own copy once the child runs, so a dead replica's port refuses connections at once (the fast failure signal).
+Ports are bound here and the descriptor handed to the child: choosing a free port and letting the child bind it
+later was a race another process could win. A restarted replica gets its old port back when it is still free,
+else a new one (`on_port` tells the router); the supervisor's own copy is closed once the child runs, so a dead
+replica's port refuses connections at once (the fast failure signal).
 
-Exits are noticed through a pidfd registered with the event loop: instant, no polling, and SIGSTOP does not
-fire it. The supervisor reports what happened through a callback and leaves health decisions to the router,
-with one exception: a replica the router has marked down whose process is *stopped* is fenced (killed and
-restarted), because a stopped process can hold the shared ledger's write lock for ever.
+Exits are noticed through a pidfd on the event loop (instant, no polling; SIGSTOP does not fire it). Health is
+the router's to decide, with one exception: a replica marked down whose process is *stopped* is fenced (killed
+and restarted), because a stopped process can hold the shared ledger's write lock for ever.
 """
 
 from __future__ import annotations

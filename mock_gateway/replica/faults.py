@@ -1,21 +1,17 @@
 """Injected faults (docs/internals.md §1): latency, error answers, a channel outage, and lost responses.
 
 Each fault applies to a random `ratio` of requests and expires by itself after `duration_s`, so a chaos run
-that dies half-way never leaves a replica broken. The request path pays one attribute read when no fault is
-active: `Faults.active` is the only thing the app's middleware looks at before handing over.
+that dies half-way never leaves a replica broken; with none active the request path pays one attribute read.
 
-Where each kind acts: `latency` and `errors` when the request arrives (`before_api_request`), before anything
-is recorded (an injected error stores nothing, so a retry runs afresh); `channel_outage` just before the bank
-call (503 CHANNEL_BUSY);
-`lose_response` after the commit (the repayment exists, the client never hears of it — the case idempotent
-retries exist for). On asynchronous channels: `settlement_stall` (the bank settles nothing for `duration_s`, on
-`channel` or every channel; the backlog grows), `callback_loss` (a `ratio` of first callback deliveries never
-reach the receiver, so they are retried) and `callback_duplicate` (a `ratio` of deliveries sent twice).
+Where each kind acts: `latency` and `errors` on arrival (`before_api_request`), before anything is recorded, so
+a retry runs afresh; `channel_outage` just before the bank call (503 CHANNEL_BUSY); `lose_response` after the
+commit (the repayment exists, the client never hears of it — the case idempotent retries exist for). On async
+channels: `settlement_stall` (the bank settles nothing for `duration_s`, on `channel` or every channel),
+`callback_loss` and `callback_duplicate` (a `ratio` of first deliveries lost, or deliveries sent twice).
 
-A fault with a `channel` touches the payments on that channel only: a slow or failing bank slows or fails its
-own channel, never the others. The channel is known only once the body is read, so a channel's latency and
-errors act just before its bank call (`before_bank_call`: still before anything is recorded) rather than on
-arrival, and its lost responses only on that channel's commits.
+A fault with a `channel` touches that channel's payments only, as a failing bank would. The channel is known
+only once the body is read, so a channel's latency and errors act just before its bank call (`before_bank_call`:
+still before anything is recorded) and its lost responses only on that channel's commits.
 """
 
 from __future__ import annotations

@@ -1,22 +1,17 @@
 """Asynchronous settlement: the payments a replica accepted (202) or took over, settled with the bank later.
 
-Per async channel one worker takes the backlog in arrival order, waits for the channel's turn in the bank quota
-(`tps`, asyncio-throttle, this replica's share of it in active-active), then hands the payment to the bank,
-which answers after a lognormal `settle_ms` delay: succeeded, or refused (`settle_fail_ratio`, code
-BANK_DECLINED); an answer lost on the way (`unknown_ratio`) is asked for again after `unknown_ms`, and that
-re-query takes a quota turn of its own. The bank is idempotent per payment (as real banks are per merchant order
-number): whichever replica asks, a payment gets the same answer, so a takeover never turns a refusal into money.
+Per async channel one worker takes the backlog in arrival order, waits for its turn in the bank quota (`tps`,
+asyncio-throttle, this replica's share in active-active), then asks the bank, which answers after a lognormal
+`settle_ms` delay: succeeded, or refused (`settle_fail_ratio`, BANK_DECLINED); a lost answer (`unknown_ratio`)
+is asked again after `unknown_ms`, with a quota turn of its own. The bank is idempotent per payment, as real
+banks are per merchant order number, so a takeover never turns a refusal into money.
 
-Ownership moves through the ledger (docs/gateway.md, "Who settles a payment"): every pending payment carries its
-holder and an epoch; every holder (a replica process) has one lease row, renewed every third of
-`settlement.lease_ms`. Any replica's upkeep takes over the payments of a holder whose process is gone (at once)
-or whose lease ran out (a paused replica), raising each payment's epoch. The final write is conditional on the
-epoch the writer holds, so of two replicas that both asked the bank, exactly one writes the final state and
-sends the callback; the other is fenced.
-
-Callbacks go to the payment's loopback `notify_url`, signed `Surge-Signature: sha256=<hex HMAC-SHA256 of the
-body>` with `settlement.notify_secret`, retried on a bounded, documented schedule until a 2xx. A callback still
-owed when its replica dies is owed by the replica that takes the payment over: at least once, never zero times.
+Ownership moves through the ledger's leases (docs/gateway.md, "Who settles a payment"): the final write is
+conditional on the epoch its writer holds, so of two replicas that both asked the bank exactly one writes the
+final state and sends the callback. Callbacks go to the payment's loopback `notify_url`, signed
+`Surge-Signature: sha256=<hex HMAC-SHA256 of the body>` with `settlement.notify_secret`, retried on a bounded
+schedule until a 2xx; a callback still owed when its replica dies is owed by the replica that takes the payment
+over: at least once, never zero times.
 """
 
 from __future__ import annotations
