@@ -49,6 +49,6 @@ def channel_codes(body: object) -> list[str]:
 
 def default_channels(scenario: Scenario) -> list[str]:
     """The embedded gateway's channel codes for this scenario (defaults + its [gateway] overrides)."""
-    from mock_gateway.config import load_config  # pydantic models only; kept out of the module's import cost
+    from mock_gateway.config_sources import load_config  # pydantic models only; kept out of the module's import cost
 
     return [channel.code for channel in load_config(None, env={}, overrides=scenario.gateway or None).channels]

@@ -19,8 +19,9 @@ from typing import Any
 from aiohttp import web
 
 from mock_gateway.admin import load_admin_token
-from mock_gateway.config import ConfigError, GatewayConfig, load_config
-from mock_gateway.errors import LedgerError
+from mock_gateway.config import GatewayConfig
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError, LedgerError
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.app import STATE_KEY, create_app

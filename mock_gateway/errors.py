@@ -1,29 +1,16 @@
-"""The gateway's errors as RFC 9457 problem+json documents, one class per `code` (docs/gateway.md).
+"""Every error of the gateway, in one tree (as httpx draws its own): the class says what went wrong and where.
 
-Each class knows its HTTP status, its `code`, whether a client may retry it, and any extra members or headers,
-so a handler only ever raises and the error middleware renders. The tree:
+    Exception
+     ├── GatewayError          a request's answer as RFC 9457 problem+json, one class per `code`: its tree is in
+     │                         its docstring; `mock_gateway.problems` renders it, the one mapping (docs/gateway.md)
+     ├── ConfigError           a bad configuration, one line naming the key: exit 2, nothing started
+     ├── LedgerError           nothing was committed: a request's 503 REPLICA_UNAVAILABLE, or exit 3 at start
+     ├── ClusterUsageError     the cluster was asked for what it cannot serve: exit 2, nothing started
+     └── ClusterStartError     the cluster failed to come up: exit 3
 
-    GatewayError
-     ├── BadRequest                    400, never stored against an idempotency key
-     │    ├── InvalidJson              INVALID_JSON
-     │    ├── ValidationFailed         VALIDATION_ERROR (errors: [{field, message}])
-     │    └── MissingIdempotencyKey    MISSING_IDEMPOTENCY_KEY
-     ├── Unauthorized                  401 UNAUTHORIZED (admin endpoints)
-     ├── NotFound                      404 NOT_FOUND
-     ├── MethodNotAllowed              405 METHOD_NOT_ALLOWED
-     ├── IdempotencyInFlight           409 IDEMPOTENCY_IN_FLIGHT (Retry-After)
-     ├── PayloadTooLarge               413 PAYLOAD_TOO_LARGE
-     ├── UnsupportedMediaType          415 UNSUPPORTED_MEDIA_TYPE
-     ├── IdempotencyKeyReused          422 IDEMPOTENCY_KEY_REUSED
-     ├── LimitExceeded                 422 business declines, stored against the key
-     │    ├── SingleLimitExceeded      SINGLE_LIMIT_EXCEEDED (limit_fen, suggested_plan)
-     │    └── DailyLimitExceeded       DAILY_LIMIT_EXCEEDED (scope, limit_fen, remaining_fen, resets_at, plan)
-     ├── RateLimited                   429 RATE_LIMITED (scope, retry_after_ms, RateLimit headers)
-     ├── Unavailable                   503, admission or fault, never stored
-     │    ├── ChannelBusy              CHANNEL_BUSY
-     │    ├── ReplicaUnavailable       REPLICA_UNAVAILABLE
-     │    └── NoHealthyReplica         NO_HEALTHY_REPLICA (raised by the router)
-     └── OutcomeUnknown                504 OUTCOME_UNKNOWN (router): a replica may have recorded it
+A handler only ever raises; each class says what a client, an operator or a process exit makes of it. Two
+signals stay inside their package and are not errors: the ledger's `LockBusy` (retry the batch on the writer
+thread) and the router's `_AttemptFailed` (retry on another replica).
 """
 
 from __future__ import annotations
@@ -40,7 +27,33 @@ TYPE_BASE = "https://surge.invalid/problems/"
 
 
 class GatewayError(Exception):
-    """Base of every error answered as problem+json; subclasses fix status, code and title."""
+    """Base of every error answered as problem+json; subclasses fix status, code and title. The tree:
+
+    GatewayError                      500 INTERNAL_ERROR: a fault of the gateway itself, logged
+     ├── BadRequest                    400, never stored against an idempotency key
+     │    ├── InvalidJson              INVALID_JSON
+     │    ├── ValidationFailed         VALIDATION_ERROR (errors: [{field, message}])
+     │    └── MissingIdempotencyKey    MISSING_IDEMPOTENCY_KEY
+     ├── Unauthorized                  401 UNAUTHORIZED (admin endpoints)
+     ├── SignatureInvalid              401 SIGNATURE_INVALID (`[signing] required`)
+     ├── NotFound                      404 NOT_FOUND
+     ├── MethodNotAllowed              405 METHOD_NOT_ALLOWED
+     ├── IdempotencyInFlight           409 IDEMPOTENCY_IN_FLIGHT (Retry-After)
+     ├── ReplicaNotRunning             409 REPLICA_NOT_RUNNING (router admin: the process is not running)
+     ├── PayloadTooLarge               413 PAYLOAD_TOO_LARGE
+     ├── UnsupportedMediaType          415 UNSUPPORTED_MEDIA_TYPE
+     ├── IdempotencyKeyReused          422 IDEMPOTENCY_KEY_REUSED
+     ├── LimitExceeded                 422 business declines, stored against the key
+     │    ├── SingleLimitExceeded      SINGLE_LIMIT_EXCEEDED (limit_fen, suggested_plan)
+     │    └── DailyLimitExceeded       DAILY_LIMIT_EXCEEDED (scope, limit_fen, remaining_fen, resets_at, plan)
+     ├── RateLimited                   429 RATE_LIMITED (scope, retry_after_ms, RateLimit headers)
+     ├── Unavailable                   503, admission or fault, never stored
+     │    ├── ChannelBusy              CHANNEL_BUSY
+     │    ├── ReplicaUnavailable       REPLICA_UNAVAILABLE
+     │    ├── NoHealthyReplica         NO_HEALTHY_REPLICA (raised by the router)
+     │    └── RestartTimedOut          RESTART_TIMED_OUT (router admin: the old process did not exit)
+     └── OutcomeUnknown                504 OUTCOME_UNKNOWN (router): a replica may have recorded it
+    """
 
     status: int = 500  # an instance may override it (an injected fault picks its status)
     code: ClassVar[str] = "INTERNAL_ERROR"
@@ -128,6 +141,15 @@ class Unauthorized(GatewayError):
         )
 
 
+class SignatureInvalid(GatewayError):
+    status = 401
+    code = "SIGNATURE_INVALID"
+    title = "Request signature refused"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{reason}: sign X-Timestamp, X-Nonce and the body with the shared key (docs/gateway.md)")
+
+
 class NotFound(GatewayError):
     status = 404
     code = "NOT_FOUND"
@@ -155,6 +177,12 @@ class IdempotencyInFlight(GatewayError):
             f"a request with Idempotency-Key {key!r} is still being processed; retry later",
             headers={"Retry-After": "1"},
         )
+
+
+class ReplicaNotRunning(GatewayError):
+    status = 409
+    code = "REPLICA_NOT_RUNNING"
+    title = "The replica's process is not running"
 
 
 class PayloadTooLarge(GatewayError):
@@ -245,6 +273,11 @@ class NoHealthyReplica(Unavailable):
     title = "No healthy replica is left"
 
 
+class RestartTimedOut(Unavailable):
+    code = "RESTART_TIMED_OUT"
+    title = "The replica's old process did not exit in time"
+
+
 class OutcomeUnknown(GatewayError):
     """The router sent the request to a replica that then vanished (timeout, reset) and could not retry it.
 
@@ -264,3 +297,15 @@ class OutcomeUnknown(GatewayError):
 
 class LedgerError(Exception):
     """The ledger could not record (lock timeout, disk error); nothing of the request was committed."""
+
+
+class ConfigError(Exception):
+    """A bad configuration; the message is one line naming the key, e.g. "limits.user_tps must be > 0"."""
+
+
+class ClusterUsageError(Exception):
+    """Exit 2: the request cannot be served as asked and nothing was started."""
+
+
+class ClusterStartError(Exception):
+    """Exit 3: the cluster itself failed to come up."""

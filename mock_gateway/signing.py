@@ -16,18 +16,9 @@ import time
 from collections.abc import Callable, Mapping
 
 from mock_gateway.config import GatewayConfig
-from mock_gateway.errors import GatewayError
+from mock_gateway.errors import SignatureInvalid
 
 PRUNE_EVERY = 4096  # nonces remembered between two sweeps of the expired ones
-
-
-class SignatureInvalid(GatewayError):
-    status = 401
-    code = "SIGNATURE_INVALID"
-    title = "Request signature refused"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"{reason}: sign X-Timestamp, X-Nonce and the body with the shared key (docs/gateway.md)")
 
 
 class RequestSigning:

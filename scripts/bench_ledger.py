@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mock_gateway.clock import SimClock  # noqa: E402
-from mock_gateway.config import load_config  # noqa: E402
+from mock_gateway.config_sources import load_config  # noqa: E402
 from mock_gateway.replica.ledger import Ledger  # noqa: E402
 from mock_gateway.rules import make_decider  # noqa: E402  # the repo root is put on sys.path just above
 from mock_gateway.validation import Charge  # noqa: E402

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from mock_gateway.cluster.handle import ClusterProcess  # noqa: E402 - after the path fix for a plain checkout
-from mock_gateway.cluster.serve import ClusterStartError  # noqa: E402
+from mock_gateway.errors import ClusterStartError  # noqa: E402
 
 
 def main() -> int:

@@ -20,7 +20,9 @@ import tomli_w
 from loadtests.cli.args import positive_float
 from loadtests.errors import MissingEvidence, UsageError
 from loadtests.scenario.forecast import ForecastFile, load_forecast
-from mock_gateway.config import ConfigError, GatewayConfig, load_config
+from mock_gateway.config import GatewayConfig
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError
 from runfolder.claim import claim_new
 from runfolder.layout import read_json_object
 

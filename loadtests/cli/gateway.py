@@ -14,8 +14,9 @@ import tempfile
 from pathlib import Path
 
 from loadtests.errors import HarnessError, UsageError
-from mock_gateway.cluster.serve import ClusterInfo, ClusterStartError, ClusterUsageError, port_number, run_in_foreground
-from mock_gateway.config import ConfigError, load_config
+from mock_gateway.cluster.serve import ClusterInfo, port_number, run_in_foreground
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ClusterStartError, ClusterUsageError, ConfigError
 
 DEFAULT_PORT = 8080
 

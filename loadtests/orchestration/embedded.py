@@ -13,7 +13,8 @@ import psutil
 
 from loadtests.errors import HarnessError, UsageError
 from loadtests.orchestration.run_folder import copy_ledger
-from mock_gateway.config import ConfigError, load_config
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError
 from runfolder.events import RunEvent, read_cluster_events
 from runfolder.layout import write_json
 

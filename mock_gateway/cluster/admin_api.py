@@ -13,24 +13,13 @@ from mock_gateway.admin import require_admin
 from mock_gateway.cluster.events import EventKind
 from mock_gateway.cluster.router import Router
 from mock_gateway.cluster.supervisor import Supervisor
-from mock_gateway.errors import GatewayError, InvalidJson, NotFound, Unavailable
+from mock_gateway.errors import InvalidJson, NotFound, ReplicaNotRunning, RestartTimedOut
 from mock_gateway.replica.faults import parse_spec
 from mock_gateway.validation import decode_json, read_body
 
 ADMIN_TIMEOUT_S = 2.0
 ADMIN_MAX_BODY_BYTES = 16_384
 ACTIONS = ("kill", "pause", "resume", "restart")
-
-
-class ReplicaNotRunning(GatewayError):
-    status = 409
-    code = "REPLICA_NOT_RUNNING"
-    title = "The replica's process is not running"
-
-
-class RestartTimedOut(Unavailable):
-    code = "RESTART_TIMED_OUT"
-    title = "The replica's old process did not exit in time"
 
 
 class AdminApi:

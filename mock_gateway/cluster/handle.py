@@ -17,16 +17,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from mock_gateway.cluster.serve import (
-    EVENTS_FILE,
-    STATE_FILE,
-    ClusterStartError,
-    ClusterUsageError,
-    make_private_dir,
-    write_private_json,
-)
+from mock_gateway.cluster.serve import EVENTS_FILE, STATE_FILE, make_private_dir, write_private_json
 from mock_gateway.cluster.supervisor import child_env
-from mock_gateway.config import load_config
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ClusterStartError, ClusterUsageError
 from mock_gateway.lifeline import guarded_argv
 
 

@@ -38,8 +38,9 @@ from mock_gateway.cluster.admin_api import AdminApi
 from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
 from mock_gateway.cluster.supervisor import Supervisor
-from mock_gateway.config import ClockConfig, ConfigError, GatewayConfig, load_config
-from mock_gateway.errors import LedgerError
+from mock_gateway.config import ClockConfig, GatewayConfig
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ClusterStartError, ClusterUsageError, ConfigError, LedgerError
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
 from mock_gateway.replica.ledger.storage import prepare as prepare_ledger
@@ -48,14 +49,6 @@ STATE_FILE = "cluster.json"
 EVENTS_FILE = "cluster-events.jsonl"
 REPLICA_CONFIG_FILE = "replica-config.json"
 SHUTDOWN_GRACE_S = 3.0
-
-
-class ClusterUsageError(Exception):
-    """Exit 2: the request cannot be served as asked and nothing was started."""
-
-
-class ClusterStartError(Exception):
-    """Exit 3: the cluster itself failed to come up."""
 
 
 def resolve_for_replicas(config: GatewayConfig, state_dir: Path) -> dict[str, Any]:

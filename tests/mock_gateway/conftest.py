@@ -19,7 +19,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from mock_gateway.clock import SimClock
-from mock_gateway.config import GatewayConfig, load_config
+from mock_gateway.config import GatewayConfig
+from mock_gateway.config_sources import load_config
 from mock_gateway.replica.app import create_app
 
 TOKEN = "test-admin-token"

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mock_gateway.config import ConfigError, load_config
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

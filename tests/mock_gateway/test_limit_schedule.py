@@ -10,7 +10,8 @@ import pytest
 
 from mock_gateway.cluster.events import EventLog, RouterMetrics
 from mock_gateway.cluster.router import Router, RouterSettings
-from mock_gateway.config import ConfigError, load_config
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError
 from tests.mock_gateway.conftest import ManualWall
 from tests.mock_gateway.replica.test_daily_caps import fast_clock, pay
 

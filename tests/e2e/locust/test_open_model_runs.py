@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.generator.windows import Window, decode_histogram
-from mock_gateway.config import load_config
+from mock_gateway.config_sources import load_config
 from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
 from tests.support.procs import generator, history, locust_exit_code, replica, run_locust, windows
 

@@ -15,8 +15,7 @@ import psutil
 import pytest
 
 from mock_gateway.cluster.handle import ClusterProcess
-from mock_gateway.cluster.serve import ClusterStartError
-from mock_gateway.config import ConfigError
+from mock_gateway.errors import ClusterStartError, ConfigError
 from tests.mock_gateway.cluster.conftest import StartCluster, assert_all_gone, process_tree
 from tests.mock_gateway.cluster.events_file import read_events
 

@@ -13,7 +13,7 @@ from typing import Literal
 import pytest
 
 from mock_gateway.clock import SimClock
-from mock_gateway.config import load_config
+from mock_gateway.config_sources import load_config
 from mock_gateway.errors import LedgerError
 from mock_gateway.replica.ledger import Ledger
 from mock_gateway.replica.ledger import writer as writer_module

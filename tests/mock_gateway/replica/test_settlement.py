@@ -15,7 +15,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mock_gateway.config import ConfigError, load_config
+from mock_gateway.config_sources import load_config
+from mock_gateway.errors import ConfigError
 from tests.mock_gateway.conftest import ADMIN, QUIET, REPO, Replica, body, merge
 from tests.mock_gateway.replica.callbacks import ASYNC_CHANNEL, SECRET, metric, post, receiver, status_of, until_final
 
