@@ -24,7 +24,8 @@ from mock_gateway.config_sources import load_config
 from mock_gateway.errors import ConfigError, LedgerError
 from mock_gateway.net import is_loopback_host
 from mock_gateway.problems import ProblemRunner
-from mock_gateway.replica.app import STATE_KEY, create_app
+from mock_gateway.replica.app import create_app
+from mock_gateway.replica.state import STATE_KEY
 
 SHUTDOWN_TIMEOUT_S = 10.0
 

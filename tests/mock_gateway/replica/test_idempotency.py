@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mock_gateway.replica.app import STATE_KEY
+from mock_gateway.replica.state import STATE_KEY
 from tests.mock_gateway.conftest import body
 
 
