@@ -10,7 +10,7 @@
 
 A handler only ever raises; each class says what a client, an operator or a process exit makes of it. Two
 signals stay inside their package and are not errors: the ledger's `LockBusy` (retry the batch on the writer
-thread) and the router's `_AttemptFailed` (retry on another replica).
+thread) and the cluster's `AttemptFailed` (forwarding tells the router to retry on another replica).
 """
 
 from __future__ import annotations

@@ -1,34 +1,26 @@
 """The failover router: one address in front of the replicas, which hides a dead one from the clients.
 
-What it does for each `/v1/` request, in order: a `POST /v1/repayments` is validated exactly as a replica would
-(`mock_gateway.validation`: a request a replica would refuse is refused here, before it spends a token), then
-the global and per-user per-second caps (`mock_gateway.limits.Admission`; they live here because only the
-router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`, then the forwarded
-request. An attempt that fails *before any answer* — connection refused or reset, a
-timeout, the replica going down while it waits, or the replica's own `503 REPLICA_UNAVAILABLE` — is retried
-on the next healthy replica with the same body and `Idempotency-Key`, within the retry budget. That retry
-is safe even when the first replica committed before dying, because the ledger's commit step re-checks the
-key: the second replica replays the stored answer instead of paying twice.
+For each `/v1/` request, in order: a `POST /v1/repayments` is validated exactly as a replica would (a request a
+replica would refuse is refused here, before it spends a token), then the global and per-user caps (they live
+here because only the router sees the whole gateway's traffic), then the replica chosen by `health.ReplicaPool`,
+then the attempt (`forwarding`). An attempt that fails *before any answer* is retried on the next healthy
+replica with the same body and `Idempotency-Key`, within the retry budget: safe even when the first replica
+committed before dying, because the ledger's commit step re-checks the key and replays the stored answer.
 
 When every replica fails its checks at once, the router routes anyway to the replicas whose process runs
-(Envoy's panic mode): on a starved host, probes time out before replicas die. `503 NO_HEALTHY_REPLICA` is
-left for when no replica process is running.
-
-Health comes from three sources, fastest first: the supervisor's news that the process exited, a proxied
-request refused at connect (passive check), and the active probe of `/readyz` every `check_interval_ms`
-(the only one that sees a paused process). When a replica goes down, the requests still waiting on it are
-cut at once and retried elsewhere, so a paused replica does not hold clients for the whole request timeout.
+(Envoy's panic mode): on a starved host, probes time out before replicas die; `503 NO_HEALTHY_REPLICA` is left
+for when no replica process runs. Health comes from three sources, fastest first: the supervisor's news that
+the process exited, a forwarded request refused at connect, and the probe of `/readyz` every
+`check_interval_ms` (the only one that sees a paused process). When a replica goes down, the requests still
+waiting on it are cut at once and retried elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import logging
-import resource
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
@@ -36,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from mock_gateway.clock import SimClock
 from mock_gateway.cluster.events import EventKind, EventLog, RouterMetrics
+from mock_gateway.cluster.forwarding import AttemptFailed, Backend, connection_cap
 from mock_gateway.cluster.health import Mode, ReplicaPool, Transition
 from mock_gateway.cluster.retry_budget import RetryBudget
 from mock_gateway.config import GatewayConfig, Rates
@@ -50,37 +43,16 @@ from mock_gateway.limits import DEFAULT_BURST_MS, admission_for
 from mock_gateway.problems import problem_middleware
 from mock_gateway.validation import peek_code, read_body, read_charge
 
-log = logging.getLogger(__name__)
-
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
 ROUTER_NAME = "router"  # X-Replica of the answers the router gives itself
 NO_REPLICA_RETRY_AFTER_S = 1.0
 MOVES_LOAD = frozenset({"connect", "replica_down"})
-NOT_EXECUTED = frozenset({"connect", "replica_unavailable", "router_resources"})
-"""Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
-answered its own 503 (docs/gateway.md: nothing stored). After any other failure the outcome is unknown."""
 """Failures whose retry moves load instead of adding it: the attempt never reached a replica (refused), or
 its replica was taken out of rotation while the attempt waited. These do not spend the retry budget; timeouts,
 resets and 503s from a replica that is still in rotation do, because retrying those is what multiplies load
 on a cluster that is merely slow."""
-OWN_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL})
-"""A connect that failed for lack of the router's *own* resources (file descriptors, ephemeral ports, memory):
-the replica is not at fault, so it is not marked down, and another replica would fail the same way."""
-MAX_CONNECTIONS_PER_REPLICA = 1024
+NOT_EXECUTED = frozenset({"connect", "replica_unavailable", "router_resources"})
+"""Failures after which the replica certainly recorded nothing: the connection was refused, or the replica
+answered its own 503 (docs/gateway.md: nothing stored). After any other failure the outcome is unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,25 +99,6 @@ class RouterSettings:
         )
 
 
-class _AttemptFailed(Exception):
-    """One forwarding attempt got no usable answer; `answer` is the replica's own 503, if it sent one."""
-
-    def __init__(self, reason: str, answer: web.Response | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.answer = answer
-
-
-@dataclass(slots=True)
-class Backend:
-    """A replica as the router reaches it: its address and its own connection pool."""
-
-    name: str
-    base_url: str
-    session: aiohttp.ClientSession
-    waiting: set[asyncio.Timeout] = field(default_factory=set)
-
-
 class Router:
     """Health, selection, caps and forwarding; the admin API (in `mock_gateway.cluster.serve`) sits on top."""
 
@@ -183,17 +136,14 @@ class Router:
 
     async def start(self) -> None:
         """Open the connection pools and start probing; call from the event loop that will serve."""
-        per_replica = _connection_cap(len(self.ports))
+        per_replica = connection_cap(len(self.ports))
         for name, port in self.ports.items():
-            connector = aiohttp.TCPConnector(limit=per_replica, limit_per_host=0, force_close=False)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.connect_timeout_s),
-                auto_decompress=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            self._backends[name] = Backend.open(
+                name,
+                f"http://{self.host}:{port}",
+                connections=per_replica,
+                connect_timeout_s=self.settings.connect_timeout_s,
             )
-            self._backends[name] = Backend(name, f"http://{self.host}:{port}", session)
             self.metrics.watch_in_flight(name, self._in_flight_reader(name))
         self._probe_session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=None)
@@ -277,18 +227,11 @@ class Router:
         self.events.emit(EventKind.REPLICA_UP if up else EventKind.REPLICA_DOWN, name, detail)
         self.metrics.replica_up.labels(replica=name).set(1 if up else 0)
         if not up:
-            self._cut_waiting(name)
+            self._backends[name].cut_waiting()  # to be retried elsewhere at once
         target = self.pool.traffic_target()
         if self._announced_target is not None and target != self._announced_target:
             self.events.emit(EventKind.FAILOVER, None, f"{self._announced_target}->{target}")
             self._announced_target = target
-
-    def _cut_waiting(self, name: str) -> None:
-        """Make every request still waiting on a replica that went down time out now, to be retried."""
-        now = asyncio.get_running_loop().time()
-        for deadline in self._backends[name].waiting:
-            if not deadline.expired():
-                deadline.reschedule(now)
 
     # ---- forwarding -------------------------------------------------------------------------------------
 
@@ -314,7 +257,7 @@ class Router:
         loop = asyncio.get_running_loop()
         self.budget.record_request(loop.time())
         tried: set[str] = set()
-        failure: _AttemptFailed | None = None
+        failure: AttemptFailed | None = None
         uncertain = False  # an attempt reached a replica that may have committed before it failed
         while (name := self._next(tried)) is not None:
             tried.add(name)
@@ -325,7 +268,7 @@ class Router:
                 self.metrics.retries.labels(reason=failure.reason).inc()
             try:
                 response = await self._attempt(self._backends[name], request, body)
-            except _AttemptFailed as exc:
+            except AttemptFailed as exc:
                 failure = exc
                 uncertain = uncertain or exc.reason not in NOT_EXECUTED
                 self.metrics.attempt_failures.labels(replica=name, reason=exc.reason).inc()
@@ -360,59 +303,21 @@ class Router:
 
     async def _attempt(self, backend: Backend, request: web.Request, body: bytes) -> web.Response:
         member = self.pool.member(backend.name)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         member.in_flight += 1
         try:
-            async with asyncio.timeout(self.settings.request_timeout_s) as deadline:
-                backend.waiting.add(deadline)
-                try:
-                    async with backend.session.request(
-                        request.method, backend.base_url + request.raw_path, data=body, headers=headers
-                    ) as upstream:
-                        payload = await upstream.read()
-                finally:
-                    backend.waiting.discard(deadline)
-        except TimeoutError:
-            reason = "timeout" if member.up else "replica_down"
-            raise _AttemptFailed(reason) from None
-        except aiohttp.ClientConnectorError as exc:
-            if exc.os_error.errno in OWN_RESOURCE_ERRNOS:
-                log.warning("router cannot open a connection to %s: %s", backend.name, exc.os_error)
-                raise _AttemptFailed("router_resources") from None
-            self.record_check(backend.name, False, "passive: connect failed")
-            raise _AttemptFailed("connect") from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError):
-            raise _AttemptFailed("disconnected") from None
-        except aiohttp.ClientError as exc:  # anything else the transport can say: never a 500 to the client
-            raise _AttemptFailed(f"client_error:{type(exc).__name__}") from None
+            response, payload = await backend.forward(request, body, self.settings.request_timeout_s)
+        except AttemptFailed as exc:
+            if exc.reason == "timeout" and not member.up:
+                raise AttemptFailed("replica_down") from None  # cut by `cut_waiting`: the retry moves load
+            if exc.reason == "connect":
+                self.record_check(backend.name, False, "passive: connect failed")
+            raise
         finally:
             member.in_flight -= 1
-        out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_BY_HOP}
-        out_headers.setdefault("X-Replica", backend.name)
-        response = web.Response(status=upstream.status, body=payload, headers=out_headers)
-        if upstream.status == 503 and peek_code(payload) == ReplicaUnavailable.code:
+        if response.status == 503 and peek_code(payload) == ReplicaUnavailable.code:
             self.record_check(backend.name, False, "passive: 503 REPLICA_UNAVAILABLE")
-            raise _AttemptFailed("replica_unavailable", response)
+            raise AttemptFailed("replica_unavailable", response)
         return response
-
-
-def _connection_cap(replicas: int) -> int:
-    """Connections the router may hold open to each replica, so that its own file descriptors never run out.
-
-    The soft descriptor limit is raised to the hard one first (what servers do at start); each client of the
-    router uses a descriptor too, so the replicas share at most half of them.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or hard > soft):
-        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
-        except (ValueError, OSError):
-            pass
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS_PER_REPLICA
-    return max(16, min(MAX_CONNECTIONS_PER_REPLICA, (soft - 64) // (2 * max(1, replicas))))
 
 
 async def _healthz(request: web.Request) -> web.Response:

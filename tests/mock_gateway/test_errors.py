@@ -11,7 +11,7 @@ from mock_gateway import errors
 
 SIGNALS = {
     ("mock_gateway.replica.ledger.batch", "LockBusy"),  # retry the batch on the writer thread
-    ("mock_gateway.cluster.router", "_AttemptFailed"),  # retry on another replica
+    ("mock_gateway.cluster.forwarding", "AttemptFailed"),  # retry on another replica
 }
 """Exceptions used as control flow inside one package, never seen by a client, an operator or an exit code."""
 

@@ -14,14 +14,9 @@ import pytest
 from aiohttp import web
 
 from mock_gateway.cluster.events import EventLog, RouterMetrics
+from mock_gateway.cluster.forwarding import MAX_CONNECTIONS_PER_REPLICA, connection_cap
 from mock_gateway.cluster.health import Mode
-from mock_gateway.cluster.router import (
-    MAX_CONNECTIONS_PER_REPLICA,
-    Router,
-    RouterSettings,
-    _connection_cap,
-    create_router_app,
-)
+from mock_gateway.cluster.router import Router, RouterSettings, create_router_app
 from mock_gateway.errors import ReplicaUnavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -207,7 +202,7 @@ async def test_the_routers_own_descriptor_shortage_is_not_the_replicas_failure(
 
 def test_the_connection_pool_per_replica_is_capped_below_the_descriptor_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    cap = _connection_cap(3)
+    cap = connection_cap(3)
     soft_after, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert 16 <= cap <= MAX_CONNECTIONS_PER_REPLICA
     assert soft_after >= soft
