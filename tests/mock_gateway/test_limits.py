@@ -77,7 +77,7 @@ def test_admission_charges_nothing_when_one_cap_refuses() -> None:
 
 
 def test_the_routers_admission_has_no_replica_cap_and_names_the_longest_wait() -> None:
-    """The router uses the same Admission with only the global and per-user caps (issue 13: one admission path)."""
+    """The router uses the same Admission with only the global and per-user caps (one admission path)."""
     now = [0.0]
     admission = Admission(replica_tps=None, global_tps=2, user_tps=0.5, monotonic=lambda: now[0], max_user_keys=10)
     assert admission.admit("u1") is None

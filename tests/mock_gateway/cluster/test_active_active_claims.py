@@ -1,8 +1,8 @@
-"""Active-active: one Idempotency-Key sent straight to two replicas at once (issue 12 #10).
+"""Active-active: one Idempotency-Key sent straight to two replicas at once.
 
 The README promises 409 IDEMPOTENCY_IN_FLIGHT for the same key while the first request is being processed.
-Behind one router a key meets one replica at a time, but two replicas taking traffic side by side both called
-the bank; the key is now claimed in the shared ledger before the bank call, and the claim of a replica that
+Behind one router a key meets one replica at a time, but two replicas taking traffic side by side would both
+call the bank; the key is claimed in the shared ledger before the bank call, and the claim of a replica that
 died is void at once, so failover never waits on it. The money invariant holds either way: one ledger row.
 """
 

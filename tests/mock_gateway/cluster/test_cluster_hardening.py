@@ -1,5 +1,5 @@
-"""The cluster's own robustness (issue 12 #11 and #14, issue 22's port race): private files, a restart whose old
-port was taken meanwhile, a fencing task that survives a failed restart, an admin restart that times out."""
+"""The cluster's own robustness: private files, a restart whose old port was taken meanwhile, a fencing task that
+survives a failed restart, an admin restart that times out."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def mode_of(path: Path) -> int:
 
 
 async def test_state_dir_is_0700_and_files_holding_secrets_are_0600(start_cluster: StartCluster) -> None:
-    """Issue 12 #11: the state dir took the umask's 0755, and the token file was chmodded only after writing."""
+    """Not the umask's 0755, and no window in which the token file is readable before a chmod."""
     cluster = start_cluster(replicas=1)
     assert mode_of(cluster.state_dir) == 0o700
     for name in ("cluster.json", "replica-config.json", "cluster-config.json"):
@@ -55,8 +55,8 @@ def test_private_json_is_created_0600_not_chmodded_later(tmp_path: Path, monkeyp
 
 
 async def test_a_restart_whose_old_port_was_taken_moves_to_a_new_port(start_cluster: StartCluster) -> None:
-    """Issue 22: ports were picked free and bound later by the replica; a port taken meanwhile killed the start.
-    Now the supervisor binds and hands the socket over, and a restart falls back to a new port."""
+    """A port picked free and bound later can be taken meanwhile: the supervisor binds and hands the socket over,
+    and a restart whose old port is taken falls back to a new one."""
     cluster = start_cluster(replicas=1)
     old_port = cluster.refresh()["replicas"][0]["port"]
     assert (await admin(cluster, "POST", "/admin/replicas/r1/kill"))[0] == 200
@@ -89,7 +89,7 @@ async def test_a_restart_whose_old_port_was_taken_moves_to_a_new_port(start_clus
 
 
 async def test_fencing_survives_a_restart_that_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 12 #14: one failing restart ended the fencing task silently, for every replica, for good."""
+    """One failing restart must not end the fencing task, which guards every replica."""
     events: list[tuple[EventKind, str, str]] = []
     supervisor = Supervisor(
         config_path=tmp_path / "c.json",
@@ -122,7 +122,7 @@ async def test_fencing_survives_a_restart_that_fails(tmp_path: Path, monkeypatch
 
 
 async def test_an_admin_restart_that_times_out_is_a_problem_not_a_500() -> None:
-    """Issue 12 #14: the admin `/restart` timeout escaped as aiohttp's text/plain 500."""
+    """The admin `/restart` timeout is a problem+json answer, not aiohttp's text/plain 500."""
 
     async def slow_restart(name: str, timeout_s: float = 5.0) -> Any:
         raise TimeoutError

@@ -76,7 +76,7 @@ def test_bad_config_key_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_a_supplied_token_is_never_printed(tmp_path: Path) -> None:
-    """Issue 12 #4: `surge gateway` printed SURGE_ADMIN_TOKEN, so a CI secret landed in the CI log."""
+    """`surge gateway` must never print SURGE_ADMIN_TOKEN: a CI secret would land in the CI log."""
     secret = "ci-secret-token-0123456789abcdef"
     env = {**os.environ, "SURGE_ADMIN_TOKEN": secret}
     with subprocess.Popen(

@@ -15,7 +15,7 @@ from tests.mock_gateway.cluster.conftest import CARD_DAILY_FEN, StartCluster
 from tests.mock_gateway.cluster.events_file import wait_event
 from tests.mock_gateway.cluster.traffic import FINAL, Payment, ledger_rows, pay, repayment, steady_load
 
-DEFAULT_DETECTION_BOUND_S = 2 * 0.2 + 0.25  # two check intervals plus the check timeout (issue 3 target)
+DEFAULT_DETECTION_BOUND_S = 2 * 0.2 + 0.25  # two check intervals plus the check timeout (the detection target)
 SLACK_S = 0.5  # two shared cores: scheduling noise
 
 

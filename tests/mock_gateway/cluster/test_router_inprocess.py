@@ -169,8 +169,8 @@ async def test_panic_mode_routes_to_running_replicas_when_all_fail_their_checks(
 
 
 async def test_a_replicas_own_503_counts_as_a_failed_check(make_router: RouterFactory) -> None:
-    """Issue 12 #5: a replica answering 503 REPLICA_UNAVAILABLE (it cannot commit) kept its place as primary while
-    its /readyz still passed; now each such answer is a passive failed check and `fall` of them take it out."""
+    """A replica answering 503 REPLICA_UNAVAILABLE (it cannot commit) may still pass /readyz: each such answer is
+    a passive failed check, and `fall` of them take it out."""
     router, url = await make_router(unavailable, created, ratio=1.0, min_per_s=100)
     for _ in range(router.settings.fall):
         status, replica, _ = await post(url)
@@ -181,7 +181,7 @@ async def test_a_replicas_own_503_counts_as_a_failed_check(make_router: RouterFa
 async def test_the_routers_own_descriptor_shortage_is_not_the_replicas_failure(
     make_router: RouterFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Issue 12 #13: EMFILE while connecting (the router out of descriptors) marked the replica down."""
+    """EMFILE while connecting (the router out of descriptors) is the router's shortage: the replica stays up."""
     router, url = await make_router(created, created, ratio=1.0, min_per_s=100)
     backend = router._backends["r1"]
 

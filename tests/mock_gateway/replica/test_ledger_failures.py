@@ -1,4 +1,4 @@
-"""A replica whose ledger cannot be read or written (issue 12 #5 and #12), as real processes over HTTP.
+"""A replica whose ledger cannot be read or written, as real processes over HTTP.
 
 A lock held by another process makes reads fail: the answer is a retryable 503 problem, never a 500, and the
 event loop is never blocked for the busy timeout. Commits that keep failing (here a file-size limit, as on a
@@ -42,8 +42,8 @@ def call(url: str, method: str = "GET", payload: dict[str, Any] | None = None) -
 
 
 def test_reads_that_fail_are_503_not_500(start_replica: Any, tmp_path: Path) -> None:
-    """Issue 12 #12: GET by id and the idempotency lookup's fallback turned a LedgerError into a 500. The
-    tables are renamed away under the running replica, so every read of them fails."""
+    """GET by id and the idempotency lookup answer a LedgerError as a retryable 503, never a 500. The tables are
+    renamed away under the running replica, so every read of them fails."""
     ledger = tmp_path / "ledger.sqlite"
     replica: Replica = start_replica({"ledger": {"path": str(ledger), "busy_timeout_ms": 300}})
     status, created = call(replica.url + "/v1/repayments", "POST", body(user="u-read"))
@@ -60,7 +60,7 @@ def test_reads_that_fail_are_503_not_500(start_replica: Any, tmp_path: Path) -> 
 
 
 def test_a_replica_that_cannot_commit_stops_being_ready_and_comes_back(tmp_path: Path) -> None:
-    """Issue 12 #5: /readyz stayed 200 while every ledger write failed (a full disk, here `ulimit -f`)."""
+    """/readyz must not stay 200 while every ledger write fails (a full disk, here `ulimit -f`)."""
     config = tmp_path / "config.json"
     config.write_text(json.dumps(merge(QUIET, {"ledger": {"path": str(tmp_path / "ledger.sqlite")}})))
 

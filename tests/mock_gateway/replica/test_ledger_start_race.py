@@ -1,7 +1,7 @@
-"""Many processes opening one fresh ledger at the same instant (the cluster-start race of issue 22).
+"""Many processes opening one fresh ledger at the same instant, as the replicas of a starting cluster do.
 
-Replicas used to race to create the SQLite file and switch it to WAL, which needs SQLite's exclusive lock, and a
-few percent of cluster starts died with "database is locked". Now `prepare()` creates the file once under a
+Switching a file to WAL needs SQLite's exclusive lock: replicas racing to create the file and switch it would
+kill a few percent of cluster starts with "database is locked". `prepare()` creates the file once under a
 `flock`, and an open never changes the journal mode.
 """
 
