@@ -20,7 +20,8 @@ from typing import Any
 from aiohttp import web
 
 from runfolder.clock import SHANGHAI, ClusterClock
-from tests.support.procs import history, run_locust, windows
+from tests.support.procs import run_locust, serving
+from tests.support.runs import history, windows
 
 TIMEOUT_S = 0.5
 LATE_S = 1.5  # a "lost" answer comes this long after the client's timeout: room for a starved gevent hub
@@ -113,17 +114,10 @@ async def test_retries_reuse_the_key_honour_retry_after_replay_lost_responses_an
     script = Script(clock)
     app = web.Application()
     app.router.add_post("/v1/repayments", script.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     scenario = tmp_path / "scripted.toml"
     scenario.write_text(SCENARIO, encoding="utf-8")
-    try:
-        rc = await run_locust(f"http://127.0.0.1:{port}", scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        rc = await run_locust(url, scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
     assert rc == 1, "503s and timeouts are failures in Locust's own stats, so Locust exits 1"
     rows = history(out)
     by_key: dict[str, list[dict[str, str]]] = defaultdict(list)

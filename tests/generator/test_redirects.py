@@ -8,7 +8,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.support.procs import history, run_locust
+from tests.support.procs import run_locust, serving
+from tests.support.runs import history
 
 LEAD_S = 3.0
 SCENARIO = """
@@ -29,14 +30,6 @@ pool = 10
 """
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, runner.addresses[0][1]
-
-
 async def test_a_307_is_recorded_as_an_error_and_never_followed(tmp_path: Path) -> None:
     followed: list[str] = []
 
@@ -46,23 +39,18 @@ async def test_a_307_is_recorded_as_an_error_and_never_followed(tmp_path: Path) 
 
     sink = web.Application()
     sink.router.add_route("*", "/{tail:.*}", elsewhere)
-    sink_runner, sink_port = await serve(sink)
 
     async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{sink_port}/v1/repayments")
+        raise web.HTTPTemporaryRedirect(f"{sink_url}/v1/repayments")
 
     source = web.Application()
     source.router.add_post("/v1/repayments", redirect)
-    runner, port = await serve(source)
     scenario = tmp_path / "redirected.toml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     out = tmp_path / "run"
-    try:
+    async with serving(sink) as sink_url, serving(source) as url:
         t0 = time.time() + LEAD_S
-        await run_locust(f"http://127.0.0.1:{port}", scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
-    finally:
-        await runner.cleanup()
-        await sink_runner.cleanup()
+        await run_locust(url, scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
     rows = history(out)
     assert rows, "the run sent nothing"
     assert followed == [], "a redirect was followed"

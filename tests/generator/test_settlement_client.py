@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.support.procs import generator, history, run_locust
+from tests.support.procs import run_locust, serving
+from tests.support.runs import generator, history
 
 SECRET = "test-notify-secret"
 SETTLE_S = 1.0
@@ -110,21 +111,16 @@ async def drive(tmp_path: Path, mode: str, t0: float) -> tuple[Path, AsyncGatewa
     app = web.Application()
     app.router.add_post("/v1/repayments", gateway.create)
     app.router.add_get("/v1/repayments/{rid}", gateway.status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     path = tmp_path / f"{mode}.toml"
     path.write_text(scenario(mode), encoding="utf-8")
     out = tmp_path / mode
-    try:
-        rc = await run_locust(f"http://127.0.0.1:{port}", path, out, "--surge-start-unix", repr(t0), timeout_s=60)
-    finally:
-        for task in list(gateway.tasks):
-            task.cancel()
-        await gateway.session.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            rc = await run_locust(url, path, out, "--surge-start-unix", repr(t0), timeout_s=60)
+        finally:
+            for task in list(gateway.tasks):
+                task.cancel()
+            await gateway.session.close()
     return out, gateway, rc
 
 

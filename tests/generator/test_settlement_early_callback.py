@@ -27,7 +27,8 @@ from aiohttp import web
 
 from reports.frames import read_history
 from reports.invariants import check
-from tests.support.procs import history, run_locust
+from tests.support.procs import run_locust, serving
+from tests.support.runs import history
 
 SECRET = "test-notify-secret"
 TIMEOUT_S = 0.8
@@ -117,22 +118,17 @@ async def drive(tmp_path: Path) -> tuple[Path, EagerGateway, int]:
     gateway.session = aiohttp.ClientSession()
     app = web.Application()
     app.router.add_post("/v1/repayments", gateway.create)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     path = tmp_path / "early.toml"
     path.write_text(SCENARIO, encoding="utf-8")
     out = tmp_path / "early"
     t0 = time.time() + LEAD_S
-    try:
-        rc = await run_locust(f"http://127.0.0.1:{port}", path, out, "--surge-start-unix", repr(t0), timeout_s=60)
-    finally:
-        for task in list(gateway.tasks):
-            task.cancel()
-        await gateway.session.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            rc = await run_locust(url, path, out, "--surge-start-unix", repr(t0), timeout_s=60)
+        finally:
+            for task in list(gateway.tasks):
+                task.cancel()
+            await gateway.session.close()
     return out, gateway, rc
 
 

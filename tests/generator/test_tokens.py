@@ -19,7 +19,7 @@ import pytest
 
 from loadtests.generator.auth import Tokens, tls_refused
 from loadtests.scenario.profile_request import OAuth2Spec
-from tests.support.postgres import free_port
+from tests.support.procs import free_port
 
 SECRET = "client-secret-31f9"
 

@@ -9,13 +9,13 @@ server that closes every connection after its answer costs no attempt (the next 
 from __future__ import annotations
 
 import csv
-import socket
 import time
 from pathlib import Path
 
 from aiohttp import web
 
-from tests.support.procs import history, run_locust
+from tests.support.procs import closed_port_url, run_locust, serving
+from tests.support.runs import history
 
 LEAD_S = 3.0
 SCENARIO = """
@@ -46,14 +46,12 @@ def locust_requests(out: Path) -> tuple[int, int]:
 async def test_a_refused_connection_is_one_connection_error_row_per_attempt_and_a_locust_failure(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    url = closed_port_url()
     scenario = tmp_path / "transport.toml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     out = tmp_path / "run"
     t0 = time.time() + LEAD_S
-    rc = await run_locust(f"http://127.0.0.1:{port}", scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
+    rc = await run_locust(url, scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
     rows = history(out)
     assert len(rows) == 20, "10/s for 2 s, one attempt each (max_retries = 0)"
     assert {(row["status"], row["code"], row["outcome"]) for row in rows} == {("0", "CONNECTION_ERROR", "error")}
@@ -75,21 +73,12 @@ async def test_connections_closed_by_the_server_cost_no_attempt_and_the_host_bas
 
     app = web.Application()
     app.router.add_post("/base/v1/repayments", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     scenario = tmp_path / "transport.toml"
     scenario.write_text(SCENARIO.replace("pool = 5", "pool = 2"), encoding="utf-8")  # each user sends ~5 times
     out = tmp_path / "run"
     t0 = time.time() + LEAD_S
-    try:
-        rc = await run_locust(
-            f"http://127.0.0.1:{port}/base", scenario, out, "--surge-start-unix", repr(t0), timeout_s=45
-        )
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        rc = await run_locust(f"{url}/base", scenario, out, "--surge-start-unix", repr(t0), timeout_s=45)
     rows = history(out)
     assert len(rows) == 20 and {row["outcome"] for row in rows} == {"succeeded"}
     assert {row["replica"] for row in rows} == {"t1"}

@@ -22,6 +22,7 @@ from reports.measure import recovery
 from runfolder.claim import FolderTaken, claim, claim_new
 from runfolder.events import write_events_csv
 from runfolder.models import RunMeta
+from tests.support.procs import closed_port_url
 
 CONFIG = {"channels": [{"code": "ICBC"}, {"code": "CCB"}]}
 
@@ -86,11 +87,9 @@ def test_faults_skipped_against_a_host_are_logged_when_due_with_the_reason(tmp_p
 
 
 def test_an_unreachable_host_is_a_harness_error() -> None:
-    with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with pytest.raises(HarnessError, match=f"--host http://127.0.0.1:{port} does not answer"):
-        preflight.check_reachable(f"http://127.0.0.1:{port}")
+    url = closed_port_url()
+    with pytest.raises(HarnessError, match=f"--host {url} does not answer"):
+        preflight.check_reachable(url)
 
 
 def test_two_runs_into_one_folder_one_wins(tmp_path: Path) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.scenario.profile import load_profile
 from loadtests.scenario.profile_templates import ProfileError
+from tests.support.procs import SURGE
 
-SURGE = Path(sys.executable).with_name("surge")
 ACME = (Path(__file__).resolve().parents[2] / "examples" / "acme" / "target.toml").read_text(encoding="utf-8")
 
 

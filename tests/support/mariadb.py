@@ -22,7 +22,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.support.postgres import free_port
+from tests.support.procs import free_port
 
 USER = "surge"
 PASSWORD = "my-Maria-pw-5e2"

@@ -15,7 +15,6 @@ import hmac
 import json
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,9 +26,9 @@ from aiohttp import web
 
 from loadtests.scenario.profile import check_settlement, load_profile
 from loadtests.scenario.profile_templates import ProfileError
-from tests.support.procs import history, run_locust
+from tests.support.procs import SURGE, run_locust, serving
+from tests.support.runs import history
 
-SURGE = Path(sys.executable).with_name("surge")
 SECRET = "orders-secret"
 SETTLE_S = 0.8
 LEAD_S = 8.0
@@ -144,23 +143,18 @@ async def drive(tmp_path: Path, mode: str, t0: float) -> tuple[Path, Orders, int
     app = web.Application()
     app.router.add_post("/orders", orders.create)
     app.router.add_get("/orders/{oid}", orders.status)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     (tmp_path / f"{mode}.toml").write_text(scenario(mode), encoding="utf-8")
     (tmp_path / f"{mode}-profile.toml").write_text(profile_text(mode), encoding="utf-8")
     out = tmp_path / mode
     os.environ["ORDERS_SECRET"] = SECRET  # the Locust child inherits it
-    try:
-        rc = await run_locust(f"http://127.0.0.1:{port}", tmp_path / f"{mode}.toml", out, "--surge-start-unix",
-                              repr(t0), "--target", str(tmp_path / f"{mode}-profile.toml"), timeout_s=60)  # fmt: skip
-    finally:
-        for task in list(orders.tasks):
-            task.cancel()
-        await orders.session.close()
-        await runner.cleanup()
+    async with serving(app) as url:
+        try:
+            rc = await run_locust(url, tmp_path / f"{mode}.toml", out, "--surge-start-unix", repr(t0),
+                                  "--target", str(tmp_path / f"{mode}-profile.toml"), timeout_s=60)  # fmt: skip
+        finally:
+            for task in list(orders.tasks):
+                task.cancel()
+            await orders.session.close()
     return out, orders, rc
 
 

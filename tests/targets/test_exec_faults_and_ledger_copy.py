@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sqlite3
 import sys
 import time
@@ -21,6 +20,7 @@ from loadtests.scenario.parts import Fault
 from loadtests.scenario.profile_ledger import LedgerSpec
 from reports.frames import read_ledger
 from tests.support.postgres import Postgres
+from tests.support.procs import free_port
 
 
 async def test_exec_faults_log_injected_cleared_and_failed(tmp_path: Path) -> None:
@@ -141,9 +141,7 @@ def test_each_dialect_gets_the_driver_surge_ships(url: str, driver: str) -> None
 
 
 def test_an_unreachable_mysql_is_one_line_without_the_password(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens there once closed
+    port = free_port()  # nothing listens there
     spec = LedgerSpec(url=f"mysql://surge:${{PW}}@127.0.0.1:{port}/pay", query="SELECT 1")
     with pytest.raises(HarnessError) as caught:
         copy_target_ledger(spec, {"PW": "my-Sql-pw-31"}, tmp_path)

@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -23,8 +22,8 @@ from loadtests.generator.target import Classifier, TargetApi
 from loadtests.generator.templates import Values
 from loadtests.scenario.profile import load_profile, signer
 from loadtests.scenario.profile_templates import ProfileError
+from tests.support.procs import SURGE
 
-SURGE = Path(sys.executable).with_name("surge")
 SECRET = "hmac-secret-77aa"
 VALUES = Values("s1234567key", "u000001", "u000001-c1", "ICBC", 123450, 1)
 BASE = """

@@ -7,11 +7,8 @@ A failure prints the seed; `SURGE_CHAOS_SEED=N make chaos` replays the same sche
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,8 @@ from loadtests.orchestration.chaos_schedule import chaos_schedule
 from loadtests.orchestration.scenario_file import write_scenario
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.parts import RatePoint
+from tests.support.procs import surge
+from tests.support.runs import read_csv
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
@@ -47,10 +46,7 @@ def test_chaos_loses_nothing_and_recovers(seed: int, tmp_path: Path) -> None:
     )
     scenario_path = write_scenario(scenario, tmp_path / "chaos.toml")
     out = tmp_path / "run"
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario_path), "--out", str(out)],
-        capture_output=True, text=True, timeout=200, check=False,
-    )  # fmt: skip
+    result = surge("run", str(scenario_path), "--out", str(out), timeout_s=200)
     context = f"seed {seed} (replay: SURGE_CHAOS_SEED={seed} make chaos); run folder {out}\n{result.stderr[-3000:]}"
     assert result.returncode in (0, 1), context
     summary = json.loads((out / "summary.json").read_text())
@@ -69,8 +65,3 @@ def test_chaos_loses_nothing_and_recovers(seed: int, tmp_path: Path) -> None:
         summary["totals"][name] for name in ("succeeded", "declined", "rate_limited", "shed", "error", "timeout")
     )
     print(f"chaos seed {seed}: {len(injected)} faults injected, {attempts} attempts, {summary['totals']}, no violation")
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))

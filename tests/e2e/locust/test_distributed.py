@@ -27,11 +27,10 @@ from typing import Any
 import pytest
 
 from tests.e2e.locust.netns import Host, hosts
-from tests.support.procs import replica
+from tests.support.procs import ROOT, SURGE, replica
+from tests.support.runs import history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
-ROOT = Path(__file__).resolve().parents[3]
-SURGE = Path(sys.executable).with_name("surge")
 GATEWAY_PORT = 8080
 MASTER_PORT = 5557
 LATENCY_TOLERANCE_MS = 100.0  # p99 from intended send: within this, or within 2x, of the one-process run's
@@ -131,14 +130,6 @@ def p99(found: dict[str, Any]) -> float:
     return float(next(v["value"] for v in found["slos"] if v["name"] == "p99_ms"))
 
 
-def history_rows(run: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((run / "history").glob("*.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows.extend(csv.DictReader(handle))
-    return rows
-
-
 def one_process_run(tmp_path: Path, spec: Path) -> dict[str, Any]:
     """The same scenario and seed, one Locust process on loopback against a fresh gateway of the same config."""
     home = tmp_path / "single"
@@ -190,7 +181,7 @@ def test_master_writes_the_whole_history_and_verdict_one_worker_clock_2_s_off_co
     offsets = sorted(c["offset_s"] for c in meta["clocks"])
     assert abs(offsets[0]) < 0.05 and abs(offsets[1] - 2.0) < 0.05 and all(c["within_bound"] for c in meta["clocks"])
     # every row reached the master; no worker kept a file (its spool is gone) and none was copied
-    rows = history_rows(run)
+    rows = history(run)
     assert sorted(p.name for p in (run / "history").glob("*.csv")) == ["worker-0.csv", "worker-1.csv"]
     assert not list((tmp_path / "w1").rglob("*.csv")) and not list((tmp_path / "w2").rglob("*.csv"))
     generator = json.loads((run / "generator.json").read_text(encoding="utf-8"))

@@ -19,7 +19,6 @@ from tests.e2e.locust.netns import hosts
 from tests.e2e.locust.test_distributed import (
     distributed_run,
     gateway,
-    history_rows,
     master_argv,
     profile,
     scenario,
@@ -27,6 +26,7 @@ from tests.e2e.locust.test_distributed import (
     summary,
     worker_argv,
 )
+from tests.support.runs import history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -106,7 +106,7 @@ def test_a_worker_started_at_5_s_takes_a_share_of_the_arrivals_from_then_on(tmp_
     assert late and min(late) >= 5.0, sorted(late)[:5]  # nothing before it joined
     assert 0.3 * 20 * (25 - min(late)) <= len(late) <= 0.7 * 20 * (25 - min(late))  # about half of what was left
     assert sum(1 for t in firsts["worker-0"] if t >= min(late) + 1.0) < 0.7 * 20 * (25 - min(late) - 1.0)
-    rows = history_rows(run)
+    rows = history(run)
     ids = [r["payment_id"] for r in rows if r["attempt"] == "1"]
     assert len(ids) == len(set(ids)) == sum(w["sent"] for w in lines)  # every arrival sent once, by one worker
     found = summary(run)

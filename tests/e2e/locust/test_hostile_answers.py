@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from tests.support.procs import history, run_locust
+from tests.support.procs import run_locust, serving
+from tests.support.runs import history
 
 pytestmark = pytest.mark.e2e
 SCENARIO = """
@@ -84,18 +85,11 @@ async def serve(answers: list[web.Response], path: str, tmp_path: Path, *extra: 
 
     app = web.Application()
     app.router.add_post(path, answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     scenario = tmp_path / "hostile.toml"
     scenario.write_text(SCENARIO, encoding="utf-8")
     out = tmp_path / "run"
-    try:
-        rc = await run_locust(f"http://127.0.0.1:{port}", scenario, out, *extra, timeout_s=60)
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        rc = await run_locust(url, scenario, out, *extra, timeout_s=60)
     return seen, out, rc
 
 

@@ -9,7 +9,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reports.finalize import finalize_run
-from tests.support.procs import LOCUSTFILE, ROOT, replica
+from tests.support.procs import LOCUSTFILE, ROOT, free_port, replica
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -49,20 +48,13 @@ def _post(url: str, data: dict[str, object] | None = None) -> dict[str, object]:
         return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.mark.parametrize("stop_after_s", [0.05, 3.0])
 def test_a_web_ui_stop_is_recorded_and_cuts_the_run(stop_after_s: float, tmp_path: Path) -> None:
     scenario = tmp_path / "web.toml"
     scenario.write_text(SCENARIO)
     out = tmp_path / "run"
     with replica(tmp_path) as host:
-        port = _free_port()
+        port = free_port()
         command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--host", host, "--scenario", str(scenario),
                    "--surge-out", str(out), "--web-host", "127.0.0.1", "--web-port", str(port),
                    "--loglevel", "WARNING"]  # fmt: skip

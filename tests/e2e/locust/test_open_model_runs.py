@@ -13,7 +13,8 @@ import pytest
 from loadtests.generator.windows import Window, decode_histogram
 from mock_gateway.config_sources import load_config
 from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
-from tests.support.procs import generator, history, locust_exit_code, replica, run_locust, windows
+from tests.support.procs import locust_exit_code, replica, run_locust
+from tests.support.runs import generator, history, windows
 
 STEADY = """
 name = "steady"

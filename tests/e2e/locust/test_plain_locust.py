@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loadtests.generator.policy import request_name
 from runfolder.outcomes import OUTCOME_CLASSES as OUTCOMES
-from tests.support.procs import LOCUSTFILE, ROOT, history, replica, windows
+from tests.support.procs import LOCUSTFILE, ROOT, free_port, replica
+from tests.support.runs import history, windows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -45,12 +45,6 @@ pool = 10
 [slo]
 max_p99_ms = {p99}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_locust(*args: str, env: dict[str, str] | None = None, log: Path) -> asyncio.subprocess.Process:

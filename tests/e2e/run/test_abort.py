@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from loadtests.orchestration.locust_process import locust_command
+from tests.support.procs import ROOT, surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -59,7 +60,7 @@ def _target(tmp_path: Path) -> tuple[subprocess.Popen[str], str, Path]:
         [sys.executable, "-m", "tests.e2e.run.flaky_target", str(log)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[3],
+        cwd=ROOT,
     )
     assert process.stdout is not None
     found = re.search(r"listening on (http://\S+)", process.stdout.readline())
@@ -73,7 +74,7 @@ def test_sustained_errors_abort_the_run_and_a_short_burst_does_not(tmp_path: Pat
     out = tmp_path / "run"
     target, url, log = _target(tmp_path)
     try:
-        surge = subprocess.Popen(
+        running = subprocess.Popen(
             [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--host", url, "--out", str(out)],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -87,11 +88,11 @@ def test_sustained_errors_abort_the_run_and_a_short_burst_does_not(tmp_path: Pat
         body = json.dumps({"error_spans": spans}).encode()
         request = urllib.request.Request(f"{url}/control", data=body, method="POST")  # noqa: S310 - loopback
         urllib.request.urlopen(request, timeout=5).close()  # noqa: S310 - the flaky target on loopback
-        output, _ = surge.communicate(timeout=90)
+        output, _ = running.communicate(timeout=90)
     finally:
         target.kill()
         target.communicate()
-    assert surge.returncode == 1, output
+    assert running.returncode == 1, output
     summary = json.loads((out / "summary.json").read_text())
     aborted = summary["aborted"]
     assert aborted["rule"] == f"error_ratio > 0.25 over {WINDOW_S} s", aborted
@@ -119,10 +120,7 @@ def test_sustained_errors_abort_the_run_and_a_short_burst_does_not(tmp_path: Pat
 def test_bad_abort_rules_exit_2_before_anything_starts(rule: str, needle: str, tmp_path: Path) -> None:
     scenario = tmp_path / "bad.toml"
     scenario.write_text(SCENARIO.split("[[abort]]")[0] + "[[abort]]\n" + rule + "\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
-    )  # fmt: skip
+    result = surge("run", str(scenario), "--out", str(tmp_path / "run"), timeout_s=60, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()

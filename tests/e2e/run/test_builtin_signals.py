@@ -13,8 +13,6 @@ import contextlib
 import csv
 import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +22,8 @@ import pytest
 
 from reports import settlement
 from reports.frames import read_history
+from tests.support.procs import surge
+from tests.support.runs import history
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(200)]
 
@@ -67,22 +67,13 @@ def _key(scenario: str) -> str:
 def surge_run(folder: Path, scenario: str, *options: str) -> Run:
     """summary.json, timeseries.csv as numbers per second, and the folder; the run itself must be valid."""
     out = folder / scenario
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.main", "run", scenario, *options, "--out", str(out)],
-        capture_output=True, text=True, timeout=150, check=False,
-    )  # fmt: skip
+    result = surge("run", scenario, *options, "--out", str(out), timeout_s=150)
     assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["valid"], summary["validity_reasons"]
     with (out / "timeseries.csv").open(newline="", encoding="utf-8") as handle:
         rows = [{key: float(value or "nan") for key, value in row.items()} for row in csv.DictReader(handle)]
     return summary, rows, out
-
-
-def history(out: Path) -> list[dict[str, str]]:
-    """Every attempt of the run (history/*.csv)."""
-    paths = sorted((out / "history").glob("*.csv"))
-    return [row for path in paths for row in csv.DictReader(path.read_text(encoding="utf-8").splitlines())]
 
 
 def between(rows: list[dict[str, float]], start_s: float, end_s: float) -> list[dict[str, float]]:

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -57,11 +58,7 @@ def surge_run(
     scenario = tmp_path / f"{name}.toml"
     scenario.write_text(TINY.format(p99=p99, name=scenario_name))
     out = tmp_path / name
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out)],
-        capture_output=True, text=True, timeout=140, check=False,
-    )  # fmt: skip
-    return result, out
+    return surge("run", str(scenario), "--out", str(out), timeout_s=140), out
 
 
 def test_tiny_run_passes_and_writes_the_run_folder(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -57,11 +57,9 @@ def test_knee_of_a_known_cap(tmp_path: Path) -> None:
     base = tmp_path / "base.toml"
     base.write_text(BASE)
     out = tmp_path / "capacity"
-    command = [sys.executable, "-m", "loadtests.cli.main", "find-capacity", "--scenario-base", str(base),
-               "--out", str(out),
-               "--start-rate", "120", "--growth", "1.4", "--precision", "0.08", "--probe-s", "3", "--warmup-s", "1",
-               "--repeats", "0", "--replicas", "1"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=230, check=False)
+    result = surge("find-capacity", "--scenario-base", str(base), "--out", str(out),
+                   "--start-rate", "120", "--growth", "1.4", "--precision", "0.08", "--probe-s", "3", "--warmup-s", "1",
+                   "--repeats", "0", "--replicas", "1", timeout_s=230)  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("capacity:"))
     found = float(line.split()[1].removesuffix("/s"))

@@ -12,12 +12,12 @@ verdict and completes at least 90 %; the one it says breaks (u ≈ 2) completes 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -66,11 +66,6 @@ timeout_s = 1.0
 HOURLY = {20: 3_000, 21: 12_000, 22: 9_000}  # last year's payments per hour: 0.83, 3.33 and 2.5 per second
 
 
-def _surge(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "loadtests.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, check=False)  # fmt: skip
-
-
 def _forecast(folder: Path, name: str, p50: float, p90: float) -> Path:
     path = folder / f"{name}.toml"
     path.write_text(f"""
@@ -93,8 +88,8 @@ def _rehearse(folder: Path, name: str) -> tuple[float, float, dict[str, object]]
     forecast = json.loads((folder / f"f-{name}" / "forecast.json").read_text())
     worst = max(hour["utilisation_p90_n_minus_1"] for hour in forecast["hours"])
     out = folder / f"rehearse-{name}"
-    _surge("run", str(folder / f"{name}-hour.toml"), "--replicas", "1", "--config", str(folder / "gateway.toml"),
-           "--out", str(out), timeout=150)  # fmt: skip
+    surge("run", str(folder / f"{name}-hour.toml"), "--replicas", "1", "--config", str(folder / "gateway.toml"),
+           "--out", str(out), timeout_s=150)  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
     totals = summary["totals"]
     return min(1.0, 1.0 / worst), totals["succeeded"] / totals["offered"], summary
@@ -116,21 +111,21 @@ def test_trace_capacity_forecast_and_rehearsal(tmp_path: Path) -> None:
     # N: its test is only that a second replica adds more than 40 %
     for replicas, precision in ((2, 0.3), (1, 0.15)):
         out = tmp_path / f"cap-{replicas}"
-        result = _surge("find-capacity", "--scenario-base", str(tmp_path / "base.toml"), "--config",
+        result = surge("find-capacity", "--scenario-base", str(tmp_path / "base.toml"), "--config",
                         str(tmp_path / "gateway.toml"), "--replicas", str(replicas), "--out", str(out),
                         "--start-rate", str(replicas * CAP * 0.8), "--growth", "1.4", "--precision", str(precision),
-                        "--probe-s", "3", "--warmup-s", "1", "--repeats", "0")  # fmt: skip
+                        "--probe-s", "3", "--warmup-s", "1", "--repeats", "0", timeout_s=240)  # fmt: skip
         assert result.returncode == 0, result.stdout[-1500:] + result.stderr[-1500:]
         knees[replicas] = json.loads((out / "summary.json").read_text())["capacity"]["max_rate_per_s"]
     assert 0.75 * CAP <= knees[1] <= 1.25 * CAP, knees
     assert knees[2] > 1.4 * knees[1], knees  # active-active: the second replica adds its own cap
 
     # p90 × 3.33/s at 21:00 against the N−1 knee: 30 → ~100/s cannot fit; 10 → ~33/s fits
-    breaking = _surge("forecast", str(_forecast(tmp_path, "breaks", 24, 30)), "--out", str(tmp_path / "f-breaks"),
+    breaking = surge("forecast", str(_forecast(tmp_path, "breaks", 24, 30)), "--out", str(tmp_path / "f-breaks"),
                       "--emit-scenario", str(tmp_path / "breaks-hour.toml"), "--rehearsal-s", "15")  # fmt: skip
     assert breaking.returncode == 1, breaking.stdout + breaking.stderr
     assert "first breaking hour 2025-06-18T21:00:00+08:00" in breaking.stdout  # 20:00 is 25/s, under the knee
-    holding = _surge("forecast", str(_forecast(tmp_path, "holds", 8, 10)), "--out", str(tmp_path / "f-holds"),
+    holding = surge("forecast", str(_forecast(tmp_path, "holds", 8, 10)), "--out", str(tmp_path / "f-holds"),
                      "--emit-scenario", str(tmp_path / "holds-hour.toml"), "--rehearsal-s", "15")  # fmt: skip
     assert holding.returncode == 0, holding.stdout + holding.stderr
     document = json.loads((tmp_path / "f-holds" / "forecast.json").read_text())

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from loadtests.orchestration.locust_process import locust_command, locust_environment
-from tests.support.procs import replica
+from tests.support.procs import replica, surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -77,10 +75,7 @@ def test_a_hostile_locust_configuration_around_surge_run_changes_nothing(tmp_pat
     (caller / "isolated.toml").write_text(SCENARIO, encoding="utf-8")
     env = {**os.environ, "HOME": str(home), "LOCUST_MODE_MASTER": "true", "LOCUST_EXPECT_WORKERS": "3"}
     with replica(tmp_path) as url:
-        result = subprocess.run(
-            [sys.executable, "-m", "loadtests.cli.main", "run", "isolated.toml", "--host", url, "--out", "run"],
-            cwd=caller, env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
+        result = surge("run", "isolated.toml", "--host", url, "--out", "run", timeout_s=120, cwd=caller, env=env)
     summary_path = caller / "run" / "summary.json"
     assert summary_path.is_file(), result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads(summary_path.read_text(encoding="utf-8"))

@@ -5,11 +5,11 @@ than giving up."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(170)]
 
@@ -87,10 +87,7 @@ def test_a_two_variant_study_end_to_end(tmp_path: Path) -> None:
     (tmp_path / "plan.toml").write_text(SCENARIO, encoding="utf-8")
     (tmp_path / "study.toml").write_text(STUDY, encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [sys.executable, "-m", "loadtests.cli.main", "study", str(tmp_path / "study.toml"), "--out", str(out)],
-        capture_output=True, text=True, timeout=160, check=False, cwd=tmp_path,
-    )  # fmt: skip
+    result = surge("study", str(tmp_path / "study.toml"), "--out", str(out), timeout_s=160, cwd=tmp_path)
     study = json.loads((out / "study.json").read_text(encoding="utf-8"))
     codes = [variant["exit_code"] for variant in study["variants"]]
     assert result.returncode == max(codes), result.stderr[-2000:]

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from loadtests.scenario.files import load_scenario
+from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -59,8 +58,7 @@ def test_a_trace_replayed_by_two_processes(tmp_path: Path) -> None:
     assert len(expected) == 5 and sum(expected) > 150  # the window: 2 minutes in 5 s
 
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "loadtests.cli.main", "run", str(scenario), "--out", str(out),
-                             "--workers", "2"], capture_output=True, text=True, timeout=140, check=False)  # fmt: skip
+    result = surge("run", str(scenario), "--out", str(out), "--workers", "2", timeout_s=140)
     assert result.returncode in (0, 1, 3), result.stderr[-2000:]
     windows = [json.loads(line) for line in (out / "windows.jsonl").read_text().splitlines()]
     offered = {w["t"]: w["offered"] for w in windows}

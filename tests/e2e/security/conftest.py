@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 
 from mock_gateway.cluster.handle import ClusterProcess
 from mock_gateway.cluster.supervisor import bind_listener
+from tests.support.procs import wait_ready
 
 TOKEN = "security-suite-token-0123456789"
 
@@ -26,18 +25,6 @@ class Target:
     ledger: Path
     token: str
     pid: int
-
-
-def _ready(url: str, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +46,7 @@ def lone_replica(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
     listener.close()
     try:
         url = f"http://127.0.0.1:{port}"
-        _ready(url)
+        wait_ready(url + "/readyz")
         yield Target("replica", url, ledger, TOKEN, process.pid)
     finally:
         process.terminate()

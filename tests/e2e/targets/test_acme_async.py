@@ -13,8 +13,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.e2e.targets.test_acme_e2e import ACME, ROOT, SURGE, TOKEN, acme, history
+from tests.e2e.targets.test_acme_e2e import ACME, ROOT, SURGE, TOKEN, acme
 from tests.support.postgres import Postgres
+from tests.support.runs import history
 
 pytestmark = pytest.mark.e2e
 NOTIFY_SECRET = "acme-notify-5c1e"

@@ -3,14 +3,11 @@ the acme bug (acknowledge, then roll back) is found and named by key. Real proce
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +15,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.postgres import PASSWORD, Postgres, free_port
+from tests.support.postgres import PASSWORD, Postgres
+from tests.support.procs import ROOT, SURGE, free_port, wait_ready
+from tests.support.runs import history
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[3]
 ACME = ROOT / "examples" / "acme"
-SURGE = Path(sys.executable).with_name("surge")
 TOKEN = "acme-token-9d3e77"
 
 
@@ -51,15 +48,7 @@ def acme(postgres: Postgres, log: Path, *extra: str) -> Iterator[str]:
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1).close()  # noqa: S310 (loopback)
-                break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                assert time.time() < deadline, "acme did not start"
-                time.sleep(0.2)
+        wait_ready(f"{url}/healthz", process=process, log=log)
         yield url
     finally:
         process.terminate()
@@ -83,14 +72,6 @@ def surge_run(
 def payments(postgres: Postgres) -> set[str]:
     with psycopg.connect(postgres.dsn) as conn:
         return {row[0] for row in conn.execute("SELECT req_no FROM payments")}
-
-
-def history(out: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((out / "history").glob("*.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows += list(csv.DictReader(handle))
-    return rows
 
 
 def acknowledged_keys(out: Path) -> set[str]:

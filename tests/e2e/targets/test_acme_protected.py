@@ -9,14 +9,11 @@ with no secret in any file or line."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -26,15 +23,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support.postgres import PASSWORD, Postgres, free_port
+from tests.support.postgres import PASSWORD, Postgres
+from tests.support.procs import ROOT, SURGE, free_port, wait_listening
+from tests.support.runs import history
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples" / "acme"))
+sys.path.insert(0, str(ROOT / "examples" / "acme"))
 from make_certs import make_certs
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[3]
 ACME = ROOT / "examples" / "acme"
-SURGE = Path(sys.executable).with_name("surge")
 SECRETS = {
     "ACME_SIGN_KEY": "sign-key-5c1e0b9a77d2",
     "ACME_CLIENT_ID": "surge-rehearsal",
@@ -90,15 +87,7 @@ def acme(postgres: Postgres, log: Path, certs: dict[str, Path] | None, *extra: s
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **SECRETS})
     url = f"{'https' if certs else 'http'}://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                assert time.time() < deadline, "acme did not start"
-                time.sleep(0.2)
+        wait_listening(port, process=process, log=log)
         yield url
     finally:
         process.terminate()
@@ -134,14 +123,6 @@ def surge_run(
     command = [str(SURGE), "run", str(scenario), "--target", str(profile), "--host", url,
                "--duration", str(duration_s), "--out", str(out)]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=duration_s + 120, cwd=ROOT)
-
-
-def history(out: Path) -> list[dict[str, str]]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((out / "history").glob("*.csv")):
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows += list(csv.DictReader(handle))
-    return rows
 
 
 def early_codes(out: Path, before_s: int) -> Counter[str]:

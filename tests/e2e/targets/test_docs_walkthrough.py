@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import binaries, free_port
+from tests.support.postgres import binaries
+from tests.support.procs import ROOT, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
-ROOT = Path(__file__).resolve().parents[3]
 VENV = Path(sys.executable).parents[1]
 PLACES = "export ACME_PORT=9000 ACME_DB_PORT=55432 PGDIR=/tmp/acme-pg"
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import replica
+from tests.support.procs import SURGE, replica
 
 pytestmark = pytest.mark.e2e
-SURGE = Path(sys.executable).with_name("surge")
 SCENARIO = """
 name = "faults"
 duration_s = 4

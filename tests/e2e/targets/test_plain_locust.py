@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import pytest
 
 from loadtests.channels import ChannelsUnavailable, served_channels
-from tests.support.procs import history, replica, run_locust
+from tests.support.procs import ROOT, closed_port_url, replica, run_locust
+from tests.support.runs import history
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = """
 name = "tiny"
 duration_s = 3
@@ -52,10 +51,7 @@ async def test_the_driver_draws_cards_on_the_channels_the_gateway_serves(tmp_pat
 
 
 async def test_without_a_channel_list_the_driver_warns_once_and_uses_the_defaults(tmp_path: Path) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again below: nothing listens there
-    url = f"http://127.0.0.1:{port}"
+    url = closed_port_url()
     with pytest.raises(ChannelsUnavailable, match="/v1/channels failed"):
         served_channels(url, timeout_s=1)
     scenario = tmp_path / "tiny.toml"

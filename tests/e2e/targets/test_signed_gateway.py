@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import history, replica, run_locust
+from tests.support.procs import ROOT, replica, run_locust
+from tests.support.runs import history
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[3]
 KEY = "gateway-rehearsal-key-4b2d"
 SCENARIO = """
 name = "signed"

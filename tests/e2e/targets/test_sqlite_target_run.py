@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import replica
+from tests.support.procs import ROOT, SURGE, replica
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[3]
-SURGE = Path(sys.executable).with_name("surge")
 SCENARIO = """
 name = "tiny"
 duration_s = 3
