@@ -1,8 +1,8 @@
-"""What each thing the generator keeps per attempt costs, without HTTP (issue 15); writes docs/perf/attempt-costs.md.
+"""What each thing the generator keeps per attempt costs, without HTTP; writes docs/perf/attempt-costs.md.
 
     .venv/bin/python scripts/bench_attempt_costs.py [--repeats 5] [--out docs/perf/attempt-costs.md]
 
-Issue 15 keeps every semantic of an attempt (intended- and service-time HDR per second, late and dropped
+The generator keeps every semantic of an attempt (intended- and service-time HDR per second, late and dropped
 arrivals, the per-attempt history, the client policies) and asks what each must cost. Each row times one of
 them alone, as the generator calls it, in this process (Locust imported, so gevent has patched it as in a
 worker): µs per call, the median of `--repeats` timeit runs with the spread. The reference in the same run is
@@ -111,7 +111,7 @@ def main() -> int:
             print(f"{name:24s} {statistics.median(times):7.2f} µs ({min(times):.2f}–{max(times):.2f})", flush=True)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
-        "## What each semantic of an attempt costs (issue 15)",
+        "## What each semantic of an attempt costs",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores (load average at"
         f" the end: {load}) with `scripts/bench_attempt_costs.py --repeats {args.repeats}`: each operation alone,",

@@ -1,4 +1,4 @@
-"""Failover and router-overhead benchmark for the mock gateway cluster (issue 3); writes docs/perf/failover.md.
+"""Failover and router-overhead benchmark for the mock gateway cluster; writes docs/perf/failover.md.
 
     .venv/bin/python scripts/bench_failover.py [--reps 3] [--rate R] [--out docs/perf/failover.md]
 

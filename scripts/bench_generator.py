@@ -1,4 +1,4 @@
-"""Generator benchmark (issues 4, 15): the arrivals/s one open-model process holds; writes docs/perf/generator.md.
+"""Generator benchmark: the arrivals/s one open-model process holds; writes docs/perf/generator.md.
 
     .venv/bin/python scripts/bench_generator.py [--repetitions 3] [--windows 2] [--out docs/perf/generator.md]
 
@@ -13,7 +13,7 @@ Against a bare aiohttp handler (its own process, uvloop), in the same run:
       first attempts actually *sent* in every 10 s window are within ±2 % of R·10, and is *valid* when the
       generator's own verdict (generator.json) says so. From 0.6 × (a) (later repetitions: 0.9 × the previous
       figure), +10 % steps while it holds and is valid, then one bisection. The figure is the highest R that
-      held and was valid, as a ratio to (a) (issue 15's goal: >= 0.75).
+      held and was valid, as a ratio to (a) (the goal: >= 0.75).
    c. CPU per request (µs of the Locust process's CPU, psutil) of (a) and (b) at the same rate, 10 s each: the
       cost per arrival, which the machine's other load moves far less than it moves the highest rates.
 3. wrk at 50 constant connections against the same handler, for scale (a C generator's ceiling here).
@@ -144,8 +144,8 @@ READING = [
     "more than 50 ms late are counted against validity.",
     "CPU per request is the steadier figure: the highest rates move with whatever else the two cores run.",
 ]
-PROFILE = [  # issue 15's profiles, measured by hand (not by this script): the commands are in the text
-    "### Where the generator's time went, and what was done about it (issue 15)",
+PROFILE = [  # the generator's profiles, measured by hand (not by this script): the commands are in the text
+    "### Where the generator's time went, and what was done about it",
     "",
     "Measured on the same 2 cores against this script's bare handler. CPU per request is the Locust process's",
     "CPU time (psutil) over 10 steady seconds divided by the requests sent (`cpu_per_request` here); the A/B",
@@ -154,7 +154,7 @@ PROFILE = [  # issue 15's profiles, measured by hand (not by this script): the c
     "",
     "| CPU per request at 5,000/s | surge | paced plain Locust | surge / paced |",
     "| --- | ---: | ---: | ---: |",
-    "| when issue 15 was filed (at 3,000/s, 2026-11-30) | 175–193 µs | 93–110 µs | ~1.8 |",
+    "| before (at 3,000/s, 2026-11-30) | 175–193 µs | 93–110 µs | ~1.8 |",
     "| after items 1–5 below (this session's start, same method: 7 surge and 2 paced runs) | 124.5–140.0 µs | "
     "99.8–101.4 µs | ~1.3 |",
     "| + surge's own HTTP/1.1 connections (item 6; 4 pairs) | 94.4 (92.7–98.0) µs | 104.9 (101.5–111.0) µs | "
@@ -746,7 +746,7 @@ def profile_path(rate: float, pairs: int, windows: int, out: Path) -> int:
     ratio = mine / base
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
-        "## The target-profile path (issue 14)",
+        "## The target-profile path",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores (load "
         f"average at the end: {load}) with",
@@ -815,7 +815,7 @@ def signing_cost(rate: float, pairs: int, windows: int, out: Path) -> int:
     rsa_extra_us = building["rsa-sha256 (2048)"] - building["unsigned"]
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     lines = [
-        "## Signing every attempt (issue 32)",
+        "## Signing every attempt",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} shared cores (load "
         f"average at the end: {load}) with",
@@ -902,7 +902,7 @@ def write_report(
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     cpu_ratio = [rep.cpu_surge_us / rep.cpu_paced_us for rep in reps if rep.cpu_paced_us]
     lines = [
-        "## Load generator (issues 4 and 15)",
+        "## Load generator",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores with",
         "",
@@ -916,7 +916,7 @@ def write_report(
         "bare aiohttp handler in its own process, alternating in the same run. surge *holds* a rate when the first",
         "attempts actually sent in every 10 s window are within ±2 % of it; *valid* is the generator's own verdict",
         "on the same probe (generator.json: scheduling lag p99 > 50 ms, or late + dropped > 1 % of arrivals, make it",
-        "invalid; until issue 15 also CPU >= 90 % for 3 consecutive seconds — see below). Paced Locust",
+        "invalid; until 2026-12-01 also CPU >= 90 % for 3 consecutive seconds — see below). Paced Locust",
         "holds a rate when its whole run is within 2 % of it.",
         "",
         "| repetition | paced plain Locust holds | surge holds, valid | **ratio (goal >= 0.75)** | CPU per request: "

@@ -1,4 +1,4 @@
-"""Benchmark of the report build on a synthetic one-hour soak (issue 6 targets: <= 10 s, report.html <= 5 MB).
+"""Benchmark of the report build on a synthetic one-hour soak (targets: <= 10 s, report.html <= 5 MB).
 
 Writes a run folder of 3,600 windows and about a million history lines (~280 attempts/s, mostly successes, with
 declines, 429s, shedding and timeouts, a ledger that agrees with the history, a fault every ten minutes), then

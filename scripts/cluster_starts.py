@@ -1,4 +1,4 @@
-"""Start N clusters on fresh ledgers, one after another, and print how many failed to start (issue 22).
+"""Start N clusters on fresh ledgers, one after another, and print how many failed to start.
 
     python scripts/cluster_starts.py [--clusters 100] [--replicas 3]
 

@@ -29,7 +29,7 @@ def test_a_healthy_run_is_valid() -> None:
 
 
 def test_a_generator_at_full_cpu_that_sends_on_time_is_valid() -> None:
-    """Issue 15: the bench found probes at >= 90 % CPU for 3+ s whose arrivals all went out on time; only
+    """The generator benchmark found probes at >= 90 % CPU for 3+ s whose arrivals all went out on time; only
     lateness (lag, late, dropped) makes a run invalid, and the CPU is still reported."""
     windows = seconds(10, cpu=97.0)
     verdict = assess_generator(windows, 1000, CALM)

@@ -1,4 +1,4 @@
-"""Mistakes caught before anything starts (issue 20): fault targets, options --host would ignore, an unreachable
+"""Mistakes caught before anything starts: fault targets, options --host would ignore, an unreachable
 host, and two runs claiming one folder."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A run folder whose path holds URI characters (`#`, `?`, `%`), and harness faults nobody foresaw (issue 12 #3)."""
+"""A run folder whose path holds URI characters (`#`, `?`, `%`), and harness faults nobody foresaw."""
 
 from __future__ import annotations
 

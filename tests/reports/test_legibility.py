@@ -1,4 +1,4 @@
-"""The report's first screen answers the question, and every chart can be read (issues 17 and 20): the headline
+"""The report's first screen answers the question, and every chart can be read: the headline
 strip, legends, marker labels that do not overlap, 1-2-5 log ticks, the traffic share cut where the load stops,
 context rows of a comparison not coloured as passes."""
 

@@ -1,4 +1,4 @@
-"""Verdicts surge did not earn (issue 20): a fault never played, a fault whose injection failed, invariants with
+"""Verdicts surge did not earn: a fault never played, a fault whose injection failed, invariants with
 no ledger or no caps. Each is unknown (or a harness failure), never a pass — in summary.json, junit.xml, the
 report's banner and the exit code."""
 

@@ -1,4 +1,4 @@
-"""A test stopped early in Locust's web UI (issue 20 item 4): the stop is recorded (when, by whom), arrivals
+"""A test stopped early in Locust's web UI: the stop is recorded (when, by whom), arrivals
 users had already claimed are cancelled so offered = sent + dropped holds, the charts and verdicts end at the
 stop, and a user's stop — even 0.05 s after the start — is never blamed on the generator. A plain headless
 `locust -f` run stopped with Ctrl-C is recorded the same way."""

@@ -1,4 +1,4 @@
-"""The live SLO guard (`[[abort]]`, issue 21) against a target that starts failing, plus rule validation.
+"""The live SLO guard (`[[abort]]`) against a target that starts failing, plus rule validation.
 
 One run covers both promises: a 2 s burst of 50 % errors under a 5 s window (at most 0.2 of the window's
 attempts) does not trip `error_ratio > 0.25`; 50 % errors from t = ERRORS_FROM_S on trip it by

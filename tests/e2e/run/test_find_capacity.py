@@ -1,4 +1,4 @@
-"""`surge find-capacity` against the embedded cluster with a known cap finds it within 10 % (issue 7)."""
+"""`surge find-capacity` against the embedded cluster with a known cap finds it within 10 %."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stopping `surge run` from outside (issue 19): Ctrl-C and CI cancellation end it cleanly with the evidence
+"""Stopping `surge run` from outside: Ctrl-C and CI cancellation end it cleanly with the evidence
 kept; SIGKILL leaves nothing behind. Real processes: surge, its embedded cluster (two replicas: they start and
 stop faster than the default three, and one is enough to pause), Locust.
 

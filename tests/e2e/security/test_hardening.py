@@ -1,4 +1,4 @@
-"""Issue 12's reproduced defects, each as a black-box request at a lone replica and through the router: every
+"""Defects an outside review reproduced, each as a black-box request at a lone replica and through the router: every
 answer is problem+json, nothing is charged or stored by a refused request, and no path escapes `/v1/`."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def payment_headers(key: str | None = None) -> dict[str, bytes | str]:
     ids=["array-5000", "user-id-5000", "user-id-900"],
 )
 def test_deeply_nested_json_is_a_400_problem(which: str, body: bytes, request: pytest.FixtureRequest) -> None:
-    """Issue 12 #1: a RecursionError used to escape the router's JSON peeker as aiohttp's 500 text/plain."""
+    """a RecursionError used to escape the router's JSON peeker as aiohttp's 500 text/plain."""
     target: Target = request.getfixturevalue(which)
     status, headers, raw = raw_request(target, "POST", "/v1/repayments", body, payment_headers())
     assert status == 400
@@ -62,7 +62,7 @@ def test_deeply_nested_json_is_a_400_problem(which: str, body: bytes, request: p
 
 @pytest.mark.parametrize("which", BOTH)
 def test_deeply_nested_fault_body_is_a_400_problem(which: str, request: pytest.FixtureRequest) -> None:
-    """Issue 12 #1: `POST /admin/faults` with `[` x 5000 was a 500 text/plain on both front ends."""
+    """`POST /admin/faults` with `[` x 5000 was a 500 text/plain on both front ends."""
     target: Target = request.getfixturevalue(which)
     headers: dict[str, bytes | str] = {"Content-Type": "application/json", "Authorization": f"Bearer {target.token}"}
     status, answer, raw = raw_request(target, "POST", "/admin/faults", b"[" * 5000, headers)
@@ -71,7 +71,7 @@ def test_deeply_nested_fault_body_is_a_400_problem(which: str, request: pytest.F
 
 
 def test_refused_requests_spend_no_user_quota_at_the_router(router: Target) -> None:
-    """Issue 12 #2: the router charged the per-user cap (user_tps 5) before validating, so 415s and 400s used up
+    """the router charged the per-user cap (user_tps 5) before validating, so 415s and 400s used up
     the quota and the user's next valid request got 429."""
     user = f"u-quota-{uuid.uuid4().hex[:8]}"
     body = json.dumps({**VALID, "user_id": user}).encode()
@@ -86,7 +86,7 @@ def test_refused_requests_spend_no_user_quota_at_the_router(router: Target) -> N
 
 
 def test_the_router_refuses_a_huge_user_id_itself(router: Target) -> None:
-    """Issue 12 #2: a 16 KB user id is refused before it can become a limiter key (answered by the router)."""
+    """a 16 KB user id is refused before it can become a limiter key (answered by the router)."""
     body = json.dumps({**VALID, "user_id": "x" * 16_000}).encode()
     status, headers, raw = raw_request(router, "POST", "/v1/repayments", body, payment_headers())
     assert status == 400
@@ -98,7 +98,7 @@ def test_the_router_refuses_a_huge_user_id_itself(router: Target) -> None:
 @pytest.mark.parametrize("which", BOTH)
 @pytest.mark.parametrize("value", [b"Bearer \xff\xfe", b"\xc3\x28 token", b"Bearer " + "中".encode("gbk")])
 def test_a_non_utf8_authorization_header_is_401(which: str, value: bytes, request: pytest.FixtureRequest) -> None:
-    """Issue 12 #6: a non-UTF-8 Authorization header was a 500 (UnicodeEncodeError in the token check)."""
+    """a non-UTF-8 Authorization header was a 500 (UnicodeEncodeError in the token check)."""
     target: Target = request.getfixturevalue(which)
     status, headers, raw = raw_request(target, "GET", "/admin/faults", headers={"Authorization": value})
     assert status == 401
@@ -118,7 +118,7 @@ def test_a_non_utf8_authorization_header_is_401(which: str, value: bytes, reques
     ],
 )
 def test_dot_segments_are_refused(which: str, method: str, path: str, request: pytest.FixtureRequest) -> None:
-    """Issue 12 #7: `/v1/../metrics` and `/v1/../admin/drain` reached a replica's own endpoints via the router."""
+    """`/v1/../metrics` and `/v1/../admin/drain` reached a replica's own endpoints via the router."""
     target: Target = request.getfixturevalue(which)
     headers: dict[str, bytes | str] = {"Authorization": f"Bearer {target.token}", "Content-Type": "application/json"}
     status, answer, raw = raw_request(target, method, path, b"{}" if method == "POST" else b"", headers)
@@ -133,7 +133,7 @@ def test_dot_segments_are_refused(which: str, method: str, path: str, request: p
 def test_requests_over_the_parser_limits_are_400_problems(
     which: str, where: str, request: pytest.FixtureRequest
 ) -> None:
-    """Issue 12 #8: an oversized header line or URL got aiohttp's own 400 text/plain."""
+    """an oversized header line or URL got aiohttp's own 400 text/plain."""
     target: Target = request.getfixturevalue(which)
     path, headers = "/v1/repayments", payment_headers()
     if where == "header":
