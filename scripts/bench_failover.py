@@ -12,8 +12,7 @@ Two experiments, each repeated `--reps` times on fresh clusters, reported as med
    default check interval; at t = 2 s the primary is SIGKILLed (or SIGSTOPped). Measured from the cluster's
    events (monotonic clock shared by all processes on the host) and from every client request:
    detection (fault → replica_down), failover (fault → failover event), errors seen by clients (one attempt,
-   no client retry), and the time after detection until success is back to >= 99 % for good
-   (100 ms bins by completion time).
+   no client retry), and the time after detection until success is back to >= 99 % for good (100 ms bins).
 """
 
 from __future__ import annotations

@@ -1,24 +1,6 @@
 """Benchmark: one gateway replica against a bare aiohttp handler, same load generator, same run.
 
-    .venv/bin/python scripts/bench_gateway.py [--duration 8] [--repetitions 3] [--connections 64] [--no-write]
-    .venv/bin/python scripts/bench_gateway.py --async-channel [--duration 8] [--repetitions 3] [--no-write]
-
-(a) a bare aiohttp app whose only handler returns a fixed 201 JSON, (c) the same app with what every gateway
-endpoint must do before its own logic (a response-stamping middleware, reading and decoding the JSON body), and
-(b) `python -m mock_gateway` with every cap on (limits high enough never to refuse), bank latency 0 and a fresh
-durable ledger in a temp dir per repetition. wrk (one thread, a Lua script giving every request a unique
-Idempotency-Key and spreading users and cards) drives each in turn, a, c, b within each repetition so drift on a
-shared machine hits all alike, once with the servers pinned to core 0 and wrk to core 1 (taskset, when there are
-two cores) and once unpinned. Prints req/s of each, the ratio b/a (median and spread) and the floor c/a, and
-writes them to docs/perf/gateway.md. A script, never a timed test.
-
-`--async-channel` compares the replica's CPU per request on a sync channel with the same replica on an
-asynchronous channel (202, settled later), pinned when there are two cores: the server process's CPU time over
-the wrk run divided by the requests wrk completed. Two sync variants: a bank that answers at once (the cheapest
-sync path there is) and the default channels' bank latency (median 20 ms, p99 120 ms). Two async variants:
-*acceptance* (a bank quota of one payment per 1000 s holds settlement back, so only the acceptance path runs)
-and *with settlement* (no quota, no delay: every accepted payment is also settled by the bank and written again
-within the run). Writes docs/perf/gateway-async.md.
+What each mode measures and how, step by step: docs/perf/README.md. A script, never a timed test.
 """
 
 from __future__ import annotations

@@ -1,64 +1,6 @@
 """Generator benchmark: the arrivals/s one open-model process holds; writes docs/perf/generator.md.
 
-    .venv/bin/python scripts/bench_generator.py [--repetitions 3] [--windows 2] [--out docs/perf/generator.md]
-
-Against a bare aiohttp handler (its own process, uvloop), in the same run:
-
-1. For scale: plain closed-loop Locust — FastHttpUser, wait_time constant(0), 50 users, one process — req/s.
-2. Each repetition, in this order:
-   a. The framework's floor: plain Locust paced with constant_throughput (FastHttpUser, no surge code), 20 s a
-      probe; a rate holds when the whole run's req/s is within 2 % of it. From 0.5 × (1) (later repetitions:
-      0.9 × the previous figure), +10 % steps, then one bisection.
-   b. surge's open model, one process, even arrivals at a rate R for `--windows` 10 s windows: R holds when the
-      first attempts actually *sent* in every 10 s window are within ±2 % of R·10, and is *valid* when the
-      generator's own verdict (generator.json) says so. From 0.6 × (a) (later repetitions: 0.9 × the previous
-      figure), +10 % steps while it holds and is valid, then one bisection. The figure is the highest R that
-      held and was valid, as a ratio to (a) (the goal: >= 0.75).
-   c. CPU per request (µs of the Locust process's CPU, psutil) of (a) and (b) at the same rate, 10 s each: the
-      cost per arrival, which the machine's other load moves far less than it moves the highest rates.
-3. wrk at 50 constant connections against the same handler, for scale (a C generator's ceiling here).
-4. Latency agreement: a handler that sleeps 5 ms; wrk with 2 connections, then surge at wrk's own rate;
-   p50/p99 side by side (surge's service time and its time from the intended send).
-
-Machines differ, so the ratios are the result; absolute rates are information only.
-
-    .venv/bin/python scripts/bench_generator.py --profile-path 300 [--pairs 3] [--out docs/perf/generator-profile.md]
-
-measures instead what a target profile (docs/targets.md) costs the generator: the same open-model run at the same
-rate against the same handler, once on the built-in path and once through examples/gateway/target.toml (the
-§3 API written as a profile: templates rendered, rules matched, the payment id read by JSON pointer), in
-alternating pairs. The figure is the Locust process's CPU seconds (user + system) per 1,000 arrivals; the
-ratio profile / built-in is the result (goal <= 1.10).
-
-    .venv/bin/python scripts/bench_generator.py --workers 2 [--repetitions 3] [--windows 1]
-
-compares the highest rate surge's open model holds and marks valid with one process and with N worker processes
-(`--processes N`: the master merges the windows, the workers stream their history to it), in the same run against
-the same target, beside the framework's floor (paced plain Locust, one process and N); prints each repetition's
-ratios and their median and spread (docs/distributed.md). The target is nginx (`apt-get install nginx-light`)
-when installed: the aiohttp handler would take a share of the cores the generator processes are measured on.
-
-    .venv/bin/python scripts/bench_generator.py --sign 300 [--pairs 3] [--out docs/perf/generator-signing.md]
-
-measures what signing every attempt costs (a profile's [request.sign], docs/targets.md §8): the same run at the
-same rate through examples/gateway/target.toml (unsigned), examples/gateway/target-signed.toml (HMAC-SHA256
-over method, path, timestamp, nonce and body) and the same profile signing with an RSA-2048 key (rsa-sha256,
-PKCS#1 v1.5), in alternating triples. The figures: CPU ms per arrival of each; HMAC / unsigned (goal <= 1.10);
-RSA's extra CPU per arrival and the per-core ceiling it implies (arrivals/s at one core's full time).
-
-    .venv/bin/python scripts/bench_generator.py --settle-at 300 [--pairs 3]
-
-measures what watching asynchronous settlement costs the generator: the same open-model run at the same rate,
-against a handler that answers 201 (sync), then one that answers 202 and settles each payment 200 ms later —
-watched by polling (`poll_after_ms` 200: one or two status requests per payment) and by a signed callback the
-handler POSTs to the process's receiver — in alternating triples. The figure is the Locust process's CPU per
-arrival; the ratios poll / sync and callback / sync are the result (goal <= 1.15). Nothing is written.
-
-    .venv/bin/python scripts/bench_generator.py --cpu-at 5000 [--pairs 4]
-
-prints only (c) at one rate, in alternating surge / paced pairs: CPU µs per request of each and the ratio
-surge / paced per pair, with the median — the figure to compare two versions of the generator by (it moves
-far less with the machine's other load than the highest rates do). Nothing is written.
+What each mode measures and how, step by step: docs/perf/README.md. A script, never a timed test.
 """
 
 from __future__ import annotations

@@ -3,18 +3,10 @@
     python scripts/trace_convert.py access-log access.log --out trace.csv.gz [--path /v1/repayments] [--key-field]
     python scripts/trace_convert.py run runs/2026-06-18T... --out trace.csv.gz
 
-Access logs: the "combined" format that nginx writes by default (Apache's too),
-
-    $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
-
-where `$time_local` may carry milliseconds (`[18/Jun/2025:21:00:01.123 +0800]`, HAProxy's `%tr` style) and further
-quoted fields may follow. Lines whose request is `POST` to `--path` become rows; every other line is skipped and
-counted. An access log records attempts, not payments: with `--key-field` the last quoted field is the request's
-`Idempotency-Key` (`log_format` ... `"$http_idempotency_key"`), and a key seen again is a retry, dropped. The log
-says nothing about amounts or people, so the trace has `ts` only and the scenario's population fills in the rest.
-
-The combined format is read with one regular expression: a single documented format does not justify a
-log-parsing dependency (apachelogs and the like parse Apache's directives, not HAProxy's millisecond times).
+Access logs: nginx's default "combined" format (Apache's too; milliseconds in the time as HAProxy writes
+them), read with one regular expression — a single documented format (docs/trace.md) does not justify a
+log-parsing dependency. Lines that are not `POST` to `--path` are skipped and counted; with `--key-field` the last
+quoted field is the idempotency key and a key seen again is a retry, dropped.
 
 A surge run folder: the first attempt of each payment (history/*.csv, attempt 1, part 0) at its intended time,
 with its amount, user, card and channel.
