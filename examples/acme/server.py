@@ -1,50 +1,8 @@
 """acme-pay: a small repayment service with an API deliberately unlike surge's own, on PostgreSQL.
 
 What a team's staging service might look like, for docs/targets.md and the tests to drive with a target
-profile (examples/acme/target.toml):
-
-    POST /api/v2/pay   header X-Request-Id (idempotency), JSON {"uid", "cardNo", "bank", "amt", "reqNo"}
-                       `amt` in yuan as a decimal string ("1234.50")
-    200 {"code": "0000", "data": {"payNo": "P…", "bizDate": "YYYY-MM-DD"}}    paid (a replay: the same answer)
-    200 {"code": "E1001", "msg": "daily limit"}      the card's daily total would pass DAILY_LIMIT_FEN
-    200 {"code": "E1002", "msg": "single limit"}     over SINGLE_LIMIT_FEN
-    400 {"code": "E4000", "msg": …}                   malformed
-    401 {"code": "E4010"}                             without `Authorization: Bearer <--token>` (when one is set)
-    429 {"code": "E4290"} + Retry-After: 1           over --tps requests this second
-
-Payments live in PostgreSQL (`payments`, unique on req_no). `--bug-every N` switches on a real bug: every
-Nth payment is acknowledged with 200/0000 while its insert is rolled back — a lost payment that only a check
-against the ledger can find.
-
-`--protected` makes it guard payments as a payment platform does (examples/acme/target-protected.toml drives it):
-
-    POST /oauth/token  OAuth 2.0 client credentials (HTTP Basic with ACME_CLIENT_ID / ACME_CLIENT_SECRET from
-                       the environment) -> {"access_token", "token_type": "Bearer", "expires_in": --token-ttl-s}
-    POST /api/v2/pay   also needs `Authorization: Bearer <a token not yet expired>` and the headers
-                       X-Timestamp (Unix ms, within --window-s of the server's clock), X-Nonce (never seen
-                       before) and X-Signature: base64 HMAC-SHA256 with ACME_SIGN_KEY over
-                       "METHOD\nPATH\nX-Timestamp\nX-Nonce\nBODY"; else 401 E4011 (signature, timestamp
-                       or nonce) or E4012 (token missing or expired)
-    GET  /_stats       what the guards saw: nonces, replays, stale timestamps, bad signatures, tokens
-
-`--async` makes payments asynchronous (examples/acme/target-async.toml drives it): the POST answers
-`202 {"code": "0001", "data": {"payNo", "bizDate"}}` with the payment `ACCEPTED`; a settlement worker (one
-asyncio task, rows claimed with FOR UPDATE SKIP LOCKED) settles each `--settle-ms` later into the `settlements`
-table and the payment's `state` (`PAID`); `GET /api/v2/pay/{payNo}` answers `{"code": "0000", "data": {"payNo",
-"state"}}`; a body's `notifyUrl` (loopback only) is POSTed `{"reqNo", "payNo", "state"}` signed in
-`X-Acme-Signature` (hex HMAC-SHA256 with ACME_NOTIFY_SECRET), retried until a 2xx (at most 5 times).
-`--async-bug-every N` switches on a real settlement bug: the worker's "bank call" of every Nth payment times out
-and is retried without checking that the first one went through, so that payment is settled twice — two
-`settlements` rows, money moved twice, while the client hears PAID once.
-
-With `--tls-cert/--tls-key` it serves https; with `--client-ca` too it wants a client certificate that CA
-signed (mutual TLS). examples/acme/make_certs.py makes a throwaway CA, server and client certificates.
-
-    python examples/acme/server.py --dsn postgresql://acme:PW@127.0.0.1:5432/acme --port 9000 \
-        [--token T] [--tps 40] [--bug-every 50] \
-        [--protected [--token-ttl-s 10] [--window-s 30] [--token-early-s 0]] \
-        [--tls-cert F --tls-key F [--client-ca F]] \
-        [--async [--settle-ms 500] [--async-bug-every 20]]
+profile. Its API, its bug switches (`--bug-every`, `--async-bug-every`) and its protections (`--protected`,
+TLS) are described in examples/acme/README.md.
 """
 
 from __future__ import annotations
