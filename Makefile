@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(VENV)/bin/surge run double11 --scale 0.25 --duration 80
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not chaos" -n 2 --dist loadfile
+	$(PY) -m pytest -m "not chaos" -n 2 --dist loadfile --durations 15
 
 chaos: $(STAMP)
 	$(PY) -m pytest -m chaos
