@@ -45,16 +45,19 @@ from loadtests.generator.driver import Generator, Ticket, drain_s
 from loadtests.generator.payer import Payer
 from loadtests.generator.plain_run import finish_plain_run
 from loadtests.generator.population import Population
-from loadtests.generator.recorder import (
+from loadtests.generator.recording.leader import RunLeader
+from loadtests.generator.recording.local import LocalRecording
+from loadtests.generator.recording.master import MasterRecording
+from loadtests.generator.recording.protocol import (
     FINAL_AFTER_S,
     FINAL_WAIT_S,
     HISTORY_DRAIN_S,
     IN_FLIGHT_WAIT_S,
-    LocustRecording,
-    ProcessRecorder,
     Running,
     RunSettings,
 )
+from loadtests.generator.recording.recorder import ProcessRecorder
+from loadtests.generator.recording.worker import WorkerRecording
 from loadtests.generator.settlement import CallbackFormat, Settler, builtin_callbacks, target_callbacks
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport
@@ -147,7 +150,7 @@ class RepayingUser(User):
 class FestivalShape(LoadTestShape):
     """The whole pool at once, until the recording says the run is over (or its bound has passed)."""
 
-    recording: LocustRecording | None = None
+    recording: RunLeader | None = None  # the master's or the lone process's; a worker runs no shape
     _pools: ClassVar[dict[tuple[str, float, float], int]] = {}  # ticked every second: parse the TOML once
 
     def tick(self) -> tuple[int, float] | None:
@@ -246,13 +249,20 @@ def _on_init(environment: Environment, **_: Any) -> None:
     else:
         _skew_clock_for_tests()
         _read_ahead(options)
-    plain = _PlainEnd(environment) if master and not options.surge_managed else None
-    FestivalShape.recording = LocustRecording(
-        environment,
-        _start_generator,
-        on_windows=metrics.add if metrics is not None else None,
-        on_finished=plain.on_finished if plain is not None else None,
-    )
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        WorkerRecording(environment, runner, _start_generator)  # kept by the message handlers it registers
+        return
+    plain = _PlainEnd(environment) if not options.surge_managed else None
+    on_windows = metrics.add if metrics is not None else None
+    on_finished = plain.on_finished if plain is not None else None
+    if isinstance(runner, MasterRunner):
+        leader: RunLeader = MasterRecording(
+            environment, runner, _start_generator, on_windows=on_windows, on_finished=on_finished
+        )
+    else:
+        leader = LocalRecording(environment, _start_generator, on_windows=on_windows, on_finished=on_finished)
+    FestivalShape.recording = leader
     if plain is not None:
         environment.events.quitting.add_listener(plain.on_quitting)  # type: ignore[no-untyped-call]
 
@@ -323,9 +333,9 @@ class _PlainEnd:
 
 
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    runner = environment.runner
-    if isinstance(runner, WorkerRunner) or runner is None:
-        return
+    runner, recording = environment.runner, FestivalShape.recording
+    if recording is None or runner is None:
+        return  # a worker: the master starts the run
     options = environment.parsed_options
     assert options is not None
     try:
@@ -335,7 +345,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         log.error("surge: %s", one_line(exc))
         gevent.spawn(runner.stop)  # the web UI stays up to take a loopback host or a scenario that exists
         return
-    workers = len(runner.clients) if isinstance(runner, MasterRunner) else 0
+    workers = recording.worker_count()
     t0 = options.surge_start_unix or time.time() + START_LEAD_S * (1 + workers)
     if t0 < time.time():
         log.warning("surge: --surge-start-unix is %.1f s in the past; early arrivals will count late", time.time() - t0)
@@ -361,8 +371,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         host=environment.host or "",
         max_clock_offset_s=options.surge_max_clock_offset,
     )
-    assert FestivalShape.recording is not None
-    FestivalShape.recording.begin(settings)
+    recording.begin(settings)
 
 
 def _start_generator(settings: RunSettings, recorder: ProcessRecorder, index: int, count: int) -> Running:

@@ -24,7 +24,7 @@ from gevent.lock import Semaphore
 from loadtests.generator.auth import Tokens
 from loadtests.generator.policy import ClientRetryBudget
 from loadtests.generator.population import Payment, Population
-from loadtests.generator.recorder import ProcessRecorder
+from loadtests.generator.recording.recorder import ProcessRecorder
 from loadtests.generator.settlement import Settler
 from loadtests.generator.target import TargetApi
 from loadtests.generator.transport import Transport

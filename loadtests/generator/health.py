@@ -8,7 +8,7 @@ is a valid run (scripts/bench_generator.py found such probes; the CPU is reporte
 Locust's own cpu_warning cannot do this job: it samples every 10 s and its first reading is 0, so a two-minute
 run barely registers. Here CPU comes from psutil each second (per process, 100 % = one core — a gevent worker
 cannot use more), and scheduling lag is how late a greenlet wakes up against its deadline, measured by the
-caller (recorder.py) and kept here.
+caller (recording/recorder.py) and kept here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """`--metrics-port`: the run as Prometheus metrics on the Locust master, for a Grafana next to the gateway's own.
 
-Fed with the same per-second deltas the master merges into windows.jsonl (recorder.LocustRecording.on_windows),
+Fed with the same per-second deltas the master merges into windows.jsonl (recording.leader.RunLeader.on_windows),
 so a scrape and the run folder can never disagree: a counter here is the sum of the windows merged so far.
 
     surge_offered_total                      arrivals the schedule offered (open model)

@@ -5,7 +5,7 @@ health — so a window recorded by N processes, shipped as JSON deltas in any or
 one process would have recorded over the same attempts (within HDR precision, 3 significant digits). That is the
 property `--processes N` and multi-machine runs rely on, and the reports engineer decodes the same JSON.
 
-No Locust and no I/O here: recorder.py moves the JSON, reports read it.
+No Locust and no I/O here: recording/ moves the JSON, reports read it.
 """
 
 from __future__ import annotations
