@@ -1,2 +1,3 @@
-"""User-facing text for bad input, shared by every package: it imports nothing of ours, so the gateway, the
-run-folder format, the harness and the reports may all speak in its one shape."""
+"""User-facing text shared by every package — bad input told in one shape (validation), user-controlled text
+made safe to print (console_text): it imports nothing of ours, so the gateway, the run-folder format, the
+harness, the Locust process and the reports may all use it."""

@@ -21,10 +21,10 @@ import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
+from errortext.console_text import one_line
 from reports import hdr
 from reports.analysis import Analysis
 from reports.comparable import Tolerances, unlike
-from reports.console_text import one_line
 from reports.measure import counters, latency
 from runfolder.outcomes import ADMITTED, GOOD
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.errors import UsageError
 from reports.comparable import Tolerances, unlike, unlike_line
-from reports.console_text import one_line
 from runfolder.layout import RunFolderError
 from runfolder.models import read_meta
 

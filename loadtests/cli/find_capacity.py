@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from errortext.console_text import one_line
 from errortext.validation import describe
 from loadtests.channels import default_channels
 from loadtests.cli.args import positive_float, positive_int
@@ -48,7 +49,6 @@ from loadtests.orchestration.stopping import Interrupt, Interrupted
 from loadtests.scenario.files import load_scenario, validated_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
-from reports.console_text import one_line
 from runfolder.events import RunEvent
 from runfolder.layout import read_window_records, write_json
 from runfolder.models import Capacity, GeneratorVerdict, RunMeta, Slo, read_generator

@@ -14,9 +14,9 @@ import sys
 from collections.abc import Collection, Sequence
 from types import FrameType
 
+from errortext.console_text import one_line
 from loadtests.errors import SurgeError
 from loadtests.orchestration.stopping import StoppedBySignal
-from reports.console_text import one_line
 from runfolder.stop import EXIT_SIGINT, EXIT_SIGTERM
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from errortext.console_text import one_line
 from loadtests.channels import ChannelsUnavailable, served_channels
 from loadtests.cli.args import MAX_SCALE, port_number, positive_float, positive_int, scale_factor
 from loadtests.cli.console import console as cli_console
@@ -29,7 +30,6 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile
-from reports.console_text import one_line
 
 LOST_KEYS_SHOWN = 20
 HOSTS_WAIT_S = 15.0  # --hosts: the workers' time to connect; t=0 is planned past it

@@ -17,13 +17,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from errortext.console_text import one_line
 from loadtests.cli import run as run_command
 from loadtests.cli.args import positive_float, positive_int
 from loadtests.cli.console import console as cli_console
 from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
-from reports.console_text import one_line
 from runfolder.stop import read_stop
 
 

@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_run
 from loadtests.orchestration.run_folder import conclude
 from reports.comparable import unlike_line
-from reports.console_text import one_line
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
     NOT_THE_GATEWAYS,

@@ -15,9 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.errors import UsageError
-from reports.console_text import one_line
 from runfolder.layout import RunFolderError
 from runfolder.models import read_meta
 from runfolder.verdict import format_value, merge

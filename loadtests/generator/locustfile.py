@@ -26,6 +26,7 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
+from errortext.console_text import one_line
 from loadtests.errors import UsageError
 from loadtests.generator.driver import Generator, Ticket
 from loadtests.generator.options import add_options, check_host, profile_of, scenario_of
@@ -50,7 +51,6 @@ from loadtests.generator.transport import Transport
 from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.profile_answers import MAX_BODY_BYTES
 from mock_gateway.lifeline import die_with_parent
-from reports.console_text import one_line
 
 if TYPE_CHECKING:
     from loadtests.generator import live_metrics

@@ -21,7 +21,7 @@ from locust.env import Environment
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
-from reports.console_text import one_line
+from errortext.console_text import one_line
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
     NOT_THE_GATEWAYS,

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from errortext.console_text import one_line
 from loadtests.channels import ChannelsUnavailable, default_channels, served_channels
 from loadtests.generator.arrivals import RateCurve
 from loadtests.generator.driver import drain_s
@@ -23,7 +24,6 @@ from loadtests.generator.recording.protocol import RunSettings
 from loadtests.meta import run_meta
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import target_meta
-from reports.console_text import one_line
 from runfolder.claim import claim_new
 from runfolder.clock import ClusterClock, read_cluster_clock
 from runfolder.layout import RunFolderError, write_json

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gevent.ssl
 
+from errortext.console_text import one_line
 from loadtests.channels import default_channels
 from loadtests.generator.arrivals import RateCurve, arrival_times
 from loadtests.generator.auth import Tokens
@@ -32,7 +33,6 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import load_profile, signer, tls_context, uses_tls
-from reports.console_text import one_line
 from runfolder.clock import ClusterClock
 
 log = logging.getLogger("surge")

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from rich.console import Console
 
+from errortext.console_text import one_line
 from loadtests.channels import default_channels
 from loadtests.errors import HarnessError
 from loadtests.meta import run_meta
@@ -36,7 +37,6 @@ from loadtests.orchestration.stopping import Interrupt
 from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, target_meta
-from reports.console_text import one_line
 from runfolder.events import RunEvent
 from runfolder.layout import RunFolderError, write_json
 from runfolder.models import read_meta

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from errortext.console_text import one_line
 from loadtests.errors import HarnessError
 from loadtests.scenario.profile_ledger import LedgerSpec, expand_url, single_statement
-from reports.console_text import one_line
 from reports.frames import read_history
 
 REQUIRED = ("key", "card_id", "user_id", "amount_fen", "business_date")

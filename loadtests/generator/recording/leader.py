@@ -23,6 +23,7 @@ import gevent
 from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 
+from errortext.console_text import one_line
 from loadtests.generator.arrivals import RateCurve
 from loadtests.generator.recording.process import StartGenerator
 from loadtests.generator.recording.protocol import (
@@ -35,7 +36,6 @@ from loadtests.generator.recording.protocol import (
 from loadtests.generator.recording.writer import RunWriter, summary_lines
 from loadtests.generator.windows import Window
 from loadtests.scenario.files import load_scenario
-from reports.console_text import one_line
 from runfolder.stop import Aborted, StoppedBy, StopRecord, write_stop
 
 CLOSE_TICK_S = 0.5  # the leader closes seconds and judges the [[abort]] rules this often

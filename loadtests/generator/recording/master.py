@@ -20,6 +20,7 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 from locust.runners import STATE_MISSING, MasterRunner
 
+from errortext.console_text import one_line
 from loadtests.generator.recording.clocks import ClockCheck, record_clocks
 from loadtests.generator.recording.leader import OnFinished, OnWindows, RunLeader
 from loadtests.generator.recording.process import StartGenerator
@@ -38,7 +39,6 @@ from loadtests.generator.recording.shares import Epochs, seconds_of_share, unrep
 from loadtests.generator.stream import BACKLOG_WARN_BYTES
 from loadtests.generator.windows import Window
 from loadtests.scenario.files import load_scenario
-from reports.console_text import one_line
 from runfolder.layout import write_json
 from runfolder.models import LostWorker, WorkerClock
 

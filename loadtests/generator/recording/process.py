@@ -18,6 +18,7 @@ from pathlib import Path
 import gevent
 from hdrh.histogram import HdrHistogram
 
+from errortext.console_text import one_line
 from loadtests.generator.recording.protocol import (
     FINAL_AFTER_S,
     HISTORY_DRAIN_S,
@@ -28,7 +29,6 @@ from loadtests.generator.recording.protocol import (
 from loadtests.generator.recording.recorder import ProcessRecorder
 from loadtests.generator.stream import Batch, HistoryStream
 from loadtests.generator.windows import Window
-from reports.console_text import one_line
 
 FLUSH_INTERVAL_S = 1.0
 HISTORY_TICK_S = 0.05  # a worker sends history batches this often while it has some and the window allows

@@ -16,12 +16,12 @@ import math
 from pathlib import Path
 from typing import Any
 
+from errortext.console_text import one_line
 from loadtests.generator.abort import AbortGuard
 from loadtests.generator.health import CpuSampler, assess_generator, new_lag_histogram
 from loadtests.generator.stream import HistorySink
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.parts import AbortRule
-from reports.console_text import one_line
 from runfolder.layout import write_json
 from runfolder.models import GeneratorVerdict, LostWorker
 

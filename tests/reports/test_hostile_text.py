@@ -1,5 +1,4 @@
-"""User-controlled text on a console (a scenario name in a meta.json from elsewhere, a fault's output, a
-database error): one line, control characters escaped, no `::` that GitHub Actions could read as a command."""
+"""`surge compare` on run folders whose meta.json carries hostile text: every line it prints stays harmless."""
 
 from __future__ import annotations
 
@@ -7,28 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from reports.console_text import one_line
 from reports.finalize import finalize_run
+from tests.errortext.test_console_text import HOSTILE
 from tests.reports.runs import edit_meta
-
-HOSTILE = "x\n::error title=INJ::forged\r\x1b[2J\x85\u2028end"
-
-
-@pytest.mark.parametrize(
-    ("text", "shown"),
-    [
-        (HOSTILE, "x\\n: :error title=INJ: :forged\\r\\x1b[2J\\x85\\u2028end"),
-        ("::add-mask::secret", ": :add-mask: :secret"),
-        ("a:::b", "a: : :b"),
-        ("tab\there\x00", "tab\\there\\x00"),
-        ("http://[::1]:8080/v1 and [fe80::1]", "http://[::1]:8080/v1 and [fe80::1]"),
-        ("双十一 12:30", "双十一 12:30"),
-    ],
-)
-def test_one_line_escapes_controls_and_breaks_up_workflow_commands(text: str, shown: str) -> None:
-    assert one_line(text) == shown
 
 
 def test_surge_compare_prints_a_hostile_scenario_name_on_one_harmless_line(run_dir: Path, tmp_path: Path) -> None:
