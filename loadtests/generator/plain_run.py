@@ -8,20 +8,25 @@ then runs with `--surge-managed` and never comes here. Without it nobody else wi
 
 and sets Locust's process exit code to surge's (0 every SLO and invariant held, 1 one failed, 3 a verdict is
 unknown — without a ledger the invariants are — or the folder could not be analysed), logging the verdict and
-the folder's path through the "surge" logger, which Locust prints and its web UI shows in the Logs tab.
+the folder's path through the "surge" logger, which Locust prints and its web UI shows in the Logs tab. The
+analysis runs in a process of its own (`python -m reports`): pandas and plotly never enter the Locust process.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 from locust.env import Environment
 from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from errortext.console_text import one_line
+from runfolder.layout import RunFolderError, read_json_object
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
     NOT_THE_GATEWAYS,
@@ -53,20 +58,13 @@ def save_locust_output(environment: Environment, locust_dir: Path) -> None:
 
 def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     """Write the whole run folder, log the verdict, set and return Locust's exit code."""
-    # reports pulls in pandas and plotly: imported here, once, at the end of a plain run, so that Locust's
-    # worker processes (and runs under `surge run`) never pay for it.
-    from reports.finalize import finalize_run
-    from runfolder.layout import RunFolderError
-
     run_dir = run_dir.resolve()
     try:
         save_locust_output(environment, run_dir / "locust")
     except OSError as exc:
         log.warning("surge: Locust's own report was not saved: %s", exc)
-    try:
-        summary = finalize_run(run_dir)
-    except (RunFolderError, OSError) as exc:
-        log.error("surge: the run folder %s cannot be analysed: %s", one_line(run_dir), one_line(exc))
+    summary = _analyse(run_dir)
+    if summary is None:
         environment.process_exit_code = ExitCode.HARNESS
         return ExitCode.HARNESS
     code = int(summary["exit_code"])
@@ -91,3 +89,17 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     log.info("surge: report %s", one_line(run_dir / "report.html"))
     environment.process_exit_code = code
     return code
+
+
+def _analyse(run_dir: Path) -> dict[str, Any] | None:
+    """The run folder finalized by `python -m reports` (gevent's subprocess: the hub keeps serving meanwhile),
+    and its summary; None, said in one line, when it cannot be analysed."""
+    done = subprocess.run([sys.executable, "-m", "reports", str(run_dir)], capture_output=True, text=True, check=False)
+    problem = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+    if done.returncode == 0:
+        try:
+            return read_json_object(run_dir / "summary.json", required=True)
+        except RunFolderError as exc:
+            problem = str(exc)
+    log.error("surge: the run folder %s cannot be analysed: %s", one_line(run_dir), one_line(problem))
+    return None

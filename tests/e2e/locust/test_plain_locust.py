@@ -149,13 +149,16 @@ async def test_web_ui_rejects_a_bad_scenario_then_writes_the_verdict_and_serves_
 
                 async with session.post(f"{web}/swarm", data={**form, "scenario": str(scenario), "scale": "1"}):
                     pass
-                for _ in range(120):  # the test's 3 s, the drain and the analysis: well under 60 s
-                    if (out / "summary.json").is_file():
+                # the test's 3 s, the drain and the analysis (`python -m reports`, while the web UI keeps serving):
+                # well under 60 s; the folder's line is logged last, once summary.json has been read back
+                logs: list[str] = []
+                for _ in range(120):
+                    logs = await _logs(session, web)
+                    if any("surge: run folder" in line for line in logs):
                         break
                     await asyncio.sleep(0.5)
                 async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
                     scraped = await response.text()
-                logs = await _logs(session, web)
             process.send_signal(signal.SIGTERM)
             rc = await wait(process, 30)
         finally:
