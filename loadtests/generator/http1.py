@@ -1,31 +1,14 @@
 """HTTP/1.1 on gevent sockets for the generator: one request, one response, kept-alive connections reused.
 
-Why not geventhttpclient's HTTPClient, which Locust's FastHttpUser (and surge until issue 15) sends through: per
-request it merges the headers into case-insensitive `Headers` objects twice, checks every header with a regular
-expression, builds the request head by string concatenation, probes the pooled socket with `select`, and calls
-back into Python for every header field and value into another `Headers` object. One request after another
-against a bare handler that is 57–59 µs of CPU per request through HTTPClient and 34–35 µs here — the largest
-single cost of an arrival (docs/performance.md, "Load generator"). What a response *means* is still decided by
-a well-kept parser, not by code here: geventhttpclient's llhttp (the Node.js HTTP parser, in C) reads every
-byte, so content-length, chunked and read-until-close bodies, interim 1xx answers and keep-alive are llhttp's.
-
-What this module promises its one caller (transport.py):
-
-- A request is sent at most once. A POST is never re-sent after a send error (RFC 9110 §9.2.2), so every
-  attempt the gateway may have seen is one row of the history. A pooled connection the server has closed while
-  it was idle is noticed before the request is sent (a non-blocking peek) and replaced by a new one.
-- `timeout_s` bounds the whole attempt — connect, send and the complete response — as `client.timeout_s` is
-  documented (docs/scenarios.md); past it the attempt raises TimeoutError and the connection is closed.
-- No answer raises OSError (refused, reset, closed, timed out) or ProtocolError (not HTTP/1.x, cut off, a
-  status outside 100–599, a body past `max_body` bytes — `TooLarge` — or a head past MAX_HEAD_BYTES).
-- The answer is the first complete final response, and only it: its status, header fields and body are fixed
-  when llhttp completes it. Any byte after it (a second response in the same segment, a stray `100 Continue`)
-  stops the parsing and makes the connection unusable (closed, never pooled), so it can never be taken for
-  another attempt's answer. What arrives later, while the connection is idle, is caught by the liveness peek.
-- What is held per attempt is bounded: the body by `max_body`, the head (with any interim 1xx answers) by
-  MAX_HEAD_BYTES; past either the attempt fails at once with TooLarge and the connection is closed, so a
-  server announcing or streaming gigabytes costs a few kilobytes of reading, not the process's memory.
-- Redirects are answers like any other: nothing here follows them.
+Why not geventhttpclient's HTTPClient, which Locust's FastHttpUser sends through: per request it merges the
+headers into case-insensitive `Headers` objects twice, checks every header with a regular expression, builds the
+request head by string concatenation, probes the pooled socket with `select`, and calls back into Python for
+every header field and value. One request after another against a bare handler that is 57–59 µs of CPU per
+request through HTTPClient and 34–35 µs here — the largest single cost of an arrival (docs/performance.md, "Load
+generator"). What a response *means* is still decided by a well-kept parser, not by code here: geventhttpclient's
+llhttp (the Node.js HTTP parser, in C) reads every byte, so content-length, chunked and read-until-close bodies,
+interim 1xx answers and keep-alive are llhttp's. What `Connections` promises its one caller (transport.py) is
+said in its docstring.
 """
 
 from __future__ import annotations
@@ -152,7 +135,26 @@ class _Reader(HTTPResponseParser):
 
 class Connections:
     """Kept-alive connections to one origin (`base_url`: scheme, host, port, optional base path), most recently
-    used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets."""
+    used first; at most `keep` idle ones are kept. Not thread-safe: one per process, shared by its greenlets.
+
+    What it promises its one caller (transport.py):
+
+    - A request is sent at most once. A POST is never re-sent after a send error (RFC 9110 §9.2.2), so every
+      attempt the gateway may have seen is one row of the history. A pooled connection the server has closed while
+      it was idle is noticed before the request is sent (a non-blocking peek) and replaced by a new one.
+    - `timeout_s` bounds the whole attempt — connect, send and the complete response — as `client.timeout_s` is
+      documented (docs/scenarios.md); past it the attempt raises TimeoutError and the connection is closed.
+    - No answer raises OSError (refused, reset, closed, timed out) or ProtocolError (not HTTP/1.x, cut off, a
+      status outside 100–599, a body past `max_body` bytes — `TooLarge` — or a head past MAX_HEAD_BYTES).
+    - The answer is the first complete final response, and only it: its status, header fields and body are fixed
+      when llhttp completes it. Any byte after it (a second response in the same segment, a stray `100 Continue`)
+      stops the parsing and makes the connection unusable (closed, never pooled), so it can never be taken for
+      another attempt's answer. What arrives later, while the connection is idle, is caught by the liveness peek.
+    - What is held per attempt is bounded: the body by `max_body`, the head (with any interim 1xx answers) by
+      MAX_HEAD_BYTES; past either the attempt fails at once with TooLarge and the connection is closed, so a
+      server announcing or streaming gigabytes costs a few kilobytes of reading, not the process's memory.
+    - Redirects are answers like any other: nothing here follows them.
+    """
 
     def __init__(
         self,

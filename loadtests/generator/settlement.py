@@ -1,29 +1,18 @@
 """Watching payments accepted with 202 until their final state: polling, or a signed callback receiver.
 
-The open model holds: the paying user hands an accepted payment to the `Settler` and is free for the next
-arrival at once. In poll mode each pending payment gets its own small watcher greenlet (sleep, GET the status,
-until final or the deadline); in callback mode one loopback receiver per process (receiver.py: a gevent server
-on the same hub as the users, no thread, requests parsed by llhttp) takes the deliveries.
+The open model holds: the paying user hands an accepted payment to the `Settler` and is free at once. Poll mode
+gives each pending payment a small watcher greenlet (sleep, GET the status, until final or the deadline);
+callback mode one loopback receiver per process (receiver.py: a gevent server on the users' hub, llhttp).
 
 The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
 recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
 generator's memory or greenlets grow without end. Every watcher stops `settle_timeout_s` after the run's last
 arrival (plus `scenario.model.SETTLE_GRACE_S`); what is not final then is recorded `processing` (stuck).
 
-The history row of an accepted attempt is written when its watching ends (at the process's end), so that
-duplicates delivered after the final state are counted in it (`callback_dups`, `flipped_to`). Callbacks are
-acknowledged only with a valid `Surge-Signature: sha256=<hex HMAC-SHA256 of the body>`; the rest are refused
-(401) and counted in `settlement/<worker>.json`, as are bodies that are not the documented JSON.
-
-A gateway may commit, settle and deliver before its 202 has been read (the bank was faster than the answer), or
-deliver for a POST the client timed out on. So a validly signed delivery for a key not (yet) watched is kept
-(`EARLY_MAX` of them per process, acknowledged like any other) and given to the key's payment when its 202 is
-read. In callback mode the row of an attempt that left the payment's fate open (no answer, a 409 or a 5xx other
-than a 503 shed) or that carried its final state at once (the key sent again after settlement) is held too
-(at most `settle_pending_max` of them) and written at the end: a delivery kept for its key, when no 202 ever
-came, is its outcome as the target gave it (`settlement`, `callback_status`, `final_at`), so the invariants judge
-that key from it instead of as unknown. Only deliveries for a key this process never sent, or past the bound,
-are counted `unknown_key`.
+An accepted attempt's history row is written when its watching ends, so that duplicates delivered after the
+final state count in it (`callback_dups`, `flipped_to`). Only callbacks with a valid `Surge-Signature: sha256=
+<hex HMAC-SHA256 of the body>` are acknowledged; the rest are refused (401) and counted, as are bodies that are
+not the documented JSON (`settlement/<worker>.json`); a delivery before its 202 was read is kept (`Settler`).
 """
 
 from __future__ import annotations
@@ -131,7 +120,18 @@ class ReceiverCounters:
 
 
 class Settler:
-    """This process's accepted payments until their final state (module docstring)."""
+    """This process's accepted payments until their final state (module docstring).
+
+    A gateway may commit, settle and deliver before its 202 has been read (the bank was faster than the answer), or
+    deliver for a POST the client timed out on. So a validly signed delivery for a key not (yet) watched is kept
+    (`EARLY_MAX` of them per process, acknowledged like any other) and given to the key's payment when its 202 is
+    read. In callback mode the row of an attempt that left the payment's fate open (no answer, a 409 or a 5xx other
+    than a 503 shed) or that carried its final state at once (the key sent again after settlement) is held too
+    (at most `settle_pending_max` of them) and written at the end: a delivery kept for its key, when no 202 ever
+    came, is its outcome as the target gave it (`settlement`, `callback_status`, `final_at`), so the invariants judge
+    that key from it instead of as unknown. Only deliveries for a key this process never sent, or past the bound,
+    are counted `unknown_key`.
+    """
 
     def __init__(
         self,

@@ -11,10 +11,8 @@ the stream sends what was written since the last batch. At most WINDOW batches a
 master's socket queue and the worker's memory stay bounded whatever the rate; when the master falls behind the
 rows simply wait on the worker's disk (the backlog, reported every second) and are sent at the end, within a
 bound. Rows that never arrived are counted by the master against each worker's own total, and the verdict
-then says so: invariants checked over part of the history would be a pass for something not checked.
-
-Bytes travel verbatim: the master writes exactly the file the worker wrote (the header included), so the
-history format stays `runfolder.history`'s alone. Nothing here imports Locust or gevent.
+then says so: invariants checked over part of the history would be a pass for something not checked. Bytes
+travel verbatim (the worker's own file, header included): the history format stays `runfolder.history`'s alone.
 """
 
 from __future__ import annotations

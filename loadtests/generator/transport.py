@@ -6,10 +6,8 @@ context manager). Surge needs none of it per attempt: it never follows a redirec
 3xx to another host would lead the load past the loopback guard), sets no cookies, and records every attempt
 itself (windows.py, history.py). Measured one request after another against a bare handler: ~97 µs of CPU per
 request through FastHttpSession, ~58 µs through geventhttpclient's HTTPClient alone, ~35 µs through http1.py
-(docs/performance.md, "Load generator").
-
-Locust's request event is still fired for every attempt (`report`), with the attempt's `context`, so Locust's
-statistics, its web UI, its CSV/HTML output and any listener of `events.request` see every attempt as before.
+(docs/performance.md, "Load generator"). Locust's request event is still fired for every attempt (`report`),
+with its `context`, so Locust's statistics, web UI, CSV/HTML output and `events.request` listeners see them all.
 
 The process's users share one pool of kept-alive connections, as many as the user pool at most, the most
 recently used first: only as many connections stay busy as there are attempts in flight. One connection per
