@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from errortext.console_text import one_line
-from reports.finalize import finalize_run
 from runfolder.layout import RunFolderError
 from runfolder.verdict import ExitCode
 
@@ -22,6 +21,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m reports RUN_DIR", file=sys.stderr)
         return ExitCode.USAGE
+    from reports.finalize import finalize_run  # pandas and plotly: only once the command line is right
+
     try:
         finalize_run(Path(argv[0]))
     except (RunFolderError, OSError) as exc:
