@@ -36,7 +36,7 @@ from loadtests.orchestration import preflight
 from loadtests.orchestration.capacity_probe import judge_probe, merge_probe
 from loadtests.orchestration.capacity_search import Probe, SearchResult, find_knee
 from loadtests.orchestration.locust_process import STOP_GRACE_S, locust_command, run_locust
-from loadtests.orchestration.run_folder import new_run_dir
+from loadtests.orchestration.run_folder import conclude, new_run_dir
 from loadtests.orchestration.scenario_file import write_scenario
 from loadtests.orchestration.session import (
     GatewayChoice,
@@ -126,7 +126,9 @@ def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) 
         probes = len(list((run_dir / "probes").iterdir())) if (run_dir / "probes").is_dir() else 0
         capacity = Capacity(max_rate_per_s=None, spread=None, limited_by="interrupted", bracket=None, probes=probes)
         write_json(run_dir / "capacity.json", capacity)
-        return finish(run_dir, None, f"capacity: unknown (search {interrupt.reason} after {probes} probes)")
+        return finish(
+            conclude(run_dir, None), run_dir, f"capacity: unknown (search {interrupt.reason} after {probes} probes)"
+        )
     capacity = Capacity(
         max_rate_per_s=round(result.max_rate_per_s, 1),
         spread=round(result.spread, 4),
@@ -136,7 +138,7 @@ def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) 
     )
     write_json(run_dir / "capacity.json", capacity)
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
-    return finish(run_dir, None, f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
+    return finish(conclude(run_dir, None), run_dir, f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
 
 
 def _probe_base(args: argparse.Namespace) -> Scenario:

@@ -25,6 +25,7 @@ from loadtests.cli.console import status_line
 from loadtests.errors import UsageError
 from loadtests.orchestration import preflight
 from loadtests.orchestration.locust_process import MASTER_PORT
+from loadtests.orchestration.run_folder import conclude, new_run_dir
 from loadtests.orchestration.session import check_before_start, choose_gateway, stoppable
 from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
@@ -116,9 +117,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"surge run: warning: tls.cert_file expired on {expired:%Y-%m-%d %H:%M} UTC", markup=False)
     # every argument held: only now does the run's own stack load (the cluster's aiohttp, SQLAlchemy, pandas,
     # plotly), so a refusal above answers without paying for it
-    from loadtests.cli.verdict_table import finish
     from loadtests.orchestration.one_run import orchestrate
-    from loadtests.orchestration.run_folder import new_run_dir
 
     run_dir = new_run_dir(args.out, scenario.name)
     console.print(
@@ -133,10 +132,16 @@ def run(args: argparse.Namespace) -> int:
         lambda interrupt: orchestrate(
             args, scenario, gateway, run_dir, console, profile, interrupt, lambda: status_line(console)
         ),
-        lambda _, __: finish(
-            run_dir, args.baseline, notes=None if profile is None else lambda s: _target_notes(s, scenario, profile)
-        ),
+        lambda _, __: _finish(run_dir, args.baseline, scenario, profile),
     )
+
+
+def _finish(run_dir: Path, baseline: Path | None, scenario: Scenario, profile: TargetProfile | None) -> int:
+    """Measured and judged once (`conclude`: summary.json, junit.xml, report.html), then only printed."""
+    from loadtests.cli.verdict_table import finish  # the report stack, past every check of the arguments
+
+    summary = conclude(run_dir, baseline)
+    return finish(summary, run_dir, *([] if profile is None else _target_notes(summary, scenario, profile)))
 
 
 def _warn_without_channels(host: str, console: Console) -> None:

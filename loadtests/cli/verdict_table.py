@@ -6,7 +6,6 @@ how many were unknown, so a console reader never takes "nothing failed" for "eve
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from rich.table import Table
 from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_run
-from loadtests.orchestration.run_folder import conclude
 from reports.comparable import unlike_line
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
@@ -31,13 +29,10 @@ from runfolder.verdict import (
 )
 
 
-def finish(
-    run_dir: Path, baseline: Path | None, *lines: str, notes: Callable[[dict[str, Any]], list[str]] | None = None
-) -> int:
-    """The end of every command that wrote a run folder: analyse it once, then only print — the verdicts, the
-    command's own `lines` and the `notes` it draws from the summary, and the report's path last, on stdout (and
-    the verdict table in a GitHub Actions job summary); the exit code (README)."""
-    summary = conclude(run_dir, baseline)
+def finish(summary: dict[str, Any], run_dir: Path, *lines: str) -> int:
+    """The end of every command that wrote a run folder, once `run_folder.conclude` has judged it: only printing
+    — the verdicts, the command's own `lines` and the report's path last, on stdout (and the verdict table in a
+    GitHub Actions job summary); the exit code (README)."""
     print_verdicts(summary, cli_console())
     differences = (summary.get("comparison") or {}).get("unlike") or []
     if differences:  # `surge run --baseline` with a folder of another scenario, scale or gateway
@@ -45,7 +40,7 @@ def finish(
             f"warning: --baseline: {one_line(unlike_line(differences))}", markup=False
         )
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
-    for line in [*lines, *(notes(summary) if notes is not None else [])]:
+    for line in lines:
         print(line)
     report = run_dir / "report.html"
     print(f"report: {one_line((report if report.exists() else run_dir).resolve())}")

@@ -18,6 +18,7 @@ from loadtests.cli import report as cmd_report
 from loadtests.cli import verify as cmd_verify
 from loadtests.cli.verdict_table import finish
 from loadtests.errors import UsageError
+from loadtests.orchestration.run_folder import conclude
 from reports.analysis import analyse
 from reports.frames import load_run
 from reports.measure import caps
@@ -220,8 +221,8 @@ def test_surge_run_baseline_of_another_scale_warns_on_the_console(
     run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit_meta(twin, scale=4.0)
-    finish(twin, run_dir)
+    finish(conclude(twin, run_dir), twin)
     err = capsys.readouterr().err
     assert err.count("warning: --baseline: the runs are not like for like") == 1 and "scale 1 vs 4" in err
-    finish(twin, twin)
+    finish(conclude(twin, twin), twin)
     assert "warning" not in capsys.readouterr().err
