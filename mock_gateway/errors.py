@@ -18,9 +18,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from aiohttp import web
+if TYPE_CHECKING:  # the CLI imports this tree to name its errors; only a server builds responses (aiohttp)
+    from aiohttp import web
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 TYPE_BASE = "https://surge.invalid/problems/"
@@ -90,6 +91,8 @@ class GatewayError(Exception):
 
 def problem_response(status: int, body: str, headers: Mapping[str, str] | None = None) -> web.Response:
     """A problem+json response from an already-encoded body (used for stored declines on replay too)."""
+    from aiohttp import web
+
     return web.Response(status=status, text=body, content_type=PROBLEM_CONTENT_TYPE, headers=headers)
 
 
