@@ -9,7 +9,6 @@ page. Outside CI nothing happens.
     publish_comparison(comparison)         after `surge compare`
     publish_study(study)                   after `surge study` (its study.json, docs/study.md)
     publish_forecast(forecast, out)        after `surge forecast` (its forecast.json)
-    publish_table(title, header, rows, …)  the building block for any future command
 
 Names come from user files (scenario names, phase names, fault targets, variant names), so every cell is
 escaped: a `|` would split a table row and `<`, `*`, `[` … would be read as Markdown or HTML.

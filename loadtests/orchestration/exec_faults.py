@@ -1,15 +1,11 @@
 """`action = "exec"` faults (docs/targets.md): a team's own command at the fault's time, its undo after duration_s.
 
 argv lists only, never a shell, so a profile cannot smuggle in `; rm -rf`. Each command is bounded by its
-`timeout_s` and killed past it. It runs in a session (and process group) of its own, never surge's: it is done
-when it exits, and whatever it left running in the background (`docker run -d`, `sh -c "… &"`) is its own
-business and outlives it — unless the timeout kills it, which SIGKILLs its whole process group. Its output
-pipe is closed once it has exited (a background child that still writes to it gets SIGPIPE: redirect its
-output), and only the last 64 KiB of what it wrote is kept.
-
-What happened becomes events: `fault_injected` (the command exited 0), `fault_cleared` (the undo exited 0) and
-`fault_failed` (non-zero, not runnable or timed out) — a run with a failed fault exits 3, because the fault the
-scenario promised was not played.
+`timeout_s`, and runs in a session (process group) of its own: it is done when it exits, and what it left running
+in the background (`docker run -d`) is its own business — unless the timeout SIGKILLs its whole group. Its
+output pipe is closed once it has exited (a background child writing to it gets SIGPIPE); only the last 64 KiB
+is kept. Events: `fault_injected` / `fault_cleared` (command / undo exited 0) and `fault_failed` (non-zero, not
+runnable or timed out) — a run with a failed fault exits 3: the fault the scenario promised was not played.
 
 A fault's undo is owed once its command exited 0 (or was killed on its timeout: it may have acted), and it is
 paid even when the run does not live to its time: a run stopped early (a signal, an abort rule) or one whose

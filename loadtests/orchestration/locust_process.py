@@ -1,14 +1,12 @@
 """Launching the locustfile as a subprocess — the only way surge's own process stays free of gevent.
 
-Shared by `surge run` and the probes of `surge find-capacity`: one command line (docs/internals.md §5), one
-bounded wait that kills the whole process group (Locust's --processes children included) past its deadline.
+Shared by `surge run` and find-capacity's probes: one command line, one wait (its group killed past a deadline).
 
 Nothing of the caller's environment reaches Locust's options: Locust reads `LOCUST_*` variables, `~/.locust.conf`,
 `./locust.conf` and `[tool.locust]` of `./pyproject.toml` on top of its command line, so a stray `run-time = 5s`
-or `users = 1` in the directory `surge run` was started from would quietly change the test. The child runs in
-the run folder's `locust/` directory with every `LOCUST_*` variable removed and `HOME` pointed there too (the
-caller's user site-packages stay importable through `PYTHONUSERBASE`); every path on its command line is
-absolute.
+in the directory `surge run` was started from would quietly change the test. The child runs in the run folder's
+`locust/` directory without any `LOCUST_*` variable and with `HOME` there too (user site-packages stay
+importable through `PYTHONUSERBASE`); every path on its command line is absolute.
 
 Locust runs in a session of its own (a terminal's Ctrl-C reaches only surge, which stops it in order) and dies
 with surge even when surge is SIGKILLed (`mock_gateway.lifeline`). On a stop request (`stopping.Interrupt`)

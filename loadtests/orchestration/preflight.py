@@ -1,4 +1,4 @@
-"""Mistakes caught before anything starts (issue 20): each is exit 2 with one line naming the key or value, or —
+"""Mistakes caught before anything starts: each is exit 2 with one line naming the key or value, or —
 for a gateway that does not answer — exit 3 within a second instead of a full-length run of connection errors.
 
 - a fault aimed at a replica or channel the embedded cluster will not have;

@@ -1,20 +1,17 @@
 """The one skeleton of every surge command that produces a run folder (`surge run`, `surge find-capacity`).
 
     choose_gateway   validate --host / --config before anything starts (a mistake is exit 2, nothing started)
-    check_before_start  the preflight of the chosen gateway: faults aimed at replicas or channels the cluster will
-                     not have, options --host would ignore, a --host that does not answer
+    check_before_start  the preflight of the chosen gateway (preflight.py)
     new_run_dir      (run_folder) the folder, refused when it already holds a run
-    stoppable        everything below under one `stopping.Interrupt` (Ctrl-C, SIGTERM): a first signal stops
-                     the load and still writes the report, a second one kills every process and skips it
+    stoppable        everything below under one `stopping.Interrupt` (Ctrl-C, SIGTERM; stopping.py)
     gateway_session  start the embedded cluster (exit 3 when it cannot) or take --host; the command writes
                      meta.json and drives the load inside; on the way out, whatever happened, the ledger is
                      copied and the cluster stopped (killed, on a second signal), a stop is recorded in
                      stop.json and events.csv written without the planned events the stop cancelled
-    conclude         (run_folder) hand the folder to `reports` (summary.json, junit.xml, report.html) and get
-                     the exit code; `loadtests.cli.verdict_table.finish` prints it
+    conclude         (run_folder) the folder judged once by `reports`; `cli.verdict_table.finish` prints it
 
-The commands differ only in what they drive inside the session (one Locust run and a fault schedule, or a
-series of probes); the order around it, and how a signal ends it, are written here once.
+The commands differ only in what they drive inside the session (one Locust run and a fault schedule, or
+probes); the order around it, and how a signal ends it, are written here once.
 """
 
 from __future__ import annotations

@@ -8,9 +8,7 @@ One `Interrupt` per command is installed around the whole command by the shared 
   undoes what it injected, the cluster stops, and the run folder and report are written as far as the run got;
   a command running several loads starts no further one and keeps the ones that finished;
 - second signal: `hurry` — every process surge started is killed at once, no report; the folder keeps what
-  was written so far;
-- once the load is over (`after_load`), only the report is left to write: a signal then ends the command at
-  once, without it.
+  was written so far; once the load is over (`after_load`), a signal ends the command at once, without report.
 
 Exit code 130 for SIGINT, 143 for SIGTERM (128 + the signal's number, what shells and CI runners expect).
 """
