@@ -1,7 +1,6 @@
 """A `surge` command refused at its arguments or files loads none of the report stack (pandas, plotly, the
-analysis) nor the target ledger's (SQLAlchemy): they cost seconds on a busy machine, and a usage error needs none
-of them to say its one line. (aiohttp is not checked: a gateway config is validated through mock_gateway's
-errors, which build the gateway's problem responses with it.)"""
+analysis) nor the cluster's and the target ledger's (aiohttp, SQLAlchemy): they cost seconds on a busy machine,
+and a usage error needs none of them to say its one line."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ try:
     code = main(sys.argv[1:])
 except SystemExit as exc:
     code = exc.code
-loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "plotly", "jinja2", "sqlalchemy"})
+loaded = sorted({name.split(".")[0] for name in sys.modules} & {"pandas", "plotly", "jinja2", "sqlalchemy", "aiohttp"})
 stack = sorted(name for name in sys.modules if name.split(".")[:2] in (["reports", "analysis"], ["reports", "frames"],
                ["reports", "render"], ["reports", "measure"], ["reports", "finalize"], ["reports", "forecast"]))
 print(json.dumps({"code": code, "loaded": loaded + stack}))
