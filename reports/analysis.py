@@ -16,9 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from reports import hdr, invariants, judge, memory, settlement
+from reports import hdr, judge, memory, settlement
 from reports.frames import CLASSES, RunFrames
-from reports.invariants import DailyTotals, InvariantReport
+from reports.invariants.check import InvariantReport, check
+from reports.invariants.daily_caps import DailyTotals
 from reports.measure import caps, counters, latency, recovery
 from runfolder.events import FAULT_FAILED, FAULT_INJECTED
 from runfolder.models import Slo, Summary
@@ -169,7 +170,7 @@ def _check_invariants(
     if frames.ledger is None:
         return None, ""
     try:
-        return invariants.check(
+        return check(
             frames.history,
             frames.ledger,
             card_caps,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.invariants import watched_rows
+from reports.invariants.settlement import watched_rows
 from runfolder.layout import RunFolderError, read_json_object
 from runfolder.outcomes import SETTLED_STATES
 

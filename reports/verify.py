@@ -1,9 +1,9 @@
 """`surge verify`: the money invariants re-checked from a run folder's history and ledger copy, nothing else.
 
-Restricted to the run's own ledger rows (its idempotency-key prefix, `reports.invariants.own_rows`), so a ledger
-that two runs shared gives no false phantom; a run whose client watched asynchronous settlement adds stuck,
-flipped, double_settled and callback_mismatch (`reports.invariants`); over_cap is unknown when the run's
-meta.json has no caps to check against (a gateway surge did not start), never "0 ok".
+Restricted to the run's own ledger rows (its idempotency-key prefix, `reports.invariants.evidence.own_rows`), so
+a ledger that two runs shared gives no false phantom; a run whose client watched asynchronous settlement adds
+stuck, flipped, double_settled and callback_mismatch (`reports.invariants.settlement`); over_cap is unknown when
+the run's meta.json has no caps to check against (a gateway surge did not start), never "0 ok".
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reports import invariants, judge
+from reports import judge
 from reports.frames import read_history, read_ledger
+from reports.invariants.check import check
+from reports.invariants.evidence import own_rows
 from reports.measure import caps
 from reports.violations import describe
 from runfolder.layout import RunFolderError
@@ -35,7 +37,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = caps.caps(meta)
     history = read_history(run_dir / "history")
-    report = invariants.check(
+    report = check(
         history,
         ledger,
         card_caps,
@@ -53,7 +55,7 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
             settlement_watched=report.settlement,
         )
     )
-    described, more = describe(report.violations, history, invariants.own_rows(ledger, meta.key_prefix))
+    described, more = describe(report.violations, history, own_rows(ledger, meta.key_prefix))
     return {
         "counts": report.counts(),
         "verdicts": verdicts,

@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports import invariants
 from reports.frames import RunFrames
+from reports.invariants.daily_caps import CapOverride, DailyTotals, cap_on_day, card_caps_on_days, daily_totals
+from reports.invariants.evidence import own_rows
 from runfolder.clock import SHANGHAI, ClusterClock
 from runfolder.models import RunMeta
 
@@ -48,10 +49,10 @@ def caps(meta: RunMeta) -> tuple[dict[str, int], int | None]:
     return card, None if user is None else int(user)
 
 
-def cap_schedule(meta: RunMeta) -> tuple[invariants.CapOverride, ...]:
+def cap_schedule(meta: RunMeta) -> tuple[CapOverride, ...]:
     """The dynamic limits (`limits.schedule`) of the gateway config the run used; empty when none or unknown."""
     limits = (meta.gateway_config or {}).get("limits") or {}
-    return tuple(invariants.CapOverride.from_config(entry) for entry in limits.get("schedule") or [])
+    return tuple(CapOverride.from_config(entry) for entry in limits.get("schedule") or [])
 
 
 def caps_by_day(meta: RunMeta, days: list[str]) -> list[dict[str, Any]]:
@@ -62,10 +63,8 @@ def caps_by_day(meta: RunMeta, days: list[str]) -> list[dict[str, Any]]:
     return [
         {
             "business_date": day,
-            "user_daily_fen": None if user_cap is None else invariants.cap_on_day(day, user_cap, schedule, "user"),
-            "card_daily_fen": {
-                code: invariants.cap_on_day(day, cap, schedule, "card") for code, cap in sorted(card_caps.items())
-            },
+            "user_daily_fen": None if user_cap is None else cap_on_day(day, user_cap, schedule, "user"),
+            "card_daily_fen": {code: cap_on_day(day, cap, schedule, "card") for code, cap in sorted(card_caps.items())},
         }
         for day in days
     ]
@@ -83,14 +82,14 @@ def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
     the invariants use) when the run has one — a ledger shared with other runs holds theirs too — else the
     acknowledged attempts (one per repayment id)."""
     if frames.ledger is not None:
-        return invariants.own_rows(frames.ledger, frames.meta.key_prefix)
+        return own_rows(frames.ledger, frames.meta.key_prefix)
     return _acknowledged(frames)
 
 
-def charges_per_day(frames: RunFrames) -> invariants.DailyTotals:
+def charges_per_day(frames: RunFrames) -> DailyTotals:
     """Every charge the caps counted, per card and per user and day: the whole ledger (a cap bounds every
     charge of a card's day, whoever made it), else this run's acknowledged attempts."""
-    return invariants.daily_totals(frames.ledger if frames.ledger is not None else _acknowledged(frames))
+    return daily_totals(frames.ledger if frames.ledger is not None else _acknowledged(frames))
 
 
 def _acknowledged(frames: RunFrames) -> pd.DataFrame:
@@ -115,7 +114,7 @@ def declines_by_scope(frames: RunFrames, per_card_day: pd.DataFrame) -> pd.DataF
         business_dates(declines["done"], frames.clock),
     )
     card_caps, _ = caps(frames.meta)
-    day_caps = invariants.card_caps_on_days(declines["channel"], days, card_caps, cap_schedule(frames.meta))
+    day_caps = card_caps_on_days(declines["channel"], days, card_caps, cap_schedule(frames.meta))
     keyed = pd.DataFrame(
         {
             "card_id": declines["card_id"].to_numpy(),

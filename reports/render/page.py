@@ -10,9 +10,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from reports import invariants
 from reports.analysis import Analysis, settlement_summary
 from reports.compare import Comparison, fmt
+from reports.invariants.evidence import own_rows
 from reports.measure import caps, counters
 from reports.render.charts import build_charts
 from reports.render.headline import headline
@@ -56,7 +56,7 @@ def _violations(analysis: Analysis) -> tuple[list[Violation], int]:
     report, frames = analysis.invariants, analysis.frames
     if report is None or frames.ledger is None or not any(report.counts().values()):
         return [], 0
-    return describe(report.violations, frames.history, invariants.own_rows(frames.ledger, frames.meta.key_prefix))
+    return describe(report.violations, frames.history, own_rows(frames.ledger, frames.meta.key_prefix))
 
 
 def _cap_days(analysis: Analysis) -> list[dict[str, Any]]:

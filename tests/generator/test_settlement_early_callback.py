@@ -26,7 +26,7 @@ import pytest
 from aiohttp import web
 
 from reports.frames import read_history
-from reports.invariants import check
+from reports.invariants.check import check
 from tests.support.procs import run_locust, serving
 from tests.support.runs import history
 

@@ -9,7 +9,7 @@ import pkgutil
 import mock_gateway
 from loadtests.orchestration.capacity_probe import REJECTION_CODES
 from mock_gateway import errors
-from reports.invariants import LIMIT_DECLINES
+from reports.invariants.evidence import LIMIT_DECLINES
 from runfolder.outcomes import DECLINE_CODES, classify
 
 SIGNALS = {

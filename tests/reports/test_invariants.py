@@ -8,8 +8,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from reports import invariants
 from reports.frames import LEDGER_COLUMNS
+from reports.invariants.check import check
+from reports.invariants.daily_caps import CapOverride, cap_on_day
 from runfolder.history import HISTORY_COLUMNS
 
 CARD_CAPS = {"ICBC": 5_000_000}
@@ -93,7 +94,7 @@ def ledger(*rows: dict[str, Any]) -> pd.DataFrame:
 
 
 def counts(hist: pd.DataFrame, led: pd.DataFrame) -> dict[str, int]:
-    return invariants.check(hist, led, CARD_CAPS, USER_CAP).counts()
+    return check(hist, led, CARD_CAPS, USER_CAP).counts()
 
 
 CLEAN_HISTORY = (
@@ -109,7 +110,7 @@ NONE = {"lost": 0, "phantom": 0, "duplicate": 0, "over_cap": 0}
 
 def test_a_clean_history_has_no_violation() -> None:
     assert counts(history(*CLEAN_HISTORY), ledger(*CLEAN_LEDGER)) == NONE
-    report = invariants.check(history(*CLEAN_HISTORY), ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
+    report = check(history(*CLEAN_HISTORY), ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
     assert report.outcomes == {"ok": 2, "failed": 2, "unknown": 0}
 
 
@@ -118,7 +119,7 @@ def test_a_timed_out_attempt_may_or_may_not_be_in_the_ledger(recorded: bool) -> 
     hist = history(*CLEAN_HISTORY, attempt("k5", 0, code="TIMEOUT"), attempt("k6", 0, code="CONNECTION_ERROR"))
     rows = [*CLEAN_LEDGER, record("k5", "rp5")] if recorded else list(CLEAN_LEDGER)
     assert counts(hist, ledger(*rows)) == NONE
-    report = invariants.check(hist, ledger(*rows), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*rows), CARD_CAPS, USER_CAP)
     assert report.outcomes["unknown"] == 2
 
 
@@ -129,7 +130,7 @@ def test_a_timeout_then_a_replayed_success_is_fine() -> None:
 
 def test_one_lost_repayment() -> None:
     hist = history(*CLEAN_HISTORY, attempt("k9", 201, repayment_id="rp9"))
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
     assert report.counts() == {**NONE, "lost": 1}
     assert report.violations["lost"][0]["repayment_id"] == "rp9"
 
@@ -145,7 +146,7 @@ def test_an_acknowledgement_pointing_at_another_id_is_lost() -> None:
 )
 def test_one_phantom_repayment(extra_history: tuple[dict[str, Any], ...], reason: str) -> None:
     hist = history(*CLEAN_HISTORY, *extra_history)
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER, record("k9", "rp9")), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*CLEAN_LEDGER, record("k9", "rp9")), CARD_CAPS, USER_CAP)
     assert report.counts() == {**NONE, "phantom": 1}
     assert report.violations["phantom"][0]["reason"] == reason
 
@@ -160,7 +161,7 @@ def test_one_key_recorded_twice() -> None:
 
 def test_one_key_acknowledged_with_two_ids() -> None:
     hist = history(*CLEAN_HISTORY, attempt("k1", 201, repayment_id="rp1-b"))
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*CLEAN_LEDGER), CARD_CAPS, USER_CAP)
     assert report.counts()["duplicate"] == 1
     assert report.violations["duplicate"][0]["kind"] == "key acknowledged with two ids"
 
@@ -171,9 +172,7 @@ def test_one_payment_charged_under_two_keys() -> None:
         attempt("k7a", 0, code="TIMEOUT", payment="p7"),
         attempt("k7b", 201, repayment_id="rp7b", payment="p7"),
     )
-    report = invariants.check(
-        hist, ledger(*CLEAN_LEDGER, record("k7a", "rp7a"), record("k7b", "rp7b")), CARD_CAPS, USER_CAP
-    )
+    report = check(hist, ledger(*CLEAN_LEDGER, record("k7a", "rp7a"), record("k7b", "rp7b")), CARD_CAPS, USER_CAP)
     assert report.counts() == {**NONE, "duplicate": 1}
     assert report.violations["duplicate"][0]["kind"] == "payment part recorded under two keys"
 
@@ -194,7 +193,7 @@ def test_one_card_over_its_daily_cap() -> None:
         *(attempt(f"kb{n}", 201, repayment_id=f"rb{n}", amount=big, card="c2", user=f"u-{n}") for n in range(3)),
     )
     rows = [record(f"kb{n}", f"rb{n}", amount=big, card="c2", user=f"u-{n}") for n in range(3)]
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
     assert report.counts() == {**NONE, "over_cap": 1}
     assert report.violations["over_cap"][0] == {
         "scope": "card",
@@ -213,7 +212,7 @@ def test_one_user_over_the_platform_cap_across_cards() -> None:
         *(attempt(f"ku{c}", 201, repayment_id=f"ru{c}", amount=amount, card=c, user="u9") for c in cards),
     )
     rows = [record(f"ku{c}", f"ru{c}", amount=amount, card=c, user="u9") for c in cards]
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
+    report = check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
     assert report.counts() == {**NONE, "over_cap": 1}
     assert report.violations["over_cap"][0]["scope"] == "user"
 
@@ -241,15 +240,15 @@ def test_foreign_histories_are_judged_by_outcome_class_and_lost_by_key() -> None
         foreign("k4", 503, "shed"),  # a foreign 503 may have run: recorded is fine
     )
     led = ledger(record("k1", "row-1"), record("k3", "row-2"), record("k4", "row-3"))
-    report = invariants.check(hist, led, CARD_CAPS, USER_CAP, foreign=True)
+    report = check(hist, led, CARD_CAPS, USER_CAP, foreign=True)
     assert report.counts() == {"lost": 1, "phantom": 1, "duplicate": 0, "over_cap": 0}
     assert report.violations["lost"][0]["key"] == "k2"
     assert report.violations["phantom"][0]["key"] == "k3"
     # read as a §3 history, the same rows mean something else: no 201 anywhere, so nothing was acknowledged
-    assert invariants.check(hist, led, CARD_CAPS, USER_CAP).counts()["lost"] == 0
+    assert check(hist, led, CARD_CAPS, USER_CAP).counts()["lost"] == 0
 
 
-FESTIVAL = invariants.CapOverride(
+FESTIVAL = CapOverride(
     start=datetime.fromisoformat("2026-11-11T00:00:00+08:00"),
     end=datetime.fromisoformat("2026-11-12T00:00:00+08:00"),
     card_daily_fen=10_000_000,
@@ -265,7 +264,7 @@ def test_over_cap_uses_the_cap_in_force_on_that_business_day() -> None:
         *CLEAN_HISTORY, *(attempt(k, 201, repayment_id=f"r{k}", amount=2_500_000, card="c7") for k, _ in keys)
     )
     rows = [record(k, f"r{k}", amount=2_500_000, card="c7", day=d) for k, d in keys]
-    report = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP, schedule=[FESTIVAL])
+    report = check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP, schedule=[FESTIVAL])
     assert report.counts() == {**NONE, "over_cap": 1}
     assert report.violations["over_cap"][0] == {
         "scope": "card",
@@ -274,14 +273,14 @@ def test_over_cap_uses_the_cap_in_force_on_that_business_day() -> None:
         "total_fen": 7_500_000,
         "cap_fen": 5_000_000,
     }
-    without_schedule = invariants.check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
+    without_schedule = check(hist, ledger(*CLEAN_LEDGER, *rows), CARD_CAPS, USER_CAP)
     assert without_schedule.counts()["over_cap"] == 2
 
 
 def test_a_day_partly_raised_is_bounded_by_its_highest_cap() -> None:
-    morning = invariants.CapOverride(FESTIVAL.start, FESTIVAL.start + timedelta(hours=12), user_daily_fen=9_000_000)
-    assert invariants.cap_on_day("2026-11-11", USER_CAP, [morning], "user") == 9_000_000
-    assert invariants.cap_on_day("2026-11-11", USER_CAP, [morning], "card") == USER_CAP
-    assert invariants.cap_on_day("2026-11-12", USER_CAP, [morning], "user") == USER_CAP
-    lowered = invariants.CapOverride(FESTIVAL.start, FESTIVAL.end, user_daily_fen=1_000)
-    assert invariants.cap_on_day("2026-11-11", USER_CAP, [lowered], "user") == 1_000  # the whole day lowered
+    morning = CapOverride(FESTIVAL.start, FESTIVAL.start + timedelta(hours=12), user_daily_fen=9_000_000)
+    assert cap_on_day("2026-11-11", USER_CAP, [morning], "user") == 9_000_000
+    assert cap_on_day("2026-11-11", USER_CAP, [morning], "card") == USER_CAP
+    assert cap_on_day("2026-11-12", USER_CAP, [morning], "user") == USER_CAP
+    lowered = CapOverride(FESTIVAL.start, FESTIVAL.end, user_daily_fen=1_000)
+    assert cap_on_day("2026-11-11", USER_CAP, [lowered], "user") == 1_000  # the whole day lowered

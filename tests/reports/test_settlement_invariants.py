@@ -7,7 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports import invariants, violations
+from reports import violations
+from reports.invariants.check import NAMES, InvariantReport, check
+from reports.invariants.settlement import SETTLEMENT_NAMES
 from tests.reports.test_invariants import CARD_CAPS, USER_CAP, attempt, history, ledger, record
 
 
@@ -33,11 +35,11 @@ def async_ledger(*rows: dict[str, Any]) -> pd.DataFrame:
 
 CLEAN = (accepted("a1"), accepted("a2", "failed", settle_code="BANK_DECLINED"), accepted("a3"))
 CLEAN_LEDGER = (settled("a1"), settled("a2", "failed"), settled("a3"))
-ZERO = dict.fromkeys((*invariants.NAMES, *invariants.SETTLEMENT_NAMES), 0)
+ZERO = dict.fromkeys((*NAMES, *SETTLEMENT_NAMES), 0)
 
 
-def report(hist: tuple[dict[str, Any], ...], led: pd.DataFrame) -> invariants.InvariantReport:
-    return invariants.check(history(*hist), led, CARD_CAPS, USER_CAP)
+def report(hist: tuple[dict[str, Any], ...], led: pd.DataFrame) -> InvariantReport:
+    return check(history(*hist), led, CARD_CAPS, USER_CAP)
 
 
 def test_a_clean_async_run_has_no_violation_and_a_refused_settlement_is_no_money() -> None:
@@ -48,9 +50,9 @@ def test_a_clean_async_run_has_no_violation_and_a_refused_settlement_is_no_money
 
 
 def test_a_sync_run_makes_no_settlement_check() -> None:
-    found = invariants.check(history(attempt("k1", 201, repayment_id="rp1")), ledger(record("k1", "rp1")),
+    found = check(history(attempt("k1", 201, repayment_id="rp1")), ledger(record("k1", "rp1")),
                              CARD_CAPS, USER_CAP)  # fmt: skip
-    assert set(found.counts()) == set(invariants.NAMES)
+    assert set(found.counts()) == set(NAMES)
 
 
 def test_one_payment_left_processing_is_stuck() -> None:
@@ -109,7 +111,7 @@ def test_an_accepted_payment_learned_succeeded_but_absent_is_lost() -> None:
 
 
 def test_a_pending_row_is_no_money_for_the_caps() -> None:
-    big = invariants.check(
+    big = check(
         history(*CLEAN, accepted("a4", "processing", final_at=0.0, amount_fen=4_900_000)),
         async_ledger(*CLEAN_LEDGER, {**settled("a4", "processing"), "amount_fen": 4_900_000}),
         CARD_CAPS,
@@ -121,7 +123,7 @@ def test_a_pending_row_is_no_money_for_the_caps() -> None:
 def test_the_report_names_a_stuck_payment_with_what_the_client_learned_and_the_ledger_holds() -> None:
     hist = history(*CLEAN, accepted("a4", "processing", final_at=0.0))
     led = async_ledger(*CLEAN_LEDGER, settled("a4", "processing"))
-    found = invariants.check(hist, led, CARD_CAPS, USER_CAP)
+    found = check(hist, led, CARD_CAPS, USER_CAP)
     [told], more = violations.describe(found.violations, hist, led)
     assert more == 0 and (told.invariant, told.key, told.amount_fen) == ("stuck", "a4", 100_000)
     assert told.client_saw.startswith("client learned processing; ledger says processing: 202")
