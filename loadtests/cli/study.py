@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     finished = run_study(header, plans, out, run_variant)
     from loadtests.cli.github_summary import publish_study  # the report stack, loaded by the study's page already
-    from reports.study import variant_rows
+    from reports.study.ranking import variant_rows
 
     rows = variant_rows(finished)
     _print_table(rows, cli_console())

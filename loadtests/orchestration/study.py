@@ -132,7 +132,8 @@ def run_study(
             claim(plan.run_dir, hand_over=True)
         except FolderTaken as exc:
             raise UsageError(f"--out {out}: {exc}; choose an empty folder") from None
-    from reports.study import variant_row, write_study  # pandas, plotly: only once every folder is claimed
+    from reports.study.page import write_study  # pandas, plotly: only once every folder is claimed
+    from reports.study.rows import variant_row
 
     rows: list[dict[str, Any]] = []
     current: VariantPlan | None = None

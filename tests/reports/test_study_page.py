@@ -13,17 +13,9 @@ import pytest
 
 from reports.finalize import finalize_run
 from reports.frames import load_run
-from reports.study import (
-    EXTRAS,
-    FIELDS,
-    _charts,
-    best_per_question,
-    completed_bills,
-    render_study,
-    variant_row,
-    variant_rows,
-    write_study,
-)
+from reports.study.page import _charts, render_study, write_study
+from reports.study.ranking import best_per_question, variant_rows
+from reports.study.rows import EXTRAS, FIELDS, completed_bills, variant_row
 from tests.reports.conftest import DERIVED, FIXTURE
 from tests.reports.runs import edit_json
 from tests.reports.test_browser import open_report
