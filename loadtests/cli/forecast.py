@@ -1,7 +1,7 @@
 """`surge forecast FORECAST.toml [--out DIR] [--emit-scenario FILE]`: does this year's demand fit? (docs/forecast.md)
 
 The file and its gateway config are validated first (exit 2); then `orchestration.forecast_evidence` reads the
-evidence it names into sourced figures (exit 3 when missing or invalid), `reports/forecast.py` writes
+evidence it names into sourced figures (exit 3 when missing or invalid), `reports/forecast/` writes
 forecast.json and forecast.html, and the command exits 0 when the forecast fits at N−1 at p90, 1 when it does not
 (the first breaking hour on the console and in the GitHub step summary).
 """
@@ -27,7 +27,7 @@ from runfolder.claim import claim_new
 from runfolder.layout import read_json_object
 
 if TYPE_CHECKING:
-    from reports.forecast import ForecastInputs
+    from reports.forecast.inputs import ForecastInputs
 
 REHEARSAL_S = 120.0  # the emitted scenario replays the worst hour in two minutes unless --rehearsal-s says
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     # the file and its config held: only now the evidence and the arithmetic load (pandas, plotly)
     from loadtests.cli.github_summary import publish_forecast
     from loadtests.orchestration.forecast_evidence import read_inputs
-    from reports.forecast import write_forecast
+    from reports.forecast.page import write_forecast
 
     inputs = read_inputs(forecast, config, caps_source)
     out = args.out or claim_new(Path("runs"), f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-forecast")

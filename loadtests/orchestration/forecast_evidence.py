@@ -20,7 +20,7 @@ from loadtests.errors import MissingEvidence
 from loadtests.scenario.forecast import ForecastFile
 from loadtests.scenario.trace import SHANGHAI, Trace, TraceError, read_trace, window_of
 from mock_gateway.config import GatewayConfig
-from reports.forecast import ChannelLimits, ForecastInputs, Lognormal, Sourced
+from reports.forecast.inputs import ChannelLimits, ForecastInputs, Lognormal, Sourced
 from runfolder.layout import read_json_object
 
 

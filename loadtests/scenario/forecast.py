@@ -2,7 +2,7 @@
 
 Data only: the keys, their checks and their paths made absolute (relative to the forecast file). Reading the
 evidence — traces, run folders, the gateway config — is `loadtests/orchestration/forecast_evidence.py`'s job;
-the arithmetic is `reports/forecast.py`'s. A bad file is one line naming the key (exit 2), like a scenario.
+the arithmetic is `reports/forecast/`'s. A bad file is one line naming the key (exit 2), like a scenario.
 """
 
 from __future__ import annotations

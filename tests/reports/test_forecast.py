@@ -1,4 +1,4 @@
-"""The forecast's arithmetic on a case small enough to compute by hand (reports/forecast.py)."""
+"""The forecast's arithmetic on a case small enough to compute by hand (reports/forecast/)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.forecast import (
-    ChannelLimits,
-    ForecastInputs,
-    Lognormal,
-    Sourced,
-    forecast_document,
-    heatmap,
-    hourly,
-    write_forecast,
-)
+from reports.forecast.demand import heatmap, hourly
+from reports.forecast.document import forecast_document
+from reports.forecast.inputs import ChannelLimits, ForecastInputs, Lognormal, Sourced
+from reports.forecast.page import write_forecast
 
 DAY = date(2026, 6, 18)
 
