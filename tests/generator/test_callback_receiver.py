@@ -29,7 +29,7 @@ def served() -> Iterator[tuple[Receiver, list[Call]]]:
     server = Receiver(handle, "Surge-Signature")
     server.start()
     yield server, calls
-    server.stop(timeout=0.5)
+    server.stop()
 
 
 def exchange(port: int, data: bytes) -> bytes:
