@@ -2,7 +2,7 @@
 
 The open model holds: the paying user hands an accepted payment to the `Settler` and is free at once. Poll mode
 gives each pending payment a small watcher greenlet (sleep, GET the status, until final or the deadline);
-callback mode one loopback receiver per process (receiver.py: a gevent server on the users' hub, llhttp).
+callback mode one loopback receiver per process (receiver.py: read in the users' gevent loop, llhttp).
 
 The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
 recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
