@@ -14,7 +14,7 @@ from reports.analysis import analyse, summary, timeseries
 from reports.frames import load_run
 from reports.junit import junit_xml
 from reports.render.page import render_report
-from runfolder.layout import write_json
+from runfolder.layout import RunFolder, write_json
 
 
 def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
@@ -29,8 +29,8 @@ def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
     result = summary(analysis).model_dump(mode="json")
     if comparison is not None:
         result["comparison"] = comparison.as_dict()
-    timeseries(analysis).to_csv(run_dir / "timeseries.csv", index=False)
-    write_json(run_dir / "summary.json", result)
-    (run_dir / "junit.xml").write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
-    (run_dir / "report.html").write_text(render_report(analysis, comparison), encoding="utf-8")
+    timeseries(analysis).to_csv(RunFolder(run_dir).timeseries, index=False)
+    write_json(RunFolder(run_dir).summary, result)
+    RunFolder(run_dir).junit.write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
+    RunFolder(run_dir).report.write_text(render_report(analysis, comparison), encoding="utf-8")
     return result

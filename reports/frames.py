@@ -27,7 +27,7 @@ from reports import hdr
 from runfolder.clock import ClusterClock
 from runfolder.events import EVENT_COLUMNS
 from runfolder.history import HISTORY_COLUMNS, SETTLEMENT_COLUMNS
-from runfolder.layout import RunFolderError
+from runfolder.layout import RunFolder, RunFolderError
 from runfolder.models import Capacity, GeneratorVerdict, RunMeta, read_capacity, read_generator, read_meta
 from runfolder.outcomes import ADMITTED, OUTCOME_CLASSES
 from runfolder.stop import StopRecord, read_stop
@@ -81,8 +81,8 @@ def load_run(run_dir: Path) -> RunFrames:
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a directory")
     meta = read_meta(run_dir)
-    windows, codes, replicas, latency = read_windows(run_dir / "windows.jsonl")
-    events = read_events(run_dir / "events.csv")
+    windows, codes, replicas, latency = read_windows(RunFolder(run_dir).windows)
+    events = read_events(RunFolder(run_dir).events)
     stop = read_stop(run_dir)
     if stop is not None:  # charts and verdicts cover the seconds that ran, not the stop's grace
         seconds = max(1, math.ceil(stop.at_s))
@@ -97,10 +97,10 @@ def load_run(run_dir: Path) -> RunFrames:
         codes=codes,
         replicas=replicas,
         latency=latency,
-        history=read_history(run_dir / "history"),
+        history=read_history(RunFolder(run_dir).history),
         events=events,
-        ledger=read_ledger(run_dir / "ledger.sqlite"),
-        steps=read_steps(run_dir / "steps.csv"),
+        ledger=read_ledger(RunFolder(run_dir).ledger),
+        steps=read_steps(RunFolder(run_dir).steps),
         capacity=read_capacity(run_dir),
         clock=meta.clock(run_dir),
         stop=stop,

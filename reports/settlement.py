@@ -19,10 +19,9 @@ import numpy as np
 import pandas as pd
 
 from reports.invariants.settlement import watched_rows
-from runfolder.layout import RunFolderError, read_json_object
+from runfolder.layout import RunFolder, RunFolderError, read_json_object
 from runfolder.outcomes import SETTLED_STATES
 
-RECEIVER_FOLDER = "settlement"
 RECEIVER_KEYS = ("bad_signature", "unknown_key", "malformed")
 
 
@@ -95,7 +94,7 @@ def callback_counts(accepted: pd.DataFrame) -> dict[str, int]:
 
 def receiver_counters(run_dir: Path) -> dict[str, int] | None:
     """The receivers' refusals summed over processes; None when no process wrote any (a poll run, an old folder)."""
-    folder = run_dir / RECEIVER_FOLDER
+    folder = RunFolder(run_dir).receiver_counters
     files = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not files:
         return None

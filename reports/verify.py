@@ -18,7 +18,7 @@ from reports.invariants.check import check
 from reports.invariants.evidence import own_rows
 from reports.measure import caps
 from reports.violations import describe
-from runfolder.layout import RunFolderError
+from runfolder.layout import RunFolder, RunFolderError
 from runfolder.models import read_meta
 from runfolder.verdict import worst
 
@@ -32,11 +32,11 @@ def verify_run(run_dir: Path) -> dict[str, Any]:
     verify against, and saying "passed" would be a lie.
     """
     meta = read_meta(run_dir)
-    ledger = read_ledger(run_dir / "ledger.sqlite")
+    ledger = read_ledger(RunFolder(run_dir).ledger)
     if ledger is None:
         raise RunFolderError(f"{run_dir / 'ledger.sqlite'} is missing: nothing to verify against")
     card_caps, user_cap = caps.caps(meta)
-    history = read_history(run_dir / "history")
+    history = read_history(RunFolder(run_dir).history)
     report = check(
         history,
         ledger,

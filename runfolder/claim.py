@@ -18,6 +18,8 @@ import os
 import time
 from pathlib import Path
 
+from runfolder.layout import RunFolder
+
 CLAIM_FILE = ".surge-claim"
 MAX_SUFFIX = 1000
 SHOWN_ENTRIES = 3
@@ -39,7 +41,7 @@ def claim(path: Path, *, hand_over: bool = False) -> Path:
         pass
     else:
         return path
-    if (path / "summary.json").exists() or (path / "meta.json").exists():
+    if RunFolder(path).is_run():
         raise FolderTaken(f"{path} already holds a run")
     entries = sorted(entry.name for entry in path.iterdir() if entry.name != CLAIM_FILE)
     if entries:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from runfolder.layout import RunFolderError, read_json_object
+from runfolder.layout import RunFolder, RunFolderError, read_json_object
 from runfolder.outcomes import OutcomeClass
 
 HISTORY_COLUMNS: Final[tuple[str, ...]] = (
@@ -94,7 +94,7 @@ def history_line(a: Attempt) -> str:
 def read_unmatched_sample(run_dir: Path) -> dict[str, Any] | None:
     """The first `history/<worker>.unmatched.json`: a 2xx answer of a target that no response rule matched,
     as the generating process kept it (`{"status", "body", "cut"}`); None when no process kept one."""
-    for path in sorted((run_dir / "history").glob("*.unmatched.json")):
+    for path in sorted(RunFolder(run_dir).history.glob("*.unmatched.json")):
         with contextlib.suppress(RunFolderError):
             return read_json_object(path, required=False) or None
     return None

@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,92 @@ def write_json(path: Path, data: BaseModel | Mapping[str, Any], *, replace: bool
         raise
 
 
+@dataclass(frozen=True)
+class RunFolder:
+    """Every file of a run folder, named once: writers and readers on every side ask this object for a path
+    instead of spelling a file name, so a renamed file is one change here (docs/internals.md §5, §6)."""
+
+    path: Path
+
+    @property
+    def meta(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def generator(self) -> Path:
+        return self.path / "generator.json"
+
+    @property
+    def windows(self) -> Path:
+        return self.path / "windows.jsonl"
+
+    @property
+    def events(self) -> Path:
+        return self.path / "events.csv"
+
+    @property
+    def history(self) -> Path:
+        """The folder of per-process attempt files (`worker-N.csv`, `worker-N.unmatched.json`)."""
+        return self.path / "history"
+
+    def history_of(self, worker: int) -> Path:
+        return self.history / f"worker-{worker}.csv"
+
+    def unmatched_of(self, worker: int) -> Path:
+        return self.history / f"worker-{worker}.unmatched.json"
+
+    @property
+    def receiver_counters(self) -> Path:
+        """The folder of each process's callback receiver counters (`worker-N.json`)."""
+        return self.path / "settlement"
+
+    def receiver_counters_of(self, worker: int) -> Path:
+        return self.receiver_counters / f"worker-{worker}.json"
+
+    @property
+    def stop(self) -> Path:
+        """Written once by whoever stopped the run early (the first writer wins)."""
+        return self.path / "stop.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def junit(self) -> Path:
+        return self.path / "junit.xml"
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+    @property
+    def timeseries(self) -> Path:
+        return self.path / "timeseries.csv"
+
+    @property
+    def ledger(self) -> Path:
+        """The gateway's (or the target's) ledger copied in at the end of the run."""
+        return self.path / "ledger.sqlite"
+
+    @property
+    def capacity(self) -> Path:
+        return self.path / "capacity.json"
+
+    @property
+    def steps(self) -> Path:
+        return self.path / "steps.csv"
+
+    @property
+    def locust(self) -> Path:
+        """Locust's own output: its CSV statistics (prefix `locust`), report.html, locust.log."""
+        return self.path / "locust"
+
+    def is_run(self) -> bool:
+        """Whether a run already wrote here (meta.json at its start, summary.json at its end)."""
+        return self.summary.exists() or self.meta.exists()
+
+
 def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:
     """A JSON object file of a run folder; `{}` when an optional one is absent; RunFolderError otherwise."""
     if not path.exists():
@@ -68,7 +155,7 @@ def read_json_object(path: Path, *, required: bool) -> dict[str, Any]:
 def read_window_records(run_dir: Path) -> list[dict[str, Any]]:
     """windows.jsonl as plain dicts (no histogram decoded); empty when absent. `reports.frames` reads the same
     file into pandas frames; this is for the light readers (a capacity probe's verdict, merging probes)."""
-    path = run_dir / "windows.jsonl"
+    path = RunFolder(run_dir).windows
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from runfolder.clock import ClusterClock, read_cluster_clock
-from runfolder.layout import Number, OpenModel, RunFolderError, read_model, read_optional
+from runfolder.layout import Number, OpenModel, RunFolder, RunFolderError, read_model, read_optional
 from runfolder.stop import Aborted, Stopped
 from runfolder.verdict import SUMMARY_KEYS, Verdict
 
@@ -176,7 +176,7 @@ def read_meta(run_dir: Path) -> RunMeta:
     """meta.json, the one file that makes a folder a run folder."""
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a directory")
-    return read_model(run_dir / "meta.json", RunMeta)
+    return read_model(RunFolder(run_dir).meta, RunMeta)
 
 
 class LostWorker(BaseModel):
@@ -219,7 +219,7 @@ class GeneratorVerdict(OpenModel):
 
 def read_generator(run_dir: Path) -> GeneratorVerdict | None:
     """generator.json, or None when the generator never finished (no verdict either way)."""
-    return read_optional(run_dir / "generator.json", GeneratorVerdict)
+    return read_optional(RunFolder(run_dir).generator, GeneratorVerdict)
 
 
 class Capacity(OpenModel):
@@ -234,7 +234,7 @@ class Capacity(OpenModel):
 
 def read_capacity(run_dir: Path) -> Capacity | None:
     """capacity.json, or None when the folder is not a capacity search."""
-    return read_optional(run_dir / "capacity.json", Capacity)
+    return read_optional(RunFolder(run_dir).capacity, Capacity)
 
 
 class Totals(OpenModel):

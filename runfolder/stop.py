@@ -4,13 +4,12 @@ first, and read by the reports, which cut charts and verdicts at that moment."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Final, Literal
+from typing import Literal
 
 from pydantic import ConfigDict
 
-from runfolder.layout import Number, OpenModel, read_optional, write_json
+from runfolder.layout import Number, OpenModel, RunFolder, read_optional, write_json
 
-STOP_FILE: Final = "stop.json"
 StoppedBy = Literal["sigint", "sigterm", "web-ui", "abort"]
 EXIT_SIGINT, EXIT_SIGTERM, EXIT_ABORTED = 130, 143, 1  # 128 + signal number, as shells report a signal's end
 
@@ -64,7 +63,7 @@ class StopRecord(OpenModel):
 def write_stop(run_dir: Path, record: StopRecord) -> StopRecord:
     """Record the stop unless one is recorded already; the record in force (the first) is returned."""
     try:
-        write_json(run_dir / STOP_FILE, record, replace=False)
+        write_json(RunFolder(run_dir).stop, record, replace=False)
     except FileExistsError:
         return read_stop(run_dir) or record
     return record
@@ -72,4 +71,4 @@ def write_stop(run_dir: Path, record: StopRecord) -> StopRecord:
 
 def read_stop(run_dir: Path) -> StopRecord | None:
     """The run's stop record, or None when the run ran to its end."""
-    return read_optional(run_dir / STOP_FILE, StopRecord)
+    return read_optional(RunFolder(run_dir).stop, StopRecord)

@@ -50,7 +50,7 @@ from loadtests.scenario.files import load_scenario, validated_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile, target_meta
 from runfolder.events import RunEvent
-from runfolder.layout import read_window_records, write_json
+from runfolder.layout import RunFolder, read_window_records, write_json
 from runfolder.models import Capacity, GeneratorVerdict, RunMeta, Slo, read_generator
 from runfolder.steps import CapacityStep, write_steps_csv
 
@@ -125,7 +125,7 @@ def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) 
     if result is None:
         probes = len(list((run_dir / "probes").iterdir())) if (run_dir / "probes").is_dir() else 0
         capacity = Capacity(max_rate_per_s=None, spread=None, limited_by="interrupted", bracket=None, probes=probes)
-        write_json(run_dir / "capacity.json", capacity)
+        write_json(RunFolder(run_dir).capacity, capacity)
         return finish(
             conclude(run_dir, None), run_dir, f"capacity: unknown (search {interrupt.reason} after {probes} probes)"
         )
@@ -136,7 +136,7 @@ def _conclude(run_dir: Path, result: SearchResult | None, interrupt: Interrupt) 
         bracket=list(result.bracket) if result.bracket else None,
         probes=len(result.probes),
     )
-    write_json(run_dir / "capacity.json", capacity)
+    write_json(RunFolder(run_dir).capacity, capacity)
     spread = f"spread {result.spread:.1%}, limited by {result.limited_by}"
     return finish(conclude(run_dir, None), run_dir, f"capacity: {result.max_rate_per_s:.0f}/s ({spread})")
 
@@ -172,7 +172,7 @@ async def _search(
         meta = _capacity_meta(args, base, session.target, gateway, started)
         if profile is not None:
             meta = meta.model_copy(update={"target": target_meta(profile, args.target, default_channels(base))})
-        write_json(run_dir / "meta.json", meta)
+        write_json(RunFolder(run_dir).meta, meta)
         steps: list[CapacityStep] = []
         loop = asyncio.get_running_loop()
 
@@ -206,7 +206,7 @@ async def _search(
                     limited_by=result.limited_by,
                 )
             )
-            write_steps_csv(run_dir / "steps.csv", steps)
+            write_steps_csv(RunFolder(run_dir).steps, steps)
             return result
 
         try:
@@ -244,7 +244,7 @@ async def _probe(
     probe_dir = run_dir / "probes" / f"{step:02d}"
     probe_dir.mkdir(parents=True)
     # the locustfile reads the gateway's channels (meta.json) and simulated clock (cluster/) from its folder
-    shutil.copyfile(run_dir / "meta.json", probe_dir / "meta.json")
+    shutil.copyfile(RunFolder(run_dir).meta, RunFolder(probe_dir).meta)
     if (run_dir / "cluster").is_dir():
         (probe_dir / "cluster").symlink_to(run_dir / "cluster", target_is_directory=True)
     duration = args.warmup_s + args.probe_s

@@ -24,7 +24,7 @@ from mock_gateway.config import GatewayConfig
 from mock_gateway.config_sources import load_config
 from mock_gateway.errors import ConfigError
 from runfolder.claim import claim_new
-from runfolder.layout import read_json_object
+from runfolder.layout import RunFolder, read_json_object
 
 if TYPE_CHECKING:
     from reports.forecast.inputs import ForecastInputs
@@ -112,7 +112,7 @@ def _emit_scenario(
     compress = 3600 / duration_s
     slo: dict[str, Any] = {}
     if forecast.capacity.n_minus_1.run is not None:
-        slo = read_json_object(Path(forecast.capacity.n_minus_1.run) / "meta.json", required=False).get("slo") or {}
+        slo = read_json_object(RunFolder(Path(forecast.capacity.n_minus_1.run)).meta, required=False).get("slo") or {}
     payments_per_s = worst["demand_p90_per_s"] / inputs.attempts_per_payment.value
     scenario: dict[str, Any] = {
         "name": f"{forecast.name}-worst-hour",

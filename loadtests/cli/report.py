@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from loadtests.errors import UsageError
-from runfolder.layout import RunFolderError
+from runfolder.layout import RunFolder, RunFolderError
 from runfolder.models import read_meta
 
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         comparison = compare(analyse(load_run(args.baseline)), analysis) if args.baseline else None
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
-    target = args.run_dir / "report.html"
+    target = RunFolder(args.run_dir).report
     target.write_text(render_report(analysis, comparison), encoding="utf-8")
     print(f"report: {target}")
     return 0

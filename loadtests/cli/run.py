@@ -31,6 +31,7 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile
+from runfolder.layout import RunFolder
 
 LOST_KEYS_SHOWN = 20
 HOSTS_WAIT_S = 15.0  # --hosts: the workers' time to connect; t=0 is planned past it
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         check_settlement(profile, scenario.client.settlement)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, scenario.gateway_overrides())
-    if args.baseline is not None and not (args.baseline / "summary.json").is_file():
+    if args.baseline is not None and not RunFolder(args.baseline).summary.is_file():
         raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
     console = cli_console(stderr=True, highlight=False)
     check_before_start(

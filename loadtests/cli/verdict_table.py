@@ -17,6 +17,7 @@ from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.cli.github_summary import publish_run
 from reports.comparable import unlike_line
+from runfolder.layout import RunFolder
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
     NOT_THE_GATEWAYS,
@@ -42,7 +43,7 @@ def finish(summary: dict[str, Any], run_dir: Path, *lines: str) -> int:
     publish_run(summary, run_dir)  # GitHub Actions' job summary and annotations; nothing outside CI
     for line in lines:
         print(line)
-    report = run_dir / "report.html"
+    report = RunFolder(run_dir).report
     print(f"report: {one_line((report if report.exists() else run_dir).resolve())}")
     exit_code: int = summary["exit_code"]
     return exit_code

@@ -26,7 +26,7 @@ from locust.html import get_html_report
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
 
 from errortext.console_text import one_line
-from runfolder.layout import RunFolderError, read_json_object
+from runfolder.layout import RunFolder, RunFolderError, read_json_object
 from runfolder.verdict import (
     GENERATOR_BOTTLENECK,
     NOT_THE_GATEWAYS,
@@ -60,7 +60,7 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
     """Write the whole run folder, log the verdict, set and return Locust's exit code."""
     run_dir = run_dir.resolve()
     try:
-        save_locust_output(environment, run_dir / "locust")
+        save_locust_output(environment, RunFolder(run_dir).locust)
     except OSError as exc:
         log.warning("surge: Locust's own report was not saved: %s", exc)
     summary = _analyse(run_dir)
@@ -86,7 +86,7 @@ def finish_plain_run(environment: Environment, run_dir: Path) -> int:
         log.error("surge: %s: %s; %s", Headline.INVALID_RUN, because, NOT_THE_GATEWAYS)
     log.info("surge: verdict %s (exit code %d)", headline(code, verdicts), code)
     log.info("surge: run folder %s", one_line(run_dir))
-    log.info("surge: report %s", one_line(run_dir / "report.html"))
+    log.info("surge: report %s", one_line(RunFolder(run_dir).report))
     environment.process_exit_code = code
     return code
 
@@ -98,7 +98,7 @@ def _analyse(run_dir: Path) -> dict[str, Any] | None:
     problem = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
     if done.returncode == 0:
         try:
-            return read_json_object(run_dir / "summary.json", required=True)
+            return read_json_object(RunFolder(run_dir).summary, required=True)
         except RunFolderError as exc:
             problem = str(exc)
     log.error("surge: the run folder %s cannot be analysed: %s", one_line(run_dir), one_line(problem))

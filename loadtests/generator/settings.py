@@ -26,7 +26,7 @@ from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import target_meta
 from runfolder.claim import claim_new
 from runfolder.clock import ClusterClock, read_cluster_clock
-from runfolder.layout import RunFolderError, write_json
+from runfolder.layout import RunFolder, RunFolderError, write_json
 from runfolder.models import read_meta
 
 START_LEAD_S = 0.5  # t=0 this long after the test starts when surge run did not fix it, per worker process too
@@ -75,7 +75,7 @@ def cluster_clock(scenario: Scenario, out: Path) -> ClusterClock:
 def _ensure_meta(out: Path, scenario: Scenario, options: Any, host: str, t0: float, workers: int) -> None:
     """`surge run` writes meta.json itself; a plain `locust -f` run (a distributed master, the web UI) gets one
     here, so that `surge report` can analyse its folder too. No gateway config: the gateway is not ours."""
-    path = out / "meta.json"
+    path = RunFolder(out).meta
     if path.exists():
         return
     out.mkdir(parents=True, exist_ok=True)

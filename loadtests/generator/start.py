@@ -34,6 +34,7 @@ from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import load_profile, signer, tls_context, uses_tls
 from runfolder.clock import ClusterClock
+from runfolder.layout import RunFolder
 
 log = logging.getLogger("surge")
 
@@ -104,7 +105,7 @@ def start_generator(
             fail_ratio=client.callback_fail_ratio,
             callbacks=callback_format(scenario, target),
             write_row=recorder.write_row,
-            counters_path=out / "settlement" / f"worker-{index}.json",
+            counters_path=RunFolder(out).receiver_counters_of(index),
             seed=f"{scenario.seed}/settle/{index}",
         )
         settler.status_poll = None if target is None else target.poll

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from runfolder.layout import RunFolder
+
 BATCH_BYTES = 256 * 1024  # raw CSV per batch: ~1,200 rows, ~60 KiB on the wire at zlib level 1
 WINDOW = 8  # unacknowledged batches per worker: bounds the master's queue to ~0.5 MiB per worker
 ZLIB_LEVEL = 1  # 4x on history CSV at a fraction of level 6's CPU (scripts/bench_distributed.py)
@@ -111,7 +113,7 @@ class HistorySink:
     def receive(self, index: int, seq: int, rows: int, data: bytes) -> None:
         incoming = self._workers.get(index)
         if incoming is None:
-            path = self.out_dir / "history" / f"worker-{index}.csv"
+            path = RunFolder(self.out_dir).history_of(index)
             path.parent.mkdir(parents=True, exist_ok=True)
             incoming = self._workers[index] = _Incoming(path.open("wb"))
         if seq != incoming.next_seq:

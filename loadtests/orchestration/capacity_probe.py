@@ -18,7 +18,7 @@ import numpy as np
 
 from loadtests.orchestration.capacity_search import Probe
 from reports.hdr import decode_sparse, dense, percentiles_ms
-from runfolder.layout import read_window_records
+from runfolder.layout import RunFolder, read_window_records
 from runfolder.outcomes import GOOD
 
 REJECTION_CODES = {"RATE_LIMITED", "CHANNEL_BUSY", "REPLICA_UNAVAILABLE", "NO_HEALTHY_REPLICA"}
@@ -102,11 +102,11 @@ def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
 
 def merge_probe(probe_dir: Path, run_dir: Path, offset_s: int, step: int) -> None:
     """Append a probe's windows (shifted onto the capacity run's time axis) and history to the run folder."""
-    with (run_dir / "windows.jsonl").open("a", encoding="utf-8") as out:
+    with RunFolder(run_dir).windows.open("a", encoding="utf-8") as out:
         for window in read_window_records(probe_dir):
             window["t"] = int(window["t"]) + offset_s
             out.write(json.dumps(window, separators=(",", ":")) + "\n")
-    history = run_dir / "history"
+    history = RunFolder(run_dir).history
     history.mkdir(exist_ok=True)
-    for source in sorted((probe_dir / "history").glob("*.csv")):
+    for source in sorted(RunFolder(probe_dir).history.glob("*.csv")):
         shutil.copyfile(source, history / f"probe{step:02d}-{source.name}")

@@ -16,7 +16,7 @@ from loadtests.orchestration.run_folder import copy_ledger
 from mock_gateway.config_sources import load_config
 from mock_gateway.errors import ConfigError
 from runfolder.events import RunEvent, read_cluster_events
-from runfolder.layout import write_json
+from runfolder.layout import RunFolder, write_json
 
 if TYPE_CHECKING:
     from mock_gateway.cluster.handle import ClusterProcess
@@ -58,7 +58,7 @@ async def stop_and_collect(cluster: ClusterProcess, run_dir: Path) -> list[RunEv
     from mock_gateway.cluster.serve import STATE_FILE
 
     try:
-        copy_ledger(cluster.ledger_path, run_dir / "ledger.sqlite")
+        copy_ledger(cluster.ledger_path, RunFolder(run_dir).ledger)
     finally:
         try:
             await asyncio.to_thread(cluster.stop)

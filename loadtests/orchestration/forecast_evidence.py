@@ -21,7 +21,7 @@ from loadtests.scenario.forecast import ForecastFile
 from loadtests.scenario.trace import SHANGHAI, Trace, TraceError, read_trace, window_of
 from mock_gateway.config import GatewayConfig
 from reports.forecast.inputs import ChannelLimits, ForecastInputs, Lognormal, Sourced
-from runfolder.layout import read_json_object
+from runfolder.layout import RunFolder, read_json_object
 
 
 def read_inputs(forecast: ForecastFile, config: GatewayConfig, caps_source: str) -> ForecastInputs:
@@ -148,7 +148,7 @@ def _attempts_per_payment(forecast: ForecastFile) -> Sourced:
         return Sourced(demand.attempts_per_payment, "forecast file demand.attempts_per_payment")
     run = Path(str(demand.from_run))
     _valid_run(run, "demand.from_run")
-    files = sorted((run / "history").glob("*.csv"))
+    files = sorted(RunFolder(run).history.glob("*.csv"))
     if not files:
         raise MissingEvidence(f"demand.from_run {run}: no history/*.csv")
     ids = pd.concat([pd.read_csv(f, usecols=["payment_id"], dtype=str) for f in files])["payment_id"]
@@ -160,10 +160,10 @@ def _attempts_per_payment(forecast: ForecastFile) -> Sourced:
 
 def _valid_run(run: Path, key: str) -> dict[str, Any]:
     """summary.json of a run folder that may be used as evidence: present, and not marked invalid."""
-    if not (run / "summary.json").is_file():
+    if not RunFolder(run).summary.is_file():
         raise MissingEvidence(f"{key} {run}: not a finished run folder (no summary.json)")
     try:
-        summary = read_json_object(run / "summary.json", required=True)
+        summary = read_json_object(RunFolder(run).summary, required=True)
     except (OSError, ValueError) as exc:
         raise MissingEvidence(f"{key} {run}: summary.json unreadable: {exc}") from None
     if summary.get("valid") is not True:
@@ -184,7 +184,7 @@ def _capacity(run: str | None, per_s: float | None, replicas: int, key: str) -> 
             f"capacity.{key}.run {folder}: no capacity found (summary.json capacity.max_rate_per_s"
             f" = {knee!r}); is it a surge find-capacity folder?"
         )
-    meta = read_json_object(folder / "meta.json", required=False)
+    meta = read_json_object(RunFolder(folder).meta, required=False)
     measured = meta.get("replicas")
     if measured is not None and measured != replicas:
         raise MissingEvidence(

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from loadtests.orchestration.stopping import Interrupt
 from mock_gateway.lifeline import guarded_argv
+from runfolder.layout import RunFolder
 
 LOCUSTFILE = Path(__file__).resolve().parents[1] / "locustfile.py"
 START_MARGIN_S = 4.0  # time for Locust (and its worker processes) to boot before t=0
@@ -60,7 +61,7 @@ def locust_command(
     a master on `master_bind:master_port` that starts once that many `surge worker`s have connected (at most
     `hosts_wait_s` later) instead of `workers` local processes."""
     run_dir = run_dir.resolve()
-    locust_dir = run_dir / "locust"
+    locust_dir = RunFolder(run_dir).locust
     locust_dir.mkdir(parents=True, exist_ok=True)
     if Path(scenario_ref).is_file():
         scenario_ref = str(Path(scenario_ref).resolve())  # Locust runs in locust_dir, not in the caller's directory
@@ -118,7 +119,7 @@ async def run_locust(
 
     `start_unix` is the run's t=0, against which a stop requested through `interrupt` is recorded.
     """
-    locust_dir = (run_dir / "locust").resolve()
+    locust_dir = RunFolder(run_dir).locust.resolve()
     env = locust_environment(os.environ, locust_dir)
     if allow_remote:
         env["SURGE_ALLOW_REMOTE"] = "1"
@@ -131,7 +132,7 @@ async def run_locust(
             cwd=locust_dir,
             start_new_session=True,
         )
-        (run_dir / "locust" / "locust.pid").write_text(f"{process.pid}\n", encoding="utf-8")  # for post-mortems
+        (RunFolder(run_dir).locust / "locust.pid").write_text(f"{process.pid}\n", encoding="utf-8")  # for post-mortems
         exited = asyncio.ensure_future(process.wait())
         forwarded = False
         try:

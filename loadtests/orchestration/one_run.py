@@ -38,9 +38,8 @@ from loadtests.orchestration.target_ledger import copy_target_ledger
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, target_meta
 from runfolder.events import RunEvent
-from runfolder.layout import RunFolderError, write_json
+from runfolder.layout import RunFolder, RunFolderError, write_json
 from runfolder.models import read_meta
-from runfolder.stop import STOP_FILE
 
 TRACE_LEAD_S = 1.5
 TRACE_LEAD_PER_ROW_S = 2.0 / 100_000
@@ -102,7 +101,7 @@ async def orchestrate(
         if profile is not None:
             target = target_meta(profile, args.target, default_channels(scenario))
             meta = meta.model_copy(update={"target": target})
-        write_json(run_dir / "meta.json", meta)
+        write_json(RunFolder(run_dir).meta, meta)
         session.events.extend(_scenario_events(scenario, session.start_unix))
         if not gateway.embedded:
             session.events.extend(preflight.skipped_fault_events(scenario.faults, session.start_unix))
@@ -114,7 +113,7 @@ async def orchestrate(
         refused = refused_clock(run_dir)
         if refused is not None:
             raise HarnessError(refused)
-        if not (run_dir / "windows.jsonl").exists():
+        if not RunFolder(run_dir).windows.exists():
             raise HarnessError(f"Locust exited with {rc} and recorded nothing; see {run_dir}/locust/")
         if profile is not None and profile.ledger is not None:
             rows = copy_target_ledger(profile.ledger, os.environ, run_dir)
@@ -161,7 +160,7 @@ async def _drive(
     """Locust and the fault schedule side by side, with the live status line; Locust's exit code."""
     run_dir, start_unix, cluster, events = session.run_dir, session.start_unix, session.cluster, session.events
     interrupt = session.interrupt
-    live = LiveWindows(run_dir / "windows.jsonl", horizon_s=scenario.duration_s)
+    live = LiveWindows(RunFolder(run_dir).windows, horizon_s=scenario.duration_s)
 
     def on_chaos(event: ChaosEvent) -> None:
         events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
@@ -234,7 +233,7 @@ async def _drive(
 
 def _stopped(run_dir: Path, interrupt: Interrupt) -> bool:
     """The run is ending early: a signal to surge, or the Locust master's record of an abort or web-UI stop."""
-    return interrupt.requested or (run_dir / STOP_FILE).exists()
+    return interrupt.requested or RunFolder(run_dir).stop.exists()
 
 
 class FaultPlayer(Protocol):

@@ -31,6 +31,7 @@ from loadtests.orchestration.stopping import Interrupt
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.targets import check_target
 from runfolder.events import RunEvent, write_events_csv
+from runfolder.layout import RunFolder
 from runfolder.stop import read_stop
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def stoppable(
 
 
 def _recorded_any(run_dir: Path) -> bool:
-    windows = run_dir / "windows.jsonl"
+    windows = RunFolder(run_dir).windows
     return windows.is_file() and windows.stat().st_size > 0
 
 
@@ -164,4 +165,4 @@ async def gateway_session(choice: GatewayChoice, run_dir: Path, interrupt: Inter
         stop = read_stop(run_dir)
         if stop is not None:
             session.events = [e for e in session.events if e.source != "scenario" or e.unix < stop.at_unix]
-        write_events_csv(run_dir / "events.csv", session.start_unix, session.events)
+        write_events_csv(RunFolder(run_dir).events, session.start_unix, session.events)

@@ -30,6 +30,7 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.study import Study, variant_scenario
 from runfolder.claim import FolderTaken, claim
+from runfolder.layout import RunFolder
 from runfolder.stop import EXIT_SIGINT
 
 
@@ -79,7 +80,7 @@ def plan_study(
             except UsageError as exc:
                 raise UsageError(f"study {study.name}: variant {variant.name!r}: {exc}") from None
             run_dir = out / variant.name if repeat == 1 else out / variant.name / f"run-{repetition}"
-            if (run_dir / "summary.json").exists() or (run_dir / "meta.json").exists():
+            if RunFolder(run_dir).is_run():
                 raise UsageError(f"--out {out}: {run_dir} already holds a run; choose an empty folder")
             plans.append(
                 VariantPlan(
@@ -155,7 +156,7 @@ def run_study(
                 on_variant(rows[-1])
     except KeyboardInterrupt as exc:
         code = exc.exit_code if isinstance(exc, StoppedBySignal) else EXIT_SIGINT
-        if current is not None and (current.run_dir / "summary.json").exists():
+        if current is not None and RunFolder(current.run_dir).summary.exists():
             rows.append(variant_row(current.name, current.run_dir, code, "interrupted", **_run_of(current)))
         write_study(out, {**header, "interrupted": True}, rows, finished=False)
         raise

@@ -29,6 +29,7 @@ from errortext.console_text import one_line
 from loadtests.errors import HarnessError
 from loadtests.scenario.profile_ledger import LedgerSpec, expand_url, single_statement
 from reports.frames import read_history
+from runfolder.layout import RunFolder
 
 REQUIRED = ("key", "card_id", "user_id", "amount_fen", "business_date")
 OPTIONAL = ("payment_id", "channel", "status")  # status: with [ledger.status], async settlement
@@ -174,7 +175,7 @@ def copy_target_ledger(spec: LedgerSpec, env: Mapping[str, str], run_dir: Path) 
         except (TypeError, ValueError) as exc:
             raise HarnessError(f"the ledger query's row {index + 1} is not usable: {exc}") from None
     states = _states(rows, spec)
-    target = run_dir / "ledger.sqlite"
+    target = RunFolder(run_dir).ledger
     target.unlink(missing_ok=True)
     with contextlib.closing(sqlite3.connect(target)) as conn, conn:
         conn.execute(COPY_SCHEMA)
@@ -203,7 +204,7 @@ def _states(rows: list[dict[str, Any]], spec: LedgerSpec) -> list[str] | None:
 
 def _card_channels(run_dir: Path) -> dict[str, str]:
     """card_id -> channel from the run's history: the query need not return the channel."""
-    history_dir = run_dir / "history"
+    history_dir = RunFolder(run_dir).history
     if not history_dir.is_dir():
         return {}
     history = read_history(history_dir)

@@ -18,6 +18,7 @@ from reports.render.charts import build_charts
 from reports.render.headline import headline
 from reports.render.shared import environment, plotly_bundle, script_json
 from reports.violations import Violation, describe, yuan
+from runfolder.layout import RunFolder
 
 
 def render_report(analysis: Analysis, comparison: Comparison | None = None) -> str:
@@ -129,6 +130,6 @@ def _flatten(config: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _locust_report(analysis: Analysis) -> str | None:
-    folder = analysis.frames.run_dir / "locust"
+    folder = RunFolder(analysis.frames.run_dir).locust
     pages = sorted(folder.glob("*.html")) if folder.is_dir() else []
     return f"locust/{pages[0].name}" if pages else None

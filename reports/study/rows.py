@@ -17,7 +17,7 @@ import pandas as pd
 
 from reports.frames import RunFrames, load_run
 from reports.measure import caps
-from runfolder.layout import RunFolderError
+from runfolder.layout import RunFolder, RunFolderError
 from runfolder.verdict import State, format_value, run_state, verdicts_of
 
 FIELDS = (
@@ -95,7 +95,7 @@ def variant_row(
         seed=seed,
         curves={"t_s": [], "succeeded": [], "rejected": []},
     )
-    summary_path = run_dir / "summary.json"
+    summary_path = RunFolder(run_dir).summary
     if not summary_path.exists():
         row["problem"] = problem or "the run did not finish (no summary.json)"
         return row
@@ -158,7 +158,7 @@ def _declines_by_scope(frames: RunFrames) -> dict[str, int]:
 
 def _curves(run_dir: Path) -> dict[str, list[float]]:
     """Per second: repayments succeeded, and rejections (429 + 503), from the run's timeseries.csv."""
-    path = run_dir / "timeseries.csv"
+    path = RunFolder(run_dir).timeseries
     if not path.exists():
         return {"t_s": [], "succeeded": [], "rejected": []}
     frame = pd.read_csv(path)

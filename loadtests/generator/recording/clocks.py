@@ -19,7 +19,7 @@ from locust.runners import MasterRunner
 
 from loadtests.generator.recording.protocol import MSG_PING
 from loadtests.generator.stream import MAX_CLOCK_UNCERTAINTY_S, estimate_offset
-from runfolder.layout import RunFolderError, write_json
+from runfolder.layout import RunFolder, RunFolderError, write_json
 from runfolder.models import WorkerClock, read_meta
 
 CLOCK_ROUNDS = 5  # round trips per worker at test start; the shortest one counts
@@ -75,4 +75,6 @@ def record_clocks(out_dir: Path, clocks: list[WorkerClock], *, append: bool = Fa
         meta = read_meta(out_dir)
     except RunFolderError:
         return
-    write_json(out_dir / "meta.json", meta.model_copy(update={"clocks": [*meta.clocks, *clocks] if append else clocks}))
+    write_json(
+        RunFolder(out_dir).meta, meta.model_copy(update={"clocks": [*meta.clocks, *clocks] if append else clocks})
+    )

@@ -15,6 +15,7 @@ from loadtests.generator.recording.process import ProcessRun, start_process
 from loadtests.generator.recording.protocol import RunSettings
 from loadtests.generator.recording.recorder import ProcessRecorder
 from loadtests.generator.windows import Window
+from runfolder.layout import RunFolder
 
 
 class LocalRecording(RunLeader):
@@ -30,7 +31,7 @@ class LocalRecording(RunLeader):
 
     def _start_generators(self, settings: RunSettings, offsets: dict[str, float]) -> None:
         self._expected_finals = 1
-        history = Path(settings.out_dir) / "history" / "worker-0.csv"
+        history = RunFolder(Path(settings.out_dir)).history_of(0)
         self._run = start_process(self._run, settings, self.start_generator, (0, 1), history, self._send)
 
     def _send(self, recorder: ProcessRecorder, windows: list[Window], lag: HdrHistogram | None) -> None:

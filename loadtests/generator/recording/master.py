@@ -39,7 +39,7 @@ from loadtests.generator.recording.shares import Epochs, seconds_of_share, unrep
 from loadtests.generator.stream import BACKLOG_WARN_BYTES
 from loadtests.generator.windows import Window
 from loadtests.scenario.files import load_scenario
-from runfolder.layout import write_json
+from runfolder.layout import RunFolder, write_json
 from runfolder.models import LostWorker, WorkerClock
 
 RESHARE_LEAD_S = 2.0  # a worker that joins takes arrivals from this long after it connected (clock check, start)
@@ -176,8 +176,8 @@ class MasterRecording(RunLeader):
             writer.history_lines[index] = max(writer.history_lines.get(index, 0), int(history["lines"]))
             writer.backlog_max = max(writer.backlog_max, int(history["backlog"]))
             if history.get("unmatched") is not None:
-                (writer.out_dir / "history").mkdir(exist_ok=True)
-                write_json(writer.out_dir / "history" / f"worker-{index}.unmatched.json", history["unmatched"])
+                RunFolder(writer.out_dir).history.mkdir(exist_ok=True)
+                write_json(RunFolder(writer.out_dir).unmatched_of(index), history["unmatched"])
             if writer.backlog_max > BACKLOG_WARN_BYTES and not self._backlog_warned:
                 self._backlog_warned = True
                 log.warning(

@@ -22,7 +22,7 @@ from loadtests.generator.health import CpuSampler, assess_generator, new_lag_his
 from loadtests.generator.stream import HistorySink
 from loadtests.generator.windows import Window, WindowBook
 from loadtests.scenario.parts import AbortRule
-from runfolder.layout import write_json
+from runfolder.layout import RunFolder, write_json
 from runfolder.models import GeneratorVerdict, LostWorker
 
 CLOSE_LAG_S = 3  # a second is appended to windows.jsonl this long after it ended (drop bound + flush + transit)
@@ -45,7 +45,7 @@ class RunWriter:
         self.history_lines: dict[int, int] = {}  # worker index → lines its spool held at its last report
         self.backlog_max = 0
         self.lost: list[LostWorker] = []
-        self._path = out_dir / "windows.jsonl"
+        self._path = RunFolder(out_dir).windows
         self._path.write_text("", encoding="utf-8")
 
     def merge(self, windows: list[Window]) -> None:
@@ -109,7 +109,7 @@ class RunWriter:
                 "history_backlog_max_bytes": self.backlog_max,
             }
         )
-        write_json(self.out_dir / "generator.json", verdict)
+        write_json(RunFolder(self.out_dir).generator, verdict)
         return verdict
 
 
