@@ -68,9 +68,10 @@ def surge_run(folder: Path, scenario: str, *options: str) -> Run:
     """summary.json, timeseries.csv as numbers per second, and the folder; the run itself must be valid."""
     out = folder / scenario
     result = surge("run", scenario, *options, "--out", str(out), timeout_s=150)
-    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-3000:]
+    assert (out / "summary.json").exists(), result.stdout[-2000:] + result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["valid"], summary["validity_reasons"]
+    assert result.returncode == summary["exit_code"], result.stdout[-2000:] + result.stderr[-3000:]
     with (out / "timeseries.csv").open(newline="", encoding="utf-8") as handle:
         rows = [{key: float(value or "nan") for key, value in row.items()} for row in csv.DictReader(handle)]
     return summary, rows, out

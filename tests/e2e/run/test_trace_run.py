@@ -59,7 +59,8 @@ def test_a_trace_replayed_by_two_processes(tmp_path: Path) -> None:
 
     out = tmp_path / "out"
     result = surge("run", str(scenario), "--out", str(out), "--workers", "2", timeout_s=140)
-    assert result.returncode in (0, 1, 3), result.stderr[-2000:]
+    assert (out / "summary.json").exists(), result.stderr[-2000:]
+    assert result.returncode == json.loads((out / "summary.json").read_text())["exit_code"], result.stderr[-2000:]
     windows = [json.loads(line) for line in (out / "windows.jsonl").read_text().splitlines()]
     offered = {w["t"]: w["offered"] for w in windows}
     assert [offered.get(t, 0) for t in range(5)] == expected  # exact, second by second, across two processes

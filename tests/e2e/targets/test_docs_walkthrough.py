@@ -122,7 +122,8 @@ def test_make_run_is_what_the_readme_says_and_runs(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(VENV / "bin" / argv[0]), *argv[1:]], cwd=here, capture_output=True, text=True, timeout=200, check=False
     )
-    assert result.returncode in (0, 1, 3), result.stdout[-3000:] + result.stderr[-3000:]  # never a usage error
     report = re.search(r"^report: (.+)$", result.stdout, flags=re.M)
-    assert report is not None and Path(report.group(1)).is_file(), result.stdout[-3000:]
+    assert report is not None and Path(report.group(1)).is_file(), result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads((Path(report.group(1)).parent / "summary.json").read_text(encoding="utf-8"))
+    assert result.returncode == summary["exit_code"], result.stdout[-3000:] + result.stderr[-3000:]
     assert Path(report.group(1)).is_relative_to(here / "runs")
