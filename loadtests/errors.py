@@ -6,26 +6,28 @@ SurgeError            exit 3 unless a subclass says otherwise
  └── MissingEvidence  exit 3: evidence a forecast names is missing or invalid; nothing was forecast
 """
 
+from runfolder.verdict import ExitCode
+
 
 class SurgeError(Exception):
     """Base of every error the `surge` command reports as one line instead of a traceback."""
 
-    exit_code = 3
+    exit_code: int = ExitCode.HARNESS
 
 
 class UsageError(SurgeError):
     """The user asked for something impossible; the README says exit 2 and nothing started."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class HarnessError(SurgeError):
     """surge's own machinery broke; the gateway under test is not to blame."""
 
-    exit_code = 3
+    exit_code = ExitCode.HARNESS
 
 
 class MissingEvidence(SurgeError):
     """Evidence the forecast needs is missing or invalid (exit 3): nothing is forecast from it."""
 
-    exit_code = 3
+    exit_code = ExitCode.HARNESS

@@ -9,9 +9,9 @@ from typing import Literal
 from pydantic import ConfigDict
 
 from runfolder.layout import Number, OpenModel, RunFolder, read_optional, write_json
+from runfolder.verdict import ExitCode
 
 StoppedBy = Literal["sigint", "sigterm", "web-ui", "abort"]
-EXIT_SIGINT, EXIT_SIGTERM, EXIT_ABORTED = 130, 143, 1  # 128 + signal number, as shells report a signal's end
 
 
 class Aborted(OpenModel):
@@ -53,7 +53,7 @@ class StopRecord(OpenModel):
     @property
     def exit_code(self) -> int | None:
         """The exit code the stop itself imposes (130, 143, 1 for an abort); None for a web-UI stop."""
-        return {"sigint": EXIT_SIGINT, "sigterm": EXIT_SIGTERM, "abort": EXIT_ABORTED}.get(self.by)
+        return {"sigint": ExitCode.SIGINT, "sigterm": ExitCode.SIGTERM, "abort": ExitCode.FAIL}.get(self.by)
 
     @property
     def stopped(self) -> Stopped:

@@ -17,7 +17,7 @@ from types import FrameType
 from errortext.console_text import one_line
 from loadtests.errors import SurgeError
 from loadtests.orchestration.stopping import StoppedBySignal
-from runfolder.stop import EXIT_SIGINT, EXIT_SIGTERM
+from runfolder.verdict import ExitCode
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "gateway": (
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         by = "terminated (SIGTERM)" if isinstance(exc, StoppedBySignal) else "interrupted (SIGINT, Ctrl-C)"
         print(f"surge: not started — {by} while loading; nothing was run", file=sys.stderr)
-        return exc.exit_code if isinstance(exc, StoppedBySignal) else EXIT_SIGINT
+        return exc.exit_code if isinstance(exc, StoppedBySignal) else ExitCode.SIGINT
     finally:
         signal.signal(signal.SIGTERM, previous)
     args = parser.parse_args(argv)
@@ -70,15 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"surge {args.command}: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except StoppedBySignal as exc:  # the run folders say where it stopped
-        print(f"surge {args.command}: stopped by {'SIGTERM' if exc.exit_code == EXIT_SIGTERM else 'SIGINT'}",
+        print(f"surge {args.command}: stopped by {'SIGTERM' if exc.exit_code == ExitCode.SIGTERM else 'SIGINT'}",
               file=sys.stderr)  # fmt: skip
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"surge {args.command}: interrupted", file=sys.stderr)
-        return EXIT_SIGINT
+        return ExitCode.SIGINT
     except Exception as exc:  # a harness fault the subcommand did not foresee: exit 3, one line
         print(f"surge {args.command}: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
-        return 3
+        return ExitCode.HARNESS
     return code
 
 

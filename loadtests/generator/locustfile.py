@@ -51,6 +51,7 @@ from loadtests.generator.transport import Transport
 from loadtests.scenario.cluster_only import ignored_warnings
 from loadtests.scenario.profile_answers import MAX_BODY_BYTES
 from mock_gateway.lifeline import die_with_parent
+from runfolder.verdict import ExitCode
 
 if TYPE_CHECKING:
     from loadtests.generator import live_metrics
@@ -190,7 +191,7 @@ def _check_options(environment: Environment, options: Any) -> live_metrics.LiveM
         return _serve_metrics(options.metrics_port) if options.metrics_port else None
     except UsageError as exc:
         print(f"surge: {one_line(exc)}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(ExitCode.USAGE)
 
 
 def _skew_clock_for_tests() -> None:

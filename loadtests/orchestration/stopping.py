@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from runfolder.stop import EXIT_SIGINT, EXIT_SIGTERM, StoppedBy, StopRecord, write_stop
+from runfolder.stop import StoppedBy, StopRecord, write_stop
+from runfolder.verdict import ExitCode
 
 REASONS: dict[int, tuple[StoppedBy, str]] = {
     signal.SIGINT: ("sigint", "interrupted (SIGINT, Ctrl-C)"),
@@ -42,7 +43,7 @@ class StoppedBySignal(KeyboardInterrupt):
 
     def __init__(self, by: StoppedBy) -> None:
         super().__init__(by)
-        self.exit_code = EXIT_SIGTERM if by == "sigterm" else EXIT_SIGINT
+        self.exit_code = ExitCode.SIGTERM if by == "sigterm" else ExitCode.SIGINT
 
 
 class Interrupt:
@@ -63,7 +64,7 @@ class Interrupt:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_SIGTERM if self.by == "sigterm" else EXIT_SIGINT
+        return ExitCode.SIGTERM if self.by == "sigterm" else ExitCode.SIGINT
 
     @contextmanager
     def installed(self) -> Iterator[Interrupt]:
@@ -102,7 +103,7 @@ class Interrupt:
         if self._load_over:
             print("\nsurge: stopped before the report was written", file=sys.stderr, flush=True)
             by = self.by or REASONS[signum][0]
-            raise SystemExit(EXIT_SIGTERM if by == "sigterm" else EXIT_SIGINT)
+            raise SystemExit(ExitCode.SIGTERM if by == "sigterm" else ExitCode.SIGINT)
         if self.by is None:
             self.by, self.reason = REASONS[signum]
             self.at_unix = time.time()

@@ -31,7 +31,7 @@ from loadtests.scenario.model import Scenario
 from loadtests.scenario.study import Study, variant_scenario
 from runfolder.claim import FolderTaken, claim
 from runfolder.layout import RunFolder
-from runfolder.stop import EXIT_SIGINT
+from runfolder.verdict import ExitCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +155,7 @@ def run_study(
             if on_variant is not None:
                 on_variant(rows[-1])
     except KeyboardInterrupt as exc:
-        code = exc.exit_code if isinstance(exc, StoppedBySignal) else EXIT_SIGINT
+        code = exc.exit_code if isinstance(exc, StoppedBySignal) else ExitCode.SIGINT
         if current is not None and RunFolder(current.run_dir).summary.exists():
             rows.append(variant_row(current.name, current.run_dir, code, "interrupted", **_run_of(current)))
         write_study(out, {**header, "interrupted": True}, rows, finished=False)

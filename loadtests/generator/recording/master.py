@@ -41,6 +41,7 @@ from loadtests.generator.windows import Window
 from loadtests.scenario.files import load_scenario
 from runfolder.layout import RunFolder, write_json
 from runfolder.models import LostWorker, WorkerClock
+from runfolder.verdict import ExitCode
 
 RESHARE_LEAD_S = 2.0  # a worker that joins takes arrivals from this long after it connected (clock check, start)
 STREAMING_S = 2.0  # a history batch this recent: the workers are still draining their spools
@@ -91,7 +92,7 @@ class MasterRecording(RunLeader):
         """One line and exit 3: a worker whose clock cannot be trusted would put its arrivals at the wrong time."""
         log.error("surge: %s", one_line(clock.refusal()))
         self.finished = True
-        self.environment.process_exit_code = 3
+        self.environment.process_exit_code = ExitCode.HARNESS
         gevent.spawn(self.runner.quit)
 
     def _start_generators(self, settings: RunSettings, offsets: dict[str, float]) -> None:
