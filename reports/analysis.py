@@ -17,13 +17,13 @@ from typing import Any
 import pandas as pd
 
 from reports import hdr, judge, memory, settlement
-from reports.frames import CLASSES, RunFrames
+from reports.frames import RunFrames
 from reports.invariants.check import InvariantReport, check
 from reports.invariants.daily_caps import DailyTotals
 from reports.measure import caps, counters, latency, recovery
 from runfolder.events import FAULT_FAILED, FAULT_INJECTED
 from runfolder.models import Slo, Summary
-from runfolder.outcomes import GOOD, TOKEN_EXPIRED
+from runfolder.outcomes import GOOD, OUTCOME_CLASSES, TOKEN_EXPIRED
 from runfolder.verdict import GENERATOR_BOTTLENECK, Kind, State, Verdict
 
 
@@ -75,7 +75,7 @@ def analyse(frames: RunFrames) -> Analysis:
     intended = latency.latency_per_second(frames.latency, seconds, "intended")
     service = latency.latency_per_second(frames.latency, seconds, "service")
     refused = counters.credential_codes(frames.codes)
-    attempts = int(counters.class_sum(frames.windows, CLASSES).sum())
+    attempts = int(counters.class_sum(frames.windows, OUTCOME_CLASSES).sum())
     # a 401 to an expired token was refreshed and re-sent: counted apart, but the credentials held
     failed = {code: count for code, count in refused.items() if code != TOKEN_EXPIRED}
     judged = frames  # the SLOs judge the service: attempts that failed on credentials are reported apart
@@ -337,7 +337,7 @@ def timeseries(analysis: Analysis) -> pd.DataFrame:
     """timeseries.csv: one row per second — counters, each problem code, latency, amount repaid."""
     windows = analysis.frames.windows
     frame = pd.DataFrame({"t_s": windows.index, "offered": windows["offered"], "sent": windows["sent"]})
-    for cls in CLASSES:
+    for cls in OUTCOME_CLASSES:
         frame[cls] = windows[f"n_{cls}"]
     frame["late"] = windows["late"]
     frame["dropped"] = windows["dropped"]

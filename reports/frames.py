@@ -32,7 +32,6 @@ from runfolder.models import Capacity, GeneratorVerdict, RunMeta, read_capacity,
 from runfolder.outcomes import ADMITTED, OUTCOME_CLASSES
 from runfolder.stop import StopRecord, read_stop
 
-CLASSES = OUTCOME_CLASSES
 KINDS = ("intended", "service")
 _HISTORY_TEXT = (
     *("payment_id", "key", "user_id", "card_id", "channel", "code", "outcome", "repayment_id", "replica"),
@@ -144,7 +143,7 @@ def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
                         raise RunFolderError(f"{path}:{number}: bad {cls}/{kind} histogram ({exc})") from exc
                     sparse["t"].append(np.full(idx.size, t, dtype=np.int64))
                     sparse["kind"].append(np.full(idx.size, kind_code, dtype=np.int8))
-                    sparse["cls"].append(np.full(idx.size, CLASSES.index(cls), dtype=np.int8))
+                    sparse["cls"].append(np.full(idx.size, OUTCOME_CLASSES.index(cls), dtype=np.int8))
                     sparse["idx"].append(idx)
                     sparse["count"].append(counts)
             rows.append(row)
@@ -153,7 +152,7 @@ def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
     if not rows:
         raise RunFolderError(f"{path} holds no windows")
     windows = _per_second(pd.DataFrame(rows))
-    for cls in CLASSES:
+    for cls in OUTCOME_CLASSES:
         if f"n_{cls}" not in windows:
             windows[f"n_{cls}"] = 0.0
     counters = [name for name in windows.columns if not name.startswith("gen_")]
@@ -166,7 +165,7 @@ def read_windows(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, 
         {
             "t": joined["t"],
             "kind": pd.Categorical.from_codes(joined["kind"], categories=pd.Index(KINDS)),
-            "cls": pd.Categorical.from_codes(joined["cls"], categories=pd.Index(CLASSES)),
+            "cls": pd.Categorical.from_codes(joined["cls"], categories=pd.Index(OUTCOME_CLASSES)),
             "idx": joined["idx"],
             "count": joined["count"],
         }

@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 from loadtests.generator.windows import Window, WindowBook, new_histogram
 from loadtests.scenario.parts import AbortRule
+from runfolder.outcomes import GOOD, OUTCOME_CLASSES
 
 COMPLETE_AFTER_S = 2  # second t is complete once t + COMPLETE_AFTER_S has begun (see the module docstring)
-RATIO_CLASSES = {
-    "error_ratio": "error",
-    "timeout_ratio": "timeout",
-    "shed_ratio": "shed",
-    "rate_limited_ratio": "rate_limited",
-}
+# An [[abort]] rule's `<class>_ratio` metric for each class that is not a good answer (docs/scenarios.md).
+RATIO_CLASSES = {f"{cls}_ratio": cls for cls in OUTCOME_CLASSES if cls not in GOOD}
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +61,8 @@ def measure(metric: str, windows: Sequence[Window]) -> float | None:
     if completed == 0:
         return None
     if metric in RATIO_CLASSES:
-        name = RATIO_CLASSES[metric]
-        return sum(w.classes[name].count for w in windows if name in w.classes) / completed
+        cls = RATIO_CLASSES[metric]
+        return sum(w.classes[cls].count for w in windows if cls in w.classes) / completed
     merged = new_histogram()
     for window in windows:
         for name, stats in window.classes.items():

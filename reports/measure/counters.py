@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.frames import CLASSES, RunFrames
+from reports.frames import RunFrames
 from runfolder.history import read_unmatched_sample
-from runfolder.outcomes import ADMITTED, AUTH_CODES, FAILURES, GOOD, REJECTED
+from runfolder.outcomes import ADMITTED, AUTH_CODES, FAILURES, GOOD, OUTCOME_CLASSES, REJECTED
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
     """docs/internals.md §5 `totals`: every counter of the run summed over its seconds."""
     w = frames.windows
     result = {name: int(w[name].sum()) for name in ("offered", "sent")}
-    result.update({cls: int(w[f"n_{cls}"].sum()) for cls in CLASSES})
+    result.update({cls: int(w[f"n_{cls}"].sum()) for cls in OUTCOME_CLASSES})
     result.update({name: int(w[name].sum()) for name in ("late", "dropped")})
     return result
 

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.analysis import Analysis
-from reports.frames import CLASSES
 from reports.measure import counters, latency
 from reports.render.shared import percent
-from runfolder.outcomes import GOOD
+from runfolder.outcomes import GOOD, OUTCOME_CLASSES
 from runfolder.verdict import Kind, State, worst
 
 
@@ -37,7 +36,7 @@ def headline(analysis: Analysis) -> list[Headline]:
     how slow, how fast the worst recovery, whether the money held — before any table or chart."""
     windows = analysis.frames.windows
     good = counters.class_sum(windows, GOOD)
-    completed = int(counters.class_sum(windows, CLASSES).sum())
+    completed = int(counters.class_sum(windows, OUTCOME_CLASSES).sum())
     codes = counters.codes_share(analysis.frames.codes)
     top = list(codes.items())[:TOP_CODES]
     shares = [f"{code} {percent(count / completed)}" for code, count in top] if completed else []

@@ -8,8 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reports import hdr
-from reports.frames import CLASSES, KINDS
+from reports.frames import KINDS
 from reports.measure import latency
+from runfolder.outcomes import OUTCOME_CLASSES
 
 latencies_us = st.lists(st.integers(min_value=1, max_value=120_000_000), min_size=1, max_size=300)
 
@@ -75,7 +76,7 @@ def _latency_rows(per_second: dict[int, list[int]]) -> pd.DataFrame:
         frames.append(pd.DataFrame({"t": t, "kind": "intended", "cls": "succeeded", "idx": idx, "count": counts}))
     rows = pd.concat(frames, ignore_index=True)
     rows["kind"] = pd.Categorical(rows["kind"], categories=KINDS)
-    rows["cls"] = pd.Categorical(rows["cls"], categories=CLASSES)
+    rows["cls"] = pd.Categorical(rows["cls"], categories=OUTCOME_CLASSES)
     return rows
 
 

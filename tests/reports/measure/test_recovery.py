@@ -7,12 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from reports.frames import CLASSES, RunFrames, read_steps
+from reports.frames import RunFrames, read_steps
 from reports.measure import recovery
 from reports.measure.recovery import Incident
 from runfolder.events import EVENT_COLUMNS
 from runfolder.history import HISTORY_COLUMNS
 from runfolder.models import RunMeta, Slo, Span
+from runfolder.outcomes import OUTCOME_CLASSES
 
 SLO = Slo(min_success_ratio=0.99, max_p99_ms=500.0, max_recovery_s=5.0)
 STARTED = 1_000.0
@@ -30,7 +31,15 @@ def frames_of(
     windows = pd.DataFrame(
         0,
         index=seconds,
-        columns=["offered", "sent", "late", "dropped", "amount_fen", "plans_followed", *(f"n_{c}" for c in CLASSES)],
+        columns=[
+            "offered",
+            "sent",
+            "late",
+            "dropped",
+            "amount_fen",
+            "plans_followed",
+            *(f"n_{c}" for c in OUTCOME_CLASSES),
+        ],
     )
     windows["n_succeeded"] = good
     windows["n_error"] = failed
