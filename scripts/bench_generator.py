@@ -307,6 +307,55 @@ def bracket(holds: Callable[[float], bool], start: float) -> tuple[float, float]
     return held, failed
 
 
+TARGET_PIDS: list[int] = []  # the target's processes (nginx's master and worker), for `CpuShares.target`
+
+
+@dataclass(frozen=True)
+class CpuShares:
+    """Cores used during a probe's steady seconds, by who used them: the processes that make arrivals (the Locust
+    process, or the workers it forked), Locust's master when it forked workers, the target, and the rest of the
+    machine (the kernel's softirq work for loopback, other tenants): what is left to the generators of the
+    machine's cores is the ceiling of any multi-process speed-up on it."""
+
+    generators: float
+    master: float
+    target: float
+    rest: float
+
+    @property
+    def others(self) -> float:
+        return self.master + self.target + self.rest
+
+
+def run_watched(command: list[str], timeout_s: float, steady: tuple[float, float], target: list[int]) -> CpuShares:
+    """`run`, sampling every process's CPU time at the two instants of `steady` (unix times)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                               start_new_session=True)  # fmt: skip
+    samples: list[tuple[float, dict[int, float], dict[int, float], float, float]] = []
+    try:
+        for instant in steady:
+            time.sleep(max(0.0, instant - time.time()))
+            root = psutil.Process(process.pid)
+            own = {process.pid: sum(root.cpu_times()[:2])}
+            children = {child.pid: sum(child.cpu_times()[:2]) for child in root.children(recursive=True)}
+            aimed = sum(sum(psutil.Process(pid).cpu_times()[:2]) for pid in target)
+            machine = psutil.cpu_times()
+            busy = sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)
+            samples.append((time.time(), own, children, aimed, busy))
+        process.wait(timeout=timeout_s)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    (t_a, own_a, kids_a, aim_a, busy_a), (t_b, own_b, kids_b, aim_b, busy_b) = samples
+    elapsed = t_b - t_a
+    parent = (own_b[process.pid] - own_a[process.pid]) / elapsed
+    forked = sum(kids_b[pid] - kids_a.get(pid, 0.0) for pid in kids_b) / elapsed
+    generators, master = (forked, parent) if kids_b else (parent, 0.0)
+    aimed = (aim_b - aim_a) / elapsed
+    return CpuShares(generators, master, aimed, (busy_b - busy_a) / elapsed - generators - master - aimed)
+
+
 @dataclass
 class Probe:
     rate: float
@@ -325,6 +374,7 @@ class Probe:
     cpu_s: float = 0.0  # the Locust process's CPU time, user + system
     arrivals: int = 0
     steady_us: float = 0.0  # steady_us_per_arrival: CPU µs per arrival during the load, Locust's start left out
+    shares: CpuShares | None = None
 
     @property
     def cpu_ms_per_arrival(self) -> float:
@@ -343,7 +393,7 @@ def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, set
                "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
                "--surge-managed", "--only-summary", "--loglevel", "ERROR", *extra]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    run(command, 10 * windows + 60)
+    shares = run_watched(command, 10 * windows + 60, (t0 + 3.0, t0 + 10 * windows - 1.0), TARGET_PIDS)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     sent: list[float] = []
@@ -366,6 +416,7 @@ def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, set
     probe.p50_ms, probe.p99_ms, probe.intended_p50_ms, probe.intended_p99_ms = latencies(out)
     probe.cpu_hot_s = hot_seconds(out)
     probe.steady_us = steady_us_per_arrival(out, rate)
+    probe.shares = shares
     shutil.rmtree(out / "history", ignore_errors=True)
     return probe
 
@@ -431,8 +482,11 @@ def open_search(url: str, start: float, windows: int, work: Path, *extra: str) -
     def holds(rate: float) -> bool:
         probe = open_model(url, rate, windows, work, *extra)
         probes.append(probe)
+        cores = probe.shares
+        used = "" if cores is None else (f"; cores: generators {cores.generators:.2f}, master {cores.master:.2f}, "
+                                         f"target {cores.target:.2f}, rest {cores.rest:.2f}")  # fmt: skip
         print(f"  open model {probe.rate:.0f}/s: worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}"
-              f" ({'; '.join(probe.reasons) or 'no reasons'})", flush=True)  # fmt: skip
+              f" ({'; '.join(probe.reasons) or 'no reasons'}){used}", flush=True)  # fmt: skip
         return probe.held and probe.valid
 
     held, _ = bracket(holds, round(start))
@@ -569,7 +623,7 @@ def workers_ratio(workers: int, repetitions: int, windows: int) -> int:
     process and with `workers` (docs/distributed.md). The target is nginx answering every request itself when it
     is installed (a few µs of CPU a request), else the aiohttp handler: N generator processes on N cores cannot
     show N times the rate while the target takes a share of the same cores."""
-    ratios, floors = [], []
+    ratios, floors, ceilings = [], [], []
     with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp:
         work = Path(tmp)
         with nginx_server(work) if shutil.which("nginx") else server() as url:
@@ -578,19 +632,33 @@ def workers_ratio(workers: int, repetitions: int, windows: int) -> int:
             for k in range(repetitions):
                 paced_one, _ = paced_search(url, paced_start, work)
                 paced_many, _ = paced_search(url, max(paced_start, paced_one), work, "--processes", str(workers))
-                one, _ = open_search(url, start, windows, work)
-                many, _ = open_search(url, max(start, one), windows, work, "--processes", str(workers))
+                one, one_probes = open_search(url, start, windows, work)
+                many, many_probes = open_search(url, max(start, one), windows, work, "--processes", str(workers))
                 ratios.append(many / one if one else 0.0)
                 floors.append(paced_many / paced_one if paced_one else 0.0)
+                ceiling = machine_ceiling(one, one_probes, many, many_probes)
+                ceilings.append(ceiling)
                 print(f"repetition {k + 1}: surge one process {one:.0f}/s, {workers} workers {many:.0f}/s: ratio "
                       f"{ratios[-1]:.2f}; paced plain Locust {paced_one:.0f}/s and {paced_many:.0f}/s: ratio "
-                      f"{floors[-1]:.2f}", flush=True)  # fmt: skip
+                      f"{floors[-1]:.2f}; this machine's ceiling {ceiling:.2f}", flush=True)  # fmt: skip
                 start = 0.9 * one or start
                 paced_start = 0.9 * paced_one or paced_start
     print(f"surge {workers} workers / one process: median {statistics.median(ratios):.2f} "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); paced plain Locust, the framework's floor: median "
-          f"{statistics.median(floors):.2f} (min {min(floors):.2f}, max {max(floors):.2f})")  # fmt: skip
+          f"{statistics.median(floors):.2f} (min {min(floors):.2f}, max {max(floors):.2f}); this machine's "
+          f"ceiling {spread(ceilings)}")  # fmt: skip
     return 0
+
+
+def machine_ceiling(one: float, one_probes: list[Probe], many: float, many_probes: list[Probe]) -> float:
+    """The most a multi-process run could gain over one process on this machine: the cores the target, Locust's
+    master and the rest of the machine leave to the generators at the multi-process held rate, over the cores the
+    one process used at its own held rate — as if each worker spent per arrival what the one process did."""
+    held_one = next((p.shares for p in one_probes if p.rate == one and p.shares), None)
+    held_many = next((p.shares for p in many_probes if p.rate == many and p.shares), None)
+    if held_one is None or held_many is None or held_one.generators <= 0:
+        return 0.0
+    return ((psutil.cpu_count() or 1) - held_many.others) / held_one.generators
 
 
 NGINX_CONF = """
@@ -628,8 +696,10 @@ def nginx_server(work: Path) -> Iterator[str]:
                 if attempt.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.05)
+        TARGET_PIDS[:] = [process.pid, *(child.pid for child in psutil.Process(process.pid).children())]
         yield f"http://127.0.0.1:{port}"
     finally:
+        TARGET_PIDS.clear()
         process.terminate()
         process.wait(timeout=10)
 
