@@ -6,7 +6,7 @@ and "rejected" mean the same thing everywhere a run is judged (docs/internals.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final, Literal
 
 OutcomeClass = Literal["succeeded", "declined", "rate_limited", "shed", "error", "timeout"]
@@ -18,7 +18,8 @@ OUTCOME_CLASSES: Final[tuple[OutcomeClass, ...]] = ("succeeded", "declined", "ra
 #   admitted  = good + failures             every class but rate_limited: a 429 is advertised admission control
 #                                           that the client honours and retries, not a failure
 #   rejected  = rate_limited + shed         the gateway protecting itself: "not now, come back later"
-#   success ratio = good / admitted         the `min_success_ratio` SLO
+#   success ratio = good / admitted         the `min_success_ratio` SLO; a capacity probe's is good / every class,
+#                                           since there a 429 is exactly the load the gateway could not take
 GOOD: Final[tuple[OutcomeClass, ...]] = ("succeeded", "declined")
 FAILURES: Final[tuple[OutcomeClass, ...]] = ("shed", "error", "timeout")
 ADMITTED: Final[tuple[OutcomeClass, ...]] = (*GOOD, *FAILURES)
@@ -61,12 +62,13 @@ def is_failure(outcome: str) -> bool:
     return outcome in FAILURES
 
 
-def success_ratio(counts: Mapping[str, int]) -> float | None:
-    """good / admitted from per-class counts; None when nothing was admitted (no evidence either way)."""
-    admitted = sum(int(counts.get(name, 0)) for name in ADMITTED)
-    if admitted == 0:
+def success_ratio(counts: Mapping[str, int], of: Iterable[OutcomeClass] = ADMITTED) -> float | None:
+    """good / admitted from per-class counts (or good / the classes `of`: OUTCOME_CLASSES for a capacity probe);
+    None when nothing was counted (no evidence either way). The one definition every judge and output uses."""
+    total = sum(int(counts.get(name, 0)) for name in of)
+    if total == 0:
         return None
-    return sum(int(counts.get(name, 0)) for name in GOOD) / admitted
+    return sum(int(counts.get(name, 0)) for name in GOOD) / total
 
 
 ACCEPTED: Final = 202  # an async channel's "accepted, processing": the attempt's outcome class is `succeeded`

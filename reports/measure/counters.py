@@ -19,8 +19,9 @@ import numpy as np
 import pandas as pd
 
 from reports.frames import RunFrames
+from runfolder import outcomes
 from runfolder.history import read_unmatched_sample
-from runfolder.outcomes import ADMITTED, AUTH_CODES, FAILURES, GOOD, OUTCOME_CLASSES, REJECTED
+from runfolder.outcomes import AUTH_CODES, FAILURES, OUTCOME_CLASSES, REJECTED
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
@@ -71,11 +72,8 @@ def throughput(windows: pd.DataFrame) -> pd.DataFrame:
 
 
 def success_ratio(windows: pd.DataFrame) -> float | None:
-    """good / admitted over the given seconds; None when nothing was admitted (no evidence either way)."""
-    admitted = int(class_sum(windows, ADMITTED).sum())
-    if admitted == 0:
-        return None
-    return int(class_sum(windows, GOOD).sum()) / admitted
+    """runfolder.outcomes.success_ratio (good / admitted) over the given seconds."""
+    return outcomes.success_ratio({cls: int(windows[f"n_{cls}"].sum()) for cls in OUTCOME_CLASSES})
 
 
 def codes_share(codes: pd.DataFrame) -> dict[str, int]:

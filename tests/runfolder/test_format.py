@@ -33,6 +33,12 @@ def test_success_ratio_counts_declines_as_good_and_leaves_429s_out() -> None:
     assert success_ratio({"rate_limited": 3}) is None
 
 
+def test_a_capacity_probes_success_ratio_counts_429s_against_it() -> None:
+    counts = {"succeeded": 6, "declined": 2, "rate_limited": 8, "shed": 1, "error": 1}
+    assert success_ratio(counts, of=OUTCOME_CLASSES) == 8 / 18
+    assert success_ratio({}, of=OUTCOME_CLASSES) is None
+
+
 def test_the_package_is_light_enough_for_the_locust_process() -> None:
     """No pandas, numpy or hdrh in any module of the package: the generator imports it inside every Locust worker."""
     code = (
