@@ -91,12 +91,6 @@ def safely(kind: Kind, name: str, judging: Callable[[], Verdicts]) -> Verdicts:
         return [Verdict.of(kind, name, None, None, None, f"could not be judged: {type(exc).__name__}: {exc}")]
 
 
-def _bounded(kind: Kind, name: str, value: float | None, bound: float, *, at_least: bool) -> Verdict:
-    passed = value is not None and (value >= bound if at_least else value <= bound)
-    shown = None if value is None else round(value, 6)
-    return Verdict.of(kind, name, shown, bound, passed)
-
-
 def slo_verdicts(findings: Findings) -> Verdicts:
     """Success ratio and p99 overall and per phase, recovery per incident, the settlement p99; for a capacity
     search its one SLO, `capacity_found`, since its overload probes fail the scenario's SLOs on purpose."""
@@ -109,12 +103,12 @@ def slo_verdicts(findings: Findings) -> Verdicts:
         if span.suffix and span.success_ratio is None:
             continue
         ratio, p99 = f"success_ratio{span.suffix}", f"p99_ms{span.suffix}"
-        found.append(_bounded(Kind.SLO, ratio, span.success_ratio, slo.min_success_ratio, at_least=True))
-        found.append(_bounded(Kind.SLO, p99, span.p99_ms, slo.max_p99_ms, at_least=False))
+        found.append(Verdict.bounded(Kind.SLO, ratio, span.success_ratio, slo.min_success_ratio, at_least=True))
+        found.append(Verdict.bounded(Kind.SLO, p99, span.p99_ms, slo.max_p99_ms, at_least=False))
     for entry in findings.recovery:
         name = recovery_name(entry)
         if entry.get("played", True):
-            found.append(_bounded(Kind.SLO, name, entry["recover_s"], slo.max_recovery_s, at_least=False))
+            found.append(Verdict.bounded(Kind.SLO, name, entry["recover_s"], slo.max_recovery_s, at_least=False))
         else:
             found.append(Verdict.of(Kind.SLO, name, None, slo.max_recovery_s, None, entry.get("not_played")))
     failed = _credentials_failed(findings)
@@ -126,7 +120,7 @@ def slo_verdicts(findings: Findings) -> Verdicts:
         if findings.settle_p99_s is None:
             found.append(Verdict.of(Kind.SLO, "settle_p99_s", None, bound, None, NO_SETTLE))
         else:
-            found.append(_bounded(Kind.SLO, "settle_p99_s", findings.settle_p99_s, bound, at_least=False))
+            found.append(Verdict.bounded(Kind.SLO, "settle_p99_s", findings.settle_p99_s, bound, at_least=False))
     if findings.unmatched_line is not None:
         found = [
             verdict.unknown(findings.unmatched_line) if verdict.name.startswith(JUDGED_BY_OUTCOMES) else verdict
@@ -158,7 +152,7 @@ def invariant_verdicts(findings: Findings) -> Verdicts:
     found = [
         Verdict.of(Kind.INVARIANT, name, None, bound, None, unknown[name])
         if name in unknown and not counts.get(name)
-        else _bounded(Kind.INVARIANT, name, counts[name], bound, at_least=False)
+        else Verdict.bounded(Kind.INVARIANT, name, counts[name], bound, at_least=False)
         for name, bound in bounds.items()
     ]
     if findings.history_missing is not None:

@@ -95,6 +95,15 @@ class Verdict(BaseModel):
         state = State.UNKNOWN if passed is None else State.PASS if passed else State.FAIL
         return cls(kind=kind, name=name, value=value, bound=bound, state=state, reason=reason)
 
+    @classmethod
+    def bounded(cls, kind: Kind, name: str, value: float | None, bound: float, *, at_least: bool) -> Verdict:
+        """`value` against `bound`, a floor when `at_least` else a ceiling, kept to six decimals (the check is
+        on the value as measured); no value fails: the caller that knows why nothing was measured says so with
+        an unknown instead."""
+        passed = value is not None and (value >= bound if at_least else value <= bound)
+        shown = None if value is None else round(value, 6)
+        return cls.of(kind, name, shown, bound, passed)
+
     def unknown(self, reason: str) -> Verdict:
         """The same claim, not checked: no value, `reason` for it."""
         return self.model_copy(update={"value": None, "state": State.UNKNOWN, "reason": reason})

@@ -2,7 +2,8 @@
 
 A probe passes when, over its steady window (warm-up skipped), the gateway answered at least the SLO's success
 ratio of everything offered — here a 429 or 503 counts against it, because a rejected arrival is exactly the
-load the gateway could not take — and the intended-time p99 stays within the SLO.
+load the gateway could not take — the intended-time p99 stays within the SLO, and the generator delivered the
+rate asked for. Each is a `runfolder.verdict.Verdict`, merged by the rule that merges a run's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import numpy as np
 from loadtests.orchestration.capacity_search import Probe
 from reports.hdr import decode_sparse, dense, percentiles_ms
 from runfolder.layout import RunFolder, read_window_records
-from runfolder.outcomes import GOOD
+from runfolder.outcomes import GOOD, OUTCOME_CLASSES, success_ratio
+from runfolder.verdict import ExitCode, Kind, Verdict, merge
 
 REJECTION_CODES = {"RATE_LIMITED", "CHANNEL_BUSY", "REPLICA_UNAVAILABLE", "NO_HEALTHY_REPLICA"}
+MIN_OFFERED_SHARE = 0.95  # of the rate asked for: below it the probe did not load the gateway at that rate
+MAX_SHORTFALL = 0.01  # late + dropped arrivals, of the offered ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,7 @@ class Evidence:
     shortfall: float  # late + dropped arrivals as a share of the offered ones
     codes: Counter[str]
     counts: Counter[str]
-    p99_ms: float
+    p99_ms: float | None  # None: no latency was recorded
     generator_valid: bool
 
 
@@ -65,17 +69,36 @@ def judge_probe(
                 index, count = decode_sparse(cls["intended"])
                 indices.append(index)
                 values.append(count)
-    done = sum(counts.values())
     answered = sum(counts[name] for name in GOOD)
-    success = answered / done if done else 0.0
+    success = success_ratio(counts, of=OUTCOME_CLASSES)
     merged = dense(np.concatenate(indices), np.concatenate(values)) if indices else None
-    p99 = (percentiles_ms(merged, [99.0])[0] if merged is not None else None) or 0.0
+    p99 = percentiles_ms(merged, [99.0])[0] if merged is not None else None
     missed = sum(int(w.get("late", 0)) + int(w.get("dropped", 0)) for w in steady)
-    evidence = Evidence(offered, rate, missed / max(1.0, offered * seconds), codes, counts, p99, generator_valid)
-    passed = success >= min_success and p99 <= max_p99_ms and offered >= 0.95 * rate and evidence.shortfall <= 0.01
+    shortfall = missed / max(1.0, offered * seconds)
+    passed = merge(probe_verdicts(success, p99, offered, shortfall, rate, min_success, max_p99_ms)) is ExitCode.PASS
+    evidence = Evidence(offered, rate, shortfall, codes, counts, p99, generator_valid)
     limited = "" if passed else _limiting_factor(evidence, max_p99_ms)
     span = (float(steady[0]["t"]), float(steady[-1]["t"]) + 1.0)
-    return Probe(rate, offered, answered / seconds, success, p99, passed, limited), span
+    return Probe(rate, offered, answered / seconds, success or 0.0, p99 or 0.0, passed, limited), span
+
+
+def probe_verdicts(
+    success: float | None,
+    p99_ms: float | None,
+    offered: float,
+    shortfall: float,
+    rate: float,
+    min_success: float,
+    max_p99_ms: float,
+) -> list[Verdict]:
+    """The SLOs over the steady window, and the run's checks that the generator offered the rate asked for
+    (a probe that did not cannot say what the gateway does at that rate)."""
+    return [
+        Verdict.bounded(Kind.SLO, "success_ratio", success, min_success, at_least=True),
+        Verdict.bounded(Kind.SLO, "p99_ms", p99_ms, max_p99_ms, at_least=False),
+        Verdict.bounded(Kind.RUN, "offered_per_s", offered, MIN_OFFERED_SHARE * rate, at_least=True),
+        Verdict.bounded(Kind.RUN, "shortfall", shortfall, MAX_SHORTFALL, at_least=False),
+    ]
 
 
 def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
@@ -93,9 +116,11 @@ def _limiting_factor(seen: Evidence, max_p99_ms: float) -> str:
         }.get(top, f"replica availability ({top})")
     if seen.counts["timeout"] or seen.counts["error"]:
         return "errors and timeouts"
+    if seen.p99_ms is None:
+        return "the generator itself (no latency recorded)"
     if seen.p99_ms > max_p99_ms:
         return f"latency (p99 {seen.p99_ms:.0f} ms > {max_p99_ms:.0f} ms: saturated replica CPU or bank queue)"
-    if seen.offered < 0.95 * seen.rate or seen.shortfall > 0.01:
+    if seen.offered < MIN_OFFERED_SHARE * seen.rate or seen.shortfall > MAX_SHORTFALL:
         return "client pool exhausted (responses too slow to free users)"
     return "success ratio"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from loadtests.orchestration.capacity_probe import judge_probe
+from loadtests.orchestration.capacity_probe import judge_probe, probe_verdicts
 from reports.hdr import new_histogram
+from runfolder.verdict import ExitCode, Kind, State, merge
 
 
 def window(t: int, offered: int, ok: int, limited: int = 0, latency_us: int = 10_000) -> dict[str, Any]:
@@ -67,3 +68,26 @@ def test_an_invalid_generator_is_blamed_first() -> None:
     windows = [window(t, 400, 300, limited=100) for t in range(0, 6)]
     probe, _ = judge_probe(windows, 400, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800, generator_valid=False)
     assert "generator" in probe.limited_by
+
+
+def test_a_probe_is_judged_by_the_verdicts_and_the_merge_of_a_run() -> None:
+    verdicts = probe_verdicts(0.995, 120.0, 97.0, 0.002, 100.0, min_success=0.99, max_p99_ms=800)
+    assert [(v.kind, v.name, v.state) for v in verdicts] == [
+        (Kind.SLO, "success_ratio", State.PASS),
+        (Kind.SLO, "p99_ms", State.PASS),
+        (Kind.RUN, "offered_per_s", State.PASS),
+        (Kind.RUN, "shortfall", State.PASS),
+    ]
+    short = probe_verdicts(0.995, 120.0, 94.0, 0.002, 100.0, min_success=0.99, max_p99_ms=800)
+    assert merge(short) is ExitCode.HARNESS  # the generator did not offer the rate: no claim on the gateway
+    late = probe_verdicts(0.995, 120.0, 97.0, 0.011, 100.0, min_success=0.99, max_p99_ms=800)
+    assert [v.name for v in late if v.state is State.FAIL] == ["shortfall"]
+
+
+def test_answers_without_a_latency_recorded_are_not_a_pass() -> None:
+    windows = [window(t, 100, 100) for t in range(0, 6)]
+    for w in windows:
+        del w["classes"]["succeeded"]["intended"]
+    probe, _ = judge_probe(windows, 100, warmup_s=1, end_s=6, min_success=0.99, max_p99_ms=800)
+    assert probe.success_ratio == 1.0 and not probe.passed
+    assert "no latency recorded" in probe.limited_by

@@ -79,3 +79,12 @@ def test_unknown_keeps_the_claim_and_drops_the_value() -> None:
         kind=Kind.SLO, name="p99_ms", value=None, bound=800, state=State.UNKNOWN, reason="why"
     )
     assert measured.unit == " ms" and State.FAIL.word == "FAIL" and State.PASS.word == "pass"
+
+
+def test_a_bound_is_a_floor_or_a_ceiling_and_no_value_fails() -> None:
+    assert Verdict.bounded(Kind.SLO, "success_ratio", 0.99, 0.99, at_least=True).state is State.PASS
+    assert Verdict.bounded(Kind.SLO, "success_ratio", 0.9899999, 0.99, at_least=True).state is State.FAIL
+    assert Verdict.bounded(Kind.SLO, "p99_ms", 800.0, 800, at_least=False).state is State.PASS
+    assert Verdict.bounded(Kind.SLO, "p99_ms", 800.0000001, 800, at_least=False).state is State.FAIL
+    assert Verdict.bounded(Kind.SLO, "p99_ms", None, 800, at_least=False).state is State.FAIL
+    assert Verdict.bounded(Kind.SLO, "success_ratio", 2 / 3, 0.5, at_least=True).value == 0.666667
