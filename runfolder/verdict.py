@@ -4,8 +4,9 @@ Every judge of a run (its SLOs, its money invariants, the run's own checks) yiel
 them, and every output (console table, GitHub step summary, junit.xml, report.html, study.html, a plain Locust
 run's log) only formats them, with the words defined here once. Unknown means surge could not check the claim
 (`reason` says why) and is never a pass: `merge`, the one priority rule, gives exit 0 only when every verdict
-held. It belongs to the run-folder format because summary.json carries it and the generator, the orchestration
-and the reports all read it back; the exit codes live here too, since a verdict is what most of them report.
+held, and `worst_exit` folds several runs' codes into one. It belongs to the run-folder format because
+summary.json carries it and the generator, the orchestration and the reports all read it back; the exit codes
+live here too, since a verdict is what most of them report.
 """
 
 from __future__ import annotations
@@ -171,6 +172,23 @@ def merge(verdicts: Iterable[Verdict]) -> ExitCode:
     if failed(Kind.SLO):
         return ExitCode.FAIL
     return ExitCode.HARNESS if any(verdict.state is State.UNKNOWN for verdict in found) else ExitCode.PASS
+
+
+def worst_exit(codes: Iterable[int]) -> int:
+    """The exit code of several runs (a study's variants, a variant's repetitions), the first found of:
+
+    1. a signal's (128 + its number, 143 SIGTERM before 130 SIGINT): the runs were stopped before they were
+       all done, and a shell, `make` or a CI runner must see a stop, not an outcome;
+    2. 1: a run found the gateway failing an SLO or an invariant. Each run's own code already says 3 for an SLO
+       failure measured in a run that was not valid, so a 1 is a real finding that no other run's trouble
+       undoes (the order `worst` gives the runs' states: a failure before an unknown);
+    3. any other code surge never exits with (a process that ended its own way): kept, so that it is seen;
+    4. 3: a run's harness failed or a verdict is unknown — the runs do not prove the gateway held;
+    5. 2: a run was refused as asked (bad usage) and every other passed;
+    6. 0: every run passed (and for no runs at all).
+    """
+    ranks: Mapping[int, int] = {ExitCode.PASS: 0, ExitCode.USAGE: 1, ExitCode.HARNESS: 2, ExitCode.FAIL: 4}
+    return max(codes, key=lambda code: (5 if code > 128 else ranks.get(code, 3), code), default=ExitCode.PASS)
 
 
 class Headline(StrEnum):

@@ -25,6 +25,7 @@ from loadtests.orchestration.stopping import StoppedBySignal
 from loadtests.orchestration.study import VariantPlan, plan_study, run_study, study_header
 from loadtests.scenario.study import load_study
 from runfolder.stop import read_stop
+from runfolder.verdict import worst_exit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     _print_table(rows, cli_console())
     publish_study({**header, "variants": rows})  # GitHub Actions' job summary; nothing outside CI
     print(f"study: {one_line((out / 'study.html').resolve())}")
-    return max((int(row["exit_code"]) for row in rows), default=0)
+    return worst_exit(int(row["exit_code"]) for row in rows)
 
 
 def _default_out(name: str) -> Path:

@@ -16,6 +16,7 @@ from reports.render.shared import environment, plotly_bundle, script_json
 from reports.study.ranking import NOISE_TEST, best_per_question, passing, study_document, variant_rows
 from reports.study.rows import SETTLE_KEY, is_number
 from runfolder.layout import write_json
+from runfolder.verdict import worst_exit
 
 
 def write_study(out: Path, study: dict[str, Any], runs: Sequence[dict[str, Any]], *, finished: bool) -> None:
@@ -45,7 +46,7 @@ def render_study(study: dict[str, Any], rows: Sequence[dict[str, Any]], *, finis
             noise_test=NOISE_TEST,
             repeat=max((len(row.get("runs") or [row]) for row in rows), default=1),
             finished=finished,
-            exit_code=max((int(row["exit_code"]) for row in rows), default=0),
+            exit_code=worst_exit(int(row["exit_code"]) for row in rows),
             charts={chart["id"]: chart for chart in charts},
             chart_json=script_json(charts),
             plotly_gz=plotly_bundle(),

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from reports.study.rows import EXTRAS, FIELDS, SETTLE_KEY, is_number
-from runfolder.verdict import State, worst
+from runfolder.verdict import State, worst, worst_exit
 
 SPREAD = (  # the figures a variant's row gives as a range over its runs (`spread`), besides the median run's
     "completed_ratio",
@@ -57,7 +57,7 @@ def variant_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 def _fold(runs: list[dict[str, Any]]) -> dict[str, Any]:
     first = runs[0]
     row = {key: first.get(key) for key in FIELDS + EXTRAS if key not in ("repetition", "seed")}
-    row["exit_code"] = max(int(run["exit_code"]) for run in runs)
+    row["exit_code"] = worst_exit(int(run["exit_code"]) for run in runs)
     row["valid"] = all(run.get("valid") for run in runs)
     row["verdict"] = worst(State(run.get("verdict") or State.UNKNOWN) for run in runs)
     problems = [f"run {run['repetition']}: {run['problem']}" for run in runs if run.get("problem")]
@@ -172,7 +172,7 @@ def study_document(study: dict[str, Any], rows: Sequence[dict[str, Any]], *, fin
     return {
         **study,
         "finished": finished,
-        "exit_code": max((int(row["exit_code"]) for row in rows), default=0),
+        "exit_code": worst_exit(int(row["exit_code"]) for row in rows),
         "noise_test": NOISE_TEST,
         "passing": passing(rows),
         "best": [

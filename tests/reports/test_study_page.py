@@ -14,7 +14,7 @@ import pytest
 from reports.finalize import finalize_run
 from reports.frames import load_run
 from reports.study.page import _charts, render_study, write_study
-from reports.study.ranking import best_per_question, variant_rows
+from reports.study.ranking import best_per_question, study_document, variant_rows
 from reports.study.rows import EXTRAS, FIELDS, completed_bills, variant_row
 from tests.reports.conftest import DERIVED, FIXTURE
 from tests.reports.runs import edit_json
@@ -106,6 +106,18 @@ def test_a_winner_is_named_only_when_every_run_beats_every_run_of_the_runner_up(
     assert answer["clear"] is False and "one run each" in answer["why"]
     invalid = clear[:3] + [run("b", k, 0.99, valid=k != 2) for k in (1, 2, 3)]  # b: one invalid run, not ranked
     assert completed_answer(invalid)["why"] == "no other valid variant to compare with"
+
+
+def test_a_failure_found_outranks_a_run_whose_harness_failed() -> None:
+    """A variant's runs fold into the code of the one that found the gateway failing, as its verdict does, and the
+    study's code is that too: a harness failure elsewhere does not hide it."""
+    invalid = {**run("a", 1, 0.7), "exit_code": 3, "verdict": "unknown", "valid": False}
+    rows = variant_rows([invalid, run("a", 2, 0.7), run("b", 1, 0.6, verdict="pass")])
+    assert [(row["exit_code"], row["verdict"]) for row in rows] == [(1, "fail"), (0, "pass")]
+    broken = {**run("c", 1, 0.5), "exit_code": 3, "verdict": "unknown"}
+    assert study_document(HEADER, variant_rows([broken, run("a", 1, 0.7)]), finished=True)["exit_code"] == 1
+    stopped = {**run("d", 1, 0.5), "exit_code": 130, "verdict": "unknown"}
+    assert study_document(HEADER, variant_rows([run("a", 1, 0.7), stopped]), finished=False)["exit_code"] == 130
 
 
 def test_the_page_says_which_variant_passes_or_in_words_that_none_does(tmp_path: Path) -> None:

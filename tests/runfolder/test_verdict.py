@@ -6,7 +6,19 @@ import json
 
 import pytest
 
-from runfolder.verdict import ExitCode, Headline, Kind, State, Verdict, headline, merge, verdicts_of
+from runfolder.verdict import (
+    ExitCode,
+    Headline,
+    Kind,
+    State,
+    Verdict,
+    headline,
+    merge,
+    run_state,
+    verdicts_of,
+    worst,
+    worst_exit,
+)
 
 
 def _v(kind: Kind, state: State, name: str = "x") -> Verdict:
@@ -88,3 +100,30 @@ def test_a_bound_is_a_floor_or_a_ceiling_and_no_value_fails() -> None:
     assert Verdict.bounded(Kind.SLO, "p99_ms", 800.0000001, 800, at_least=False).state is State.FAIL
     assert Verdict.bounded(Kind.SLO, "p99_ms", None, 800, at_least=False).state is State.FAIL
     assert Verdict.bounded(Kind.SLO, "success_ratio", 2 / 3, 0.5, at_least=True).value == 0.666667
+
+
+@pytest.mark.parametrize(
+    ("codes", "code"),
+    [
+        ([], 0),
+        ([0, 0], 0),
+        ([0, 2], 2),
+        ([2, 3], 3),  # a run that started and proved nothing outranks one refused before it started
+        ([3, 1, 0], 1),  # a failure found is real whatever another run's harness did
+        ([1, 2], 1),
+        ([3, 4, 2], 4),  # a code surge never exits with is kept, so that it is seen
+        ([-9, 0], -9),  # a child killed by a signal, as Python reports it
+        ([1, 130, 3], 130),  # stopped: a caller must see the stop
+        ([130, 143], 143),
+    ],
+)
+def test_the_worst_exit_code_of_several_runs(codes: list[int], code: int) -> None:
+    assert worst_exit(codes) == code
+    assert worst_exit(reversed(codes)) == code
+
+
+def test_the_worst_exit_code_agrees_with_the_worst_state_of_runs_that_finished() -> None:
+    finished = [ExitCode.PASS, ExitCode.FAIL, ExitCode.USAGE, ExitCode.HARNESS]
+    for a in finished:
+        for b in finished:
+            assert run_state(worst_exit([a, b])) is worst([run_state(a), run_state(b)]), (a, b)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from runfolder.verdict import worst_exit
 from tests.support.procs import surge
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(170)]
@@ -90,7 +91,7 @@ def test_a_two_variant_study_end_to_end(tmp_path: Path) -> None:
     result = surge("study", str(tmp_path / "study.toml"), "--out", str(out), timeout_s=160, cwd=tmp_path)
     study = json.loads((out / "study.json").read_text(encoding="utf-8"))
     codes = [variant["exit_code"] for variant in study["variants"]]
-    assert result.returncode == max(codes), result.stderr[-2000:]
+    assert result.returncode == worst_exit(codes), result.stderr[-2000:]
     assert study["study"] == "plans <b>help</b>" and study["scenario"] == "plan-or-give-up"
     assert study["finished"] is True
     by_name = {variant["name"]: variant for variant in study["variants"]}
