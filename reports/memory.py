@@ -12,16 +12,17 @@ from typing import Any
 
 import pandas as pd
 
-MEMORY_COLUMNS = ["t_s", "process", "pid", "rss_bytes"]
+from runfolder.layout import MEMORY_COLUMNS, RunFolder
+
 WARMUP_SHARE = 0.25
 MIB = 2**20
 
 
 def read_memory(run_dir: Path) -> pd.DataFrame:
     """The samples, or an empty frame when the run had no embedded gateway to watch."""
-    path = run_dir / "memory.csv"
+    path = RunFolder(run_dir).memory
     if not path.exists():
-        return pd.DataFrame(columns=MEMORY_COLUMNS)
+        return pd.DataFrame(columns=list(MEMORY_COLUMNS))
     return pd.read_csv(path)
 
 

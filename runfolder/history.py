@@ -10,6 +10,7 @@ import contextlib
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -89,6 +90,23 @@ def history_line(a: Attempt) -> str:
     quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
     quoted.writerow([times.get(k, cell) for k, cell in enumerate(cells)])
     return buffer.getvalue()
+
+
+def history_rows(run_dir: Path) -> Iterator[dict[str, str]]:
+    """Every attempt of history/*.csv as text by column, file by file in name order: for a reader that needs a
+    few columns without the report stack (which reads the whole table typed, through Arrow). RunFolderError for a
+    file that is not a history file; the settlement columns may be absent (a folder written before them)."""
+    required = [name for name in HISTORY_COLUMNS if name not in SETTLEMENT_COLUMNS]
+    for path in sorted(RunFolder(run_dir).history.glob("*.csv")):
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                rows = csv.DictReader(handle)
+                missing = [name for name in required if name not in (rows.fieldnames or ())]
+                if missing:
+                    raise RunFolderError(f"{path}: not a history file (no {', '.join(missing)})")
+                yield from rows
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise RunFolderError(f"{path}: unreadable history ({exc})") from exc
 
 
 def read_unmatched_sample(run_dir: Path) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -21,6 +21,10 @@ from errortext.validation import describe
 
 # A JSON number kept as written: a float field would turn a recorded 30 into 30.0 and change the bytes.
 Number = int | float
+
+
+# memory.csv's header: written by surge's own process while the load runs, read by the reports
+MEMORY_COLUMNS: Final[tuple[str, ...]] = ("t_s", "process", "pid", "rss_bytes")
 
 
 class RunFolderError(ValueError):
@@ -113,6 +117,11 @@ class RunFolder:
     @property
     def timeseries(self) -> Path:
         return self.path / "timeseries.csv"
+
+    @property
+    def memory(self) -> Path:
+        """The embedded gateway's resident memory, one row per process and second (MEMORY_COLUMNS)."""
+        return self.path / "memory.csv"
 
     @property
     def ledger(self) -> Path:

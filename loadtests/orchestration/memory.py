@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 
 from mock_gateway.cluster.handle import ClusterProcess
-from reports.memory import MEMORY_COLUMNS
+from runfolder.layout import MEMORY_COLUMNS
 
 SAMPLE_EVERY_S = 1.0
 

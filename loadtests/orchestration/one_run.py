@@ -166,10 +166,9 @@ async def _drive(
         events.append(RunEvent(event.unix, "chaos", event.kind, event.target, event.detail))
         live.faults.append(one_line(f"{event.kind} {event.target} {event.detail}".strip()))
 
-    memory_csv = run_dir / "memory.csv"
     tasks: list[asyncio.Task[None]] = []
     if cluster is not None:
-        tasks.append(asyncio.create_task(sample_memory(cluster, start_unix, memory_csv)))
+        tasks.append(asyncio.create_task(sample_memory(cluster, start_unix, RunFolder(run_dir).memory)))
     players: list[FaultPlayer] = []
     if any(fault.action == "exec" for fault in scenario.faults):
         players.append(ExecPlayer(scenario.faults, start_unix, on_event=on_chaos))

@@ -28,7 +28,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from errortext.console_text import one_line
 from loadtests.errors import HarnessError
 from loadtests.scenario.profile_ledger import LedgerSpec, expand_url, single_statement
-from reports.frames import read_history
+from runfolder.history import history_rows
 from runfolder.layout import RunFolder
 
 REQUIRED = ("key", "card_id", "user_id", "amount_fen", "business_date")
@@ -204,11 +204,7 @@ def _states(rows: list[dict[str, Any]], spec: LedgerSpec) -> list[str] | None:
 
 def _card_channels(run_dir: Path) -> dict[str, str]:
     """card_id -> channel from the run's history: the query need not return the channel."""
-    history_dir = RunFolder(run_dir).history
-    if not history_dir.is_dir():
-        return {}
-    history = read_history(history_dir)
-    return dict(zip(history["card_id"], history["channel"], strict=True))
+    return {row["card_id"]: row["channel"] for row in history_rows(run_dir)}
 
 
 def _ledger_row(row: dict[str, Any], channel_of: dict[str, str], index: int) -> tuple[Any, ...]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.memory import MEMORY_COLUMNS, MIB, memory_growth
+from reports.memory import MIB, memory_growth
+from runfolder.layout import MEMORY_COLUMNS
 
 
 def samples(rows: list[tuple[float, str, int, float]]) -> pd.DataFrame:
-    return pd.DataFrame([(t, name, pid, mib * MIB) for t, name, pid, mib in rows], columns=MEMORY_COLUMNS)
+    return pd.DataFrame([(t, name, pid, mib * MIB) for t, name, pid, mib in rows], columns=list(MEMORY_COLUMNS))
 
 
 def test_growth_is_measured_after_the_warm_up_to_the_end_of_the_load() -> None:
@@ -25,4 +26,4 @@ def test_a_restarted_replica_is_measured_on_its_newest_process() -> None:
 
 
 def test_no_samples_no_figure() -> None:
-    assert memory_growth(pd.DataFrame(columns=MEMORY_COLUMNS), duration_s=10) is None
+    assert memory_growth(pd.DataFrame(columns=list(MEMORY_COLUMNS)), duration_s=10) is None

@@ -12,7 +12,8 @@ import pytest
 
 from reports.frames import read_steps
 from runfolder.clock import SHANGHAI, ClusterClock, read_cluster_clock
-from runfolder.layout import RunFolderError, write_json
+from runfolder.history import HISTORY_COLUMNS, Attempt, history_line, history_rows
+from runfolder.layout import RunFolder, RunFolderError, write_json
 from runfolder.models import RunMeta, read_meta
 from runfolder.outcomes import ADMITTED, FAILURES, GOOD, OUTCOME_CLASSES, REJECTED, success_ratio
 from runfolder.steps import STEP_COLUMNS, CapacityStep, write_steps_csv
@@ -37,6 +38,24 @@ def test_a_capacity_probes_success_ratio_counts_429s_against_it() -> None:
     counts = {"succeeded": 6, "declined": 2, "rate_limited": 8, "shed": 1, "error": 1}
     assert success_ratio(counts, of=OUTCOME_CLASSES) == 8 / 18
     assert success_ratio({}, of=OUTCOME_CLASSES) is None
+
+
+def test_history_rows_read_back_what_the_generator_wrote(tmp_path: Path) -> None:
+    assert list(history_rows(tmp_path)) == []  # no history folder: no attempts
+    folder = RunFolder(tmp_path)
+    folder.history.mkdir()
+    for worker, code in ((1, 'odd, "quoted"\r\nline'), (0, "")):
+        made = Attempt(f"p{worker}", "k", 1, "u1", f"c{worker}", "ICBC", 100, 1.0, 1.0, 1.5, 201, code, "succeeded",
+                       "rp", "r1", "2026-11-11", False, 0)  # fmt: skip
+        folder.history_of(worker).write_text(",".join(HISTORY_COLUMNS) + "\n" + history_line(made), encoding="utf-8")
+    rows = list(history_rows(tmp_path))
+    assert [(row["card_id"], row["channel"], row["code"]) for row in rows] == [
+        ("c0", "ICBC", ""),
+        ("c1", "ICBC", 'odd, "quoted"\r\nline'),
+    ]
+    folder.history_of(2).write_text("payment_id,key\np,k\n", encoding="utf-8")
+    with pytest.raises(RunFolderError, match="not a history file"):
+        list(history_rows(tmp_path))
 
 
 def test_the_package_is_light_enough_for_the_locust_process() -> None:

@@ -14,6 +14,7 @@ FILES = [
     *(getattr(RunFolder(Path("run")), name) for name in ("meta", "generator", "windows", "events", "summary")),
     *(getattr(RunFolder(Path("run")), name) for name in ("junit", "report", "timeseries", "ledger", "capacity")),
     RunFolder(Path("run")).steps,
+    RunFolder(Path("run")).memory,
     RunFolder(Path("run")).stop,
 ]
 

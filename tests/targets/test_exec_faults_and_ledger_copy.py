@@ -19,6 +19,8 @@ from loadtests.orchestration.target_ledger import copy_target_ledger, database_u
 from loadtests.scenario.parts import Fault
 from loadtests.scenario.profile_ledger import LedgerSpec
 from reports.frames import read_ledger
+from runfolder.history import HISTORY_COLUMNS, Attempt, history_line
+from runfolder.layout import RunFolder
 from tests.support.postgres import Postgres
 from tests.support.procs import free_port
 
@@ -89,6 +91,24 @@ def test_a_sqlite_ledger_is_copied_in_the_checkers_schema(tmp_path: Path) -> Non
     assert ledger is not None
     assert list(ledger["idempotency_key"]) == ["k1", "k1"]  # a key recorded twice survives for `duplicate`
     assert list(ledger["amount_fen"]) == [100, 100]
+
+
+def test_a_ledger_without_channels_takes_each_cards_channel_from_the_history(tmp_path: Path) -> None:
+    source = tmp_path / "team.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE pay (req TEXT, card TEXT, uid TEXT, fen INTEGER, day TEXT)")
+        conn.executemany("INSERT INTO pay VALUES (?, ?, ?, ?, ?)", [("k1", "c1", "u1", 100, "2026-11-11"),
+                                                                    ("k2", "c9", "u2", 100, "2026-11-11")])  # fmt: skip
+    query = "SELECT req AS key, card AS card_id, uid AS user_id, fen AS amount_fen, day AS business_date FROM pay"
+    run_dir = tmp_path / "run"
+    RunFolder(run_dir).history.mkdir(parents=True)
+    made = Attempt("p1", "k1", 1, "u1", "c1", "ALIPAY", 100, 1.0, 1.0, 1.5, 201, "", "succeeded", "rp", "r1",
+                   "2026-11-11", False, 0)  # fmt: skip
+    RunFolder(run_dir).history_of(0).write_text(",".join(HISTORY_COLUMNS) + "\n" + history_line(made), "utf-8")
+    assert copy_target_ledger(LedgerSpec(url=f"sqlite:///{source}", query=query), {}, run_dir) == 2
+    ledger = read_ledger(run_dir / "ledger.sqlite")
+    assert ledger is not None
+    assert list(ledger["channel"]) == ["ALIPAY", ""]  # a card the history never saw has no channel
 
 
 def test_wrong_columns_are_one_line(tmp_path: Path) -> None:
