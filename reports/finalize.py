@@ -1,36 +1,48 @@
 """The end of a run: from the run folder to timeseries.csv, summary.json, junit.xml and report.html.
 
-`surge run` calls `finalize_run` once the load has stopped and the ledger copy is in place; the returned summary
-carries the exit code (rules in `reports.analysis`).
+`surge run` calls `finalize_run` once the load has stopped and the ledger copy is in place: the run is measured
+and judged once (`reports.analysis`), compared with a baseline's figures as they were measured when that run
+finished (`runfolder.figures`), and every file only formats the result; the returned summary carries the exit
+code.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from reports import compare
-from reports.analysis import analyse, summary, timeseries
+from reports.analysis import analyse
+from reports.compare import compare
 from reports.frames import load_run
 from reports.junit import junit_xml
 from reports.render.page import render_report
+from reports.summary import summary, timeseries
+from runfolder.figures import Figures
 from runfolder.layout import RunFolder, write_json
+from runfolder.outcomes import GOOD
 
 
-def finalize_run(run_dir: Path, baseline: Path | None = None) -> dict[str, Any]:
+def finalize_run(run_dir: Path, baseline: Figures | None = None) -> dict[str, Any]:
     """Write every derived file of the run folder and return the summary (also written as summary.json).
 
-    With a baseline run folder, the comparison goes into the summary (`comparison`) and the report; a regression
-    against the baseline does not change the exit code, which README ties to SLOs and invariants only.
-    Raises `runfolder.layout.RunFolderError` when `run_dir` (or `baseline`) is not a readable run folder.
+    With a baseline's figures (`runfolder.figures.read_figures`), the comparison goes into the summary
+    (`comparison`) and the report; a regression against the baseline does not change the exit code, which README
+    ties to SLOs and invariants only. Raises `runfolder.layout.RunFolderError` when `run_dir` is not a readable
+    run folder.
     """
-    analysis = analyse(load_run(run_dir))
-    comparison = compare.compare(analyse(load_run(baseline)), analysis) if baseline is not None else None
-    result = summary(analysis).model_dump(mode="json")
-    if comparison is not None:
-        result["comparison"] = comparison.as_dict()
-    timeseries(analysis).to_csv(RunFolder(run_dir).timeseries, index=False)
-    write_json(RunFolder(run_dir).summary, result)
-    RunFolder(run_dir).junit.write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
-    RunFolder(run_dir).report.write_text(render_report(analysis, comparison), encoding="utf-8")
+    frames = load_run(run_dir)
+    analysis = analyse(frames)
+    measured, seconds = summary(analysis), timeseries(analysis)
+    result = measured.model_dump(mode="json")
+    comparison = None
+    if baseline is not None:
+        rows = seconds[["offered", *GOOD]].to_dict("records")
+        comparison = compare(baseline, Figures.of(run_dir, analysis.frames.meta, measured, rows))
+        result["comparison"] = asdict(comparison)
+    folder = RunFolder(run_dir)
+    seconds.to_csv(folder.timeseries, index=False)
+    write_json(folder.summary, result)
+    folder.junit.write_text(junit_xml(analysis.frames.meta.scenario, analysis.verdicts), encoding="utf-8")
+    folder.report.write_text(render_report(analysis, comparison), encoding="utf-8")
     return result

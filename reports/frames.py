@@ -74,6 +74,16 @@ class RunFrames:
         """A `surge find-capacity` folder (internals §6): probes overload the gateway on purpose."""
         return self.meta.is_capacity_search
 
+    @property
+    def not_started(self) -> bool:
+        """Stopped (a signal, Locust's web UI) before the first arrival: nothing was offered, nothing attempted."""
+        return (
+            self.stop is not None
+            and self.stop.aborted is None
+            and int(self.windows["offered"].sum()) == 0
+            and self.history.empty
+        )
+
 
 def load_run(run_dir: Path) -> RunFrames:
     """Read every file of a run folder; raise `RunFolderError` when the two mandatory ones are unusable."""

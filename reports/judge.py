@@ -134,6 +134,18 @@ def recovery_name(entry: Mapping[str, Any]) -> str:
     return f"recovery_s[{entry['event']}@{entry['at_s']:g}s]"
 
 
+def told(entry: dict[str, Any], verdicts: Verdicts) -> dict[str, Any]:
+    """A recovery entry with its verdict told after `errors`, as summary.json's `recovered_within_slo`: true,
+    false, or null when the verdict is unknown (not played, or the run's SLOs could not be judged)."""
+    passed = next((verdict.passed for verdict in verdicts if verdict.name == recovery_name(entry)), None)
+    shown: dict[str, Any] = {}
+    for key, value in entry.items():
+        shown[key] = value
+        if key == "errors":
+            shown["recovered_within_slo"] = passed
+    return shown
+
+
 def invariant_verdicts(findings: Findings) -> Verdicts:
     """lost and over-cap against the scenario's tolerance, phantom and duplicate against zero; for a run whose
     client watched asynchronous settlement also stuck and flipped against theirs, double_settled and

@@ -20,6 +20,7 @@ import pandas as pd
 
 from reports.invariants.settlement import watched_rows
 from runfolder.layout import RunFolder, RunFolderError, read_json_object
+from runfolder.models import RunMeta
 from runfolder.outcomes import SETTLED_STATES
 
 RECEIVER_KEYS = ("bad_signature", "unknown_key", "malformed")
@@ -124,10 +125,32 @@ def stall_recovery_s(total_backlog: pd.Series, start_s: float, duration_s: float
     return float(max(end + int(after[0]) - (start_s + duration_s), 0.0))
 
 
+STALL = "settlement_stall"
+
+
+def stall_recoveries(recovery: list[dict[str, Any]], accepted: pd.DataFrame, meta: RunMeta, seconds: int) -> None:
+    """A settlement stall hurts no answer (acceptance goes on): its entry's recovery becomes the backlog's return
+    to its level before the fault (`stall_recovery_s`), measured from the end of the stall; in place."""
+    if not any(str(entry.get("event", "")).startswith(STALL) for entry in recovery):
+        return
+    total = backlog(accepted, float(meta.started_unix), seconds).sum(axis=1)
+    stalls = [fault for fault in meta.faults if fault.get("action") == STALL]
+    for entry in recovery:
+        if str(entry.get("event", "")).startswith(STALL) and entry.get("played", True) and stalls:
+            at_s = float(entry["at_s"])
+            fault = min(stalls, key=lambda f: abs(float(f.get("at_s", 0)) - at_s))
+            recover_s = stall_recovery_s(total, at_s, float(fault.get("duration_s") or 0.0))
+            entry["recover_s"] = None if recover_s is None else round(recover_s, 3)
+            entry["measured_by"] = "settlement backlog back to its level before the stall"
+
+
 def summary_section(
-    accepted: pd.DataFrame, mode: str | None, receivers: dict[str, int] | None, stuck: int | None
-) -> dict[str, Any]:
-    """summary.json `settlement` (docs/report.md): counts, time to final p50/p99, polls, callbacks."""
+    accepted: pd.DataFrame, mode: str | None, run_dir: Path, stuck: int | None
+) -> dict[str, Any] | None:
+    """summary.json `settlement` (docs/report.md): counts, time to final p50/p99, polls, callbacks; None for a run
+    whose client watched no asynchronous settlement (a synchronous run's summary.json stays as it was)."""
+    if mode is None and accepted.empty:
+        return None
     seconds = time_to_final_s(accepted)
     states = accepted["settlement"].value_counts()
     return {
@@ -141,5 +164,5 @@ def summary_section(
         "time_to_final_s": {"p50": quantile(seconds, 0.5), "p99": quantile(seconds, 0.99), "max": quantile(seconds, 1)},
         "polls": int(accepted["polls"].sum()),
         "callbacks": callback_counts(accepted),
-        "receiver_refused": receivers,
+        "receiver_refused": receiver_counters(run_dir),
     }

@@ -252,6 +252,19 @@ class Totals(OpenModel):
     dropped: int
 
 
+class Latency(OpenModel):
+    """summary.json `latency_ms.intended` / `.service`: percentiles of the run's merged HDR histogram, in ms (null
+    when nothing completed). `p99_interval_ms` is how far the p99 could move by chance alone, [low, high]: the
+    order statistics at ranks n·p ± 2·√(n·p·(1−p)); a comparison's noise band (null in folders written before it)."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    p999_ms: float | None
+    max_ms: float | None
+    p99_interval_ms: tuple[float, float] | None = None
+
+
 class Summary(OpenModel):
     """summary.json: the README's fields first, then what the report and `surge compare` read (internals §10).
 
@@ -288,6 +301,10 @@ class Summary(OpenModel):
     ledger_other_rows: int | None = None
     invariant_examples: dict[str, list[dict[str, Any]]] | None = None
     recovery: list[dict[str, Any]] = Field(default_factory=list)
+    success_ratio: float | None = None
+    """Good over admitted attempts of the whole run; null when nothing was admitted."""
+    latency_ms: dict[str, Latency] = Field(default_factory=dict)
+    """`intended` and `service`: the whole run's latency of admitted attempts."""
 
     @field_validator(*SUMMARY_KEYS.values(), mode="before")
     @classmethod

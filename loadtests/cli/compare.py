@@ -1,4 +1,8 @@
-"""`surge compare BASE_RUN CANDIDATE_RUN`: console table + HTML page; exit 1 when the candidate regresses."""
+"""`surge compare BASE_RUN CANDIDATE_RUN`: console table + HTML page; exit 1 when the candidate regresses.
+
+Both runs are compared on the figures they were measured with when they finished (summary.json, timeseries.csv:
+`runfolder.figures`), never re-measured; a folder that never finished is a usage error saying how to finish it.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from errortext.console_text import one_line
 from loadtests.cli.console import console as cli_console
 from loadtests.errors import UsageError
 from reports.comparable import Tolerances, unlike, unlike_line
+from runfolder.figures import read_figures
 from runfolder.layout import RunFolderError
-from runfolder.models import read_meta
 
 
 def _non_negative(text: str) -> float:
@@ -67,26 +71,21 @@ def run(args: argparse.Namespace) -> int:
     tolerances = Tolerances(args.throughput_tol, args.p99_tol, args.success_tol)
     if args.html is not None and not args.html.parent.is_dir():
         raise UsageError(f"--html {args.html}: the folder {args.html.parent} does not exist")
-    try:  # both are run folders, and like for like, before the report stack (pandas, plotly) loads
-        base, candidate = read_meta(args.base), read_meta(args.candidate)
+    try:  # both finished run folders, and like for like, before the report stack (pandas, plotly) loads
+        base, candidate = read_figures(args.base), read_figures(args.candidate)
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     console = cli_console()
-    differences = unlike(base.model_dump(mode="json"), candidate.model_dump(mode="json"))
+    differences = unlike(base.meta, candidate.meta)
     if differences and not args.force:
         raise UsageError(f"{unlike_line(differences)}: no verdict; pass --force to compare them anyway")
     if differences:
         console.print(f"[yellow]warning:[/yellow] {escape(one_line(unlike_line(differences)))}", highlight=False)
     from loadtests.cli.github_summary import publish_comparison
-    from reports.analysis import analyse
     from reports.compare import compare, console_table
-    from reports.frames import load_run
     from reports.render.page import render_comparison
 
-    try:
-        comparison = compare(analyse(load_run(args.base)), analyse(load_run(args.candidate)), tolerances)
-    except RunFolderError as exc:
-        raise UsageError(str(exc)) from exc
+    comparison = compare(base, candidate, tolerances)
     target = args.html or args.candidate / "comparison.html"
     try:
         target.write_text(render_comparison(comparison), encoding="utf-8")

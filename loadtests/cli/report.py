@@ -10,8 +10,10 @@ import argparse
 from pathlib import Path
 
 from loadtests.errors import UsageError
+from runfolder.figures import Figures, read_figures
 from runfolder.layout import RunFolder, RunFolderError
 from runfolder.models import read_meta
+from runfolder.outcomes import GOOD
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,22 +22,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:  # both are run folders at all, before the report stack (pandas, plotly) loads
+    try:  # both are run folders at all (the baseline a finished one), before the report stack (pandas, plotly) loads
         read_meta(args.run_dir)
-        if args.baseline:
-            read_meta(args.baseline)
+        baseline = read_figures(args.baseline) if args.baseline else None
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
     from reports.analysis import analyse
     from reports.compare import compare
     from reports.frames import load_run
     from reports.render.page import render_report
+    from reports.summary import summary, timeseries
 
     try:
         analysis = analyse(load_run(args.run_dir))
-        comparison = compare(analyse(load_run(args.baseline)), analysis) if args.baseline else None
     except RunFolderError as exc:
         raise UsageError(str(exc)) from exc
+    comparison = None
+    if baseline is not None:  # the page's own run as measured now, against the baseline as it was measured
+        rows = timeseries(analysis)[["offered", *GOOD]].to_dict("records")
+        comparison = compare(baseline, Figures.of(args.run_dir, analysis.frames.meta, summary(analysis), rows))
     target = RunFolder(args.run_dir).report
     target.write_text(render_report(analysis, comparison), encoding="utf-8")
     print(f"report: {target}")

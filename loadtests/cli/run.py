@@ -31,7 +31,8 @@ from loadtests.scenario.credentials import certificate_expiry
 from loadtests.scenario.files import load_scenario
 from loadtests.scenario.model import Scenario
 from loadtests.scenario.profile import TargetProfile, check_settlement, load_profile
-from runfolder.layout import RunFolder
+from runfolder.figures import Figures, read_figures
+from runfolder.layout import RunFolderError
 
 LOST_KEYS_SHOWN = 20
 HOSTS_WAIT_S = 15.0  # --hosts: the workers' time to connect; t=0 is planned past it
@@ -107,8 +108,7 @@ def run(args: argparse.Namespace) -> int:
         check_settlement(profile, scenario.client.settlement)
         args = argparse.Namespace(**{**vars(args), "host": profile.base_url})
     gateway = choose_gateway(args, scenario.gateway_overrides())
-    if args.baseline is not None and not RunFolder(args.baseline).summary.is_file():
-        raise UsageError(f"--baseline {args.baseline} is not a run folder (no summary.json)")
+    baseline = None if args.baseline is None else _baseline(args.baseline)
     console = cli_console(stderr=True, highlight=False)
     check_before_start(
         gateway, args, scenario, lambda warning: console.print(f"surge run: warning: {one_line(warning)}", markup=False)
@@ -133,11 +133,20 @@ def run(args: argparse.Namespace) -> int:
         lambda interrupt: orchestrate(
             args, scenario, gateway, run_dir, console, profile, interrupt, lambda: status_line(console)
         ),
-        lambda _, __: _finish(run_dir, args.baseline, scenario, profile),
+        lambda _, __: _finish(run_dir, baseline, scenario, profile),
     )
 
 
-def _finish(run_dir: Path, baseline: Path | None, scenario: Scenario, profile: TargetProfile | None) -> int:
+def _baseline(path: Path) -> Figures:
+    """--baseline: the finished run's figures, read before anything starts (a folder that cannot be compared is a
+    usage error now, not a failed finish after the whole run)."""
+    try:
+        return read_figures(path)
+    except RunFolderError as exc:
+        raise UsageError(f"--baseline: {exc}") from None
+
+
+def _finish(run_dir: Path, baseline: Figures | None, scenario: Scenario, profile: TargetProfile | None) -> int:
     """Measured and judged once (`conclude`: summary.json, junit.xml, report.html), then only printed."""
     from loadtests.cli.verdict_table import finish  # the report stack, past every check of the arguments
 

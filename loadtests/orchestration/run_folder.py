@@ -10,6 +10,7 @@ from typing import Any
 
 from loadtests.errors import HarnessError, UsageError
 from runfolder.claim import FolderTaken, claim, claim_new
+from runfolder.figures import Figures
 from runfolder.layout import RunFolderError
 
 
@@ -46,7 +47,7 @@ def copy_ledger(source: Path, target: Path) -> bool:
     return True
 
 
-def conclude(run_dir: Path, baseline: Path | None) -> dict[str, Any]:
+def conclude(run_dir: Path, baseline: Figures | None) -> dict[str, Any]:
     """The verdict (reports.finalize); a folder the load left unreadable is the harness's failure (exit 3)."""
     from reports.finalize import finalize_run  # the report stack (pandas, plotly): not for a refused command
 

@@ -73,3 +73,35 @@ def check(
         settlement=watched,
         unknown=unknown,
     )
+
+
+def check_run(
+    history: pd.DataFrame,
+    ledger: pd.DataFrame | None,
+    card_caps: dict[str, int],
+    user_cap: int | None,
+    totals: DailyTotals,
+    key_prefix: str | None,
+    schedule: Schedule,
+    *,
+    foreign: bool,
+    settle_watched: bool,
+) -> tuple[InvariantReport | None, str]:
+    """`check` over a run: None without a ledger; None and the reason when a checker crashed — a crashing
+    checker proves nothing, so its verdicts are unknown and the rest of the report is still written."""
+    if ledger is None:
+        return None, ""
+    try:
+        return check(
+            history,
+            ledger,
+            card_caps,
+            user_cap,
+            totals,
+            key_prefix,
+            schedule,
+            foreign=foreign,
+            settle_watched=settle_watched,
+        ), ""
+    except Exception as exc:  # any crash of a checker is the same unknown, reported with its error
+        return None, f"the invariant checkers could not run: {type(exc).__name__}: {exc}"

@@ -89,7 +89,8 @@ def recorded_repayments(frames: RunFrames) -> pd.DataFrame:
 def charges_per_day(frames: RunFrames) -> DailyTotals:
     """Every charge the caps counted, per card and per user and day: the whole ledger (a cap bounds every
     charge of a card's day, whoever made it), else this run's acknowledged attempts."""
-    return daily_totals(frames.ledger if frames.ledger is not None else _acknowledged(frames))
+    charges = frames.ledger if frames.ledger is not None else _acknowledged(frames)
+    return daily_totals(charges)
 
 
 def _acknowledged(frames: RunFrames) -> pd.DataFrame:

@@ -71,9 +71,19 @@ def throughput(windows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def success_ratio(windows: pd.DataFrame) -> float | None:
-    """runfolder.outcomes.success_ratio (good / admitted) over the given seconds."""
+def success_ratio(windows: pd.DataFrame, start_s: float | None = None, end_s: float | None = None) -> float | None:
+    """runfolder.outcomes.success_ratio (good / admitted) over the seconds [start_s, end_s) (all without bounds)."""
+    if start_s is not None and end_s is not None:
+        windows = windows[(windows.index >= start_s) & (windows.index < end_s)]
     return outcomes.success_ratio({cls: int(windows[f"n_{cls}"].sum()) for cls in OUTCOME_CLASSES})
+
+
+def means_per_second_with_load(windows: pd.DataFrame) -> dict[str, float]:
+    """Arrivals offered, attempts succeeded and good ones per second, each the mean over the seconds with offered
+    load (3 decimals; 0 when no second had any)."""
+    active = windows[windows["offered"] > 0]
+    columns = {"offered": active["offered"], "succeeded": active["n_succeeded"], "good": class_sum(active, GOOD)}
+    return {name: round(float(series.mean()), 3) if not series.empty else 0.0 for name, series in columns.items()}
 
 
 def codes_share(codes: pd.DataFrame) -> dict[str, int]:
@@ -137,6 +147,13 @@ def unmatched_answers(frames: RunFrames) -> UnmatchedAnswers | None:
     if count == 0:
         return None
     return UnmatchedAnswers(count, int(answered.sum()), read_unmatched_sample(frames.run_dir))
+
+
+def capacity(frames: RunFrames) -> dict[str, Any] | None:
+    """capacity.json of a capacity search (internals §6), else the knee read off steps.csv, else None."""
+    if frames.capacity is not None:
+        return frames.capacity.model_dump(include={"max_rate_per_s", "spread", "limited_by"})
+    return knee(frames.steps)
 
 
 def knee(steps: pd.DataFrame) -> dict[str, Any] | None:

@@ -6,6 +6,8 @@ unless a function says otherwise.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -35,10 +37,24 @@ def merged_counts(
     return hdr.dense(rows["idx"].to_numpy(np.int64), rows["count"].to_numpy(np.int64))
 
 
-def latency_summary(counts: hdr.IntArray) -> dict[str, float | None]:
-    """p50 / p95 / p99 / p99.9 / max in ms of one merged histogram."""
+def latency_summary(counts: hdr.IntArray) -> dict[str, Any]:
+    """p50 / p95 / p99 / p99.9 / max in ms of one merged histogram, and the p99's interval (what a comparison
+    with another run holds as the p99's noise, `hdr.percentile_interval_ms`)."""
     p50, p95, p99, p999 = hdr.percentiles_ms(counts, [50.0, 95.0, 99.0, 99.9])
-    return {"p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "p999_ms": p999, "max_ms": hdr.max_ms(counts)}
+    return {
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "p999_ms": p999,
+        "max_ms": hdr.max_ms(counts),
+        "p99_interval_ms": hdr.percentile_interval_ms(counts, 99.0),
+    }
+
+
+def p99_ms(latency: pd.DataFrame, start_s: float | None = None, end_s: float | None = None) -> float | None:
+    """The intended-time p99 of admitted attempts over the seconds [start_s, end_s) (the whole run without bounds)."""
+    counts = merged_counts(latency, start_s=start_s, end_s=end_s)
+    return hdr.percentiles_ms(counts, [99.0])[0]
 
 
 def latency_per_second(

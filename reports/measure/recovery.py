@@ -75,8 +75,9 @@ UNSEEN_REPLICAS = "surge cannot see the target's replicas"
 NO_FAILED_ATTEMPT = "no attempt failed after the fault"
 
 
-def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
-    """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order.
+def incidents(meta: RunMeta, events: pd.DataFrame, until_s: float = math.inf) -> list[Incident]:
+    """Faults (at the time chaos actually injected them, when events.csv says) and spikes, in time order, that
+    started before `until_s` (a run stopped early: what was planned after the stop is no incident).
 
     Each scheduled fault is matched to the nearest chaos event (within 3 s of its `at_s`) that is an injection,
     a failed injection or a skip; a fault with no such event, or whose event is not `fault_injected`, was not
@@ -127,7 +128,19 @@ def incidents(meta: RunMeta, events: pd.DataFrame) -> list[Incident]:
     for spike in meta.spikes:
         start, end = float(spike.start_s), float(spike.end_s)
         found.append(Incident("spike", start, max(end - start, 0.0), None, unjudged))
-    return sorted(found, key=lambda incident: incident.start_s)
+    return sorted((incident for incident in found if incident.start_s < until_s), key=lambda i: i.start_s)
+
+
+def failed_faults(events: pd.DataFrame) -> list[str] | None:
+    """Each fault step that failed (`fault_failed` in events.csv), told; None when the run played no fault."""
+    chaos = events[events["source"] == "chaos"]
+    if chaos.empty or not chaos["kind"].isin([FAULT_INJECTED, FAULT_FAILED]).any():
+        return None
+    failed = chaos[chaos["kind"] == FAULT_FAILED]
+    return [
+        f"{target} at {t_s:.1f} s: {detail}"
+        for t_s, target, detail in zip(failed["t_s"], failed["target"], failed["detail"], strict=True)
+    ]
 
 
 def _cluster_record(events: pd.DataFrame, action: str, replica: str, logged_s: float) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from reports.analysis import Analysis
-from reports.measure import counters, latency
+from reports.measure import counters
 from reports.render.shared import percent
 from runfolder.outcomes import GOOD, OUTCOME_CLASSES
 from runfolder.verdict import Kind, State, worst
@@ -37,12 +37,12 @@ def headline(analysis: Analysis) -> list[Headline]:
     windows = analysis.frames.windows
     good = counters.class_sum(windows, GOOD)
     completed = int(counters.class_sum(windows, OUTCOME_CLASSES).sum())
-    codes = counters.codes_share(analysis.frames.codes)
+    codes = analysis.codes
     top = list(codes.items())[:TOP_CODES]
     shares = [f"{code} {percent(count / completed)}" for code, count in top] if completed else []
     if len(codes) > TOP_CODES:
         shares.append(f"{len(codes) - TOP_CODES} more")
-    p99 = latency.latency_summary(analysis.overall_intended)["p99_ms"]
+    p99 = analysis.latency_ms["intended"]["p99_ms"]
     p99_state = "".join(verdict.state for verdict in analysis.of(Kind.SLO) if verdict.name == "p99_ms")
     return [
         Headline("offered", "peak offered", f"{_peak(windows['offered'])}/s"),

@@ -10,10 +10,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from reports.analysis import Analysis, settlement_summary
+from reports.analysis import Analysis
 from reports.compare import Comparison, fmt
 from reports.invariants.evidence import own_rows
-from reports.measure import caps, counters
+from reports.measure import caps
 from reports.render.charts import build_charts
 from reports.render.headline import headline
 from reports.render.shared import environment, plotly_bundle, script_json
@@ -40,14 +40,14 @@ def render_report(analysis: Analysis, comparison: Comparison | None = None) -> s
             plotly_gz=plotly_bundle(),
             recovery=analysis.recovery,
             capacity=analysis.capacity,
-            plans_followed=counters.plans_followed(analysis.frames),
+            plans_followed=analysis.plans_followed,
             repaid=caps.repaid_per_day(analysis.frames),
             locust_report=_locust_report(analysis),
             comparison=comparison,
             invariant_outcomes=None if analysis.invariants is None else analysis.invariants.outcomes,
             cap_days=_cap_days(analysis),
             violations=_violations(analysis),
-            settlement=settlement_summary(analysis),
+            settlement=analysis.settlement,
         )
     )
 
@@ -107,7 +107,7 @@ def _facts(analysis: Analysis) -> list[tuple[str, Any]]:
         ("git commit", meta.git_commit),
         ("versions", ", ".join(f"{name} {version}" for name, version in versions.items()) or None),
         ("amount repaid", yuan(int(analysis.frames.windows["amount_fen"].sum()))),
-        ("success ratio", fmt(counters.success_ratio(analysis.frames.windows), "")),
+        ("success ratio", fmt(analysis.success_ratio, "")),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +49,17 @@ def test_bad_usage_exits_2_with_one_line(args: list[str], needle: str, tmp_path:
     assert needle in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists(), "nothing may be started or written on bad usage"
+
+
+def test_a_baseline_that_never_finished_is_refused_before_the_run(tmp_path: Path) -> None:
+    """--baseline is read before anything starts: a folder without summary.json has no measured figures."""
+    baseline = tmp_path / "base"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "run_small", baseline)
+    result = surge("run", "double11", "--baseline", str(baseline), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "--baseline" in result.stderr and f"`python -m reports {baseline}` finishes it" in result.stderr
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_scenario_file_names_the_key(tmp_path: Path) -> None:

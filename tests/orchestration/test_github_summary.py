@@ -9,12 +9,11 @@ from pathlib import Path
 import pytest
 
 from loadtests.cli.github_summary import SUMMARY_ENV, escape_cell, publish_comparison, publish_run, publish_study
-from reports.analysis import analyse
 from reports.compare import compare
 from reports.finalize import finalize_run
-from reports.frames import load_run
+from runfolder.figures import read_figures
 from runfolder.verdict import State, verdicts_of
-from tests.reports.runs import degrade, edit_meta
+from tests.reports.runs import degrade, edit_meta, finished
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run_small"
 HOSTILE = "peak | <b>*x*</b> [y](z)"
@@ -84,7 +83,7 @@ def test_comparison_summary_flags_the_regression(tmp_path: Path, capsys: pytest.
     shutil.copytree(FIXTURE, base)
     shutil.copytree(FIXTURE, candidate)
     degrade(candidate, latency_factor=3.0, fail_every=5)
-    comparison = compare(analyse(load_run(base)), analyse(load_run(candidate)))
+    comparison = compare(read_figures(finished(base)), read_figures(finished(candidate)))
     target = tmp_path / "step-summary.md"
 
     assert publish_comparison(comparison, env={SUMMARY_ENV: str(target)})

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reports import hdr
+from reports.finalize import finalize_run
 
 
 def edit_meta(run_dir: Path, **changes: Any) -> None:
@@ -64,3 +65,10 @@ def degrade(run_dir: Path, latency_factor: float, fail_every: int) -> None:
                 error["intended"] = error["service"] = succeeded["intended"]
         lines.append(json.dumps(window))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def finished(run_dir: Path) -> Path:
+    """The folder as a finished run leaves it (summary.json, timeseries.csv, junit.xml, report.html), measured anew
+    after any edit: what a comparison reads."""
+    finalize_run(run_dir)
+    return run_dir

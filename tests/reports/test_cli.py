@@ -23,7 +23,8 @@ from reports.analysis import analyse
 from reports.frames import load_run
 from reports.measure import caps
 from reports.render.charts import build_charts
-from tests.reports.runs import degrade, edit_meta, ledger_execute
+from runfolder.figures import read_figures
+from tests.reports.runs import degrade, edit_meta, finished, ledger_execute
 
 
 def run(module: ModuleType, *argv: str) -> int:
@@ -41,7 +42,7 @@ def twin(run_dir: Path) -> Path:
 
 
 def test_compare_an_equal_run_exits_0(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(cmd_compare, str(run_dir), str(twin)) == 0
+    assert run(cmd_compare, str(finished(run_dir)), str(finished(twin))) == 0
     assert "no regression" in capsys.readouterr().out
     assert 'data-regressed="false"' in (twin / "comparison.html").read_text(encoding="utf-8")
 
@@ -49,7 +50,7 @@ def test_compare_an_equal_run_exits_0(run_dir: Path, twin: Path, capsys: pytest.
 def test_compare_a_regressed_run_exits_1(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
     degrade(twin, latency_factor=3.0, fail_every=10)
     html = twin.parent / "diff.html"
-    assert run(cmd_compare, str(run_dir), str(twin), "--html", str(html)) == 1
+    assert run(cmd_compare, str(finished(run_dir)), str(finished(twin)), "--html", str(html)) == 1
     out = capsys.readouterr().out
     assert "REGRESSED" in out
     assert 'data-regressed="true"' in html.read_text(encoding="utf-8")
@@ -57,13 +58,28 @@ def test_compare_a_regressed_run_exits_1(run_dir: Path, twin: Path, capsys: pyte
 
 def test_compare_tolerances_are_configurable(run_dir: Path, twin: Path) -> None:
     degrade(twin, latency_factor=1.3, fail_every=1000)
-    assert run(cmd_compare, str(run_dir), str(twin), "--p99-tol", "1000") == 0
+    assert run(cmd_compare, str(finished(run_dir)), str(finished(twin)), "--p99-tol", "1000") == 0
 
 
 def test_compare_a_missing_folder_is_a_usage_error(run_dir: Path) -> None:
     with pytest.raises(UsageError, match="not a directory") as caught:
-        run(cmd_compare, str(run_dir), str(run_dir.parent / "nope"))
+        run(cmd_compare, str(finished(run_dir)), str(run_dir.parent / "nope"))
     assert caught.value.exit_code == 2
+
+
+def test_compare_a_run_that_never_finished_is_a_usage_error_saying_how_to_finish_it(run_dir: Path, twin: Path) -> None:
+    """A folder without summary.json has no measured figures: one line naming the command that writes them."""
+    with pytest.raises(UsageError, match=r"has no summary\.json") as caught:
+        run(cmd_compare, str(finished(run_dir)), str(twin))
+    assert caught.value.exit_code == 2
+    assert f"python -m reports {twin}" in str(caught.value) and "\n" not in str(caught.value)
+    assert not (twin / "comparison.html").exists()
+
+
+def test_a_baseline_that_never_finished_is_a_usage_error(run_dir: Path, twin: Path) -> None:
+    with pytest.raises(UsageError, match=r"has no summary\.json") as caught:
+        run(cmd_report, str(twin), "--baseline", str(run_dir))
+    assert caught.value.exit_code == 2 and not (twin / "report.html").exists()
 
 
 @pytest.mark.parametrize(
@@ -82,7 +98,7 @@ def test_compare_refuses_a_verdict_on_runs_that_are_not_like_for_like(
     edit_meta(twin, scale=0.25, seed=11, scenario="double11", **{"gateway_config.limits.global_tps": 85.0})
     edit_meta(twin, **changes)
     with pytest.raises(UsageError, match="not like for like") as caught:
-        run(cmd_compare, str(run_dir), str(twin))
+        run(cmd_compare, str(finished(run_dir)), str(finished(twin)))
     assert named in str(caught.value) and "--force" in str(caught.value)
     assert caught.value.exit_code == 2
     assert not (twin / "comparison.html").exists(), "no verdict, no comparison page"
@@ -92,7 +108,7 @@ def test_compare_force_gives_a_verdict_with_a_warning(
     run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit_meta(twin, scale=4.0)
-    assert run(cmd_compare, str(run_dir), str(twin), "--force") == 0
+    assert run(cmd_compare, str(finished(run_dir)), str(finished(twin)), "--force") == 0
     out = capsys.readouterr().out
     assert "not like for like" in out and "no regression" in out
     page = (twin / "comparison.html").read_text(encoding="utf-8")
@@ -100,7 +116,7 @@ def test_compare_force_gives_a_verdict_with_a_warning(
 
 
 def test_a_baseline_that_is_not_like_for_like_is_said_so_on_the_page(run_dir: Path, twin: Path) -> None:
-    assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
+    assert run(cmd_report, str(twin), "--baseline", str(finished(run_dir))) == 0
     assert 'id="comparison-unlike"' not in (twin / "report.html").read_text(encoding="utf-8"), "like for like"
     edit_meta(twin, seed=99)
     assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
@@ -190,7 +206,7 @@ def test_verify_without_a_ledger_is_a_usage_error(run_dir: Path) -> None:
 
 
 def test_report_rebuilds_only_the_page(run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(cmd_report, str(twin), "--baseline", str(run_dir)) == 0
+    assert run(cmd_report, str(twin), "--baseline", str(finished(run_dir))) == 0
     assert str(twin / "report.html") in capsys.readouterr().out
     assert 'id="comparison-section"' in (twin / "report.html").read_text(encoding="utf-8")
     assert not (twin / "summary.json").exists()
@@ -204,6 +220,8 @@ def test_report_on_a_folder_without_meta_is_a_usage_error(tmp_path: Path) -> Non
 def test_the_surge_command_wires_compare_exit_codes(run_dir: Path, twin: Path) -> None:
     """Black-box, through the real entry point: 1 on a regression, 2 with one line on a bad folder."""
     degrade(twin, latency_factor=3.0, fail_every=10)
+    finished(run_dir)
+    finished(twin)
     surge = [sys.executable, "-m", "loadtests.cli.main", "compare"]
     regressed = subprocess.run([*surge, str(run_dir), str(twin)], capture_output=True, text=True, timeout=120)
     assert regressed.returncode == 1, regressed.stderr
@@ -221,8 +239,9 @@ def test_surge_run_baseline_of_another_scale_warns_on_the_console(
     run_dir: Path, twin: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit_meta(twin, scale=4.0)
-    finish(conclude(twin, run_dir), twin)
+    baseline = read_figures(finished(run_dir))
+    finish(conclude(twin, baseline), twin)
     err = capsys.readouterr().err
     assert err.count("warning: --baseline: the runs are not like for like") == 1 and "scale 1 vs 4" in err
-    finish(conclude(twin, twin), twin)
+    finish(conclude(twin, read_figures(twin)), twin)
     assert "warning" not in capsys.readouterr().err

@@ -21,6 +21,8 @@ from reports.render.charts.markers import LABEL_CHAR_PX, PLOT_WIDTH_PX, label_ro
 from reports.render.charts.plot import log_ticks
 from reports.render.page import render_comparison
 from reports.render.shared import percent
+from runfolder.figures import read_figures
+from tests.reports.runs import finished
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "run_recorded"
 
@@ -105,8 +107,8 @@ def test_the_headline_never_says_held_for_unchecked_invariants(recorded: Path) -
 
 
 def test_context_rows_of_a_comparison_are_not_coloured_as_passes(recorded: Path) -> None:
-    analysis = analyse(load_run(recorded))
-    page = render_comparison(compare(analysis, analysis))
+    figures = read_figures(finished(recorded))
+    page = render_comparison(compare(figures, figures))
     rows = re.findall(r'<tr class="(\w+)">\s*<td>([^<]*)<span', page)
     assert ("context", "worst recovery ") in rows
     assert all(kind != "pass" for kind, name in rows if name.strip() == "worst recovery")
