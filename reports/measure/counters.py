@@ -21,7 +21,7 @@ import pandas as pd
 from reports.frames import RunFrames
 from runfolder import outcomes
 from runfolder.history import read_unmatched_sample
-from runfolder.outcomes import AUTH_CODES, FAILURES, OUTCOME_CLASSES, REJECTED
+from runfolder.outcomes import AUTH_CODES, FAILURES, GOOD, OUTCOME_CLASSES, REJECTED
 
 
 def totals(frames: RunFrames) -> dict[str, int]:
