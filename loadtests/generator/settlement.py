@@ -1,8 +1,9 @@
 """Watching payments accepted with 202 until their final state: polling, or a signed callback receiver.
 
 The open model holds: the paying user hands an accepted payment to the `Settler` and is free at once. Poll mode
-gives each pending payment a small watcher greenlet (sleep, GET the status, until final or the deadline);
-callback mode one loopback receiver per process (receiver.py: read in the users' gevent loop, llhttp).
+puts each pending payment's next status GET on the process's one poll timer (ticks.py: the polls due within a
+tick share its wake-up), until final or the deadline; callback mode runs one loopback receiver per process
+(receiver.py: read in the users' gevent loop, llhttp).
 
 The pending set is bounded (`[client] settle_pending_max`, per process): a payment accepted while it is full is
 recorded `unwatched` at once and judged from the ledger alone, so a bank that stops settling cannot make the
@@ -26,13 +27,12 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import gevent
-
 from loadtests.generator.bodies import MISSING, read_json, resolve, scalar_text
 from loadtests.generator.policy import retry_after_s
 from loadtests.generator.receiver import Receiver
 from loadtests.generator.target import StatusPoll
 from loadtests.generator.templates import Values
+from loadtests.generator.ticks import Ticks
 from loadtests.generator.transport import Reply, Transport
 from loadtests.scenario.profile_answers import SettleCallback
 from loadtests.scenario.profile_templates import parse_pointer, parse_template
@@ -42,6 +42,11 @@ from runfolder.outcomes import SETTLED_STATES
 
 POLL_FIRST_S = 0.25  # without a poll_after_ms or Retry-After: the first wait, doubled up to POLL_MAX_S
 POLL_MAX_S = 4.0
+# Polls due within one tick go out together, on one wake-up of the process: each goes out at most this much after
+# its due time (never before it). A tenth of the shortest backoff step; a status is only ever learned a poll
+# interval (0.25-4 s, or the server's poll_after_ms) after it changed, and what it adds is measured, not hidden:
+# time to final state is the answer's own time (docs/perf/generator-settlement.md has the figures).
+POLL_TICK_S = 0.025
 EARLY_MAX = 10_000  # deliveries kept for keys not watched (yet): a 202 not read yet, a POST timed out
 CALLBACK_PATH = "/surge/callback"
 
@@ -54,6 +59,7 @@ class Watch:
     status_path: str
     first_wait_s: float | None
     acked: bool = False  # a delivery was acknowledged (callbacks after it are duplicates)
+    backoff_s: float = POLL_FIRST_S  # poll mode: the wait before the next poll when the server wishes none
 
     def learn(self, state: str, code: str, now: float) -> bool:
         """The first final state the client learns is the payment's; a later, different one is a flip. True:
@@ -163,6 +169,7 @@ class Settler:
         self.counters = ReceiverCounters()
         self.server: Receiver | None = None
         self.notify_url = ""
+        self.polls: Ticks[Watch] = Ticks(POLL_TICK_S, self._poll)  # poll mode: every pending payment's next poll
         self._finished = False
 
     def start(self) -> None:
@@ -188,7 +195,7 @@ class Settler:
             return  # learned before its 202 was read: it never waits
         self.pending += 1  # in callback mode freed by the delivery that makes it final (no greenlet, no timer)
         if self.mode == "poll":
-            gevent.spawn(self._poll, watch)
+            self._next_poll(watch, watch.first_wait_s if watch.first_wait_s is not None else POLL_FIRST_S)
 
     def hold(self, row: Attempt) -> bool:
         """Callback mode: keep the row of an attempt that left the payment open or answered its final state at
@@ -229,31 +236,39 @@ class Settler:
             f"{poll.name} [poll]",
         )
 
-    def _poll(self, watch: Watch) -> None:
-        wait = watch.first_wait_s if watch.first_wait_s is not None else POLL_FIRST_S
-        backoff = POLL_FIRST_S
-        try:
-            while True:
-                wake = time.time() + wait
-                if wake >= self.deadline:
-                    return
-                gevent.sleep(wait)
-                transport = self.transport
-                assert transport is not None  # a payer handed it over before its first 202
-                sent = time.time()
-                reply, state, code, hint, method, name = self._ask(transport, watch)
-                done = time.time()
-                watch.row.polls += 1
-                failure = None if 200 <= reply.status_code < 300 else f"{reply.status_code} poll"
-                transport.report(method, watch.status_path, name, reply, sent=sent, done=done, failure=failure,
-                                 context={"key": watch.row.key})  # fmt: skip
-                if state in SETTLED_STATES:
-                    watch.learn(state, code, done)
-                    return
-                backoff = min(POLL_MAX_S, backoff * 2)
-                wait = hint if hint is not None else backoff * (0.9 + 0.2 * self.rng.random())
-        finally:
+    def _next_poll(self, watch: Watch, wait: float) -> None:
+        """The payment's next status request `wait` seconds from now, on the poll timer; one that would fall past
+        the deadline (or the process's end) is not made and the payment leaves the pending set, not final."""
+        due = time.time() + wait
+        if due >= self.deadline or self._finished:
             self.pending -= 1
+            return
+        self.polls.at(due, watch)
+
+    def _poll(self, watch: Watch) -> None:
+        """One status request (in its own greenlet, started by the poll timer), then the payment's next one. An
+        answer that is no answer or not final is polled again within the deadline, as any other."""
+        wait: float | None = None  # stays None when the payment is final (or this poll broke): it leaves the set
+        try:
+            transport = self.transport
+            assert transport is not None  # a payer handed it over before its first 202
+            sent = time.time()
+            reply, state, code, hint, method, name = self._ask(transport, watch)
+            done = time.time()
+            watch.row.polls += 1
+            failure = None if 200 <= reply.status_code < 300 else f"{reply.status_code} poll"
+            transport.report(method, watch.status_path, name, reply, sent=sent, done=done, failure=failure,
+                             context={"key": watch.row.key})  # fmt: skip
+            if state in SETTLED_STATES:
+                watch.learn(state, code, done)
+                return
+            watch.backoff_s = min(POLL_MAX_S, watch.backoff_s * 2)
+            wait = hint if hint is not None else watch.backoff_s * (0.9 + 0.2 * self.rng.random())
+        finally:
+            if wait is None:
+                self.pending -= 1
+            else:
+                self._next_poll(watch, wait)
 
     def _receive(self, method: str, path: str, signature: str, body: bytes) -> tuple[str, bytes]:
         """One delivery: verified, then acknowledged (200), refused on purpose (500) or refused (401/400);
@@ -309,6 +324,7 @@ class Settler:
         if self._finished:
             return
         self._finished = True
+        self.polls.stop()
         if self.server is not None:
             self.server.stop()
         for watch in self.watches.values():
