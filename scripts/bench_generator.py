@@ -46,6 +46,25 @@ class Plain(FastHttpUser):
     def pay(self):
         self.client.post("/v1/repayments", data=BODY, headers=HEADERS)
 """  # plain Locust, no surge code: WAIT is constant(0) for the closed loop, constant_throughput(r) when paced
+FLOOR_LOCUSTFILE = """
+import gevent
+
+from loadtests.generator import settlement
+from loadtests.generator.locustfile import FestivalShape, RepayingUser  # surge's user, shape, options and hooks
+
+
+def bare_get(self, row, location, poll_after_s):
+    # the floor of poll mode: the 202 read, its row written, then one status request, sent as the process's polls
+    # are (same connections, a status path, gevent's socket) but right away in the payer's greenlet, with no watch,
+    # no timer, no parsing and no statistics
+    row.settlement = "unwatched"
+    self.write_row(row)
+    path = location if location.startswith("/") else f"/v1/repayments/{row.repayment_id}"
+    self.transport.send("GET", path, "", {"Accept": "application/json"})
+
+
+settlement.Settler.watch = bare_get
+"""  # --settle-at's fourth mode: poll mode with its watching replaced by one bare GET per payment
 PACED_PER_USER = 20  # requests/s each paced user aims at
 WRK_LUA = """
 wrk.method = "POST"
@@ -381,7 +400,15 @@ class Probe:
         return 1000.0 * self.cpu_s / max(1, self.arrivals)
 
 
-def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, settlement: str = "none") -> Probe:
+def open_model(
+    url: str,
+    rate: float,
+    windows: int,
+    work: Path,
+    *extra: str,
+    settlement: str = "none",
+    locustfile: Path = LOCUSTFILE,
+) -> Probe:
     out = Path(tempfile.mkdtemp(dir=work, prefix=f"open-{rate:.0f}-"))
     scenario = out / "bench.toml"
     pool = max(100, min(2000, int(rate * 0.25)))  # 250 ms of arrivals in flight: a service hiccup is absorbed
@@ -389,7 +416,7 @@ def open_model(url: str, rate: float, windows: int, work: Path, *extra: str, set
         SCENARIO.format(duration=10 * windows, rate=rate, pool=pool, settlement=settlement), encoding="utf-8"
     )
     t0 = time.time() + LEAD_S
-    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
+    command = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "--host", url,
                "--scenario", str(scenario), "--surge-out", str(out), "--surge-start-unix", repr(t0),
                "--surge-managed", "--only-summary", "--loglevel", "ERROR", *extra]  # fmt: skip
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -705,22 +732,41 @@ def nginx_server(work: Path) -> Iterator[str]:
 
 
 def settle_triples(rate: float, triples: int, windows: int) -> int:
-    """Sync, poll and callback runs at the same rate, alternating so that drifting load hits all three alike."""
-    runs: dict[str, list[Probe]] = {"sync": [], "poll": [], "callback": []}
+    """Sync, poll, callback and the floor (poll mode, one bare GET per payment instead of watching) at the same
+    rate, alternating so that drifting load hits all four alike."""
+    runs: dict[str, list[Probe]] = {"sync": [], "poll": [], "callback": [], "floor": []}
     with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as sync_url, server(settle=True) as url:
+        floor = Path(tmp) / "floor_locustfile.py"
+        floor.write_text(FLOOR_LOCUSTFILE, encoding="utf-8")
         for triple in range(triples):
-            for mode, target in (("sync", sync_url), ("poll", url), ("callback", url)):
-                probe = open_model(target, rate, windows, Path(tmp), settlement="none" if mode == "sync" else mode)
+            for mode, target in (("sync", sync_url), ("poll", url), ("callback", url), ("floor", url)):
+                probe = open_model(
+                    target,
+                    rate,
+                    windows,
+                    Path(tmp),
+                    settlement={"sync": "none", "floor": "poll"}.get(mode, mode),
+                    locustfile=floor if mode == "floor" else LOCUSTFILE,
+                )
                 runs[mode].append(probe)
-                print(f"  {triple + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, worst window "
-                      f"{probe.worst_error_pct:+.2f} %, valid {probe.valid}", flush=True)  # fmt: skip
-    base = statistics.median(p.cpu_ms_per_arrival for p in runs["sync"])
-    for mode in ("poll", "callback"):
-        ratios = [p.cpu_ms_per_arrival / s.cpu_ms_per_arrival for p, s in zip(runs[mode], runs["sync"], strict=True)]
-        mine = statistics.median(p.cpu_ms_per_arrival for p in runs[mode])
-        print(f"{mode}: {mine:.3f} vs sync {base:.3f} CPU ms/arrival at {rate:g}/s: ratio {mine / base:.2f} "
-              f"(per triple {spread(ratios)})")  # fmt: skip
+                print(f"  {triple + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, steady "
+                      f"{_steady_ms(probe):.3f}, worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}",
+                      flush=True)  # fmt: skip
+    # Two figures: the whole process (Locust's start and the wait for the last settlements in it) and its steady
+    # seconds alone (the load's third second to its last but one: what each arrival costs while arrivals come).
+    for figure, of in (("whole run", lambda p: p.cpu_ms_per_arrival), ("steady seconds", _steady_ms)):
+        base = statistics.median(of(p) for p in runs["sync"])
+        for mode in ("poll", "callback", "floor"):
+            ratios = [of(p) / of(s) for p, s in zip(runs[mode], runs["sync"], strict=True)]
+            mine = statistics.median(of(p) for p in runs[mode])
+            print(f"{figure}, {mode}: {mine:.3f} vs sync {base:.3f} CPU ms/arrival at {rate:g}/s: ratio "
+                  f"{mine / base:.2f} (per triple {spread(ratios)})")  # fmt: skip
     return 0
+
+
+def _steady_ms(probe: Probe) -> float:
+    """The Locust process's CPU per arrival over the probe's steady seconds (`CpuShares.generators`: cores)."""
+    return 1000.0 * probe.shares.generators / probe.rate if probe.shares else 0.0
 
 
 def cpu_pairs(rate: float, pairs: int) -> int:
