@@ -17,10 +17,9 @@ from reports.compare import compare
 from reports.frames import load_run
 from reports.junit import junit_xml
 from reports.render.page import render_report
-from reports.summary import summary, timeseries
+from reports.summary import figures, summary, timeseries
 from runfolder.figures import Figures
 from runfolder.layout import RunFolder, write_json
-from runfolder.outcomes import GOOD
 
 
 def finalize_run(run_dir: Path, baseline: Figures | None = None) -> dict[str, Any]:
@@ -37,8 +36,7 @@ def finalize_run(run_dir: Path, baseline: Figures | None = None) -> dict[str, An
     result = measured.model_dump(mode="json")
     comparison = None
     if baseline is not None:
-        rows = seconds[["offered", *GOOD]].to_dict("records")
-        comparison = compare(baseline, Figures.of(run_dir, analysis.frames.meta, measured, rows))
+        comparison = compare(baseline, figures(analysis, measured, seconds))
         result["comparison"] = asdict(comparison)
     folder = RunFolder(run_dir)
     seconds.to_csv(folder.timeseries, index=False)

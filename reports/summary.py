@@ -13,8 +13,9 @@ import pandas as pd
 
 from reports import judge
 from reports.analysis import Analysis
+from runfolder.figures import Figures
 from runfolder.models import Summary
-from runfolder.outcomes import OUTCOME_CLASSES
+from runfolder.outcomes import GOOD, OUTCOME_CLASSES
 from runfolder.verdict import Kind, State
 
 
@@ -109,3 +110,10 @@ def timeseries(analysis: Analysis) -> pd.DataFrame:
     frame["plans_followed"] = windows["plans_followed"]
     frame["healthy"] = analysis.healthy.astype(int)
     return frame.reset_index(drop=True)
+
+
+def figures(analysis: Analysis, measured: Summary, seconds: pd.DataFrame) -> Figures:
+    """The run just measured as a comparison reads it, from its summary and its seconds (`summary`, `timeseries`):
+    the same figures `runfolder.figures.read_figures` reads back once they are written."""
+    rows = seconds[["offered", *GOOD]].to_dict("records")
+    return Figures.of(analysis.frames.run_dir, analysis.frames.meta, measured, rows)

@@ -604,7 +604,7 @@ def main() -> int:
         serve(args.delay_ms, args.settle)
         return 0
     if args.settle_at:
-        return settle_triples(args.settle_at, args.pairs, args.windows)
+        return settle_rounds(args.settle_at, args.pairs, args.windows)
     if args.cpu_at:
         return cpu_pairs(args.cpu_at, args.pairs)
     if args.sign:
@@ -731,14 +731,14 @@ def nginx_server(work: Path) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def settle_triples(rate: float, triples: int, windows: int) -> int:
+def settle_rounds(rate: float, rounds: int, windows: int) -> int:
     """Sync, poll, callback and the floor (poll mode, one bare GET per payment instead of watching) at the same
     rate, alternating so that drifting load hits all four alike."""
     runs: dict[str, list[Probe]] = {"sync": [], "poll": [], "callback": [], "floor": []}
     with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as sync_url, server(settle=True) as url:
         floor = Path(tmp) / "floor_locustfile.py"
         floor.write_text(FLOOR_LOCUSTFILE, encoding="utf-8")
-        for triple in range(triples):
+        for round_ in range(rounds):
             for mode, target in (("sync", sync_url), ("poll", url), ("callback", url), ("floor", url)):
                 probe = open_model(
                     target,
@@ -749,7 +749,7 @@ def settle_triples(rate: float, triples: int, windows: int) -> int:
                     locustfile=floor if mode == "floor" else LOCUSTFILE,
                 )
                 runs[mode].append(probe)
-                print(f"  {triple + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, steady "
+                print(f"  {round_ + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, steady "
                       f"{_steady_ms(probe):.3f}, worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}",
                       flush=True)  # fmt: skip
     # Two figures: the whole process (Locust's start and the wait for the last settlements in it) and its steady
@@ -760,7 +760,7 @@ def settle_triples(rate: float, triples: int, windows: int) -> int:
             ratios = [of(p) / of(s) for p, s in zip(runs[mode], runs["sync"], strict=True)]
             mine = statistics.median(of(p) for p in runs[mode])
             print(f"{figure}, {mode}: {mine:.3f} vs sync {base:.3f} CPU ms/arrival at {rate:g}/s: ratio "
-                  f"{mine / base:.2f} (per triple {spread(ratios)})")  # fmt: skip
+                  f"{mine / base:.2f} (per round {spread(ratios)})")  # fmt: skip
     return 0
 
 

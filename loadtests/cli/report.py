@@ -10,10 +10,9 @@ import argparse
 from pathlib import Path
 
 from loadtests.errors import UsageError
-from runfolder.figures import Figures, read_figures
+from runfolder.figures import read_figures
 from runfolder.layout import RunFolder, RunFolderError
 from runfolder.models import read_meta
-from runfolder.outcomes import GOOD
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from reports.compare import compare
     from reports.frames import load_run
     from reports.render.page import render_report
-    from reports.summary import summary, timeseries
+    from reports.summary import figures, summary, timeseries
 
     try:
         analysis = analyse(load_run(args.run_dir))
@@ -39,8 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     comparison = None
     if baseline is not None:  # the page's own run as measured now, against the baseline as it was measured
-        rows = timeseries(analysis)[["offered", *GOOD]].to_dict("records")
-        comparison = compare(baseline, Figures.of(args.run_dir, analysis.frames.meta, summary(analysis), rows))
+        comparison = compare(baseline, figures(analysis, summary(analysis), timeseries(analysis)))
     target = RunFolder(args.run_dir).report
     target.write_text(render_report(analysis, comparison), encoding="utf-8")
     print(f"report: {target}")
