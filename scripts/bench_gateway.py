@@ -286,57 +286,41 @@ def measure(
 
 
 def bench_async(args: argparse.Namespace) -> int:
-    """The sync and async variants of one replica in turn within each repetition, same wrk load and placement."""
-    import psutil
-
+    """Each variant side by side with the sync reference: both replicas on one core at the same time, each loaded
+    by its own wrk, so whatever the machine does meanwhile (other guests, clock drift) hits both alike."""
     two_cores = (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     server_core, wrk_core = (0, 1) if two_cores else (None, None)
-    results: dict[str, list[tuple[float, float, int, int]]] = {name: [] for name in ASYNC_VARIANTS}
+    reference, *others = ASYNC_VARIANTS.items()
+    ratios: dict[str, list[float]] = {name: [] for name, _ in others}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in others}
+    non_2xx: dict[str, int] = {name: 0 for name, _ in others}
     with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp:
         folder = Path(tmp)
         script = folder / "post.lua"
         script.write_text(WRK_SCRIPT)
-        variants = list(ASYNC_VARIANTS.items())
         for rep in range(args.repetitions):
-            # each repetition starts one variant later: a variant that always ran first (cold page cache, the
-            # machine's drift over a repetition) would carry that into every one of its ratios
-            shift = rep % len(variants)
-            for number, (name, extra) in enumerate(variants[shift:] + variants[:shift]):
-                run_dir = folder / f"variant{number}-{rep}"
-                run_dir.mkdir()
-                config = replica_config(run_dir, extra)
-                command = [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0"]
-                process, url = start([*pin(server_core), *command])
-                try:
-                    wait_ready(url, process)
-                    server = psutil.Process(process.pid)
-                    before = server.cpu_times()
-                    rate, total, non_2xx = run_wrk(url, script, args.duration, args.connections, wrk_core)
-                    after = server.cpu_times()
-                finally:
-                    stop(process)
-                cpu_s = (after.user + after.system) - (before.user + before.system)
-                results[name].append((rate, cpu_s / max(1, total) * 1e6, total, non_2xx))
+            for number, (name, extra) in enumerate(others):
+                # which of the two starts first alternates: the first is warm a moment longer
+                pair = [reference, (name, extra)] if rep % 2 == 0 else [(name, extra), reference]
+                measured = side_by_side(folder / f"{rep}-{number}", pair, script, args, server_core, wrk_core)
+                (ref_us, _, _), (us, rate, failed) = measured[reference[0]], measured[name]
+                ratios[name].append(us / ref_us)
+                cpu[name].append(us)
+                non_2xx[name] += failed
                 print(
-                    f"rep {rep + 1} {name}: {rate:,.0f} req/s, {results[name][-1][1]:.0f} µs CPU a request "
-                    f"({total} requests, {non_2xx} non-2xx)",
+                    f"rep {rep + 1} {name}: {us:.0f} µs CPU a request against sync's {ref_us:.0f} "
+                    f"(ratio {us / ref_us:.3f}, {rate:,.0f} req/s, {failed} non-2xx)",
                     flush=True,
                 )
-    sync_runs = [cpu for _, cpu, _, _ in results["sync"]]
-    lines = []
-    for name, runs in results.items():
-        cpu = statistics.median(c for _, c, _, _ in runs)
-        rate = statistics.median(r for r, _, _, _ in runs)
-        # each repetition against the sync run of the same repetition: drift on the machine hits both alike
-        ratios = [c / base for (_, c, _, _), base in zip(runs, sync_runs, strict=True)]
-        lines.append(
-            f"| {name} | {rate:,.0f} | {cpu:.0f} | {statistics.median(ratios):.2f} "
-            f"({min(ratios):.2f}–{max(ratios):.2f}) | {', '.join(f'{c:.0f}' for _, c, _, _ in runs)} "
-            f"| {sum(n for _, _, _, n in runs)} |"
-        )
+    lines = [
+        f"| {name} | {statistics.median(runs):.3f} ({min(runs):.3f}–{max(runs):.3f}) | {statistics.mean(runs):.3f} "
+        f"± {statistics.stdev(runs) / len(runs) ** 0.5:.3f} | {statistics.median(cpu[name]):.0f} "
+        f"| {', '.join(f'{r:.2f}' for r in runs)} | {non_2xx[name]} |"
+        for name, runs in ratios.items()
+    ]
     table = (
-        "| variant | req/s (median) | µs CPU a request (median) | CPU vs sync, same repetition (median, range) "
-        "| µs CPU per repetition | non-2xx |\n"
+        "| variant | CPU a request against sync beside it: median (range) | mean ± standard error "
+        "| µs CPU a request (median, sharing a core) | ratio per repetition | non-2xx |\n"
         "| --- | ---: | ---: | ---: | --- | ---: |\n" + "\n".join(lines)
     )
     print(table)
@@ -349,19 +333,26 @@ Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with
     .venv/bin/python scripts/bench_gateway.py --async-channel --duration {args.duration} \\
         --repetitions {args.repetitions} --connections {args.connections}
 
-- Load: wrk -t1 -c{args.connections} -d{args.duration}s, POST /v1/repayments, a unique Idempotency-Key per request,
-  10,007 users and 30,011 cards; {"server pinned to core 0, wrk to core 1" if two_cores else "unpinned"}.
-- One replica (`python -m mock_gateway`, every cap on and never refusing, a fresh ledger per run).
+- Side by side: each variant runs at the same time as the reference (*sync*), both replicas
+  {"pinned to core 0, the two wrk to core 1" if two_cores else "unpinned"}; each replica is loaded by its own
+  wrk -t1 -c{args.connections // 2} -d{args.duration}s (POST /v1/repayments, a unique Idempotency-Key per request,
+  10,007 users and 30,011 cards). Which of the two starts first alternates between repetitions.
+- Why: on this shared virtual machine the CPU a request costs moves by ±15 % from one run to the next (other
+  guests on the host); runs one after the other carried that into every ratio. Two replicas sharing one core in
+  the same seconds see the same machine, and the ratio of the same variant to itself (*sync, again*) holds
+  within a few percent per repetition.
+- One replica per variant (`python -m mock_gateway`, every cap on and never refusing, a fresh ledger per run).
   *sync*: the channel answers 201, its bank at once (latency 0: the cheapest sync path); *sync, again* is the
-  same run once more, so its ratio is the method's own noise. *sync, bank latency*:
-  the same with the default channels' simulated bank latency (lognormal, median 20 ms, p99 120 ms), as a sync
-  channel is usually configured. *async acceptance*: the same channel with `settlement = "async"` and a bank
-  quota of one payment per 1000 s, so the run measures the acceptance path alone (202, the payment and its
-  reservation recorded, the settlement row written, the backlog queued). *async with settlement*: no quota and no
-  settlement delay, so every payment is also settled (a second ledger write) and that cost is in the figure too.
-- CPU: the server process's user + system CPU time over the wrk run, divided by the requests wrk completed.
-- Order: each repetition starts one variant later than the one before, so no variant always runs first.
-- Machine: {os.cpu_count()} cores, shared with other work; the ratio within a repetition is the figure to read.
+  same once more, so its ratio is the method's own noise. *sync, bank latency*: the same with the default
+  channels' simulated bank latency (lognormal, median 20 ms, p99 120 ms), as a sync channel is usually
+  configured. *async acceptance*: the same channel with `settlement = "async"` and a bank quota of one payment
+  per 1000 s, so the run measures the acceptance path alone (202, the payment and its reservation recorded,
+  the backlog growing by every payment). *async with settlement*: no quota and no settlement delay, so every
+  payment is also settled (a second ledger write) and that cost is in the figure too.
+- CPU: each server process's user + system CPU time over its wrk run, divided by the requests its wrk
+  completed. Sharing a core, each replica's absolute figure is higher than alone (cache and switches); the
+  ratio is the figure to read.
+- Machine: {os.cpu_count()} cores, shared with other work.
 
 {table}
 
@@ -370,6 +361,52 @@ Where the replica's time goes: docs/gateway.md, "Performance".
         )
         print(f"wrote {ASYNC_OUT.relative_to(REPO)}")
     return 0
+
+
+def side_by_side(
+    folder: Path,
+    pair: list[tuple[str, dict[str, object]]],
+    script: Path,
+    args: argparse.Namespace,
+    server_core: int | None,
+    wrk_core: int | None,
+) -> dict[str, tuple[float, float, int]]:
+    """Two replicas loaded at the same time: variant → (µs CPU a request, req/s, non-2xx)."""
+    import psutil
+
+    servers: list[tuple[str, subprocess.Popen[str], str]] = []
+    try:
+        for name, extra in pair:
+            run_dir = folder / name.replace(" ", "-").replace(",", "").replace("/", "-")
+            run_dir.mkdir(parents=True)
+            config = replica_config(run_dir, extra)
+            command = [sys.executable, "-m", "mock_gateway", "--config", str(config), "--port", "0"]
+            process, url = start([*pin(server_core), *command])
+            servers.append((name, process, url))
+            wait_ready(url, process)
+        watched = [psutil.Process(process.pid) for _, process, _ in servers]
+        before = [p.cpu_times() for p in watched]
+        loads: list[tuple[float, int, int]] = [(0.0, 0, 0)] * len(servers)
+
+        def load(index: int) -> None:
+            loads[index] = run_wrk(servers[index][2], script, args.duration, args.connections // 2, wrk_core)
+
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(len(servers))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        after = [p.cpu_times() for p in watched]
+    finally:
+        for _, process, _ in servers:
+            stop(process)
+    measured = {}
+    for (name, _, _), b, a, (rate, total, failed) in zip(servers, before, after, loads, strict=True):
+        if total == 0:
+            raise SystemExit(f"{name}: wrk completed no request")
+        seconds = (a.user + a.system) - (b.user + b.system)
+        measured[name] = (seconds / total * 1e6, rate, failed)
+    return measured
 
 
 def write_report(args: argparse.Namespace, placements: list[Placement]) -> None:

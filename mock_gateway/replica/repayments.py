@@ -77,6 +77,7 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
     if refusal is not None:
         state.metrics.cap_rejections.labels(refusal.scope).inc()
         raise RateLimited(refusal.scope, refusal.retry_after_s, refusal.rate_per_s)
+    settles_later = charge.channel in state.async_channels
     claimed = False
     if state.ledger.claiming:
         claim = await from_ledger(state.ledger.claim(charge), "ledger step", LEDGER_STEP_FAILED)
@@ -86,7 +87,7 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
             raise IdempotencyInFlight(charge.key)
         claimed = True
     try:
-        if charge.channel in state.async_channels:
+        if settles_later:
             if state.faults.active:
                 await _channel_faults(state, charge)  # no bank call to wait on: the channel's faults act here
         elif not _predict_decline(state, charge):
@@ -96,7 +97,8 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
     finally:
         if claimed:
             _release_later(state, charge)
-    _remember_usage(state, charge, outcome)
+    if not settles_later:  # the guess feeds the pre-check of the sync channels' bank call, nothing else
+        _remember_usage(state, charge, outcome)
     if outcome.replayed:
         return _replay(state, outcome.stored, charge)
     stored = outcome.stored
@@ -104,7 +106,7 @@ async def _execute(request: web.Request, state: ReplicaState, charge: Charge) ->
         state.metrics.cap_rejections.labels(json.loads(stored.body).get("scope", "single")).inc()
     else:
         if stored.status == ACCEPTED and stored.repayment_id is not None:
-            state.settler.accepted(stored.repayment_id, charge.channel, charge.notify_url)
+            state.settler.accepted(charge.channel)
         if state.faults.active and state.faults.lose_response(charge.channel):
             _drop_connection(request)
     return _stored_response(state, stored, charge.channel, replayed=False)
@@ -176,13 +178,13 @@ def _replay(state: ReplicaState, stored: Stored, charge: Charge) -> web.StreamRe
 
 
 def _stored_response(state: ReplicaState, stored: Stored, channel: str, *, replayed: bool) -> web.Response:
-    content_type = JSON_UTF8 if stored.status < 400 else PROBLEM_UTF8
-    response = web.Response(status=stored.status, body=stored.body.encode(), headers={"Content-Type": content_type})
+    headers = {"Content-Type": JSON_UTF8 if stored.status < 400 else PROBLEM_UTF8}
     if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+        headers["Idempotent-Replayed"] = "true"
     if stored.status == ACCEPTED:
-        response.headers["Location"] = f"/v1/repayments/{stored.repayment_id}"
-        response.headers["Retry-After"] = state.retry_after.get(channel, "1")
+        headers["Location"] = f"/v1/repayments/{stored.repayment_id}"
+        headers["Retry-After"] = state.retry_after.get(channel, "1")
+    response = web.Response(status=stored.status, body=stored.body.encode(), headers=headers)
     if stored.status >= 400:
         response[CODE_KEY] = json.loads(stored.body).get("code", "")
     return response

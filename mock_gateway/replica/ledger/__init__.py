@@ -126,6 +126,15 @@ class Ledger:
         whose lease ran out (see `leases`). In a thread: it may wait for the write lock."""
         return await asyncio.to_thread(self._leases.maintain, lease_s)
 
+    async def waiting(self, channel: str, after_rowid: int, limit: int) -> list[tuple[int, str, int, float]]:
+        """This process's payments on `channel` that wait for the bank, in arrival order after `after_rowid`:
+        (rowid, repayment_id, epoch, accepted_unix)."""
+        return await self._reads.waiting(self.owner, channel, after_rowid, limit)
+
+    async def waiting_count(self, channel: str) -> int:
+        """How many payments this process holds on `channel` that wait for the bank."""
+        return await self._reads.waiting_count(self.owner, channel)
+
     # --- reads --------------------------------------------------------------------------------------
 
     async def lookup(self, key: str) -> Stored | None:

@@ -94,7 +94,7 @@ class Transaction:
             if not wait and exc.sqlite_errorcode == sqlite3.SQLITE_BUSY:
                 raise LockBusy from exc
             raise
-        moment = self.clock.now()
+        moment, unix = self.clock.now(), time.time()
         day = business_date(moment).isoformat()
         created_at = moment.isoformat()
         jobs = [job for job in batch if isinstance(job, Job)]
@@ -139,7 +139,7 @@ class Transaction:
                 )
                 if decision.status == ACCEPTED:  # processing, held by this process at epoch 1
                     accepted.append(
-                        (*row, "processing", time.time(), charge.notify_url, None, None, None, "none", self.owner, 1)
+                        (*row, "processing", unix, charge.notify_url, None, None, None, "none", self.owner, 1)
                     )
                 else:
                     repayments.append((*row, "succeeded"))

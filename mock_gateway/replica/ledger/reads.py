@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mock_gateway.errors import LedgerError
-from mock_gateway.replica.ledger.schema import READ_SQL, Stored
+from mock_gateway.replica.ledger.schema import READ_SQL, WAITING_COUNT_SQL, WAITING_SQL, Stored
 from mock_gateway.replica.ledger.storage import Synchronous, connect, connect_at_start
 
 
@@ -49,6 +49,17 @@ class Reads:
     async def repayment(self, repayment_id: str) -> dict[str, Any] | None:
         rows = await self._query(READ_SQL, (repayment_id,), None, named=True)
         return rows[0] if rows else None
+
+    async def waiting(
+        self, owner: str, channel: str, after_rowid: int, limit: int
+    ) -> list[tuple[int, str, int, float]]:
+        """The next `limit` payments `owner` holds on `channel` that wait for the bank, after `after_rowid`, as
+        (rowid, repayment_id, epoch, accepted_unix) in arrival order."""
+        return await self._query(WAITING_SQL, (owner, channel, after_rowid, limit))
+
+    async def waiting_count(self, owner: str, channel: str) -> int:
+        rows = await self._query(WAITING_COUNT_SQL, (owner, channel))
+        return int(rows[0][0])
 
     async def user_day(self, user_id: str, day: str) -> tuple[int, list[tuple[str, str, int]]]:
         """The user's total on `day` and, for every card the user ever repaid, (card, channel, card total)."""

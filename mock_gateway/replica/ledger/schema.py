@@ -65,8 +65,15 @@ OPEN: Final = "(status = 'processing' OR callback = 'pending')"
 HELD_SQL: Final = f"SELECT repayment_id FROM repayments WHERE owner = ? AND {OPEN}"  # noqa: S608
 TAKE_SQL: Final = (
     f"UPDATE repayments SET owner = ?, epoch = epoch + 1 WHERE owner = ? AND {OPEN} "  # noqa: S608
-    f"RETURNING {SETTLEMENT_COLUMNS}"
+    f"RETURNING rowid AS rowid, {SETTLEMENT_COLUMNS}"
 )
+# A settlement worker's backlog is the ledger's: it reads its next payments in arrival (rowid) order from where
+# it left off, over the open-payments index, instead of holding every accepted payment in memory.
+WAITING_SQL: Final = (
+    "SELECT rowid, repayment_id, epoch, accepted_unix FROM repayments "
+    "WHERE owner = ? AND status = 'processing' AND channel = ? AND rowid > ? ORDER BY rowid LIMIT ?"
+)
+WAITING_COUNT_SQL: Final = "SELECT COUNT(*) FROM repayments WHERE owner = ? AND status = 'processing' AND channel = ?"
 SETTLE_SQL: Final = (
     "UPDATE repayments SET status = ?, code = ?, settled_at = ?, settled_by = ?, "  # noqa: S608
     "callback = CASE WHEN notify_url IS NULL THEN 'none' ELSE 'pending' END "
@@ -106,6 +113,7 @@ class Claim(NamedTuple):
 class Settlement(NamedTuple):
     """A pending payment this replica now holds: accepted here, or taken over from another replica."""
 
+    rowid: int  # its place in arrival order
     repayment_id: str
     channel: str
     epoch: int
@@ -117,6 +125,7 @@ class Settlement(NamedTuple):
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Settlement:
         return cls(
+            rowid=row["rowid"],
             repayment_id=row["repayment_id"],
             channel=row["channel"],
             epoch=row["epoch"],

@@ -63,9 +63,14 @@ def settled_once(got: Receiver, ids: set[str]) -> None:
     assert all(d.signed for d in got.deliveries)
 
 
-async def accept(session: aiohttp.ClientSession, replica: Replica, got: Receiver, n: int) -> set[str]:
+async def accept(
+    session: aiohttp.ClientSession, replica: Replica, got: Receiver, n: int, prefix: str = "h"
+) -> set[str]:
     answers = await asyncio.gather(
-        *(post(session, replica.url, f"k-h{i}", {**body(card=f"c{i}"), "notify_url": got.url}) for i in range(n))
+        *(
+            post(session, replica.url, f"k-{prefix}{i}", {**body(card=f"{prefix}{i}"), "notify_url": got.url})
+            for i in range(n)
+        )
     )
     assert [status for status, _, _ in answers] == [202] * n
     return {answer["repayment_id"] for _, answer, _ in answers}
@@ -118,6 +123,10 @@ async def test_a_killed_replicas_100_pending_payments_settle_once_on_the_other(
             assert response.status == 201
         ids = await accept(session, r1, got, 100)
         assert await metric(session, r1.url, "surge_gateway_settlement_backlog", channel="ICBC") == 100
+        # r2 settles payments of its own accepted after r1's: its reading of the ledger's backlog is past r1's
+        # payments when it takes them over, so it must not wait for its reading to come round to them
+        own = await accept(session, r2, got, 20, prefix="own")
+        await all_final(session, r2.url, own)
         r1.process.send_signal(signal.SIGKILL)
         await asyncio.to_thread(r1.process.wait, 10)
         killed = time.monotonic()
@@ -125,13 +134,14 @@ async def test_a_killed_replicas_100_pending_payments_settle_once_on_the_other(
         # documented: taken within lease_ms / 3, then the quota (100 / tps) and the bank's p99
         bound = LEASE_MS / 3000 + 100 / tps + p99_s
         assert last - killed <= bound + SLACK_S, (last - killed, bound)
-        await got.until(lambda r: set(r.by_id()) == ids)
+        await got.until(lambda r: set(r.by_id()) == ids | own)
         assert await metric(session, r2.url, "surge_gateway_settlement_takeovers_total") == 100
         steps = "surge_gateway_settlements_total"
-        assert await metric(session, r2.url, steps, channel="ICBC", outcome="succeeded") == 100
+        assert await metric(session, r2.url, steps, channel="ICBC", outcome="succeeded") == 120
+        assert await metric(session, r2.url, "surge_gateway_settlement_backlog", channel="ICBC") == 0
     assert {by for _, _, by in settlements(ledger).values()} == {"r2"}
-    assert count(ledger, "SELECT count(*) FROM settlements WHERE status = 'succeeded'") == 100  # the async view
-    settled_once(got, ids)
+    assert count(ledger, "SELECT count(*) FROM settlements WHERE status = 'succeeded'") == 120  # the async view
+    settled_once(got, ids | own)
 
 
 async def test_a_paused_replicas_payments_move_and_it_is_fenced_when_it_resumes(
