@@ -1,8 +1,8 @@
 """acme-pay: a small repayment service with an API deliberately unlike surge's own, on PostgreSQL.
 
 What a team's staging service might look like, for docs/targets.md and the tests to drive with a target
-profile. Its API, its bug switches (`--bug-every`, `--async-bug-every`) and its protections (`--protected`,
-TLS) are described in examples/acme/README.md.
+profile. Its API, its bug switches (`--bug-every`, `--async-bug-every`, `--async-reversal-every`) and its
+protections (`--protected`, TLS) are described in examples/acme/README.md.
 """
 
 from __future__ import annotations
@@ -231,8 +231,11 @@ async def settle_worker(app: web.Application) -> None:
                     (due,),
                 )
                 rows = await cur.fetchall()
+                reversals = set()
                 for pay_no, _, _ in rows:
                     state["settled"] += 1
+                    if settings.async_reversal_every and state["settled"] % settings.async_reversal_every == 0:
+                        reversals.add(pay_no)
                     calls = 2 if settings.async_bug_every and state["settled"] % settings.async_bug_every == 0 else 1
                     for _ in range(calls):  # the bug: a "timed-out" bank call retried without checking the first
                         await conn.execute("INSERT INTO settlements (pay_no, state) VALUES (%s, 'PAID')", (pay_no,))
@@ -244,6 +247,19 @@ async def settle_worker(app: web.Application) -> None:
                     task = asyncio.create_task(deliver(session, notify_url, body, signature))
                     state["deliveries"].add(task)
                     task.add_done_callback(state["deliveries"].discard)
+                    if pay_no in reversals:
+                        reversal = asyncio.create_task(reverse_after(app, task, pay_no))
+                        state["deliveries"].add(reversal)
+                        reversal.add_done_callback(state["deliveries"].discard)
+
+
+async def reverse_after(app: web.Application, delivery: asyncio.Task[None], pay_no: str) -> None:
+    """The --async-reversal-every bug: a reconciliation job that, once the PAID callback went out, marks the payment
+    FAILED — the client was told it was paid, the ledger now says it was not."""
+    await delivery
+    async with app[POOL].connection() as conn, conn.transaction():
+        await conn.execute("UPDATE settlements SET state = 'FAILED' WHERE pay_no = %s", (pay_no,))
+        await conn.execute("UPDATE payments SET state = 'FAILED' WHERE pay_no = %s", (pay_no,))
 
 
 async def deliver(session: aiohttp.ClientSession, url: str, body: bytes, signature: str) -> None:
@@ -339,6 +355,9 @@ def main() -> None:
     parser.add_argument("--async", dest="async_", action="store_true", help="accept now (202), settle later")
     parser.add_argument("--settle-ms", type=int, default=500, help="--async: how long after acceptance it settles")
     parser.add_argument("--async-bug-every", type=int, default=0, help="--async: settle every Nth payment twice")
+    parser.add_argument(
+        "--async-reversal-every", type=int, default=0, help="--async: mark every Nth payment FAILED after its callback"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--token", default="", help="require Authorization: Bearer TOKEN (default: none)")

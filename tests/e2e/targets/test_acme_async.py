@@ -39,14 +39,23 @@ def settled_twice(postgres: Postgres) -> set[str]:
         return {row[0] for row in rows}
 
 
-@pytest.mark.parametrize("bug", [False, True], ids=["clean", "settled-twice"])
-def test_acme_async_settlements_are_checked_and_a_double_settlement_is_counted_and_named(
-    postgres: Postgres, tmp_path: Path, bug: bool
+def reversed_after_callback(postgres: Postgres) -> set[str]:
+    with psycopg.connect(postgres.dsn) as conn:
+        return {row[0] for row in conn.execute("SELECT req_no FROM payments WHERE state = 'FAILED'")}
+
+
+BUGS = {"clean": (), "settled-twice": ("--async-bug-every", "15"), "reversed": ("--async-reversal-every", "10")}
+EXAMPLES_KEPT = 20  # summary.json names up to 20 violations of each kind
+
+
+@pytest.mark.parametrize("bug", list(BUGS))
+def test_acme_async_settlements_are_checked_and_each_settlement_defect_is_counted_and_named(
+    postgres: Postgres, tmp_path: Path, bug: str
 ) -> None:
     with psycopg.connect(postgres.dsn, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS settlements")
     out = tmp_path / "run"
-    extra = ("--async", "--settle-ms", "300", *(("--async-bug-every", "15") if bug else ()))
+    extra = ("--async", "--settle-ms", "300", *BUGS[bug])
     env_before = os.environ.get("ACME_NOTIFY_SECRET")
     os.environ["ACME_NOTIFY_SECRET"] = NOTIFY_SECRET  # acme signs its callbacks with it
     try:
@@ -58,17 +67,27 @@ def test_acme_async_settlements_are_checked_and_a_double_settlement_is_counted_a
         else:
             os.environ["ACME_NOTIFY_SECRET"] = env_before
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    twice = settled_twice(postgres)
+    twice, failed = settled_twice(postgres), reversed_after_callback(postgres)
     rows = [row for row in history(out) if row["settlement"]]
     assert rows and all(row["settlement"] == "succeeded" and row["callbacks"] != "0" for row in rows), result.stdout
     counts = summary["invariants"]
-    assert {name: counts[name] for name in ("stuck", "flipped", "callback_mismatch")} == dict.fromkeys(
-        ("stuck", "flipped", "callback_mismatch"), 0
-    ), result.stdout
-    if not bug:
-        assert twice == set() and counts["double_settled"] == 0 and counts["lost"] == 0, result.stdout
+    assert counts["stuck"] == 0, result.stdout
+    if bug == "clean":
+        assert twice == set() == failed, result.stdout
+        assert {name: counts[name] for name in SETTLEMENT} == dict.fromkeys(SETTLEMENT, 0), result.stdout
+        assert counts["lost"] == 0, result.stdout
         return
     assert result.returncode == 1, result.stdout + result.stderr
+    if bug == "reversed":
+        # told PAID by the callback, FAILED in the ledger: the state changed after the client learned it, and the
+        # callback disagrees with the ledger — each counted once per payment PostgreSQL reversed, and named
+        assert twice == set() and len(failed) >= 3, (twice, failed)
+        assert counts["double_settled"] == 0 and counts["flipped"] == counts["callback_mismatch"] == len(failed)
+        for name in ("flipped", "callback_mismatch"):
+            named = {example["key"] for example in summary["invariant_examples"][name]}
+            assert named <= failed and len(named) == min(len(failed), EXAMPLES_KEPT), name
+        return
+    assert counts["flipped"] == counts["callback_mismatch"] == 0, result.stdout
     assert len(twice) >= 3 and counts["double_settled"] == len(twice), (counts, len(twice))
     named = {example["key"] for example in summary["invariant_examples"]["double_settled"]}
     assert named == twice, "surge names exactly the payments PostgreSQL settled twice"
