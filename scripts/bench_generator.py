@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -732,35 +733,41 @@ def nginx_server(work: Path) -> Iterator[str]:
 
 
 def settle_rounds(rate: float, rounds: int, windows: int) -> int:
-    """Sync, poll, callback and the floor (poll mode, one bare GET per payment instead of watching) at the same
-    rate, alternating so that drifting load hits all four alike."""
-    runs: dict[str, list[Probe]] = {"sync": [], "poll": [], "callback": [], "floor": []}
+    """Poll, callback, the floor (poll mode, one bare GET per payment instead of watching) and sync once more,
+    each side by side with a sync run at the same rate: both Locust processes in the same seconds, so whatever
+    the machine does meanwhile hits both alike (runs one after the other carried its drift into every ratio)."""
+    modes = ("sync, again", "poll", "callback", "floor")
+    ratios: dict[str, list[float]] = {mode: [] for mode in modes}
     with tempfile.TemporaryDirectory(prefix="surge-bench-") as tmp, server() as sync_url, server(settle=True) as url:
         floor = Path(tmp) / "floor_locustfile.py"
         floor.write_text(FLOOR_LOCUSTFILE, encoding="utf-8")
+
+        def probe(mode: str) -> Probe:
+            return open_model(
+                sync_url if mode.startswith("sync") else url,
+                rate,
+                windows,
+                Path(tmp),
+                settlement={"poll": "poll", "callback": "callback", "floor": "poll"}.get(mode, "none"),
+                locustfile=floor if mode == "floor" else LOCUSTFILE,
+            )
+
         for round_ in range(rounds):
-            for mode, target in (("sync", sync_url), ("poll", url), ("callback", url), ("floor", url)):
-                probe = open_model(
-                    target,
-                    rate,
-                    windows,
-                    Path(tmp),
-                    settlement={"sync": "none", "floor": "poll"}.get(mode, mode),
-                    locustfile=floor if mode == "floor" else LOCUSTFILE,
-                )
-                runs[mode].append(probe)
-                print(f"  {round_ + 1} {mode}: {probe.cpu_ms_per_arrival:.3f} CPU ms/arrival, steady "
-                      f"{_steady_ms(probe):.3f}, worst window {probe.worst_error_pct:+.2f} %, valid {probe.valid}",
-                      flush=True)  # fmt: skip
-    # Two figures: the whole process (Locust's start and the wait for the last settlements in it) and its steady
-    # seconds alone (the load's third second to its last but one: what each arrival costs while arrivals come).
-    for figure, of in (("whole run", lambda p: p.cpu_ms_per_arrival), ("steady seconds", _steady_ms)):
-        base = statistics.median(of(p) for p in runs["sync"])
-        for mode in ("poll", "callback", "floor"):
-            ratios = [of(p) / of(s) for p, s in zip(runs[mode], runs["sync"], strict=True)]
-            mine = statistics.median(of(p) for p in runs[mode])
-            print(f"{figure}, {mode}: {mine:.3f} vs sync {base:.3f} CPU ms/arrival at {rate:g}/s: ratio "
-                  f"{mine / base:.2f} (per round {spread(ratios)})")  # fmt: skip
+            for mode in modes:
+                with ThreadPoolExecutor(max_workers=2) as pool:
+                    reference, measured = pool.map(probe, ("sync", mode))
+                ratio = _steady_ms(measured) / _steady_ms(reference)
+                ratios[mode].append(ratio)
+                print(f"  {round_ + 1} {mode}: {_steady_ms(measured):.3f} CPU ms/arrival against sync's "
+                      f"{_steady_ms(reference):.3f} beside it (ratio {ratio:.3f}), worst windows "
+                      f"{measured.worst_error_pct:+.2f} / {reference.worst_error_pct:+.2f} %, valid "
+                      f"{measured.valid and reference.valid}", flush=True)  # fmt: skip
+    # The steady seconds only (the load's third second to its last but one, each process's own CPU time): the
+    # whole-run figure reads the children's rusage, which two processes at once would mix.
+    for mode, runs in ratios.items():
+        mean, error = statistics.mean(runs), statistics.stdev(runs) / len(runs) ** 0.5 if len(runs) > 1 else 0.0
+        print(f"steady seconds, {mode} / sync beside it at {rate:g}/s: median {statistics.median(runs):.3f} "
+              f"(per round {spread(runs, '{:.3f}')}), mean {mean:.3f} ± {error:.3f}")  # fmt: skip
     return 0
 
 
