@@ -64,6 +64,12 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.settlement_in_flight = Gauge(
+            "surge_gateway_settlement_in_flight",
+            "Of the backlog, the payments this replica has asked the bank about and awaits the answer for, by channel",
+            ["channel"],
+            registry=self.registry,
+        )
         self.settle_seconds = Histogram(
             "surge_gateway_settle_seconds",
             "Time from acceptance to the final state written in the ledger, by channel",

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 DECLINED: Final = "BANK_DECLINED"
 LEDGER_RETRY_S: Final = 1.0  # a final write the ledger refused is asked for again after this
 READ_AHEAD: Final = 256  # payments read from the ledger's backlog at a time
-GATHER_S: Final = 0.01  # once caught up, wait this long after a wake-up so one read brings several payments
 SIGNATURE_HEADER: Final = "Surge-Signature"
 
 
@@ -153,6 +152,7 @@ class Settler:
         self._session: aiohttp.ClientSession | None = None
         for code, lane in self._lanes.items():
             metrics.settlement_backlog.labels(code).set_function(lane.backlog)
+            metrics.settlement_in_flight.labels(code).set_function(lane.busy.__len__)
 
     @property
     def enabled(self) -> bool:
@@ -212,8 +212,7 @@ class Settler:
                 pending = lane.ahead.popleft()
             else:
                 if caught_up:  # the read cleared `wake`: whatever was accepted after it has set it again
-                    await lane.wake.wait()
-                    await asyncio.sleep(GATHER_S)
+                    await lane.wake.wait()  # one group commit's acceptances wake it once: one read for them all
                 caught_up = await self._read_ahead(lane)
                 continue
             if pending.repayment_id in lane.busy:

@@ -157,7 +157,10 @@ async def test_a_paused_replicas_payments_move_and_it_is_fenced_when_it_resumes(
     async with receiver() as got, aiohttp.ClientSession(timeout=TIMEOUT) as session:
         started = time.monotonic()
         ids = await accept(session, r1, got, 100)
-        os.kill(r1.process.pid, signal.SIGSTOP)  # r1 holds 100 payments the bank answers in 2 s
+        while await metric(session, r1.url, "surge_gateway_settlement_in_flight", channel="ICBC") < 100:
+            assert time.monotonic() - started < settle_s, "r1 did not take its payments to the bank at once"
+            await asyncio.sleep(0.01)  # until r1 has asked the bank about every one of them
+        os.kill(r1.process.pid, signal.SIGSTOP)  # r1 holds 100 payments the bank answers in 1.5 s
         paused = time.monotonic()
         try:
             assert paused - started < settle_s, "r1 was too slow to accept: it may have settled some itself"
