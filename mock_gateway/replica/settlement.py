@@ -1,10 +1,10 @@
 """Asynchronous settlement: the payments a replica accepted (202) or took over, settled with the bank later.
 
-Per async channel one worker takes the backlog in arrival order, waits for its turn in the bank quota (`tps`,
-asyncio-throttle, this replica's share in active-active), then asks the bank, which answers after a lognormal
-`settle_ms` delay: succeeded, or refused (`settle_fail_ratio`, BANK_DECLINED); a lost answer (`unknown_ratio`)
-is asked again after `unknown_ms`, with a quota turn of its own. The bank is idempotent per payment, as real
-banks are per merchant order number, so a takeover never turns a refusal into money.
+Per async channel one worker takes the backlog in arrival order (read from the ledger, see `_Lane`), waits for
+a turn in the bank quota (`tps`, asyncio-throttle, this replica's share in active-active), asks the bank, which
+answers after a lognormal `settle_ms`: succeeded, or refused (`settle_fail_ratio`, BANK_DECLINED); a lost answer
+(`unknown_ratio`) is asked again after `unknown_ms`, with a quota turn of its own. The bank is idempotent per
+payment, as real banks are per merchant order number, so a takeover never turns a refusal into money.
 
 Ownership moves through the ledger's leases (docs/gateway.md, "Who settles a payment"): the final write is
 conditional on the epoch its writer holds, so of two replicas that both asked the bank exactly one writes the
